@@ -1,0 +1,51 @@
+//! Subcommands. Model commands read JSON lines on stdin and write JSON lines on stdout;
+//! errors go to stderr, name the input line, and exit non-zero.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod jsonl;
+#[cfg(feature = "trainer")]
+mod model;
+
+#[derive(Parser)]
+#[command(
+    name = "plumb",
+    version,
+    about = "RLHF alignment platform: annotate, train, register and compare GPT models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Initialise a GPT checkpoint with random weights.
+    #[cfg(feature = "trainer")]
+    Init(model::InitArgs),
+    /// Text to token ids: {"text"} → {"ids"}.
+    #[cfg(feature = "trainer")]
+    Tokenize(model::TokenizeArgs),
+    /// Log-probabilities of text under a model: {"text"} → {"ids", "logprobs"}.
+    #[cfg(feature = "trainer")]
+    Score(model::ScoreArgs),
+    /// Sample completions: {"prompt"} → {"prompt", "completion", "ids", "logprobs"}.
+    #[cfg(feature = "trainer")]
+    Generate(model::GenerateArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        match self.command {
+            #[cfg(feature = "trainer")]
+            Command::Init(args) => model::init(args),
+            #[cfg(feature = "trainer")]
+            Command::Tokenize(args) => model::tokenize(args),
+            #[cfg(feature = "trainer")]
+            Command::Score(args) => model::score(args),
+            #[cfg(feature = "trainer")]
+            Command::Generate(args) => model::generate(args),
+        }
+    }
+}

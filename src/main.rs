@@ -1,0 +1,18 @@
+//! The `plumb` command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    match cli::Cli::parse().run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes on one line, without a backtrace: what a user acts on.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

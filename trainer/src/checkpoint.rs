@@ -1,0 +1,709 @@
+//! Checkpoints in Hugging Face's GPT-2 format, and the model they hold.
+//!
+//! A checkpoint is a directory:
+//! - `config.json`: GPT2Config field names, readable by `transformers`;
+//! - `model.safetensors`: GPT-2 key names (`transformer.h.0.attn.c_attn.weight`), Conv1D
+//!   weights `[in, out]`, the LM head left out because it is tied to `wte`;
+//! - `plumb.json` (plumb's own, optional): tokenizer, attention pattern, extra heads and
+//!   training state. Without it, the tokenizer is inferred from the vocabulary size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::config::{Attention, GptConfig};
+use crate::gpt::{Gpt, KvCache, LmHead};
+use crate::tokenizer::{Tokenizer, TokenizerKind, BYTES_VOCAB_SIZE, GPT2_VOCAB_SIZE};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const PLUMB_FILE: &str = "plumb.json";
+const PLUMB_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: unknown architecture `{found}`: plumb loads GPT-2 checkpoints (model_type \"gpt2\")")]
+    UnknownArchitecture { path: PathBuf, found: String },
+    #[error("{path}: not a readable safetensors file ({reason}); is it truncated or corrupt?")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: missing tensor `{key}`")]
+    MissingKey { path: PathBuf, key: String },
+    #[error("{path}: tensor `{key}` has shape {found:?}, but config.json implies {expected:?}")]
+    WrongShape {
+        path: PathBuf,
+        key: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("{path}: unexpected tensor `{key}`, which is not part of a GPT-2 model")]
+    UnexpectedKey { path: PathBuf, key: String },
+    #[error("{path}: tensor `{key}` has dtype {dtype}, which plumb cannot load (expected F32, F16, BF16 or F64)")]
+    Dtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
+    #[error("{0}")]
+    Torch(#[from] tch::TchError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `config.json` as `transformers.GPT2Config` writes it (fields plumb reads or checks).
+#[derive(Debug, Serialize, Deserialize)]
+struct HfGpt2Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    architectures: Option<Vec<String>>,
+    model_type: String,
+    vocab_size: i64,
+    n_positions: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n_ctx: Option<i64>,
+    n_embd: i64,
+    n_layer: i64,
+    n_head: i64,
+    #[serde(default)]
+    n_inner: Option<i64>,
+    #[serde(default = "default_activation")]
+    activation_function: String,
+    #[serde(default = "default_pdrop")]
+    resid_pdrop: f64,
+    #[serde(default = "default_pdrop")]
+    embd_pdrop: f64,
+    #[serde(default = "default_pdrop")]
+    attn_pdrop: f64,
+    #[serde(default = "default_eps")]
+    layer_norm_epsilon: f64,
+    #[serde(default = "default_init_range")]
+    initializer_range: f64,
+    #[serde(default)]
+    bos_token_id: Option<i64>,
+    #[serde(default)]
+    eos_token_id: Option<i64>,
+    #[serde(default = "yes")]
+    scale_attn_weights: bool,
+    #[serde(default)]
+    scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default)]
+    reorder_and_upcast_attn: bool,
+    #[serde(default = "yes")]
+    tie_word_embeddings: bool,
+}
+
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+fn default_pdrop() -> f64 {
+    0.1
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+fn yes() -> bool {
+    true
+}
+
+/// plumb's own record beside the Hugging Face files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlumbMeta {
+    pub format: u32,
+    pub tokenizer: TokenizerKind,
+    #[serde(default = "dense")]
+    pub attention: Attention,
+    /// Names of extra heads stored in `model.safetensors` beside the trunk (`score`).
+    #[serde(default)]
+    pub heads: Vec<String>,
+    /// Where training stopped, for `--resume` (written by the training stages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+}
+
+fn dense() -> Attention {
+    Attention::Dense
+}
+
+impl HfGpt2Config {
+    fn from_config(cfg: &GptConfig, tokenizer: &Tokenizer) -> Self {
+        HfGpt2Config {
+            architectures: Some(vec!["GPT2LMHeadModel".into()]),
+            model_type: "gpt2".into(),
+            vocab_size: cfg.vocab_size,
+            n_positions: cfg.n_ctx,
+            n_ctx: Some(cfg.n_ctx),
+            n_embd: cfg.n_embd,
+            n_layer: cfg.n_layer,
+            n_head: cfg.n_head,
+            n_inner: None,
+            activation_function: default_activation(),
+            resid_pdrop: cfg.dropout,
+            embd_pdrop: cfg.dropout,
+            attn_pdrop: cfg.dropout,
+            layer_norm_epsilon: cfg.layer_norm_epsilon,
+            initializer_range: default_init_range(),
+            bos_token_id: Some(tokenizer.eos_id()),
+            eos_token_id: Some(tokenizer.eos_id()),
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            reorder_and_upcast_attn: false,
+            tie_word_embeddings: true,
+        }
+    }
+
+    /// Checks that plumb's GPT computes what this config describes.
+    fn to_config(&self, path: &Path, attention: Attention) -> Result<GptConfig, CheckpointError> {
+        let unsupported = |field: &str, value: String| CheckpointError::Config {
+            path: path.to_path_buf(),
+            reason: format!("unsupported {field} = {value}"),
+        };
+        if self.model_type != "gpt2" {
+            return Err(CheckpointError::UnknownArchitecture {
+                path: path.to_path_buf(),
+                found: self.model_type.clone(),
+            });
+        }
+        if !matches!(
+            self.activation_function.as_str(),
+            "gelu_new" | "gelu_pytorch_tanh"
+        ) {
+            return Err(unsupported(
+                "activation_function",
+                format!(
+                    "{:?} (plumb's GPT uses GELU's tanh approximation, \"gelu_new\")",
+                    self.activation_function
+                ),
+            ));
+        }
+        if let Some(n_inner) = self.n_inner.filter(|&n| n != 4 * self.n_embd) {
+            return Err(unsupported(
+                "n_inner",
+                format!("{n_inner} (must be 4 × n_embd)"),
+            ));
+        }
+        if !self.scale_attn_weights
+            || self.scale_attn_by_inverse_layer_idx
+            || self.reorder_and_upcast_attn
+        {
+            return Err(unsupported(
+                "attention scaling",
+                "(needs scale_attn_weights true, scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn false)".into(),
+            ));
+        }
+        if !self.tie_word_embeddings {
+            return Err(unsupported(
+                "tie_word_embeddings",
+                "false (plumb ties the LM head to wte)".into(),
+            ));
+        }
+        let cfg = GptConfig {
+            vocab_size: self.vocab_size,
+            n_ctx: self.n_positions,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            n_embd: self.n_embd,
+            dropout: self.resid_pdrop,
+            layer_norm_epsilon: self.layer_norm_epsilon,
+            attention,
+        };
+        cfg.validate().map_err(|reason| CheckpointError::Config {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+}
+
+/// A GPT with its LM head and tokenizer: what a checkpoint directory holds.
+pub struct LanguageModel {
+    pub vs: nn::VarStore,
+    pub gpt: Gpt,
+    pub lm_head: LmHead,
+    pub config: GptConfig,
+    pub tokenizer: Tokenizer,
+}
+
+impl std::fmt::Debug for LanguageModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanguageModel")
+            .field("config", &self.config)
+            .field("tokenizer", &self.tokenizer)
+            .finish()
+    }
+}
+
+impl LanguageModel {
+    /// A freshly initialised model (seed with `tch::manual_seed` first for a fixed init).
+    pub fn new(
+        config: GptConfig,
+        tokenizer: TokenizerKind,
+        device: Device,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let tokenizer = Tokenizer::new(tokenizer);
+        if config.vocab_size < tokenizer.vocab_size() {
+            return Err(format!(
+                "vocab_size {} is smaller than the {} tokenizer's {} ids",
+                config.vocab_size,
+                tokenizer.kind(),
+                tokenizer.vocab_size()
+            ));
+        }
+        let vs = nn::VarStore::new(device);
+        let gpt = Gpt::new(&vs.root(), &config);
+        let lm_head = LmHead::tied(&gpt);
+        Ok(LanguageModel {
+            vs,
+            gpt,
+            lm_head,
+            config,
+            tokenizer,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The floating-point kind of the weights (f32, or bf16 after `set_kind`).
+    pub fn kind(&self) -> Kind {
+        self.gpt.wte().kind()
+    }
+
+    /// Casts the weights, for reduced-precision inference.
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+    }
+
+    /// f32 logits (B, V) of the next token after the last position of `ids` (B, T).
+    pub fn next_logits(
+        &self,
+        ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        let hidden = self
+            .gpt
+            .forward_masked(ids, Some(attention_mask), Some(cache), false);
+        self.lm_head
+            .forward(&hidden.select(1, -1))
+            .to_kind(Kind::Float)
+    }
+
+    /// f32 logits (B, T, V) at every position.
+    pub fn logits(&self, ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Tensor {
+        let hidden = self.gpt.forward_masked(ids, attention_mask, None, train);
+        self.lm_head.forward(&hidden).to_kind(Kind::Float)
+    }
+
+    /// Loads a GPT-2-format checkpoint directory onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, CheckpointError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
+        let hf: HfGpt2Config =
+            serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
+                path: config_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let meta = read_meta(dir, &hf)?;
+        let config = hf.to_config(&config_path, meta.attention)?;
+        let model = LanguageModel::new(config, meta.tokenizer, device).map_err(|reason| {
+            CheckpointError::Config {
+                path: config_path.clone(),
+                reason,
+            }
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let mut tensors = read_weights(&weights_path)?;
+        model.copy_weights(&weights_path, &mut tensors)?;
+        if let Some(key) = tensors.into_keys().min() {
+            return Err(CheckpointError::UnexpectedKey {
+                path: weights_path,
+                key,
+            });
+        }
+        Ok(model)
+    }
+
+    /// Copies checkpoint tensors into the model's variables, key for key, removing each
+    /// one used from `tensors`.
+    fn copy_weights(
+        &self,
+        path: &Path,
+        tensors: &mut HashMap<String, Tensor>,
+    ) -> Result<(), CheckpointError> {
+        let _guard = tch::no_grad_guard();
+        let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut var) in variables {
+            let tensor = tensors
+                .remove(&name)
+                .ok_or_else(|| CheckpointError::MissingKey {
+                    path: path.to_path_buf(),
+                    key: format!("transformer.{name}"),
+                })?;
+            if tensor.size() != var.size() {
+                return Err(CheckpointError::WrongShape {
+                    path: path.to_path_buf(),
+                    key: format!("transformer.{name}"),
+                    expected: var.size(),
+                    found: tensor.size(),
+                });
+            }
+            var.f_copy_(&tensor)?;
+        }
+        // The tied LM head, when a checkpoint stores it, must be the embedding.
+        if let Some(lm_head) = tensors.remove("lm_head.weight") {
+            if lm_head.size() != self.gpt.wte().size()
+                || !lm_head.to_kind(Kind::Float).allclose(
+                    &self.gpt.wte().to_kind(Kind::Float).to_device(Device::Cpu),
+                    0.0,
+                    0.0,
+                    false,
+                )
+            {
+                return Err(CheckpointError::Config {
+                    path: path.to_path_buf(),
+                    reason: "lm_head.weight differs from transformer.wte.weight; plumb ties them"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint into `dir` (created if needed), each file atomically.
+    pub fn save(
+        &self,
+        dir: &Path,
+        training: Option<serde_json::Value>,
+    ) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let hf = HfGpt2Config::from_config(&self.config, &self.tokenizer);
+        let meta = PlumbMeta {
+            format: PLUMB_FORMAT,
+            tokenizer: self.tokenizer.kind(),
+            attention: self.config.attention,
+            heads: Vec::new(),
+            training,
+        };
+        let mut tensors: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| {
+                (
+                    format!("transformer.{name}"),
+                    t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous(),
+                )
+            })
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        write_json(&dir.join(CONFIG_FILE), &hf)?;
+        write_weights(&dir.join(WEIGHTS_FILE), &tensors)?;
+        write_json(&dir.join(PLUMB_FILE), &meta)
+    }
+}
+
+fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError> {
+    let path = dir.join(PLUMB_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let meta: PlumbMeta =
+                serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if meta.format != PLUMB_FORMAT {
+                return Err(CheckpointError::Config {
+                    path,
+                    reason: format!(
+                        "format {} is not one this plumb reads ({PLUMB_FORMAT})",
+                        meta.format
+                    ),
+                });
+            }
+            Ok(meta)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tokenizer = match hf.vocab_size {
+                GPT2_VOCAB_SIZE => TokenizerKind::Gpt2,
+                BYTES_VOCAB_SIZE => TokenizerKind::Bytes,
+                n => {
+                    return Err(CheckpointError::Config {
+                        path,
+                        reason: format!("missing, and vocab_size {n} matches no tokenizer plumb knows; write {{\"format\": 1, \"tokenizer\": \"gpt2\"}} there"),
+                    })
+                }
+            };
+            Ok(PlumbMeta {
+                format: PLUMB_FORMAT,
+                tokenizer,
+                attention: Attention::Dense,
+                heads: Vec::new(),
+                training: None,
+            })
+        }
+        Err(e) => Err(CheckpointError::Io { path, source: e }),
+    }
+}
+
+/// The checkpoint's tensors in f32, keyed by plumb's variable names (`h.0.ln_1.weight`):
+/// the `transformer.` prefix of GPT2LMHeadModel is dropped and the attention-mask
+/// buffers that old GPT-2 checkpoints carry are skipped.
+fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    let corrupt = |e: safetensors::SafeTensorError| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{e:?}"),
+    };
+    let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+    let mut tensors = HashMap::new();
+    for (key, view) in file.tensors() {
+        if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
+            continue;
+        }
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            Dtype::F64 => Kind::Double,
+            other => {
+                return Err(CheckpointError::Dtype {
+                    path: path.to_path_buf(),
+                    key,
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?.to_kind(Kind::Float);
+        let name = key.strip_prefix("transformer.").unwrap_or(&key).to_string();
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
+}
+
+/// A CPU f32 tensor as safetensors sees it.
+struct TensorView<'a>(&'a Tensor, Vec<usize>);
+
+impl View for TensorView<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.1
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        let mut data = vec![0u8; self.data_len()];
+        self.0.copy_data_u8(&mut data, self.0.numel());
+        data.into()
+    }
+    fn data_len(&self) -> usize {
+        self.0.numel() * 4
+    }
+}
+
+fn write_weights(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
+    let views = tensors.iter().map(|(name, t)| {
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        (name.as_str(), TensorView(t, shape))
+    });
+    // transformers refuses safetensors files that do not say they hold PyTorch tensors.
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let bytes =
+        safetensors::tensor::serialize(views, &metadata).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{e:?}"),
+        })?;
+    write_atomically(path, &bytes)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| CheckpointError::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text.push('\n');
+    write_atomically(path, text.as_bytes())
+}
+
+/// Writes beside the target and renames, so a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_model() -> LanguageModel {
+        tch::manual_seed(1);
+        let mut cfg = GptConfig::tiny(BYTES_VOCAB_SIZE);
+        cfg.n_layer = 2;
+        LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap()
+    }
+
+    fn saved() -> (tempfile::TempDir, LanguageModel) {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model();
+        model.save(dir.path(), None).unwrap();
+        (dir, model)
+    }
+
+    fn load_err(dir: &Path) -> String {
+        LanguageModel::load(dir, Device::Cpu)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_saved_model_loads_with_identical_weights() {
+        let (dir, model) = saved();
+        let loaded = LanguageModel::load(dir.path(), Device::Cpu).unwrap();
+        assert_eq!(loaded.config, model.config);
+        assert_eq!(loaded.tokenizer.kind(), TokenizerKind::Bytes);
+        let ids = Tensor::from_slice(&[1i64, 2, 3, 4]).unsqueeze(0);
+        let diff = (model.logits(&ids, None, false) - loaded.logits(&ids, None, false))
+            .abs()
+            .max();
+        assert_eq!(f64::try_from(diff).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn a_missing_tensor_is_named_with_its_file() {
+        let (dir, model) = saved();
+        let tensors: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| n != "h.1.mlp.c_fc.bias")
+            .map(|(n, t)| (format!("transformer.{n}"), t))
+            .collect();
+        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("model.safetensors")
+                && err.contains("missing tensor `transformer.h.1.mlp.c_fc.bias`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_of_the_wrong_shape_is_named() {
+        let (dir, model) = saved();
+        let tensors: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| {
+                let t = if n == "wpe.weight" {
+                    Tensor::zeros([10, 128], (Kind::Float, Device::Cpu))
+                } else {
+                    t
+                };
+                (format!("transformer.{n}"), t)
+            })
+            .collect();
+        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("`transformer.wpe.weight` has shape [10, 128]")
+                && err.contains("[256, 128]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_weights_file_is_reported_as_such() {
+        let (dir, _model) = saved();
+        let path = dir.path().join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("model.safetensors") && err.contains("truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_architecture_is_refused() {
+        let (dir, _model) = saved();
+        let path = dir.path().join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"gpt2\"", "\"llama\"");
+        std::fs::write(&path, text).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("config.json") && err.contains("unknown architecture `llama`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_config_missing_a_field_names_it() {
+        let (dir, _model) = saved();
+        let path = dir.path().join(CONFIG_FILE);
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        value.as_object_mut().unwrap().remove("n_embd");
+        std::fs::write(&path, value.to_string()).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("config.json") && err.contains("n_embd"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unexpected_tensor_is_refused() {
+        let (dir, model) = saved();
+        let mut tensors: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("transformer.{n}"), t))
+            .collect();
+        tensors.push((
+            "transformer.h.9.mlp.c_fc.weight".into(),
+            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+        ));
+        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("unexpected tensor `h.9.mlp.c_fc.weight`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_tokenizer_is_recorded_in_the_checkpoint() {
+        let (dir, _model) = saved();
+        let meta: PlumbMeta =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(PLUMB_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(meta.tokenizer, TokenizerKind::Bytes);
+    }
+}

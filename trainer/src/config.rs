@@ -1,0 +1,172 @@
+//! The GPT's shape: vocabulary, context, depth, width, dropout and attention pattern.
+
+use serde::{Deserialize, Serialize};
+
+/// Which tokens a position may attend to (always only itself and earlier ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Attention {
+    /// Every earlier token (GPT-2).
+    Dense,
+    /// GPT-3's alternating locally banded sparse pattern (from the Sparse Transformer,
+    /// "strided"): a token attends to the previous `window` tokens (itself included)
+    /// and to every earlier token whose distance is a multiple of `stride`.
+    Sparse { window: i64, stride: i64 },
+}
+
+impl Attention {
+    /// Whether a query at position `q` may attend to a key at position `k`.
+    pub fn allows(&self, q: i64, k: i64) -> bool {
+        if k > q {
+            return false;
+        }
+        match *self {
+            Attention::Dense => true,
+            Attention::Sparse { window, stride } => q - k < window || (q - k) % stride == 0,
+        }
+    }
+}
+
+/// The named model sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// 4 layers, 4 heads, 128 wide, 256 positions: seconds to train on a CPU.
+    Tiny,
+    /// GPT-2 small, 124M parameters with the GPT-2 vocabulary.
+    Gpt2,
+    /// GPT-2 medium, 355M parameters with the GPT-2 vocabulary.
+    Gpt2Medium,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tiny" => Ok(Preset::Tiny),
+            "gpt2" => Ok(Preset::Gpt2),
+            "gpt2-medium" => Ok(Preset::Gpt2Medium),
+            other => Err(format!(
+                "unknown preset `{other}` (expected tiny, gpt2 or gpt2-medium)"
+            )),
+        }
+    }
+}
+
+/// The architecture's hyper-parameters, named as in GPT-2's checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptConfig {
+    /// Rows of the token embedding (and the LM head it is tied to).
+    pub vocab_size: i64,
+    /// Context length: the number of learned position embeddings.
+    pub n_ctx: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    /// Width of the residual stream.
+    pub n_embd: i64,
+    /// Dropout on embeddings, attention weights and residual branches (GPT-2: 0.1).
+    pub dropout: f64,
+    pub layer_norm_epsilon: f64,
+    pub attention: Attention,
+}
+
+impl GptConfig {
+    pub fn preset(preset: Preset, vocab_size: i64) -> Self {
+        let (n_layer, n_head, n_embd, n_ctx) = match preset {
+            Preset::Tiny => (4, 4, 128, 256),
+            Preset::Gpt2 => (12, 12, 768, 1024),
+            Preset::Gpt2Medium => (24, 16, 1024, 1024),
+        };
+        GptConfig {
+            vocab_size,
+            n_ctx,
+            n_layer,
+            n_head,
+            n_embd,
+            dropout: 0.1,
+            layer_norm_epsilon: 1e-5,
+            attention: Attention::Dense,
+        }
+    }
+
+    pub fn tiny(vocab_size: i64) -> Self {
+        Self::preset(Preset::Tiny, vocab_size)
+    }
+
+    pub fn gpt2() -> Self {
+        Self::preset(Preset::Gpt2, crate::tokenizer::GPT2_VOCAB_SIZE)
+    }
+
+    pub fn gpt2_medium() -> Self {
+        Self::preset(Preset::Gpt2Medium, crate::tokenizer::GPT2_VOCAB_SIZE)
+    }
+
+    /// Refuses shapes the model cannot be built with, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("n_ctx", self.n_ctx),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd", self.n_embd),
+        ];
+        for (field, value) in positive {
+            if value <= 0 {
+                return Err(format!("{field} must be positive, got {value}"));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return Err(format!(
+                "n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if let Attention::Sparse { window, stride } = self.attention {
+            if window < 1 || stride < 1 {
+                return Err(format!(
+                    "sparse attention needs window >= 1 and stride >= 1, got window {window}, stride {stride}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.n_embd / self.n_head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gpt2_preset_has_gpt2_small_shapes() {
+        let cfg = GptConfig::gpt2();
+        assert_eq!(
+            (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx),
+            (12, 12, 768, 1024)
+        );
+        assert_eq!(cfg.vocab_size, 50257);
+    }
+
+    #[test]
+    fn a_width_not_divisible_by_heads_is_rejected() {
+        let mut cfg = GptConfig::tiny(258);
+        cfg.n_head = 3;
+        assert!(cfg.validate().unwrap_err().contains("n_head"));
+    }
+
+    #[test]
+    fn sparse_attention_keeps_the_window_and_the_stride() {
+        let a = Attention::Sparse {
+            window: 2,
+            stride: 4,
+        };
+        let allowed: Vec<i64> = (0..=9).filter(|&k| a.allows(9, k)).collect();
+        assert_eq!(allowed, vec![1, 5, 8, 9]);
+        assert!(!a.allows(3, 4), "never a later token");
+    }
+}

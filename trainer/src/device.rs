@@ -1,0 +1,75 @@
+//! Where a model runs and in which precision.
+
+use tch::{Device, Kind};
+
+/// `--device cpu|cuda|auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    /// CUDA when a GPU is visible, else the CPU.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!(
+                "unknown device `{other}` (expected cpu, cuda or auto)"
+            )),
+        }
+    }
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> Result<Device, String> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(Device::cuda_if_available()),
+            Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            Self::Cuda => Err(
+                "--device cuda was asked for but no CUDA device is available \
+                 (is libtorch_cuda linked and a GPU visible?)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// The floating-point precision of forward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// bf16 on CUDA (fast and, unlike fp16, free of overflow), f32 on the CPU.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!(
+                "unknown precision `{other}` (expected auto, f32 or bf16)"
+            )),
+        }
+    }
+}
+
+impl Precision {
+    pub fn kind_on(self, device: Device) -> Kind {
+        match (self, device) {
+            (Self::F32, _) | (Self::Auto, Device::Cpu) => Kind::Float,
+            (Self::Bf16, _) | (Self::Auto, _) => Kind::BFloat16,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! plumb's trainer: the GPT, its tokenizers and checkpoints, and sampling.
+//!
+//! The model is GPT-2 (`gpt`), configured by `config`; weights live in Hugging Face
+//! GPT-2 checkpoints (`checkpoint`); `sampling` generates and scores text.
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod gpt;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use checkpoint::{CheckpointError, LanguageModel};
+pub use config::{Attention, GptConfig, Preset};
+pub use device::{DeviceChoice, Precision};
+pub use gpt::{Gpt, KvCache, LmHead, ScalarHead};
+pub use sampling::{generate, generate_streams, score, Generation, SamplingConfig, SamplingError};
+pub use tokenizer::{Tokenizer, TokenizerKind};
+
+/// The tensor library, for callers that set seeds or devices.
+pub use tch;
