@@ -1,0 +1,163 @@
+//! The model commands' contract: JSON lines in, JSON lines out, errors naming the line.
+
+use crate::helpers::*;
+
+fn tiny_model(dir: &std::path::Path, extra: &[&str]) -> String {
+    let out = dir.join("tiny").to_str().unwrap().to_string();
+    let mut args = vec![
+        "init",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        "bytes",
+        "--out",
+        &out,
+        "--seed",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    plumb_ok(&args, "");
+    out
+}
+
+#[test]
+fn init_writes_a_hugging_face_checkpoint_with_plumb_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = plumb_ok(
+        &[
+            "init",
+            "--preset",
+            "tiny",
+            "--tokenizer",
+            "bytes",
+            "--out",
+            dir.path().join("m").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(summary[0]["config"]["n_layer"], 4);
+    assert_eq!(summary[0]["config"]["n_embd"], 128);
+    for file in ["config.json", "model.safetensors", "plumb.json"] {
+        assert!(dir.path().join("m").join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn score_returns_one_log_prob_per_next_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let out = plumb_ok(
+        &["score", "--model", &model],
+        &jsonl("text", &["abcd", "x"]),
+    );
+    assert_eq!(ids(&out[0]), vec![97, 98, 99, 100], "nothing is prepended");
+    let lp = floats(&out[0], "logprobs");
+    assert_eq!(lp.len(), 3);
+    assert!(lp.iter().all(|&x| x < 0.0));
+    assert!(floats(&out[1], "logprobs").is_empty());
+}
+
+#[test]
+fn generate_returns_new_tokens_with_log_probs_and_is_seeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(
+        dir.path(),
+        &["--sparse-window", "8", "--sparse-stride", "4"],
+    );
+    let prompts = jsonl("prompt", &["Hello", "Reverse: abc", ""]);
+    let args = [
+        "generate",
+        "--model",
+        &model,
+        "--max-new-tokens",
+        "12",
+        "--seed",
+        "5",
+        "--top-k",
+        "50",
+        "--top-p",
+        "0.9",
+        "--batch-size",
+        "2",
+    ];
+    let a = plumb_ok(&args, &prompts);
+    let b = plumb_ok(&args, &prompts);
+    assert_eq!(a, b, "the same seed gives the same samples");
+    assert_eq!(a.len(), 3);
+    for r in &a {
+        let n = ids(r).len();
+        assert!((1..=12).contains(&n));
+        assert_eq!(floats(r, "logprobs").len(), n);
+        assert!(r["completion"].is_string() && r["prompt"].is_string());
+    }
+    // Each prompt has its own random stream: a sample does not depend on the batch size.
+    let mut single = args.to_vec();
+    *single.last_mut().unwrap() = "1";
+    let alone = plumb_ok(&single, &prompts);
+    for (x, y) in alone.iter().zip(&a) {
+        assert_eq!(ids(x), ids(y));
+        assert!(max_abs_diff(&floats(x, "logprobs"), &floats(y, "logprobs")) < 1e-4);
+    }
+}
+
+#[test]
+fn a_bad_input_line_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let out = plumb(
+        &["generate", "--model", &model, "--max-new-tokens", "4"],
+        "{\"prompt\": \"ok\"}\n{\"text\": \"no prompt\"}\n",
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin line 2") && err.contains("missing field `prompt`"),
+        "{err}"
+    );
+    let out = plumb(&["score", "--model", &model], "not json\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let long = "x".repeat(250);
+    let out = plumb(
+        &["generate", "--model", &model, "--max-new-tokens", "10"],
+        &jsonl("prompt", &["ok", &long]),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin line 2") && err.contains("context of 256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_checkpoint_is_named() {
+    let out = plumb(
+        &["score", "--model", "/nonexistent/model"],
+        &jsonl("text", &["a"]),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/model/config.json"), "{err}");
+}
+
+#[test]
+fn cuda_asked_for_without_a_gpu_is_a_clear_error() {
+    if trainer::tch::Cuda::is_available() {
+        return; // on a GPU machine there is nothing to refuse
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let out = plumb(
+        &["score", "--model", &model, "--device", "cuda"],
+        &jsonl("text", &["a"]),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no CUDA device"));
+}

@@ -1,0 +1,11 @@
+//! plumb's integration tests: one binary, modules by subject.
+//!
+//! The parity tests run Hugging Face transformers and tiktoken from `.venv` (installed by
+//! `make test`) as the reference implementations.
+
+mod helpers;
+
+#[cfg(feature = "trainer")]
+mod cli;
+#[cfg(feature = "trainer")]
+mod parity;
