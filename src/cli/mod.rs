@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "trainer")]
 mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
