@@ -343,25 +343,22 @@ impl LanguageModel {
 
     /// Copies checkpoint tensors into the model's variables, key for key, removing each
     /// one used from `tensors`.
-    fn copy_weights(
-        &self,
-        path: &Path,
-        tensors: &mut HashMap<String, Tensor>,
-    ) -> Result<(), CheckpointError> {
+    fn copy_weights(&self, path: &Path, tensors: &mut Weights) -> Result<(), CheckpointError> {
         let _guard = tch::no_grad_guard();
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
-            let tensor = tensors
-                .remove(&name)
-                .ok_or_else(|| CheckpointError::MissingKey {
-                    path: path.to_path_buf(),
-                    key: format!("transformer.{name}"),
-                })?;
+            let (key, tensor) =
+                tensors
+                    .remove(&name)
+                    .ok_or_else(|| CheckpointError::MissingKey {
+                        path: path.to_path_buf(),
+                        key: format!("transformer.{name}"),
+                    })?;
             if tensor.size() != var.size() {
                 return Err(CheckpointError::WrongShape {
                     path: path.to_path_buf(),
-                    key: format!("transformer.{name}"),
+                    key,
                     expected: var.size(),
                     found: tensor.size(),
                 });
@@ -369,7 +366,7 @@ impl LanguageModel {
             var.f_copy_(&tensor)?;
         }
         // The tied LM head, when a checkpoint stores it, must be the embedding.
-        if let Some(lm_head) = tensors.remove("lm_head.weight") {
+        if let Some((_, lm_head)) = tensors.remove("lm_head.weight") {
             if lm_head.size() != self.gpt.wte().size()
                 || !lm_head.to_kind(Kind::Float).allclose(
                     &self.gpt.wte().to_kind(Kind::Float).to_device(Device::Cpu),
@@ -464,10 +461,13 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
     }
 }
 
-/// The checkpoint's tensors in f32, keyed by plumb's variable names (`h.0.ln_1.weight`):
-/// the `transformer.` prefix of GPT2LMHeadModel is dropped and the attention-mask
-/// buffers that old GPT-2 checkpoints carry are skipped.
-fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
+/// A checkpoint's tensors in f32 with their keys in the file, by plumb's variable name.
+type Weights = HashMap<String, (String, Tensor)>;
+
+/// The checkpoint's tensors, keyed by plumb's variable names (`h.0.ln_1.weight`): the
+/// `transformer.` prefix of GPT2LMHeadModel is dropped and the attention-mask buffers
+/// that old GPT-2 checkpoints carry are skipped.
+fn read_weights(path: &Path) -> Result<Weights, CheckpointError> {
     let bytes = std::fs::read(path).map_err(io_error(path))?;
     let corrupt = |e: safetensors::SafeTensorError| CheckpointError::Corrupt {
         path: path.to_path_buf(),
@@ -495,7 +495,7 @@ fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError>
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?.to_kind(Kind::Float);
         let name = key.strip_prefix("transformer.").unwrap_or(&key).to_string();
-        tensors.insert(name, tensor);
+        tensors.insert(name, (key, tensor));
     }
     Ok(tensors)
 }
