@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::{Attention, GptConfig};
-use crate::gpt::{Gpt, KvCache, LmHead};
+use crate::gpt::{Gpt, KvCache, LmHead, ScalarHead};
 use crate::tokenizer::{Tokenizer, TokenizerKind, BYTES_VOCAB_SIZE, GPT2_VOCAB_SIZE};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -26,10 +26,7 @@ const PLUMB_FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("{path}: unknown architecture `{found}`: plumb loads GPT-2 checkpoints (model_type \"gpt2\")")]
@@ -39,29 +36,19 @@ pub enum CheckpointError {
     #[error("{path}: missing tensor `{key}`")]
     MissingKey { path: PathBuf, key: String },
     #[error("{path}: tensor `{key}` has shape {found:?}, but config.json implies {expected:?}")]
-    WrongShape {
-        path: PathBuf,
-        key: String,
-        expected: Vec<i64>,
-        found: Vec<i64>,
-    },
+    WrongShape { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64> },
     #[error("{path}: unexpected tensor `{key}`, which is not part of a GPT-2 model")]
     UnexpectedKey { path: PathBuf, key: String },
-    #[error("{path}: tensor `{key}` has dtype {dtype}, which plumb cannot load (expected F32, F16, BF16 or F64)")]
-    Dtype {
-        path: PathBuf,
-        key: String,
-        dtype: String,
-    },
+    #[error(
+        "{path}: tensor `{key}` has dtype {dtype}, which plumb cannot load (expected F32, F16, BF16 or F64)"
+    )]
+    Dtype { path: PathBuf, key: String, dtype: String },
     #[error("{0}")]
     Torch(#[from] tch::TchError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
 }
 
 /// `config.json` as `transformers.GPT2Config` writes it (fields plumb reads or checks).
@@ -179,10 +166,7 @@ impl HfGpt2Config {
                 found: self.model_type.clone(),
             });
         }
-        if !matches!(
-            self.activation_function.as_str(),
-            "gelu_new" | "gelu_pytorch_tanh"
-        ) {
+        if !matches!(self.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
             return Err(unsupported(
                 "activation_function",
                 format!(
@@ -192,25 +176,16 @@ impl HfGpt2Config {
             ));
         }
         if let Some(n_inner) = self.n_inner.filter(|&n| n != 4 * self.n_embd) {
-            return Err(unsupported(
-                "n_inner",
-                format!("{n_inner} (must be 4 × n_embd)"),
-            ));
+            return Err(unsupported("n_inner", format!("{n_inner} (must be 4 × n_embd)")));
         }
-        if !self.scale_attn_weights
-            || self.scale_attn_by_inverse_layer_idx
-            || self.reorder_and_upcast_attn
-        {
+        if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx || self.reorder_and_upcast_attn {
             return Err(unsupported(
                 "attention scaling",
                 "(needs scale_attn_weights true, scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn false)".into(),
             ));
         }
         if !self.tie_word_embeddings {
-            return Err(unsupported(
-                "tie_word_embeddings",
-                "false (plumb ties the LM head to wte)".into(),
-            ));
+            return Err(unsupported("tie_word_embeddings", "false (plumb ties the LM head to wte)".into()));
         }
         let cfg = GptConfig {
             vocab_size: self.vocab_size,
@@ -222,10 +197,7 @@ impl HfGpt2Config {
             layer_norm_epsilon: self.layer_norm_epsilon,
             attention,
         };
-        cfg.validate().map_err(|reason| CheckpointError::Config {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        cfg.validate().map_err(|reason| CheckpointError::Config { path: path.to_path_buf(), reason })?;
         Ok(cfg)
     }
 }
@@ -235,9 +207,15 @@ pub struct LanguageModel {
     pub vs: nn::VarStore,
     pub gpt: Gpt,
     pub lm_head: LmHead,
+    /// The scalar head of a reward or value model (`score.weight`, `score.bias`, as
+    /// transformers' GPT2ForSequenceClassification names it).
+    pub score_head: Option<ScalarHead>,
     pub config: GptConfig,
     pub tokenizer: Tokenizer,
 }
+
+/// The name of the scalar head in checkpoints and in `plumb.json`'s `heads`.
+pub const SCORE_HEAD: &str = "score";
 
 impl std::fmt::Debug for LanguageModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -250,11 +228,7 @@ impl std::fmt::Debug for LanguageModel {
 
 impl LanguageModel {
     /// A freshly initialised model (seed with `tch::manual_seed` first for a fixed init).
-    pub fn new(
-        config: GptConfig,
-        tokenizer: TokenizerKind,
-        device: Device,
-    ) -> Result<Self, String> {
+    pub fn new(config: GptConfig, tokenizer: TokenizerKind, device: Device) -> Result<Self, String> {
         config.validate()?;
         let tokenizer = Tokenizer::new(tokenizer);
         if config.vocab_size < tokenizer.vocab_size() {
@@ -268,13 +242,21 @@ impl LanguageModel {
         let vs = nn::VarStore::new(device);
         let gpt = Gpt::new(&vs.root(), &config);
         let lm_head = LmHead::tied(&gpt);
-        Ok(LanguageModel {
-            vs,
-            gpt,
-            lm_head,
-            config,
-            tokenizer,
-        })
+        Ok(LanguageModel { vs, gpt, lm_head, score_head: None, config, tokenizer })
+    }
+
+    /// Adds a freshly initialised scalar head (the reward model's; the value model's).
+    pub fn add_score_head(&mut self) {
+        if self.score_head.is_none() {
+            self.score_head = Some(ScalarHead::new(self.vs.root() / SCORE_HEAD, &self.config));
+        }
+    }
+
+    /// The scalar head's output at every position (B, T), in f32.
+    pub fn scores(&self, ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Option<Tensor> {
+        let head = self.score_head.as_ref()?;
+        let hidden = self.gpt.forward_masked(ids, attention_mask, None, train);
+        Some(head.forward(&hidden).to_kind(Kind::Float))
     }
 
     pub fn device(&self) -> Device {
@@ -292,18 +274,9 @@ impl LanguageModel {
     }
 
     /// f32 logits (B, V) of the next token after the last position of `ids` (B, T).
-    pub fn next_logits(
-        &self,
-        ids: &Tensor,
-        attention_mask: &Tensor,
-        cache: &mut KvCache,
-    ) -> Tensor {
-        let hidden = self
-            .gpt
-            .forward_masked(ids, Some(attention_mask), Some(cache), false);
-        self.lm_head
-            .forward(&hidden.select(1, -1))
-            .to_kind(Kind::Float)
+    pub fn next_logits(&self, ids: &Tensor, attention_mask: &Tensor, cache: &mut KvCache) -> Tensor {
+        let hidden = self.gpt.forward_masked(ids, Some(attention_mask), Some(cache), false);
+        self.lm_head.forward(&hidden.select(1, -1)).to_kind(Kind::Float)
     }
 
     /// f32 logits (B, T, V) at every position.
@@ -316,27 +289,28 @@ impl LanguageModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self, CheckpointError> {
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
-        let hf: HfGpt2Config =
-            serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
-                path: config_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let hf: HfGpt2Config = serde_json::from_str(&text)
+            .map_err(|e| CheckpointError::Config { path: config_path.clone(), reason: e.to_string() })?;
         let meta = read_meta(dir, &hf)?;
         let config = hf.to_config(&config_path, meta.attention)?;
-        let model = LanguageModel::new(config, meta.tokenizer, device).map_err(|reason| {
-            CheckpointError::Config {
-                path: config_path.clone(),
-                reason,
+        let mut model = LanguageModel::new(config, meta.tokenizer, device)
+            .map_err(|reason| CheckpointError::Config { path: config_path.clone(), reason })?;
+        for head in &meta.heads {
+            match head.as_str() {
+                SCORE_HEAD => model.add_score_head(),
+                other => {
+                    return Err(CheckpointError::Config {
+                        path: dir.join(PLUMB_FILE),
+                        reason: format!("unknown head `{other}` (plumb knows `{SCORE_HEAD}`)"),
+                    })
+                }
             }
-        })?;
+        }
         let weights_path = dir.join(WEIGHTS_FILE);
         let mut tensors = read_weights(&weights_path)?;
         model.copy_weights(&weights_path, &mut tensors)?;
         if let Some(key) = tensors.into_keys().min() {
-            return Err(CheckpointError::UnexpectedKey {
-                path: weights_path,
-                key,
-            });
+            return Err(CheckpointError::UnexpectedKey { path: weights_path, key });
         }
         Ok(model)
     }
@@ -348,13 +322,10 @@ impl LanguageModel {
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
-            let (key, tensor) =
-                tensors
-                    .remove(&name)
-                    .ok_or_else(|| CheckpointError::MissingKey {
-                        path: path.to_path_buf(),
-                        key: format!("transformer.{name}"),
-                    })?;
+            let (key, tensor) = tensors.remove(&name).ok_or_else(|| CheckpointError::MissingKey {
+                path: path.to_path_buf(),
+                key: file_key(&name),
+            })?;
             if tensor.size() != var.size() {
                 return Err(CheckpointError::WrongShape {
                     path: path.to_path_buf(),
@@ -377,8 +348,7 @@ impl LanguageModel {
             {
                 return Err(CheckpointError::Config {
                     path: path.to_path_buf(),
-                    reason: "lm_head.weight differs from transformer.wte.weight; plumb ties them"
-                        .into(),
+                    reason: "lm_head.weight differs from transformer.wte.weight; plumb ties them".into(),
                 });
             }
         }
@@ -386,30 +356,21 @@ impl LanguageModel {
     }
 
     /// Writes the checkpoint into `dir` (created if needed), each file atomically.
-    pub fn save(
-        &self,
-        dir: &Path,
-        training: Option<serde_json::Value>,
-    ) -> Result<(), CheckpointError> {
+    pub fn save(&self, dir: &Path, training: Option<serde_json::Value>) -> Result<(), CheckpointError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let hf = HfGpt2Config::from_config(&self.config, &self.tokenizer);
         let meta = PlumbMeta {
             format: PLUMB_FORMAT,
             tokenizer: self.tokenizer.kind(),
             attention: self.config.attention,
-            heads: Vec::new(),
+            heads: self.score_head.iter().map(|_| SCORE_HEAD.to_string()).collect(),
             training,
         };
         let mut tensors: Vec<(String, Tensor)> = self
             .vs
             .variables()
             .into_iter()
-            .map(|(name, t)| {
-                (
-                    format!("transformer.{name}"),
-                    t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous(),
-                )
-            })
+            .map(|(name, t)| (file_key(&name), t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous()))
             .collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         write_json(&dir.join(CONFIG_FILE), &hf)?;
@@ -422,18 +383,12 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
     let path = dir.join(PLUMB_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let meta: PlumbMeta =
-                serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let meta: PlumbMeta = serde_json::from_str(&text)
+                .map_err(|e| CheckpointError::Config { path: path.clone(), reason: e.to_string() })?;
             if meta.format != PLUMB_FORMAT {
                 return Err(CheckpointError::Config {
                     path,
-                    reason: format!(
-                        "format {} is not one this plumb reads ({PLUMB_FORMAT})",
-                        meta.format
-                    ),
+                    reason: format!("format {} is not one this plumb reads ({PLUMB_FORMAT})", meta.format),
                 });
             }
             Ok(meta)
@@ -458,6 +413,16 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
             })
         }
         Err(e) => Err(CheckpointError::Io { path, source: e }),
+    }
+}
+
+/// The key of plumb's variable `name` in `model.safetensors`: the trunk under
+/// GPT2LMHeadModel's `transformer.`, heads under their own names.
+fn file_key(name: &str) -> String {
+    if name.starts_with(&format!("{SCORE_HEAD}.")) {
+        name.to_string()
+    } else {
+        format!("transformer.{name}")
     }
 }
 
@@ -527,19 +492,14 @@ fn write_weights(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), Checkp
     });
     // transformers refuses safetensors files that do not say they hold PyTorch tensors.
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes =
-        safetensors::tensor::serialize(views, &metadata).map_err(|e| CheckpointError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{e:?}"),
-        })?;
+    let bytes = safetensors::tensor::serialize(views, &metadata)
+        .map_err(|e| CheckpointError::Corrupt { path: path.to_path_buf(), reason: format!("{e:?}") })?;
     write_atomically(path, &bytes)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| CheckpointError::Config {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
     text.push('\n');
     write_atomically(path, text.as_bytes())
 }
@@ -572,9 +532,7 @@ mod tests {
     }
 
     fn load_err(dir: &Path) -> String {
-        LanguageModel::load(dir, Device::Cpu)
-            .unwrap_err()
-            .to_string()
+        LanguageModel::load(dir, Device::Cpu).unwrap_err().to_string()
     }
 
     #[test]
@@ -584,9 +542,7 @@ mod tests {
         assert_eq!(loaded.config, model.config);
         assert_eq!(loaded.tokenizer.kind(), TokenizerKind::Bytes);
         let ids = Tensor::from_slice(&[1i64, 2, 3, 4]).unsqueeze(0);
-        let diff = (model.logits(&ids, None, false) - loaded.logits(&ids, None, false))
-            .abs()
-            .max();
+        let diff = (model.logits(&ids, None, false) - loaded.logits(&ids, None, false)).abs().max();
         assert_eq!(f64::try_from(diff).unwrap(), 0.0);
     }
 
@@ -617,19 +573,15 @@ mod tests {
             .variables()
             .into_iter()
             .map(|(n, t)| {
-                let t = if n == "wpe.weight" {
-                    Tensor::zeros([10, 128], (Kind::Float, Device::Cpu))
-                } else {
-                    t
-                };
+                let t =
+                    if n == "wpe.weight" { Tensor::zeros([10, 128], (Kind::Float, Device::Cpu)) } else { t };
                 (format!("transformer.{n}"), t)
             })
             .collect();
         write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
         let err = load_err(dir.path());
         assert!(
-            err.contains("`transformer.wpe.weight` has shape [10, 128]")
-                && err.contains("[256, 128]"),
+            err.contains("`transformer.wpe.weight` has shape [10, 128]") && err.contains("[256, 128]"),
             "{err}"
         );
     }
@@ -641,25 +593,17 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_err(dir.path());
-        assert!(
-            err.contains("model.safetensors") && err.contains("truncated"),
-            "{err}"
-        );
+        assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
     }
 
     #[test]
     fn an_unknown_architecture_is_refused() {
         let (dir, _model) = saved();
         let path = dir.path().join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("\"gpt2\"", "\"llama\"");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"gpt2\"", "\"llama\"");
         std::fs::write(&path, text).unwrap();
         let err = load_err(dir.path());
-        assert!(
-            err.contains("config.json") && err.contains("unknown architecture `llama`"),
-            "{err}"
-        );
+        assert!(err.contains("config.json") && err.contains("unknown architecture `llama`"), "{err}");
     }
 
     #[test]
@@ -671,39 +615,42 @@ mod tests {
         value.as_object_mut().unwrap().remove("n_embd");
         std::fs::write(&path, value.to_string()).unwrap();
         let err = load_err(dir.path());
-        assert!(
-            err.contains("config.json") && err.contains("n_embd"),
-            "{err}"
-        );
+        assert!(err.contains("config.json") && err.contains("n_embd"), "{err}");
     }
 
     #[test]
     fn an_unexpected_tensor_is_refused() {
         let (dir, model) = saved();
-        let mut tensors: Vec<(String, Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(n, t)| (format!("transformer.{n}"), t))
-            .collect();
-        tensors.push((
-            "transformer.h.9.mlp.c_fc.weight".into(),
-            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
-        ));
+        let mut tensors: Vec<(String, Tensor)> =
+            model.vs.variables().into_iter().map(|(n, t)| (format!("transformer.{n}"), t)).collect();
+        tensors
+            .push(("transformer.h.9.mlp.c_fc.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
         write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
         let err = load_err(dir.path());
-        assert!(
-            err.contains("unexpected tensor `h.9.mlp.c_fc.weight`"),
-            "{err}"
-        );
+        assert!(err.contains("unexpected tensor `h.9.mlp.c_fc.weight`"), "{err}");
+    }
+
+    #[test]
+    fn a_score_head_is_saved_and_loaded_beside_the_trunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = tiny_model();
+        model.add_score_head();
+        model.save(dir.path(), None).unwrap();
+        let loaded = LanguageModel::load(dir.path(), Device::Cpu).unwrap();
+        let ids = Tensor::from_slice(&[5i64, 6, 7]).unsqueeze(0);
+        let a = model.scores(&ids, None, false).unwrap();
+        let b = loaded.scores(&ids, None, false).unwrap();
+        assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
+        let bytes = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        assert!(file.names().contains(&&"score.weight".to_string()));
     }
 
     #[test]
     fn the_tokenizer_is_recorded_in_the_checkpoint() {
         let (dir, _model) = saved();
         let meta: PlumbMeta =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(PLUMB_FILE)).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(PLUMB_FILE)).unwrap()).unwrap();
         assert_eq!(meta.tokenizer, TokenizerKind::Bytes);
     }
 }

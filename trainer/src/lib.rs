@@ -5,10 +5,13 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod gpt;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
+pub mod world;
 
 pub use checkpoint::{CheckpointError, LanguageModel};
 pub use config::{Attention, GptConfig, Preset};

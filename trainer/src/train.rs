@@ -1,0 +1,446 @@
+//! What every training stage shares: AdamW, the learning-rate schedule, gradient
+//! clipping, the output directory (checkpoints, `metrics.jsonl`, resume), progress on a
+//! terminal, and the guard that stops a run at the first NaN or infinite loss.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::checkpoint::{CheckpointError, LanguageModel};
+use crate::data::DataError;
+use crate::sampling::SamplingError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("step {step}: {what} is {value}; training stopped. {}", match last_good {
+        Some(p) => format!("The last good checkpoint is {}; resume from it with --resume, perhaps with a lower --lr.", p.display()),
+        None => "No checkpoint was written before it; try a lower --lr.".to_string(),
+    })]
+    NonFinite { step: i64, what: String, value: f64, last_good: Option<PathBuf> },
+    #[error("{0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads a stage's TOML config; absent fields keep their defaults, unknown ones are errors.
+pub fn load_config<C: DeserializeOwned>(path: &Path) -> Result<C, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Warmup then cosine decay: the learning rate at `step` (0-based) of `total`, rising
+/// linearly to `peak` over `warmup` steps, then falling to `peak · final_ratio`.
+pub fn lr_at(step: i64, total: i64, warmup: i64, peak: f64, final_ratio: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+    peak * (final_ratio + (1.0 - final_ratio) * cosine)
+}
+
+/// AdamW with decoupled weight decay (Loshchilov & Hutter), as `torch.optim.AdamW`.
+///
+/// plumb's own rather than tch's because its moments must be saved with checkpoints for
+/// `--resume` to continue exactly where a run stopped. As in nanoGPT, weight decay
+/// applies to parameters of two or more dimensions (matrices, embeddings), not to biases
+/// and layer norms.
+pub struct AdamW {
+    params: Vec<(String, Tensor)>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    /// Updates taken so far (Adam's t).
+    pub steps: i64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl AdamW {
+    /// Optimises every trainable variable of `vs`.
+    pub fn new(vs: &nn::VarStore, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
+        let mut params: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let zeros = |p: &Vec<(String, Tensor)>| p.iter().map(|(_, t)| t.zeros_like()).collect();
+        AdamW {
+            exp_avg: zeros(&params),
+            exp_avg_sq: zeros(&params),
+            params,
+            steps: 0,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm
+    /// before clipping.
+    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
+        let _guard = tch::no_grad_guard();
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
+        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
+        if total.is_finite() && total > max_norm {
+            let scale = max_norm / (total + 1e-6);
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(scale);
+            }
+        }
+        total
+    }
+
+    /// One update at learning rate `lr`.
+    pub fn step(&mut self, lr: f64) {
+        let _guard = tch::no_grad_guard();
+        self.steps += 1;
+        let t = self.steps as i32;
+        let bias1 = 1.0 - self.beta1.powi(t);
+        let bias2 = 1.0 - self.beta2.powi(t);
+        for (i, (_, p)) in self.params.iter_mut().enumerate() {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            if self.weight_decay > 0.0 && p.dim() >= 2 {
+                let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+            }
+            let _ = self.exp_avg[i].lerp_(&g, 1.0 - self.beta1);
+            let _ = self.exp_avg_sq[i].g_mul_scalar_(self.beta2);
+            let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - self.beta2)), &g);
+            let denom = (&self.exp_avg_sq[i] / bias2).sqrt() + self.eps;
+            let _ = p.addcdiv_(&(&self.exp_avg[i] * (-lr / bias1)), &denom);
+        }
+    }
+
+    /// The moments as named CPU tensors, for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut state = Vec::with_capacity(2 * self.params.len());
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            state.push((format!("exp_avg.{name}"), self.exp_avg[i].to_device(Device::Cpu)));
+            state.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].to_device(Device::Cpu)));
+        }
+        state
+    }
+
+    /// Restores moments written by `state` (and `steps`, kept in the training state).
+    pub fn load_state(&mut self, path: &Path, steps: i64) -> Result<(), TrainError> {
+        let tensors: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(path)?.into_iter().collect();
+        let _guard = tch::no_grad_guard();
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            for (prefix, moment) in
+                [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])]
+            {
+                let key = format!("{prefix}.{name}");
+                let saved = tensors.get(&key).ok_or_else(|| {
+                    TrainError::Config(format!("{}: optimizer state lacks `{key}`", path.display()))
+                })?;
+                moment.f_copy_(saved)?;
+            }
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// Seeds libtorch's generator (dropout) from the run's seed and the step, so that a
+/// resumed run draws the same dropout masks as an uninterrupted one.
+pub fn seed_step(seed: u64, step: i64) {
+    tch::manual_seed((seed.wrapping_mul(1_000_003) as i64).wrapping_add(step));
+}
+
+/// Raises `NonFinite` when a loss is NaN or infinite.
+pub fn ensure_finite(step: i64, what: &str, value: f64, run: &RunDir) -> Result<(), TrainError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::NonFinite {
+            step,
+            what: what.into(),
+            value,
+            last_good: run.latest_checkpoint().map(|(p, _)| p),
+        })
+    }
+}
+
+pub const CHECKPOINTS: &str = "checkpoints";
+pub const METRICS: &str = "metrics.jsonl";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// A run's output directory: the final model itself, with `metrics.jsonl` and
+/// `checkpoints/step-N/` inside it.
+pub struct RunDir {
+    out: PathBuf,
+    metrics: BufWriter<File>,
+    /// Checkpoints kept on disk; older ones are deleted.
+    keep: usize,
+}
+
+impl RunDir {
+    /// Opens `out` for a new run, or to continue one when `resume` is set. A directory
+    /// that already holds a run is not overwritten without `resume`.
+    pub fn open(out: &Path, resume: bool) -> Result<Self, TrainError> {
+        std::fs::create_dir_all(out.join(CHECKPOINTS)).map_err(io_error(out))?;
+        let metrics_path = out.join(METRICS);
+        let has_run = metrics_path.exists() || list_checkpoints(out).next().is_some();
+        if has_run && !resume {
+            return Err(TrainError::Config(format!(
+                "{} already holds a run; pass --resume to continue it, or choose another --out",
+                out.display()
+            )));
+        }
+        let metrics = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(io_error(&metrics_path))?;
+        Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.out
+    }
+
+    /// Appends one line `{"step": N, name: value, ...}` to `metrics.jsonl`.
+    pub fn log(&mut self, step: i64, metrics: &[(&str, f64)]) -> Result<(), TrainError> {
+        let mut line = serde_json::Map::new();
+        line.insert("step".into(), step.into());
+        for (name, value) in metrics {
+            line.insert(
+                (*name).into(),
+                serde_json::Number::from_f64(*value).map_or(serde_json::Value::Null, Into::into),
+            );
+        }
+        let path = self.out.join(METRICS);
+        serde_json::to_writer(&mut self.metrics, &line)
+            .map_err(|e| TrainError::Io { path: path.clone(), source: e.into() })?;
+        self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))
+    }
+
+    /// The newest checkpoint and its step.
+    pub fn latest_checkpoint(&self) -> Option<(PathBuf, i64)> {
+        list_checkpoints(&self.out).max_by_key(|(_, step)| *step)
+    }
+
+    /// Writes model, optimizer moments and training state as `checkpoints/step-N`, then
+    /// prunes old ones. The directory is renamed into place only when complete.
+    pub fn save_checkpoint<S: Serialize>(
+        &self,
+        step: i64,
+        models: &[(&str, &LanguageModel)],
+        optimizers: &[(&str, &AdamW)],
+        state: &S,
+    ) -> Result<PathBuf, TrainError> {
+        let dir = self.out.join(CHECKPOINTS).join(format!("step-{step:08}"));
+        let tmp = self.out.join(CHECKPOINTS).join(format!(".step-{step:08}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
+        }
+        let state = serde_json::to_value(state).map_err(|e| TrainError::Config(e.to_string()))?;
+        for (name, model) in models {
+            let sub = if models.len() == 1 { tmp.clone() } else { tmp.join(name) };
+            model.save(&sub, Some(state.clone()))?;
+        }
+        for (name, opt) in optimizers {
+            let file = tmp.join(optimizer_file(name, optimizers.len()));
+            Tensor::write_safetensors(&opt.state(), &file)?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(io_error(&dir))?;
+        let mut all: Vec<(PathBuf, i64)> = list_checkpoints(&self.out).collect();
+        all.sort_by_key(|(_, s)| *s);
+        for (old, _) in all.iter().take(all.len().saturating_sub(self.keep)) {
+            std::fs::remove_dir_all(old).map_err(io_error(old))?;
+        }
+        Ok(dir)
+    }
+
+    /// Drops metric lines past `step`: a resumed run writes them again.
+    pub fn truncate_metrics_after(&mut self, step: i64) -> Result<(), TrainError> {
+        let path = self.out.join(METRICS);
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let kept: Vec<String> = BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["step"].as_i64())
+                    .is_some_and(|s| s <= step)
+            })
+            .collect();
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        std::fs::write(&path, text).map_err(io_error(&path))?;
+        let metrics = OpenOptions::new().append(true).open(&path).map_err(io_error(&path))?;
+        self.metrics = BufWriter::new(metrics);
+        Ok(())
+    }
+}
+
+/// Where a checkpoint keeps one optimizer's moments.
+pub fn optimizer_file(name: &str, count: usize) -> String {
+    if count == 1 {
+        OPTIMIZER_FILE.to_string()
+    } else {
+        format!("optimizer-{name}.safetensors")
+    }
+}
+
+/// The training state a checkpoint recorded, from its `plumb.json`.
+pub fn checkpoint_state<S: DeserializeOwned>(dir: &Path) -> Result<S, TrainError> {
+    let path = dir.join(crate::checkpoint::PLUMB_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    serde_json::from_value(meta["training"].clone())
+        .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))
+}
+
+fn list_checkpoints(out: &Path) -> impl Iterator<Item = (PathBuf, i64)> {
+    std::fs::read_dir(out.join(CHECKPOINTS)).into_iter().flatten().filter_map(|entry| {
+        let entry = entry.ok()?;
+        let step = entry.file_name().to_str()?.strip_prefix("step-")?.parse().ok()?;
+        Some((entry.path(), step))
+    })
+}
+
+/// A progress bar on a terminal (hidden otherwise): step, loss, tokens/s and ETA.
+pub struct Progress {
+    bar: ProgressBar,
+    started: Instant,
+    tokens: u64,
+}
+
+impl Progress {
+    pub fn new(stage: &str, total_steps: i64, first_step: i64) -> Self {
+        let bar = ProgressBar::new(total_steps.max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(stage.to_string());
+        bar.set_position(first_step.max(0) as u64);
+        Progress { bar, started: Instant::now(), tokens: 0 }
+    }
+
+    /// Records a finished step that processed `tokens` tokens.
+    pub fn step(&mut self, step: i64, tokens: u64, summary: &str) {
+        self.tokens += tokens;
+        let rate = self.tokens as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_position((step + 1).max(0) as u64);
+        self.bar.set_message(format!("{summary} · {:.0} tok/s", rate));
+    }
+
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_learning_rate_warms_up_then_decays_by_cosine() {
+        assert!((lr_at(0, 100, 10, 1.0, 0.1) - 0.1).abs() < 1e-12);
+        assert!((lr_at(9, 100, 10, 1.0, 0.1) - 1.0).abs() < 1e-12);
+        assert!((lr_at(10, 100, 10, 1.0, 0.1) - 1.0).abs() < 1e-12);
+        // halfway through the decay: final + (1 - final) / 2
+        assert!((lr_at(55, 100, 10, 1.0, 0.1) - 0.55).abs() < 1e-12);
+        assert!((lr_at(100, 100, 10, 1.0, 0.1) - 0.1).abs() < 1e-12);
+    }
+
+    /// Two AdamW steps on f(p) = sum(p²)/2 (gradient p), checked by hand:
+    /// step 1 moves every coordinate by lr (Adam's normalised first step), and decay
+    /// shrinks the matrix but not the vector.
+    #[test]
+    fn adamw_takes_the_steps_of_torch_adamw() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let w = root.var("w", &[1, 2], nn::Init::Const(1.0));
+        let b = root.var("b", &[2], nn::Init::Const(-2.0));
+        let mut opt = AdamW::new(&vs, 0.9, 0.999, 1e-8, 0.1);
+        let loss = (w.square().sum(Kind::Float) + b.square().sum(Kind::Float)) * 0.5;
+        opt.zero_grad();
+        loss.backward();
+        opt.step(0.01);
+        // w: 1·(1 − 0.01·0.1) − 0.01 = 0.989; b: −2 + 0.01 (no decay on vectors)
+        let wv = Vec::<f64>::try_from(w.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        let bv = Vec::<f64>::try_from(b.to_kind(Kind::Double)).unwrap();
+        assert!((wv[0] - 0.989).abs() < 1e-6, "{wv:?}");
+        assert!((bv[0] + 1.99).abs() < 1e-6, "{bv:?}");
+    }
+
+    #[test]
+    fn clipping_scales_the_gradient_to_the_max_norm() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let p = vs.root().var("p", &[2], nn::Init::Const(0.0));
+        let opt = AdamW::new(&vs, 0.9, 0.999, 1e-8, 0.0);
+        let loss = (&p * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float);
+        loss.backward();
+        let norm = opt.clip_grad_norm(1.0);
+        assert!((norm - 5.0).abs() < 1e-5);
+        let g = Vec::<f64>::try_from(p.grad().to_kind(Kind::Double)).unwrap();
+        assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5, "{g:?}");
+    }
+
+    #[test]
+    fn a_directory_holding_a_run_is_not_overwritten_without_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        run.log(0, &[("loss", 1.0)]).unwrap();
+        drop(run);
+        let err = RunDir::open(dir.path(), false).err().unwrap().to_string();
+        assert!(err.contains("--resume"), "{err}");
+        assert!(RunDir::open(dir.path(), true).is_ok());
+    }
+
+    #[test]
+    fn a_nan_loss_names_the_step_and_the_last_good_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path(), false).unwrap();
+        let err = ensure_finite(7, "loss", f64::NAN, &run).unwrap_err().to_string();
+        assert!(err.starts_with("step 7: loss is NaN; training stopped."), "{err}");
+    }
+}
