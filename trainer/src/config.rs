@@ -45,9 +45,7 @@ impl std::str::FromStr for Preset {
             "tiny" => Ok(Preset::Tiny),
             "gpt2" => Ok(Preset::Gpt2),
             "gpt2-medium" => Ok(Preset::Gpt2Medium),
-            other => Err(format!(
-                "unknown preset `{other}` (expected tiny, gpt2 or gpt2-medium)"
-            )),
+            other => Err(format!("unknown preset `{other}` (expected tiny, gpt2 or gpt2-medium)")),
         }
     }
 }
@@ -115,10 +113,7 @@ impl GptConfig {
             }
         }
         if self.n_embd % self.n_head != 0 {
-            return Err(format!(
-                "n_embd ({}) must be a multiple of n_head ({})",
-                self.n_embd, self.n_head
-            ));
+            return Err(format!("n_embd ({}) must be a multiple of n_head ({})", self.n_embd, self.n_head));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
@@ -145,10 +140,7 @@ mod tests {
     #[test]
     fn the_gpt2_preset_has_gpt2_small_shapes() {
         let cfg = GptConfig::gpt2();
-        assert_eq!(
-            (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx),
-            (12, 12, 768, 1024)
-        );
+        assert_eq!((cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx), (12, 12, 768, 1024));
         assert_eq!(cfg.vocab_size, 50257);
     }
 
@@ -161,10 +153,7 @@ mod tests {
 
     #[test]
     fn sparse_attention_keeps_the_window_and_the_stride() {
-        let a = Attention::Sparse {
-            window: 2,
-            stride: 4,
-        };
+        let a = Attention::Sparse { window: 2, stride: 4 };
         let allowed: Vec<i64> = (0..=9).filter(|&k| a.allows(9, k)).collect();
         assert_eq!(allowed, vec![1, 5, 8, 9]);
         assert!(!a.allows(3, 4), "never a later token");

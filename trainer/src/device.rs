@@ -19,9 +19,7 @@ impl std::str::FromStr for DeviceChoice {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda),
             "auto" => Ok(Self::Auto),
-            other => Err(format!(
-                "unknown device `{other}` (expected cpu, cuda or auto)"
-            )),
+            other => Err(format!("unknown device `{other}` (expected cpu, cuda or auto)")),
         }
     }
 }
@@ -32,11 +30,9 @@ impl DeviceChoice {
             Self::Cpu => Ok(Device::Cpu),
             Self::Auto => Ok(Device::cuda_if_available()),
             Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-            Self::Cuda => Err(
-                "--device cuda was asked for but no CUDA device is available \
+            Self::Cuda => Err("--device cuda was asked for but no CUDA device is available \
                  (is libtorch_cuda linked and a GPU visible?)"
-                    .to_string(),
-            ),
+                .to_string()),
         }
     }
 }
@@ -58,9 +54,7 @@ impl std::str::FromStr for Precision {
             "auto" => Ok(Self::Auto),
             "f32" => Ok(Self::F32),
             "bf16" => Ok(Self::Bf16),
-            other => Err(format!(
-                "unknown precision `{other}` (expected auto, f32 or bf16)"
-            )),
+            other => Err(format!("unknown precision `{other}` (expected auto, f32 or bf16)")),
         }
     }
 }

@@ -21,11 +21,7 @@ struct Conv1D {
 
 impl Conv1D {
     fn new(p: nn::Path, n_in: i64, n_out: i64, stdev: f64) -> Self {
-        let weight = p.var(
-            "weight",
-            &[n_in, n_out],
-            nn::Init::Randn { mean: 0.0, stdev },
-        );
+        let weight = p.var("weight", &[n_in, n_out], nn::Init::Randn { mean: 0.0, stdev });
         let bias = p.var("bias", &[n_out], nn::Init::Const(0.0));
         Conv1D { weight, bias }
     }
@@ -75,11 +71,7 @@ impl KvCache {
                 v: Tensor::zeros(shape, (kind, device)),
             })
             .collect();
-        KvCache {
-            layers,
-            len: 0,
-            capacity,
-        }
+        KvCache { layers, len: 0, capacity }
     }
 
     /// Positions already cached.
@@ -128,28 +120,19 @@ impl CausalSelfAttention {
             Some((cache, past)) => {
                 cache.k.narrow(2, past, t).copy_(&k);
                 cache.v.narrow(2, past, t).copy_(&v);
-                (
-                    cache.k.narrow(2, 0, past + t),
-                    cache.v.narrow(2, 0, past + t),
-                ) // (B, H, S, D)
+                (cache.k.narrow(2, 0, past + t), cache.v.narrow(2, 0, past + t))
+                // (B, H, S, D)
             }
             None => (k, v),
         };
         let dropout = if train { self.dropout } else { 0.0 };
         let y = match mask {
-            AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
-                &q, &k, &v, None, dropout, true, None, false,
-            ),
-            AttnMask::Explicit(m) => Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(m),
-                dropout,
-                false,
-                None,
-                false,
-            ),
+            AttnMask::Causal => {
+                Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, dropout, true, None, false)
+            }
+            AttnMask::Explicit(m) => {
+                Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), dropout, false, None, false)
+            }
         }; // (B, H, T, D)
         let y = y.transpose(1, 2).contiguous().view([b, t, c]);
         self.c_proj.forward(&y).dropout(self.dropout, train)
@@ -205,10 +188,7 @@ impl Block {
         cache: Option<(&mut LayerCache, i64)>,
         train: bool,
     ) -> Tensor {
-        let xs = xs
-            + self
-                .attn
-                .forward_t(&self.ln_1.forward(xs), mask, cache, train);
+        let xs = xs + self.attn.forward_t(&self.ln_1.forward(xs), mask, cache, train);
         &xs + self.mlp.forward_t(&self.ln_2.forward(&xs), train)
     }
 }
@@ -220,10 +200,7 @@ fn residual_stdev(cfg: &GptConfig) -> f64 {
 }
 
 fn layer_norm(p: nn::Path, cfg: &GptConfig) -> nn::LayerNorm {
-    let c = nn::LayerNormConfig {
-        eps: cfg.layer_norm_epsilon,
-        ..Default::default()
-    };
+    let c = nn::LayerNormConfig { eps: cfg.layer_norm_epsilon, ..Default::default() };
     nn::layer_norm(p, vec![cfg.n_embd], c)
 }
 
@@ -241,17 +218,12 @@ impl Gpt {
     pub fn new(p: &nn::Path, cfg: &GptConfig) -> Self {
         let emb = |name: &str, n: i64| {
             let c = nn::EmbeddingConfig {
-                ws_init: nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
+                ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
                 ..Default::default()
             };
             nn::embedding(p / name, n, cfg.n_embd, c)
         };
-        let h = (0..cfg.n_layer)
-            .map(|i| Block::new(p / "h" / i, cfg))
-            .collect();
+        let h = (0..cfg.n_layer).map(|i| Block::new(p / "h" / i, cfg)).collect();
         Gpt {
             wte: emb("wte", cfg.vocab_size),
             wpe: emb("wpe", cfg.n_ctx),
@@ -292,17 +264,9 @@ impl Gpt {
         let t = size[1];
         let past = cache.as_ref().map_or(0, |c| c.len);
         let total = past + t;
-        assert!(
-            total <= self.cfg.n_ctx,
-            "sequence of {total} tokens exceeds n_ctx {}",
-            self.cfg.n_ctx
-        );
+        assert!(total <= self.cfg.n_ctx, "sequence of {total} tokens exceeds n_ctx {}", self.cfg.n_ctx);
         if let Some(c) = cache.as_ref() {
-            assert!(
-                total <= c.capacity,
-                "KV cache of {} positions is full",
-                c.capacity
-            );
+            assert!(total <= c.capacity, "KV cache of {} positions is full", c.capacity);
         }
         let device = ids.device();
 
@@ -319,8 +283,7 @@ impl Gpt {
         };
         let mask = self.attention_mask(attention_mask, &key_positions, past, t);
 
-        let mut xs = (self.wte.forward(&ids) + self.wpe.forward(&positions))
-            .dropout(self.cfg.dropout, train); // (B, T, C)
+        let mut xs = (self.wte.forward(&ids) + self.wpe.forward(&positions)).dropout(self.cfg.dropout, train); // (B, T, C)
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], past));
             xs = block.forward_t(&xs, &mask, layer_cache, train);
@@ -354,9 +317,7 @@ impl Gpt {
         if let Attention::Sparse { window, stride } = self.cfg.attention {
             let q_pos = key_positions.narrow(1, past, t).unsqueeze(2); // (B, T, 1)
             let distance = q_pos - key_positions.unsqueeze(1); // (B, T, S)
-            let sparse = distance
-                .lt(window)
-                .logical_or(&distance.remainder(stride).eq(0));
+            let sparse = distance.lt(window).logical_or(&distance.remainder(stride).eq(0));
             allowed = allowed.logical_and(&sparse);
         }
         // A padding query would see no key at all and give NaN; let it see itself.
@@ -373,9 +334,7 @@ pub struct LmHead {
 
 impl LmHead {
     pub fn tied(gpt: &Gpt) -> Self {
-        LmHead {
-            weight: gpt.wte().shallow_clone(),
-        }
+        LmHead { weight: gpt.wte().shallow_clone() }
     }
 
     /// Logits (.., V) from hidden states (.., C).
@@ -399,9 +358,7 @@ impl ScalarHead {
             bs_init: Some(nn::Init::Const(0.0)),
             bias: true,
         };
-        ScalarHead {
-            linear: nn::linear(p, cfg.n_embd, 1, c),
-        }
+        ScalarHead { linear: nn::linear(p, cfg.n_embd, 1, c) }
     }
 
     /// One scalar per position: (.., C) -> (..).
@@ -468,10 +425,7 @@ mod tests {
 
     #[test]
     fn cached_decoding_gives_the_hidden_states_of_full_recomputation() {
-        let (_vs, gpt) = tiny(Attention::Sparse {
-            window: 3,
-            stride: 4,
-        });
+        let (_vs, gpt) = tiny(Attention::Sparse { window: 3, stride: 4 });
         let ids = random_ids(2, 12);
         let full = gpt.forward_t(&ids, false);
         let mut cache = KvCache::new(gpt.config(), 2, 12, Device::Cpu, Kind::Float);
@@ -494,10 +448,7 @@ mod tests {
         let (_vs, gpt) = tiny(Attention::Dense);
         let ids = random_ids(1, 6);
         let alone = gpt.forward_t(&ids, false);
-        let padded = Tensor::cat(
-            &[Tensor::full([1, 3], 257, (Kind::Int64, Device::Cpu)), ids],
-            1,
-        );
+        let padded = Tensor::cat(&[Tensor::full([1, 3], 257, (Kind::Int64, Device::Cpu)), ids], 1);
         let mask = Tensor::cat(
             &[
                 Tensor::zeros([1, 3], (Kind::Int64, Device::Cpu)),
@@ -505,9 +456,7 @@ mod tests {
             ],
             1,
         );
-        let out = gpt
-            .forward_masked(&padded, Some(&mask), None, false)
-            .narrow(1, 3, 6);
+        let out = gpt.forward_masked(&padded, Some(&mask), None, false).narrow(1, 3, 6);
         assert!(max_abs_diff(&alone, &out) < 1e-5);
         assert!(!bool::try_from(out.isnan().any()).unwrap());
     }
@@ -516,20 +465,13 @@ mod tests {
     /// sparse pattern masks changes: that key's weight is exactly zero.
     #[test]
     fn sparse_attention_gives_masked_positions_zero_weight() {
-        let attention = Attention::Sparse {
-            window: 2,
-            stride: 3,
-        };
+        let attention = Attention::Sparse { window: 2, stride: 3 };
         let (_vs, gpt) = tiny(attention);
         let attn = &gpt.h[0].attn;
         let t = 10;
         let xs = Tensor::randn([1, t, 128], (Kind::Float, Device::Cpu));
-        let mask = gpt.attention_mask(
-            None,
-            &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0),
-            0,
-            t,
-        );
+        let mask =
+            gpt.attention_mask(None, &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0), 0, t);
         let base = attn.forward_t(&xs, &mask, None, false);
         let q = t - 1;
         for k in 0..t {
@@ -540,10 +482,7 @@ mod tests {
             if attention.allows(q, k) {
                 assert!(moved > 1e-4, "key {k} is allowed but has no effect");
             } else {
-                assert_eq!(
-                    moved, 0.0,
-                    "key {k} is masked but moved the output by {moved}"
-                );
+                assert_eq!(moved, 0.0, "key {k} is masked but moved the output by {moved}");
             }
         }
     }
@@ -551,10 +490,7 @@ mod tests {
     #[test]
     fn sparse_attention_with_a_window_of_the_whole_context_is_dense() {
         let (vs_dense, dense) = tiny(Attention::Dense);
-        let (mut vs_sparse, sparse) = tiny(Attention::Sparse {
-            window: 32,
-            stride: 5,
-        });
+        let (mut vs_sparse, sparse) = tiny(Attention::Sparse { window: 32, stride: 5 });
         vs_sparse.copy(&vs_dense).unwrap();
         let ids = random_ids(2, 32);
         let a = dense.forward_t(&ids, false);

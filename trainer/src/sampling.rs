@@ -47,19 +47,12 @@ impl Default for SamplingConfig {
 
 impl SamplingConfig {
     pub fn validate(&self) -> Result<(), SamplingError> {
-        let bad =
-            |field: &'static str, reason: String| Err(SamplingError::Config { field, reason });
+        let bad = |field: &'static str, reason: String| Err(SamplingError::Config { field, reason });
         if self.max_new_tokens < 1 {
-            return bad(
-                "max_new_tokens",
-                format!("must be at least 1, got {}", self.max_new_tokens),
-            );
+            return bad("max_new_tokens", format!("must be at least 1, got {}", self.max_new_tokens));
         }
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad(
-                "temperature",
-                format!("must be a finite number >= 0, got {}", self.temperature),
-            );
+            return bad("temperature", format!("must be a finite number >= 0, got {}", self.temperature));
         }
         if let Some(k) = self.top_k.filter(|&k| k < 1) {
             return bad("top_k", format!("must be at least 1, got {k}"));
@@ -76,12 +69,7 @@ pub enum SamplingError {
     #[error("invalid sampling setting {field}: {reason}")]
     Config { field: &'static str, reason: String },
     #[error("sequence {index} has {len} tokens, but the model's context is {n_ctx} (with {max_new_tokens} new tokens)")]
-    TooLong {
-        index: usize,
-        len: usize,
-        max_new_tokens: i64,
-        n_ctx: i64,
-    },
+    TooLong { index: usize, len: usize, max_new_tokens: i64, n_ctx: i64 },
     #[error("sequence {index} is empty: scoring needs at least one token")]
     Empty { index: usize },
 }
@@ -122,10 +110,8 @@ pub fn generate_streams(
         return Ok(Vec::new());
     }
     let eos = model.tokenizer.eos_id();
-    let prompts: Vec<Vec<i64>> = prompts
-        .iter()
-        .map(|p| if p.is_empty() { vec![eos] } else { p.clone() })
-        .collect();
+    let prompts: Vec<Vec<i64>> =
+        prompts.iter().map(|p| if p.is_empty() { vec![eos] } else { p.clone() }).collect();
     let n_ctx = model.config.n_ctx;
     for (index, p) in prompts.iter().enumerate() {
         if p.len() as i64 + cfg.max_new_tokens > n_ctx {
@@ -144,8 +130,7 @@ pub fn generate_streams(
     let (ids, prompt_mask) = left_pad(&prompts, prompt_len, model.tokenizer.pad_id());
     let capacity = prompt_len as i64 + cfg.max_new_tokens;
     let mask = Tensor::ones([batch as i64, capacity], (Kind::Int64, device));
-    mask.narrow(1, 0, prompt_len as i64)
-        .copy_(&prompt_mask.to_device(device));
+    mask.narrow(1, 0, prompt_len as i64).copy_(&prompt_mask.to_device(device));
     let mut cache = KvCache::new(&model.config, batch as i64, capacity, device, model.kind());
     // Our own generators rather than libtorch's global one, which other threads share.
     let mut rngs: Vec<ChaCha8Rng> = (0..batch)
@@ -157,17 +142,10 @@ pub fn generate_streams(
         .collect();
 
     let mut out: Vec<Generation> = (0..batch)
-        .map(|_| Generation {
-            ids: Vec::new(),
-            logprobs: Vec::new(),
-            stopped_at_eos: false,
-        })
+        .map(|_| Generation { ids: Vec::new(), logprobs: Vec::new(), stopped_at_eos: false })
         .collect();
-    let mut logits = model.next_logits(
-        &ids.to_device(device),
-        &mask.narrow(1, 0, prompt_len as i64),
-        &mut cache,
-    );
+    let mut logits =
+        model.next_logits(&ids.to_device(device), &mask.narrow(1, 0, prompt_len as i64), &mut cache);
     for step in 0..cfg.max_new_tokens {
         let uniforms: Vec<f64> = rngs.iter_mut().map(|r| r.random::<f64>()).collect();
         let (next, logprobs) = pick(&logits, cfg, &uniforms); // (B,), (B,)
@@ -201,10 +179,7 @@ fn left_pad(prompts: &[Vec<i64>], len: usize, pad: i64) -> (Tensor, Tensor) {
         mask.extend(std::iter::repeat_n(0i64, padding).chain(std::iter::repeat_n(1, p.len())));
     }
     let shape = [prompts.len() as i64, len as i64];
-    (
-        Tensor::from_slice(&ids).view(shape),
-        Tensor::from_slice(&mask).view(shape),
-    )
+    (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
 }
 
 /// Chooses the next token of each row of `logits` (B, V) and returns it with its log-prob;
@@ -212,10 +187,8 @@ fn left_pad(prompts: &[Vec<i64>], len: usize, pad: i64) -> (Tensor, Tensor) {
 fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64]) -> (Tensor, Tensor) {
     if cfg.temperature == 0.0 {
         let next = logits.argmax(-1, false);
-        let logprobs = logits
-            .log_softmax(-1, Kind::Float)
-            .gather(1, &next.unsqueeze(1), false)
-            .squeeze_dim(1);
+        let logprobs =
+            logits.log_softmax(-1, Kind::Float).gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
         return (next, logprobs);
     }
     let scaled = logits / cfg.temperature;
@@ -228,9 +201,7 @@ fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64]) -> (Tensor, Ten
         filtered = top_p_filter(&filtered, p);
     }
     let next = inverse_cdf(&filtered.softmax(-1, Kind::Float), uniforms);
-    let logprobs = logprobs_all
-        .gather(1, &next.unsqueeze(1), false)
-        .squeeze_dim(1);
+    let logprobs = logprobs_all.gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
     (next, logprobs)
 }
 
@@ -238,15 +209,10 @@ fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64]) -> (Tensor, Ten
 fn inverse_cdf(probs: &Tensor, uniforms: &[f64]) -> Tensor {
     let cdf = probs.to_kind(Kind::Double).cumsum(-1, Kind::Double); // (B, V)
     let total = cdf.narrow(1, cdf.size()[1] - 1, 1); // (B, 1), 1 up to rounding
-    let u = Tensor::from_slice(uniforms)
-        .to_device(probs.device())
-        .unsqueeze(1)
-        * total;
+    let u = Tensor::from_slice(uniforms).to_device(probs.device()).unsqueeze(1) * total;
     // `right`: the first token whose CDF exceeds u, so zero-probability tokens (flat CDF)
     // are never chosen, not even at u = 0.
-    let picked = u
-        .searchsorted(&cdf, false, true, "right", None::<Tensor>)
-        .squeeze_dim(1);
+    let picked = u.searchsorted(&cdf, false, true, "right", None::<Tensor>).squeeze_dim(1);
     picked.clamp_max(probs.size()[1] - 1)
 }
 
@@ -297,21 +263,13 @@ pub fn score(
         let mut ids = Vec::with_capacity(chunk.len() * len);
         let mut mask = Vec::with_capacity(chunk.len() * len);
         for s in chunk {
-            ids.extend(
-                s.iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(0, len - s.len())),
-            );
-            mask.extend(
-                std::iter::repeat_n(1i64, s.len()).chain(std::iter::repeat_n(0, len - s.len())),
-            );
+            ids.extend(s.iter().copied().chain(std::iter::repeat_n(0, len - s.len())));
+            mask.extend(std::iter::repeat_n(1i64, s.len()).chain(std::iter::repeat_n(0, len - s.len())));
         }
         let shape = [chunk.len() as i64, len as i64];
         let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
         let mask = Tensor::from_slice(&mask).view(shape).to_device(device);
-        let logprobs = model
-            .logits(&ids, Some(&mask), false)
-            .log_softmax(-1, Kind::Float); // (B, T, V)
+        let logprobs = model.logits(&ids, Some(&mask), false).log_softmax(-1, Kind::Float); // (B, T, V)
         let next = ids.narrow(1, 1, len as i64 - 1).unsqueeze(2); // (B, T-1, 1)
         let picked = logprobs
             .narrow(1, 0, len as i64 - 1)
@@ -341,29 +299,19 @@ mod tests {
     }
 
     fn greedy(n: i64) -> SamplingConfig {
-        SamplingConfig {
-            max_new_tokens: n,
-            temperature: 0.0,
-            stop_at_eos: false,
-            ..Default::default()
-        }
+        SamplingConfig { max_new_tokens: n, temperature: 0.0, stop_at_eos: false, ..Default::default() }
     }
 
     #[test]
     fn top_k_keeps_exactly_k_tokens() {
         let logits = Tensor::from_slice(&[1.0f32, 4.0, 3.0, 2.0]).unsqueeze(0);
         let kept = top_k_filter(&logits, 2).isfinite();
-        assert_eq!(
-            Vec::<bool>::try_from(kept.squeeze()).unwrap(),
-            vec![false, true, true, false]
-        );
+        assert_eq!(Vec::<bool>::try_from(kept.squeeze()).unwrap(), vec![false, true, true, false]);
     }
 
     #[test]
     fn inverse_cdf_never_picks_a_zero_probability_token() {
-        let probs = Tensor::from_slice(&[0.0f32, 0.5, 0.0, 0.5, 0.0])
-            .unsqueeze(0)
-            .repeat([4, 1]);
+        let probs = Tensor::from_slice(&[0.0f32, 0.5, 0.0, 0.5, 0.0]).unsqueeze(0).repeat([4, 1]);
         let picked = inverse_cdf(&probs, &[0.0, 0.49, 0.5, 0.999_999]);
         assert_eq!(Vec::<i64>::try_from(picked).unwrap(), vec![1, 1, 3, 3]);
     }
@@ -373,8 +321,7 @@ mod tests {
         // probabilities 0.5, 0.3, 0.15, 0.05 in shuffled order
         let probs = [0.15f32, 0.5, 0.05, 0.3];
         let logits = Tensor::from_slice(&probs).log().unsqueeze(0);
-        let kept =
-            |p| Vec::<bool>::try_from(top_p_filter(&logits, p).isfinite().squeeze()).unwrap();
+        let kept = |p| Vec::<bool>::try_from(top_p_filter(&logits, p).isfinite().squeeze()).unwrap();
         assert_eq!(kept(0.5), vec![false, true, false, false]);
         assert_eq!(kept(0.7), vec![false, true, false, true]);
         assert_eq!(kept(0.9), vec![true, true, false, true]);
@@ -398,9 +345,7 @@ mod tests {
     fn greedy_logprobs_equal_full_recomputation() {
         let m = model();
         let prompt = vec![72, 101, 108, 108, 111];
-        let g = generate(&m, std::slice::from_ref(&prompt), &greedy(10))
-            .unwrap()
-            .remove(0);
+        let g = generate(&m, std::slice::from_ref(&prompt), &greedy(10)).unwrap().remove(0);
         let full: Vec<i64> = prompt.iter().chain(&g.ids).copied().collect();
         let scored = score(&m, &[full], 4).unwrap().remove(0);
         let tail = &scored[prompt.len() - 1..];
@@ -413,23 +358,11 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_samples_and_another_seed_others() {
         let m = model();
-        let cfg = SamplingConfig {
-            max_new_tokens: 16,
-            stop_at_eos: false,
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { max_new_tokens: 16, stop_at_eos: false, ..Default::default() };
         let prompts = vec![vec![1, 2, 3], vec![4, 5]];
         let a = generate(&m, &prompts, &cfg).unwrap();
         let b = generate(&m, &prompts, &cfg).unwrap();
-        let c = generate(
-            &m,
-            &prompts,
-            &SamplingConfig {
-                seed: 1,
-                ..cfg.clone()
-            },
-        )
-        .unwrap();
+        let c = generate(&m, &prompts, &SamplingConfig { seed: 1, ..cfg.clone() }).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -447,11 +380,7 @@ mod tests {
             vars["ln_f.bias"].shallow_clone().copy_(&b);
             m.gpt.wte().get(256).copy_(&(b * 10.0));
         }
-        let cfg = SamplingConfig {
-            max_new_tokens: 10,
-            top_k: Some(1),
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { max_new_tokens: 10, top_k: Some(1), ..Default::default() };
         let g = generate(&m, &[vec![1, 2]], &cfg).unwrap().remove(0);
         assert!(g.stopped_at_eos, "{g:?}");
         assert_eq!(g.ids.last(), Some(&256));
@@ -461,18 +390,12 @@ mod tests {
     fn too_long_a_prompt_is_refused() {
         let m = model();
         let err = generate(&m, &[vec![1; 60]], &greedy(8)).unwrap_err();
-        assert!(
-            err.to_string().contains("sequence 0 has 60 tokens"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("sequence 0 has 60 tokens"), "{err}");
     }
 
     #[test]
     fn invalid_settings_are_named() {
-        let bad = SamplingConfig {
-            top_p: Some(1.5),
-            ..Default::default()
-        };
+        let bad = SamplingConfig { top_p: Some(1.5), ..Default::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("top_p"));
     }
 }

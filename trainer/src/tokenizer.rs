@@ -33,9 +33,7 @@ impl std::str::FromStr for TokenizerKind {
         match s {
             "gpt2" => Ok(Self::Gpt2),
             "bytes" => Ok(Self::Bytes),
-            other => Err(format!(
-                "unknown tokenizer `{other}` (expected gpt2 or bytes)"
-            )),
+            other => Err(format!("unknown tokenizer `{other}` (expected gpt2 or bytes)")),
         }
     }
 }
@@ -107,11 +105,7 @@ impl Tokenizer {
     /// Encodes text as ordinary text: special-token strings are not recognised.
     pub fn encode(&self, text: &str) -> Vec<i64> {
         match self {
-            Tokenizer::Gpt2(bpe) => bpe
-                .encode_ordinary(text)
-                .into_iter()
-                .map(i64::from)
-                .collect(),
+            Tokenizer::Gpt2(bpe) => bpe.encode_ordinary(text).into_iter().map(i64::from).collect(),
             Tokenizer::Bytes => text.bytes().map(i64::from).collect(),
         }
     }
@@ -120,18 +114,13 @@ impl Tokenizer {
     pub fn decode_bytes(&self, ids: &[i64]) -> Vec<u8> {
         match self {
             Tokenizer::Gpt2(bpe) => {
-                let ordinary: Vec<u32> = ids
-                    .iter()
-                    .filter(|&&id| (0..GPT2_EOS).contains(&id))
-                    .map(|&id| id as u32)
-                    .collect();
+                let ordinary: Vec<u32> =
+                    ids.iter().filter(|&&id| (0..GPT2_EOS).contains(&id)).map(|&id| id as u32).collect();
                 bpe._decode_native_and_split(ordinary).flatten().collect()
             }
-            Tokenizer::Bytes => ids
-                .iter()
-                .filter(|&&id| (0..256).contains(&id))
-                .map(|&id| id as u8)
-                .collect(),
+            Tokenizer::Bytes => {
+                ids.iter().filter(|&&id| (0..256).contains(&id)).map(|&id| id as u8).collect()
+            }
         }
     }
 
