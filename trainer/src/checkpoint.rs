@@ -245,6 +245,39 @@ impl LanguageModel {
         Ok(LanguageModel { vs, gpt, lm_head, score_head: None, config, tokenizer })
     }
 
+    /// An independent copy with the same weights on the same device (PPO's frozen
+    /// reference policy, its value model initialised from the reward model).
+    pub fn try_clone(&self) -> Result<Self, CheckpointError> {
+        let mut copy = LanguageModel::new(self.config.clone(), self.tokenizer.kind(), self.device())
+            .map_err(|reason| CheckpointError::Config { path: PathBuf::new(), reason })?;
+        if self.score_head.is_some() {
+            copy.add_score_head();
+        }
+        copy.vs.set_kind(self.kind());
+        copy.vs.copy(&self.vs)?;
+        Ok(copy)
+    }
+
+    /// Makes every weight trainable (`false`: frozen, as a reference model is).
+    pub fn set_trainable(&mut self, trainable: bool) {
+        if trainable {
+            self.vs.unfreeze();
+        } else {
+            self.vs.freeze();
+        }
+    }
+
+    /// log p(ids[t+1] | ids[..=t]) for every position: (B, T) ids → (B, T-1) f32.
+    /// `attention_mask` (B, T) marks padding (left or right) with 0.
+    pub fn token_logprobs(&self, ids: &Tensor, attention_mask: Option<&Tensor>, train: bool) -> Tensor {
+        let t = ids.size()[1];
+        let logits = self.logits(ids, attention_mask, train).narrow(1, 0, t - 1);
+        let targets = ids.narrow(1, 1, t - 1);
+        // Padding ids may lie outside the vocabulary; their log-probs are masked by callers.
+        let targets = targets.clamp_max(self.config.vocab_size - 1);
+        logits.log_softmax(-1, Kind::Float).gather(2, &targets.unsqueeze(2), false).squeeze_dim(2)
+    }
+
     /// Adds a freshly initialised scalar head (the reward model's; the value model's).
     pub fn add_score_head(&mut self) {
         if self.score_head.is_none() {
