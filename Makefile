@@ -28,10 +28,16 @@ release: bootstrap
 	$(CARGO) build --release
 
 # The whole test suite: unit tests, and the integration tests that compare plumb with
-# transformers and tiktoken.
+# transformers and tiktoken. Each test runs in its own process (nextest), because
+# libtorch's random generator is global: seeded tests must not share it. Without
+# nextest, the tests run one at a time.
 test: bootstrap peers
 	$(CARGO) build --tests --workspace
-	$(CARGO) test --workspace --no-fail-fast
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast -- --test-threads=1; \
+	fi
 
 demo: release
 	scripts/demo

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
+#[cfg(feature = "trainer")]
+mod world;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,9 @@ enum Command {
     /// Sample completions: {"prompt"} → {"prompt", "completion", "ids", "logprobs"}.
     #[cfg(feature = "trainer")]
     Generate(model::GenerateArgs),
+    /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
+    #[cfg(feature = "trainer")]
+    World(world::WorldArgs),
 }
 
 impl Cli {
@@ -47,6 +52,8 @@ impl Cli {
             Command::Score(args) => model::score(args),
             #[cfg(feature = "trainer")]
             Command::Generate(args) => model::generate(args),
+            #[cfg(feature = "trainer")]
+            Command::World(args) => world::run(args),
         }
     }
 }

@@ -258,6 +258,22 @@ impl LanguageModel {
         Ok(copy)
     }
 
+    /// The same weights with another dropout probability (SFT trains with 0.2).
+    pub fn with_dropout(self, dropout: f64) -> Result<Self, CheckpointError> {
+        if dropout == self.config.dropout {
+            return Ok(self);
+        }
+        let config = GptConfig { dropout, ..self.config.clone() };
+        let mut copy = LanguageModel::new(config, self.tokenizer.kind(), self.device())
+            .map_err(|reason| CheckpointError::Config { path: PathBuf::new(), reason })?;
+        if self.score_head.is_some() {
+            copy.add_score_head();
+        }
+        copy.vs.set_kind(self.kind());
+        copy.vs.copy(&self.vs)?;
+        Ok(copy)
+    }
+
     /// Makes every weight trainable (`false`: frozen, as a reference model is).
     pub fn set_trainable(&mut self, trainable: bool) {
         if trainable {

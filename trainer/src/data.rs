@@ -275,7 +275,7 @@ pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
             let r = Record { path, line: *line, map };
             let prompt = r.string("prompt", true)?;
             if r.has("chosen") || r.has("rejected") {
-                let samples = vec![r.string("chosen", true)?, r.string("rejected", true)?];
+                let samples = vec![r.string("chosen", false)?, r.string("rejected", false)?];
                 return Ranking::new(prompt, samples, vec![vec![0], vec![1]])
                     .map_err(|(field, reason)| r.error(&field, reason));
             }
@@ -285,7 +285,7 @@ pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
             let samples = values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| text_of(v, true).map_err(|e| r.error(&format!("samples[{i}]"), e)))
+                .map(|(i, v)| text_of(v, false).map_err(|e| r.error(&format!("samples[{i}]"), e)))
                 .collect::<Result<Vec<_>, _>>()?;
             let ranking: Vec<Vec<usize>> =
                 serde_json::from_value(r.value("ranking")?.clone()).map_err(|_| {

@@ -1,0 +1,180 @@
+//! The GPT-1/GPT-2 stage: language modelling on a corpus.
+//!
+//! Documents are joined into one token stream, each followed by EOS (GPT-2's document
+//! boundary), and cut into packed windows of `seq_len + 1` tokens, so no compute is spent
+//! on padding. The held-out documents give the validation loss and perplexity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::LanguageModel;
+use crate::lm_loop::{self, Example, LoopReport, LoopSettings};
+use crate::tokenizer::Tokenizer;
+use crate::train::{RunDir, TrainError};
+
+/// Pretraining's settings; defaults follow GPT-3 small (Brown et al. 2020, table 2.1 and
+/// appendix B) where they apply to small models.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Passes over the corpus.
+    pub epochs: i64,
+    /// Optimizer steps in all; overrides `epochs` when set.
+    pub steps: Option<i64>,
+    /// Peak learning rate. GPT-3 small: 6e-4.
+    pub lr: f64,
+    /// Cosine decay ends at `lr · final_lr_ratio`. GPT-3: 10%.
+    pub final_lr_ratio: f64,
+    /// Linear warmup steps (capped at a tenth of the run, so short runs still decay).
+    pub warmup_steps: i64,
+    /// Windows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Tokens per window (at most the model's n_ctx; none: n_ctx).
+    pub seq_len: Option<i64>,
+    /// GPT-3: 0.1.
+    pub weight_decay: f64,
+    /// GPT-3: 1.0.
+    pub grad_clip: f64,
+    /// GPT-3: β1 0.9, β2 0.95, ε 1e-8.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Share of documents held out for the validation loss.
+    pub val_fraction: f64,
+    /// Validate every N steps (and at the end).
+    pub eval_every: i64,
+    /// Write a checkpoint every N steps (0: only the final model).
+    pub checkpoint_every: i64,
+    pub seed: u64,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        PretrainConfig {
+            epochs: 1,
+            steps: None,
+            lr: 6e-4,
+            final_lr_ratio: 0.1,
+            warmup_steps: 100,
+            batch_size: 16,
+            grad_accum: 1,
+            seq_len: None,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            val_fraction: 0.05,
+            eval_every: 200,
+            checkpoint_every: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl PretrainConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &str, why: &str| Err(TrainError::Config(format!("pretrain.{field} {why}")));
+        if self.steps.is_none() && self.epochs < 1 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.steps.is_some_and(|s| s < 1) {
+            return bad("steps", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch_size", "and grad_accum must be at least 1");
+        }
+        if self.seq_len.is_some_and(|s| s < 2) {
+            return bad("seq_len", "must be at least 2");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val_fraction", "must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// Packs documents into windows of `seq_len + 1` tokens (inputs and next-token targets),
+/// each window overlapping the next by one token so every token is a target once.
+pub fn pack(tokenizer: &Tokenizer, documents: &[String], seq_len: usize) -> Vec<Example> {
+    let mut stream = Vec::new();
+    for d in documents {
+        stream.extend(tokenizer.encode(d));
+        stream.push(tokenizer.eos_id());
+    }
+    let mut windows = Vec::new();
+    let mut start = 0;
+    while start + 1 < stream.len() {
+        let end = (start + seq_len + 1).min(stream.len());
+        let ids = stream[start..end].to_vec();
+        let loss_mask = std::iter::once(false).chain(std::iter::repeat_n(true, ids.len() - 1)).collect();
+        windows.push(Example { ids, loss_mask });
+        start += seq_len;
+    }
+    windows
+}
+
+pub type PretrainReport = LoopReport;
+
+/// Trains `model` on `documents` with the language-modelling loss; the final weights are
+/// saved into `run.path()` and returned.
+pub fn train(
+    cfg: &PretrainConfig,
+    model: LanguageModel,
+    documents: &[String],
+    run: &mut RunDir,
+    resume: bool,
+) -> Result<(LanguageModel, PretrainReport), TrainError> {
+    cfg.validate()?;
+    let n_ctx = model.config.n_ctx;
+    let seq_len = cfg.seq_len.unwrap_or(n_ctx);
+    if seq_len > n_ctx {
+        return Err(TrainError::Config(format!(
+            "pretrain.seq_len {seq_len} exceeds the model's n_ctx {n_ctx}"
+        )));
+    }
+    let (train_docs, val_docs) = lm_loop::split_validation(documents, cfg.val_fraction, cfg.seed);
+    let train_set = pack(&model.tokenizer, &train_docs, seq_len as usize);
+    let val_set = pack(&model.tokenizer, &val_docs, seq_len as usize);
+    let per_step = cfg.batch_size * cfg.grad_accum;
+    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
+    let settings = LoopSettings {
+        stage: "pretrain",
+        loss_metric: "loss/pretrain",
+        total_steps,
+        batch_size: cfg.batch_size,
+        grad_accum: cfg.grad_accum,
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps.min(total_steps / 10 + 1),
+        final_lr_ratio: cfg.final_lr_ratio,
+        weight_decay: cfg.weight_decay,
+        grad_clip: cfg.grad_clip,
+        betas: (cfg.beta1, cfg.beta2),
+        eps: cfg.eps,
+        eval_every: cfg.eval_every,
+        checkpoint_every: cfg.checkpoint_every,
+        seed: cfg.seed,
+        keep_best: false,
+    };
+    lm_loop::run(&settings, model, &train_set, &val_set, run, resume)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::TokenizerKind;
+
+    #[test]
+    fn packing_joins_documents_with_eos_and_targets_every_token_once() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let windows = pack(&t, &["abc".into(), "de".into()], 3);
+        let ids: Vec<Vec<i64>> = windows.iter().map(|w| w.ids.clone()).collect();
+        assert_eq!(ids, vec![vec![97, 98, 99, 256], vec![256, 100, 101, 256]]);
+        let targets: usize = windows.iter().map(|w| w.loss_mask.iter().filter(|&&m| m).count()).sum();
+        assert_eq!(targets, 6, "a, b, c, EOS, d, e, EOS minus the first token");
+    }
+}

@@ -1,0 +1,315 @@
+//! Stage 2 of InstructGPT: supervised fine-tuning (SFT) on demonstrations.
+//!
+//! Each demonstration becomes the sequence prompt ++ response ++ EOS, with no template
+//! added, and the loss is the next-token loss on the response and its EOS only: the
+//! prompt and the padding are masked.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::LanguageModel;
+use crate::data::Demonstration;
+use crate::lm_loop::{self, Example, LoopReport, LoopSettings};
+use crate::tokenizer::Tokenizer;
+use crate::train::{RunDir, TrainError};
+
+/// SFT's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.1) where
+/// it states them; its learning rates are for 1.3B–175B models, so the default here is
+/// one that suits small GPTs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Passes over the demonstrations. InstructGPT: 16.
+    pub epochs: i64,
+    /// Optimizer steps in all; overrides `epochs` when set.
+    pub steps: Option<i64>,
+    /// Peak learning rate (InstructGPT: 9.65e-6 at 1.3B, 5.03e-6 at 175B).
+    pub lr: f64,
+    /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: cosine decay.
+    pub final_lr_ratio: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: i64,
+    /// Demonstrations per micro-batch (InstructGPT: 32 at 1.3B and 6B, 8 at 175B).
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Residual dropout during SFT. InstructGPT: 0.2.
+    pub dropout: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Share of demonstrations held out for validation when no validation file is given.
+    pub val_fraction: f64,
+    /// Validate every N steps (and at the end); the best weights by validation loss are
+    /// the final model. InstructGPT selects by validation RM score; plumb, before an RM
+    /// exists, by validation loss.
+    pub eval_every: i64,
+    /// Write a checkpoint every N steps (0: only the final model).
+    pub checkpoint_every: i64,
+    pub seed: u64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            epochs: 16,
+            steps: None,
+            lr: 1e-4,
+            final_lr_ratio: 0.0,
+            warmup_steps: 0,
+            batch_size: 32,
+            grad_accum: 1,
+            dropout: 0.2,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            val_fraction: 0.05,
+            eval_every: 100,
+            checkpoint_every: 500,
+            seed: 0,
+        }
+    }
+}
+
+impl SftConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &str, why: &str| Err(TrainError::Config(format!("sft.{field} {why}")));
+        if self.steps.is_none() && self.epochs < 1 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.steps.is_some_and(|s| s < 1) {
+            return bad("steps", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch_size", "and grad_accum must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val_fraction", "must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// prompt ++ response ++ EOS with the loss on the response and EOS. A sequence longer
+/// than the context loses prompt tokens from the left; a response that cannot fit is an
+/// error naming the demonstration.
+pub fn example(
+    tokenizer: &Tokenizer,
+    n_ctx: i64,
+    index: usize,
+    d: &Demonstration,
+) -> Result<Example, TrainError> {
+    let mut prompt = tokenizer.encode(&d.prompt);
+    let mut response = tokenizer.encode(&d.response);
+    response.push(tokenizer.eos_id());
+    let n_ctx = n_ctx as usize;
+    if response.len() >= n_ctx {
+        return Err(TrainError::Config(format!(
+            "demonstration {} has a response of {} tokens; with EOS it does not fit the context of {n_ctx}",
+            index + 1,
+            response.len() - 1
+        )));
+    }
+    let overflow = (prompt.len() + response.len()).saturating_sub(n_ctx);
+    prompt.drain(..overflow);
+    let loss_mask =
+        std::iter::repeat_n(false, prompt.len()).chain(std::iter::repeat_n(true, response.len())).collect();
+    prompt.extend(response);
+    Ok(Example { ids: prompt, loss_mask })
+}
+
+pub type SftReport = LoopReport;
+
+/// Fine-tunes `model` on `demonstrations`, validating on `validation` (or on a held-out
+/// share of the demonstrations when it is empty). The best weights by validation loss
+/// are saved into `run.path()` and returned.
+pub fn train(
+    cfg: &SftConfig,
+    model: LanguageModel,
+    demonstrations: &[Demonstration],
+    validation: &[Demonstration],
+    run: &mut RunDir,
+    resume: bool,
+) -> Result<(LanguageModel, SftReport), TrainError> {
+    cfg.validate()?;
+    let model = model.with_dropout(cfg.dropout)?;
+    let encode = |items: &[Demonstration]| -> Result<Vec<Example>, TrainError> {
+        items.iter().enumerate().map(|(i, d)| example(&model.tokenizer, model.config.n_ctx, i, d)).collect()
+    };
+    let (train_set, val_set) = if validation.is_empty() {
+        lm_loop::split_validation(&encode(demonstrations)?, cfg.val_fraction, cfg.seed)
+    } else {
+        (encode(demonstrations)?, encode(validation)?)
+    };
+    let per_step = cfg.batch_size * cfg.grad_accum;
+    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
+    let settings = LoopSettings {
+        stage: "sft",
+        loss_metric: "loss/sft",
+        total_steps,
+        batch_size: cfg.batch_size,
+        grad_accum: cfg.grad_accum,
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps,
+        final_lr_ratio: cfg.final_lr_ratio,
+        weight_decay: cfg.weight_decay,
+        grad_clip: cfg.grad_clip,
+        betas: (cfg.beta1, cfg.beta2),
+        eps: cfg.eps,
+        eval_every: cfg.eval_every,
+        checkpoint_every: cfg.checkpoint_every,
+        seed: cfg.seed,
+        keep_best: true,
+    };
+    lm_loop::run(&settings, model, &train_set, &val_set, run, resume)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::TokenizerKind;
+
+    #[test]
+    fn the_loss_covers_the_response_and_eos_only() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let d = Demonstration { prompt: "ab".into(), response: "c".into() };
+        let e = example(&t, 256, 0, &d).unwrap();
+        assert_eq!(e.ids, vec![97, 98, 99, 256]);
+        assert_eq!(e.loss_mask, vec![false, false, true, true]);
+    }
+
+    #[test]
+    fn a_long_prompt_loses_its_beginning() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let d = Demonstration { prompt: "abcdef".into(), response: "xy".into() };
+        let e = example(&t, 5, 0, &d).unwrap();
+        assert_eq!(e.ids, vec![101, 102, 120, 121, 256]);
+        let too_long = Demonstration { prompt: "a".into(), response: "wxyz".into() };
+        let err = example(&t, 5, 2, &too_long).unwrap_err().to_string();
+        assert!(err.contains("demonstration 3"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod learning_tests {
+    use super::*;
+    use crate::config::GptConfig;
+    use crate::sampling::{generate, SamplingConfig};
+    use crate::tokenizer::TokenizerKind;
+    use rand::{Rng, SeedableRng};
+
+    fn tiny_model(seed: i64) -> LanguageModel {
+        tch::manual_seed(seed);
+        let mut cfg = GptConfig::tiny(258);
+        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 32);
+        LanguageModel::new(cfg, TokenizerKind::Bytes, tch::Device::Cpu).unwrap()
+    }
+
+    /// "abc>" → "ABC": a skill a base model cannot know.
+    fn uppercase_demos(n: usize, seed: u64) -> Vec<Demonstration> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let len = rng.random_range(2..=4);
+                let word: String = (0..len).map(|_| rng.random_range(b'a'..=b'h') as char).collect();
+                Demonstration { prompt: format!("{word}>"), response: word.to_uppercase() }
+            })
+            .collect()
+    }
+
+    fn accuracy(model: &LanguageModel, demos: &[Demonstration]) -> f64 {
+        let prompts: Vec<Vec<i64>> = demos.iter().map(|d| model.tokenizer.encode(&d.prompt)).collect();
+        let cfg = SamplingConfig { max_new_tokens: 6, temperature: 0.0, ..Default::default() };
+        let samples = generate(model, &prompts, &cfg).unwrap();
+        let correct = samples
+            .iter()
+            .zip(demos)
+            .filter(|(s, d)| s.stopped_at_eos && model.tokenizer.decode(&s.ids) == d.response)
+            .count();
+        correct as f64 / demos.len() as f64
+    }
+
+    fn config(steps: i64) -> SftConfig {
+        SftConfig {
+            steps: Some(steps),
+            lr: 3e-3,
+            batch_size: 32,
+            dropout: 0.0,
+            eval_every: 0,
+            checkpoint_every: 0,
+            warmup_steps: 10,
+            final_lr_ratio: 0.1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sft_lifts_held_out_accuracy_far_above_the_base() {
+        let train_set = uppercase_demos(512, 1);
+        let held_out: Vec<Demonstration> =
+            uppercase_demos(64, 2).into_iter().filter(|d| !train_set.contains(d)).collect();
+        let base = tiny_model(0);
+        let before = accuracy(&base, &held_out);
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (tuned, report) = train(&config(250), base, &train_set, &held_out, &mut run, false).unwrap();
+        let after = accuracy(&tuned, &held_out);
+        eprintln!("held-out exact match: base {before:.2} → SFT {after:.2}; {report:?}");
+        assert!(before < 0.05, "the base already solves it: {before}");
+        assert!(after > 0.8, "SFT reached only {after}");
+        assert!(dir.path().join("model.safetensors").exists());
+        assert!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().contains("loss/sft"));
+    }
+
+    #[test]
+    fn resuming_mid_run_equals_an_uninterrupted_run() {
+        let demos = uppercase_demos(64, 3);
+        let mut cfg = config(12);
+        cfg.checkpoint_every = 6;
+        cfg.dropout = 0.1; // dropout masks must repeat too
+        let full_dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(full_dir.path(), false).unwrap();
+        let (full, _) = train(&cfg, tiny_model(5), &demos, &demos[..8], &mut run, false).unwrap();
+
+        // A run that died after step 6: only its checkpoint is left.
+        let resumed_dir = tempfile::tempdir().unwrap();
+        let checkpoints = resumed_dir.path().join(crate::train::CHECKPOINTS);
+        std::fs::create_dir_all(&checkpoints).unwrap();
+        let from = full_dir.path().join(crate::train::CHECKPOINTS).join("step-00000006");
+        let to = checkpoints.join("step-00000006");
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+        let mut run = RunDir::open(resumed_dir.path(), true).unwrap();
+        let (resumed, _) = train(&cfg, tiny_model(99), &demos, &demos[..8], &mut run, true).unwrap();
+
+        let (a, b) = (full.vs.variables(), resumed.vs.variables());
+        let max_diff =
+            a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
+        assert!(max_diff < 1e-5, "resumed weights differ by {max_diff}");
+    }
+
+    #[test]
+    fn a_nan_loss_stops_the_run_and_names_the_step() {
+        let demos = uppercase_demos(32, 4);
+        let cfg = SftConfig { lr: 1e30, ..config(20) };
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let err = train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run, false).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TrainError::NonFinite { .. }), "{text}");
+        assert!(text.starts_with("step ") && text.contains("training stopped"), "{text}");
+    }
+}
