@@ -53,17 +53,13 @@ mod tests {
     #[test]
     fn a_missing_field_is_named_with_its_line() {
         let input = "{\"text\": \"a\"}\n\n{\"txt\": \"b\"}\n";
-        let err = read_all::<Text>(input.as_bytes(), "stdin")
-            .unwrap_err()
-            .to_string();
+        let err = read_all::<Text>(input.as_bytes(), "stdin").unwrap_err().to_string();
         assert_eq!(err, "stdin line 3: missing field `text` (column 13)");
     }
 
     #[test]
     fn malformed_json_is_named_with_its_line() {
-        let err = read_all::<Text>("{\"text\": \"a\"\n".as_bytes(), "stdin")
-            .unwrap_err()
-            .to_string();
+        let err = read_all::<Text>("{\"text\": \"a\"\n".as_bytes(), "stdin").unwrap_err().to_string();
         assert!(err.starts_with("stdin line 1: EOF while parsing"), "{err}");
     }
 }

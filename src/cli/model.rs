@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use trainer::{
-    Attention, DeviceChoice, GptConfig, LanguageModel, Precision, Preset, SamplingConfig,
-    Tokenizer, TokenizerKind,
+    Attention, DeviceChoice, GptConfig, LanguageModel, Precision, Preset, SamplingConfig, Tokenizer,
+    TokenizerKind,
 };
 
 use super::jsonl;
@@ -136,12 +136,7 @@ pub fn init(args: InitArgs) -> Result<()> {
     let model = LanguageModel::new(config, args.tokenizer, trainer::tch::Device::Cpu)
         .map_err(|e| anyhow::anyhow!("invalid model configuration: {e}"))?;
     model.save(&args.out, None)?;
-    let parameters: i64 = model
-        .vs
-        .trainable_variables()
-        .iter()
-        .map(|t| t.numel() as i64)
-        .sum();
+    let parameters: i64 = model.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
     let summary = serde_json::json!({
         "out": args.out,
         "parameters": parameters,
@@ -156,12 +151,7 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
     let tokenizer = Tokenizer::new(args.tokenizer);
     let mut out = BufWriter::new(io::stdout().lock());
     for line in &lines {
-        jsonl::write_line(
-            &mut out,
-            &Ids {
-                ids: tokenizer.encode(&line.text),
-            },
-        )?;
+        jsonl::write_line(&mut out, &Ids { ids: tokenizer.encode(&line.text) })?;
     }
     Ok(out.flush()?)
 }
@@ -177,17 +167,12 @@ fn load(args: &ModelArgs) -> Result<LanguageModel> {
 pub fn score(args: ScoreArgs) -> Result<()> {
     let lines: Vec<TextLine> = jsonl::read_all(io::stdin().lock(), "stdin")?;
     let model = load(&args.model)?;
-    let ids: Vec<Vec<i64>> = lines
-        .iter()
-        .map(|l| model.tokenizer.encode(&l.text))
-        .collect();
+    let ids: Vec<Vec<i64>> = lines.iter().map(|l| model.tokenizer.encode(&l.text)).collect();
     let logprobs = trainer::score(&model, &ids, args.model.batch_size).map_err(|e| match e {
         trainer::SamplingError::Empty { index } => {
             anyhow::anyhow!("stdin line {}: text is empty", index + 1)
         }
-        trainer::SamplingError::TooLong {
-            index, len, n_ctx, ..
-        } => {
+        trainer::SamplingError::TooLong { index, len, n_ctx, .. } => {
             anyhow::anyhow!(
                 "stdin line {}: text has {len} tokens, more than the model's context of {n_ctx}",
                 index + 1
@@ -214,10 +199,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     sampling.validate()?;
     let lines: Vec<PromptLine> = jsonl::read_all(io::stdin().lock(), "stdin")?;
     let model = load(&args.model)?;
-    let prompts: Vec<Vec<i64>> = lines
-        .iter()
-        .map(|l| model.tokenizer.encode(&l.prompt))
-        .collect();
+    let prompts: Vec<Vec<i64>> = lines.iter().map(|l| model.tokenizer.encode(&l.prompt)).collect();
     for (index, p) in prompts.iter().enumerate() {
         if p.len() as i64 + sampling.max_new_tokens > model.config.n_ctx {
             bail!(
@@ -231,18 +213,11 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     }
     let mut out = BufWriter::new(io::stdout().lock());
     let batch_size = args.model.batch_size.max(1);
-    for (chunk, (lines, prompts)) in lines
-        .chunks(batch_size)
-        .zip(prompts.chunks(batch_size))
-        .enumerate()
-    {
+    for (chunk, (lines, prompts)) in lines.chunks(batch_size).zip(prompts.chunks(batch_size)).enumerate() {
         let first_stream = (chunk * batch_size) as u64;
-        for (line, g) in lines.iter().zip(trainer::generate_streams(
-            &model,
-            prompts,
-            &sampling,
-            first_stream,
-        )?) {
+        for (line, g) in
+            lines.iter().zip(trainer::generate_streams(&model, prompts, &sampling, first_stream)?)
+        {
             let completion = Completion {
                 prompt: &line.prompt,
                 completion: model.tokenizer.decode(&g.ids),
