@@ -9,6 +9,8 @@ mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
 #[cfg(feature = "trainer")]
+mod train;
+#[cfg(feature = "trainer")]
 mod world;
 
 #[derive(Parser)]
@@ -36,6 +38,18 @@ enum Command {
     /// Sample completions: {"prompt"} → {"prompt", "completion", "ids", "logprobs"}.
     #[cfg(feature = "trainer")]
     Generate(model::GenerateArgs),
+    /// Pretrain a GPT on a corpus (language-modelling loss).
+    #[cfg(feature = "trainer")]
+    Pretrain(train::PretrainArgs),
+    /// Supervised fine-tuning on demonstrations.
+    #[cfg(feature = "trainer")]
+    Sft(train::SftArgs),
+    /// Train a reward model on rankings, or score responses with one.
+    #[cfg(feature = "trainer")]
+    Reward(train::RewardArgs),
+    /// PPO(-ptx) of an SFT policy against a reward model.
+    #[cfg(feature = "trainer")]
+    Ppo(train::PpoArgs),
     /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
     #[cfg(feature = "trainer")]
     World(world::WorldArgs),
@@ -52,6 +66,14 @@ impl Cli {
             Command::Score(args) => model::score(args),
             #[cfg(feature = "trainer")]
             Command::Generate(args) => model::generate(args),
+            #[cfg(feature = "trainer")]
+            Command::Pretrain(args) => train::pretrain(args),
+            #[cfg(feature = "trainer")]
+            Command::Sft(args) => train::sft(args),
+            #[cfg(feature = "trainer")]
+            Command::Reward(args) => train::reward(args),
+            #[cfg(feature = "trainer")]
+            Command::Ppo(args) => train::ppo(args),
             #[cfg(feature = "trainer")]
             Command::World(args) => world::run(args),
         }

@@ -4,17 +4,7 @@ use crate::helpers::*;
 
 fn tiny_model(dir: &std::path::Path, extra: &[&str]) -> String {
     let out = dir.join("tiny").to_str().unwrap().to_string();
-    let mut args = vec![
-        "init",
-        "--preset",
-        "tiny",
-        "--tokenizer",
-        "bytes",
-        "--out",
-        &out,
-        "--seed",
-        "1",
-    ];
+    let mut args = vec!["init", "--preset", "tiny", "--tokenizer", "bytes", "--out", &out, "--seed", "1"];
     args.extend_from_slice(extra);
     plumb_ok(&args, "");
     out
@@ -46,10 +36,7 @@ fn init_writes_a_hugging_face_checkpoint_with_plumb_metadata() {
 fn score_returns_one_log_prob_per_next_token() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &[]);
-    let out = plumb_ok(
-        &["score", "--model", &model],
-        &jsonl("text", &["abcd", "x"]),
-    );
+    let out = plumb_ok(&["score", "--model", &model], &jsonl("text", &["abcd", "x"]));
     assert_eq!(ids(&out[0]), vec![97, 98, 99, 100], "nothing is prepended");
     let lp = floats(&out[0], "logprobs");
     assert_eq!(lp.len(), 3);
@@ -60,10 +47,7 @@ fn score_returns_one_log_prob_per_next_token() {
 #[test]
 fn generate_returns_new_tokens_with_log_probs_and_is_seeded() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(
-        dir.path(),
-        &["--sparse-window", "8", "--sparse-stride", "4"],
-    );
+    let model = tiny_model(dir.path(), &["--sparse-window", "8", "--sparse-stride", "4"]);
     let prompts = jsonl("prompt", &["Hello", "Reverse: abc", ""]);
     let args = [
         "generate",
@@ -111,10 +95,7 @@ fn a_bad_input_line_is_named_and_nothing_is_written() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("stdin line 2") && err.contains("missing field `prompt`"),
-        "{err}"
-    );
+    assert!(err.contains("stdin line 2") && err.contains("missing field `prompt`"), "{err}");
     let out = plumb(&["score", "--model", &model], "not json\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
 }
@@ -124,24 +105,16 @@ fn a_prompt_longer_than_the_context_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &[]);
     let long = "x".repeat(250);
-    let out = plumb(
-        &["generate", "--model", &model, "--max-new-tokens", "10"],
-        &jsonl("prompt", &["ok", &long]),
-    );
+    let out =
+        plumb(&["generate", "--model", &model, "--max-new-tokens", "10"], &jsonl("prompt", &["ok", &long]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("stdin line 2") && err.contains("context of 256"),
-        "{err}"
-    );
+    assert!(err.contains("stdin line 2") && err.contains("context of 256"), "{err}");
 }
 
 #[test]
 fn a_missing_checkpoint_is_named() {
-    let out = plumb(
-        &["score", "--model", "/nonexistent/model"],
-        &jsonl("text", &["a"]),
-    );
+    let out = plumb(&["score", "--model", "/nonexistent/model"], &jsonl("text", &["a"]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/model/config.json"), "{err}");
@@ -154,10 +127,7 @@ fn cuda_asked_for_without_a_gpu_is_a_clear_error() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &[]);
-    let out = plumb(
-        &["score", "--model", &model, "--device", "cuda"],
-        &jsonl("text", &["a"]),
-    );
+    let out = plumb(&["score", "--model", &model, "--device", "cuda"], &jsonl("text", &["a"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no CUDA device"));
 }

@@ -30,12 +30,7 @@ fn run(mut command: Command, stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the command starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -49,11 +44,7 @@ pub fn plumb(args: &[&str], stdin: &str) -> Output {
 /// Runs `plumb`, expecting success, and parses its JSON lines.
 pub fn plumb_ok(args: &[&str], stdin: &str) -> Vec<Value> {
     let out = plumb(args, stdin);
-    assert!(
-        out.status.success(),
-        "plumb {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "plumb {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     json_lines(&out.stdout)
 }
 
@@ -66,11 +57,7 @@ pub fn reference(args: &[&str], stdin: &str) -> Vec<Value> {
         .env("HF_HUB_OFFLINE", "1")
         .env("TRANSFORMERS_VERBOSITY", "error");
     let out = run(command, stdin);
-    assert!(
-        out.status.success(),
-        "reference {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "reference {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     json_lines(&out.stdout)
 }
 
@@ -83,36 +70,20 @@ pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
 }
 
 pub fn jsonl(key: &str, values: &[&str]) -> String {
-    values
-        .iter()
-        .map(|v| serde_json::json!({ key: v }).to_string() + "\n")
-        .collect()
+    values.iter().map(|v| serde_json::json!({ key: v }).to_string() + "\n").collect()
 }
 
 pub fn ids(value: &Value) -> Vec<i64> {
-    value["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+    value["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
 pub fn floats(value: &Value, key: &str) -> Vec<f64> {
-    value[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
+    value[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
 }
 
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 /// `assets/r50k_base.tiktoken` as shipped inside the tiktoken-rs crate plumb builds with.
@@ -123,11 +94,7 @@ pub fn r50k_ranks_file() -> PathBuf {
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
     let metadata: Value = serde_json::from_slice(&out.stdout).unwrap();
     let manifest = metadata["packages"]
         .as_array()
@@ -138,10 +105,7 @@ pub fn r50k_ranks_file() -> PathBuf {
         .as_str()
         .unwrap()
         .to_string();
-    let path = PathBuf::from(manifest)
-        .parent()
-        .unwrap()
-        .join("assets/r50k_base.tiktoken");
+    let path = PathBuf::from(manifest).parent().unwrap().join("assets/r50k_base.tiktoken");
     assert!(path.exists(), "{} missing", path.display());
     path
 }

@@ -12,30 +12,14 @@ const TEXTS: &[&str] = &[
 /// A random GPT-2 written by `GPT2LMHeadModel.save_pretrained`.
 fn transformers_checkpoint(dir: &std::path::Path, init_range: &str) -> String {
     let out = dir.join("hf").to_str().unwrap().to_string();
-    reference(
-        &[
-            "make-checkpoint",
-            "--out",
-            &out,
-            "--seed",
-            "7",
-            "--init-range",
-            init_range,
-        ],
-        "",
-    );
+    reference(&["make-checkpoint", "--out", &out, "--seed", "7", "--init-range", init_range], "");
     out
 }
 
 fn assert_scores_match_transformers(model: &str) {
-    let ours = plumb_ok(
-        &["score", "--model", model, "--device", "cpu"],
-        &jsonl("text", TEXTS),
-    );
-    let stdin: String = ours
-        .iter()
-        .map(|r| serde_json::json!({ "ids": r["ids"] }).to_string() + "\n")
-        .collect();
+    let ours = plumb_ok(&["score", "--model", model, "--device", "cpu"], &jsonl("text", TEXTS));
+    let stdin: String =
+        ours.iter().map(|r| serde_json::json!({ "ids": r["ids"] }).to_string() + "\n").collect();
     let theirs = reference(&["logprobs", "--model", model], &stdin);
     assert_eq!(ours.len(), TEXTS.len());
     for (text, (a, b)) in TEXTS.iter().zip(ours.iter().zip(&theirs)) {
@@ -55,20 +39,7 @@ fn a_transformers_checkpoint_gives_the_log_probs_of_transformers() {
 fn a_checkpoint_saved_by_plumb_loads_in_transformers() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("plumb").to_str().unwrap().to_string();
-    plumb_ok(
-        &[
-            "init",
-            "--preset",
-            "tiny",
-            "--tokenizer",
-            "gpt2",
-            "--out",
-            &model,
-            "--seed",
-            "3",
-        ],
-        "",
-    );
+    plumb_ok(&["init", "--preset", "tiny", "--tokenizer", "gpt2", "--out", &model, "--seed", "3"], "");
     assert_scores_match_transformers(&model);
 }
 
@@ -78,34 +49,14 @@ fn greedy_generation_is_token_identical_to_transformers_generate() {
     // A wide init makes the logits peaked, so a greedy choice is never a near-tie that
     // rounding could flip.
     let model = transformers_checkpoint(dir.path(), "0.3");
-    let prompts = [
-        "Once upon a time",
-        "2 + 2 =",
-        "The capital of France is a city called",
-    ];
+    let prompts = ["Once upon a time", "2 + 2 =", "The capital of France is a city called"];
     let ours = plumb_ok(
-        &[
-            "generate",
-            "--model",
-            &model,
-            "--max-new-tokens",
-            "24",
-            "--temperature",
-            "0",
-            "--device",
-            "cpu",
-        ],
+        &["generate", "--model", &model, "--max-new-tokens", "24", "--temperature", "0", "--device", "cpu"],
         &jsonl("prompt", &prompts),
     );
-    let prompt_ids = plumb_ok(
-        &["tokenize", "--tokenizer", "gpt2"],
-        &jsonl("text", &prompts),
-    );
+    let prompt_ids = plumb_ok(&["tokenize", "--tokenizer", "gpt2"], &jsonl("text", &prompts));
     let stdin: String = prompt_ids.iter().map(|r| r.to_string() + "\n").collect();
-    let theirs = reference(
-        &["generate", "--model", &model, "--max-new-tokens", "24"],
-        &stdin,
-    );
+    let theirs = reference(&["generate", "--model", &model, "--max-new-tokens", "24"], &stdin);
     for (prompt, (a, b)) in prompts.iter().zip(ours.iter().zip(&theirs)) {
         assert_eq!(ids(a), ids(b), "{prompt:?}");
         assert!(!ids(a).is_empty());
@@ -128,10 +79,7 @@ fn the_gpt2_tokenizer_is_identical_to_tiktoken() {
     ];
     let ranks = r50k_ranks_file();
     let ours = plumb_ok(&["tokenize", "--tokenizer", "gpt2"], &jsonl("text", &texts));
-    let theirs = reference(
-        &["tiktoken", "--ranks", ranks.to_str().unwrap()],
-        &jsonl("text", &texts),
-    );
+    let theirs = reference(&["tiktoken", "--ranks", ranks.to_str().unwrap()], &jsonl("text", &texts));
     assert_eq!(ours.len(), texts.len());
     for (text, (a, b)) in texts.iter().zip(ours.iter().zip(&theirs)) {
         assert_eq!(ids(a), ids(b), "{text:?}");

@@ -121,7 +121,10 @@ fn read_text(path: &Path) -> Result<String, DataError> {
 }
 
 /// Each non-blank line of a JSON-lines file as an object, with its 1-based line number.
-fn json_objects(path: &Path) -> Result<Vec<(usize, serde_json::Map<String, Value>)>, DataError> {
+/// A JSON-lines record: its 1-based line number and its fields.
+type Line = (usize, serde_json::Map<String, Value>);
+
+fn json_objects(path: &Path) -> Result<Vec<Line>, DataError> {
     let text = read_text(path)?;
     let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -201,15 +204,11 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-fn records(path: &Path) -> Result<Vec<(usize, serde_json::Map<String, Value>)>, DataError> {
-    json_objects(path)
-}
-
 /// Documents for language modelling: a `.jsonl` file of `{"text"}` lines, or any other
 /// file as one plain-text document.
 pub fn read_corpus(path: &Path) -> Result<Vec<String>, DataError> {
     if path.extension().is_some_and(|e| e == "jsonl") {
-        records(path)?
+        json_objects(path)?
             .iter()
             .map(|(line, map)| Record { path, line: *line, map }.string("text", true))
             .collect()
@@ -226,7 +225,7 @@ pub fn read_corpus(path: &Path) -> Result<Vec<String>, DataError> {
 /// message but the last, joined by newlines, and response = the last, which must be the
 /// assistant's; no chat template is added.
 pub fn read_demonstrations(path: &Path) -> Result<Vec<Demonstration>, DataError> {
-    records(path)?
+    json_objects(path)?
         .iter()
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
@@ -269,7 +268,7 @@ fn demonstration_from_messages(r: &Record) -> Result<Demonstration, DataError> {
 
 /// Rankings in either form; the pairwise form is a ranking of K = 2.
 pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
-    records(path)?
+    json_objects(path)?
         .iter()
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
@@ -298,7 +297,7 @@ pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
 
 /// Prompts for sampling (PPO's rollouts).
 pub fn read_prompts(path: &Path) -> Result<Vec<String>, DataError> {
-    records(path)?
+    json_objects(path)?
         .iter()
         .map(|(line, map)| Record { path, line: *line, map }.string("prompt", true))
         .collect()

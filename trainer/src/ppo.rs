@@ -1,0 +1,1603 @@
+//! Stage 4 of InstructGPT: reinforcement learning against the reward model with PPO.
+//!
+//! One PPO step (`step`) in the paper's order:
+//! 1. sample: the policy answers a batch of prompts at `temperature` (InstructGPT: 1);
+//! 2. score: the reward model reads prompt ++ response at its last token, the EOS of a
+//!    sample that ended (a sample cut off at `max_new_tokens` also pays
+//!    `missing_eos_penalty`); the score is clipped to ±`reward_clip`;
+//! 3. KL-penalised rewards: −β·(log π − log π_ref) on every response token, the score
+//!    added on the last one;
+//! 4. values from the value model (initialised from the reward model), GAE with γ and λ,
+//!    advantages whitened;
+//! 5. `ppo_epochs` passes over minibatches: the clipped policy loss (plus γ_ptx times the
+//!    language-model loss on a pretraining batch: PPO-ptx) and the clipped value loss,
+//!    each model with its own AdamW;
+//! 6. statistics;
+//! 7. the adaptive KL controller's update (Ziegler et al. 2019).
+//!
+//! Dropout is off everywhere (`train = false`), in rollouts and in updates, as in
+//! lm-human-preferences: with dropout on, π/π_old would differ from 1 before any update.
+//!
+//! Tensors of a batch use one layout: prompts left-padded to P columns, then responses
+//! right-padded to R columns, so response token t sits in column P + t and is predicted
+//! from column P + t − 1; per-token tensors are (B, R) with a response mask.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::LanguageModel;
+use crate::lm_loop::{epoch_order, Example};
+use crate::sampling::{generate_streams, Generation, SamplingConfig};
+use crate::train::{
+    checkpoint_state, ensure_finite, lr_at, optimizer_file, AdamW, Progress, RunDir, TrainError,
+};
+
+/// PPO's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.4) where it
+/// states them, else lm-human-preferences (Ziegler et al. 2019); the batch is smaller so
+/// that a demo-sized run takes minutes, and the learning rate suits small GPTs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PpoConfig {
+    /// PPO iterations, each on `batch_size` fresh episodes. InstructGPT trains on 256k
+    /// episodes: 500 iterations of 512.
+    pub steps: i64,
+    /// Prompts (episodes) per rollout. InstructGPT: 512; plumb: 64.
+    pub batch_size: usize,
+    /// Episodes per gradient step. InstructGPT: 64, an eighth of its batch; plumb keeps
+    /// the eight updates per rollout with 8.
+    pub minibatch_size: usize,
+    /// Passes over each rollout batch. InstructGPT: 1; lm-human-preferences: 4.
+    pub ppo_epochs: usize,
+    /// The policy's peak learning rate. InstructGPT: 9e-6 for its 1.3B policy; plumb's
+    /// default suits small GPTs.
+    pub lr: f64,
+    /// The value model's peak learning rate (lm-human-preferences: the policy's).
+    pub value_lr: f64,
+    /// Linear warmup steps. InstructGPT: 10 iterations.
+    pub warmup_steps: i64,
+    /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
+    pub final_lr_ratio: f64,
+    /// Global gradient-norm clip, per model.
+    pub grad_clip: f64,
+    /// AdamW's β1, β2 and ε (lm-human-preferences: Adam with ε 1e-5), and weight decay.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// PPO's ε: the ratio π/π_old is clipped to [1 − ε, 1 + ε]. InstructGPT: 0.2.
+    pub clip_ratio: f64,
+    /// Values are clipped to V_old ± this in the value loss. lm-human-preferences: 0.2.
+    pub value_clip: f64,
+    /// Weight of the value loss. lm-human-preferences: 0.1 (with separate models and
+    /// optimizers it only interacts with gradient clipping).
+    pub vf_coef: f64,
+    /// GAE's discount. InstructGPT: 1 (no discount).
+    pub gamma: f64,
+    /// GAE's λ. InstructGPT: 0.95.
+    pub lam: f64,
+    /// Sampling temperature of rollouts. InstructGPT: 1.
+    pub temperature: f64,
+    /// Longest response, EOS included.
+    pub max_new_tokens: i64,
+    /// β, the KL reward coefficient (the initial one with `kl_target`). InstructGPT: 0.02.
+    pub kl_coef: f64,
+    /// Adaptive KL control (Ziegler et al. 2019): the target of the summed per-sample KL.
+    /// None: β stays fixed, as in InstructGPT.
+    pub kl_target: Option<f64>,
+    /// The adaptive controller's horizon in episodes. lm-human-preferences: 10000.
+    pub kl_horizon: f64,
+    /// Added to the score of a sample that did not end with EOS. lm-human-preferences
+    /// gives such samples −1.
+    pub missing_eos_penalty: f64,
+    /// Clip the reward model's score to ±c (none: no clipping).
+    pub reward_clip: Option<f64>,
+    /// Whiten the per-token rewards (variance only, the mean kept) before GAE.
+    pub whiten_rewards: bool,
+    /// γ_ptx, the weight of the pretraining loss mixed into the policy loss (PPO-ptx).
+    /// InstructGPT's PPO-ptx models: 27.8; 0 (the default): plain PPO.
+    pub ptx_coef: f64,
+    /// Pretraining windows per minibatch for PPO-ptx.
+    pub ptx_batch_size: usize,
+    /// Tokens per pretraining window (none: the policy's n_ctx).
+    pub ptx_seq_len: Option<i64>,
+    /// Seed of prompt order, sampling, minibatch order and pretraining windows.
+    pub seed: u64,
+    /// Write a checkpoint every N steps (0: only the final policy).
+    pub checkpoint_every: i64,
+    /// Call the caller's evaluation every N steps and at the end (0: never); the caller
+    /// holds the held-out prompts (`train_with_eval`).
+    pub eval_every: i64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        PpoConfig {
+            steps: 500,
+            batch_size: 64,
+            minibatch_size: 8,
+            ppo_epochs: 1,
+            lr: 1e-5,
+            value_lr: 1e-5,
+            warmup_steps: 10,
+            final_lr_ratio: 1.0,
+            grad_clip: 1.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-5,
+            weight_decay: 0.0,
+            clip_ratio: 0.2,
+            value_clip: 0.2,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            lam: 0.95,
+            temperature: 1.0,
+            max_new_tokens: 64,
+            kl_coef: 0.02,
+            kl_target: None,
+            kl_horizon: 10000.0,
+            missing_eos_penalty: -1.0,
+            reward_clip: None,
+            whiten_rewards: false,
+            ptx_coef: 0.0,
+            ptx_batch_size: 8,
+            ptx_seq_len: None,
+            seed: 0,
+            checkpoint_every: 50,
+            eval_every: 0,
+        }
+    }
+}
+
+impl PpoConfig {
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &str, why: String| Err(TrainError::Config(format!("ppo.{field} {why}")));
+        let positive = |x: f64| x > 0.0 && x.is_finite();
+        let at_least_0 = |x: f64| x >= 0.0 && x.is_finite();
+        if self.steps < 1 {
+            return bad("steps", format!("must be at least 1, got {}", self.steps));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if self.minibatch_size == 0 || self.minibatch_size > self.batch_size {
+            return bad(
+                "minibatch_size",
+                format!(
+                    "must be between 1 and batch_size ({}), got {}",
+                    self.batch_size, self.minibatch_size
+                ),
+            );
+        }
+        if self.ppo_epochs == 0 {
+            return bad("ppo_epochs", "must be at least 1".into());
+        }
+        for (field, value) in
+            [("lr", self.lr), ("value_lr", self.value_lr), ("temperature", self.temperature)]
+        {
+            if !positive(value) {
+                return bad(field, format!("must be a positive number, got {value}"));
+            }
+        }
+        if self.warmup_steps < 0 {
+            return bad("warmup_steps", format!("must be at least 0, got {}", self.warmup_steps));
+        }
+        if !(0.0..=1.0).contains(&self.final_lr_ratio) {
+            return bad("final_lr_ratio", format!("must be in [0, 1], got {}", self.final_lr_ratio));
+        }
+        for (field, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return bad(field, format!("must be in [0, 1), got {value}"));
+            }
+        }
+        for (field, value) in [
+            ("grad_clip", self.grad_clip),
+            ("eps", self.eps),
+            ("clip_ratio", self.clip_ratio),
+            ("value_clip", self.value_clip),
+            ("kl_horizon", self.kl_horizon),
+        ] {
+            if !positive(value) {
+                return bad(field, format!("must be a positive number, got {value}"));
+            }
+        }
+        for (field, value) in [
+            ("weight_decay", self.weight_decay),
+            ("vf_coef", self.vf_coef),
+            ("kl_coef", self.kl_coef),
+            ("ptx_coef", self.ptx_coef),
+        ] {
+            if !at_least_0(value) {
+                return bad(field, format!("must be a number >= 0, got {value}"));
+            }
+        }
+        for (field, value) in [("gamma", self.gamma), ("lam", self.lam)] {
+            if !(0.0..=1.0).contains(&value) {
+                return bad(field, format!("must be in [0, 1], got {value}"));
+            }
+        }
+        if self.max_new_tokens < 1 {
+            return bad("max_new_tokens", format!("must be at least 1, got {}", self.max_new_tokens));
+        }
+        if let Some(target) = self.kl_target.filter(|&t| !positive(t)) {
+            return bad("kl_target", format!("must be a positive number, got {target}"));
+        }
+        if !self.missing_eos_penalty.is_finite() {
+            return bad(
+                "missing_eos_penalty",
+                format!("must be a finite number, got {}", self.missing_eos_penalty),
+            );
+        }
+        if let Some(c) = self.reward_clip.filter(|&c| !positive(c)) {
+            return bad("reward_clip", format!("must be a positive number, got {c}"));
+        }
+        if self.ptx_coef > 0.0 && self.ptx_batch_size == 0 {
+            return bad("ptx_batch_size", "must be at least 1 when ptx_coef is set".into());
+        }
+        if let Some(s) = self.ptx_seq_len.filter(|&s| s < 1) {
+            return bad("ptx_seq_len", format!("must be at least 1, got {s}"));
+        }
+        if self.checkpoint_every < 0 || self.eval_every < 0 {
+            return bad("checkpoint_every", "and eval_every must be at least 0".into());
+        }
+        Ok(())
+    }
+
+    fn sampling(&self, seed: u64) -> SamplingConfig {
+        SamplingConfig {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: None,
+            top_p: None,
+            seed,
+            stop_at_eos: true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The small pure pieces, each as the literature writes it.
+
+/// Mean of `x` over the positions where `mask` is 1.
+pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
+    (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Variance (the population's, as lm-human-preferences' `tf.nn.moments`) over the mask.
+fn masked_var(x: &Tensor, mask: &Tensor) -> Tensor {
+    let mean = masked_mean(x, mask);
+    masked_mean(&(x - mean).square(), mask)
+}
+
+/// Normalises `x` to mean 0 and variance 1 over the mask; `shift_mean` false adds the
+/// mean back (only the scale changes). Padding comes out 0.
+pub fn whiten(x: &Tensor, mask: &Tensor, shift_mean: bool) -> Tensor {
+    let mean = masked_mean(x, mask);
+    let whitened = (x - &mean) * (masked_var(x, mask) + 1e-8).rsqrt();
+    let whitened = if shift_mean { whitened } else { whitened + mean };
+    whitened * mask
+}
+
+/// The per-token KL penalty −β·(log π − log π_ref) on response tokens (B, R); 0 on padding.
+pub fn kl_penalty(logprobs: &Tensor, ref_logprobs: &Tensor, mask: &Tensor, kl_coef: f64) -> Tensor {
+    (logprobs - ref_logprobs) * mask * (-kl_coef)
+}
+
+/// The per-token rewards (B, R): the KL penalty on every response token, and each
+/// sample's score (B,) added on its last response token.
+pub fn token_rewards(scores: &Tensor, kl_penalty: &Tensor, mask: &Tensor) -> Tensor {
+    let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0).unsqueeze(1); // (B, 1)
+    kl_penalty.scatter_add(1, &last, &scores.to_kind(Kind::Float).unsqueeze(1))
+}
+
+/// Generalised advantage estimation (Schulman et al. 2016) over response tokens:
+/// δ_t = r_t + γ·V_{t+1} − V_t, A_t = δ_t + γλ·A_{t+1}, with V = 0 past a sample's last
+/// token. Returns (advantages, returns = advantages + values), both 0 on padding.
+pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lam: f64) -> (Tensor, Tensor) {
+    let rewards = rewards * mask;
+    let values = values * mask;
+    let r = rewards.size()[1];
+    let mut last = rewards.select(1, 0).zeros_like(); // (B,)
+    let mut reversed = Vec::with_capacity(r as usize);
+    for t in (0..r).rev() {
+        let next_value = if t + 1 < r { values.select(1, t + 1) } else { last.zeros_like() };
+        let delta = rewards.select(1, t) + next_value * gamma - values.select(1, t);
+        last = delta + &last * (gamma * lam);
+        reversed.push(last.shallow_clone());
+    }
+    reversed.reverse();
+    let advantages = Tensor::stack(&reversed, 1) * mask;
+    let returns = &advantages + &values;
+    (advantages, returns)
+}
+
+/// PPO's clipped surrogate: the masked mean of max(−A·ρ, −A·clip(ρ, 1 − ε, 1 + ε)) with
+/// ρ = π/π_old, and its statistics: (pg_loss, clipfrac, approx_kl), where clipfrac is the
+/// share of tokens whose clipped term was the larger and approx_kl is
+/// ½·mean((log π − log π_old)²), as lm-human-preferences reports them.
+pub fn policy_loss(
+    logprobs: &Tensor,
+    old_logprobs: &Tensor,
+    advantages: &Tensor,
+    mask: &Tensor,
+    clip_ratio: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let log_ratio = logprobs - old_logprobs;
+    let ratio = log_ratio.exp();
+    let pg_losses = -advantages * &ratio;
+    let pg_losses_clipped = -advantages * ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio);
+    let pg_loss = masked_mean(&pg_losses.maximum(&pg_losses_clipped), mask);
+    let clipfrac = masked_mean(&pg_losses_clipped.gt_tensor(&pg_losses).to_kind(Kind::Float), mask);
+    let approx_kl = masked_mean(&log_ratio.square(), mask) * 0.5;
+    (pg_loss, clipfrac.detach(), approx_kl.detach())
+}
+
+/// The clipped value loss ½·masked mean of max((V − R)², (clip(V, V_old ± ε_v) − R)²),
+/// and the share of tokens where the clipped term was the larger.
+pub fn value_loss(
+    values: &Tensor,
+    old_values: &Tensor,
+    returns: &Tensor,
+    mask: &Tensor,
+    value_clip: f64,
+) -> (Tensor, Tensor) {
+    let clipped = values.clamp_tensor(Some(&(old_values - value_clip)), Some(&(old_values + value_clip)));
+    let vf_losses = (values - returns).square();
+    let vf_losses_clipped = (clipped - returns).square();
+    let vf_loss = masked_mean(&vf_losses.maximum(&vf_losses_clipped), mask) * 0.5;
+    let vf_clipfrac = masked_mean(&vf_losses_clipped.gt_tensor(&vf_losses).to_kind(Kind::Float), mask);
+    (vf_loss, vf_clipfrac.detach())
+}
+
+/// The adaptive KL controller of Ziegler et al. (2019): with e = clip(KL/target − 1,
+/// −0.2, 0.2), β ← β·(1 + e·n/horizon) after a batch of n episodes.
+pub fn adaptive_kl_coef(kl_coef: f64, kl: f64, target: f64, horizon: f64, n: usize) -> f64 {
+    let error = (kl / target - 1.0).clamp(-0.2, 0.2);
+    kl_coef * (1.0 + error * n as f64 / horizon)
+}
+
+/// 1 − Var(R − V)/Var(R) over the mask: how much of the returns the values explain.
+pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> f64 {
+    let var_returns = masked_var(returns, mask).double_value(&[]);
+    let var_residual = masked_var(&(returns - values), mask).double_value(&[]);
+    if var_returns > 0.0 {
+        1.0 - var_residual / var_returns
+    } else {
+        f64::NAN
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Models on the batch layout.
+
+/// Prompts left-padded to P columns, then responses right-padded to R columns.
+struct Layout {
+    ids: Tensor,           // (B, P + R)
+    attention: Tensor,     // (B, P + R), 1 on real tokens
+    response_mask: Tensor, // (B, R) f32
+    prompt_cols: i64,
+    response_cols: i64,
+}
+
+impl Layout {
+    fn new(prompts: &[Vec<i64>], responses: &[Vec<i64>], pad: i64, device: Device) -> Self {
+        let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let r = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let (mut ids, mut attention, mut response_mask) = (Vec::new(), Vec::new(), Vec::new());
+        for (prompt, response) in prompts.iter().zip(responses) {
+            let (left, right) = (p - prompt.len(), r - response.len());
+            ids.extend(std::iter::repeat_n(pad, left).chain(prompt.iter().copied()));
+            ids.extend(response.iter().copied().chain(std::iter::repeat_n(pad, right)));
+            attention.extend(std::iter::repeat_n(0i64, left).chain(std::iter::repeat_n(1, prompt.len())));
+            attention.extend(std::iter::repeat_n(1i64, response.len()).chain(std::iter::repeat_n(0, right)));
+            response_mask
+                .extend(std::iter::repeat_n(1f32, response.len()).chain(std::iter::repeat_n(0.0, right)));
+        }
+        let b = prompts.len() as i64;
+        let (p, r) = (p as i64, r as i64);
+        Layout {
+            ids: Tensor::from_slice(&ids).view([b, p + r]).to_device(device),
+            attention: Tensor::from_slice(&attention).view([b, p + r]).to_device(device),
+            response_mask: Tensor::from_slice(&response_mask).view([b, r]).to_device(device),
+            prompt_cols: p,
+            response_cols: r,
+        }
+    }
+
+    fn responses(&self) -> Tensor {
+        self.ids.narrow(1, self.prompt_cols, self.response_cols)
+    }
+}
+
+/// The model's logits / temperature at the positions that predict the response tokens:
+/// (B, P + R) → (B, R, V).
+fn response_logits(
+    model: &LanguageModel,
+    ids: &Tensor,
+    attention: &Tensor,
+    prompt_cols: i64,
+    response_cols: i64,
+    temperature: f64,
+    train: bool,
+) -> Tensor {
+    let hidden = model.gpt.forward_masked(ids, Some(attention), None, train); // (B, T, C)
+    let hidden = hidden.narrow(1, prompt_cols - 1, response_cols); // (B, R, C)
+    model.lm_head.forward(&hidden).to_kind(Kind::Float) / temperature
+}
+
+/// log π(token) of each response token (B, R) from `response_logits`.
+fn logprobs_of(logits: &Tensor, responses: &Tensor) -> Tensor {
+    // Padding ids may lie outside the vocabulary; they are masked by callers.
+    let targets = responses.clamp_max(logits.size()[2] - 1).unsqueeze(2);
+    logits.log_softmax(-1, Kind::Float).gather(2, &targets, false).squeeze_dim(2)
+}
+
+/// The entropy of π at each response position (B, R).
+fn entropy_of(logits: &Tensor) -> Tensor {
+    let logp = logits.log_softmax(-1, Kind::Float);
+    -(logp.exp() * logp).sum_dim_intlist(-1, false, Kind::Float)
+}
+
+/// The value model's V at the positions before each response token: (B, R).
+fn response_values(
+    value: &LanguageModel,
+    ids: &Tensor,
+    attention: &Tensor,
+    prompt_cols: i64,
+    response_cols: i64,
+    train: bool,
+) -> Result<Tensor, TrainError> {
+    let scores = value
+        .scores(ids, Some(attention), train)
+        .ok_or_else(|| TrainError::Config("the value model has no score head".into()))?;
+    Ok(scores.narrow(1, prompt_cols - 1, response_cols))
+}
+
+/// The reward model's score of each prompt ++ response (B,), without gradients: its
+/// scalar head at the last token, which is the EOS of a sample that ended (the token the
+/// RM was trained to score at); a sample cut off at `max_new_tokens` is read at its last
+/// token and pays `missing_eos_penalty` instead.
+pub fn rm_score(
+    reward_model: &LanguageModel,
+    prompts: &[Vec<i64>],
+    responses: &[Vec<i64>],
+) -> Result<Tensor, TrainError> {
+    let sequences: Vec<Vec<i64>> =
+        prompts.iter().zip(responses).map(|(p, r)| [p.as_slice(), r].concat()).collect();
+    crate::reward::score_ids(reward_model, &sequences)
+}
+
+/// `f` on row ranges of at most `size` of `n` rows, its tensors concatenated along rows.
+fn in_chunks<const K: usize>(
+    n: i64,
+    size: i64,
+    mut f: impl FnMut(i64, i64) -> Result<[Tensor; K], TrainError>,
+) -> Result<[Tensor; K], TrainError> {
+    let mut parts: Vec<Vec<Tensor>> = (0..K).map(|_| Vec::new()).collect();
+    let mut start = 0;
+    while start < n {
+        let len = size.min(n - start);
+        for (part, t) in parts.iter_mut().zip(f(start, len)?) {
+            part.push(t);
+        }
+        start += len;
+    }
+    Ok(std::array::from_fn(|k| Tensor::cat(&parts[k], 0)))
+}
+
+// ---------------------------------------------------------------------------------------
+// PPO-ptx's pretraining batches.
+
+/// The pretraining corpus of PPO-ptx, packed into windows as pretraining packs it.
+pub struct PtxCorpus {
+    windows: Vec<Example>,
+}
+
+impl PtxCorpus {
+    pub fn new(
+        model: &LanguageModel,
+        documents: &[String],
+        seq_len: Option<i64>,
+    ) -> Result<Self, TrainError> {
+        let n_ctx = model.config.n_ctx;
+        let seq_len = seq_len.unwrap_or(n_ctx);
+        if seq_len > n_ctx {
+            return Err(TrainError::Config(format!(
+                "ppo.ptx_seq_len {seq_len} exceeds the policy's n_ctx {n_ctx}"
+            )));
+        }
+        let windows = crate::pretrain::pack(&model.tokenizer, documents, seq_len as usize);
+        if windows.is_empty() {
+            return Err(TrainError::Config("the pretraining corpus for PPO-ptx has no text".into()));
+        }
+        Ok(PtxCorpus { windows })
+    }
+
+    /// Pretraining batch number `index` (counting across epochs of the corpus): right-
+    /// padded ids and attention (B, T), and the target mask (B, T − 1).
+    fn batch(&self, batch_size: usize, seed: u64, index: i64, pad: i64, device: Device) -> [Tensor; 3] {
+        let per_epoch = self.windows.len().div_ceil(batch_size) as i64;
+        let (epoch, position) = (index / per_epoch, (index % per_epoch) as usize);
+        let order = epoch_order(self.windows.len(), seed, epoch as u64);
+        let batch: Vec<&Example> =
+            order.iter().skip(position * batch_size).take(batch_size).map(|&i| &self.windows[i]).collect();
+        let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(2);
+        let (mut ids, mut attention, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+        for e in &batch {
+            let padding = len - e.ids.len();
+            ids.extend(e.ids.iter().copied().chain(std::iter::repeat_n(pad, padding)));
+            attention.extend(std::iter::repeat_n(1i64, e.ids.len()).chain(std::iter::repeat_n(0, padding)));
+            targets.extend(
+                e.loss_mask[1..].iter().map(|&m| m as i64 as f32).chain(std::iter::repeat_n(0.0, padding)),
+            );
+        }
+        let (b, t) = (batch.len() as i64, len as i64);
+        [
+            Tensor::from_slice(&ids).view([b, t]).to_device(device),
+            Tensor::from_slice(&attention).view([b, t]).to_device(device),
+            Tensor::from_slice(&targets).view([b, t - 1]).to_device(device),
+        ]
+    }
+}
+
+/// The language-model loss (mean negative log-likelihood per target token) of PPO-ptx.
+fn ptx_loss(policy: &LanguageModel, [ids, attention, targets]: &[Tensor; 3]) -> Tensor {
+    let logprobs = policy.token_logprobs(ids, Some(attention), false); // (B, T-1)
+    -masked_mean(&logprobs, targets)
+}
+
+// ---------------------------------------------------------------------------------------
+// One PPO step.
+
+/// What PPO trains and the state it carries from step to step.
+pub struct Learner {
+    pub policy: LanguageModel,
+    /// The frozen initial policy (the SFT model) that the KL penalty is measured against.
+    pub reference: LanguageModel,
+    /// Trunk and scalar head, initialised from the reward model.
+    pub value: LanguageModel,
+    pub policy_opt: AdamW,
+    pub value_opt: AdamW,
+    /// β, the current KL coefficient.
+    pub kl_coef: f64,
+}
+
+impl Learner {
+    /// The policy trains from `policy`, the reference is a frozen copy of it, and the
+    /// value model a trainable copy of the reward model.
+    pub fn new(
+        cfg: &PpoConfig,
+        mut policy: LanguageModel,
+        reward_model: &LanguageModel,
+    ) -> Result<Self, TrainError> {
+        if reward_model.score_head.is_none() {
+            return Err(TrainError::Config("the reward model has no score head".into()));
+        }
+        if reward_model.tokenizer.kind() != policy.tokenizer.kind() {
+            return Err(TrainError::Config(format!(
+                "the policy uses the {} tokenizer but the reward model {}",
+                policy.tokenizer.kind(),
+                reward_model.tokenizer.kind()
+            )));
+        }
+        let mut reference = policy.try_clone()?;
+        reference.set_trainable(false);
+        policy.set_trainable(true);
+        let mut value = reward_model.try_clone()?;
+        value.set_trainable(true);
+        let adamw = |m: &LanguageModel| AdamW::new(&m.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+        Ok(Learner {
+            policy_opt: adamw(&policy),
+            value_opt: adamw(&value),
+            policy,
+            reference,
+            value,
+            kl_coef: cfg.kl_coef,
+        })
+    }
+}
+
+/// One step's statistics (see `metrics` for their names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Mean score of the samples (reward model, missing-EOS penalty, clip).
+    pub reward: f64,
+    /// Mean over samples of the summed per-token log π − log π_ref.
+    pub kl: f64,
+    /// Mean over samples of the summed per-token entropy of π.
+    pub entropy: f64,
+    pub pg_loss: f64,
+    pub vf_loss: f64,
+    pub ptx_loss: Option<f64>,
+    pub clipfrac: f64,
+    pub vf_clipfrac: f64,
+    pub approx_kl: f64,
+    pub explained_variance: f64,
+    /// β used for this step's rewards.
+    pub kl_coef: f64,
+    /// Mean tokens per response, EOS included.
+    pub response_length: f64,
+    pub eos_rate: f64,
+    pub generation_seconds: f64,
+    pub training_seconds: f64,
+    /// Response tokens sampled.
+    pub tokens: u64,
+}
+
+impl StepStats {
+    /// The metrics as `metrics.jsonl` names them.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut metrics = vec![
+            ("objective/reward", self.reward),
+            ("objective/kl", self.kl),
+            ("objective/entropy", self.entropy),
+            ("loss/policy", self.pg_loss),
+            ("loss/value", self.vf_loss),
+            ("ppo/clipfrac", self.clipfrac),
+            ("ppo/vf_clipfrac", self.vf_clipfrac),
+            ("ppo/approx_kl", self.approx_kl),
+            ("val/explained_variance", self.explained_variance),
+            ("kl_coef", self.kl_coef),
+            ("response/length", self.response_length),
+            ("response/eos_rate", self.eos_rate),
+            ("time/generation", self.generation_seconds),
+            ("time/training", self.training_seconds),
+        ];
+        if let Some(ptx) = self.ptx_loss {
+            metrics.push(("loss/ptx", ptx));
+        }
+        metrics
+    }
+}
+
+/// A sampled batch and what the updates start from: per-token tensors (B, R).
+struct Rollout {
+    layout: Layout,
+    logprobs: Tensor,
+    values: Tensor,
+    advantages: Tensor,
+    returns: Tensor,
+}
+
+/// Samples from the policy: one random stream per episode, numbered across steps.
+fn sample(
+    policy: &LanguageModel,
+    prompts: &[Vec<i64>],
+    cfg: &PpoConfig,
+    step: i64,
+) -> Result<Vec<Generation>, TrainError> {
+    let first_stream = step as u64 * prompts.len() as u64;
+    Ok(generate_streams(policy, prompts, &cfg.sampling(cfg.seed), first_stream)?)
+}
+
+/// The score PPO maximises: the reward model's, plus the missing-EOS penalty, clipped.
+fn task_scores(raw: &Tensor, samples: &[Generation], cfg: &PpoConfig) -> Tensor {
+    let missing: Vec<f32> = samples.iter().map(|s| if s.stopped_at_eos { 0.0 } else { 1.0 }).collect();
+    let missing = Tensor::from_slice(&missing).to_device(raw.device());
+    let scores = raw + missing * cfg.missing_eos_penalty;
+    match cfg.reward_clip {
+        Some(c) => scores.clamp(-c, c),
+        None => scores,
+    }
+}
+
+/// One PPO iteration on `prompts` (token ids; an empty prompt stands for EOS): sample,
+/// score, KL-penalised rewards, GAE, `ppo_epochs` of minibatch updates, statistics, and
+/// the KL controller's update of `learner.kl_coef`.
+pub fn step(
+    cfg: &PpoConfig,
+    step: i64,
+    prompts: &[Vec<i64>],
+    learner: &mut Learner,
+    reward_model: &LanguageModel,
+    ptx: Option<&PtxCorpus>,
+) -> Result<StepStats, TrainError> {
+    let eos = learner.policy.tokenizer.eos_id();
+    let prompts: Vec<Vec<i64>> =
+        prompts.iter().map(|p| if p.is_empty() { vec![eos] } else { p.clone() }).collect();
+    let b = prompts.len() as i64;
+    let device = learner.policy.device();
+    let chunk = cfg.minibatch_size as i64;
+
+    // 1. Sample.
+    let started = Instant::now();
+    let samples = sample(&learner.policy, &prompts, cfg, step)?;
+    let generation_seconds = started.elapsed().as_secs_f64();
+    let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
+    let layout = Layout::new(&prompts, &responses, learner.policy.tokenizer.pad_id(), device);
+    let mask = &layout.response_mask;
+    let (p, r) = (layout.prompt_cols, layout.response_cols);
+
+    // 2. Score, and the log-probs and values the updates start from.
+    let (raw_scores, logprobs, ref_logprobs, entropy, values) = {
+        let _guard = tch::no_grad_guard();
+        let [raw_scores] = in_chunks(b, chunk, |start, len| {
+            let range = start as usize..(start + len) as usize;
+            Ok([rm_score(reward_model, &prompts[range.clone()], &responses[range])?.to_device(device)])
+        })?;
+        let [logprobs, ref_logprobs, entropy, values] = in_chunks(b, chunk, |start, len| {
+            let ids = layout.ids.narrow(0, start, len);
+            let attention = layout.attention.narrow(0, start, len);
+            let targets = ids.narrow(1, p, r);
+            let logits = response_logits(&learner.policy, &ids, &attention, p, r, cfg.temperature, false);
+            let ref_logits =
+                response_logits(&learner.reference, &ids, &attention, p, r, cfg.temperature, false);
+            let values = response_values(&learner.value, &ids, &attention, p, r, false)?;
+            Ok([
+                logprobs_of(&logits, &targets),
+                logprobs_of(&ref_logits, &targets),
+                entropy_of(&logits),
+                values,
+            ])
+        })?;
+        (raw_scores, logprobs * mask, ref_logprobs * mask, entropy * mask, values * mask)
+    };
+    let scores = task_scores(&raw_scores, &samples, cfg);
+
+    // 3. KL-penalised rewards.
+    let kl_coef = learner.kl_coef;
+    let mut rewards = token_rewards(&scores, &kl_penalty(&logprobs, &ref_logprobs, mask, kl_coef), mask);
+    if cfg.whiten_rewards {
+        rewards = whiten(&rewards, mask, false);
+    }
+
+    // 4. Advantages.
+    let (advantages, returns) = gae(&rewards, &values, mask, cfg.gamma, cfg.lam);
+    let advantages = whiten(&advantages, mask, true);
+    let rollout = Rollout { layout, logprobs, values, advantages, returns };
+
+    // 5. Train.
+    let started = Instant::now();
+    let updates = train_epochs(cfg, step, &rollout, learner, ptx)?;
+    let training_seconds = started.elapsed().as_secs_f64();
+
+    // 6. Statistics.
+    let per_sample =
+        |x: &Tensor| x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+    let lengths: Vec<usize> = samples.iter().map(|s| s.ids.len()).collect();
+    let stats = StepStats {
+        reward: scores.mean(Kind::Float).double_value(&[]),
+        kl: per_sample(&(&rollout.logprobs - &ref_logprobs)),
+        entropy: per_sample(&entropy),
+        pg_loss: updates.pg_loss,
+        vf_loss: updates.vf_loss,
+        ptx_loss: updates.ptx_loss,
+        clipfrac: updates.clipfrac,
+        vf_clipfrac: updates.vf_clipfrac,
+        approx_kl: updates.approx_kl,
+        explained_variance: explained_variance(
+            &rollout.values,
+            &rollout.returns,
+            &rollout.layout.response_mask,
+        ),
+        kl_coef,
+        response_length: lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64,
+        eos_rate: samples.iter().filter(|s| s.stopped_at_eos).count() as f64 / samples.len().max(1) as f64,
+        generation_seconds,
+        training_seconds,
+        tokens: lengths.iter().sum::<usize>() as u64,
+    };
+
+    // 7. The KL controller.
+    if let Some(target) = cfg.kl_target {
+        learner.kl_coef = adaptive_kl_coef(kl_coef, stats.kl, target, cfg.kl_horizon, prompts.len());
+    }
+    Ok(stats)
+}
+
+/// Mean losses and statistics over a step's minibatch updates.
+struct Updates {
+    pg_loss: f64,
+    vf_loss: f64,
+    ptx_loss: Option<f64>,
+    clipfrac: f64,
+    vf_clipfrac: f64,
+    approx_kl: f64,
+}
+
+/// `ppo_epochs` passes over the rollout in shuffled minibatches, one AdamW step per
+/// minibatch for the policy and one for the value model.
+fn train_epochs(
+    cfg: &PpoConfig,
+    step: i64,
+    rollout: &Rollout,
+    learner: &mut Learner,
+    ptx: Option<&PtxCorpus>,
+) -> Result<Updates, TrainError> {
+    let layout = &rollout.layout;
+    let (p, r) = (layout.prompt_cols, layout.response_cols);
+    let b = layout.ids.size()[0] as usize;
+    let device = learner.policy.device();
+    let pad = learner.policy.tokenizer.pad_id();
+    let lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+    let value_lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.value_lr, cfg.final_lr_ratio);
+    let ptx = ptx.filter(|_| cfg.ptx_coef > 0.0);
+    let updates_per_step = (cfg.ppo_epochs * b.div_ceil(cfg.minibatch_size)) as i64;
+
+    let mut sums = [0.0f64; 6]; // pg_loss, vf_loss, ptx_loss, clipfrac, vf_clipfrac, approx_kl
+    let mut n = 0i64;
+    for epoch in 0..cfg.ppo_epochs {
+        // Minibatch order: its own seed, one stream per (step, epoch).
+        let order =
+            epoch_order(b, cfg.seed ^ MINIBATCH_SEED, (step as u64) * cfg.ppo_epochs as u64 + epoch as u64);
+        for indices in order.chunks(cfg.minibatch_size) {
+            let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+            let index = Tensor::from_slice(&indices).to_device(device);
+            let pick = |t: &Tensor| t.index_select(0, &index);
+            let (mb_ids, mb_attention, mb_mask) =
+                (pick(&layout.ids), pick(&layout.attention), pick(&layout.response_mask));
+            let (mb_old_logprobs, mb_advantages) = (pick(&rollout.logprobs), pick(&rollout.advantages));
+            let (mb_old_values, mb_returns) = (pick(&rollout.values), pick(&rollout.returns));
+
+            let mb_logits =
+                response_logits(&learner.policy, &mb_ids, &mb_attention, p, r, cfg.temperature, false);
+            let mb_logprobs = logprobs_of(&mb_logits, &mb_ids.narrow(1, p, r));
+            let (pg_loss, clipfrac, approx_kl) =
+                policy_loss(&mb_logprobs, &mb_old_logprobs, &mb_advantages, &mb_mask, cfg.clip_ratio);
+            let mut loss = pg_loss.shallow_clone();
+            if let Some(corpus) = ptx {
+                let batch = corpus.batch(
+                    cfg.ptx_batch_size,
+                    cfg.seed ^ PTX_SEED,
+                    step * updates_per_step + n,
+                    pad,
+                    device,
+                );
+                let lm_loss = ptx_loss(&learner.policy, &batch);
+                sums[2] += lm_loss.double_value(&[]);
+                loss += lm_loss * cfg.ptx_coef;
+            }
+            learner.policy_opt.zero_grad();
+            loss.backward();
+            learner.policy_opt.clip_grad_norm(cfg.grad_clip);
+            learner.policy_opt.step(lr);
+
+            let mb_values = response_values(&learner.value, &mb_ids, &mb_attention, p, r, false)?;
+            let (vf_loss, vf_clipfrac) =
+                value_loss(&mb_values, &mb_old_values, &mb_returns, &mb_mask, cfg.value_clip);
+            learner.value_opt.zero_grad();
+            (&vf_loss * cfg.vf_coef).backward();
+            learner.value_opt.clip_grad_norm(cfg.grad_clip);
+            learner.value_opt.step(value_lr);
+
+            for (sum, t) in sums.iter_mut().zip([&pg_loss, &vf_loss]) {
+                *sum += t.double_value(&[]);
+            }
+            for (sum, t) in sums[3..].iter_mut().zip([&clipfrac, &vf_clipfrac, &approx_kl]) {
+                *sum += t.double_value(&[]);
+            }
+            n += 1;
+        }
+    }
+    let mean = |i: usize| sums[i] / n.max(1) as f64;
+    Ok(Updates {
+        pg_loss: mean(0),
+        vf_loss: mean(1),
+        ptx_loss: ptx.map(|_| mean(2)),
+        clipfrac: mean(3),
+        vf_clipfrac: mean(4),
+        approx_kl: mean(5),
+    })
+}
+
+/// Seeds of the minibatch order and the PPO-ptx windows, mixed into `seed` so that each
+/// draws a sequence of its own.
+const MINIBATCH_SEED: u64 = 0x6d69_6e69_6261_7463;
+const PTX_SEED: u64 = 0x7074_7800_0000_0000;
+
+// ---------------------------------------------------------------------------------------
+// Evaluation on held-out prompts.
+
+/// A policy on held-out prompts: mean reward-model score (without the missing-EOS
+/// penalty), mean summed KL to the reference, mean length and share ending with EOS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub reward: f64,
+    pub kl: f64,
+    pub length: f64,
+    pub eos_rate: f64,
+}
+
+/// Samples each prompt once (at `cfg.temperature`, from `seed`) and measures it.
+pub fn evaluate(
+    policy: &LanguageModel,
+    reference: &LanguageModel,
+    reward_model: &LanguageModel,
+    prompts: &[String],
+    cfg: &PpoConfig,
+    seed: u64,
+) -> Result<Evaluation, TrainError> {
+    let prompts = encode_prompts(policy, reward_model, prompts, cfg)?;
+    let _guard = tch::no_grad_guard();
+    let (mut reward, mut kl, mut length, mut eos) = (0.0, 0.0, 0.0, 0.0);
+    for (i, batch) in prompts.chunks(cfg.batch_size).enumerate() {
+        let first_stream = (i * cfg.batch_size) as u64;
+        let samples = generate_streams(policy, batch, &cfg.sampling(seed), first_stream)?;
+        let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
+        let layout = Layout::new(batch, &responses, policy.tokenizer.pad_id(), policy.device());
+        let (p, r) = (layout.prompt_cols, layout.response_cols);
+        let targets = layout.responses();
+        let lp = logprobs_of(
+            &response_logits(policy, &layout.ids, &layout.attention, p, r, cfg.temperature, false),
+            &targets,
+        );
+        let ref_lp = logprobs_of(
+            &response_logits(reference, &layout.ids, &layout.attention, p, r, cfg.temperature, false),
+            &targets,
+        );
+        kl += ((lp - ref_lp) * &layout.response_mask).sum(Kind::Float).double_value(&[]);
+        reward += rm_score(reward_model, batch, &responses)?.sum(Kind::Float).double_value(&[]);
+        length += responses.iter().map(Vec::len).sum::<usize>() as f64;
+        eos += samples.iter().filter(|s| s.stopped_at_eos).count() as f64;
+    }
+    let n = prompts.len().max(1) as f64;
+    Ok(Evaluation { reward: reward / n, kl: kl / n, length: length / n, eos_rate: eos / n })
+}
+
+/// Tokenised prompts; an empty one becomes EOS, and a long one loses tokens from the
+/// left so that it and the longest response fit both models' context.
+fn encode_prompts(
+    policy: &LanguageModel,
+    reward_model: &LanguageModel,
+    prompts: &[String],
+    cfg: &PpoConfig,
+) -> Result<Vec<Vec<i64>>, TrainError> {
+    let n_ctx = policy.config.n_ctx.min(reward_model.config.n_ctx);
+    let room = n_ctx - cfg.max_new_tokens;
+    if room < 1 {
+        return Err(TrainError::Config(format!(
+            "ppo.max_new_tokens {} leaves no room for a prompt in the context of {n_ctx}",
+            cfg.max_new_tokens
+        )));
+    }
+    let eos = policy.tokenizer.eos_id();
+    Ok(prompts
+        .iter()
+        .map(|text| {
+            let mut ids = policy.tokenizer.encode(text);
+            if ids.is_empty() {
+                ids.push(eos);
+            }
+            let overflow = ids.len().saturating_sub(room as usize);
+            ids.drain(..overflow);
+            ids
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// The training run.
+
+/// Where a PPO run stands, saved in each checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PpoState {
+    stage: String,
+    /// PPO steps completed.
+    step: i64,
+    kl_coef: f64,
+    policy_updates: i64,
+    value_updates: i64,
+}
+
+impl PpoState {
+    fn of(learner: &Learner, step: i64) -> Self {
+        PpoState {
+            stage: "ppo".into(),
+            step,
+            kl_coef: learner.kl_coef,
+            policy_updates: learner.policy_opt.steps,
+            value_updates: learner.value_opt.steps,
+        }
+    }
+}
+
+/// What a PPO run did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PpoReport {
+    /// PPO steps completed.
+    pub steps: i64,
+    /// `objective/reward` and `objective/kl` of the last step.
+    pub final_reward: f64,
+    pub final_kl: f64,
+    /// β at the end.
+    pub kl_coef: f64,
+    pub seconds: f64,
+    /// Share of this run's time spent sampling rollouts.
+    pub generation_share: f64,
+}
+
+/// Evaluation hook of `train_with_eval`: given (step, policy, reference), the metrics to log.
+pub type EvalFn<'a> =
+    dyn FnMut(i64, &LanguageModel, &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> + 'a;
+
+/// PPO from the SFT `policy` against the frozen `reward_model`, on `prompts` (PPO-ptx on
+/// `ptx_corpus` when `cfg.ptx_coef` is set). The reference policy is a frozen copy of
+/// `policy`, so a resumed run must be given the same SFT model. The final policy is saved
+/// into `run.path()` and returned.
+pub fn train(
+    cfg: &PpoConfig,
+    policy: LanguageModel,
+    reward_model: &LanguageModel,
+    prompts: &[String],
+    ptx_corpus: Option<&[String]>,
+    run: &mut RunDir,
+    resume: bool,
+) -> Result<(LanguageModel, PpoReport), TrainError> {
+    train_with_eval(
+        cfg,
+        policy,
+        reward_model,
+        prompts,
+        ptx_corpus,
+        run,
+        resume,
+        &mut |_, _, _| Ok(Vec::new()),
+    )
+}
+
+/// `train`, calling `eval` every `cfg.eval_every` steps and at the end; the metrics it
+/// returns (e.g. `eval/reward` on held-out prompts, via `evaluate`) are logged with the step's.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_eval(
+    cfg: &PpoConfig,
+    policy: LanguageModel,
+    reward_model: &LanguageModel,
+    prompts: &[String],
+    ptx_corpus: Option<&[String]>,
+    run: &mut RunDir,
+    resume: bool,
+    eval: &mut EvalFn,
+) -> Result<(LanguageModel, PpoReport), TrainError> {
+    cfg.validate()?;
+    let started = Instant::now();
+    if prompts.is_empty() {
+        return Err(TrainError::Config("no prompts for PPO".into()));
+    }
+    let encoded = encode_prompts(&policy, reward_model, prompts, cfg)?;
+    let ptx = match (cfg.ptx_coef > 0.0, ptx_corpus) {
+        (true, Some(documents)) => Some(PtxCorpus::new(&policy, documents, cfg.ptx_seq_len)?),
+        (true, None) => {
+            return Err(TrainError::Config(format!(
+                "ppo.ptx_coef is {} but no pretraining corpus was given",
+                cfg.ptx_coef
+            )))
+        }
+        (false, _) => None,
+    };
+    let mut learner = Learner::new(cfg, policy, reward_model)?;
+    let mut done = 0;
+    if resume {
+        if let Some((dir, _)) = run.latest_checkpoint() {
+            let state: PpoState = checkpoint_state(&dir.join("policy"))?;
+            let device = learner.policy.device();
+            learner.policy.vs.copy(&LanguageModel::load(&dir.join("policy"), device)?.vs)?;
+            learner.value.vs.copy(&LanguageModel::load(&dir.join("value"), device)?.vs)?;
+            learner.policy_opt.load_state(&dir.join(optimizer_file("policy", 2)), state.policy_updates)?;
+            learner.value_opt.load_state(&dir.join(optimizer_file("value", 2)), state.value_updates)?;
+            learner.kl_coef = state.kl_coef;
+            done = state.step;
+        }
+        run.truncate_metrics_after(done - 1)?;
+    }
+
+    let mut progress = Progress::new("ppo", cfg.steps, done);
+    let mut last: Option<StepStats> = None;
+    let mut generation_seconds = 0.0;
+    while done < cfg.steps {
+        let s = done;
+        let batch: Vec<Vec<i64>> = batch_indices(encoded.len(), cfg.batch_size, cfg.seed, s)
+            .into_iter()
+            .map(|i| encoded[i].clone())
+            .collect();
+        let stats = step(cfg, s, &batch, &mut learner, reward_model, ptx.as_ref())?;
+        let mut checks = vec![
+            ("objective/reward", stats.reward),
+            ("objective/kl", stats.kl),
+            ("loss/policy", stats.pg_loss),
+            ("loss/value", stats.vf_loss),
+        ];
+        checks.extend(stats.ptx_loss.map(|v| ("loss/ptx", v)));
+        for (what, value) in checks {
+            ensure_finite(s, what, value, run)?;
+        }
+        generation_seconds += stats.generation_seconds;
+        done += 1;
+
+        let mut metrics: Vec<(String, f64)> =
+            stats.metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps) {
+            metrics.extend(eval(s, &learner.policy, &learner.reference)?);
+        }
+        let named: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        run.log(s, &named)?;
+        progress.step(s, stats.tokens, &format!("reward {:.3} kl {:.3}", stats.reward, stats.kl));
+        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 {
+            run.save_checkpoint(
+                done,
+                &[("policy", &learner.policy), ("value", &learner.value)],
+                &[("policy", &learner.policy_opt), ("value", &learner.value_opt)],
+                &PpoState::of(&learner, done),
+            )?;
+        }
+        last = Some(stats);
+    }
+    progress.finish();
+
+    learner.policy.save(run.path(), serde_json::to_value(PpoState::of(&learner, done)).ok())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let report = PpoReport {
+        steps: done,
+        final_reward: last.as_ref().map_or(f64::NAN, |s| s.reward),
+        final_kl: last.as_ref().map_or(f64::NAN, |s| s.kl),
+        kl_coef: learner.kl_coef,
+        seconds,
+        generation_share: generation_seconds / seconds.max(1e-9),
+    };
+    Ok((learner.policy, report))
+}
+
+/// The prompts of step `step`: consecutive slices of seeded shuffles of all prompts, one
+/// shuffle per pass, so every prompt is used once per pass and a resumed run repeats them.
+fn batch_indices(n: usize, batch_size: usize, seed: u64, step: i64) -> Vec<usize> {
+    let first = step as usize * batch_size;
+    let mut indices = Vec::with_capacity(batch_size);
+    let mut order = (usize::MAX, Vec::new());
+    for g in first..first + batch_size {
+        let epoch = g / n;
+        if order.0 != epoch {
+            order = (epoch, epoch_order(n, seed, epoch as u64));
+        }
+        indices.push(order.1[g % n]);
+    }
+    indices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(rows: &[&[f32]]) -> Tensor {
+        let b = rows.len() as i64;
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_slice(&flat).view([b, -1])
+    }
+
+    fn values(x: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
+    }
+
+    fn close(actual: &[f64], expected: &[f64]) {
+        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+        for (a, e) in actual.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-5, "{actual:?} vs {expected:?}");
+        }
+    }
+
+    fn scalar(x: &Tensor) -> f64 {
+        x.double_value(&[])
+    }
+
+    #[test]
+    fn the_default_config_is_valid_and_an_invalid_field_is_named() {
+        PpoConfig::default().validate().unwrap();
+        let err = PpoConfig { minibatch_size: 65, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(err.contains("ppo.minibatch_size"), "{err}");
+        let err =
+            PpoConfig { kl_target: Some(0.0), ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(err.contains("ppo.kl_target"), "{err}");
+        let err = toml::from_str::<PpoConfig>("kl_coeff = 0.1").unwrap_err().to_string();
+        assert!(err.contains("kl_coeff"), "{err}");
+    }
+
+    /// KL on every response token, the score on the last real one, nothing on padding.
+    #[test]
+    fn the_score_lands_on_the_last_response_token_and_the_kl_on_every_one() {
+        let logprobs = t(&[&[-1.0, -2.0, -3.0], &[-1.0, -1.0, -9.0]]);
+        let ref_logprobs = t(&[&[-1.5, -2.0, -2.0], &[-2.0, -1.0, -1.0]]);
+        let mask = t(&[&[1.0, 1.0, 1.0], &[1.0, 1.0, 0.0]]);
+        let penalty = kl_penalty(&logprobs, &ref_logprobs, &mask, 0.1);
+        close(&values(&penalty), &[-0.05, 0.0, 0.1, -0.1, 0.0, 0.0]);
+        let rewards = token_rewards(&Tensor::from_slice(&[1.0f32, -2.0]), &penalty, &mask);
+        close(&values(&rewards), &[-0.05, 0.0, 1.1, -0.1, -2.0, 0.0]);
+    }
+
+    #[test]
+    fn gae_matches_hand_computed_advantages_and_ignores_padding() {
+        // Row 0, γ = 1, λ = 0.5: δ = (0, 0, 0.5), A = (0.125, 0.25, 0.5).
+        let (a, r) = gae(&t(&[&[0.0, 0.0, 1.0]]), &t(&[&[0.5, 0.5, 0.5]]), &t(&[&[1.0, 1.0, 1.0]]), 1.0, 0.5);
+        close(&values(&a), &[0.125, 0.25, 0.5]);
+        close(&values(&r), &[0.625, 0.75, 1.0]);
+        // Row with padding holding garbage, γ = 0.9, λ = 0.8: V past the end counts as 0.
+        // t=1: δ = 2 − 1 = 1; t=0: δ = 0.9·1 − 1 = −0.1, A = −0.1 + 0.72·1 = 0.62.
+        let (a, r) = gae(&t(&[&[0.0, 2.0, 9.0]]), &t(&[&[1.0, 1.0, 7.0]]), &t(&[&[1.0, 1.0, 0.0]]), 0.9, 0.8);
+        close(&values(&a), &[0.62, 1.0, 0.0]);
+        close(&values(&r), &[1.62, 2.0, 0.0]);
+        // γ = λ = 1: returns are the rewards still to come.
+        let (_, r) =
+            gae(&t(&[&[1.0, 2.0, 3.0]]), &t(&[&[5.0, -1.0, 0.3]]), &t(&[&[1.0, 1.0, 1.0]]), 1.0, 1.0);
+        close(&values(&r), &[6.0, 5.0, 3.0]);
+    }
+
+    #[test]
+    fn whitening_uses_only_the_masked_positions() {
+        let x = t(&[&[1.0, 2.0, 3.0, 100.0]]);
+        let mask = t(&[&[1.0, 1.0, 1.0, 0.0]]);
+        let s = (2.0f64 / 3.0 + 1e-8).sqrt(); // population variance of 1, 2, 3
+        close(&values(&whiten(&x, &mask, true)), &[-1.0 / s, 0.0, 1.0 / s, 0.0]);
+        close(&values(&whiten(&x, &mask, false)), &[2.0 - 1.0 / s, 2.0, 2.0 + 1.0 / s, 0.0]);
+    }
+
+    #[test]
+    fn the_clipped_policy_loss_takes_the_pessimistic_term() {
+        // ρ = 1.5, 0.5 with A = 1; ρ = 1.1, 0.7 with A = −1; ε = 0.2; a padded token.
+        let ratios = [1.5f64, 0.5, 1.1, 0.7, 3.0];
+        let old = t(&[&[-1.0, -1.0, -1.0, -1.0, -1.0]]);
+        let new = &old + Tensor::from_slice(&ratios.map(|r| r.ln() as f32)).unsqueeze(0);
+        let advantages = t(&[&[1.0, 1.0, -1.0, -1.0, 5.0]]);
+        let mask = t(&[&[1.0, 1.0, 1.0, 1.0, 0.0]]);
+        let (pg_loss, clipfrac, approx_kl) = policy_loss(&new, &old, &advantages, &mask, 0.2);
+        // max(−1.5, −1.2) = −1.2 (clipped), max(−0.5, −0.8) = −0.5, 1.1, max(0.7, 0.8) = 0.8 (clipped)
+        assert!((scalar(&pg_loss) - (-1.2 - 0.5 + 1.1 + 0.8) / 4.0).abs() < 1e-6);
+        assert!((scalar(&clipfrac) - 0.5).abs() < 1e-6);
+        let expected_kl = 0.5 * ratios[..4].iter().map(|r| r.ln().powi(2)).sum::<f64>() / 4.0;
+        assert!((scalar(&approx_kl) - expected_kl).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_clipped_value_loss_takes_the_larger_error() {
+        let v = t(&[&[1.0, 0.0, 2.0, 50.0]]);
+        let v_old = t(&[&[0.5, 0.1, 2.0, 0.0]]);
+        let returns = t(&[&[1.0, 0.0, 0.0, 0.0]]);
+        let mask = t(&[&[1.0, 1.0, 1.0, 0.0]]);
+        let (vf_loss, vf_clipfrac) = value_loss(&v, &v_old, &returns, &mask, 0.2);
+        // (0 vs (0.7 − 1)² = 0.09), (0 vs 0), (4 vs 4): ½·(0.09 + 0 + 4)/3
+        assert!((scalar(&vf_loss) - 0.5 * 4.09 / 3.0).abs() < 1e-6);
+        assert!((scalar(&vf_clipfrac) - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_adaptive_kl_controller_moves_beta_toward_the_target() {
+        // e = clip(12/6 − 1) = 0.2: β·(1 + 0.2·512/10000)
+        assert!((adaptive_kl_coef(0.1, 12.0, 6.0, 10000.0, 512) - 0.1 * 1.01024).abs() < 1e-12);
+        assert!((adaptive_kl_coef(0.1, 6.6, 6.0, 10000.0, 512) - 0.1 * 1.00512).abs() < 1e-12);
+        assert!((adaptive_kl_coef(0.1, 0.0, 6.0, 10000.0, 512) - 0.1 * 0.98976).abs() < 1e-12);
+        assert_eq!(adaptive_kl_coef(0.1, 6.0, 6.0, 10000.0, 512), 0.1);
+    }
+
+    #[test]
+    fn every_prompt_is_used_once_per_pass() {
+        let mut seen: Vec<usize> = (0..5).flat_map(|s| batch_indices(10, 4, 3, s)).collect();
+        assert_eq!(seen.len(), 20);
+        seen.sort();
+        assert_eq!(seen, (0..10).flat_map(|i| [i, i]).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod learning_tests {
+    use super::*;
+    use crate::config::GptConfig;
+    use crate::tokenizer::TokenizerKind;
+    use rand::{Rng, SeedableRng};
+
+    fn policy_model(seed: i64) -> LanguageModel {
+        tch::manual_seed(seed);
+        let mut cfg = GptConfig::tiny(258);
+        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 64);
+        LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap()
+    }
+
+    fn is_liked(id: i64) -> bool {
+        (i64::from(b'a')..=i64::from(b'z')).contains(&id)
+    }
+
+    /// A reward model whose score is a known increasing function of the share of
+    /// lowercase letters in prompt ++ response ++ EOS, built by hand: every token
+    /// embedding has mean 0 and the same norm, with channel 0 = +c for a lowercase letter
+    /// and −c otherwise (channel 1 the opposite, channel 2 zero); the one attention layer
+    /// has zero queries and keys, so it averages channel 0 over all earlier tokens into
+    /// channel 2; the MLP is off; the head reads channel 2 after ln_f.
+    fn lowercase_reward_model() -> LanguageModel {
+        tch::manual_seed(7);
+        let mut cfg = GptConfig::tiny(258);
+        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (1, 1, 16, 64);
+        let mut rm = LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap();
+        rm.add_score_head();
+        let _guard = tch::no_grad_guard();
+        let vars = rm.vs.variables();
+        let c = 2.0;
+        let mut rest = Tensor::randn([258, 13], (Kind::Float, Device::Cpu));
+        rest = &rest - rest.mean_dim(1, true, Kind::Float);
+        rest = &rest / rest.square().sum_dim_intlist(1, true, Kind::Float).sqrt() * 13f64.sqrt();
+        let sign: Vec<f32> = (0..258).map(|id| if is_liked(id) { 1.0 } else { -1.0 }).collect();
+        let sign = Tensor::from_slice(&sign).unsqueeze(1) * c;
+        let wte =
+            Tensor::cat(&[&sign, &(-&sign), &Tensor::zeros([258, 1], (Kind::Float, Device::Cpu)), &rest], 1);
+        vars["wte.weight"].shallow_clone().copy_(&wte);
+        for (name, var) in &vars {
+            if name.starts_with("wpe") || name.starts_with("h.0.mlp") || name.starts_with("h.0.attn") {
+                let _ = var.shallow_clone().zero_();
+            }
+        }
+        let _ = vars["h.0.attn.c_attn.weight"].shallow_clone().get(0).get(32).fill_(1.0); // v[0] = x[0]
+        let _ = vars["h.0.attn.c_proj.weight"].shallow_clone().get(0).get(2).fill_(1.0); // out[2] = v[0]
+        let _ = vars["score.weight"].shallow_clone().zero_();
+        let _ = vars["score.weight"].shallow_clone().get(0).get(2).fill_(4.0);
+        let _ = vars["score.bias"].shallow_clone().zero_();
+        rm
+    }
+
+    /// Prompts without lowercase letters, so the response decides the score.
+    fn prompts(n: usize, seed: u64) -> Vec<String> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let len = rng.random_range(2..=5);
+                let word: String = (0..len).map(|_| rng.random_range(b'A'..=b'Z') as char).collect();
+                format!("{word}:")
+            })
+            .collect()
+    }
+
+    /// β = 0.5 makes the KL-regularised optimum π_ref·exp(r/β) modest: about 0.4 of
+    /// the tokens lowercase, +2 reward, 2–3 nats of KL. Without the penalty the same
+    /// steps reach 13 nats.
+    fn config(steps: i64) -> PpoConfig {
+        PpoConfig {
+            steps,
+            batch_size: 32,
+            minibatch_size: 16,
+            ppo_epochs: 2,
+            lr: 3e-3,
+            value_lr: 3e-3,
+            warmup_steps: 0,
+            max_new_tokens: 8,
+            kl_coef: 0.5,
+            missing_eos_penalty: 0.0,
+            checkpoint_every: 0,
+            ..Default::default()
+        }
+    }
+
+    fn run_dir() -> (tempfile::TempDir, RunDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path(), false).unwrap();
+        (dir, run)
+    }
+
+    fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
+        let rm = lowercase_reward_model();
+        let encoded = encode_prompts(model, &rm, prompts, cfg).unwrap();
+        let samples = generate_streams(model, &encoded, &cfg.sampling(99), 0).unwrap();
+        let tokens: Vec<i64> = samples.iter().flat_map(|s| s.ids.iter().copied()).collect();
+        tokens.iter().filter(|&&id| is_liked(id)).count() as f64 / tokens.len() as f64
+    }
+
+    #[test]
+    fn the_hand_built_reward_model_prefers_lowercase() {
+        let rm = lowercase_reward_model();
+        let p = vec![b'Q' as i64, b':' as i64];
+        let responses: Vec<Vec<i64>> =
+            ["ABCD", "aBCD", "abCD", "abcd"].iter().map(|s| s.bytes().map(i64::from).collect()).collect();
+        let scores = values_of(&rm_score(&rm, &vec![p; 4], &responses).unwrap());
+        assert!(scores.windows(2).all(|w| w[1] > w[0] + 0.1), "{scores:?}");
+    }
+
+    fn values_of(x: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(x.to_kind(Kind::Double)).unwrap()
+    }
+
+    #[test]
+    fn a_score_is_read_at_the_last_token_whatever_the_batch() {
+        let rm = lowercase_reward_model();
+        let eos = rm.tokenizer.eos_id();
+        let prompts = vec![vec![65i64, 66], vec![67i64, 68, 69, 70, 71]];
+        let responses = vec![vec![97i64, 98, eos], vec![99i64]];
+        let batched = values_of(&rm_score(&rm, &prompts, &responses).unwrap());
+        for i in 0..2 {
+            let ids: Vec<i64> = [prompts[i].as_slice(), &responses[i]].concat();
+            let all = rm.scores(&Tensor::from_slice(&ids).unsqueeze(0), None, false).unwrap();
+            let by_hand = all.get(0).get(ids.len() as i64 - 1).double_value(&[]);
+            assert!((batched[i] - by_hand).abs() < 1e-5, "row {i}: {batched:?} vs {by_hand}");
+        }
+    }
+
+    /// The rollout's recomputed log π of each response token equals the sampler's own:
+    /// the layout puts token t where column P + t − 1 predicts it.
+    #[test]
+    fn rollout_logprobs_equal_the_samplers() {
+        let policy = policy_model(0);
+        let rm = lowercase_reward_model();
+        let cfg = config(1);
+        let encoded = encode_prompts(&policy, &rm, &prompts(6, 1), &cfg).unwrap();
+        let samples = generate_streams(&policy, &encoded, &cfg.sampling(5), 0).unwrap();
+        let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
+        let layout = Layout::new(&encoded, &responses, policy.tokenizer.pad_id(), Device::Cpu);
+        let (p, r) = (layout.prompt_cols, layout.response_cols);
+        let logits =
+            tch::no_grad(|| response_logits(&policy, &layout.ids, &layout.attention, p, r, 1.0, false));
+        let lp = logprobs_of(&logits, &layout.responses());
+        for (i, s) in samples.iter().enumerate() {
+            let row = values_of(&lp.get(i as i64).narrow(0, 0, s.ids.len() as i64));
+            for (a, b) in row.iter().zip(&s.logprobs) {
+                assert!((a - f64::from(*b)).abs() < 1e-4, "sample {i}: {row:?} vs {:?}", s.logprobs);
+            }
+        }
+    }
+
+    #[test]
+    fn ppo_raises_the_held_out_reward_at_a_bounded_kl() {
+        let rm = lowercase_reward_model();
+        let train_prompts = prompts(256, 1);
+        let held_out: Vec<String> =
+            prompts(64, 2).into_iter().filter(|p| !train_prompts.contains(p)).collect();
+        let cfg = config(10);
+        let sft = policy_model(0);
+        let reference = sft.try_clone().unwrap();
+        let before = evaluate(&sft, &reference, &rm, &held_out, &cfg, 99).unwrap();
+        let share_before = lowercase_share(&sft, &held_out, &cfg);
+        let (_dir, mut run) = run_dir();
+        let (policy, report) = train(&cfg, sft, &rm, &train_prompts, None, &mut run, false).unwrap();
+        let after = evaluate(&policy, &reference, &rm, &held_out, &cfg, 99).unwrap();
+        let share_after = lowercase_share(&policy, &held_out, &cfg);
+        eprintln!(
+            "held-out reward {:.3} → {:.3}, KL {:.3} → {:.3} nats, lowercase share {share_before:.2} → {share_after:.2}; {report:?}",
+            before.reward, after.reward, before.kl, after.kl
+        );
+        assert!(after.reward > before.reward + 1.0, "reward {} → {}", before.reward, after.reward);
+        assert!(after.kl < 5.0, "KL to the reference grew to {}", after.kl);
+        assert!(share_after > share_before + 0.15, "lowercase share {share_before} → {share_after}");
+        let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
+        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        for name in [
+            "objective/reward",
+            "objective/kl",
+            "objective/entropy",
+            "loss/policy",
+            "loss/value",
+            "ppo/clipfrac",
+            "ppo/approx_kl",
+            "val/explained_variance",
+            "kl_coef",
+            "response/length",
+            "response/eos_rate",
+            "time/generation",
+            "time/training",
+        ] {
+            assert!(first.get(name).is_some(), "{name} not logged: {first}");
+        }
+        assert!(run.path().join("model.safetensors").exists());
+    }
+
+    /// Mean next-token loss of `model` on every window of `corpus`.
+    fn corpus_loss(model: &LanguageModel, corpus: &[String]) -> f64 {
+        let windows = PtxCorpus::new(model, corpus, Some(32)).unwrap();
+        let batch = windows.batch(windows.windows.len(), 0, 0, model.tokenizer.pad_id(), Device::Cpu);
+        tch::no_grad(|| ptx_loss(model, &batch)).double_value(&[])
+    }
+
+    fn shouting_corpus() -> Vec<String> {
+        [
+            "THE CAT SAT ON THE MAT.",
+            "A DOG RAN TO THE PARK.",
+            "WE ATE RICE AT NOON.",
+            "IT RAINED ALL DAY LONG.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    #[test]
+    fn ppo_ptx_keeps_the_corpus_loss_below_plain_ppo() {
+        let rm = lowercase_reward_model();
+        let train_prompts = prompts(128, 1);
+        let held_out = prompts(16, 2);
+        let corpus = shouting_corpus();
+        let plain = PpoConfig { eval_every: 6, ..config(6) };
+        let ptx = PpoConfig { ptx_coef: 1.0, ptx_batch_size: 4, ptx_seq_len: Some(32), ..plain.clone() };
+        // One SFT model for both runs: tests in other threads share libtorch's generator.
+        let sft = policy_model(0);
+        let initial = corpus_loss(&sft, &corpus);
+        let mut losses = Vec::new();
+        for cfg in [&plain, &ptx] {
+            let (_dir, mut run) = run_dir();
+            let mut eval = |_: i64, policy: &LanguageModel, reference: &LanguageModel| {
+                let e = evaluate(policy, reference, &rm, &held_out, cfg, 99)?;
+                Ok(vec![("eval/reward".to_string(), e.reward), ("eval/kl".to_string(), e.kl)])
+            };
+            let (policy, report) = train_with_eval(
+                cfg,
+                sft.try_clone().unwrap(),
+                &rm,
+                &train_prompts,
+                Some(&corpus),
+                &mut run,
+                false,
+                &mut eval,
+            )
+            .unwrap();
+            losses.push(corpus_loss(&policy, &corpus));
+            let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
+            let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+            assert!(last["eval/reward"].is_number(), "{last}");
+            assert_eq!(last["loss/ptx"].is_number(), cfg.ptx_coef > 0.0, "{last}");
+            eprintln!("ptx_coef {}: {report:?}", cfg.ptx_coef);
+        }
+        eprintln!("corpus loss: initial {initial:.3}, PPO {:.3}, PPO-ptx {:.3}", losses[0], losses[1]);
+        assert!(losses[1] < losses[0] - 0.5, "PPO-ptx {} vs PPO {}", losses[1], losses[0]);
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &to.join(entry.file_name()));
+            } else {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn resuming_mid_run_equals_an_uninterrupted_run() {
+        let rm = lowercase_reward_model();
+        let train_prompts = prompts(40, 3);
+        // Adaptive β, so the checkpoint must carry it too.
+        let cfg = PpoConfig {
+            batch_size: 16,
+            minibatch_size: 8,
+            checkpoint_every: 2,
+            kl_target: Some(0.5),
+            kl_horizon: 32.0,
+            ..config(4)
+        };
+        // The reference is the SFT model given, so both runs must be given the same one
+        // (tests in other threads share libtorch's generator: no second `policy_model`).
+        let sft = policy_model(0);
+        let full_dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(full_dir.path(), false).unwrap();
+        let (full, full_report) =
+            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run, false).unwrap();
+        assert_ne!(full_report.kl_coef, cfg.kl_coef, "the controller never moved β");
+
+        // A run that died after step 2: only its checkpoint is left.
+        let resumed_dir = tempfile::tempdir().unwrap();
+        let step_2 = std::path::Path::new(crate::train::CHECKPOINTS).join("step-00000002");
+        copy_dir(&full_dir.path().join(&step_2), &resumed_dir.path().join(&step_2));
+        let mut run = RunDir::open(resumed_dir.path(), true).unwrap();
+        let (resumed, resumed_report) =
+            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run, true).unwrap();
+
+        let (a, b) = (full.vs.variables(), resumed.vs.variables());
+        let max_diff =
+            a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
+        assert!(max_diff < 1e-5, "resumed weights differ by {max_diff}");
+        assert!((full_report.kl_coef - resumed_report.kl_coef).abs() < 1e-9);
+        assert!((full_report.final_reward - resumed_report.final_reward).abs() < 1e-4);
+        let metrics = std::fs::read_to_string(resumed_dir.path().join(crate::train::METRICS)).unwrap();
+        assert_eq!(metrics.lines().count(), 2, "steps 2 and 3 logged once: {metrics}");
+    }
+
+    #[test]
+    fn a_nan_loss_stops_the_run_and_names_the_step() {
+        let rm = lowercase_reward_model();
+        let train_prompts = prompts(16, 4);
+        let healthy = PpoConfig { batch_size: 16, checkpoint_every: 2, ..config(2) };
+        let (dir, mut run) = run_dir();
+        train(&healthy, policy_model(0), &rm, &train_prompts, None, &mut run, false).unwrap();
+        let saved = std::fs::read(dir.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
+        // Resumed with a learning rate that blows the weights up in step 2's first update.
+        let exploding = PpoConfig { steps: 4, lr: 1e30, value_lr: 1e30, ..healthy };
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let err = train(&exploding, policy_model(0), &rm, &train_prompts, None, &mut run, true).unwrap_err();
+        let text = err.to_string();
+        eprintln!("{text}");
+        assert!(matches!(err, TrainError::NonFinite { step: 2, .. }), "{text}");
+        assert!(text.starts_with("step 2: ") && text.contains("step-00000002"), "{text}");
+        let after = std::fs::read(dir.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
+        assert!(saved == after, "the broken policy overwrote the saved one");
+    }
+}
