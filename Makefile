@@ -30,11 +30,13 @@ release: bootstrap
 # The whole test suite: unit tests, and the integration tests that compare plumb with
 # transformers and tiktoken. Each test runs in its own process (nextest), because
 # libtorch's random generator is global: seeded tests must not share it. Without
-# nextest, the tests run one at a time.
+# nextest, the tests run one at a time. With one process per core, each test uses one
+# thread: OpenMP threads of several processes spinning on the same cores slow all of
+# them down many times over.
 test: bootstrap peers
 	$(CARGO) build --tests --workspace
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	  OMP_NUM_THREADS=1 $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 	  $(CARGO) test --workspace --no-fail-fast -- --test-threads=1; \
 	fi

@@ -9,3 +9,5 @@ mod helpers;
 mod cli;
 #[cfg(feature = "trainer")]
 mod parity;
+#[cfg(feature = "trainer")]
+mod stages;

@@ -1,8 +1,8 @@
 //! The GPT-1/GPT-2 stage: language modelling on a corpus.
 //!
 //! Documents are joined into one token stream, each followed by EOS (GPT-2's document
-//! boundary), and cut into packed windows of `seq_len + 1` tokens, so no compute is spent
-//! on padding. The held-out documents give the validation loss and perplexity.
+//! boundary), and cut into packed windows of `seq_len` tokens, so no compute is spent on
+//! padding. The held-out documents give the validation loss and perplexity.
 
 use serde::{Deserialize, Serialize};
 
@@ -98,8 +98,8 @@ impl PretrainConfig {
     }
 }
 
-/// Packs documents into windows of `seq_len + 1` tokens (inputs and next-token targets),
-/// each window overlapping the next by one token so every token is a target once.
+/// Packs documents into windows of `seq_len` tokens, each overlapping the next by one
+/// token so that every token but the first is a target exactly once.
 pub fn pack(tokenizer: &Tokenizer, documents: &[String], seq_len: usize) -> Vec<Example> {
     let mut stream = Vec::new();
     for d in documents {
@@ -109,11 +109,11 @@ pub fn pack(tokenizer: &Tokenizer, documents: &[String], seq_len: usize) -> Vec<
     let mut windows = Vec::new();
     let mut start = 0;
     while start + 1 < stream.len() {
-        let end = (start + seq_len + 1).min(stream.len());
+        let end = (start + seq_len).min(stream.len());
         let ids = stream[start..end].to_vec();
         let loss_mask = std::iter::once(false).chain(std::iter::repeat_n(true, ids.len() - 1)).collect();
         windows.push(Example { ids, loss_mask });
-        start += seq_len;
+        start += seq_len - 1;
     }
     windows
 }
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn packing_joins_documents_with_eos_and_targets_every_token_once() {
         let t = Tokenizer::new(TokenizerKind::Bytes);
-        let windows = pack(&t, &["abc".into(), "de".into()], 3);
+        let windows = pack(&t, &["abc".into(), "de".into()], 4);
         let ids: Vec<Vec<i64>> = windows.iter().map(|w| w.ids.clone()).collect();
         assert_eq!(ids, vec![vec![97, 98, 99, 256], vec![256, 100, 101, 256]]);
         let targets: usize = windows.iter().map(|w| w.loss_mask.iter().filter(|&&m| m).count()).sum();
