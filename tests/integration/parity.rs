@@ -77,6 +77,22 @@ fn the_gpt2_tokenizer_is_identical_to_tiktoken() {
         "",
         " leading space and trailing space ",
     ];
+    // And random mixtures of the characters that stress the split pattern and the merges.
+    let pieces = [
+        " ", "  ", "\n", "\t", "\r\n", "'s", "'ll", "'T", "a", "Z", "é", "ß", "ı", "日本", "語", "🙂", "👍🏽",
+        "\u{301}", "\u{200d}", "0", "42", "3.5", "!", "?!", "...", "--", "{", "}", "<|", "|>", "the", " the",
+        "The", "ing", "tion", "http://", "x=1;", "\u{a0}", "\u{3000}",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let random: Vec<String> =
+        (0..200).map(|_| (0..1 + next(30)).map(|_| pieces[next(pieces.len())]).collect()).collect();
+    let texts: Vec<&str> = texts.iter().copied().chain(random.iter().map(String::as_str)).collect();
     let ranks = r50k_ranks_file();
     let ours = plumb_ok(&["tokenize", "--tokenizer", "gpt2"], &jsonl("text", &texts));
     let theirs = reference(&["tiktoken", "--ranks", ranks.to_str().unwrap()], &jsonl("text", &texts));
