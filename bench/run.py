@@ -1,0 +1,403 @@
+"""`make bench`: plumb against its peers, side by side, on the CPU.
+
+For every benchmark this script runs `target/release/plumb-bench` and `bench/peer.py`
+(transformers / PyTorch / tiktoken) on the same checkpoint and the same inputs, each in a
+process of its own with the same thread count, and writes
+
+    bench/results/<benchmark>.json   both sides' timings, peak RSS and sanity checks
+    bench/results/README.md          the summary table (also printed)
+
+Checkpoints, prompts and the tokenizer corpus go to bench/.work/ and are reused by
+later runs. Benchmarks are measurements, not tests: nothing here fails on a slow result.
+See bench/README.md for what each benchmark compares.
+"""
+
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+RESULTS = HERE / "results"
+PLUMB = ROOT / "target" / "release" / "plumb"
+PLUMB_BENCH = ROOT / "target" / "release" / "plumb-bench"
+PEER = [sys.executable, str(HERE / "peer.py")]
+
+sys.path.insert(0, str(HERE))
+from peer import r50k_base  # noqa: E402  (beside this file)
+
+# Both sides get the same intra-op thread count; 2 is what the CI machine has.
+THREADS = int(os.environ.get("PLUMB_BENCH_THREADS", "2"))
+NEW_TOKENS = 64
+PROMPT_TOKENS = 16
+CORPUS_BYTES = 5_000_000
+DOC_BYTES = 4096
+
+
+def main():
+    for binary in (PLUMB, PLUMB_BENCH):
+        if not binary.exists():
+            sys.exit(f"{binary} is missing: run `make bench` (or `cargo build --release`) first")
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    load_before = os.getloadavg()[0]
+
+    enc = r50k_base(tiktoken_ranks_path())
+    docs_path = WORK / "corpus.json"
+    docs = corpus(seed=0)
+    write_json(docs_path, docs)
+    # Token windows of the corpus make the prompts and training batches of both sides.
+    corpus_ids = enc.encode_ordinary("".join(docs[:200]))
+    checkpoints = {preset: checkpoint(preset) for preset in ("tiny", "gpt2")}
+
+    results = []
+    for preset, batch, reps in [("tiny", 1, 5), ("tiny", 16, 5), ("gpt2", 1, 3), ("gpt2", 16, 3)]:
+        results.append(bench_generate(checkpoints[preset], preset, batch, reps, corpus_ids))
+    for preset, batch, seq, reps in [("tiny", 8, 256, 5), ("gpt2", 2, 256, 3)]:
+        results.append(bench_train_step(checkpoints[preset], preset, batch, seq, reps, corpus_ids))
+    results.append(bench_tokenizer(docs_path, docs))
+
+    environment = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": THREADS,
+        "python": platform.python_version(),
+        "versions": peer_versions(),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "wall_s": round(time.time() - started, 1),
+    }
+    for r in results:
+        r["environment"] = environment
+        write_json(RESULTS / f"{r['name']}.json", r, indent=2)
+    table = markdown_table(results, environment)
+    (RESULTS / "README.md").write_text(table)
+    print(table)
+
+
+# --- the benchmarks ---------------------------------------------------------------
+
+
+def bench_generate(model_dir, preset, batch, reps, corpus_ids):
+    """Greedy decoding, KV cache, exactly NEW_TOKENS per prompt; tokens/s."""
+    name = f"generate_{preset}_b{batch}"
+    rng = random.Random(batch)
+    starts = [rng.randrange(len(corpus_ids) - PROMPT_TOKENS) for _ in range(batch)]
+    prompts = [corpus_ids[s:s + PROMPT_TOKENS] for s in starts]
+    prompts_path = write_json(WORK / f"{name}.prompts.json", prompts)
+    common = ["generate", *timing(reps), "--model", str(model_dir), "--prompts", str(prompts_path),
+              "--new-tokens", str(NEW_TOKENS)]
+    plumb = run([str(PLUMB_BENCH), *common])
+    peer = run([*PEER, *common])
+    checks = {"samples_agreeing": agreement(plumb.pop("ids"), peer.pop("ids"))}
+    return result(
+        name, "generate",
+        f"{preset}, gpt2 tokenizer, batch {batch}, {PROMPT_TOKENS}-token prompts, "
+        f"{NEW_TOKENS} new tokens, greedy",
+        "transformers GPT2LMHeadModel.generate (KV cache, greedy)",
+        plumb, peer, "tokens_per_s", "tok/s", goal=1.5, checks=checks,
+    )
+
+
+def bench_train_step(model_dir, preset, batch, seq, reps, corpus_ids):
+    """Forward + backward + AdamW of the LM loss, dropout on; tokens/s."""
+    name = f"train_step_{preset}_b{batch}x{seq}"
+    rows = [corpus_ids[i * seq:(i + 1) * seq] for i in range(batch)]
+    inputs_path = write_json(WORK / f"{name}.inputs.json", rows)
+    common = ["train-step", *timing(reps), "--model", str(model_dir), "--inputs", str(inputs_path)]
+    plumb = run([str(PLUMB_BENCH), *common])
+    peer = run([*PEER, *common])
+    # Same weights and batch, different dropout masks: the first losses agree closely.
+    checks = {"first_loss": {"plumb": plumb["losses"][0], "peer": peer["losses"][0]}}
+    return result(
+        name, "train_step",
+        f"{preset}, batch {batch} x seq {seq}, dropout as in config.json, AdamW",
+        "PyTorch eager transformers GPT2LMHeadModel, loss.backward() + torch.optim.AdamW",
+        plumb, peer, "tokens_per_s", "tok/s", goal=1.0, checks=checks,
+    )
+
+
+def bench_tokenizer(docs_path, docs):
+    """GPT-2 BPE over ~5 MB of mixed text, one encode per ~4 KB document; MB/s."""
+    plumb_ids = WORK / "tokenizer.plumb_ids.json"
+    peer_ids = WORK / "tokenizer.peer_ids.json"
+    common = ["tokenize", *timing(5), "--docs", str(docs_path)]
+    plumb = run([str(PLUMB_BENCH), *common, "--ids-out", str(plumb_ids)])
+    peer = run([*PEER, *common, "--ranks", str(tiktoken_ranks_path()),
+                "--ids-out", str(peer_ids)])
+    a, b = json.loads(plumb_ids.read_text()), json.loads(peer_ids.read_text())
+    mismatched = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    checks = {"ids_identical": not mismatched and len(a) == len(b) == len(docs)}
+    if not checks["ids_identical"]:
+        checks["MISMATCH"] = (
+            f"plumb and tiktoken disagree on {len(mismatched)} of {len(docs)} documents "
+            f"(first: document {mismatched[:5]})"
+        )
+        print(f"!!! tokenizer MISMATCH: {checks['MISMATCH']}", file=sys.stderr)
+    return result(
+        "tokenizer", "tokenizer",
+        f"GPT-2 BPE (r50k_base), {plumb['bytes'] / 1e6:.1f} MB mixed text in "
+        f"{len(docs)} documents of ~{DOC_BYTES // 1024} KB, 1 thread",
+        "tiktoken Encoding.encode_ordinary (Python, same ranks file)",
+        plumb, peer, "mb_per_s", "MB/s", goal=1.0, checks=checks,
+    )
+
+
+def timing(reps):
+    """The options both plumb-bench and peer.py take after the subcommand."""
+    return ["--threads", str(THREADS), "--warmup", "1", "--reps", str(reps)]
+
+
+def result(name, kind, config, peer_name, plumb, peer, metric, unit, goal, checks):
+    ratio = plumb[metric] / peer[metric]
+    # Both metrics are work / median seconds; the fastest repetitions are the least
+    # disturbed by other work on the machine, so their ratio is a second opinion.
+    ratio_of_fastest = peer["min_s"] / plumb["min_s"]
+    valid = checks.get("ids_identical", True)
+    return {
+        "name": name,
+        "benchmark": kind,
+        "config": config,
+        "peer": peer_name,
+        "metric": metric,
+        "unit": unit,
+        "plumb": plumb,
+        "peer_result": peer,
+        "ratio": ratio,
+        "ratio_of_fastest_reps": ratio_of_fastest,
+        "goal": goal,
+        "met": bool(ratio >= goal and valid),
+        "checks": checks,
+    }
+
+
+def agreement(a, b):
+    """How many samples the two sides generated identically (greedy, same weights)."""
+    same = sum(x == y for x, y in zip(a, b))
+    return f"{same}/{len(a)}"
+
+
+# --- inputs -----------------------------------------------------------------------
+
+
+def checkpoint(preset):
+    """A randomly initialised checkpoint of `preset` from `plumb init` (GPT-2 vocabulary)."""
+    out = WORK / f"{preset}-gpt2tok"
+    if not (out / "model.safetensors").exists():
+        run([str(PLUMB), "init", "--preset", preset, "--tokenizer", "gpt2", "--seed", "0",
+             "--out", str(out)], parse=False)
+    return out
+
+
+def tiktoken_ranks_path():
+    """r50k_base's ranks as tiktoken-rs ships them (tiktoken itself would download them)."""
+    meta = json.loads(subprocess.run(
+        ["cargo", "metadata", "--format-version", "1"], cwd=ROOT, check=True,
+        capture_output=True, text=True).stdout)
+    for package in meta["packages"]:
+        if package["name"] == "tiktoken-rs":
+            return Path(package["manifest_path"]).parent / "assets" / "r50k_base.tiktoken"
+    sys.exit("tiktoken-rs is not in cargo metadata")
+
+
+WORDS = (
+    "the of and to in is was for that on with as by it at from his her they be this have "
+    "not are but had which one were all their there been has when who will more would if "
+    "model train reward policy sample token prompt human ranking value gradient learning "
+    "language network people annotator version compare dataset registry checkpoint batch "
+    "quick brown fox jumps over lazy dog alignment preference instruction demonstration"
+).split()
+SYLLABLES = "ka lo mi ne ru sa ti vo ze pa qua stra ble tion ment ing er ly un re".split()
+CODE = [
+    "def {f}(self, {a}, {b}=None):\n    \"\"\"{w}.\"\"\"\n    if {b} is None:\n"
+    "        {b} = {{}}\n    return [{a}[i] * 2 for i in range({n})]\n",
+    "fn {f}(&mut self, {a}: &[i64]) -> Result<Vec<i64>, Error> {{\n"
+    "\tlet {b} = {a}.iter().map(|x| x + {n}).collect::<Vec<_>>();\n\tOk({b})\n}}\n",
+    "for (int i = 0; i < {n}; ++i) {{ {a}[i] += {b}[i] >> 2; }}  // {w}\n",
+    "SELECT {a}, count(*) FROM {f} WHERE {b} >= {n} GROUP BY {a};\n",
+    "<div class=\"{a}\">{w}</div>\n    <span id='{b}-{n}'>&nbsp;</span>\n",
+]
+EMOJI = ["🙂", "🚀", "👍🏽", "👨‍👩‍👧", "❤️", "🎉", "🤖", "✨", "🇫🇷", "😂"]
+SPACES = ["\n\n", "   ", "\t\t", "  \n", "\n    \n", " " * 12, "\r\n", "\u3000"]
+
+
+def corpus(seed):
+    """A deterministic ~5 MB list of ~4 KB documents: English-like prose (contractions,
+    numbers, punctuation), code, Chinese, emoji and runs of whitespace."""
+    rng = random.Random(seed)
+    made_up = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4)))
+               for _ in range(3000)]
+
+    def word():
+        return rng.choice(WORDS) if rng.random() < 0.6 else rng.choice(made_up)
+
+    def prose():
+        sentences = []
+        for _ in range(rng.randint(2, 6)):
+            ws = [word() for _ in range(rng.randint(4, 18))]
+            if rng.random() < 0.3:
+                ws.insert(rng.randrange(len(ws)), rng.choice(["don't", "it's", "we'll",
+                                                              "they're", "I'm", "you've"]))
+            if rng.random() < 0.3:
+                ws.insert(rng.randrange(len(ws)), str(rng.randint(0, 100000)))
+            s = " ".join(ws)
+            sentences.append(s[0].upper() + s[1:] + rng.choice([".", ".", "!", "?", ";", "..."]))
+        return " ".join(sentences) + "\n"
+
+    def code():
+        return rng.choice(CODE).format(
+            f=word() + "_" + word(), a=word(), b=word(), w=word(), n=rng.randint(1, 999))
+
+    def chinese():
+        chars = [chr(0x4E00 + rng.randrange(3000)) for _ in range(rng.randint(10, 60))]
+        for i in range(5, len(chars), rng.randint(6, 12)):
+            chars[i] = rng.choice("，。、！？")
+        return "".join(chars) + "\n"
+
+    def emoji():
+        return " ".join(rng.choice(EMOJI) + word() for _ in range(rng.randint(2, 8))) + "\n"
+
+    kinds = [prose] * 14 + [code] * 3 + [chinese] * 2 + [emoji]
+    docs, total = [], 0
+    while total < CORPUS_BYTES:
+        parts, size = [], 0
+        while size < DOC_BYTES:
+            part = rng.choice(kinds)()
+            if rng.random() < 0.15:
+                part += rng.choice(SPACES)
+            parts.append(part)
+            size += len(part.encode("utf-8"))
+        docs.append("".join(parts))
+        total += size
+    return docs
+
+
+# --- plumbing ---------------------------------------------------------------------
+
+
+def run(cmd, parse=True):
+    """Runs one side of a benchmark with THREADS threads and returns its JSON report."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
+               TOKENIZERS_PARALLELISM="false")
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    idle = wait_for_quiet() if parse else None
+    load = os.getloadavg()[0]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    if not parse:
+        return None
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The fastest repetition beside the median, and the machine's load when the side
+    # started: other work on the machine shows up as a median far above the minimum.
+    report["min_s"] = min(report["times"])
+    report["load_average_at_start"] = round(load, 2)
+    report["idle_cpu_at_start"] = idle
+    print("  median %.4f s over %d reps, peak RSS %s MiB" % (
+        report["median_s"], len(report["times"]), mib(report.get("peak_rss_kb"))),
+        file=sys.stderr, flush=True)
+    return report
+
+
+def cpu_idle_fraction(seconds):
+    """The share of all cores' time that was idle over the next `seconds` (/proc/stat)."""
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(max_wait_s=90, quiet=0.9):
+    """On a shared machine, waits (a while at most) until the cores are idle, so that a
+    side is not timed while other work competes for its threads. Returns the idle share
+    seen last."""
+    deadline = time.time() + max_wait_s
+    while True:
+        idle = cpu_idle_fraction(1.0)
+        if idle >= quiet or time.time() > deadline:
+            if idle < quiet:
+                print(f"  machine still busy ({idle:.0%} idle); measuring anyway",
+                      file=sys.stderr, flush=True)
+            return round(idle, 2)
+
+
+def write_json(path, value, indent=None):
+    path.write_text(json.dumps(value, indent=indent, ensure_ascii=False))
+    return path
+
+
+def mib(kb):
+    return "?" if kb is None else f"{kb / 1024:.0f}"
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def peer_versions():
+    import tiktoken
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "tiktoken": tiktoken.__version__}
+
+
+def markdown_table(results, env):
+    lines = [
+        "# plumb benchmarks",
+        "",
+        f"{env['date']}, {env['cpu']}, {env['threads']} threads per side "
+        f"(load average {env['load_average_before']} before, {env['load_average_after']} after), "
+        f"torch {env['versions']['torch']}, transformers {env['versions']['transformers']}, "
+        f"tiktoken {env['versions']['tiktoken']}. Median of the timed repetitions; "
+        "see the JSON files beside this one for every timing and check.",
+        "",
+        "| benchmark | config | plumb | peer | ratio plumb/peer | goal | met? |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        m, u = r["metric"], r["unit"]
+        met = "yes" if r["met"] else "no"
+        if "MISMATCH" in r["checks"]:
+            met += " (ids differ!)"
+        lines.append(
+            f"| {r['name']} | {r['config']} | {fmt(r['plumb'][m])} {u} | "
+            f"{fmt(r['peer_result'][m])} {u} | {r['ratio']:.2f}× | ≥ {r['goal']:.1f}× | {met} |")
+    busy = max(max(r["plumb"]["load_average_at_start"], r["peer_result"]["load_average_at_start"])
+               for r in results)
+    if busy > env["cores"] + 1:
+        lines += ["", f"**Warning**: the machine was busy with other work (load average up to "
+                      f"{busy:.1f} on {env['cores']} cores); these numbers are noisy. Rerun on a "
+                      "quiet machine. Ratios of the fastest repetitions: "
+                      + ", ".join(f"{r['name']} {r['ratio_of_fastest_reps']:.2f}×"
+                                  for r in results) + "."]
+    lines += ["", "Peers: " + "; ".join(sorted({f"{r['benchmark']}: {r['peer']}" for r in results})),
+              ""]
+    return "\n".join(lines)
+
+
+def fmt(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
+
+
+if __name__ == "__main__":
+    main()
