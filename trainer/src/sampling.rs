@@ -146,9 +146,12 @@ pub fn generate_streams(
         .collect();
     let mut logits =
         model.next_logits(&ids.to_device(device), &mask.narrow(1, 0, prompt_len as i64), &mut cache);
+    // PAD is never a sample (the byte tokenizer's model has a row for it; GPT-2's has none).
+    let pad = model.tokenizer.pad_id();
+    let forbidden = (pad < model.config.vocab_size).then_some(pad);
     for step in 0..cfg.max_new_tokens {
         let uniforms: Vec<f64> = rngs.iter_mut().map(|r| r.random::<f64>()).collect();
-        let (next, logprobs) = pick(&logits, cfg, &uniforms); // (B,), (B,)
+        let (next, logprobs) = pick(&logits, cfg, &uniforms, forbidden); // (B,), (B,)
         let next_host = Vec::<i64>::try_from(next.to_device(Device::Cpu)).unwrap_or_default();
         let lp_host = Vec::<f32>::try_from(logprobs.to_device(Device::Cpu)).unwrap_or_default();
         for (g, (&id, &lp)) in out.iter_mut().zip(next_host.iter().zip(&lp_host)) {
@@ -182,25 +185,30 @@ fn left_pad(prompts: &[Vec<i64>], len: usize, pad: i64) -> (Tensor, Tensor) {
     (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
 }
 
-/// Chooses the next token of each row of `logits` (B, V) and returns it with its log-prob;
-/// `uniforms` holds one draw from [0, 1) per row.
-fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64]) -> (Tensor, Tensor) {
-    if cfg.temperature == 0.0 {
-        let next = logits.argmax(-1, false);
-        let logprobs =
-            logits.log_softmax(-1, Kind::Float).gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
-        return (next, logprobs);
-    }
-    let scaled = logits / cfg.temperature;
+/// Chooses the next token of each row of `logits` (B, V) and returns it with its log-prob
+/// under the model; `uniforms` holds one draw from [0, 1) per row. The `forbidden` token
+/// is never chosen, but log-probs stay those of the model's whole distribution, which
+/// is what PPO recomputes.
+fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64], forbidden: Option<i64>) -> (Tensor, Tensor) {
+    let scaled = if cfg.temperature == 0.0 { logits.shallow_clone() } else { logits / cfg.temperature };
     let logprobs_all = scaled.log_softmax(-1, Kind::Float);
-    let mut filtered = scaled;
-    if let Some(k) = cfg.top_k {
-        filtered = top_k_filter(&filtered, k);
-    }
-    if let Some(p) = cfg.top_p {
-        filtered = top_p_filter(&filtered, p);
-    }
-    let next = inverse_cdf(&filtered.softmax(-1, Kind::Float), uniforms);
+    let mut filtered = match forbidden {
+        Some(id) => {
+            scaled.index_fill(1, &Tensor::from_slice(&[id]).to_device(logits.device()), f64::NEG_INFINITY)
+        }
+        None => scaled,
+    };
+    let next = if cfg.temperature == 0.0 {
+        filtered.argmax(-1, false)
+    } else {
+        if let Some(k) = cfg.top_k {
+            filtered = top_k_filter(&filtered, k);
+        }
+        if let Some(p) = cfg.top_p {
+            filtered = top_p_filter(&filtered, p);
+        }
+        inverse_cdf(&filtered.softmax(-1, Kind::Float), uniforms)
+    };
     let logprobs = logprobs_all.gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
     (next, logprobs)
 }
@@ -384,6 +392,26 @@ mod tests {
         let g = generate(&m, &[vec![1, 2]], &cfg).unwrap().remove(0);
         assert!(g.stopped_at_eos, "{g:?}");
         assert_eq!(g.ids.last(), Some(&256));
+    }
+
+    #[test]
+    fn padding_is_never_sampled() {
+        let m = model();
+        // Make PAD the likeliest token everywhere, as the EOS test does for EOS.
+        {
+            let _g = tch::no_grad_guard();
+            let vars = m.vs.variables();
+            let _ = vars["ln_f.weight"].shallow_clone().zero_();
+            let b = Tensor::randn([128], (Kind::Float, Device::Cpu));
+            vars["ln_f.bias"].shallow_clone().copy_(&b);
+            m.gpt.wte().get(257).copy_(&(b * 10.0));
+        }
+        let cfg = SamplingConfig { max_new_tokens: 8, stop_at_eos: false, ..Default::default() };
+        for g in generate(&m, &[vec![1, 2], vec![3]], &cfg).unwrap() {
+            assert!(!g.ids.contains(&257), "{g:?}");
+        }
+        let g = generate(&m, &[vec![1, 2]], &SamplingConfig { temperature: 0.0, ..cfg }).unwrap();
+        assert!(!g[0].ids.contains(&257), "{g:?}");
     }
 
     #[test]
