@@ -54,7 +54,7 @@ mod tests {
     fn a_missing_field_is_named_with_its_line() {
         let input = "{\"text\": \"a\"}\n\n{\"txt\": \"b\"}\n";
         let err = read_all::<Text>(input.as_bytes(), "stdin").unwrap_err().to_string();
-        assert_eq!(err, "stdin line 3: missing field `text` (column 13)");
+        assert_eq!(err, "stdin line 3: missing field `text` (column 12)");
     }
 
     #[test]
