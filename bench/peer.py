@@ -12,18 +12,33 @@ in a process of its own so that its peak RSS and thread settings are its own.
 import argparse
 import json
 import statistics
+import sys
 import time
 
 
+PAIRED = False
+
+
 def timed(work, warmup, reps):
-    """Runs `work` `warmup` times untimed, then `reps` times timed; returns the seconds."""
+    """Runs `work` `warmup` times untimed, then `reps` times timed; returns the seconds.
+
+    With --paired it takes turns with plumb-bench as `plumb-bench --paired` does: prints
+    `ready` after the warm-up, waits for a line on stdin before each timed repetition
+    and prints its seconds after it.
+    """
     for _ in range(warmup):
         work()
+    if PAIRED:
+        print("ready", flush=True)
     times = []
     for _ in range(reps):
+        if PAIRED and not sys.stdin.readline():
+            raise SystemExit("--paired: stdin closed before every repetition ran")
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
+        if PAIRED:
+            print(times[-1], flush=True)
     return times
 
 
@@ -165,6 +180,7 @@ def main():
     timing.add_argument("--threads", type=int, default=2)
     timing.add_argument("--warmup", type=int, default=1)
     timing.add_argument("--reps", type=int, default=3)
+    timing.add_argument("--paired", action="store_true")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("generate", parents=[timing])
@@ -180,6 +196,8 @@ def main():
     p.add_argument("--ranks", required=True)
     p.add_argument("--ids-out")
     args = parser.parse_args()
+    global PAIRED
+    PAIRED = args.paired
     run = {"generate": generate, "train-step": train_step, "tokenize": tokenize}[args.command]
     report = run(args)
     if args.command != "tokenize":

@@ -19,6 +19,7 @@ import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,8 +97,7 @@ def bench_generate(model_dir, preset, batch, reps, corpus_ids):
     prompts_path = write_json(WORK / f"{name}.prompts.json", prompts)
     common = ["generate", *timing(reps), "--model", str(model_dir), "--prompts", str(prompts_path),
               "--new-tokens", str(NEW_TOKENS)]
-    plumb = run([str(PLUMB_BENCH), *common])
-    peer = run([*PEER, *common])
+    plumb, peer = run_pair([str(PLUMB_BENCH), *common], [*PEER, *common], reps)
     checks = {"samples_agreeing": agreement(plumb.pop("ids"), peer.pop("ids"))}
     return result(
         name, "generate",
@@ -114,9 +114,9 @@ def bench_train_step(model_dir, preset, batch, seq, reps, corpus_ids):
     rows = [corpus_ids[i * seq:(i + 1) * seq] for i in range(batch)]
     inputs_path = write_json(WORK / f"{name}.inputs.json", rows)
     common = ["train-step", *timing(reps), "--model", str(model_dir), "--inputs", str(inputs_path)]
-    plumb = run([str(PLUMB_BENCH), *common])
-    peer = run([*PEER, *common])
-    # Same weights and batch, different dropout masks: the first losses agree closely.
+    plumb, peer = run_pair([str(PLUMB_BENCH), *common], [*PEER, *common], reps)
+    # Same weights and batch; both draw dropout masks from libtorch's CPU generator seeded 0
+    # in the same order, so the first losses usually agree to every digit.
     checks = {"first_loss": {"plumb": plumb["losses"][0], "peer": peer["losses"][0]}}
     return result(
         name, "train_step",
@@ -130,10 +130,12 @@ def bench_tokenizer(docs_path, docs):
     """GPT-2 BPE over ~5 MB of mixed text, one encode per ~4 KB document; MB/s."""
     plumb_ids = WORK / "tokenizer.plumb_ids.json"
     peer_ids = WORK / "tokenizer.peer_ids.json"
-    common = ["tokenize", *timing(5), "--docs", str(docs_path)]
-    plumb = run([str(PLUMB_BENCH), *common, "--ids-out", str(plumb_ids)])
-    peer = run([*PEER, *common, "--ranks", str(tiktoken_ranks_path()),
-                "--ids-out", str(peer_ids)])
+    reps = 5
+    common = ["tokenize", *timing(reps), "--docs", str(docs_path)]
+    plumb, peer = run_pair(
+        [str(PLUMB_BENCH), *common, "--ids-out", str(plumb_ids)],
+        [*PEER, *common, "--ranks", str(tiktoken_ranks_path()), "--ids-out", str(peer_ids)],
+        reps)
     a, b = json.loads(plumb_ids.read_text()), json.loads(peer_ids.read_text())
     mismatched = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
     checks = {"ids_identical": not mismatched and len(a) == len(b) == len(docs)}
@@ -194,7 +196,7 @@ def checkpoint(preset):
     out = WORK / f"{preset}-gpt2tok"
     if not (out / "model.safetensors").exists():
         run([str(PLUMB), "init", "--preset", preset, "--tokenizer", "gpt2", "--seed", "0",
-             "--out", str(out)], parse=False)
+             "--out", str(out)])
     return out
 
 
@@ -284,53 +286,92 @@ def corpus(seed):
 # --- plumbing ---------------------------------------------------------------------
 
 
-def run(cmd, parse=True):
-    """Runs one side of a benchmark with THREADS threads and returns its JSON report."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
-               TOKENIZERS_PARALLELISM="false")
+def bench_env():
+    """The environment of every side: THREADS threads, however it sets them."""
+    return dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS),
+                TOKENIZERS_PARALLELISM="false")
+
+
+def run(cmd):
+    """Runs a preparation step (not a measurement)."""
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    idle = wait_for_quiet() if parse else None
-    load = os.getloadavg()[0]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=bench_env(), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    if not parse:
-        return None
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    # The fastest repetition beside the median, and the machine's load when the side
-    # started: other work on the machine shows up as a median far above the minimum.
-    report["min_s"] = min(report["times"])
-    report["load_average_at_start"] = round(load, 2)
-    report["idle_cpu_at_start"] = idle
-    print("  median %.4f s over %d reps, peak RSS %s MiB" % (
-        report["median_s"], len(report["times"]), mib(report.get("peak_rss_kb"))),
-        file=sys.stderr, flush=True)
-    return report
 
 
-def cpu_idle_fraction(seconds):
-    """The share of all cores' time that was idle over the next `seconds` (/proc/stat)."""
-    def sample():
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
-    idle0, total0 = sample()
-    time.sleep(seconds)
-    idle1, total1 = sample()
-    return (idle1 - idle0) / max(total1 - total0, 1)
+def run_pair(plumb_cmd, peer_cmd, reps):
+    """Runs plumb's and the peer's side of one benchmark, taking turns, and returns their
+    JSON reports.
+
+    Both processes load and warm up, then wait (`--paired`); the timed repetitions then
+    alternate, plumb then peer, peer then plumb, and so on. Only one side runs at a time,
+    and other work on a shared machine slows both sides' repetitions alike instead of
+    landing on whichever side happened to run at that moment.
+    """
+    sides = {}
+    for name, cmd in (("plumb", plumb_cmd), ("peer", peer_cmd)):
+        cmd = [*cmd, "--paired"]
+        print("$", " ".join(cmd), file=sys.stderr, flush=True)
+        stderr = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(cmd, env=bench_env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        sides[name] = (proc, stderr)
+    for name in sides:
+        read_line(sides, name, lambda line: line == "ready")
+    load = os.getloadavg()[0]
+    for rep in range(reps):
+        for name in ("plumb", "peer") if rep % 2 == 0 else ("peer", "plumb"):
+            proc = sides[name][0]
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            read_line(sides, name, is_number)
+    reports = {}
+    for name, (proc, stderr) in sides.items():
+        out, _ = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            fail(sides, name)
+        report = json.loads(out.strip().splitlines()[-1])
+        # The fastest repetition beside the median, and the machine's load: other work
+        # on the machine shows up as a median far above the minimum.
+        report["min_s"] = min(report["times"])
+        report["load_average_at_start"] = round(load, 2)
+        print("  %s: median %.4f s over %d reps, peak RSS %s MiB" % (
+            name, report["median_s"], len(report["times"]), mib(report.get("peak_rss_kb"))),
+            file=sys.stderr, flush=True)
+        reports[name] = report
+    return reports["plumb"], reports["peer"]
 
 
-def wait_for_quiet(max_wait_s=90, quiet=0.9):
-    """On a shared machine, waits (a while at most) until the cores are idle, so that a
-    side is not timed while other work competes for its threads. Returns the idle share
-    seen last."""
-    deadline = time.time() + max_wait_s
+def read_line(sides, name, wanted):
+    """Reads `name`'s stdout up to a line that `wanted` accepts (skipping any others)."""
+    proc = sides[name][0]
     while True:
-        idle = cpu_idle_fraction(1.0)
-        if idle >= quiet or time.time() > deadline:
-            if idle < quiet:
-                print(f"  machine still busy ({idle:.0%} idle); measuring anyway",
-                      file=sys.stderr, flush=True)
-            return round(idle, 2)
+        line = proc.stdout.readline()
+        if not line:
+            fail(sides, name)
+        if wanted(line.strip()):
+            return line.strip()
+
+
+def is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def fail(sides, name):
+    """Stops both sides and exits with the failed side's stderr."""
+    for proc, _ in sides.values():
+        if proc.poll() is None:
+            proc.kill()
+    proc, stderr = sides[name]
+    proc.wait()
+    stderr.seek(0)
+    sys.exit(f"{name} side failed ({proc.returncode}): {' '.join(proc.args)}\n"
+             f"{stderr.read()[-4000:]}")
 
 
 def write_json(path, value, indent=None):

@@ -10,6 +10,7 @@
 //! start-up and checkpoint loading out of the numbers: at the tiny preset they would
 //! dwarf the work being compared.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,6 +33,12 @@ struct Cli {
     /// Timed repetitions; the median is reported.
     #[arg(long, default_value_t = 3, global = true)]
     reps: usize,
+    /// Take turns with a peer process: after warming up print `ready`, then before each
+    /// timed repetition wait for a line on stdin and after it print its seconds.
+    /// `bench/run.py` alternates the two sides' repetitions this way, so that other
+    /// work on a shared machine slows both alike.
+    #[arg(long, global = true)]
+    paired: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,7 +80,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     ensure!(cli.reps >= 1, "--reps must be at least 1");
     tch::set_num_threads(cli.threads);
-    let timing = Timing { warmup: cli.warmup, reps: cli.reps };
+    let timing = Timing { warmup: cli.warmup, reps: cli.reps, paired: cli.paired };
     let mut report = match cli.command {
         Command::Generate { model, prompts, new_tokens } => generate(&model, &prompts, new_tokens, &timing)?,
         Command::TrainStep { model, inputs, lr } => train_step(&model, &inputs, lr, &timing)?,
@@ -89,6 +96,7 @@ fn main() -> Result<()> {
 struct Timing {
     warmup: usize,
     reps: usize,
+    paired: bool,
 }
 
 /// Seconds of each timed repetition, and their median.
@@ -98,20 +106,40 @@ struct Times {
 }
 
 impl Timing {
-    /// Runs `work` `warmup` times untimed, then `reps` times timed.
+    /// Runs `work` `warmup` times untimed, then `reps` times timed (in turns with the
+    /// peer when `paired`).
     fn run(&self, mut work: impl FnMut() -> Result<()>) -> Result<Times> {
         for _ in 0..self.warmup {
             work()?;
         }
+        if self.paired {
+            say("ready")?;
+        }
         let mut secs = Vec::with_capacity(self.reps);
         for _ in 0..self.reps {
+            if self.paired {
+                let mut go = String::new();
+                let n = std::io::stdin().read_line(&mut go)?;
+                ensure!(n > 0, "--paired: stdin closed before every repetition ran");
+            }
             let start = Instant::now();
             work()?;
-            secs.push(start.elapsed().as_secs_f64());
+            let secs_taken = start.elapsed().as_secs_f64();
+            secs.push(secs_taken);
+            if self.paired {
+                say(&secs_taken.to_string())?;
+            }
         }
         let median = median(&secs);
         Ok(Times { secs, median })
     }
+}
+
+/// One line on stdout, flushed at once: the driver is waiting for it.
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    Ok(out.flush()?)
 }
 
 fn median(xs: &[f64]) -> f64 {
