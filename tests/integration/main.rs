@@ -8,6 +8,8 @@ mod helpers;
 #[cfg(feature = "trainer")]
 mod cli;
 #[cfg(feature = "trainer")]
+mod demo_world;
+#[cfg(feature = "trainer")]
 mod parity;
 #[cfg(feature = "trainer")]
 mod stages;
