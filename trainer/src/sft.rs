@@ -77,24 +77,18 @@ impl Default for SftConfig {
 
 impl SftConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, why: &str| Err(TrainError::Config(format!("sft.{field} {why}")));
-        if self.steps.is_none() && self.epochs < 1 {
-            return bad("epochs", "must be at least 1");
-        }
-        if self.steps.is_some_and(|s| s < 1) {
-            return bad("steps", "must be at least 1");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be a positive number");
-        }
-        if self.batch_size == 0 || self.grad_accum == 0 {
-            return bad("batch_size", "and grad_accum must be at least 1");
-        }
+        let (epochs, steps, lr) = (self.epochs, self.steps, self.lr);
+        lm_loop::check_schedule(
+            "sft",
+            epochs,
+            steps,
+            lr,
+            self.batch_size,
+            self.grad_accum,
+            self.val_fraction,
+        )?;
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", "must be in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&self.val_fraction) {
-            return bad("val_fraction", "must be in [0, 1)");
+            return Err(TrainError::Config("sft.dropout must be in [0, 1)".into()));
         }
         Ok(())
     }
