@@ -375,19 +375,21 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// Makes `id` the likeliest next token everywhere: every final hidden state becomes
+    /// ln_f's bias b, and the token's embedding row (the tied LM head's) is b scaled up.
+    fn make_likeliest(m: &LanguageModel, id: i64) {
+        let _g = tch::no_grad_guard();
+        let vars = m.vs.variables();
+        let _ = vars["ln_f.weight"].shallow_clone().zero_();
+        let b = Tensor::randn([128], (Kind::Float, Device::Cpu));
+        vars["ln_f.bias"].shallow_clone().copy_(&b);
+        m.gpt.wte().get(id).copy_(&(b * 10.0));
+    }
+
     #[test]
     fn sampling_stops_at_eos() {
         let m = model();
-        // Make EOS the likeliest token everywhere: every final hidden state is ln_f's
-        // bias b, and EOS's embedding row is b scaled up.
-        {
-            let _g = tch::no_grad_guard();
-            let vars = m.vs.variables();
-            let _ = vars["ln_f.weight"].shallow_clone().zero_();
-            let b = Tensor::randn([128], (Kind::Float, Device::Cpu));
-            vars["ln_f.bias"].shallow_clone().copy_(&b);
-            m.gpt.wte().get(256).copy_(&(b * 10.0));
-        }
+        make_likeliest(&m, 256);
         let cfg = SamplingConfig { max_new_tokens: 10, top_k: Some(1), ..Default::default() };
         let g = generate(&m, &[vec![1, 2]], &cfg).unwrap().remove(0);
         assert!(g.stopped_at_eos, "{g:?}");
@@ -397,15 +399,7 @@ mod tests {
     #[test]
     fn padding_is_never_sampled() {
         let m = model();
-        // Make PAD the likeliest token everywhere, as the EOS test does for EOS.
-        {
-            let _g = tch::no_grad_guard();
-            let vars = m.vs.variables();
-            let _ = vars["ln_f.weight"].shallow_clone().zero_();
-            let b = Tensor::randn([128], (Kind::Float, Device::Cpu));
-            vars["ln_f.bias"].shallow_clone().copy_(&b);
-            m.gpt.wte().get(257).copy_(&(b * 10.0));
-        }
+        make_likeliest(&m, 257);
         let cfg = SamplingConfig { max_new_tokens: 8, stop_at_eos: false, ..Default::default() };
         for g in generate(&m, &[vec![1, 2], vec![3]], &cfg).unwrap() {
             assert!(!g.ids.contains(&257), "{g:?}");
