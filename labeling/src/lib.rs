@@ -1,3 +1,19 @@
 //! The annotation domain and its Postgres access: users, projects, prompts,
 //! demonstrations, samples, rankings, A/B votes, assignment, agreement, dataset
-//! snapshots and export. Filled in by the "Postgres data platform" issue.
+//! snapshots and export.
+//!
+//! Values that reach the database are built through `parse` functions that reject what
+//! is invalid (`PromptText::parse`, `Ranking::parse`, ...); functions that write take a
+//! `&PgPool` or a `&mut Transaction` and keep what belongs together in one transaction.
+
+pub mod domain;
+pub mod error;
+pub mod users;
+pub mod projects;
+pub mod prompts;
+pub mod annotation;
+pub mod tasks;
+pub mod submit;
+pub mod agreement;
+pub mod consensus;
+pub mod snapshots;

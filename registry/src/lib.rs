@@ -1,2 +1,8 @@
 //! Runs (the Postgres job queue), run metrics, model versions, lineage, aliases and the
-//! artifact store. Filled in by the "Postgres data platform" issue.
+//! artifact store; and where the database is (`db`).
+
+pub mod artifacts;
+pub mod db;
+pub mod error;
+pub mod runs;
+pub mod versions;

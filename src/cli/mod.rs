@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod db;
 #[cfg(feature = "trainer")]
 mod jsonl;
 #[cfg(feature = "trainer")]
@@ -26,6 +27,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The Postgres database: the private cluster under .plumb/pg, or DATABASE_URL's server.
+    Db(db::DbArgs),
     /// Initialise a GPT checkpoint with random weights.
     #[cfg(feature = "trainer")]
     Init(model::InitArgs),
@@ -58,6 +61,7 @@ enum Command {
 impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
+            Command::Db(args) => db::run(args),
             #[cfg(feature = "trainer")]
             Command::Init(args) => model::init(args),
             #[cfg(feature = "trainer")]

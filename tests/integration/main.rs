@@ -3,7 +3,9 @@
 //! The parity tests run Hugging Face transformers and tiktoken from `.venv` (installed by
 //! `make test`) as the reference implementations.
 
+mod db;
 mod helpers;
+mod schema;
 
 #[cfg(feature = "trainer")]
 mod cli;

@@ -1,0 +1,97 @@
+//! A fresh Postgres database for each test: on the server of `DATABASE_URL` when it is
+//! set, else on a private throwaway cluster under `target/plumb-test-pg` that the first
+//! test starts (under a file lock, since nextest runs tests in parallel processes) and
+//! later tests reuse.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use registry::db::{self, Cluster, Durability};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+
+use crate::helpers::repo_root;
+
+/// A migrated database of its own; dropped (with its connections) when the test ends.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub name: String,
+    admin: PgConnectOptions,
+    options: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin = admin_options();
+        let name = format!("plumb_test_{}", uuid::Uuid::new_v4().simple());
+        db::create_database_if_missing(&admin, &name).await.expect("creating the test database");
+        let options = admin.clone().database(&name);
+        let pool = db::connect(options.clone(), 40, &name).await.expect("connecting to the test database");
+        db::migrate(&pool).await.expect("migrating the test database");
+        TestDb { pool, name, admin, options }
+    }
+
+    /// A second, independent pool on the same database (a second worker, say).
+    pub async fn another_pool(&self, max_connections: u32) -> PgPool {
+        db::connect(self.options.clone(), max_connections, &self.name).await.expect("connecting")
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: the
+        // database is dropped from a runtime of its own on another thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let pool = db::connect(admin, 1, "admin").await.ok()?;
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db::quote_ident(&name));
+                sqlx::raw_sql(&drop).execute(&pool).await.ok()?;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+fn admin_options() -> PgConnectOptions {
+    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        return PgConnectOptions::from_str(&url).expect("DATABASE_URL is not a Postgres URL").database("postgres");
+    }
+    test_cluster().connect_options("postgres")
+}
+
+/// The throwaway cluster that tests share; started once, under a lock.
+pub fn test_cluster() -> Cluster {
+    let dir = repo_root().join("target").join("plumb-test-pg");
+    std::fs::create_dir_all(repo_root().join("target")).expect("creating target/");
+    let lock_path: PathBuf = repo_root().join("target").join("plumb-test-pg.lock");
+    let lock = std::fs::File::create(&lock_path).expect("creating the test cluster's lock file");
+    lock.lock().expect("locking the test cluster");
+    let cluster = Cluster::new(dir, Durability::Throwaway);
+    cluster.start().unwrap_or_else(|e| panic!("starting the test Postgres cluster: {e}"));
+    lock.unlock().expect("unlocking the test cluster");
+    cluster
+}
+
+/// A test body on a tokio runtime with a fresh database.
+pub fn with_db<F, Fut>(test: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime");
+    runtime.block_on(async move {
+        let db = TestDb::new().await;
+        test(db).await;
+    });
+}
