@@ -2,6 +2,9 @@
 
     peer.py generate   --model DIR --prompts FILE [--new-tokens N]   (transformers)
     peer.py train-step --model DIR --inputs FILE  [--lr LR]          (PyTorch eager)
+    peer.py sft        --model DIR --data FILE --ranks FILE ...      (TRL SFTTrainer)
+    peer.py reward     --model DIR --data FILE --ranks FILE ...      (TRL RewardTrainer)
+    peer.py ppo-step   --policy DIR --reward DIR --prompts FILE ...  (PyTorch + transformers)
     peer.py tokenize   --docs FILE --ranks FILE [--ids-out FILE]     (tiktoken)
 
 Each subcommand takes the same inputs as its `plumb-bench` twin and prints the same
@@ -135,6 +138,407 @@ def train_step(args):
     }
 
 
+# --- TRL's trainers ----------------------------------------------------------------
+#
+# A TRL trainer runs its own loop, so a repetition is timed from the end of one optimizer
+# step to the end of the step `steps_per_rep` later (a callback at `on_step_end`): it holds
+# everything the loop does per step (fetching and collating the batch, forward, loss,
+# backward, clipping, AdamW, scheduler, callbacks) and none of `train()`'s set-up.
+
+
+def trainer_turns(warmup, reps, steps_per_rep, times, mark):
+    """The callback that times `reps` repetitions of `steps_per_rep` steps after `warmup`
+    untimed ones, taking turns with plumb-bench under --paired as `timed` does. It calls
+    `mark()` where each timed repetition starts and ends, and stops training after the
+    last."""
+    from transformers import TrainerCallback
+
+    if warmup < 1:
+        raise SystemExit("TRL's repetitions run from one step's end to another's: --warmup must be >= 1")
+
+    class Turns(TrainerCallback):
+        start = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            done = state.global_step - warmup * steps_per_rep
+            if done < 0 or done % steps_per_rep:
+                return
+            if self.start is not None:
+                times.append(time.perf_counter() - self.start)
+                if PAIRED:
+                    print(times[-1], flush=True)
+            mark()
+            if len(times) == reps:
+                control.should_training_stop = True
+                return
+            if PAIRED:
+                if not times:
+                    print("ready", flush=True)
+                if not sys.stdin.readline():
+                    raise SystemExit("--paired: stdin closed before every repetition ran")
+            self.start = time.perf_counter()
+
+    return Turns()
+
+
+class CountingCollator:
+    """Passes batches through from the trainer's collator, counting their tokens: real
+    (attention mask), with padding, and loss targets (labels past the first column)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.real = self.padded = self.targets = 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        mask = batch["attention_mask"]
+        self.real += int(mask.sum())
+        self.padded += mask.numel()
+        if "labels" in batch:
+            self.targets += int((batch["labels"][:, 1:] != -100).sum())
+        return batch
+
+    def counts(self):
+        return {"real": self.real, "padded": self.padded, "targets": self.targets}
+
+
+def stub_tokenizer():
+    """The trainers' `processing_class`. The data reach them already tokenized (by
+    tiktoken, as plumb tokenizes), so it only names EOS (GPT-2's 50256) and the padding
+    token: "!" (id 0), so that GPT2ForSequenceClassification, which reads the reward at
+    the last token that is not padding, reads it at the EOS as plumb does (with EOS as
+    padding it would read the token before)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"!": 0, "<|endoftext|>": 50256}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="!")
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+EOS = 50256
+
+
+def trainer_args(config_cls, args, steps, **overrides):
+    """A TRL config with nothing but training: no evaluation, logging, saving or
+    reporting, no gradient checkpointing, float32 on the CPU, batches in file order."""
+    import tempfile
+
+    return config_cls(
+        output_dir=tempfile.mkdtemp(prefix="plumb-bench-"),
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        learning_rate=args.lr,
+        warmup_steps=0,
+        adam_beta1=0.9,
+        adam_beta2=0.95,
+        adam_epsilon=1e-8,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        activation_checkpointing=False,  # TRL turns it (as gradient_checkpointing) on
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        report_to=[],
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        train_sampling_strategy="sequential",
+        max_length=None,
+        seed=0,
+        **overrides,
+    )
+
+
+def repeated(rows, args):
+    """The dataset of every repetition in one epoch: each goes through the same batches,
+    as plumb-bench's repetitions do. One more pass than the steps take, because
+    accelerate's dataloader collates a batch ahead: a repetition then counts (and
+    collates) a batch of the next one in place of its first, the same work."""
+    from datasets import Dataset
+
+    return Dataset.from_list(rows * (args.warmup + args.reps + 1))
+
+
+def run_trainer(trainer, args):
+    """Trains under the timing callback; returns the seconds of the timed repetitions
+    and the tokens of the last one, counted as the collator made its batches (a step's
+    batch is collated after the previous step's end, so within its repetition)."""
+    from transformers import PrinterCallback
+
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    trainer.remove_callback(PrinterCallback)  # it would print the run's summary on stdout
+    times, marks = [], []
+    trainer.add_callback(trainer_turns(args.warmup, args.reps, args.steps_per_rep, times,
+                                       lambda: marks.append(counter.counts())))
+    trainer.train()
+    if len(times) != args.reps:
+        raise SystemExit(f"the trainer stopped after {len(times)} of {args.reps} timed repetitions")
+    return times, {k: marks[-1][k] - marks[-2][k] for k in marks[-1]}
+
+
+def sft(args):
+    set_threads(args.threads)
+    from trl import SFTConfig, SFTTrainer
+
+    enc = r50k_base(args.ranks)
+    rows = []
+    for d in read_jsonl(args.data)[: args.batch_size * args.steps_per_rep]:
+        # prompt ++ response ++ EOS, the loss on the response and EOS: plumb's sequence.
+        prompt = enc.encode_ordinary(d["prompt"])
+        response = enc.encode_ordinary(d["response"]) + [EOS]
+        rows.append({"input_ids": prompt + response,
+                     "completion_mask": [0] * len(prompt) + [1] * len(response)})
+    if len(rows) < args.batch_size * args.steps_per_rep:
+        raise SystemExit(f"{len(rows)} demonstrations for {args.steps_per_rep} steps of {args.batch_size}")
+    steps = (args.warmup + args.reps) * args.steps_per_rep
+    dataset = repeated(rows, args)
+    model = load_hf(args.model)  # dropout as config.json sets it; Trainer sets train mode
+    losses = []
+
+    class Trainer(SFTTrainer):
+        def compute_loss(self, *a, **kw):
+            loss = super().compute_loss(*a, **kw)
+            losses.append(loss.detach())
+            return loss
+
+    config = trainer_args(SFTConfig, args, steps, lr_scheduler_type="cosine",
+                          completion_only_loss=True, packing=False, padding_free=False)
+    trainer = Trainer(model=model, args=config, train_dataset=dataset,
+                      processing_class=stub_tokenizer())
+    times, tokens = run_trainer(trainer, args)
+    median = statistics.median(times)
+    return {
+        "batch": args.batch_size,
+        "steps_per_rep": args.steps_per_rep,
+        "tokens_per_rep": tokens,
+        "tokens_per_s": tokens["real"] / median,
+        "median_s": median,
+        "times": times,
+        "losses": [x.item() for x in losses],
+        "optimizer": config.optim,
+    }
+
+
+def reward(args):
+    torch = set_threads(args.threads)
+    import transformers
+    from trl import RewardConfig, RewardTrainer
+
+    enc = r50k_base(args.ranks)
+    rows = []
+    for d in read_jsonl(args.data)[: args.batch_size * args.steps_per_rep]:
+        prompt = enc.encode_ordinary(d["prompt"])
+        rows.append({
+            "chosen_ids": prompt + enc.encode_ordinary(d["chosen"]) + [EOS],
+            "rejected_ids": prompt + enc.encode_ordinary(d["rejected"]) + [EOS],
+        })
+    if len(rows) < args.batch_size * args.steps_per_rep:
+        raise SystemExit(f"{len(rows)} pairs for {args.steps_per_rep} steps of {args.batch_size}")
+    steps = (args.warmup + args.reps) * args.steps_per_rep
+    dataset = repeated(rows, args)
+    # The trunk with a new score head, as plumb's reward model starts.
+    model = transformers.GPT2ForSequenceClassification.from_pretrained(
+        args.model, num_labels=1, dtype=torch.float32)
+    losses = []
+
+    class Trainer(RewardTrainer):
+        def compute_loss(self, *a, **kw):
+            loss = super().compute_loss(*a, **kw)
+            losses.append(loss.detach())
+            return loss
+
+    config = trainer_args(RewardConfig, args, steps, lr_scheduler_type="cosine_with_min_lr",
+                          lr_scheduler_kwargs={"min_lr_rate": 0.1}, disable_dropout=True)
+    trainer = Trainer(model=model, args=config, train_dataset=dataset,
+                      processing_class=stub_tokenizer())
+    times, tokens = run_trainer(trainer, args)
+    median = statistics.median(times)
+    pairs = args.batch_size * args.steps_per_rep
+    return {
+        "batch": args.batch_size,
+        "steps_per_rep": args.steps_per_rep,
+        "pairs_per_rep": pairs,
+        "tokens_per_rep": tokens,
+        "pairs_per_s": pairs / median,
+        "median_s": median,
+        "times": times,
+        "losses": [x.item() for x in losses],
+        "optimizer": config.optim,
+    }
+
+
+# --- a PPO step in plain PyTorch --------------------------------------------------
+
+
+def load_score_model(model_dir):
+    """A reward (or value) model as plumb saves it: GPT-2's trunk and a linear head
+    `score` (with bias) read at every position."""
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    class ScoreModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = transformers.GPT2Model.from_pretrained(model_dir, dtype="float32")
+            self.score = torch.nn.Linear(self.transformer.config.n_embd, 1)
+            weights = load_file(f"{model_dir}/model.safetensors")
+            with torch.no_grad():
+                self.score.weight.copy_(weights["score.weight"])
+                self.score.bias.copy_(weights["score.bias"])
+
+        def forward(self, ids):  # (B, T) → (B, T)
+            return self.score(self.transformer(input_ids=ids).last_hidden_state).squeeze(-1)
+
+    return ScoreModel()
+
+
+def ppo_step(args):
+    """One PPO iteration as plumb's `ppo::step` does it, written as one would in
+    PyTorch: sample (transformers' generate), score, KL-penalised rewards, GAE, whitened
+    advantages, `ppo_epochs` × minibatches of clipped policy and value updates, each
+    model with its own AdamW. Dropout off everywhere, as in plumb (and
+    lm-human-preferences). Every prompt has the same length and every response
+    `new_tokens` tokens (generation does not stop at EOS), so no tensor here
+    needs a mask."""
+    torch = set_threads(args.threads)
+    policy = load_hf(args.policy).eval()
+    reference = load_hf(args.policy).eval().requires_grad_(False)
+    reward_model = load_score_model(args.reward).eval().requires_grad_(False)
+    value = load_score_model(args.reward).eval()
+    # plumb's PpoConfig defaults.
+    lr, kl_coef, gamma, lam, clip, vclip, vf_coef = 1e-5, 0.02, 1.0, 0.95, 0.2, 0.2, 0.1
+    missing_eos_penalty, grad_clip = -1.0, 1.0
+    adamw = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-5, "weight_decay": 0.0}
+    policy_opt = torch.optim.AdamW(policy.parameters(), **adamw)
+    value_opt = torch.optim.AdamW(value.parameters(), **adamw)
+    prompts = torch.tensor(load_json(args.prompts), dtype=torch.long)
+    b, p = prompts.shape
+    r = args.new_tokens
+    policy.generation_config.eos_token_id = None  # every response is r tokens long
+    policy.generation_config.pad_token_id = EOS
+    chunk = args.minibatch_size
+
+    def response_logits(model, ids):  # (B, P + R) → (B, R, V): positions predicting the response
+        hidden = model.transformer(input_ids=ids).last_hidden_state[:, p - 1:p + r - 1]
+        return model.lm_head(hidden)
+
+    def logprobs_of(logits, ids):
+        return logits.log_softmax(-1).gather(2, ids[:, p:].unsqueeze(2)).squeeze(2)
+
+    def whiten(x):
+        return (x - x.mean()) * torch.rsqrt(x.var(unbiased=False) + 1e-8)
+
+    stats = []
+    seconds = []
+
+    def work():
+        started = time.perf_counter()
+        torch.manual_seed(len(stats))
+        with torch.no_grad():
+            ids = policy.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts),
+                                  max_new_tokens=r, do_sample=True, temperature=1.0, top_k=0,
+                                  top_p=1.0, use_cache=True)
+        generation = time.perf_counter() - started
+        assert ids.shape == (b, p + r), ids.shape
+        with torch.no_grad():
+            scores, logprobs, ref_logprobs, entropy, values = [], [], [], [], []
+            for i in range(0, b, chunk):
+                mb = ids[i:i + chunk]
+                scores.append(reward_model(mb)[:, -1])
+                logits = response_logits(policy, mb)
+                logprobs.append(logprobs_of(logits, mb))
+                logp = logits.log_softmax(-1)
+                entropy.append(-(logp.exp() * logp).sum(-1))
+                ref_logprobs.append(logprobs_of(response_logits(reference, mb), mb))
+                values.append(value(mb)[:, p - 1:p + r - 1])
+            scores, logprobs, ref_logprobs, entropy, values = (
+                torch.cat(x) for x in (scores, logprobs, ref_logprobs, entropy, values))
+            scores = scores + missing_eos_penalty  # no response ends with EOS
+            rewards = -kl_coef * (logprobs - ref_logprobs)
+            rewards[:, -1] += scores
+            advantages, last = [], torch.zeros(b)
+            for t in reversed(range(r)):
+                next_value = values[:, t + 1] if t + 1 < r else torch.zeros(b)
+                last = rewards[:, t] + gamma * next_value - values[:, t] + gamma * lam * last
+                advantages.append(last)
+            advantages = torch.stack(advantages[::-1], 1)
+            returns = advantages + values
+            advantages = whiten(advantages)
+        trained = time.perf_counter()
+        sums = torch.zeros(5)
+        for _ in range(args.ppo_epochs):
+            for idx in torch.randperm(b).split(chunk):
+                mb_ids = ids[idx]
+                mb_logprobs = logprobs_of(response_logits(policy, mb_ids), mb_ids)
+                log_ratio = mb_logprobs - logprobs[idx]
+                ratio = log_ratio.exp()
+                pg_losses = -advantages[idx] * ratio
+                pg_losses_clipped = -advantages[idx] * ratio.clamp(1 - clip, 1 + clip)
+                pg_loss = torch.max(pg_losses, pg_losses_clipped).mean()
+                policy_opt.zero_grad()
+                pg_loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+                policy_opt.step()
+
+                mb_values = value(mb_ids)[:, p - 1:p + r - 1]
+                old = values[idx]
+                clipped = torch.max(torch.min(mb_values, old + vclip), old - vclip)
+                vf_loss = 0.5 * torch.max((mb_values - returns[idx]) ** 2,
+                                          (clipped - returns[idx]) ** 2).mean()
+                value_opt.zero_grad()
+                (vf_coef * vf_loss).backward()
+                torch.nn.utils.clip_grad_norm_(value.parameters(), grad_clip)
+                value_opt.step()
+                with torch.no_grad():
+                    clipfrac = (pg_losses_clipped > pg_losses).float().mean()
+                    approx_kl = 0.5 * (log_ratio ** 2).mean()
+                    sums += torch.stack([pg_loss, vf_loss, clipfrac, approx_kl, torch.tensor(1.0)])
+        training = time.perf_counter() - trained
+        with torch.no_grad():
+            stats.append({
+                "reward": scores.mean().item(),
+                "kl": (logprobs - ref_logprobs).sum(1).mean().item(),
+                "entropy": entropy.sum(1).mean().item(),
+                "pg_loss": (sums[0] / sums[4]).item(),
+                "approx_kl": (sums[3] / sums[4]).item(),
+            })
+        seconds.append((generation, training))
+
+    times = timed(work, args.warmup, args.reps)
+    median = statistics.median(times)
+    timed_parts = seconds[args.warmup:]
+    generation_shares = [g / t for (g, _), t in zip(timed_parts, times)]
+    training_shares = [tr / t for (_, tr), t in zip(timed_parts, times)]
+    return {
+        "batch": b,
+        "prompt_tokens": p,
+        "new_tokens": r,
+        "minibatch_size": chunk,
+        "ppo_epochs": args.ppo_epochs,
+        "steps_per_s": 1 / median,
+        "median_s": median,
+        "times": times,
+        "generation_share": statistics.median(generation_shares),
+        "training_share": statistics.median(training_shares),
+        "generation_shares": generation_shares,
+        "reward": stats[-1]["reward"],
+        "kl": stats[-1]["kl"],
+        "approx_kl": stats[-1]["approx_kl"],
+    }
+
+
 def r50k_base(ranks_path):
     """GPT-2's encoding, built from a local ranks file (tiktoken cannot download here)."""
     import tiktoken
@@ -191,6 +595,21 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--inputs", required=True)
     p.add_argument("--lr", type=float, default=1e-4)
+    for name in ("sft", "reward"):
+        p = sub.add_parser(name, parents=[timing])
+        p.add_argument("--model", required=True)
+        p.add_argument("--data", required=True)
+        p.add_argument("--ranks", required=True)
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--steps-per-rep", type=int, default=1)
+        p.add_argument("--lr", type=float, default=1e-4 if name == "sft" else 1e-5)
+    p = sub.add_parser("ppo-step", parents=[timing])
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reward", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--minibatch-size", type=int, default=8)
+    p.add_argument("--ppo-epochs", type=int, default=1)
     p = sub.add_parser("tokenize", parents=[timing])
     p.add_argument("--docs", required=True)
     p.add_argument("--ranks", required=True)
@@ -198,7 +617,8 @@ def main():
     args = parser.parse_args()
     global PAIRED
     PAIRED = args.paired
-    run = {"generate": generate, "train-step": train_step, "tokenize": tokenize}[args.command]
+    run = {"generate": generate, "train-step": train_step, "sft": sft, "reward": reward,
+           "ppo-step": ppo_step, "tokenize": tokenize}[args.command]
     report = run(args)
     if args.command != "tokenize":
         import torch

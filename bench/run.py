@@ -7,9 +7,14 @@ process of its own with the same thread count, and writes
     bench/results/<benchmark>.json   both sides' timings, peak RSS and sanity checks
     bench/results/README.md          the summary table (also printed)
 
-Checkpoints, prompts and the tokenizer corpus go to bench/.work/ and are reused by
-later runs. Benchmarks are measurements, not tests: nothing here fails on a slow result.
-See bench/README.md for what each benchmark compares.
+Checkpoints, prompts, demonstrations, comparisons and the tokenizer corpus go to
+bench/.work/ and are reused by later runs. Benchmarks are measurements, not tests:
+nothing here fails on a slow result. See bench/README.md for what each benchmark compares.
+
+    PLUMB_BENCH_ONLY=sft_tiny,ppo   only the benchmarks whose names contain one of these
+                                    (bench/results/README.md is then left as it was)
+    PLUMB_BENCH_REPS=2              this many timed repetitions for every benchmark
+    PLUMB_BENCH_THREADS=2           intra-op threads per side
 """
 
 import datetime
@@ -40,6 +45,10 @@ NEW_TOKENS = 64
 PROMPT_TOKENS = 16
 CORPUS_BYTES = 5_000_000
 DOC_BYTES = 4096
+EOS = 50256
+# Benchmarks whose names contain one of these (comma-separated); all when unset.
+ONLY = [x for x in os.environ.get("PLUMB_BENCH_ONLY", "").split(",") if x.strip()]
+REPS = int(os.environ["PLUMB_BENCH_REPS"]) if os.environ.get("PLUMB_BENCH_REPS") else None
 
 
 def main():
@@ -57,14 +66,46 @@ def main():
     write_json(docs_path, docs)
     # Token windows of the corpus make the prompts and training batches of both sides.
     corpus_ids = enc.encode_ordinary("".join(docs[:200]))
-    checkpoints = {preset: checkpoint(preset) for preset in ("tiny", "gpt2")}
+    checkpoints = {}
+
+    def ckpt(preset):
+        if preset not in checkpoints:
+            checkpoints[preset] = checkpoint(preset)
+        return checkpoints[preset]
+
+    # (name, how to run it); each runs only if PLUMB_BENCH_ONLY selects its name.
+    benches = []
+    for preset, batch, reps in [("tiny", 1, 5), ("tiny", 16, 5), ("gpt2", 1, 3), ("gpt2", 16, 3)]:
+        benches.append((f"generate_{preset}_b{batch}",
+                        lambda p=preset, b=batch, r=reps: bench_generate(ckpt(p), p, b, r, corpus_ids)))
+    for preset, batch, seq, reps in [("tiny", 8, 256, 5), ("gpt2", 2, 256, 3)]:
+        benches.append((f"train_step_{preset}_b{batch}x{seq}",
+                        lambda p=preset, b=batch, t=seq, r=reps:
+                        bench_train_step(ckpt(p), p, b, t, r, corpus_ids)))
+    # Training stages: (preset, batch, optimizer steps per timed repetition, repetitions).
+    for preset, batch, steps, reps in [("tiny", 8, 4, 5), ("gpt2", 4, 1, 3)]:
+        benches.append((f"sft_{preset}_b{batch}",
+                        lambda p=preset, b=batch, s=steps, r=reps:
+                        bench_sft(ckpt(p), p, b, s, r, corpus_ids, enc)))
+    for preset, batch, steps, reps in [("tiny", 8, 4, 5), ("gpt2", 4, 1, 3)]:
+        benches.append((f"reward_{preset}_b{batch}",
+                        lambda p=preset, b=batch, s=steps, r=reps:
+                        bench_reward(ckpt(p), p, b, s, r, corpus_ids, enc)))
+    # PPO: (preset, rollout batch, minibatch, PPO epochs, new tokens, repetitions).
+    for preset, batch, minibatch, epochs, new_tokens, reps in [("tiny", 16, 8, 2, 32, 5),
+                                                               ("gpt2", 8, 4, 1, 32, 3)]:
+        benches.append((f"ppo_step_{preset}_b{batch}",
+                        lambda p=preset, b=batch, m=minibatch, e=epochs, n=new_tokens, r=reps:
+                        bench_ppo_step(ckpt(p), p, b, m, e, n, r, corpus_ids, enc)))
+    benches.append(("tokenizer", lambda: bench_tokenizer(docs_path, docs)))
 
     results = []
-    for preset, batch, reps in [("tiny", 1, 5), ("tiny", 16, 5), ("gpt2", 1, 3), ("gpt2", 16, 3)]:
-        results.append(bench_generate(checkpoints[preset], preset, batch, reps, corpus_ids))
-    for preset, batch, seq, reps in [("tiny", 8, 256, 5), ("gpt2", 2, 256, 3)]:
-        results.append(bench_train_step(checkpoints[preset], preset, batch, seq, reps, corpus_ids))
-    results.append(bench_tokenizer(docs_path, docs))
+    for name, bench in benches:
+        if not ONLY or any(x.strip() in name for x in ONLY):
+            results.append(bench())
+    if not results:
+        sys.exit(f"PLUMB_BENCH_ONLY={','.join(ONLY)} selects none of: "
+                 + ", ".join(name for name, _ in benches))
 
     environment = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -81,7 +122,10 @@ def main():
         r["environment"] = environment
         write_json(RESULTS / f"{r['name']}.json", r, indent=2)
     table = markdown_table(results, environment)
-    (RESULTS / "README.md").write_text(table)
+    if ONLY:
+        print("(PLUMB_BENCH_ONLY is set: bench/results/README.md is left as it was)", file=sys.stderr)
+    else:
+        (RESULTS / "README.md").write_text(table)
     print(table)
 
 
@@ -126,6 +170,100 @@ def bench_train_step(model_dir, preset, batch, seq, reps, corpus_ids):
     )
 
 
+def bench_sft(model_dir, preset, batch, steps, reps, corpus_ids, enc):
+    """SFT optimizer steps on demonstrations, loss on the response; real tokens/s."""
+    name = f"sft_{preset}_b{batch}"
+    demos = WORK / f"{name}.demos.jsonl"
+    # Prompt and response lengths vary, so batches carry padding and the prompt mask
+    # matters. Both sides take the demonstrations in file order, so their batches (and
+    # padding) are the same.
+    write_jsonl(demos, demonstrations(corpus_ids, enc, batch * steps, seed=batch))
+    common = ["--model", str(model_dir), "--data", str(demos), "--batch-size", str(batch),
+              "--steps-per-rep", str(steps)]
+    plumb, peer = run_pair([str(PLUMB_BENCH), "sft", *timing(reps), *common],
+                           [*PEER, "sft", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
+                           reps)
+    checks = {
+        "tokens_per_rep": {"plumb": plumb["tokens_per_rep"], "peer": peer["tokens_per_rep"]},
+        "same_tokens": plumb["tokens_per_rep"] == peer["tokens_per_rep"],
+        # Same weights and batch, different dropout masks: close, not equal.
+        "first_loss": {"plumb": plumb["losses"][0], "peer": peer["losses"][0]},
+    }
+    tokens = plumb["tokens_per_rep"]
+    return result(
+        name, "sft",
+        f"{preset}, batch {batch}, {steps} steps per rep, {tokens['real'] // (batch * steps)} "
+        f"tokens per sequence on average ({tokens['targets'] * 100 // tokens['real']}% in the "
+        "loss), dropout 0.1, AdamW + clip 1.0 + cosine",
+        "TRL SFTTrainer (completion-only loss, pre-tokenized, float32, no gradient checkpointing)",
+        plumb, peer, "tokens_per_s", "tok/s", goal=1.0, checks=checks, memory_goal=1.1,
+    )
+
+
+def bench_reward(model_dir, preset, batch, steps, reps, corpus_ids, enc):
+    """Reward-model optimizer steps on chosen/rejected pairs (K = 2); pairs/s."""
+    name = f"reward_{preset}_b{batch}"
+    pairs = WORK / f"{name}.pairs.jsonl"
+    write_jsonl(pairs, comparisons(corpus_ids, enc, batch * steps, seed=100 + batch))
+    common = ["--model", str(model_dir), "--data", str(pairs), "--batch-size", str(batch),
+              "--steps-per-rep", str(steps)]
+    plumb, peer = run_pair([str(PLUMB_BENCH), "reward", *timing(reps), *common],
+                           [*PEER, "reward", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
+                           reps)
+    checks = {
+        "pairs_per_rep": {"plumb": plumb["pairs_per_rep"], "peer": peer["pairs_per_rep"]},
+        "real_tokens_per_rep": {"plumb": plumb["tokens_per_rep"]["real"],
+                                "peer": peer["tokens_per_rep"]["real"]},
+        "same_tokens": plumb["pairs_per_rep"] == peer["pairs_per_rep"]
+        and plumb["tokens_per_rep"]["real"] == peer["tokens_per_rep"]["real"],
+        # Each side starts a new, randomly initialised score head: both near ln 2.
+        "first_loss": {"plumb": plumb["losses"][0], "peer": peer["losses"][0]},
+    }
+    tokens = plumb["tokens_per_rep"]["real"] // (2 * batch * steps)
+    return result(
+        name, "reward",
+        f"{preset}, {batch} pairs (K = 2) per step, {steps} steps per rep, {tokens} tokens per "
+        "sequence on average, no dropout, AdamW + clip 1.0",
+        "TRL RewardTrainer (pre-tokenized, float32, no gradient checkpointing)",
+        plumb, peer, "pairs_per_s", "pairs/s", goal=1.0, checks=checks, memory_goal=1.1,
+    )
+
+
+def bench_ppo_step(model_dir, preset, batch, minibatch, epochs, new_tokens, reps, corpus_ids, enc):
+    """One PPO iteration: rollouts, scoring, GAE and the updates; steps/s."""
+    name = f"ppo_step_{preset}_b{batch}"
+    rng = random.Random(1000 + batch)
+    starts = [rng.randrange(len(corpus_ids) - PROMPT_TOKENS) for _ in range(batch)]
+    prompts = write_json(WORK / f"{name}.prompts.json",
+                         [corpus_ids[s:s + PROMPT_TOKENS] for s in starts])
+    rm = reward_model(model_dir, preset, corpus_ids, enc)
+    common = ["--policy", str(model_dir), "--reward", str(rm), "--prompts", str(prompts),
+              "--new-tokens", str(new_tokens), "--minibatch-size", str(minibatch),
+              "--ppo-epochs", str(epochs)]
+    plumb, peer = run_pair([str(PLUMB_BENCH), "ppo-step", *timing(reps), *common],
+                           [*PEER, "ppo-step", *timing(reps), *common], reps)
+    checks = {
+        # plumb samples as PPO does, stopping at EOS; with random weights EOS is about
+        # 1 token in 50,257, and a sample that stops early still leaves the batch as wide.
+        "plumb_response_length": plumb["response_length"],
+        "plumb_eos_rate": plumb["eos_rate"],
+        "generation_share": {"plumb": plumb["generation_share"], "peer": peer["generation_share"]},
+        "training_share": {"plumb": plumb["training_share"], "peer": peer["training_share"]},
+    }
+    notes = (f"generation {plumb['generation_share']:.0%} of plumb's step "
+             f"(peer {peer['generation_share']:.0%}), updates {plumb['training_share']:.0%} "
+             f"(peer {peer['training_share']:.0%})")
+    return result(
+        name, "ppo_step",
+        f"{preset}, {batch} prompts of {PROMPT_TOKENS} tokens, {new_tokens} sampled tokens each "
+        f"(temperature 1), minibatches of {minibatch}, {epochs} PPO epoch(s), policy + "
+        "reference + reward + value models",
+        "PyTorch loop: transformers generate (sampling, KV cache), GPT2 trunks, AdamW",
+        plumb, peer, "steps_per_s", "s/step", goal=2.0, checks=checks, memory_goal=1.1,
+        show="median_s", notes=notes,
+    )
+
+
 def bench_tokenizer(docs_path, docs):
     """GPT-2 BPE over ~5 MB of mixed text, one encode per ~4 KB document; MB/s."""
     plumb_ids = WORK / "tokenizer.plumb_ids.json"
@@ -156,15 +294,21 @@ def bench_tokenizer(docs_path, docs):
 
 def timing(reps):
     """The options both plumb-bench and peer.py take after the subcommand."""
-    return ["--threads", str(THREADS), "--warmup", "1", "--reps", str(reps)]
+    return ["--threads", str(THREADS), "--warmup", "1", "--reps", str(REPS or reps)]
 
 
-def result(name, kind, config, peer_name, plumb, peer, metric, unit, goal, checks):
+def result(name, kind, config, peer_name, plumb, peer, metric, unit, goal, checks,
+           memory_goal=None, show=None, notes=None):
+    """A benchmark's record. `metric` is work per second at the median (the ratio's);
+    `show` another field of both sides to show in the table instead (in `unit`)."""
     ratio = plumb[metric] / peer[metric]
     # Both metrics are work / median seconds; the fastest repetitions are the least
     # disturbed by other work on the machine, so their ratio is a second opinion.
     ratio_of_fastest = peer["min_s"] / plumb["min_s"]
-    valid = checks.get("ids_identical", True)
+    valid = checks.get("ids_identical", True) and checks.get("same_tokens", True)
+    rss = plumb.get("peak_rss_kb"), peer.get("peak_rss_kb")
+    memory_ratio = rss[0] / rss[1] if all(rss) else None
+    memory_met = memory_goal is None or (memory_ratio is not None and memory_ratio <= memory_goal)
     return {
         "name": name,
         "benchmark": kind,
@@ -174,10 +318,16 @@ def result(name, kind, config, peer_name, plumb, peer, metric, unit, goal, check
         "unit": unit,
         "plumb": plumb,
         "peer_result": peer,
+        "show": show or metric,
+        "notes": notes,
         "ratio": ratio,
         "ratio_of_fastest_reps": ratio_of_fastest,
         "goal": goal,
-        "met": bool(ratio >= goal and valid),
+        "speed_met": bool(ratio >= goal),
+        "memory_ratio": memory_ratio,
+        "memory_goal": memory_goal,
+        "memory_met": memory_met,
+        "met": bool(ratio >= goal and valid and memory_met),
         "checks": checks,
     }
 
@@ -189,6 +339,45 @@ def agreement(a, b):
 
 
 # --- inputs -----------------------------------------------------------------------
+
+
+def demonstrations(corpus_ids, enc, n, seed):
+    """`n` synthetic demonstrations: a prompt of 16-112 corpus tokens and the 16-112
+    tokens after it as the response (both decoded to text; sequences fit the tiny
+    preset's 256 positions). The demo world's demonstrations are about 15 tokens long,
+    too short to measure a training step by."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        p, r = rng.randint(16, 112), rng.randint(16, 112)
+        s = rng.randrange(len(corpus_ids) - p - r)
+        rows.append({"prompt": enc.decode(corpus_ids[s:s + p]),
+                     "response": enc.decode(corpus_ids[s + p:s + p + r])})
+    return rows
+
+
+def comparisons(corpus_ids, enc, n, seed):
+    """`n` synthetic comparisons `{"prompt", "chosen", "rejected"}` (16-64 tokens each)."""
+    rng = random.Random(seed)
+
+    def text(lo, hi):
+        k = rng.randint(lo, hi)
+        s = rng.randrange(len(corpus_ids) - k)
+        return enc.decode(corpus_ids[s:s + k])
+
+    return [{"prompt": text(16, 64), "chosen": text(16, 64), "rejected": text(16, 64)}
+            for _ in range(n)]
+
+
+def reward_model(model_dir, preset, corpus_ids, enc):
+    """A reward model for PPO from `plumb reward train` (one step on a few comparisons):
+    the checkpoint's trunk and a score head, as PPO's reward and value models load."""
+    out = WORK / f"{preset}-rm"
+    if not (out / "model.safetensors").exists():
+        data = write_jsonl(WORK / f"{preset}-rm.pairs.jsonl", comparisons(corpus_ids, enc, 8, seed=7))
+        run([str(PLUMB), "reward", "train", "--model", str(model_dir), "--data", str(data),
+             "--steps", "1", "--batch-size", "2", "--seed", "0", "--device", "cpu", "--out", str(out)])
+    return out
 
 
 def checkpoint(preset):
@@ -309,6 +498,7 @@ def run_pair(plumb_cmd, peer_cmd, reps):
     and other work on a shared machine slows both sides' repetitions alike instead of
     landing on whichever side happened to run at that moment.
     """
+    reps = REPS or reps
     sides = {}
     for name, cmd in (("plumb", plumb_cmd), ("peer", peer_cmd)):
         cmd = [*cmd, "--paired"]
@@ -328,7 +518,12 @@ def run_pair(plumb_cmd, peer_cmd, reps):
             read_line(sides, name, is_number)
     reports = {}
     for name, (proc, stderr) in sides.items():
-        out, _ = proc.communicate(timeout=600)
+        # Not `communicate`, which reads the pipe itself and would lose what `read_line`'s
+        # buffered reads already took from it (the report, when it follows the last
+        # repetition's line closely).
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.wait(timeout=600)
         if proc.returncode != 0:
             fail(sides, name)
         report = json.loads(out.strip().splitlines()[-1])
@@ -374,6 +569,11 @@ def fail(sides, name):
              f"{stderr.read()[-4000:]}")
 
 
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return path
+
+
 def write_json(path, value, indent=None):
     path.write_text(json.dumps(value, indent=indent, ensure_ascii=False))
     return path
@@ -397,9 +597,10 @@ def peer_versions():
     import tiktoken
     import torch
     import transformers
+    import trl
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "tiktoken": tiktoken.__version__}
+            "trl": trl.__version__, "tiktoken": tiktoken.__version__}
 
 
 def markdown_table(results, env):
@@ -409,20 +610,32 @@ def markdown_table(results, env):
         f"{env['date']}, {env['cpu']}, {env['threads']} threads per side "
         f"(load average {env['load_average_before']} before, {env['load_average_after']} after), "
         f"torch {env['versions']['torch']}, transformers {env['versions']['transformers']}, "
-        f"tiktoken {env['versions']['tiktoken']}. Median of the timed repetitions; "
-        "see the JSON files beside this one for every timing and check.",
+        f"TRL {env['versions']['trl']}, tiktoken {env['versions']['tiktoken']}. Median of the "
+        "timed repetitions; see the JSON files beside this one for every timing and check. "
+        "Peak RSS: each process's VmHWM, model loading included.",
         "",
-        "| benchmark | config | plumb | peer | ratio plumb/peer | goal | met? |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| benchmark | config | plumb | peer | ratio plumb/peer | goal | peak RSS plumb / peer | met? |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        m, u = r["metric"], r["unit"]
+        show, u = r.get("show", r["metric"]), r["unit"]
         met = "yes" if r["met"] else "no"
-        if "MISMATCH" in r["checks"]:
-            met += " (ids differ!)"
+        why = [w for w, bad in (("speed", not r.get("speed_met", r["met"])),
+                                ("memory", not r.get("memory_met", True)),
+                                ("ids differ!", "MISMATCH" in r["checks"]),
+                                ("tokens differ!", r["checks"].get("same_tokens") is False)) if bad]
+        if why and not r["met"]:
+            met += f" ({', '.join(why)})"
+        goal = f"≥ {r['goal']:.1f}×"
+        if r.get("memory_goal"):
+            goal += f", RSS ≤ {r['memory_goal']:.1f}×"
+        rss = f"{mib(r['plumb'].get('peak_rss_kb'))} / {mib(r['peer_result'].get('peak_rss_kb'))} MiB"
+        if r.get("memory_ratio"):
+            rss += f" ({r['memory_ratio']:.2f}×)"
+        config = r["config"] + (f"; {r['notes']}" if r.get("notes") else "")
         lines.append(
-            f"| {r['name']} | {r['config']} | {fmt(r['plumb'][m])} {u} | "
-            f"{fmt(r['peer_result'][m])} {u} | {r['ratio']:.2f}× | ≥ {r['goal']:.1f}× | {met} |")
+            f"| {r['name']} | {config} | {fmt(r['plumb'][show])} {u} | "
+            f"{fmt(r['peer_result'][show])} {u} | {r['ratio']:.2f}× | {goal} | {rss} | {met} |")
     busy = max(max(r["plumb"]["load_average_at_start"], r["peer_result"]["load_average_at_start"])
                for r in results)
     if busy > env["cores"] + 1:

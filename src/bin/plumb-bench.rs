@@ -4,7 +4,7 @@
 //! one library function and prints a single JSON object on stdout: the timings of every
 //! timed repetition, their median, the throughput at the median and the process's peak
 //! RSS. `bench/run.py` runs it beside `bench/peer.py`, which times the same work in
-//! PyTorch / transformers / tiktoken on the same inputs, and writes the table.
+//! PyTorch / transformers / TRL / tiktoken on the same inputs, and writes the table.
 //!
 //! Timing inside the process, rather than timing a whole `plumb` call, keeps process
 //! start-up and checkpoint loading out of the numbers: at the tiny preset they would
@@ -17,12 +17,17 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use trainer::lm_loop::Example;
+use trainer::ppo::{Learner, PpoConfig};
+use trainer::reward::{Comparisons, RewardConfig};
+use trainer::sft::SftConfig;
 use trainer::tch::nn::OptimizerConfig;
 use trainer::tch::{self, Device, Kind, Reduction, Tensor};
+use trainer::train::{lr_at, seed_step, AdamW};
 use trainer::{LanguageModel, SamplingConfig, Tokenizer, TokenizerKind};
 
 #[derive(Parser)]
-#[command(about = "Times plumb's generation, training step and tokenizer for `make bench`")]
+#[command(about = "Times plumb's generation, training stages and tokenizer for `make bench`")]
 struct Cli {
     /// Intra-op threads of libtorch; `bench/run.py` gives the peer the same number.
     #[arg(long, default_value_t = 2, global = true)]
@@ -65,6 +70,61 @@ enum Command {
         #[arg(long, default_value_t = 1e-4)]
         lr: f64,
     },
+    /// SFT optimizer steps as `plumb sft` takes them: prompt and padding masked,
+    /// dropout, AdamW, gradient clipping (`lm_loop::accumulate_gradients`).
+    Sft {
+        #[arg(long)]
+        model: PathBuf,
+        /// Demonstrations, `{"prompt", "response"}` lines, taken in file order: repetition
+        /// after repetition goes through the same batches.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        /// Optimizer steps per timed repetition.
+        #[arg(long, default_value_t = 1)]
+        steps_per_rep: usize,
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        /// Dropout while fine-tuning (the peer keeps config.json's).
+        #[arg(long, default_value_t = 0.1)]
+        dropout: f64,
+    },
+    /// Reward-model optimizer steps as `plumb reward train` takes them: a new score head
+    /// on the trunk, K-wise loss, AdamW, gradient clipping (`reward::accumulate_gradients`).
+    Reward {
+        #[arg(long)]
+        model: PathBuf,
+        /// Rankings (here `{"prompt", "chosen", "rejected"}` lines, K = 2), in file order.
+        #[arg(long)]
+        data: PathBuf,
+        /// Rankings (prompts) per step.
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        steps_per_rep: usize,
+        #[arg(long, default_value_t = 1e-5)]
+        lr: f64,
+    },
+    /// One PPO iteration (`ppo::step`): rollouts, reward-model scores, reference
+    /// log-probs, values, GAE, `ppo_epochs` × minibatch updates of policy and value model.
+    PpoStep {
+        /// The policy (and frozen reference) to start from.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The reward model; the value model starts as a copy of it.
+        #[arg(long)]
+        reward: PathBuf,
+        /// JSON file holding the prompts as token ids, `[[id, ..], ..]`: one rollout batch.
+        #[arg(long)]
+        prompts: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        new_tokens: i64,
+        #[arg(long, default_value_t = 8)]
+        minibatch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        ppo_epochs: usize,
+    },
     /// The GPT-2 tokenizer over a list of documents, one `encode` call per document.
     Tokenize {
         /// JSON file holding the documents, `["text", ..]`.
@@ -84,6 +144,17 @@ fn main() -> Result<()> {
     let mut report = match cli.command {
         Command::Generate { model, prompts, new_tokens } => generate(&model, &prompts, new_tokens, &timing)?,
         Command::TrainStep { model, inputs, lr } => train_step(&model, &inputs, lr, &timing)?,
+        Command::Sft { model, data, batch_size, steps_per_rep, lr, dropout } => {
+            let cfg = SftConfig { batch_size, lr, dropout, ..Default::default() };
+            sft(&model, &data, &cfg, steps_per_rep, &timing)?
+        }
+        Command::Reward { model, data, batch_size, steps_per_rep, lr } => {
+            let cfg = RewardConfig { batch_size, lr, ..Default::default() };
+            reward(&model, &data, &cfg, steps_per_rep, &timing)?
+        }
+        Command::PpoStep { policy, reward, prompts, new_tokens, minibatch_size, ppo_epochs } => {
+            ppo_step(&policy, &reward, &prompts, new_tokens, minibatch_size, ppo_epochs, &timing)?
+        }
         Command::Tokenize { docs, ids_out } => tokenize(&docs, ids_out.as_deref(), &timing)?,
     };
     report["threads"] = json!(tch::get_num_threads());
@@ -225,6 +296,211 @@ fn train_step(model_dir: &Path, inputs: &Path, lr: f64, timing: &Timing) -> Resu
         "median_s": times.median,
         "times": times.secs,
         "losses": losses,
+    }))
+}
+
+/// Tokens in a batch of sequences: real ones, with the padding to the longest, and (for
+/// SFT) the targets of the loss.
+#[derive(Default)]
+struct BatchTokens {
+    real: usize,
+    padded: usize,
+    targets: usize,
+}
+
+impl BatchTokens {
+    fn add(&mut self, lengths: impl Iterator<Item = usize> + Clone, targets: usize) {
+        let longest = lengths.clone().max().unwrap_or(0);
+        self.real += lengths.clone().sum::<usize>();
+        self.padded += longest * lengths.count();
+        self.targets += targets;
+    }
+
+    fn json(&self) -> Value {
+        json!({ "real": self.real, "padded": self.padded, "targets": self.targets })
+    }
+}
+
+/// Tokens/s of SFT: real (non-padding) tokens of a repetition's `steps_per_rep` steps /
+/// its seconds. Each step is the loop's (`lm_loop::run`): seed, zero grads, forward in
+/// train mode, next-token loss on the response and EOS only, backward, clip, AdamW with
+/// the cosine schedule's learning rate. Batches are consecutive demonstrations of the
+/// file, the same ones every repetition, as the peer takes them.
+fn sft(
+    model_dir: &Path,
+    data: &Path,
+    cfg: &SftConfig,
+    steps_per_rep: usize,
+    timing: &Timing,
+) -> Result<Value> {
+    cfg.validate()?;
+    let demonstrations = trainer::data::read_demonstrations(data)?;
+    let mut model = load_model(model_dir)?.with_dropout(cfg.dropout)?;
+    model.set_trainable(true);
+    let examples = demonstrations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| trainer::sft::example(&model.tokenizer, model.config.n_ctx, i, d))
+        .collect::<Result<Vec<Example>, _>>()?;
+    let b = cfg.batch_size;
+    ensure!(
+        examples.len() >= b * steps_per_rep,
+        "{} demonstrations for {steps_per_rep} steps of {b}",
+        examples.len()
+    );
+    let batches: Vec<Vec<&Example>> =
+        examples.chunks(b).take(steps_per_rep).map(|c| c.iter().collect()).collect();
+    let mut tokens = BatchTokens::default();
+    for batch in &batches {
+        let targets = batch.iter().map(|e| e.loss_mask[1..].iter().filter(|&&m| m).count()).sum();
+        tokens.add(batch.iter().map(|e| e.ids.len()), targets);
+    }
+    let total_steps = ((timing.warmup + timing.reps) * steps_per_rep) as i64;
+    let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+    let (mut step, mut losses) = (0i64, Vec::new());
+    let times = timing.run(|| {
+        for batch in &batches {
+            seed_step(cfg.seed, step);
+            let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+            opt.zero_grad();
+            let (loss, _) = trainer::lm_loop::accumulate_gradients(&model, std::slice::from_ref(batch));
+            ensure!(loss.is_finite(), "step {step}: the loss is {loss}");
+            opt.clip_grad_norm(cfg.grad_clip);
+            opt.step(lr);
+            losses.push(loss);
+            step += 1;
+        }
+        Ok(())
+    })?;
+    Ok(json!({
+        "batch": b,
+        "steps_per_rep": steps_per_rep,
+        "tokens_per_rep": tokens.json(),
+        "tokens_per_s": tokens.real as f64 / times.median,
+        "median_s": times.median,
+        "times": times.secs,
+        "losses": losses,
+    }))
+}
+
+/// Pairs/s of reward-model training: comparisons of a repetition's `steps_per_rep` steps
+/// / its seconds. Each step is `reward::train`'s: seed, zero grads, one forward over all
+/// samples of the step's rankings, eq. 1 per prompt, backward, clip, AdamW. The model is
+/// the checkpoint's trunk with a new score head, as `plumb reward train` builds it.
+fn reward(
+    model_dir: &Path,
+    data: &Path,
+    cfg: &RewardConfig,
+    steps_per_rep: usize,
+    timing: &Timing,
+) -> Result<Value> {
+    cfg.validate()?;
+    let rankings = trainer::data::read_rankings(data)?;
+    let mut model = load_model(model_dir)?.with_dropout(cfg.dropout)?;
+    seed_step(cfg.seed, -1);
+    model.add_score_head();
+    model.set_trainable(true);
+    let encoded: Vec<Comparisons> = trainer::reward::encode_rankings(&model, &rankings, "ranking")?;
+    let b = cfg.batch_size;
+    ensure!(
+        encoded.len() >= b * steps_per_rep,
+        "{} rankings for {steps_per_rep} steps of {b}",
+        encoded.len()
+    );
+    let batches: Vec<Vec<&Comparisons>> =
+        encoded.chunks(b).take(steps_per_rep).map(|c| c.iter().collect()).collect();
+    let total_steps = ((timing.warmup + timing.reps) * steps_per_rep) as i64;
+    let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+    let (mut step, mut losses, mut pairs, mut tokens) = (0i64, Vec::new(), 0, 0);
+    let times = timing.run(|| {
+        (pairs, tokens) = (0, 0);
+        for batch in &batches {
+            seed_step(cfg.seed, step);
+            let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+            opt.zero_grad();
+            let tally = trainer::reward::accumulate_gradients(&model, std::slice::from_ref(batch))?;
+            ensure!(tally.loss.is_finite(), "step {step}: the loss is {}", tally.loss);
+            opt.clip_grad_norm(cfg.grad_clip);
+            opt.step(lr);
+            losses.push(tally.loss);
+            pairs += tally.compared;
+            tokens += tally.tokens;
+            step += 1;
+        }
+        Ok(())
+    })?;
+    Ok(json!({
+        "batch": b,
+        "steps_per_rep": steps_per_rep,
+        "pairs_per_rep": pairs,
+        "tokens_per_rep": { "real": tokens },
+        "pairs_per_s": pairs as f64 / times.median,
+        "median_s": times.median,
+        "times": times.secs,
+        "losses": losses,
+    }))
+}
+
+/// Seconds of one PPO iteration (`ppo::step`) on one rollout batch, every response
+/// `new_tokens` long, and the shares of generation and of the minibatch updates in it
+/// (`StepStats::generation_seconds`, `training_seconds`; the rest is scoring: reward
+/// model, policy, reference and value forward passes, GAE).
+fn ppo_step(
+    policy_dir: &Path,
+    reward_dir: &Path,
+    prompts: &Path,
+    new_tokens: i64,
+    minibatch_size: usize,
+    ppo_epochs: usize,
+    timing: &Timing,
+) -> Result<Value> {
+    let policy = load_model(policy_dir)?;
+    let reward_model = load_model(reward_dir)?;
+    let prompts: Vec<Vec<i64>> = read_json(prompts)?;
+    let cfg = PpoConfig {
+        steps: (timing.warmup + timing.reps) as i64,
+        batch_size: prompts.len(),
+        minibatch_size,
+        ppo_epochs,
+        warmup_steps: 0,
+        max_new_tokens: new_tokens,
+        checkpoint_every: 0,
+        ..Default::default()
+    };
+    cfg.validate()?;
+    let mut learner = Learner::new(&cfg, policy, &reward_model)?;
+    let mut step = 0i64;
+    let mut stats = Vec::new();
+    let times = timing.run(|| {
+        stats.push(trainer::ppo::step(&cfg, step, &prompts, &mut learner, &reward_model, None)?);
+        step += 1;
+        Ok(())
+    })?;
+    // The timed repetitions' own statistics (the warm-up's come first).
+    let timed = &stats[timing.warmup..];
+    let shares = |part: fn(&trainer::ppo::StepStats) -> f64| -> Vec<f64> {
+        timed.iter().zip(&times.secs).map(|(s, secs)| part(s) / secs).collect()
+    };
+    let generation_share = shares(|s| s.generation_seconds);
+    let training_share = shares(|s| s.training_seconds);
+    let last = timed.last().context("no timed repetition")?;
+    Ok(json!({
+        "batch": prompts.len(),
+        "prompt_tokens": prompts.iter().map(Vec::len).max(),
+        "new_tokens": new_tokens,
+        "minibatch_size": minibatch_size,
+        "ppo_epochs": ppo_epochs,
+        "steps_per_s": 1.0 / times.median,
+        "median_s": times.median,
+        "times": times.secs,
+        "generation_share": median(&generation_share),
+        "training_share": median(&training_share),
+        "generation_shares": generation_share,
+        "response_length": timed.iter().map(|s| s.response_length).collect::<Vec<_>>(),
+        "eos_rate": timed.iter().map(|s| s.eos_rate).collect::<Vec<_>>(),
+        "reward": last.reward,
+        "kl": last.kl,
+        "approx_kl": last.approx_kl,
     }))
 }
 

@@ -129,6 +129,24 @@ pub fn mean_loss(model: &LanguageModel, examples: &[Example], batch_size: usize)
     total / count.max(1.0)
 }
 
+/// Backward of one optimizer step's loss, the mean over every target token of the step
+/// however it is split into micro-batches (`batches`): each micro-batch's summed loss is
+/// divided by the step's token count, then backward frees its graph before the next
+/// forward. Gradients add to those already held. Returns the loss and the target tokens.
+/// `make bench` times this with the optimizer step around it, as `run` calls it.
+pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) -> (f64, f64) {
+    let step_tokens: f64 =
+        batches.iter().flatten().map(|e| e.loss_mask[1..].iter().filter(|&&m| m).count() as f64).sum();
+    let mut step_loss = 0.0;
+    for batch in batches {
+        let (sum, _) = nll(model, batch, true);
+        let loss = sum / step_tokens.max(1.0);
+        step_loss += loss.double_value(&[]);
+        loss.backward();
+    }
+    (step_loss, step_tokens)
+}
+
 /// Trains `model` on `train`, evaluating on `validation`; the final (or best) weights
 /// are saved into `run.path()` and returned.
 pub fn run(
@@ -169,18 +187,7 @@ pub fn run(
         let batches: Vec<Vec<&Example>> = (0..micro_batches)
             .map(|micro| micro_batch(train, settings.batch_size, settings.seed, step * micro_batches + micro))
             .collect();
-        // One mean over every target token of the step, however it is split: each
-        // micro-batch's summed loss is divided by the step's token count, then backward
-        // frees its graph before the next forward.
-        let step_tokens: f64 =
-            batches.iter().flatten().map(|e| e.loss_mask[1..].iter().filter(|&&m| m).count() as f64).sum();
-        let mut step_loss = 0.0;
-        for batch in &batches {
-            let (sum, _) = nll(&model, batch, true);
-            let loss = sum / step_tokens.max(1.0);
-            step_loss += loss.double_value(&[]);
-            loss.backward();
-        }
+        let (step_loss, step_tokens) = accumulate_gradients(&model, &batches);
         ensure_finite(step, "the training loss", step_loss, run)?;
         let grad_norm = opt.clip_grad_norm(settings.grad_clip);
         opt.step(lr);

@@ -299,7 +299,7 @@ pub fn sequence(tokenizer: &Tokenizer, n_ctx: i64, prompt: &str, response: &str)
 
 /// One ranking, tokenized: its K sequences and its comparisons.
 #[derive(Clone, Debug)]
-struct Comparisons {
+pub struct Comparisons {
     sequences: Vec<Vec<i64>>,
     pairs: Vec<(usize, usize)>,
 }
@@ -311,7 +311,7 @@ impl Comparisons {
 }
 
 /// Tokenizes rankings; an error names the ranking (1-based, as `what` N) and the sample.
-fn encode_rankings(
+pub fn encode_rankings(
     model: &LanguageModel,
     rankings: &[Ranking],
     what: &str,
@@ -376,6 +376,44 @@ fn ranking_rewards(
             r
         })
         .collect())
+}
+
+/// What one step's micro-batches add up to.
+pub struct StepTally {
+    /// Eq. 1 averaged over the step's prompts.
+    pub loss: f64,
+    /// Comparisons the RM ordered as the labeler did, of `compared`.
+    pub correct: usize,
+    pub compared: usize,
+    /// Tokens of every sample, EOS included.
+    pub tokens: usize,
+}
+
+/// Backward of one optimizer step's loss, eq. 1 averaged over the step's prompts however
+/// they are split into micro-batches (`batches`); each backward frees its graph before
+/// the next forward. Gradients add to those already held. `make bench` times this with
+/// the optimizer step around it, as `train` calls it.
+pub fn accumulate_gradients(
+    model: &LanguageModel,
+    batches: &[Vec<&Comparisons>],
+) -> Result<StepTally, TrainError> {
+    let prompts = batches.iter().map(Vec::len).sum::<usize>() as f64;
+    let mut tally = StepTally { loss: 0.0, correct: 0, compared: 0, tokens: 0 };
+    for batch in batches {
+        let rewards = ranking_rewards(model, batch, true)?;
+        let losses: Vec<Tensor> =
+            batch.iter().zip(&rewards).map(|(c, r)| ranking_loss(r, &c.pairs, c.k())).collect();
+        let loss = Tensor::stack(&losses, 0).sum(Kind::Float) / prompts;
+        tally.loss += loss.double_value(&[]);
+        loss.backward();
+        for (c, r) in batch.iter().zip(&rewards) {
+            let r = Vec::<f32>::try_from(r.detach().to_device(Device::Cpu))?;
+            tally.correct += correct_pairs(&r, &c.pairs);
+            tally.compared += c.pairs.len();
+            tally.tokens += c.sequences.iter().map(Vec::len).sum::<usize>();
+        }
+    }
+    Ok(tally)
 }
 
 /// Eq. 1 averaged over prompts, and the share of comparisons ordered as the labeler did.
@@ -512,23 +550,8 @@ pub fn train(
         let batches: Vec<Vec<&Comparisons>> = (0..micro_batches)
             .map(|m| micro_batch(&train_set, cfg.batch_size, cfg.seed, step * micro_batches + m))
             .collect();
-        // The mean over the step's prompts, however they are split into micro-batches;
-        // each backward frees its graph before the next forward.
-        let prompts = batches.iter().map(Vec::len).sum::<usize>() as f64;
-        let (mut step_loss, mut correct, mut compared, mut tokens) = (0.0, 0, 0, 0);
-        for batch in &batches {
-            let rewards = ranking_rewards(&model, batch, true)?;
-            let losses: Vec<Tensor> =
-                batch.iter().zip(&rewards).map(|(c, r)| ranking_loss(r, &c.pairs, c.k())).collect();
-            let loss = Tensor::stack(&losses, 0).sum(Kind::Float) / prompts;
-            step_loss += loss.double_value(&[]);
-            loss.backward();
-            for (c, r) in batch.iter().zip(&rewards) {
-                correct += correct_pairs(&Vec::<f32>::try_from(r.detach().to_device(Device::Cpu))?, &c.pairs);
-                compared += c.pairs.len();
-                tokens += c.sequences.iter().map(Vec::len).sum::<usize>();
-            }
-        }
+        let StepTally { loss: step_loss, correct, compared, tokens } =
+            accumulate_gradients(&model, &batches)?;
         ensure_finite(step, "the training loss", step_loss, run)?;
         let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
         opt.step(lr);
