@@ -34,6 +34,7 @@ WORK = HERE / ".work"
 RESULTS = HERE / "results"
 PLUMB = ROOT / "target" / "release" / "plumb"
 PLUMB_BENCH = ROOT / "target" / "release" / "plumb-bench"
+PLUMB_BENCH_DB = ROOT / "target" / "release" / "plumb-bench-db"
 PEER = [sys.executable, str(HERE / "peer.py")]
 
 sys.path.insert(0, str(HERE))
@@ -52,7 +53,7 @@ REPS = int(os.environ["PLUMB_BENCH_REPS"]) if os.environ.get("PLUMB_BENCH_REPS")
 
 
 def main():
-    for binary in (PLUMB, PLUMB_BENCH):
+    for binary in (PLUMB, PLUMB_BENCH, PLUMB_BENCH_DB):
         if not binary.exists():
             sys.exit(f"{binary} is missing: run `make bench` (or `cargo build --release`) first")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -98,11 +99,13 @@ def main():
                         lambda p=preset, b=batch, m=minibatch, e=epochs, n=new_tokens, r=reps:
                         bench_ppo_step(ckpt(p), p, b, m, e, n, r, corpus_ids, enc)))
     benches.append(("tokenizer", lambda: bench_tokenizer(docs_path, docs)))
+    benches.append(("ranking_submit", bench_ranking_submit))
 
     results = []
     for name, bench in benches:
         if not ONLY or any(x.strip() in name for x in ONLY):
-            results.append(bench())
+            done = bench()
+            results.extend(done if isinstance(done, list) else [done])
     if not results:
         sys.exit(f"PLUMB_BENCH_ONLY={','.join(ONLY)} selects none of: "
                  + ", ".join(name for name, _ in benches))
@@ -290,6 +293,30 @@ def bench_tokenizer(docs_path, docs):
         "tiktoken Encoding.encode_ordinary (Python, same ranks file)",
         plumb, peer, "mb_per_s", "MB/s", goal=1.0, checks=checks,
     )
+
+
+def bench_ranking_submit():
+    """Ranking submits/s through `labeling` (checks, idempotency key, flags, assignment
+    state, one transaction) against raw SQL writing the same rows, on the same Postgres,
+    at 1 and 16 concurrent clients. Each side gets a fresh database per repetition; the
+    private cluster is durable (fsync on), as a real one would be."""
+    reps = REPS or 5
+    started_load = os.getloadavg()[0]
+    out = subprocess.run([str(PLUMB_BENCH_DB), "--clients", "1,16", "--submits", "2000",
+                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
+                         check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    results = []
+    for r in report["results"]:
+        for side in ("plumb", "raw"):
+            r[side]["load_average_at_start"] = started_load
+        results.append(result(
+            f"ranking_submit_c{r['clients']}", "ranking_submit",
+            f"K = {report['k']}, {r['submits']} submits, {r['clients']} concurrent clients",
+            "raw SQL (the same rows, one transaction, no checks)", r["plumb"], r["raw"],
+            "submits_per_s", "submits/s", 0.8,
+            {"each_submit_stored_once": r["each_submit_stored_once"]}))
+    return results
 
 
 def timing(reps):

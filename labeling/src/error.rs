@@ -1,1 +1,72 @@
-//! (being written)
+//! The one error type of the labeling library.
+//!
+//! Values rejected by a `parse` are `Invalid` (the web layer shows them to the person
+//! who typed them); a missing row is `NotFound`; a rule about who may do what is
+//! `Forbidden`; a clash with existing data is `Conflict`; anything the database itself
+//! reports keeps its cause in `Sql`.
+
+/// Everything that can go wrong in `labeling`.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelingError {
+    /// A value was rejected before it reached the database.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A row that the caller named does not exist.
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The caller may not do this (wrong role, not a member, wrong annotator).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request clashes with data already stored (a taken name, a finished task).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Username or password wrong, the user disabled, or an API token unknown or revoked:
+    /// one error for all, so that the answer does not tell which.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// An upload refused as a whole (too large, too many lines, not a table).
+    #[error("upload refused: {0}")]
+    UploadRefused(String),
+    /// Hashing a password failed (argon2 reports only parameter errors).
+    #[error("password hashing failed: {0}")]
+    PasswordHash(String),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl LabelingError {
+    /// An `Invalid` for `field` with a reason.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        LabelingError::Invalid { field: field.into(), reason: reason.into() }
+    }
+
+    /// A `NotFound` for the row `what` with id `id`.
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        LabelingError::NotFound { what, id: id.to_string() }
+    }
+}
+
+/// `Result` with [`LabelingError`].
+pub type Result<T> = std::result::Result<T, LabelingError>;
+
+/// True when `err` is Postgres' unique violation (SQLSTATE 23505) on `constraint`
+/// (any constraint when `None`).
+pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: Option<&str>) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("23505") && constraint.is_none_or(|c| db.constraint() == Some(c))
+        }
+        _ => false,
+    }
+}
+
+/// The constraint named by a foreign-key violation (SQLSTATE 23503), `""` when Postgres
+/// names none; `None` for any other error.
+pub(crate) fn foreign_key_violation(err: &sqlx::Error) -> Option<&str> {
+    match err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+            Some(db.constraint().unwrap_or_default())
+        }
+        _ => None,
+    }
+}

@@ -6,14 +6,14 @@
 //! is invalid (`PromptText::parse`, `Ranking::parse`, ...); functions that write take a
 //! `&PgPool` or a `&mut Transaction` and keep what belongs together in one transaction.
 
+pub mod agreement;
+pub mod annotation;
+pub mod consensus;
 pub mod domain;
 pub mod error;
-pub mod users;
 pub mod projects;
 pub mod prompts;
-pub mod annotation;
-pub mod tasks;
-pub mod submit;
-pub mod agreement;
-pub mod consensus;
 pub mod snapshots;
+pub mod submit;
+pub mod tasks;
+pub mod users;

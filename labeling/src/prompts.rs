@@ -1,1 +1,649 @@
-//! (being written)
+//! Prompts: added one at a time, or imported from JSON lines or CSV with a per-line report.
+//!
+//! An import parses every line first (nothing is written for a file that is refused as a
+//! whole), then stores the good lines with one multi-row INSERT in one transaction.
+//! `ON CONFLICT DO NOTHING` on the per-project text hash makes a concurrent import of the
+//! same prompts a duplicate to report, never a failed transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::domain::{PromptSource, PromptText, Split};
+use crate::error::{foreign_key_violation, LabelingError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Prompt {
+    pub id: i64,
+    pub project_id: i64,
+    pub text: String,
+    pub source: String,
+    pub split: Split,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What it takes to add one prompt.
+#[derive(Debug, Clone)]
+pub struct NewPrompt {
+    pub project_id: i64,
+    pub text: PromptText,
+    pub split: Split,
+    pub source: PromptSource,
+    pub created_by: Option<i64>,
+}
+
+/// How large an upload may be; a larger one is refused as a whole before anything is
+/// parsed or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    pub max_bytes: usize,
+    /// Prompts (non-blank lines of JSON lines, records of CSV), not counting a CSV header.
+    pub max_lines: usize,
+}
+
+impl Default for ImportLimits {
+    fn default() -> ImportLimits {
+        ImportLimits { max_bytes: 64 * 1024 * 1024, max_lines: 100_000 }
+    }
+}
+
+/// What an import did, line by line (lines count from 1; a CSV record is named by the
+/// line it starts on). Each list is in line order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub imported: Vec<ImportedLine>,
+    pub duplicates: Vec<LineDuplicate>,
+    pub errors: Vec<LineError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImportedLine {
+    pub line: usize,
+    pub prompt_id: i64,
+}
+
+/// A line whose prompt was not imported because it is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LineDuplicate {
+    pub line: usize,
+    pub of: DuplicateOf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateOf {
+    /// The same prompt on an earlier line of this file (which was imported, or is itself
+    /// a duplicate of an existing prompt).
+    EarlierLine(usize),
+    /// A prompt already in the project.
+    ExistingPrompt(i64),
+}
+
+/// A line that was rejected, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    pub line: usize,
+    /// `prompt`, `split`, or `line` when the line as a whole is unreadable.
+    pub field: String,
+    pub message: String,
+}
+
+const PROMPT_COLUMNS: &str = "id, project_id, text, source, split, created_by, created_at";
+
+/// Adds one prompt. A prompt already in the project is a `Conflict` naming its id.
+pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
+    let sql = format!(
+        "INSERT INTO prompts (project_id, text, split, source, created_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (project_id, text_sha256) DO NOTHING
+         RETURNING {PROMPT_COLUMNS}"
+    );
+    let inserted = sqlx::query_as::<_, Prompt>(&sql)
+        .bind(new.project_id)
+        .bind(new.text.as_str())
+        .bind(new.split)
+        .bind(new.source.as_str())
+        .bind(new.created_by)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| missing_reference(e, new.project_id, new.created_by))?;
+    if let Some(prompt) = inserted {
+        return Ok(prompt);
+    }
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND text_sha256 = text_sha256($2)")
+            .bind(new.project_id)
+            .bind(new.text.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Err(LabelingError::Conflict(match existing {
+        Some(id) => format!("the project already has this prompt (#{id})"),
+        None => "the project already has this prompt".to_owned(),
+    }))
+}
+
+pub async fn get_prompt(pool: &PgPool, prompt_id: i64) -> Result<Prompt> {
+    let sql = format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE id = $1");
+    sqlx::query_as::<_, Prompt>(&sql)
+        .bind(prompt_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| LabelingError::not_found("prompt", prompt_id))
+}
+
+/// Imports JSON lines: one object per line, `{"prompt": "...", "split": "val"}`, with
+/// `"text"` accepted for `"prompt"` and the split optional (train). Blank lines are
+/// skipped; other fields are ignored.
+pub async fn import_jsonl(
+    pool: &PgPool,
+    project_id: i64,
+    bytes: &[u8],
+    source: &PromptSource,
+    created_by: Option<i64>,
+    limits: &ImportLimits,
+) -> Result<ImportReport> {
+    let parsed = parse_jsonl(bytes, limits)?;
+    store(pool, project_id, parsed, source, created_by).await
+}
+
+/// Imports CSV with a header row naming a `prompt` (or `text`) column and, optionally, a
+/// `split` column; fields may be quoted and hold commas and newlines.
+pub async fn import_csv(
+    pool: &PgPool,
+    project_id: i64,
+    bytes: &[u8],
+    source: &PromptSource,
+    created_by: Option<i64>,
+    limits: &ImportLimits,
+) -> Result<ImportReport> {
+    let parsed = parse_csv(bytes, limits)?;
+    store(pool, project_id, parsed, source, created_by).await
+}
+
+/// A project's prompts in id order, optionally only those containing `search` (case
+/// insensitive, taken literally: `%` and `_` are not wildcards) or of one split. `limit`
+/// is capped at 1000.
+pub async fn list_prompts(
+    pool: &PgPool,
+    project_id: i64,
+    search: Option<&str>,
+    split: Option<Split>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Prompt>> {
+    let sql = format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE {FILTER} ORDER BY id LIMIT $4 OFFSET $5");
+    Ok(sqlx::query_as::<_, Prompt>(&sql)
+        .bind(project_id)
+        .bind(search.filter(|s| !s.is_empty()).map(like_pattern))
+        .bind(split)
+        .bind(limit.clamp(0, 1000))
+        .bind(offset.max(0))
+        .fetch_all(pool)
+        .await?)
+}
+
+/// How many prompts [`list_prompts`] would list without a limit.
+pub async fn count_prompts(
+    pool: &PgPool,
+    project_id: i64,
+    search: Option<&str>,
+    split: Option<Split>,
+) -> Result<i64> {
+    let sql = format!("SELECT count(*) FROM prompts WHERE {FILTER}");
+    Ok(sqlx::query_scalar(&sql)
+        .bind(project_id)
+        .bind(search.filter(|s| !s.is_empty()).map(like_pattern))
+        .bind(split)
+        .fetch_one(pool)
+        .await?)
+}
+
+const FILTER: &str = "project_id = $1
+    AND ($2::text IS NULL OR text ILIKE $2 ESCAPE '\\')
+    AND ($3::split IS NULL OR split = $3)";
+
+/// `%search%` with the LIKE wildcards and the escape character in `search` escaped.
+fn like_pattern(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A line that passed every check, waiting to be stored.
+#[derive(Debug)]
+struct Candidate {
+    line: usize,
+    text: PromptText,
+    split: Split,
+}
+
+/// An upload parsed, and deduplicated within itself.
+#[derive(Debug, Default)]
+struct Parsed {
+    candidates: Vec<Candidate>,
+    duplicates: Vec<LineDuplicate>,
+    errors: Vec<LineError>,
+}
+
+impl Parsed {
+    /// Adds one line's outcome; a prompt seen on an earlier line becomes a duplicate.
+    fn push(
+        &mut self,
+        line: usize,
+        row: std::result::Result<(PromptText, Split), LineError>,
+        seen: &mut HashMap<String, usize>,
+    ) {
+        match row {
+            Err(e) => self.errors.push(e),
+            Ok((text, split)) => {
+                if let Some(&first) = seen.get(text.as_str()) {
+                    self.duplicates.push(LineDuplicate { line, of: DuplicateOf::EarlierLine(first) });
+                } else {
+                    seen.insert(text.as_str().to_owned(), line);
+                    self.candidates.push(Candidate { line, text, split });
+                }
+            }
+        }
+    }
+}
+
+fn line_error(line: usize, field: &str, message: impl Into<String>) -> LineError {
+    LineError { line, field: field.to_owned(), message: message.into() }
+}
+
+/// A `parse` rejection as a line error on the field it names.
+fn invalid_on(line: usize, err: LabelingError) -> LineError {
+    match err {
+        LabelingError::Invalid { field, reason } => LineError { line, field, message: reason },
+        other => line_error(line, "line", other.to_string()),
+    }
+}
+
+fn check_size(bytes: &[u8], limits: &ImportLimits) -> Result<()> {
+    if bytes.len() > limits.max_bytes {
+        return Err(LabelingError::UploadRefused(format!(
+            "the file is {} bytes, more than the limit of {} bytes",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn too_many_lines(limits: &ImportLimits) -> LabelingError {
+    LabelingError::UploadRefused(format!("the file has more than {} prompts", limits.max_lines))
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+fn parse_jsonl(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
+    check_size(bytes, limits)?;
+    let lines: Vec<(usize, &[u8])> = strip_bom(bytes)
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
+        .filter(|(_, raw)| !raw.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() > limits.max_lines {
+        return Err(too_many_lines(limits));
+    }
+    let mut parsed = Parsed::default();
+    let mut seen = HashMap::new();
+    for (line, raw) in lines {
+        parsed.push(line, parse_json_line(line, raw), &mut seen);
+    }
+    Ok(parsed)
+}
+
+fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, Split), LineError> {
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        line_error(line, "line", format!("is not valid UTF-8 (at byte {} of the line)", e.valid_up_to() + 1))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let what = message.rsplit_once(" at line ").map_or(message.as_str(), |(what, _)| what);
+        line_error(line, "line", format!("is not valid JSON: {what} at column {}", e.column()))
+    })?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(line_error(line, "line", "must be a JSON object with a \"prompt\" field"));
+    };
+    let prompt = match (object.get("prompt"), object.get("text")) {
+        (Some(_), Some(_)) => {
+            return Err(line_error(line, "prompt", "give \"prompt\" or \"text\", not both"))
+        }
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => return Err(line_error(line, "prompt", "is missing")),
+    };
+    let serde_json::Value::String(prompt) = prompt else {
+        return Err(line_error(line, "prompt", "must be a string"));
+    };
+    let prompt = PromptText::parse(prompt.as_str()).map_err(|e| invalid_on(line, e))?;
+    let split = match object.get("split") {
+        None | Some(serde_json::Value::Null) => Split::default(),
+        Some(serde_json::Value::String(s)) => Split::parse(s).map_err(|e| invalid_on(line, e))?,
+        Some(_) => return Err(line_error(line, "split", "must be a string: train, val or test")),
+    };
+    Ok((prompt, split))
+}
+
+fn parse_csv(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
+    check_size(bytes, limits)?;
+    let bytes = strip_bom(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(bytes);
+    let header = reader
+        .byte_headers()
+        .map_err(|e| LabelingError::UploadRefused(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    let column =
+        |name: &str| header.iter().position(|h| String::from_utf8_lossy(h).trim().eq_ignore_ascii_case(name));
+    let prompt_at = column("prompt").or_else(|| column("text")).ok_or_else(|| {
+        LabelingError::UploadRefused("the CSV header row has no \"prompt\" column".to_owned())
+    })?;
+    let split_at = column("split");
+
+    let mut parsed = Parsed::default();
+    let mut seen = HashMap::new();
+    let mut record = csv::ByteRecord::new();
+    let mut count = 0;
+    let mut lines = LineCounter { bytes, at: 0, line: 1 };
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                count += 1;
+                if count > limits.max_lines {
+                    return Err(too_many_lines(limits));
+                }
+                let line = lines.line_of(record.position().map_or(0, |p| p.byte() as usize));
+                parsed.push(line, parse_csv_record(line, &record, prompt_at, split_at), &mut seen);
+            }
+            Err(e) => {
+                // Reading a byte slice with flexible rows leaves no error to recover from.
+                let line = lines.line_of(e.position().map_or(0, |p| p.byte() as usize));
+                parsed.errors.push(line_error(
+                    line,
+                    "line",
+                    format!("cannot be read as CSV ({e}); the rest was not read"),
+                ));
+                break;
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Line numbers of CSV records from their byte offsets. The csv crate's own line numbers
+/// are one short after a CRLF (the record starts at the `\n` of the previous line), and a
+/// record may be preceded by skipped blank lines: a record's line is that of its first
+/// byte that is not a line break. Offsets must come in increasing order.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl LineCounter<'_> {
+    fn line_of(&mut self, byte: usize) -> usize {
+        let mut start = byte.min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.at {
+            self.line += self.bytes[self.at..start].iter().filter(|&&b| b == b'\n').count();
+            self.at = start;
+        }
+        self.line
+    }
+}
+
+fn parse_csv_record(
+    line: usize,
+    record: &csv::ByteRecord,
+    prompt_at: usize,
+    split_at: Option<usize>,
+) -> std::result::Result<(PromptText, Split), LineError> {
+    let field = |at: usize, name: &str| -> std::result::Result<Option<&str>, LineError> {
+        record
+            .get(at)
+            .map(|raw| {
+                std::str::from_utf8(raw).map_err(|e| {
+                    line_error(
+                        line,
+                        name,
+                        format!("is not valid UTF-8 (at byte {} of the field)", e.valid_up_to() + 1),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let prompt = field(prompt_at, "prompt")?.ok_or_else(|| {
+        line_error(line, "prompt", format!("is missing: the row has {} fields", record.len()))
+    })?;
+    let prompt = PromptText::parse(prompt).map_err(|e| invalid_on(line, e))?;
+    let split = match split_at.map(|at| field(at, "split")).transpose()?.flatten() {
+        None => Split::default(),
+        Some(s) if s.trim().is_empty() => Split::default(),
+        Some(s) => Split::parse(s).map_err(|e| invalid_on(line, e))?,
+    };
+    Ok((prompt, split))
+}
+
+/// Stores the candidates in one transaction and reports what happened to each line.
+async fn store(
+    pool: &PgPool,
+    project_id: i64,
+    parsed: Parsed,
+    source: &PromptSource,
+    created_by: Option<i64>,
+) -> Result<ImportReport> {
+    let Parsed { candidates, mut duplicates, mut errors } = parsed;
+    let project_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1)")
+        .bind(project_id)
+        .fetch_one(pool)
+        .await?;
+    if !project_exists {
+        return Err(LabelingError::not_found("project", project_id));
+    }
+    let mut report = ImportReport::default();
+    if !candidates.is_empty() {
+        let texts: Vec<&str> = candidates.iter().map(|c| c.text.as_str()).collect();
+        let splits: Vec<Split> = candidates.iter().map(|c| c.split).collect();
+        let lines: Vec<i64> = candidates.iter().map(|c| c.line as i64).collect();
+
+        let mut tx = pool.begin().await?;
+        let inserted: Vec<(i64, i64)> = sqlx::query_as(
+            "WITH input AS (
+                 SELECT * FROM UNNEST($2::text[], $3::split[], $4::bigint[]) AS u (text, split, line)
+             ), inserted AS (
+                 INSERT INTO prompts (project_id, text, split, source, created_by)
+                 SELECT $1, text, split, $5, $6 FROM input ORDER BY line
+                 ON CONFLICT (project_id, text_sha256) DO NOTHING
+                 RETURNING id, text_sha256
+             )
+             SELECT input.line, inserted.id
+             FROM input JOIN inserted ON inserted.text_sha256 = text_sha256(input.text)",
+        )
+        .bind(project_id)
+        .bind(&texts)
+        .bind(&splits)
+        .bind(&lines)
+        .bind(source.as_str())
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| missing_reference(e, project_id, created_by))?;
+
+        let stored: HashMap<i64, i64> = inserted.into_iter().collect();
+        // A new statement sees the rows that concurrent imports committed while our INSERT
+        // waited on them, so every line that was not inserted finds its prompt here.
+        let (rest_texts, rest_lines): (Vec<&str>, Vec<i64>) = texts
+            .iter()
+            .zip(&lines)
+            .filter(|(_, line)| !stored.contains_key(line))
+            .map(|(t, l)| (*t, *l))
+            .unzip();
+        let existing: HashMap<i64, i64> = if rest_lines.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT u.line, p.id FROM UNNEST($2::text[], $3::bigint[]) AS u (text, line)
+                 JOIN prompts p ON p.project_id = $1 AND p.text_sha256 = text_sha256(u.text)",
+            )
+            .bind(project_id)
+            .bind(&rest_texts)
+            .bind(&rest_lines)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        tx.commit().await?;
+
+        for candidate in &candidates {
+            let line = candidate.line;
+            if let Some(&prompt_id) = stored.get(&(line as i64)) {
+                report.imported.push(ImportedLine { line, prompt_id });
+            } else if let Some(&id) = existing.get(&(line as i64)) {
+                duplicates.push(LineDuplicate { line, of: DuplicateOf::ExistingPrompt(id) });
+            } else {
+                errors.push(line_error(
+                    line,
+                    "prompt",
+                    "was not stored: a concurrent change removed its duplicate",
+                ));
+            }
+        }
+    }
+    duplicates.sort_by_key(|d| d.line);
+    errors.sort_by_key(|e| e.line);
+    report.duplicates = duplicates;
+    report.errors = errors;
+    Ok(report)
+}
+
+/// A foreign-key violation on a write that names a project and a creator, as `NotFound`.
+fn missing_reference(err: sqlx::Error, project_id: i64, created_by: Option<i64>) -> LabelingError {
+    match foreign_key_violation(&err) {
+        Some("prompts_project_id_fkey") => LabelingError::not_found("project", project_id),
+        Some("prompts_created_by_fkey") => LabelingError::not_found("user", created_by.unwrap_or_default()),
+        _ => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(parsed: &Parsed) -> Vec<usize> {
+        parsed.candidates.iter().map(|c| c.line).collect()
+    }
+
+    fn error_on(parsed: &Parsed, line: usize) -> &LineError {
+        parsed.errors.iter().find(|e| e.line == line).unwrap_or_else(|| panic!("no error on line {line}"))
+    }
+
+    #[test]
+    fn json_lines_accept_prompt_or_text_and_default_to_train() {
+        let parsed = parse_jsonl(
+            b"{\"prompt\": \"a\"}\n{\"text\": \"b\", \"split\": \"val\"}\r\n\n{\"prompt\": \"c\", \"split\": null, \"id\": 7}\n",
+            &ImportLimits::default(),
+        )
+        .unwrap();
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(lines_of(&parsed), [1, 2, 4]);
+        let splits: Vec<Split> = parsed.candidates.iter().map(|c| c.split).collect();
+        assert_eq!(splits, [Split::Train, Split::Val, Split::Train]);
+    }
+
+    #[test]
+    fn each_bad_json_line_is_reported_with_its_number_and_field() {
+        let parsed = parse_jsonl(
+            b"{\"prompt\": \"ok\"}\n{\"prompt\": \n\xff\xfe\n{\"prompt\": \"  \"}\n{\"prompt\": \"x\", \"split\": \"dev\"}\n[1]\n{\"prompt\": 3}\n{\"prompt\": \"a\\u0000b\"}\n{}\n",
+            &ImportLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(lines_of(&parsed), [1]);
+        assert!(error_on(&parsed, 2).message.contains("not valid JSON"));
+        assert!(error_on(&parsed, 3).message.contains("UTF-8"));
+        assert_eq!(error_on(&parsed, 4).field, "prompt");
+        assert_eq!(error_on(&parsed, 5).field, "split");
+        assert_eq!(error_on(&parsed, 6).field, "line");
+        assert_eq!(error_on(&parsed, 7).field, "prompt");
+        assert!(error_on(&parsed, 8).message.contains("NUL"));
+        assert!(error_on(&parsed, 9).message.contains("missing"));
+    }
+
+    #[test]
+    fn a_prompt_repeated_in_the_file_is_a_duplicate_of_its_first_line() {
+        let parsed = parse_jsonl(
+            b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"text\": \"a\"}\n",
+            &ImportLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(lines_of(&parsed), [1, 2]);
+        assert_eq!(parsed.duplicates, [LineDuplicate { line: 3, of: DuplicateOf::EarlierLine(1) }]);
+    }
+
+    #[test]
+    fn an_upload_over_the_byte_or_line_limit_is_refused_as_a_whole() {
+        let limits = ImportLimits { max_bytes: 40, max_lines: 2 };
+        let big = parse_jsonl(&[b' '; 41], &limits).unwrap_err();
+        assert!(matches!(big, LabelingError::UploadRefused(_)), "{big:?}");
+        let long = parse_jsonl(b"{\"prompt\":\"a\"}\n\n{\"prompt\":\"b\"}\n1\n", &limits).unwrap_err();
+        assert!(long.to_string().contains("more than 2 prompts"), "{long}");
+        let csv = parse_csv(b"prompt\na\nb\nc\n", &limits).unwrap_err();
+        assert!(matches!(csv, LabelingError::UploadRefused(_)), "{csv:?}");
+    }
+
+    #[test]
+    fn csv_fields_may_be_quoted_and_hold_commas_and_newlines() {
+        let parsed = parse_csv(
+            b"id,Prompt,split\r\n1,\"say \"\"hi\"\", then, bye\",val\r\n2,\"two\nlines\",\r\n3,plain\r\n",
+            &ImportLimits::default(),
+        )
+        .unwrap();
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(lines_of(&parsed), [2, 3, 5]);
+        assert_eq!(parsed.candidates[0].text.as_str(), "say \"hi\", then, bye");
+        assert_eq!(parsed.candidates[0].split, Split::Val);
+        assert_eq!(parsed.candidates[1].text.as_str(), "two\nlines");
+        assert_eq!(parsed.candidates[2].split, Split::Train);
+    }
+
+    #[test]
+    fn a_csv_without_a_prompt_column_is_refused() {
+        let err = parse_csv(b"question,split\nhi,train\n", &ImportLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("\"prompt\" column"), "{err}");
+        assert!(parse_csv(b"", &ImportLimits::default()).is_err());
+    }
+
+    #[test]
+    fn bad_csv_rows_are_reported_with_their_line_numbers() {
+        let parsed = parse_csv(
+            b"\xEF\xBB\xBFsplit,prompt\ntrain,ok\ndev,x\ntrain,\xff\ntrain\ntest,\"\"\n",
+            &ImportLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(lines_of(&parsed), [2]);
+        assert_eq!(error_on(&parsed, 3).field, "split");
+        assert!(error_on(&parsed, 4).message.contains("UTF-8"));
+        assert!(error_on(&parsed, 5).message.contains("missing"));
+        assert!(error_on(&parsed, 6).message.contains("empty"));
+    }
+
+    #[test]
+    fn a_search_treats_like_wildcards_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

@@ -1,1 +1,488 @@
-//! (being written)
+//! Dataset snapshots: a frozen list of item ids with the SHA-256 of their content, and
+//! the training files exported from them (the JSON-lines formats of `trainer::data`).
+//!
+//! Items are prompts, demonstrations, rankings or comparison votes. A rankings
+//! snapshot holds every annotator's ranking row (not one consensus per task): the
+//! reward model learns from each annotator's comparisons, as InstructGPT's did, and a
+//! consensus can always be taken later from the same rows (`consensus`).
+//!
+//! The content hash is the SHA-256 of the snapshot's canonical lines: one JSON object
+//! per item, in item id order, each followed by `\n`, holding the item's id and every
+//! field any export reads from it (prompt text, response, sample texts in task order,
+//! ranks, all-bad, vote, annotator). `export` recomputes it and refuses to write from
+//! a snapshot whose content has changed since it was frozen.
+//!
+//! Exports, one JSON object per line:
+//! - `Prompts` (prompts snapshot): `{"prompt"}`;
+//! - `Sft` (demonstrations): `{"prompt", "response"}`;
+//! - `KWise` (rankings, or votes as K = 2 rankings):
+//!   `{"prompt", "samples": [...], "ranking": [[best], ...]}`; all-bad rankings without
+//!   an order and both-bad votes are left out;
+//! - `Pairs` (rankings or votes): `{"prompt", "chosen", "rejected"}` for every ordered
+//!   pair. A tie has no chosen side, and pairwise readers (plumb's trainer, TRL) would
+//!   read a `{"chosen", "rejected", "tie": true}` line as a preference, so `Keep` writes
+//!   each tied pair as a two-sample ranking with one group,
+//!   `{"prompt", "samples": [x, y], "ranking": [[0, 1]]}`, which the trainer reads as a
+//!   tie (it gives no comparison); `Drop` leaves ties out.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::annotation::{Ranking, Vote};
+use crate::domain::Split;
+use crate::error::{LabelingError, Result};
+
+/// What a snapshot lists. Maps to the Postgres enum `snapshot_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "snapshot_kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    Prompts,
+    Demonstrations,
+    Rankings,
+    Comparisons,
+}
+
+/// Which items a snapshot takes: all of the project's, or those whose prompt is in one
+/// split. Stored as the snapshot's `filter` JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub id: i64,
+    pub project_id: i64,
+    pub kind: SnapshotKind,
+    pub name: String,
+    pub filter: SnapshotFilter,
+    pub item_count: usize,
+    /// Lowercase hex.
+    pub content_sha256: String,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A training file's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Prompts,
+    Sft,
+    KWise,
+    Pairs(PairsTies),
+}
+
+/// What a pairwise export does with tied samples (and tie votes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairsTies {
+    Drop,
+    /// As a two-sample ranking with both in one group (see the module docs).
+    Keep,
+}
+
+/// One item with everything an export reads from it; its canonical line is its JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+enum Item {
+    Prompt {
+        id: i64,
+        prompt: String,
+    },
+    Demonstration {
+        id: i64,
+        annotator_id: i64,
+        prompt: String,
+        response: String,
+    },
+    Ranking {
+        id: i64,
+        task_id: i64,
+        annotator_id: i64,
+        prompt: String,
+        samples: Vec<String>,
+        ranks: Option<Vec<i16>>,
+        all_bad: bool,
+    },
+    Comparison {
+        id: i64,
+        task_id: i64,
+        annotator_id: i64,
+        prompt: String,
+        a: String,
+        b: String,
+        vote: Vote,
+    },
+}
+
+impl Item {
+    fn id(&self) -> i64 {
+        match self {
+            Item::Prompt { id, .. }
+            | Item::Demonstration { id, .. }
+            | Item::Ranking { id, .. }
+            | Item::Comparison { id, .. } => *id,
+        }
+    }
+}
+
+/// Which rows to read: a project's current ones (to freeze), or a snapshot's.
+#[derive(Clone, Copy)]
+enum Selection {
+    Project { project_id: i64, split: Option<Split> },
+    Snapshot(i64),
+}
+
+/// The items of `kind` that `selection` names, in id order.
+async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection) -> Result<Vec<Item>> {
+    // `x` is the item's table, `p` its prompt's row.
+    let (from, item_kind) = match kind {
+        SnapshotKind::Prompts => ("prompts x JOIN prompts p ON p.id = x.id", "true"),
+        SnapshotKind::Demonstrations => ("demonstrations x JOIN prompts p ON p.id = x.prompt_id", "true"),
+        SnapshotKind::Rankings => (
+            "rankings x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
+            "t.kind = 'ranking'",
+        ),
+        SnapshotKind::Comparisons => (
+            "comparison_votes x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
+            "t.kind = 'comparison'",
+        ),
+    };
+    let columns = match kind {
+        SnapshotKind::Prompts => "x.id, p.text AS prompt",
+        SnapshotKind::Demonstrations => "x.id, x.annotator_id, p.text AS prompt, x.response",
+        SnapshotKind::Rankings | SnapshotKind::Comparisons => {
+            "x.id, x.task_id, x.annotator_id, p.text AS prompt,
+             ARRAY(SELECT s.text FROM task_samples ts JOIN samples s ON s.id = ts.sample_id
+                   WHERE ts.task_id = x.task_id ORDER BY ts.position) AS samples"
+        }
+    };
+    let extra = match kind {
+        SnapshotKind::Rankings => ", x.ranks, x.all_bad",
+        SnapshotKind::Comparisons => ", x.vote",
+        _ => "",
+    };
+    let rows = match selection {
+        Selection::Project { project_id, split } => {
+            let sql = format!(
+                "SELECT {columns}{extra} FROM {from}
+                 WHERE {item_kind} AND p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
+                 ORDER BY x.id"
+            );
+            sqlx::query(&sql).bind(project_id).bind(split).fetch_all(&mut *conn).await?
+        }
+        Selection::Snapshot(snapshot_id) => {
+            let sql = format!(
+                "SELECT {columns}{extra} FROM {from}
+                 WHERE x.id IN (SELECT item_id FROM snapshot_items WHERE snapshot_id = $1)
+                 ORDER BY x.id"
+            );
+            sqlx::query(&sql).bind(snapshot_id).fetch_all(&mut *conn).await?
+        }
+    };
+    rows.iter().map(|row| item(kind, row)).collect()
+}
+
+fn item(kind: SnapshotKind, row: &PgRow) -> Result<Item> {
+    Ok(match kind {
+        SnapshotKind::Prompts => Item::Prompt { id: row.try_get("id")?, prompt: row.try_get("prompt")? },
+        SnapshotKind::Demonstrations => Item::Demonstration {
+            id: row.try_get("id")?,
+            annotator_id: row.try_get("annotator_id")?,
+            prompt: row.try_get("prompt")?,
+            response: row.try_get("response")?,
+        },
+        SnapshotKind::Rankings => Item::Ranking {
+            id: row.try_get("id")?,
+            task_id: row.try_get("task_id")?,
+            annotator_id: row.try_get("annotator_id")?,
+            prompt: row.try_get("prompt")?,
+            samples: row.try_get("samples")?,
+            ranks: row.try_get("ranks")?,
+            all_bad: row.try_get("all_bad")?,
+        },
+        SnapshotKind::Comparisons => {
+            let id: i64 = row.try_get("id")?;
+            let samples: Vec<String> = row.try_get("samples")?;
+            let [a, b]: [String; 2] = samples.try_into().map_err(|s: Vec<String>| {
+                LabelingError::Conflict(format!("comparison vote {id} shows {} samples, not 2", s.len()))
+            })?;
+            Item::Comparison {
+                id,
+                task_id: row.try_get("task_id")?,
+                annotator_id: row.try_get("annotator_id")?,
+                prompt: row.try_get("prompt")?,
+                a,
+                b,
+                vote: row.try_get("vote")?,
+            }
+        }
+    })
+}
+
+/// SHA-256 of the items' canonical lines.
+fn content_sha256(items: &[Item]) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for item in items {
+        let line = serde_json::to_string(item).map_err(|e| {
+            LabelingError::invalid("snapshot", format!("item {} cannot be written: {e}", item.id()))
+        })?;
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A read-only view of the database as of one moment, so that the ids and the
+/// content read belong together.
+async fn consistent_view(
+    pool: &PgPool,
+    read_only: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    let mode = if read_only { "REPEATABLE READ, READ ONLY" } else { "REPEATABLE READ" };
+    sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL {mode}")).execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+/// Freezes the project's current items of `kind` (those matching `filter`) as a
+/// snapshot named `name`, in one transaction.
+pub async fn freeze(
+    pool: &PgPool,
+    project_id: i64,
+    kind: SnapshotKind,
+    filter: &SnapshotFilter,
+    name: &str,
+    created_by: Option<i64>,
+) -> Result<Snapshot> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() || chars > 200 || name.contains('\0') {
+        return Err(LabelingError::invalid("snapshot name", "must be 1 to 200 characters, not blank"));
+    }
+    let mut tx = consistent_view(pool, false).await?;
+    let project: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1")
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if project.is_none() {
+        return Err(LabelingError::not_found("project", project_id));
+    }
+    let items = items(&mut tx, kind, Selection::Project { project_id, split: filter.split }).await?;
+    let sha = content_sha256(&items)?;
+    let ids: Vec<i64> = items.iter().map(Item::id).collect();
+    let filter_json = serde_json::to_value(filter)
+        .map_err(|e| LabelingError::invalid("filter", format!("cannot be written as JSON: {e}")))?;
+    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO dataset_snapshots (project_id, kind, name, filter, item_count, content_sha256, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at",
+    )
+    .bind(project_id)
+    .bind(kind)
+    .bind(name)
+    .bind(&filter_json)
+    .bind(i32::try_from(ids.len()).map_err(|_| LabelingError::invalid("snapshot", "has too many items"))?)
+    .bind(hex::decode(&sha).unwrap_or_default())
+    .bind(created_by)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO snapshot_items (snapshot_id, item_id) SELECT $1, unnest($2::bigint[])")
+        .bind(id)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Snapshot {
+        id,
+        project_id,
+        kind,
+        name: name.to_owned(),
+        filter: filter.clone(),
+        item_count: ids.len(),
+        content_sha256: sha,
+        created_by,
+        created_at,
+    })
+}
+
+type SnapshotRow =
+    (i64, i64, SnapshotKind, String, serde_json::Value, i32, Vec<u8>, Option<i64>, DateTime<Utc>);
+
+const SNAPSHOT_COLUMNS: &str =
+    "id, project_id, kind, name, filter, item_count, content_sha256, created_by, created_at";
+
+fn snapshot_of(row: SnapshotRow) -> Snapshot {
+    let (id, project_id, kind, name, filter, item_count, sha, created_by, created_at) = row;
+    Snapshot {
+        id,
+        project_id,
+        kind,
+        name,
+        // A filter this code did not write reads as no filter; the hash still guards the content.
+        filter: serde_json::from_value(filter).unwrap_or_default(),
+        item_count: usize::try_from(item_count).unwrap_or(0),
+        content_sha256: hex::encode(sha),
+        created_by,
+        created_at,
+    }
+}
+
+pub async fn snapshot(pool: &PgPool, snapshot_id: i64) -> Result<Snapshot> {
+    let row: Option<SnapshotRow> =
+        sqlx::query_as(&format!("SELECT {SNAPSHOT_COLUMNS} FROM dataset_snapshots WHERE id = $1"))
+            .bind(snapshot_id)
+            .fetch_optional(pool)
+            .await?;
+    row.map(snapshot_of).ok_or_else(|| LabelingError::not_found("snapshot", snapshot_id))
+}
+
+/// A project's snapshots, newest first.
+pub async fn snapshots(pool: &PgPool, project_id: i64) -> Result<Vec<Snapshot>> {
+    let rows: Vec<SnapshotRow> = sqlx::query_as(&format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM dataset_snapshots WHERE project_id = $1 ORDER BY id DESC"
+    ))
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(snapshot_of).collect())
+}
+
+/// The snapshot's items as training-file lines (without line ends), after checking
+/// that their content still hashes to what was frozen.
+pub async fn export(pool: &PgPool, snapshot_id: i64, format: ExportFormat) -> Result<Vec<String>> {
+    let mut tx = consistent_view(pool, true).await?;
+    let row: Option<(SnapshotKind, Vec<u8>)> =
+        sqlx::query_as("SELECT kind, content_sha256 FROM dataset_snapshots WHERE id = $1")
+            .bind(snapshot_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((kind, frozen)) = row else {
+        return Err(LabelingError::not_found("snapshot", snapshot_id));
+    };
+    let fits = matches!(
+        (format, kind),
+        (ExportFormat::Prompts, SnapshotKind::Prompts)
+            | (ExportFormat::Sft, SnapshotKind::Demonstrations)
+            | (
+                ExportFormat::KWise | ExportFormat::Pairs(_),
+                SnapshotKind::Rankings | SnapshotKind::Comparisons
+            )
+    );
+    if !fits {
+        return Err(LabelingError::invalid(
+            "format",
+            format!("{format:?} cannot be exported from a {kind:?} snapshot").to_lowercase(),
+        ));
+    }
+    let items = items(&mut tx, kind, Selection::Snapshot(snapshot_id)).await?;
+    tx.commit().await?;
+    let now = content_sha256(&items)?;
+    if now != hex::encode(&frozen) {
+        return Err(LabelingError::Conflict(format!(
+            "snapshot {snapshot_id} has changed since it was frozen: its content hashed to {}, now to {now}",
+            hex::encode(&frozen)
+        )));
+    }
+    let mut lines = Vec::new();
+    for item in &items {
+        export_item(item, format, &mut lines)?;
+    }
+    Ok(lines)
+}
+
+#[derive(Serialize)]
+struct PromptLine<'a> {
+    prompt: &'a str,
+}
+
+#[derive(Serialize)]
+struct SftLine<'a> {
+    prompt: &'a str,
+    response: &'a str,
+}
+
+#[derive(Serialize)]
+struct RankingLine<'a> {
+    prompt: &'a str,
+    samples: Vec<&'a str>,
+    ranking: &'a [Vec<usize>],
+}
+
+#[derive(Serialize)]
+struct PairLine<'a> {
+    prompt: &'a str,
+    chosen: &'a str,
+    rejected: &'a str,
+}
+
+fn json(line: &impl Serialize) -> Result<String> {
+    serde_json::to_string(line)
+        .map_err(|e| LabelingError::invalid("export", format!("a line cannot be written: {e}")))
+}
+
+/// Appends the lines `format` makes of `item` (none, one or several).
+fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Result<()> {
+    match item {
+        Item::Prompt { prompt, .. } => lines.push(json(&PromptLine { prompt })?),
+        Item::Demonstration { prompt, response, .. } => lines.push(json(&SftLine { prompt, response })?),
+        Item::Ranking { id, prompt, samples, ranks, .. } => {
+            let Some(ranks) = ranks else { return Ok(()) };
+            let ranking = Ranking::from_ranks(ranks).map_err(|e| {
+                LabelingError::Conflict(format!("ranking {id} in the snapshot is not a valid ranking: {e}"))
+            })?;
+            let samples: Vec<&str> = samples.iter().map(String::as_str).collect();
+            if ranking.k() != samples.len() {
+                return Err(LabelingError::Conflict(format!(
+                    "ranking {id} ranks {} samples, but its task shows {}",
+                    ranking.k(),
+                    samples.len()
+                )));
+            }
+            ranked_lines(prompt, &samples, &ranking, format, lines)?;
+        }
+        Item::Comparison { prompt, a, b, vote, .. } => {
+            let groups = match vote {
+                Vote::A => vec![vec![0], vec![1]],
+                Vote::B => vec![vec![1], vec![0]],
+                Vote::Tie => vec![vec![0, 1]],
+                Vote::BothBad => return Ok(()),
+            };
+            let ranking = Ranking::parse(2, groups)?;
+            ranked_lines(prompt, &[a.as_str(), b.as_str()], &ranking, format, lines)?;
+        }
+    }
+    Ok(())
+}
+
+fn ranked_lines(
+    prompt: &str,
+    samples: &[&str],
+    ranking: &Ranking,
+    format: ExportFormat,
+    lines: &mut Vec<String>,
+) -> Result<()> {
+    match format {
+        ExportFormat::KWise => {
+            lines.push(json(&RankingLine { prompt, samples: samples.to_vec(), ranking: ranking.groups() })?)
+        }
+        ExportFormat::Pairs(ties) => {
+            for (w, l) in ranking.pairs() {
+                lines.push(json(&PairLine { prompt, chosen: samples[w], rejected: samples[l] })?);
+            }
+            if ties == PairsTies::Keep {
+                let tie = [vec![0, 1]];
+                for (x, y) in ranking.tied_pairs() {
+                    let line = RankingLine { prompt, samples: vec![samples[x], samples[y]], ranking: &tie };
+                    lines.push(json(&line)?);
+                }
+            }
+        }
+        ExportFormat::Prompts | ExportFormat::Sft => {
+            return Err(LabelingError::invalid("format", "rankings export as K-wise rankings or pairs"));
+        }
+    }
+    Ok(())
+}

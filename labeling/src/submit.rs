@@ -1,1 +1,410 @@
-//! (being written)
+//! Submitting a demonstration, a ranking or an A/B vote.
+//!
+//! Each submit is one transaction: it locks the task (so that it cannot be leased to
+//! someone else meanwhile) and the assignment, checks that the assignment is the
+//! annotator's and still open, stores the row (and a ranking's flags), and marks the
+//! assignment submitted.
+//!
+//! Every submission carries the client's idempotency key. A retry with the same key
+//! and the same content gets the stored row's id back (`AlreadyStored`) however many
+//! retries race, since the key is unique and inserts use `ON CONFLICT DO NOTHING`; the
+//! same key with different content (time spent aside) is a `Conflict`.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::annotation::{time_spent, IdempotencyKey, RankingSubmission, SampleFlag, Vote};
+use crate::domain::{Comment, ResponseText};
+use crate::error::{LabelingError, Result};
+use crate::tasks::TaskKind;
+
+/// What a submit did: stored a new row, or found the row a previous attempt with the
+/// same idempotency key stored. Either way, the row's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Stored(i64),
+    AlreadyStored(i64),
+}
+
+impl Submitted {
+    pub fn id(self) -> i64 {
+        match self {
+            Submitted::Stored(id) | Submitted::AlreadyStored(id) => id,
+        }
+    }
+}
+
+/// What a demonstration answers: a demonstration task leased to the annotator, or a
+/// prompt directly (a demonstration written outside the task queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemonstrationFor {
+    Assignment(i64),
+    Prompt(i64),
+}
+
+/// The task and assignment rows of a submit, locked in that order (the order
+/// `next_task` locks them in, so that the two never deadlock).
+struct OpenAssignment {
+    id: i64,
+    task_id: i64,
+    k: i16,
+    prompt_id: i64,
+}
+
+/// Locks the assignment's task and the assignment, and checks that the assignment is
+/// the annotator's. Whether it is still open is checked by `ensure_open`, after a
+/// retry has had the chance to find its stored row.
+async fn lock_assignment(
+    conn: &mut PgConnection,
+    assignment_id: i64,
+    annotator_id: i64,
+    kind: TaskKind,
+) -> Result<(OpenAssignment, i32)> {
+    let task: Option<(i64, TaskKind, i16, i64, i32)> = sqlx::query_as(
+        "SELECT t.id, t.kind, t.k, t.prompt_id, p.overlap FROM tasks t JOIN projects p ON p.id = t.project_id
+         WHERE t.id = (SELECT task_id FROM assignments WHERE id = $1)
+         FOR NO KEY UPDATE OF t",
+    )
+    .bind(assignment_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((task_id, task_kind, k, prompt_id, overlap)) = task else {
+        return Err(LabelingError::not_found("assignment", assignment_id));
+    };
+    let owner: i64 = sqlx::query_scalar("SELECT annotator_id FROM assignments WHERE id = $1 FOR UPDATE")
+        .bind(assignment_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if owner != annotator_id {
+        return Err(LabelingError::Forbidden(format!("assignment {assignment_id} is another annotator's")));
+    }
+    if task_kind != kind {
+        return Err(LabelingError::invalid(
+            "assignment",
+            format!("assignment {assignment_id} is a {task_kind:?} task, not a {kind:?} task").to_lowercase(),
+        ));
+    }
+    Ok((OpenAssignment { id: assignment_id, task_id, k, prompt_id }, overlap))
+}
+
+/// The assignment must still be leased. A lease that expired is accepted only while
+/// the task has not gone to `overlap` other annotators in the meantime.
+async fn ensure_open(conn: &mut PgConnection, a: &OpenAssignment, overlap: i32) -> Result<()> {
+    let (state, expired): (String, bool) =
+        sqlx::query_as("SELECT state::text, lease_until <= now() FROM assignments WHERE id = $1")
+            .bind(a.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if state != "leased" {
+        return Err(LabelingError::Conflict(format!("assignment {} is already {state}", a.id)));
+    }
+    if expired {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM assignments
+             WHERE task_id = $1 AND id <> $2
+               AND (state = 'submitted' OR (state = 'leased' AND lease_until > now()))",
+        )
+        .bind(a.task_id)
+        .bind(a.id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if others >= i64::from(overlap) {
+            return Err(LabelingError::Conflict(format!(
+                "the lease of assignment {} expired and its task went to other annotators",
+                a.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn finish(conn: &mut PgConnection, assignment_id: i64) -> Result<()> {
+    sqlx::query("UPDATE assignments SET state = 'submitted', finished_at = now() WHERE id = $1")
+        .bind(assignment_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn key_reused(key: IdempotencyKey) -> LabelingError {
+    LabelingError::Conflict(format!("idempotency key {key} was already used for a different submission"))
+}
+
+/// Stores an annotator's demonstration (ideal response) for a demonstration task or a
+/// prompt.
+pub async fn submit_demonstration(
+    pool: &PgPool,
+    annotator_id: i64,
+    target: DemonstrationFor,
+    response: &ResponseText,
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    let time_spent_ms = time_spent(time_spent_ms)?;
+    let mut tx = pool.begin().await?;
+    let (assignment, prompt_id) = match target {
+        DemonstrationFor::Assignment(id) => {
+            let (a, overlap) = lock_assignment(&mut tx, id, annotator_id, TaskKind::Demonstration).await?;
+            let prompt_id = a.prompt_id;
+            (Some((a, overlap)), prompt_id)
+        }
+        DemonstrationFor::Prompt(prompt_id) => {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM prompts WHERE id = $1")
+                .bind(prompt_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(LabelingError::not_found("prompt", prompt_id));
+            }
+            (None, prompt_id)
+        }
+    };
+    let task_id = assignment.as_ref().map(|(a, _)| a.task_id);
+    let same = |row: &(i64, i64, i64, Option<i64>, String)| {
+        (row.1, row.2, row.3, row.4.as_str()) == (prompt_id, annotator_id, task_id, response.as_str())
+    };
+    if let Some(row) = stored_demonstration(&mut tx, key).await? {
+        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    }
+    if let Some((a, overlap)) = &assignment {
+        ensure_open(&mut tx, a, *overlap).await?;
+    }
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO demonstrations
+             (prompt_id, annotator_id, task_id, assignment_id, response, time_spent_ms, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(prompt_id)
+    .bind(annotator_id)
+    .bind(task_id)
+    .bind(assignment.as_ref().map(|(a, _)| a.id))
+    .bind(response.as_str())
+    .bind(time_spent_ms)
+    .bind(key.uuid())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        // Another submission with this key committed after the look-up above.
+        let row = stored_demonstration(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
+        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    };
+    if let Some((a, _)) = &assignment {
+        finish(&mut tx, a.id).await?;
+    }
+    tx.commit().await?;
+    Ok(Submitted::Stored(id))
+}
+
+async fn stored_demonstration(
+    conn: &mut PgConnection,
+    key: IdempotencyKey,
+) -> Result<Option<(i64, i64, i64, Option<i64>, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, prompt_id, annotator_id, task_id, response FROM demonstrations WHERE idempotency_key = $1",
+    )
+    .bind(key.uuid())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// A stored ranking, as far as an idempotent retry compares it.
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct StoredRanking {
+    id: i64,
+    assignment_id: i64,
+    annotator_id: i64,
+    ranks: Option<Vec<i16>>,
+    all_bad: bool,
+    likert: Option<Vec<Option<i16>>>,
+    comment: String,
+}
+
+/// Stores an annotator's ranking of a ranking task's K samples, with its flags.
+pub async fn submit_ranking(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    submission: &RankingSubmission,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    let mut tx = pool.begin().await?;
+    let (a, overlap) = lock_assignment(&mut tx, assignment_id, annotator_id, TaskKind::Ranking).await?;
+    if submission.k() != a.k as usize {
+        return Err(LabelingError::invalid(
+            "ranking",
+            format!("ranks {} samples, but the task shows {}", submission.k(), a.k),
+        ));
+    }
+    let ranks = submission.ranking().map(|r| r.ranks());
+    let likert = submission.likert_column();
+    let flags: Vec<(i16, SampleFlag)> = submission.flags().iter().map(|&(p, f)| (p as i16, f)).collect();
+    let mine = |stored: &StoredRanking, stored_flags: &[(i16, SampleFlag)]| {
+        stored.assignment_id == a.id
+            && stored.annotator_id == annotator_id
+            && stored.ranks == ranks
+            && stored.all_bad == submission.all_bad()
+            && stored.likert == likert
+            && stored.comment == submission.comment().as_str()
+            && stored_flags == flags
+    };
+    if let Some((stored, stored_flags)) = stored_ranking(&mut tx, key).await? {
+        return if mine(&stored, &stored_flags) {
+            Ok(Submitted::AlreadyStored(stored.id))
+        } else {
+            Err(key_reused(key))
+        };
+    }
+    ensure_open(&mut tx, &a, overlap).await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO rankings (task_id, k, annotator_id, assignment_id, ranks, all_bad, likert, comment,
+                               time_spent_ms, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(a.task_id)
+    .bind(a.k)
+    .bind(annotator_id)
+    .bind(a.id)
+    .bind(&ranks)
+    .bind(submission.all_bad())
+    .bind(&likert)
+    .bind(submission.comment().as_str())
+    .bind(submission.time_spent_ms())
+    .bind(key.uuid())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        let (stored, stored_flags) = stored_ranking(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
+        return if mine(&stored, &stored_flags) {
+            Ok(Submitted::AlreadyStored(stored.id))
+        } else {
+            Err(key_reused(key))
+        };
+    };
+    if !flags.is_empty() {
+        let positions: Vec<i16> = flags.iter().map(|f| f.0).collect();
+        let names: Vec<&str> = flags.iter().map(|f| f.1.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO ranking_flags (ranking_id, task_id, position, flag)
+             SELECT $1, $2, p, f::sample_flag FROM unnest($3::smallint[], $4::text[]) AS u (p, f)",
+        )
+        .bind(id)
+        .bind(a.task_id)
+        .bind(&positions)
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+    }
+    finish(&mut tx, a.id).await?;
+    tx.commit().await?;
+    Ok(Submitted::Stored(id))
+}
+
+async fn stored_ranking(
+    conn: &mut PgConnection,
+    key: IdempotencyKey,
+) -> Result<Option<(StoredRanking, Vec<(i16, SampleFlag)>)>> {
+    let stored: Option<StoredRanking> = sqlx::query_as(
+        "SELECT id, assignment_id, annotator_id, ranks, all_bad, likert, comment
+         FROM rankings WHERE idempotency_key = $1",
+    )
+    .bind(key.uuid())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(stored) = stored else { return Ok(None) };
+    let flags = sqlx::query_as(
+        "SELECT position, flag FROM ranking_flags WHERE ranking_id = $1 ORDER BY position, flag",
+    )
+    .bind(stored.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some((stored, flags)))
+}
+
+/// Stores an annotator's blind A/B vote on a comparison task.
+pub async fn submit_vote(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    vote: Vote,
+    comment: &Comment,
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    let time_spent_ms = time_spent(time_spent_ms)?;
+    let mut tx = pool.begin().await?;
+    let (a, overlap) = lock_assignment(&mut tx, assignment_id, annotator_id, TaskKind::Comparison).await?;
+    let same = |row: &(i64, i64, i64, Vote, String)| {
+        (row.1, row.2, row.3, row.4.as_str()) == (a.id, annotator_id, vote, comment.as_str())
+    };
+    if let Some(row) = stored_vote(&mut tx, key).await? {
+        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    }
+    ensure_open(&mut tx, &a, overlap).await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO comparison_votes (task_id, annotator_id, assignment_id, vote, comment, time_spent_ms,
+                                       idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(a.task_id)
+    .bind(annotator_id)
+    .bind(a.id)
+    .bind(vote)
+    .bind(comment.as_str())
+    .bind(time_spent_ms)
+    .bind(key.uuid())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        let row = stored_vote(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
+        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    };
+    finish(&mut tx, a.id).await?;
+    tx.commit().await?;
+    Ok(Submitted::Stored(id))
+}
+
+async fn stored_vote(
+    conn: &mut PgConnection,
+    key: IdempotencyKey,
+) -> Result<Option<(i64, i64, i64, Vote, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, assignment_id, annotator_id, vote, comment FROM comparison_votes WHERE idempotency_key = $1",
+    )
+    .bind(key.uuid())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// A vote attributed to the model versions whose samples were shown as A and B.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct VersionVote {
+    pub vote_id: i64,
+    pub task_id: i64,
+    pub prompt_id: i64,
+    pub annotator_id: i64,
+    pub version_a: Option<i64>,
+    pub version_b: Option<i64>,
+    pub vote: Vote,
+}
+
+/// Every A/B vote of a project with the versions behind each side, oldest first: what
+/// win rates and a Bradley–Terry fit are computed from.
+pub async fn version_votes(pool: &PgPool, project_id: i64) -> Result<Vec<VersionVote>> {
+    Ok(sqlx::query_as(
+        "SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
+                sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
+         FROM comparison_votes v
+         JOIN tasks t ON t.id = v.task_id
+         JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
+         JOIN samples sa ON sa.id = ta.sample_id
+         JOIN task_samples tb ON tb.task_id = t.id AND tb.position = 1
+         JOIN samples sb ON sb.id = tb.sample_id
+         WHERE t.project_id = $1
+         ORDER BY v.id",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await?)
+}

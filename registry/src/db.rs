@@ -22,12 +22,16 @@ const MAX_SOCKET_PATH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("`{0}` was not found: install PostgreSQL (Debian: `apt-get install postgresql`) or set DATABASE_URL")]
+    #[error(
+        "`{0}` was not found: install PostgreSQL (Debian: `apt-get install postgresql`) or set DATABASE_URL"
+    )]
     MissingBinary(&'static str),
     #[error("initdb refuses to run as root and there is no `postgres` user to run it as: create one or set DATABASE_URL")]
     NoUnprivilegedUser,
     #[error("`{command}` failed ({status}): {output}")]
     Command { command: String, status: String, output: String },
+    #[error("the `postgres` user cannot reach {0}: a parent directory is not searchable by others (chmod o+x it), or keep plumb's home elsewhere, or set DATABASE_URL")]
+    Unreachable(PathBuf),
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
     #[error("DATABASE_URL is not a valid Postgres URL: {0}")]
@@ -61,7 +65,9 @@ pub enum ClusterStatus {
     /// No `initdb` has run in the directory yet.
     Uninitialised,
     Stopped,
-    Running { pid: u32 },
+    Running {
+        pid: u32,
+    },
 }
 
 impl Cluster {
@@ -149,7 +155,14 @@ impl Cluster {
         }
         self.pg(
             "pg_ctl",
-            &["-D".as_ref(), self.data_dir().as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()],
+            &[
+                "-D".as_ref(),
+                self.data_dir().as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
         )?;
         Ok(())
     }
@@ -188,6 +201,16 @@ impl Cluster {
         if !is_root() {
             return Ok(());
         }
+        use std::os::unix::fs::PermissionsExt;
+        for ancestor in dir.ancestors().skip(1) {
+            let mode = std::fs::metadata(ancestor)
+                .map_err(|e| DbError::Io(ancestor.to_owned(), e))?
+                .permissions()
+                .mode();
+            if mode & 0o001 == 0 {
+                return Err(DbError::Unreachable(dir.to_owned()));
+            }
+        }
         let status = Command::new("chown")
             .args(["-R", "postgres:"])
             .arg(dir)
@@ -210,7 +233,8 @@ impl Cluster {
         };
         command.args(args).current_dir("/");
         let output = command.output().map_err(|e| DbError::Io(binary.clone(), e))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if !output.status.success() {
             let mut text = text.trim().to_string();
             if program == "pg_ctl" {
@@ -224,7 +248,11 @@ impl Cluster {
                 }
             }
             return Err(DbError::Command {
-                command: format!("{} {}", binary.display(), args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")),
+                command: format!(
+                    "{} {}",
+                    binary.display(),
+                    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+                ),
                 status: output.status.to_string(),
                 output: text,
             });
@@ -272,7 +300,9 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Database::Url(url) => redact(url),
-            Database::Embedded(c) => format!("the private cluster in {} (socket {})", c.dir().display(), c.socket_dir().display()),
+            Database::Embedded(c) => {
+                format!("the private cluster in {} (socket {})", c.dir().display(), c.socket_dir().display())
+            }
         }
     }
 
@@ -289,7 +319,11 @@ fn cluster_admin(db: &Database) -> Result<PgConnectOptions, DbError> {
 }
 
 /// A pool; a server that is still starting gets a few seconds to accept connections.
-pub async fn connect(options: PgConnectOptions, max_connections: u32, target: &str) -> Result<PgPool, DbError> {
+pub async fn connect(
+    options: PgConnectOptions,
+    max_connections: u32,
+    target: &str,
+) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
@@ -353,7 +387,8 @@ fn absolute(path: PathBuf) -> PathBuf {
     }
 }
 
-fn is_root() -> bool {
+/// Whether plumb runs as root (then the private cluster's server runs as `postgres`).
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -389,7 +424,10 @@ mod tests {
 
     #[test]
     fn a_password_in_a_database_url_is_never_shown() {
-        assert_eq!(redact("postgres://me:secret@db.example:5432/plumb"), "postgres://me:***@db.example:5432/plumb");
+        assert_eq!(
+            redact("postgres://me:secret@db.example:5432/plumb"),
+            "postgres://me:***@db.example:5432/plumb"
+        );
         assert_eq!(redact("postgres://db.example/plumb"), "postgres://db.example/plumb");
     }
 
@@ -403,6 +441,6 @@ mod tests {
         let short = Cluster::new("/tmp/x", Durability::Throwaway);
         assert_eq!(short.socket_dir(), PathBuf::from("/tmp/x/run"));
         let long = Cluster::new(format!("/tmp/{}", "d".repeat(120)), Durability::Throwaway);
-        assert!(long.socket_dir().starts_with("/tmp/plumb-pg-"));
+        assert!(long.socket_dir().to_string_lossy().starts_with("/tmp/plumb-pg-"));
     }
 }

@@ -1,1 +1,509 @@
-//! (being written)
+//! Runs: the job queue in Postgres that trainer workers share.
+//!
+//! A run is enqueued `queued`; a worker claims the oldest one (`FOR UPDATE SKIP LOCKED`,
+//! so two workers never get the same run) and holds it under a lease that it renews with
+//! [`heartbeat`]. A worker that dies stops renewing: once the lease has expired, the run
+//! is claimable again and the next claim is a resume. Cancelling a running run only asks:
+//! the worker learns it at its next heartbeat and calls [`finish_cancelled`].
+//!
+//! A worker name identifies one worker process (host and pid, say): the lease is checked
+//! by it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::error::{violated, RegistryError, Result, FOREIGN_KEY_VIOLATION};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "run_kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Pretrain,
+    Sft,
+    Reward,
+    Ppo,
+    /// Sampling K outputs per prompt for a ranking batch.
+    Sample,
+    Eval,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "run_status", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub project_id: Option<i64>,
+    pub kind: RunKind,
+    /// The stage's config; a JSON object.
+    pub config: serde_json::Value,
+    pub created_by: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub project_id: Option<i64>,
+    pub kind: RunKind,
+    pub config: serde_json::Value,
+    pub status: RunStatus,
+    pub created_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker that holds the run, or last held it.
+    pub worker: Option<String>,
+    /// How many times a worker has claimed it.
+    pub attempts: i32,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub step: i64,
+    pub total_steps: Option<i64>,
+    /// step / total_steps, in [0, 1].
+    pub progress: f32,
+    pub error: Option<String>,
+}
+
+/// A run that a worker has just claimed.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ClaimedRun {
+    pub id: i64,
+    pub project_id: Option<i64>,
+    pub kind: RunKind,
+    pub config: serde_json::Value,
+    /// 1 on the first claim; counts resumes and releases too.
+    pub attempts: i32,
+    /// The run was started before (its worker died or released it): continue from its
+    /// last checkpoint rather than from scratch.
+    pub resume: bool,
+    /// The last step reported before this claim.
+    pub step: i64,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// What a heartbeat tells the worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Heartbeat {
+    Continue,
+    /// Someone cancelled the run: stop, then call [`finish_cancelled`].
+    CancelRequested,
+}
+
+/// One value of a metric series, such as `loss/policy` at step 120.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub name: String,
+    pub step: i64,
+    pub value: f64,
+}
+
+/// One metric's values, by step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricSeries {
+    pub name: String,
+    pub steps: Vec<i64>,
+    pub values: Vec<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct LogLine {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub line: String,
+}
+
+/// Which runs [`list`] returns: newest first.
+#[derive(Clone, Debug)]
+pub struct RunFilter {
+    pub project_id: Option<i64>,
+    pub status: Option<RunStatus>,
+    pub limit: i64,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        RunFilter { project_id: None, status: None, limit: 100 }
+    }
+}
+
+const RUN_COLUMNS: &str = "id, project_id, kind, config, status, created_by, created_at, started_at, \
+     finished_at, worker, attempts, lease_until, heartbeat_at, cancel_requested, step, total_steps, progress, error";
+
+const MAX_METRIC_NAME: usize = 200;
+
+/// Puts a run on the queue; returns its id.
+pub async fn enqueue(pool: &PgPool, run: &NewRun) -> Result<i64> {
+    if !run.config.is_object() {
+        return Err(RegistryError::ConfigNotObject(json_type(&run.config)));
+    }
+    sqlx::query_scalar(
+        "INSERT INTO runs (project_id, kind, config, created_by) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(run.project_id)
+    .bind(run.kind)
+    .bind(&run.config)
+    .bind(run.created_by)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match violated(&e) {
+        Some((code, c)) if code == FOREIGN_KEY_VIOLATION && c == "runs_project_id_fkey" => {
+            RegistryError::ProjectNotFound(run.project_id.unwrap_or_default())
+        }
+        Some((code, c)) if code == FOREIGN_KEY_VIOLATION && c == "runs_created_by_fkey" => {
+            RegistryError::UserNotFound(run.created_by.unwrap_or_default())
+        }
+        _ => e.into(),
+    })
+}
+
+/// Claims the oldest run that is queued, or running under an expired lease (then it is a
+/// resume), and not asked to cancel; `None` when there is none.
+///
+/// The same statement finishes, as cancelled, running runs that were asked to cancel and
+/// whose worker stopped renewing its lease: nobody else would.
+pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Option<ClaimedRun>> {
+    let claimed = sqlx::query_as(
+        "WITH abandoned AS (
+             UPDATE runs SET status = 'cancelled', finished_at = now(), lease_until = NULL
+             WHERE id IN (SELECT id FROM runs
+                          WHERE status = 'running' AND cancel_requested AND lease_until <= now()
+                          FOR UPDATE SKIP LOCKED)
+         ),
+         next AS (
+             SELECT id, started_at IS NOT NULL AS resume FROM runs
+             WHERE (status = 'queued' OR (status = 'running' AND lease_until <= now()))
+               AND NOT cancel_requested
+             ORDER BY created_at, id
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE runs r SET status = 'running', worker = $1, lease_until = now() + make_interval(secs => $2),
+             heartbeat_at = now(), started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1
+         FROM next WHERE r.id = next.id
+         RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, next.resume, r.step, r.lease_until",
+    )
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(claimed)
+}
+
+/// Renews the worker's lease, and says whether the run was asked to cancel.
+/// `LeaseLost` when the run is no longer this worker's: another worker took it after the
+/// lease expired, or it was finished.
+pub async fn heartbeat(pool: &PgPool, run_id: i64, worker: &str, lease: Duration) -> Result<Heartbeat> {
+    let cancel_requested: Option<bool> = sqlx::query_scalar(
+        "UPDATE runs SET lease_until = now() + make_interval(secs => $3), heartbeat_at = now()
+         WHERE id = $1 AND worker = $2 AND status = 'running'
+         RETURNING cancel_requested",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    match cancel_requested {
+        Some(false) => Ok(Heartbeat::Continue),
+        Some(true) => Ok(Heartbeat::CancelRequested),
+        None => Err(lease_lost(pool, run_id, worker).await),
+    }
+}
+
+/// Records the run's progress and a batch of metric values, in one statement. A resumed
+/// run that reports a step again overwrites that step's values.
+pub async fn report(
+    pool: &PgPool,
+    run_id: i64,
+    worker: &str,
+    step: i64,
+    total_steps: Option<i64>,
+    metrics: &[Metric],
+) -> Result<()> {
+    non_negative("a run's step", step)?;
+    if let Some(total) = total_steps {
+        non_negative("a run's total steps", total)?;
+    }
+    let mut seen = HashSet::new();
+    for m in metrics {
+        let length = m.name.chars().count();
+        if length == 0 || length > MAX_METRIC_NAME || m.name.contains('\0') {
+            return Err(RegistryError::BadMetricName(m.name.clone()));
+        }
+        non_negative("a metric's step", m.step)?;
+        if !m.value.is_finite() {
+            return Err(RegistryError::NonFiniteMetric {
+                name: m.name.clone(),
+                step: m.step,
+                value: m.value,
+            });
+        }
+        // ON CONFLICT DO UPDATE cannot touch one row twice in a statement.
+        if !seen.insert((m.name.as_str(), m.step)) {
+            return Err(RegistryError::DuplicateMetric { name: m.name.clone(), step: m.step });
+        }
+    }
+    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+    let steps: Vec<i64> = metrics.iter().map(|m| m.step).collect();
+    let values: Vec<f64> = metrics.iter().map(|m| m.value).collect();
+    let held: bool = sqlx::query_scalar(
+        "WITH progress AS (
+             UPDATE runs SET step = $3, total_steps = coalesce($4, total_steps),
+                 progress = CASE WHEN coalesce($4, total_steps) > 0
+                                 THEN least(1.0, $3::float8 / coalesce($4, total_steps))::real
+                                 ELSE progress END
+             WHERE id = $1 AND worker = $2 AND status = 'running'
+             RETURNING id
+         ),
+         written AS (
+             INSERT INTO run_metrics (run_id, name, step, value)
+             SELECT progress.id, m.name, m.step, m.value
+             FROM progress, unnest($5::text[], $6::bigint[], $7::float8[]) AS m (name, step, value)
+             ON CONFLICT (run_id, name, step) DO UPDATE SET value = excluded.value
+         )
+         SELECT EXISTS (SELECT 1 FROM progress)",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .bind(step)
+    .bind(total_steps)
+    .bind(&names)
+    .bind(&steps)
+    .bind(&values)
+    .fetch_one(pool)
+    .await?;
+    if held {
+        Ok(())
+    } else {
+        Err(lease_lost(pool, run_id, worker).await)
+    }
+}
+
+/// Appends lines to the run's log.
+pub async fn log<S: AsRef<str>>(pool: &PgPool, run_id: i64, lines: &[S]) -> Result<()> {
+    // Postgres text cannot hold NUL.
+    let lines: Vec<String> = lines.iter().map(|l| l.as_ref().replace('\0', "\u{FFFD}")).collect();
+    sqlx::query("INSERT INTO run_logs (run_id, line) SELECT $1, line FROM unnest($2::text[]) WITH ORDINALITY AS l (line, n) ORDER BY n")
+        .bind(run_id)
+        .bind(&lines)
+        .execute(pool)
+        .await
+        .map_err(|e| match violated(&e) {
+            Some((code, _)) if code == FOREIGN_KEY_VIOLATION => RegistryError::RunNotFound(run_id),
+            _ => e.into(),
+        })?;
+    Ok(())
+}
+
+/// The worker finished the run successfully.
+pub async fn finish(pool: &PgPool, run_id: i64, worker: &str) -> Result<()> {
+    end(pool, run_id, worker, RunStatus::Succeeded, None).await
+}
+
+/// The run failed; `message` says why (shown on the run's page).
+pub async fn fail(pool: &PgPool, run_id: i64, worker: &str, message: &str) -> Result<()> {
+    let message = if message.trim().is_empty() { "failed without a message" } else { message };
+    end(pool, run_id, worker, RunStatus::Failed, Some(&message.replace('\0', "\u{FFFD}"))).await
+}
+
+/// The worker stopped the run because it was asked to cancel.
+pub async fn finish_cancelled(pool: &PgPool, run_id: i64, worker: &str) -> Result<()> {
+    end(pool, run_id, worker, RunStatus::Cancelled, None).await
+}
+
+async fn end(pool: &PgPool, run_id: i64, worker: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+    let ended = sqlx::query(
+        "UPDATE runs SET status = $3, error = $4, finished_at = now(), lease_until = NULL
+         WHERE id = $1 AND worker = $2 AND status = 'running'",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .bind(status)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    if ended.rows_affected() == 1 {
+        return Ok(());
+    }
+    Err(match lease_lost(pool, run_id, worker).await {
+        RegistryError::LeaseLost { status, .. } if status.is_finished() => {
+            RegistryError::AlreadyFinished { run_id, status }
+        }
+        e => e,
+    })
+}
+
+/// Hands the run back (the worker is shutting down): it is queued again, keeps its
+/// attempts and progress, and the next claim resumes it. A run that was asked to cancel
+/// is cancelled instead. Returns the run's new status.
+pub async fn release(pool: &PgPool, run_id: i64, worker: &str) -> Result<RunStatus> {
+    let status = sqlx::query_scalar(
+        "UPDATE runs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END::run_status,
+             finished_at = CASE WHEN cancel_requested THEN now() END,
+             worker = NULL, lease_until = NULL
+         WHERE id = $1 AND worker = $2 AND status = 'running'
+         RETURNING status",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .fetch_optional(pool)
+    .await?;
+    match status {
+        Some(status) => Ok(status),
+        None => Err(lease_lost(pool, run_id, worker).await),
+    }
+}
+
+/// Cancels a run: a queued one (or one whose worker's lease has expired) at once; a
+/// running one is asked to stop, and its worker sees it at its next heartbeat. Returns
+/// the status afterwards. Cancelling a cancelled run again does nothing.
+pub async fn cancel(pool: &PgPool, run_id: i64) -> Result<RunStatus> {
+    let status: Option<RunStatus> = sqlx::query_scalar(
+        "WITH target AS (
+             SELECT id, status = 'queued' OR lease_until <= now() AS at_once FROM runs
+             WHERE id = $1 AND status IN ('queued', 'running')
+             FOR UPDATE
+         )
+         UPDATE runs r SET cancel_requested = true,
+             status = CASE WHEN at_once THEN 'cancelled' ELSE r.status END,
+             finished_at = CASE WHEN at_once THEN now() END,
+             lease_until = CASE WHEN at_once THEN NULL ELSE r.lease_until END
+         FROM target WHERE r.id = target.id
+         RETURNING r.status",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(status) = status {
+        return Ok(status);
+    }
+    // Nothing matched: the run is finished (a finished run never returns to the queue),
+    // or does not exist.
+    match get(pool, run_id).await?.status {
+        RunStatus::Cancelled => Ok(RunStatus::Cancelled),
+        status => Err(RegistryError::AlreadyFinished { run_id, status }),
+    }
+}
+
+pub async fn get(pool: &PgPool, run_id: i64) -> Result<Run> {
+    sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(RegistryError::RunNotFound(run_id))
+}
+
+/// Runs, newest first.
+pub async fn list(pool: &PgPool, filter: &RunFilter) -> Result<Vec<Run>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE ($1::bigint IS NULL OR project_id = $1) AND ($2::run_status IS NULL OR status = $2)
+         ORDER BY id DESC LIMIT $3"
+    ))
+    .bind(filter.project_id)
+    .bind(filter.status)
+    .bind(filter.limit.max(0))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The run's metric series, by name, each by step.
+pub async fn metrics(pool: &PgPool, run_id: i64) -> Result<Vec<MetricSeries>> {
+    let rows: Vec<(String, Vec<i64>, Vec<f64>)> = sqlx::query_as(
+        "SELECT name, array_agg(step ORDER BY step), array_agg(value ORDER BY step)
+         FROM run_metrics WHERE run_id = $1 GROUP BY name ORDER BY name",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        get(pool, run_id).await?;
+    }
+    Ok(rows.into_iter().map(|(name, steps, values)| MetricSeries { name, steps, values }).collect())
+}
+
+/// The run's log lines after line id `after` (from the start when `None`), oldest
+/// first, at most `limit`.
+pub async fn logs(pool: &PgPool, run_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<LogLine>> {
+    let lines: Vec<LogLine> = sqlx::query_as(
+        "SELECT id, at, line FROM run_logs WHERE run_id = $1 AND id > coalesce($2, 0) ORDER BY id LIMIT $3",
+    )
+    .bind(run_id)
+    .bind(after)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await?;
+    if lines.is_empty() {
+        get(pool, run_id).await?;
+    }
+    Ok(lines)
+}
+
+/// Why a worker's write to a run matched nothing.
+async fn lease_lost(pool: &PgPool, run_id: i64, worker: &str) -> RegistryError {
+    let state: Result<Option<(RunStatus, Option<String>)>, _> =
+        sqlx::query_as("SELECT status, worker FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await;
+    match state {
+        Err(e) => e.into(),
+        Ok(None) => RegistryError::RunNotFound(run_id),
+        Ok(Some((status, holder))) => {
+            RegistryError::LeaseLost { run_id, worker: worker.to_string(), status, holder }
+        }
+    }
+}
+
+fn non_negative(what: &'static str, value: i64) -> Result<()> {
+    if value < 0 {
+        return Err(RegistryError::NegativeStep { what, value });
+    }
+    Ok(())
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

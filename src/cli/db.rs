@@ -62,7 +62,9 @@ pub fn run(args: DbArgs) -> Result<()> {
                         println!("{}: stopped", database.describe());
                         return Ok(());
                     }
-                    ClusterStatus::Running { pid } => println!("{}: running (pid {pid})", database.describe()),
+                    ClusterStatus::Running { pid } => {
+                        println!("{}: running (pid {pid})", database.describe())
+                    }
                 }
             }
             runtime.block_on(async {
@@ -77,7 +79,8 @@ pub fn run(args: DbArgs) -> Result<()> {
 }
 
 async fn applied_migrations(pool: &sqlx::PgPool) -> Result<i64> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
     if !exists {
         return Ok(0);
     }

@@ -9,6 +9,7 @@ mod db;
 mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
+mod serve;
 #[cfg(feature = "trainer")]
 mod train;
 #[cfg(feature = "trainer")]
@@ -29,6 +30,8 @@ pub struct Cli {
 enum Command {
     /// The Postgres database: the private cluster under .plumb/pg, or DATABASE_URL's server.
     Db(db::DbArgs),
+    /// The web app: annotators' and researchers' pages and the JSON API.
+    Serve(serve::ServeArgs),
     /// Initialise a GPT checkpoint with random weights.
     #[cfg(feature = "trainer")]
     Init(model::InitArgs),
@@ -62,6 +65,7 @@ impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Db(args) => db::run(args),
+            Command::Serve(args) => serve::run(args),
             #[cfg(feature = "trainer")]
             Command::Init(args) => model::init(args),
             #[cfg(feature = "trainer")]

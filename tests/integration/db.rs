@@ -34,10 +34,6 @@ impl TestDb {
     pub async fn another_pool(&self, max_connections: u32) -> PgPool {
         db::connect(self.options.clone(), max_connections, &self.name).await.expect("connecting")
     }
-
-    pub fn connect_options(&self) -> PgConnectOptions {
-        self.options.clone()
-    }
 }
 
 impl Drop for TestDb {
@@ -61,14 +57,24 @@ impl Drop for TestDb {
 
 fn admin_options() -> PgConnectOptions {
     if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        return PgConnectOptions::from_str(&url).expect("DATABASE_URL is not a Postgres URL").database("postgres");
+        return PgConnectOptions::from_str(&url)
+            .expect("DATABASE_URL is not a Postgres URL")
+            .database("postgres");
     }
     test_cluster().connect_options("postgres")
 }
 
 /// The throwaway cluster that tests share; started once, under a lock.
 pub fn test_cluster() -> Cluster {
-    let dir = repo_root().join("target").join("plumb-test-pg");
+    // As root the server runs as `postgres`, which may not be able to reach a checkout
+    // under /root: then the cluster lives in /tmp, named by the checkout's path.
+    let dir = if registry::db::is_root() {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(repo_root().as_os_str().as_encoded_bytes());
+        std::env::temp_dir().join(&format!("plumb-test-pg-{:x}", digest)[..40])
+    } else {
+        repo_root().join("target").join("plumb-test-pg")
+    };
     std::fs::create_dir_all(repo_root().join("target")).expect("creating target/");
     let lock_path: PathBuf = repo_root().join("target").join("plumb-test-pg.lock");
     let lock = std::fs::File::create(&lock_path).expect("creating the test cluster's lock file");

@@ -5,7 +5,11 @@
 
 mod db;
 mod helpers;
+mod labeling_people;
+mod labeling_work;
+mod registry;
 mod schema;
+mod web_app;
 
 #[cfg(feature = "trainer")]
 mod cli;

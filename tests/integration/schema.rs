@@ -41,7 +41,8 @@ fn a_model_version_is_immutable_except_for_its_tags() {
         let e = refused(&db.pool, "DELETE FROM model_versions").await;
         assert!(e.contains("cannot be deleted"), "{e}");
         sqlx::raw_sql("UPDATE model_versions SET tags = '{best}'").execute(&db.pool).await.unwrap();
-        let uri: String = sqlx::query_scalar("SELECT artifact_uri FROM model_versions").fetch_one(&db.pool).await.unwrap();
+        let uri: String =
+            sqlx::query_scalar("SELECT artifact_uri FROM model_versions").fetch_one(&db.pool).await.unwrap();
         assert_eq!(uri, "file:///a");
     });
 }
@@ -74,8 +75,12 @@ fn a_ranking_must_put_every_sample_in_one_gapless_group() {
             let e = refused(&db.pool, &insert(bad)).await;
             assert!(e.contains("check constraint"), "{bad}: {e}");
         }
-        let e = refused(&db.pool, "INSERT INTO rankings (task_id, k, annotator_id, assignment_id, idempotency_key)
-                 VALUES (1, 4, 1, 1, gen_random_uuid())").await;
+        let e = refused(
+            &db.pool,
+            "INSERT INTO rankings (task_id, k, annotator_id, assignment_id, idempotency_key)
+                 VALUES (1, 4, 1, 1, gen_random_uuid())",
+        )
+        .await;
         assert!(e.contains("check constraint"), "a ranking without an order must say all bad: {e}");
         sqlx::raw_sql(&insert("{1,0,1,2}")).execute(&db.pool).await.unwrap();
     });
@@ -95,7 +100,11 @@ fn a_task_cannot_show_a_sample_of_another_prompt() {
         .execute(&db.pool)
         .await
         .unwrap();
-        let e = refused(&db.pool, "INSERT INTO task_samples (task_id, prompt_id, position, sample_id) VALUES (1, 1, 1, 2)").await;
+        let e = refused(
+            &db.pool,
+            "INSERT INTO task_samples (task_id, prompt_id, position, sample_id) VALUES (1, 1, 1, 2)",
+        )
+        .await;
         assert!(e.contains("foreign key"), "{e}");
     });
 }
@@ -104,11 +113,58 @@ fn a_task_cannot_show_a_sample_of_another_prompt() {
 fn the_same_prompt_text_is_stored_once_per_project() {
     with_db(|db| async move {
         sqlx::raw_sql(SEED).execute(&db.pool).await.unwrap();
-        sqlx::raw_sql("INSERT INTO prompts (project_id, text) VALUES (1, 'Ünïcode prompt')").execute(&db.pool).await.unwrap();
-        let e = refused(&db.pool, "INSERT INTO prompts (project_id, text) VALUES (1, 'Ünïcode prompt')").await;
+        sqlx::raw_sql("INSERT INTO prompts (project_id, text) VALUES (1, 'Ünïcode prompt')")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let e =
+            refused(&db.pool, "INSERT INTO prompts (project_id, text) VALUES (1, 'Ünïcode prompt')").await;
         assert!(e.contains("unique"), "{e}");
-        let hash: Vec<u8> = sqlx::query_scalar("SELECT text_sha256 FROM prompts").fetch_one(&db.pool).await.unwrap();
+        let hash: Vec<u8> =
+            sqlx::query_scalar("SELECT text_sha256 FROM prompts").fetch_one(&db.pool).await.unwrap();
         use sha2::Digest;
         assert_eq!(hash, sha2::Sha256::digest("Ünïcode prompt".as_bytes()).to_vec());
+    });
+}
+
+#[test]
+fn lineage_cannot_be_added_to_an_old_version() {
+    with_db(|db| async move {
+        sqlx::raw_sql(SEED).execute(&db.pool).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO runs (kind, config) VALUES ('reward', '{}');
+             INSERT INTO model_versions (model_id, version, kind, run_id, artifact_uri, artifact_sha256, artifact_size)
+                 VALUES (1, 2, 'reward', 2, 'file:///b', sha256('b'), 1);",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let e = refused(
+            &db.pool,
+            "INSERT INTO version_parents (version_id, parent_id, role) VALUES (2, 1, 'sft')",
+        )
+        .await;
+        assert!(e.contains("never added later"), "{e}");
+        // In the transaction that writes the version, its lineage goes in.
+        sqlx::raw_sql(
+            "BEGIN;
+             INSERT INTO runs (kind, config) VALUES ('ppo', '{}');
+             INSERT INTO model_versions (model_id, version, kind, run_id, artifact_uri, artifact_sha256, artifact_size)
+                 VALUES (1, 3, 'policy', 3, 'file:///c', sha256('c'), 1);
+             INSERT INTO version_parents (version_id, parent_id, role) VALUES (3, 1, 'sft');
+             COMMIT;",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_prompt_of_only_whitespace_is_refused() {
+    with_db(|db| async move {
+        sqlx::raw_sql(SEED).execute(&db.pool).await.unwrap();
+        let e = refused(&db.pool, "INSERT INTO prompts (project_id, text) VALUES (1, E'\\n\\t ')").await;
+        assert!(e.contains("prompts_text_check"), "{e}");
     });
 }

@@ -1,2 +1,13 @@
-//! The actix-web app: annotators' and researchers' pages, the JSON API and auth. It
-//! never links libtorch. Filled in by the "Web app" issue.
+//! plumb's web app: annotators' and researchers' pages and the JSON API, server-rendered
+//! with askama on actix-web. It never links libtorch: work that needs a model is a run
+//! row in Postgres that a trainer worker claims.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,52 @@
+//! `plumb serve`: the web app (annotators' and researchers' pages, the JSON API).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use registry::db::Database;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A TOML file of web settings (host, port, session_key, secure_cookies,
+    /// max_body_bytes, login_attempts, login_window_s); PLUMB_* variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// plumb's state directory; the private Postgres cluster lives in its `pg/`.
+    #[arg(long, env = "PLUMB_HOME", default_value = ".plumb")]
+    home: PathBuf,
+    /// Log lines as JSON objects (for log collectors) instead of text.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logs(args.json_logs);
+    let settings = web::Settings::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        database.ensure_started().await?;
+        let pool = database.connect(20).await?;
+        registry::db::migrate(&pool).await?;
+        let app = web::Application::build(&settings, pool).context("starting the web app")?;
+        println!(
+            "plumb is serving http://{}:{} (database: {})",
+            settings.host,
+            app.port(),
+            database.describe()
+        );
+        app.run_until_stopped().await.context("the web server stopped with an error")
+    })
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

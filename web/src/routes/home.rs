@@ -1,0 +1,39 @@
+//! The landing page: what the logged-in person can do next.
+
+use actix_session::Session;
+use actix_web::{get, web, HttpResponse};
+use askama::Template;
+use labeling::domain::Role;
+use labeling::projects::{self, Project};
+use sqlx::PgPool;
+
+use super::page;
+use crate::auth::{self, CurrentUser};
+use crate::error::AppError;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    csrf: String,
+    username: String,
+    role: Role,
+    projects: Vec<Project>,
+}
+
+#[get("/")]
+pub async fn home(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    let projects = match me.user.role {
+        Role::Annotator => projects::projects_of_member(&pool, me.user.id).await?,
+        Role::Researcher | Role::Admin => projects::list_projects(&pool).await?,
+    };
+    page(&HomePage {
+        csrf: auth::csrf_token(&session)?,
+        username: me.user.username,
+        role: me.user.role,
+        projects,
+    })
+}

@@ -1,0 +1,116 @@
+//! Logging in and out.
+
+use std::time::Instant;
+
+use actix_session::Session;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use askama::Template;
+use labeling::domain::Password;
+use labeling::error::LabelingError;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use super::{page, see_other};
+use crate::auth::{self, LoginLimiter};
+use crate::error::AppError;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[get("/login")]
+pub async fn login_form(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
+    let next = safe_next(query.next.as_deref());
+    page(&LoginPage { csrf: auth::csrf_token(&session)?, next, username: String::new(), error: None })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+#[tracing::instrument(skip(pool, session, limiter, form), fields(username = %form.username))]
+#[post("/login")]
+pub async fn login(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    session: Session,
+    limiter: web::Data<LoginLimiter>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, false)?;
+    let client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let username = form.username.trim().to_lowercase();
+    limiter.check(&username, &client, Instant::now())?;
+    let next = safe_next(form.next.as_deref());
+    let user = match Password::parse(form.password.clone()) {
+        Ok(password) => labeling::users::authenticate(&pool, &username, &password).await,
+        Err(_) => Err(LabelingError::InvalidCredentials),
+    };
+    match user {
+        Ok(user) => {
+            limiter.record_success(&username, &client);
+            auth::log_in(&session, &user)?;
+            tracing::info!(user_id = user.id, "logged in");
+            Ok(see_other(&next))
+        }
+        Err(LabelingError::InvalidCredentials) => {
+            limiter.record_failure(&username, &client, Instant::now());
+            let page = LoginPage {
+                csrf: auth::csrf_token(&session)?,
+                next,
+                username,
+                error: Some("Wrong username or password (or the account is disabled).".into()),
+            };
+            Ok(HttpResponse::Unauthorized().content_type("text/html; charset=utf-8").body(page.render()?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+}
+
+#[post("/logout")]
+pub async fn logout(session: Session, form: web::Form<LogoutForm>) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, false)?;
+    auth::log_out(&session);
+    Ok(see_other("/login"))
+}
+
+/// Only a local path may follow a login: never another site (an open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn a_login_never_redirects_to_another_site() {
+        assert_eq!(safe_next(Some("/projects?x=1")), "/projects?x=1");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

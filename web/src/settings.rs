@@ -1,0 +1,138 @@
+//! Typed settings: defaults, then a TOML file, then `PLUMB_*` environment variables.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A value that must never be printed (a session key).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Key that encrypts and signs session cookies: at least 64 bytes, as 128 hex digits.
+    /// Without it a random key is made at start, and sessions end with the process.
+    pub session_key: Option<Secret>,
+    /// Send cookies only over HTTPS. Leave off for http://127.0.0.1.
+    pub secure_cookies: bool,
+    /// The largest request body accepted (uploads of prompts), in bytes.
+    pub max_body_bytes: usize,
+    /// Failed logins allowed per username and address within `login_window_s`.
+    pub login_attempts: u32,
+    pub login_window_s: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            session_key: None,
+            secure_cookies: false,
+            max_body_bytes: 16 * 1024 * 1024,
+            login_attempts: 5,
+            login_window_s: 300,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}: {1}")]
+    Read(String, #[source] std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(String, #[source] toml::de::Error),
+    #[error("environment variable {0}: {1}")]
+    Env(&'static str, String),
+}
+
+impl Settings {
+    /// Defaults, then `file` (a TOML table of the fields above) if given, then the
+    /// environment (`PLUMB_HOST`, `PLUMB_PORT`, `PLUMB_SESSION_KEY`, `PLUMB_SECURE_COOKIES`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let mut settings = match file {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read(name.clone(), e))?;
+                toml::from_str(&text).map_err(|e| SettingsError::Parse(name, e))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(host) = env("PLUMB_HOST") {
+            settings.host = host.parse().map_err(|e| SettingsError::Env("PLUMB_HOST", format!("{e}")))?;
+        }
+        if let Some(port) = env("PLUMB_PORT") {
+            settings.port = port.parse().map_err(|e| SettingsError::Env("PLUMB_PORT", format!("{e}")))?;
+        }
+        if let Some(key) = env("PLUMB_SESSION_KEY") {
+            settings.session_key = Some(Secret::new(key));
+        }
+        if let Some(secure) = env("PLUMB_SECURE_COOKIES") {
+            settings.secure_cookies =
+                secure.parse().map_err(|e| SettingsError::Env("PLUMB_SECURE_COOKIES", format!("{e}")))?;
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_overrides_the_file_and_the_file_the_defaults() {
+        let dir = std::env::temp_dir().join(format!("plumb-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("web.toml");
+        std::fs::write(&file, "port = 9000\nlogin_attempts = 3\n").unwrap();
+        let env = |k: &str| (k == "PLUMB_PORT").then(|| "9100".to_string());
+        let s = Settings::load(Some(&file), env).unwrap();
+        assert_eq!(
+            (s.port, s.login_attempts, s.max_body_bytes),
+            (9100, 3, Settings::default().max_body_bytes)
+        );
+    }
+
+    #[test]
+    fn a_session_key_never_prints() {
+        let s = Settings { session_key: Some(Secret::new("abc123")), ..Settings::default() };
+        assert!(!format!("{s:?}").contains("abc123"));
+    }
+
+    #[test]
+    fn an_unknown_field_in_the_file_is_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("plumb-settings-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("web.toml");
+        std::fs::write(&file, "prot = 9000\n").unwrap();
+        let e = Settings::load(Some(&file), |_| None).unwrap_err().to_string();
+        assert!(e.contains("prot") && e.contains("web.toml"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Building the app: bind (port 0 picks a free port, so tests can run side by side),
+//! wire the middleware and routes, run until SIGINT/SIGTERM (actix drains open
+//! requests before it stops).
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_session::config::CookieContentSecurity;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpServer};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::LoginLimiter;
+use crate::error::AppError;
+use crate::metrics::{self, Metrics};
+use crate::routes;
+use crate::settings::Settings;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, #[source] std::io::Error),
+    #[error("the session key must be at least 128 hex digits (64 bytes)")]
+    SessionKey,
+}
+
+impl Application {
+    pub fn build(settings: &Settings, pool: PgPool) -> Result<Application, StartError> {
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind(address.clone(), e))?;
+        let port = listener.local_addr().map_err(|e| StartError::Bind(address.clone(), e))?.port();
+        let key = match &settings.session_key {
+            Some(hex_key) => {
+                let bytes = hex::decode(hex_key.expose().trim()).map_err(|_| StartError::SessionKey)?;
+                if bytes.len() < 64 {
+                    return Err(StartError::SessionKey);
+                }
+                Key::from(&bytes)
+            }
+            None => Key::generate(),
+        };
+        let pool = web::Data::new(pool);
+        let metrics = web::Data::new(Metrics::default());
+        let limiter = web::Data::new(LoginLimiter::new(
+            settings.login_attempts,
+            Duration::from_secs(settings.login_window_s),
+        ));
+        let secure = settings.secure_cookies;
+        let max_body = settings.max_body_bytes;
+        let server = HttpServer::new(move || {
+            let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                .cookie_name("plumb_session".into())
+                .cookie_content_security(CookieContentSecurity::Private)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Strict)
+                .cookie_secure(secure)
+                .build();
+            App::new()
+                .wrap(session)
+                .wrap(from_fn(api_errors))
+                .wrap(from_fn(metrics::count))
+                .wrap(TracingLogger::default())
+                .app_data(pool.clone())
+                .app_data(metrics.clone())
+                .app_data(limiter.clone())
+                .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
+                    AppError::BadRequest(format!("the form could not be read: {e}")).into()
+                }))
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(|e, _| {
+                    AppError::BadRequest(format!("the JSON body could not be read: {e}")).into()
+                }))
+                .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    AppError::BadRequest(format!("the query string could not be read: {e}")).into()
+                }))
+                .service(routes::health::healthz)
+                .service(routes::health::metrics)
+                .service(routes::login::login_form)
+                .service(routes::login::login)
+                .service(routes::login::logout)
+                .service(routes::home::home)
+                .service(routes::projects::list)
+                .service(routes::projects::create)
+                .service(routes::projects::api_list)
+                .service(routes::projects::api_create)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)
+        .map_err(|e| StartError::Bind(address, e))?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Application { port, server })
+    }
+
+    /// The port the app listens on (the real one when the settings said 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound(format!("no page at {}", req.path())))
+}
+
+/// `/api` requests get errors as JSON; pages get the HTML error page.
+async fn api_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let api = req.path().starts_with("/api/");
+    let response = next.call(req).await?.map_into_boxed_body();
+    if !api {
+        return Ok(response);
+    }
+    let json =
+        response.response().error().and_then(|e| e.as_error::<AppError>()).map(AppError::json_response);
+    Ok(match json {
+        Some(json) => response.into_response(json),
+        None => response,
+    })
+}
