@@ -90,7 +90,7 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 pub fn r50k_ranks_file() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1"])
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata runs");
