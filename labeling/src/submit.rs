@@ -48,6 +48,9 @@ struct OpenAssignment {
     task_id: i64,
     k: i16,
     prompt_id: i64,
+    /// The assignment's state and whether its lease has expired, read under the lock.
+    state: String,
+    expired: bool,
 }
 
 /// Locks the assignment's task and the assignment, and checks that the assignment is
@@ -70,10 +73,12 @@ async fn lock_assignment(
     let Some((task_id, task_kind, k, prompt_id, overlap)) = task else {
         return Err(LabelingError::not_found("assignment", assignment_id));
     };
-    let owner: i64 = sqlx::query_scalar("SELECT annotator_id FROM assignments WHERE id = $1 FOR UPDATE")
-        .bind(assignment_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let (owner, state, expired): (i64, String, bool) = sqlx::query_as(
+        "SELECT annotator_id, state::text, lease_until <= now() FROM assignments WHERE id = $1 FOR UPDATE",
+    )
+    .bind(assignment_id)
+    .fetch_one(&mut *conn)
+    .await?;
     if owner != annotator_id {
         return Err(LabelingError::Forbidden(format!("assignment {assignment_id} is another annotator's")));
     }
@@ -83,21 +88,16 @@ async fn lock_assignment(
             format!("assignment {assignment_id} is a {task_kind:?} task, not a {kind:?} task").to_lowercase(),
         ));
     }
-    Ok((OpenAssignment { id: assignment_id, task_id, k, prompt_id }, overlap))
+    Ok((OpenAssignment { id: assignment_id, task_id, k, prompt_id, state, expired }, overlap))
 }
 
 /// The assignment must still be leased. A lease that expired is accepted only while
 /// the task has not gone to `overlap` other annotators in the meantime.
 async fn ensure_open(conn: &mut PgConnection, a: &OpenAssignment, overlap: i32) -> Result<()> {
-    let (state, expired): (String, bool) =
-        sqlx::query_as("SELECT state::text, lease_until <= now() FROM assignments WHERE id = $1")
-            .bind(a.id)
-            .fetch_one(&mut *conn)
-            .await?;
-    if state != "leased" {
-        return Err(LabelingError::Conflict(format!("assignment {} is already {state}", a.id)));
+    if a.state != "leased" {
+        return Err(LabelingError::Conflict(format!("assignment {} is already {}", a.id, a.state)));
     }
-    if expired {
+    if a.expired {
         let others: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM assignments
              WHERE task_id = $1 AND id <> $2
@@ -247,12 +247,17 @@ pub async fn submit_ranking(
             && stored.comment == submission.comment().as_str()
             && stored_flags == flags
     };
-    if let Some((stored, stored_flags)) = stored_ranking(&mut tx, key).await? {
-        return if mine(&stored, &stored_flags) {
-            Ok(Submitted::AlreadyStored(stored.id))
-        } else {
-            Err(key_reused(key))
-        };
+    // A retry of a submit that was stored finds the assignment submitted, and its row by
+    // the key. While the assignment is open, a stored row with this key can only be
+    // another submission's: the insert's conflict below finds it.
+    if a.state != "leased" {
+        if let Some((stored, stored_flags)) = stored_ranking(&mut tx, key).await? {
+            return if mine(&stored, &stored_flags) {
+                Ok(Submitted::AlreadyStored(stored.id))
+            } else {
+                Err(key_reused(key))
+            };
+        }
     }
     ensure_open(&mut tx, &a, overlap).await?;
     let id: Option<i64> = sqlx::query_scalar(

@@ -14,7 +14,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use sqlx::PgPool;
-use tracing_actix_web::TracingLogger;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
 use crate::auth::LoginLimiter;
 use crate::error::AppError;
@@ -70,7 +70,7 @@ impl Application {
                 .wrap(session)
                 .wrap(from_fn(api_errors))
                 .wrap(from_fn(metrics::count))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
                 .app_data(limiter.clone())
@@ -110,6 +110,31 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// tracing-actix-web's request spans (with request ids), except that a logged-out
+/// visitor sent to the login page is routine, not an error worth an ERROR line.
+struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        DefaultRootSpanBuilder::on_request_start(request)
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        if let Ok(response) = outcome {
+            let error = response.response().error().and_then(|e| e.as_error::<AppError>());
+            if let Some(AppError::Unauthenticated { .. }) = error {
+                span.record("http.status_code", response.status().as_u16());
+                tracing::info!(parent: &span, "not logged in: sent to the login page");
+                return;
+            }
+        }
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }
 
