@@ -10,6 +10,7 @@ mod labeling_work;
 mod registry;
 mod schema;
 mod web_app;
+mod web_prompts;
 
 #[cfg(feature = "trainer")]
 mod cli;

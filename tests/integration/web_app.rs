@@ -37,7 +37,7 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
     TestApp { address, db, client: client() }
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
@@ -81,7 +81,7 @@ impl TestApp {
     }
 }
 
-fn hidden_value(html: &str, name: &str) -> String {
+pub fn hidden_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in {html}")) + marker.len();
     html[start..].split('"').next().unwrap().to_string()

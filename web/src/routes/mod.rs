@@ -5,6 +5,7 @@ pub mod health;
 pub mod home;
 pub mod login;
 pub mod projects;
+pub mod prompts;
 
 use actix_web::HttpResponse;
 use askama::Template;

@@ -1,0 +1,198 @@
+//! The researchers' prompt pages over HTTP: uploading JSON lines or CSV with a per-line
+//! report, browsing and searching, the role and CSRF checks, and the JSON API.
+
+use labeling::domain::{Guidelines, ProjectName};
+use labeling::projects::NewProject;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::db::with_db;
+use crate::web_app::{client, hidden_value, spawn_app, TestApp};
+
+async fn new_project(app: &TestApp, name: &str) -> i64 {
+    let new = NewProject {
+        name: ProjectName::parse(name).unwrap(),
+        guidelines: Guidelines::default(),
+        overlap: Default::default(),
+        samples_per_task: Default::default(),
+        created_by: None,
+    };
+    labeling::projects::create_project(&app.db.pool, &new).await.unwrap().id
+}
+
+async fn stored_texts(app: &TestApp, project_id: i64) -> Vec<String> {
+    sqlx::query_scalar("SELECT text FROM prompts WHERE project_id = $1 ORDER BY id")
+        .bind(project_id)
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Logs `rita` in, opens the project's prompts page and uploads `data`.
+async fn upload(app: &TestApp, project_id: i64, format: &str, data: &str) -> reqwest::Response {
+    let page = app.get_html(&format!("/projects/{project_id}/prompts")).await;
+    let csrf = hidden_value(&page, "csrf");
+    let path = format!("/projects/{project_id}/prompts/upload");
+    app.post_form(&path, &[("format", format), ("data", data), ("csrf", &csrf)]).await
+}
+
+#[test]
+fn a_jsonl_upload_stores_the_good_lines_and_shows_each_bad_line() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "summaries").await;
+        app.log_in("rita").await;
+        let data = "{\"prompt\": \"first prompt\"}\n{\"prompt\": \"second\", \"split\": \"val\"}\n\
+                    {not json\n{\"prompt\": \"first prompt\"}\n";
+        let response = upload(&app, project, "jsonl", data).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("2 imported"), "{html}");
+        assert!(html.contains("line 3") && html.contains("not valid JSON"), "{html}");
+        assert!(html.contains("line 4") && html.contains("the same as line 1"), "{html}");
+        assert_eq!(stored_texts(&app, project).await, ["first prompt", "second"]);
+        // The page lists them, with the count.
+        let html = app.get_html(&format!("/projects/{project}/prompts")).await;
+        assert!(html.contains("2 prompts") && html.contains("second"), "{html}");
+        let html = app.get_html(&format!("/projects/{project}/prompts?split=val")).await;
+        assert!(html.contains("1 prompts") && !html.contains("first prompt"), "{html}");
+    });
+}
+
+#[test]
+fn a_csv_upload_is_imported_and_search_finds_a_prompt_by_substring() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "csv").await;
+        app.log_in("rita").await;
+        let data = "prompt,split\n\"Explain tides, briefly\",train\nWrite a haiku about rain,test\n";
+        let response = upload(&app, project, "csv", data).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.text().await.unwrap().contains("2 imported"));
+        assert_eq!(stored_texts(&app, project).await, ["Explain tides, briefly", "Write a haiku about rain"]);
+        let html = app.get_html(&format!("/projects/{project}/prompts?q=HAIKU&split=")).await;
+        assert!(html.contains("Write a haiku about rain") && !html.contains("Explain tides"), "{html}");
+        assert!(html.contains("1 prompts"), "{html}");
+    });
+}
+
+#[test]
+fn an_annotator_gets_403_on_the_prompt_routes() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "private").await;
+        app.log_in("ann").await;
+        let csrf = hidden_value(&app.get_html("/").await, "csrf");
+        assert_eq!(app.get(&format!("/projects/{project}/prompts")).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.get(&format!("/api/projects/{project}/prompts")).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let path = format!("/projects/{project}/prompts/upload");
+        let form = [("format", "jsonl"), ("data", "{\"prompt\": \"mine\"}"), ("csrf", csrf.as_str())];
+        assert_eq!(app.post_form(&path, &form).await.status(), StatusCode::FORBIDDEN);
+        let token = app.token_for("ann").await;
+        let response = client()
+            .post(app.url(&format!("/api/projects/{project}/prompts")))
+            .bearer_auth(&token)
+            .json(&json!({ "format": "jsonl", "data": "{\"prompt\": \"mine\"}" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(stored_texts(&app, project).await.is_empty());
+    });
+}
+
+#[test]
+fn an_upload_without_the_csrf_token_is_refused_and_stores_nothing() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "forged").await;
+        app.log_in("rita").await;
+        let path = format!("/projects/{project}/prompts/upload");
+        for csrf in ["", "0000"] {
+            let form = [("format", "jsonl"), ("data", "{\"prompt\": \"forged\"}"), ("csrf", csrf)];
+            let response = app.post_form(&path, &form).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(response.text().await.unwrap().contains("CSRF"));
+        }
+        assert!(stored_texts(&app, project).await.is_empty());
+    });
+}
+
+#[test]
+fn a_prompt_with_a_script_tag_shows_as_text() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "xss").await;
+        app.log_in("rita").await;
+        let prompt = "<script>alert('x')</script>";
+        let line = json!({ "prompt": prompt }).to_string();
+        assert_eq!(upload(&app, project, "jsonl", &line).await.status(), StatusCode::OK);
+        let html = app.get_html(&format!("/projects/{project}/prompts")).await;
+        assert!(!html.contains(prompt), "the prompt must be escaped");
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+    });
+}
+
+#[test]
+fn a_missing_project_is_a_404_and_an_upload_refused_as_a_whole_a_400() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "limits").await;
+        app.log_in("rita").await;
+        assert_eq!(app.get("/projects/999999/prompts").await.status(), StatusCode::NOT_FOUND);
+        let response = upload(&app, project, "csv", "no prompt column\nx\n").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.text().await.unwrap().contains("prompt"));
+        assert!(stored_texts(&app, project).await.is_empty());
+    });
+}
+
+#[test]
+fn the_api_imports_with_a_token_and_returns_the_report_as_json() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "api").await;
+        let token = app.token_for("rita").await;
+        let fresh = client();
+        let data = "{\"prompt\": \"one\"}\n{\"prompt\": 5}\n{\"text\": \"two\", \"split\": \"test\"}\n";
+        let response = fresh
+            .post(app.url(&format!("/api/projects/{project}/prompts")))
+            .bearer_auth(&token)
+            .json(&json!({ "format": "jsonl", "data": data }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let report: Value = response.json().await.unwrap();
+        assert_eq!(report["imported"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(report["errors"][0]["line"], 2, "{report}");
+        assert_eq!(report["errors"][0]["field"], "prompt", "{report}");
+
+        let response = fresh
+            .get(app.url(&format!("/api/projects/{project}/prompts?q=tw&split=test")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let prompts: Value = response.json().await.unwrap();
+        let texts: Vec<&str> =
+            prompts.as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["two"]);
+
+        let response = fresh
+            .post(app.url(&format!("/api/projects/{project}/prompts")))
+            .bearer_auth(&token)
+            .json(&json!({ "format": "xml", "data": "<p/>" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let missing =
+            fresh.get(app.url("/api/projects/999999/prompts")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    });
+}
