@@ -53,6 +53,15 @@ struct OpenAssignment {
     expired: bool,
 }
 
+impl OpenAssignment {
+    /// Only a submit whose assignment is already submitted can be a retry of a stored
+    /// one: while it is open, a row with the key can only be another submission's, and
+    /// the insert's conflict finds that one.
+    fn may_be_a_retry(&self) -> bool {
+        self.state != "leased"
+    }
+}
+
 /// Locks the assignment's task and the assignment, and checks that the assignment is
 /// the annotator's. Whether it is still open is checked by `ensure_open`, after a
 /// retry has had the chance to find its stored row.
@@ -162,8 +171,11 @@ pub async fn submit_demonstration(
     let same = |row: &(i64, i64, i64, Option<i64>, String)| {
         (row.1, row.2, row.3, row.4.as_str()) == (prompt_id, annotator_id, task_id, response.as_str())
     };
-    if let Some(row) = stored_demonstration(&mut tx, key).await? {
-        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    // Without an assignment there is no state to tell a retry by: look the key up.
+    if assignment.as_ref().is_none_or(|(a, _)| a.may_be_a_retry()) {
+        if let Some(row) = stored_demonstration(&mut tx, key).await? {
+            return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+        }
     }
     if let Some((a, overlap)) = &assignment {
         ensure_open(&mut tx, a, *overlap).await?;
@@ -247,10 +259,7 @@ pub async fn submit_ranking(
             && stored.comment == submission.comment().as_str()
             && stored_flags == flags
     };
-    // A retry of a submit that was stored finds the assignment submitted, and its row by
-    // the key. While the assignment is open, a stored row with this key can only be
-    // another submission's: the insert's conflict below finds it.
-    if a.state != "leased" {
+    if a.may_be_a_retry() {
         if let Some((stored, stored_flags)) = stored_ranking(&mut tx, key).await? {
             return if mine(&stored, &stored_flags) {
                 Ok(Submitted::AlreadyStored(stored.id))
@@ -342,8 +351,10 @@ pub async fn submit_vote(
     let same = |row: &(i64, i64, i64, Vote, String)| {
         (row.1, row.2, row.3, row.4.as_str()) == (a.id, annotator_id, vote, comment.as_str())
     };
-    if let Some(row) = stored_vote(&mut tx, key).await? {
-        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+    if a.may_be_a_retry() {
+        if let Some(row) = stored_vote(&mut tx, key).await? {
+            return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+        }
     }
     ensure_open(&mut tx, &a, overlap).await?;
     let id: Option<i64> = sqlx::query_scalar(

@@ -107,17 +107,7 @@ pub async fn add_samples(
     }
     let mut tx = pool.begin().await?;
     let prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
-    let known: HashSet<i64> =
-        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND id = ANY($2)")
-            .bind(project_id)
-            .bind(&prompt_ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-    if let Some(missing) = prompt_ids.iter().find(|id| !known.contains(id)) {
-        return Err(LabelingError::not_found("prompt of this project", missing));
-    }
+    ensure_prompts_of_project(&mut tx, project_id, &prompt_ids).await?;
     let batch_id: i64 = sqlx::query_scalar(
         "INSERT INTO sample_batches (project_id, model_version_id, run_id, settings)
          VALUES ($1, $2, $3, $4) RETURNING id",
@@ -160,17 +150,7 @@ pub async fn create_demonstration_tasks(
         return Err(LabelingError::invalid("prompts", format!("prompt {dup} is listed twice")));
     }
     let mut tx = pool.begin().await?;
-    let known: HashSet<i64> =
-        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND id = ANY($2)")
-            .bind(project_id)
-            .bind(prompt_ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-    if let Some(missing) = prompt_ids.iter().find(|id| !known.contains(id)) {
-        return Err(LabelingError::not_found("prompt of this project", missing));
-    }
+    ensure_prompts_of_project(&mut tx, project_id, prompt_ids).await?;
     let mut ids = Vec::with_capacity(prompt_ids.len());
     for &prompt_id in prompt_ids {
         ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
@@ -530,6 +510,26 @@ pub async fn skip(pool: &PgPool, assignment_id: i64, annotator_id: i64) -> Resul
         Some((_, state)) => {
             Err(LabelingError::Conflict(format!("assignment {assignment_id} is already {state}")))
         }
+    }
+}
+
+/// Every prompt id names a prompt of this project; else `NotFound` for the first that does not.
+async fn ensure_prompts_of_project(
+    conn: &mut PgConnection,
+    project_id: i64,
+    prompt_ids: &[i64],
+) -> Result<()> {
+    let known: HashSet<i64> =
+        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND id = ANY($2)")
+            .bind(project_id)
+            .bind(prompt_ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    match prompt_ids.iter().find(|id| !known.contains(id)) {
+        Some(missing) => Err(LabelingError::not_found("prompt of this project", missing)),
+        None => Ok(()),
     }
 }
 

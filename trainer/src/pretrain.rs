@@ -75,12 +75,11 @@ impl Default for PretrainConfig {
 
 impl PretrainConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
-        let (epochs, steps, lr) = (self.epochs, self.steps, self.lr);
         lm_loop::check_schedule(
             "pretrain",
-            epochs,
-            steps,
-            lr,
+            self.epochs,
+            self.steps,
+            self.lr,
             self.batch_size,
             self.grad_accum,
             self.val_fraction,

@@ -77,12 +77,11 @@ impl Default for SftConfig {
 
 impl SftConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
-        let (epochs, steps, lr) = (self.epochs, self.steps, self.lr);
         lm_loop::check_schedule(
             "sft",
-            epochs,
-            steps,
-            lr,
+            self.epochs,
+            self.steps,
+            self.lr,
             self.batch_size,
             self.grad_accum,
             self.val_fraction,
