@@ -31,10 +31,15 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
         .unwrap();
     }
     let settings = web::Settings { port: 0, login_attempts: 3, ..web::Settings::default() };
-    let app = web::Application::build(&settings, db.pool.clone()).expect("building the app");
+    let app = web::Application::build(&settings, db.pool.clone(), run_defaults()).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, db, client: client() }
+}
+
+/// The trainer's stage defaults, as `plumb serve` hands them to the app.
+pub fn run_defaults() -> web::RunDefaults {
+    web::RunDefaults::new(trainer::defaults::stage_defaults())
 }
 
 pub fn client() -> reqwest::Client {
@@ -305,7 +310,7 @@ fn an_upload_over_the_size_limit_is_refused() {
     with_db(|db| async move {
         let settings = web::Settings { port: 0, max_body_bytes: 1024, ..web::Settings::default() };
         let pool = db.pool.clone();
-        let app = web::Application::build(&settings, pool).unwrap();
+        let app = web::Application::build(&settings, pool, run_defaults()).unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let big = "x".repeat(4096);

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod defaults;
 pub mod device;
 pub mod gpt;
 pub mod lm_loop;

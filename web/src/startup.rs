@@ -20,6 +20,7 @@ use crate::auth::LoginLimiter;
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
 use crate::routes;
+use crate::run_defaults::RunDefaults;
 use crate::settings::Settings;
 
 pub struct Application {
@@ -36,7 +37,11 @@ pub enum StartError {
 }
 
 impl Application {
-    pub fn build(settings: &Settings, pool: PgPool) -> Result<Application, StartError> {
+    pub fn build(
+        settings: &Settings,
+        pool: PgPool,
+        run_defaults: RunDefaults,
+    ) -> Result<Application, StartError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind(address.clone(), e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(address.clone(), e))?.port();
@@ -52,6 +57,7 @@ impl Application {
         };
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
+        let run_defaults = web::Data::new(run_defaults);
         let limiter = web::Data::new(LoginLimiter::new(
             settings.login_attempts,
             Duration::from_secs(settings.login_window_s),
@@ -74,6 +80,7 @@ impl Application {
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
                 .app_data(limiter.clone())
+                .app_data(run_defaults.clone())
                 .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
                     AppError::BadRequest(format!("the form could not be read: {e}")).into()
                 }))
@@ -98,6 +105,13 @@ impl Application {
                 .service(routes::prompts::upload)
                 .service(routes::prompts::api_list)
                 .service(routes::prompts::api_import)
+                .configure(routes::assets::configure)
+                .configure(routes::annotate::configure)
+                .configure(routes::project::configure)
+                .configure(routes::data::configure)
+                .configure(routes::runs::configure)
+                .configure(routes::models::configure)
+                .configure(routes::api_doc::configure)
                 .default_service(web::to(not_found))
         })
         .listen(listener)

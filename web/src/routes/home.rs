@@ -7,15 +7,14 @@ use labeling::domain::Role;
 use labeling::projects::{self, Project};
 use sqlx::PgPool;
 
-use super::page;
-use crate::auth::{self, CurrentUser};
+use super::{page, Nav};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
-    csrf: String,
-    username: String,
+    nav: Nav,
     role: Role,
     projects: Vec<Project>,
 }
@@ -30,10 +29,5 @@ pub async fn home(
         Role::Annotator => projects::projects_of_member(&pool, me.user.id).await?,
         Role::Researcher | Role::Admin => projects::list_projects(&pool).await?,
     };
-    page(&HomePage {
-        csrf: auth::csrf_token(&session)?,
-        username: me.user.username,
-        role: me.user.role,
-        projects,
-    })
+    page(&HomePage { nav: Nav::new(&me, &session)?, role: me.user.role, projects })
 }

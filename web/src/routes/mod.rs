@@ -1,16 +1,45 @@
 //! Handlers: each coordinates (parse, call `labeling`/`registry`, render) and leaves the
 //! work to named functions. A page's askama template struct sits beside its handler.
 
+pub mod annotate;
+pub mod api_doc;
+pub mod assets;
+pub mod data;
 pub mod health;
 pub mod home;
 pub mod login;
+pub mod models;
+pub mod project;
 pub mod projects;
 pub mod prompts;
+pub mod runs;
 
 use actix_web::HttpResponse;
 use askama::Template;
 
+use actix_session::Session;
+use labeling::domain::Role;
+
+use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
+
+/// What the header of every logged-in page shows: who is logged in, the links their role
+/// may follow, and the session's CSRF token (for the log-out form and the page's forms).
+pub struct Nav {
+    pub csrf: String,
+    pub username: String,
+    pub researcher: bool,
+}
+
+impl Nav {
+    pub fn new(me: &CurrentUser, session: &Session) -> Result<Nav, AppError> {
+        Ok(Nav {
+            csrf: auth::csrf_token(session)?,
+            username: me.user.username.clone(),
+            researcher: matches!(me.user.role, Role::Researcher | Role::Admin),
+        })
+    }
+}
 
 /// Renders a page template as an HTML response.
 pub fn page(template: &impl Template) -> Result<HttpResponse, AppError> {

@@ -8,15 +8,14 @@ use labeling::projects::{self, NewProject, Project};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::{page, see_other};
+use super::{page, see_other, Nav};
 use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
 
 #[derive(Template)]
 #[template(path = "projects.html")]
 struct ProjectsPage {
-    csrf: String,
-    username: String,
+    nav: Nav,
     projects: Vec<Project>,
     error: Option<String>,
 }
@@ -29,12 +28,7 @@ pub async fn list(
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
     let projects = projects::list_projects(&pool).await?;
-    page(&ProjectsPage {
-        csrf: auth::csrf_token(&session)?,
-        username: me.user.username,
-        projects,
-        error: None,
-    })
+    page(&ProjectsPage { nav: Nav::new(&me, &session)?, projects, error: None })
 }
 
 /// The fields of "create a project", from the page's form or the API's JSON.

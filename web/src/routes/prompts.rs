@@ -10,7 +10,7 @@ use labeling::prompts::{self, ImportLimits, ImportReport, Prompt};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::page;
+use super::{page, Nav};
 use crate::auth::{self, CurrentUser};
 use crate::error::{urlencode, AppError};
 
@@ -22,8 +22,7 @@ const LIMITS: ImportLimits = ImportLimits { max_bytes: 10 * 1024 * 1024, max_lin
 #[derive(Template)]
 #[template(path = "prompts.html")]
 struct PromptsPage {
-    csrf: String,
-    username: String,
+    nav: Nav,
     project: Project,
     prompts: Vec<Prompt>,
     total: i64,
@@ -168,8 +167,7 @@ async fn render(
     let offset = (current - 1) * PER_PAGE;
     let found = prompts::list_prompts(pool, project.id, Some(&query.q), split, PER_PAGE, offset).await?;
     page(&PromptsPage {
-        csrf: auth::csrf_token(session)?,
-        username: me.user.username,
+        nav: Nav::new(&me, session)?,
         project,
         prompts: found,
         total,
