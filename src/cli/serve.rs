@@ -22,7 +22,8 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logs(args.json_logs);
-    let settings = web::Settings::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let mut settings = web::Settings::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    settings.artifacts.get_or_insert_with(|| args.home.join("artifacts"));
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

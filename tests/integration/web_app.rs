@@ -12,6 +12,8 @@ pub struct TestApp {
     pub address: String,
     pub db: TestDb,
     pub client: reqwest::Client,
+    /// The app's artifact store (removed with the app).
+    pub artifacts: tempfile::TempDir,
 }
 
 const PASSWORD: &str = "correct horse battery";
@@ -30,11 +32,17 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
         .await
         .unwrap();
     }
-    let settings = web::Settings { port: 0, login_attempts: 3, ..web::Settings::default() };
+    let artifacts = tempfile::tempdir().expect("a directory for the artifact store");
+    let settings = web::Settings {
+        port: 0,
+        login_attempts: 3,
+        artifacts: Some(artifacts.path().to_owned()),
+        ..web::Settings::default()
+    };
     let app = web::Application::build(&settings, db.pool.clone(), run_defaults()).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, db, client: client() }
+    TestApp { address, db, client: client(), artifacts }
 }
 
 /// The trainer's stage defaults, as `plumb serve` hands them to the app.
@@ -308,7 +316,13 @@ fn metrics_count_requests_by_route_pattern() {
 #[test]
 fn an_upload_over_the_size_limit_is_refused() {
     with_db(|db| async move {
-        let settings = web::Settings { port: 0, max_body_bytes: 1024, ..web::Settings::default() };
+        let artifacts = tempfile::tempdir().unwrap();
+        let settings = web::Settings {
+            port: 0,
+            max_body_bytes: 1024,
+            artifacts: Some(artifacts.path().to_owned()),
+            ..web::Settings::default()
+        };
         let pool = db.pool.clone();
         let app = web::Application::build(&settings, pool, run_defaults()).unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -44,6 +44,9 @@ pub struct Settings {
     /// Failed logins allowed per username and address within `login_window_s`.
     pub login_attempts: u32,
     pub login_window_s: u64,
+    /// The artifact store that model versions' checkpoints live in (downloads are read
+    /// from it). None: `artifacts/` in plumb's state directory.
+    pub artifacts: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             login_attempts: 5,
             login_window_s: 300,
+            artifacts: None,
         }
     }
 }
@@ -72,7 +76,8 @@ pub enum SettingsError {
 
 impl Settings {
     /// Defaults, then `file` (a TOML table of the fields above) if given, then the
-    /// environment (`PLUMB_HOST`, `PLUMB_PORT`, `PLUMB_SESSION_KEY`, `PLUMB_SECURE_COOKIES`).
+    /// environment (`PLUMB_HOST`, `PLUMB_PORT`, `PLUMB_SESSION_KEY`, `PLUMB_SECURE_COOKIES`,
+    /// `PLUMB_ARTIFACTS`).
     pub fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -97,6 +102,9 @@ impl Settings {
         if let Some(secure) = env("PLUMB_SECURE_COOKIES") {
             settings.secure_cookies =
                 secure.parse().map_err(|e| SettingsError::Env("PLUMB_SECURE_COOKIES", format!("{e}")))?;
+        }
+        if let Some(dir) = env("PLUMB_ARTIFACTS") {
+            settings.artifacts = Some(PathBuf::from(dir));
         }
         Ok(settings)
     }

@@ -3,6 +3,7 @@
 //! requests before it stops).
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_session::config::CookieContentSecurity;
@@ -13,6 +14,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
+use registry::artifacts::ArtifactStore;
 use sqlx::PgPool;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
@@ -34,6 +36,8 @@ pub enum StartError {
     Bind(String, #[source] std::io::Error),
     #[error("the session key must be at least 128 hex digits (64 bytes)")]
     SessionKey,
+    #[error("the artifact store: {0}")]
+    Artifacts(#[from] registry::error::RegistryError),
 }
 
 impl Application {
@@ -58,6 +62,9 @@ impl Application {
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
         let run_defaults = web::Data::new(run_defaults);
+        let artifacts = web::Data::new(ArtifactStore::new(
+            settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
+        )?);
         let limiter = web::Data::new(LoginLimiter::new(
             settings.login_attempts,
             Duration::from_secs(settings.login_window_s),
@@ -81,6 +88,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(limiter.clone())
                 .app_data(run_defaults.clone())
+                .app_data(artifacts.clone())
                 .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
                     AppError::BadRequest(format!("the form could not be read: {e}")).into()
                 }))
