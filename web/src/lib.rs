@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod markdown;
 pub mod metrics;
 pub mod routes;
 pub mod run_defaults;
