@@ -196,3 +196,53 @@ fn the_api_imports_with_a_token_and_returns_the_report_as_json() {
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     });
 }
+
+/// Posts `content` as a file named `file_name` through the page's file form.
+async fn upload_file(app: &TestApp, project_id: i64, file_name: &str, content: &str) -> reqwest::Response {
+    let page = app.get_html(&format!("/projects/{project_id}/prompts")).await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", hidden_value(&page, "csrf"))
+        .text("format", "auto")
+        .part("file", reqwest::multipart::Part::text(content.to_owned()).file_name(file_name.to_owned()));
+    let url = app.url(&format!("/projects/{project_id}/prompts/file"));
+    app.client.post(url).multipart(form).send().await.unwrap()
+}
+
+#[test]
+fn a_csv_file_upload_is_read_by_its_name_and_reports_its_bad_line() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "files").await;
+        app.log_in("rita").await;
+        let csv = "prompt,split\nreverse the word cat,train\n,val\nsort 3 1 2,test\n";
+        let response = upload_file(&app, project, "prompts.csv", csv).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("2 imported") && html.contains("line 3"), "{html}");
+        assert_eq!(stored_texts(&app, project).await, ["reverse the word cat", "sort 3 1 2"]);
+        // The same bytes named .jsonl are read as JSON lines: every line is an error.
+        let response = upload_file(&app, project, "prompts.jsonl", "not json\n").await;
+        let html = response.text().await.unwrap();
+        assert!(html.contains("0 imported") && html.contains("not valid JSON"), "{html}");
+    });
+}
+
+#[test]
+fn a_file_upload_without_a_file_or_csrf_stores_nothing() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "files").await;
+        app.log_in("rita").await;
+        let url = app.url(&format!("/projects/{project}/prompts/file"));
+        let no_csrf = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::text("{\"prompt\": \"x\"}\n").file_name("p.jsonl"));
+        let response = app.client.post(&url).multipart(no_csrf).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let page = app.get_html(&format!("/projects/{project}/prompts")).await;
+        let no_file = reqwest::multipart::Form::new().text("csrf", hidden_value(&page, "csrf"));
+        let response = app.client.post(&url).multipart(no_file).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(response.text().await.unwrap().contains("choose a file"));
+        assert!(stored_texts(&app, project).await.is_empty());
+    });
+}

@@ -113,6 +113,7 @@ impl Application {
                 .service(routes::prompts::upload)
                 .service(routes::prompts::api_list)
                 .service(routes::prompts::api_import)
+                .service(routes::prompts::upload_file)
                 .configure(routes::assets::configure)
                 .configure(routes::annotate::configure)
                 .configure(routes::project::configure)

@@ -1,9 +1,11 @@
 //! Prompts (researchers): a project's prompts, searched, filtered by split and paged;
 //! and importing JSON lines or CSV with a per-line report. The same as JSON under /api.
 
+use actix_multipart::Multipart;
 use actix_session::Session;
 use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
+use futures_util::StreamExt;
 use labeling::domain::{PromptSource, Split};
 use labeling::projects::{self, Project};
 use labeling::prompts::{self, ImportLimits, ImportReport, Prompt};
@@ -91,6 +93,69 @@ pub async fn upload(
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &form, me.user.id).await?;
     render(me, &pool, &session, project, PageQuery::default(), Some(report)).await
+}
+
+/// A prompt file uploaded from the page (`multipart/form-data`: `csrf`, `format` and
+/// `file`). The format `auto` is taken from the file name: `.csv` is CSV, anything else
+/// JSON lines.
+#[post("/projects/{id}/prompts/file")]
+pub async fn upload_file(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let form = read_file_upload(payload).await?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let project = projects::get_project(&pool, path.into_inner()).await?;
+    let report = import(&pool, project.id, &form, me.user.id).await?;
+    render(me, &pool, &session, project, PageQuery::default(), Some(report)).await
+}
+
+/// The fields of a file upload; the file's bytes become `data` (it must be UTF-8).
+async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError> {
+    let mut form = UploadForm { format: "auto".into(), data: String::new(), csrf: String::new() };
+    let mut file_name = None;
+    while let Some(field) = payload.next().await {
+        let mut field =
+            field.map_err(|e| AppError::BadRequest(format!("the upload could not be read: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            file_name = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_owned);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| AppError::BadRequest(format!("the upload could not be read: {e}")))?;
+            if bytes.len() + chunk.len() > LIMITS.max_bytes {
+                return Err(AppError::BadRequest(format!(
+                    "the field {name:?} is over the limit of {} bytes",
+                    LIMITS.max_bytes
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(bytes).map_err(|e| AppError::Invalid {
+            field: name.clone(),
+            reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        match name.as_str() {
+            "csrf" => form.csrf = text,
+            "format" => form.format = text,
+            "file" => form.data = text,
+            _ => {}
+        }
+    }
+    let Some(file_name) = file_name.filter(|n| !n.is_empty()) else {
+        return Err(AppError::Invalid { field: "file".into(), reason: "choose a file to upload".into() });
+    };
+    if form.format == "auto" {
+        let csv = file_name.to_ascii_lowercase().ends_with(".csv");
+        form.format = if csv { "csv" } else { "jsonl" }.into();
+    }
+    Ok(form)
 }
 
 #[get("/api/projects/{id}/prompts")]
