@@ -3,6 +3,8 @@
 //! The parity tests run Hugging Face transformers and tiktoken from `.venv` (installed by
 //! `make test`) as the reference implementations.
 
+mod browser;
+mod browser_research;
 mod db;
 mod helpers;
 mod labeling_people;

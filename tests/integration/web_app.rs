@@ -16,7 +16,7 @@ pub struct TestApp {
     pub artifacts: tempfile::TempDir,
 }
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// A running app on a fresh database, with one user of each role (`ann` the annotator,
 /// `rita` the researcher, `ada` the admin), all with `PASSWORD`.
@@ -47,7 +47,10 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
 
 /// The trainer's stage defaults, as `plumb serve` hands them to the app.
 pub fn run_defaults() -> web::RunDefaults {
-    web::RunDefaults::new(trainer::defaults::stage_defaults())
+    #[cfg(feature = "trainer")]
+    return web::RunDefaults::new(trainer::defaults::stage_defaults());
+    #[cfg(not(feature = "trainer"))]
+    return web::RunDefaults::default();
 }
 
 pub fn client() -> reqwest::Client {
