@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod db;
 #[cfg(feature = "trainer")]
+mod import;
+#[cfg(feature = "trainer")]
 mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
@@ -59,6 +61,9 @@ enum Command {
     /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
     #[cfg(feature = "trainer")]
     World(world::WorldArgs),
+    /// Register an existing GPT-2-format checkpoint as a base version in the registry.
+    #[cfg(feature = "trainer")]
+    Import(import::ImportArgs),
 }
 
 impl Cli {
@@ -78,6 +83,8 @@ impl Cli {
             Command::Pretrain(args) => train::pretrain(args),
             #[cfg(feature = "trainer")]
             Command::Sft(args) => train::sft(args),
+            #[cfg(feature = "trainer")]
+            Command::Import(args) => import::run(args),
             #[cfg(feature = "trainer")]
             Command::Reward(args) => train::reward(args),
             #[cfg(feature = "trainer")]

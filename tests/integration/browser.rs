@@ -75,7 +75,9 @@ impl Browser {
                 .await;
             match connected {
                 Ok(client) => break client,
-                Err(e) if Instant::now() > deadline => panic!("no WebDriver session from {chromedriver}: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    panic!("no WebDriver session from {chromedriver}: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };

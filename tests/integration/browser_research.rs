@@ -38,11 +38,12 @@ fn a_researcher_uploads_prompts_sees_the_bad_line_and_launches_a_run() {
         assert!(report.contains("2 imported"), "{report}");
         assert!(report.contains("line 2") && report.contains("prompt"), "{report}");
         browser.screenshot("prompts-upload-report").await;
-        let stored: Vec<String> = sqlx::query_scalar("SELECT text FROM prompts WHERE project_id = $1 ORDER BY id")
-            .bind(project)
-            .fetch_all(&app.db.pool)
-            .await
-            .unwrap();
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT text FROM prompts WHERE project_id = $1 ORDER BY id")
+                .bind(project)
+                .fetch_all(&app.db.pool)
+                .await
+                .unwrap();
         assert_eq!(stored, ["reverse the word cat", "sort 3 1 2"]);
 
         browser.close().await;

@@ -30,6 +30,23 @@ impl TestDb {
         TestDb { pool, name, admin, options }
     }
 
+    /// The database's URL, for a `plumb` subprocess's `DATABASE_URL`.
+    pub fn url(&self) -> String {
+        let o = &self.options;
+        match o.get_socket() {
+            Some(socket) => format!(
+                "postgres://{}@localhost:{}/{}?host={}",
+                o.get_username(),
+                o.get_port(),
+                self.name,
+                socket.display()
+            ),
+            None => {
+                format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), self.name)
+            }
+        }
+    }
+
     /// A second, independent pool on the same database (a second worker, say).
     pub async fn another_pool(&self, max_connections: u32) -> PgPool {
         db::connect(self.options.clone(), max_connections, &self.name).await.expect("connecting")

@@ -41,6 +41,13 @@ pub fn plumb(args: &[&str], stdin: &str) -> Output {
     run(command, stdin)
 }
 
+/// Runs `plumb` with extra environment variables; the output whatever the exit status.
+pub fn plumb_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plumb"));
+    command.args(args).env_remove("RUST_BACKTRACE").envs(env.iter().copied());
+    run(command, "")
+}
+
 /// Runs `plumb`, expecting success, and parses its JSON lines.
 pub fn plumb_ok(args: &[&str], stdin: &str) -> Vec<Value> {
     let out = plumb(args, stdin);

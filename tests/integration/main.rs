@@ -19,6 +19,8 @@ mod cli;
 #[cfg(feature = "trainer")]
 mod demo_world;
 #[cfg(feature = "trainer")]
+mod import;
+#[cfg(feature = "trainer")]
 mod parity;
 #[cfg(feature = "trainer")]
 mod stages;
