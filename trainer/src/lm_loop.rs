@@ -175,6 +175,7 @@ pub fn run(
         }
     }
 
+    run.set_total_steps(settings.total_steps)?;
     let mut progress = Progress::new(settings.stage, settings.total_steps, state.step);
     let mut last_loss = f64::NAN;
     let micro_batches = settings.grad_accum.max(1) as i64;

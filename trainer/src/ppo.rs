@@ -1081,6 +1081,7 @@ pub fn train_with_eval(
         run.truncate_metrics_after(done - 1)?;
     }
 
+    run.set_total_steps(cfg.steps)?;
     let mut progress = Progress::new("ppo", cfg.steps, done);
     let mut last: Option<StepStats> = None;
     let mut generation_seconds = 0.0;

@@ -538,6 +538,7 @@ pub fn train(
         }
     }
 
+    run.set_total_steps(total_steps)?;
     let mut progress = Progress::new(STAGE, total_steps, state.step);
     let train_started = Instant::now();
     let (mut last_loss, mut pairs_trained) = (f64::NAN, 0usize);

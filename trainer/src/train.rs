@@ -5,6 +5,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,6 +37,9 @@ pub enum TrainError {
     NonFinite { step: i64, what: String, value: f64, last_good: Option<PathBuf> },
     #[error("{0}")]
     Torch(#[from] tch::TchError),
+    /// The run was asked to stop (cancelled, or its worker is shutting down).
+    #[error("stopped at step {step}")]
+    Stopped { step: i64 },
 }
 
 pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -196,6 +201,8 @@ pub fn ensure_finite(step: i64, what: &str, value: f64, run: &RunDir) -> Result<
 
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const METRICS: &str = "metrics.jsonl";
+/// `{"total_steps": N}`, written when a stage knows its length.
+pub const PROGRESS: &str = "progress.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// A run's output directory: the final model itself, with `metrics.jsonl` and
@@ -205,6 +212,9 @@ pub struct RunDir {
     metrics: BufWriter<File>,
     /// Checkpoints kept on disk; older ones are deleted.
     keep: usize,
+    /// Set from another thread (a worker's heartbeat) to stop the run at its next logged
+    /// step.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl RunDir {
@@ -225,7 +235,22 @@ impl RunDir {
             .append(true)
             .open(&metrics_path)
             .map_err(io_error(&metrics_path))?;
-        Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2 })
+        Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2, stop: None })
+    }
+
+    /// Makes the run stop with [`TrainError::Stopped`] at the first step logged after
+    /// `stop` is set. The step is logged first, so the metrics are complete.
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Records the run's total steps in `progress.json`, for whoever watches it (a
+    /// worker reporting progress).
+    pub fn set_total_steps(&self, total_steps: i64) -> Result<(), TrainError> {
+        let path = self.out.join(PROGRESS);
+        std::fs::write(&path, serde_json::json!({ "total_steps": total_steps }).to_string())
+            .map_err(io_error(&path))
     }
 
     pub fn path(&self) -> &Path {
@@ -245,7 +270,11 @@ impl RunDir {
         let path = self.out.join(METRICS);
         serde_json::to_writer(&mut self.metrics, &line)
             .map_err(|e| TrainError::Io { path: path.clone(), source: e.into() })?;
-        self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))
+        self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))?;
+        if self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+            return Err(TrainError::Stopped { step });
+        }
+        Ok(())
     }
 
     /// The newest checkpoint and its step.
@@ -410,6 +439,21 @@ mod tests {
         let bv = Vec::<f64>::try_from(b.to_kind(Kind::Double)).unwrap();
         assert!((wv[0] - 0.989).abs() < 1e-6, "{wv:?}");
         assert!((bv[0] + 1.99).abs() < 1e-6, "{bv:?}");
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_run_at_its_next_logged_step_with_the_step_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut run = RunDir::open(dir.path(), false).unwrap().stop_when(stop.clone());
+        run.set_total_steps(10).unwrap();
+        run.log(0, &[("loss", 2.0)]).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert!(matches!(run.log(1, &[("loss", 1.5)]), Err(TrainError::Stopped { step: 1 })));
+        let lines = std::fs::read_to_string(dir.path().join(METRICS)).unwrap();
+        assert_eq!(lines.lines().count(), 2, "{lines}");
+        let progress = std::fs::read_to_string(dir.path().join(PROGRESS)).unwrap();
+        assert_eq!(progress, r#"{"total_steps":10}"#);
     }
 
     #[test]
