@@ -507,3 +507,37 @@ fn json_type(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+/// Runs of `kind` (any kind when `None`) that `filter` admits, newest first: the run
+/// queue page's filters.
+pub async fn list_of_kind(pool: &PgPool, filter: &RunFilter, kind: Option<RunKind>) -> Result<Vec<Run>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE ($1::bigint IS NULL OR project_id = $1) AND ($2::run_status IS NULL OR status = $2)
+           AND ($3::run_kind IS NULL OR kind = $3)
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(filter.project_id)
+    .bind(filter.status)
+    .bind(kind)
+    .bind(filter.limit.max(0))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The run's last `limit` log lines, oldest first (a run page shows the tail).
+pub async fn log_tail(pool: &PgPool, run_id: i64, limit: i64) -> Result<Vec<LogLine>> {
+    let lines: Vec<LogLine> = sqlx::query_as(
+        "SELECT id, at, line FROM (
+             SELECT id, at, line FROM run_logs WHERE run_id = $1 ORDER BY id DESC LIMIT $2
+         ) tail ORDER BY id",
+    )
+    .bind(run_id)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await?;
+    if lines.is_empty() {
+        get(pool, run_id).await?;
+    }
+    Ok(lines)
+}

@@ -668,6 +668,11 @@ fn check_tag(tag: &str) -> Result<()> {
     }
 }
 
+/// The version that run `run_id` registered, if it has registered one.
+pub async fn of_run(pool: &PgPool, run_id: i64) -> Result<Option<ModelVersion>> {
+    version_of_run(pool, run_id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod registry;
 mod schema;
 mod web_app;
 mod web_prompts;
+mod web_runs;
 
 #[cfg(feature = "trainer")]
 mod cli;

@@ -6,6 +6,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 use labeling::error::LabelingError;
+use registry::error::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -53,6 +54,30 @@ impl From<LabelingError> for AppError {
             LabelingError::Conflict(m) => AppError::Conflict(m),
             LabelingError::UploadRefused(m) => AppError::BadRequest(m),
             LabelingError::InvalidCredentials => AppError::BadRequest("invalid credentials".into()),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl From<RegistryError> for AppError {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError as R;
+        match e {
+            R::RunNotFound(_)
+            | R::ModelNotFound(_)
+            | R::VersionNotFound(_)
+            | R::NoSuchVersion { .. }
+            | R::AliasNotFound { .. }
+            | R::SnapshotNotFound(_)
+            | R::ProjectNotFound(_)
+            | R::UserNotFound(_)
+            | R::ArtifactNotFound(_) => AppError::NotFound(e.to_string()),
+            R::AlreadyFinished { .. } | R::LeaseLost { .. } => AppError::Conflict(e.to_string()),
+            R::BadModelName(_) => AppError::Invalid { field: "model".into(), reason: e.to_string() },
+            R::BadAlias(_) => AppError::Invalid { field: "alias".into(), reason: e.to_string() },
+            R::BadTag(_) => AppError::Invalid { field: "tag".into(), reason: e.to_string() },
+            R::BadReference(_) => AppError::Invalid { field: "reference".into(), reason: e.to_string() },
+            R::ConfigNotObject(_) => AppError::Invalid { field: "config".into(), reason: e.to_string() },
             other => AppError::internal(other),
         }
     }

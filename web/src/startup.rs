@@ -119,6 +119,7 @@ impl Application {
                 .configure(routes::project::configure)
                 .configure(routes::data::configure)
                 .configure(routes::runs::configure)
+                .configure(routes::compare::configure)
                 .configure(routes::models::configure)
                 .configure(routes::api_doc::configure)
                 .default_service(web::to(not_found))

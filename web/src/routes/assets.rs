@@ -15,10 +15,12 @@ struct Asset {
     body: &'static str,
 }
 
-#[allow(dead_code)] // until the first script is listed
 const JS: &str = "text/javascript; charset=utf-8";
 
-const ASSETS: &[Asset] = &[];
+const ASSETS: &[Asset] = &[
+    Asset { name: "charts.js", content_type: JS, body: include_str!("../../static/charts.js") },
+    Asset { name: "runs.js", content_type: JS, body: include_str!("../../static/runs.js") },
+];
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/static/{name}", web::get().to(serve));

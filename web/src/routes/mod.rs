@@ -4,6 +4,7 @@
 pub mod annotate;
 pub mod api_doc;
 pub mod assets;
+pub mod compare;
 pub mod data;
 pub mod health;
 pub mod home;

@@ -1,5 +1,666 @@
-//! Runs (researchers): launch forms pre-filled with each stage's defaults, the queue, and a run's page with live progress, curves, logs and cancel.
+//! Runs (researchers): launch forms pre-filled with each stage's defaults, the queue, and
+//! a run's page with live progress, curves, logs and cancel. The same under `/api/runs`.
 
-use actix_web::web::ServiceConfig;
+pub mod chart;
+mod help;
+mod launch;
 
-pub fn configure(_cfg: &mut ServiceConfig) {}
+use std::collections::{BTreeMap, HashMap};
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{get, post, HttpResponse};
+use askama::Template;
+use chrono::{DateTime, Utc};
+use labeling::projects::{self, Project};
+use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunStatus};
+use registry::versions::{self, ModelVersion};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use self::chart::Chart;
+use self::launch::{Control, Problem};
+use super::{page, see_other, Nav};
+use crate::auth::{self, CurrentUser};
+use crate::error::{urlencode, AppError};
+use crate::run_defaults::RunDefaults;
+
+/// Every run kind, in pipeline order.
+pub const KINDS: [RunKind; 6] =
+    [RunKind::Pretrain, RunKind::Sft, RunKind::Reward, RunKind::Ppo, RunKind::Sample, RunKind::Eval];
+const STATUSES: [RunStatus; 5] =
+    [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
+/// Log lines a run page starts with (the tail); the API's most per request.
+const LOG_TAIL: i64 = 200;
+const MAX_LOG_LINES: i64 = 1000;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(queue)
+        .service(new_form)
+        .service(launch_run)
+        .service(show)
+        .service(cancel)
+        .service(api_list)
+        .service(api_launch)
+        .service(api_show)
+        .service(api_metrics)
+        .service(api_logs)
+        .service(api_cancel)
+        .service(api_defaults);
+}
+
+pub fn kind_str(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Pretrain => "pretrain",
+        RunKind::Sft => "sft",
+        RunKind::Reward => "reward",
+        RunKind::Ppo => "ppo",
+        RunKind::Sample => "sample",
+        RunKind::Eval => "eval",
+    }
+}
+
+fn parse_kind(field: &str, text: &str) -> Result<RunKind, AppError> {
+    KINDS.into_iter().find(|k| kind_str(*k) == text).ok_or_else(|| AppError::Invalid {
+        field: field.into(),
+        reason: format!("{text:?} is not a run kind (pretrain, sft, reward, ppo, sample or eval)"),
+    })
+}
+
+/// An empty filter means "any".
+fn optional<T>(text: &str, parse: impl FnOnce(&str) -> Result<T, AppError>) -> Result<Option<T>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse(text).map(Some)
+    }
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, AppError> {
+    STATUSES.into_iter().find(|s| s.as_str() == text).ok_or_else(|| AppError::Invalid {
+        field: "status".into(),
+        reason: format!("{text:?} is not a run status (queued, running, succeeded, failed or cancelled)"),
+    })
+}
+
+fn parse_id(field: &str, text: &str) -> Result<i64, AppError> {
+    text.parse()
+        .map_err(|_| AppError::Invalid { field: field.into(), reason: format!("{text:?} is not an id") })
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn when(t: &Option<DateTime<Utc>>) -> String {
+    t.as_ref().map(time).unwrap_or_default()
+}
+
+/// `1h 02m`, `3m 20s`, `12s`.
+fn duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// How long the run has run (so far, while it runs).
+fn run_duration(run: &Run, now: DateTime<Utc>) -> Option<i64> {
+    let start = run.started_at?;
+    Some((run.finished_at.unwrap_or(now) - start).num_seconds())
+}
+
+/// Seconds left, from the time per step so far.
+fn eta_seconds(run: &Run, now: DateTime<Utc>) -> Option<f64> {
+    let p = f64::from(run.progress);
+    if run.status != RunStatus::Running || p <= 0.0 || p >= 1.0 {
+        return None;
+    }
+    let elapsed = (now - run.started_at?).num_milliseconds() as f64 / 1000.0;
+    Some(elapsed * (1.0 - p) / p)
+}
+
+/// Names of users and projects, for the tables.
+struct Names {
+    users: HashMap<i64, String>,
+    projects: HashMap<i64, String>,
+}
+
+impl Names {
+    async fn load(pool: &PgPool) -> Result<Names, AppError> {
+        let users =
+            labeling::users::list_users(pool).await?.into_iter().map(|u| (u.id, u.username)).collect();
+        let projects = projects::list_projects(pool).await?.into_iter().map(|p| (p.id, p.name)).collect();
+        Ok(Names { users, projects })
+    }
+
+    fn user(&self, id: Option<i64>) -> String {
+        id.and_then(|id| self.users.get(&id).cloned()).unwrap_or_default()
+    }
+
+    fn project(&self, id: Option<i64>) -> String {
+        id.and_then(|id| self.projects.get(&id).cloned()).unwrap_or_default()
+    }
+}
+
+// The queue.
+
+/// `?project=&kind=&status=` (empty: any) and, for the API, `limit` (default 100, at
+/// most 500).
+#[derive(Deserialize, Default)]
+pub struct QueueQuery {
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    status: String,
+    limit: Option<i64>,
+}
+
+impl QueueQuery {
+    fn parse(&self) -> Result<(RunFilter, Option<RunKind>), AppError> {
+        let filter = RunFilter {
+            project_id: optional(&self.project, |t| parse_id("project", t))?,
+            status: optional(&self.status, parse_status)?,
+            limit: self.limit.unwrap_or(100).clamp(1, 500),
+        };
+        Ok((filter, optional(&self.kind, |t| parse_kind("kind", t))?))
+    }
+}
+
+/// A queue row.
+struct QueueRow {
+    run: Run,
+    kind: &'static str,
+    project: String,
+    created_by: String,
+    created: String,
+    started: String,
+    finished: String,
+    duration: String,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct QueuePage {
+    nav: Nav,
+    rows: Vec<QueueRow>,
+    projects: Vec<Project>,
+    kinds: Vec<&'static str>,
+    statuses: Vec<&'static str>,
+    project: String,
+    kind: String,
+    status: String,
+    /// The filters as a query string, for the refreshing script.
+    query: String,
+    /// Whether any row is queued or running (then the page refreshes them).
+    active: bool,
+}
+
+#[get("/runs")]
+pub async fn queue(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    query: web::Query<QueueQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let (filter, kind) = query.parse()?;
+    let found = runs::list_of_kind(&pool, &filter, kind).await?;
+    let names = Names::load(&pool).await?;
+    let now = Utc::now();
+    let rows: Vec<QueueRow> = found
+        .into_iter()
+        .map(|run| QueueRow {
+            kind: kind_str(run.kind),
+            project: names.project(run.project_id),
+            created_by: names.user(run.created_by),
+            created: time(&run.created_at),
+            started: when(&run.started_at),
+            finished: when(&run.finished_at),
+            duration: run_duration(&run, now).map(duration).unwrap_or_default(),
+            run,
+        })
+        .collect();
+    let q = query.into_inner();
+    page(&QueuePage {
+        nav: Nav::new(&me, &session)?,
+        active: rows.iter().any(|r| !r.run.status.is_finished()),
+        rows,
+        projects: projects::list_projects(&pool).await?,
+        kinds: KINDS.iter().map(|k| kind_str(*k)).collect(),
+        statuses: STATUSES.iter().map(|s| s.as_str()).collect(),
+        query: format!(
+            "project={}&kind={}&status={}",
+            urlencode(q.project.trim()),
+            urlencode(q.kind.trim()),
+            urlencode(q.status.trim())
+        ),
+        project: q.project.trim().to_owned(),
+        kind: q.kind.trim().to_owned(),
+        status: q.status.trim().to_owned(),
+    })
+}
+
+#[get("/api/runs")]
+pub async fn api_list(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    query: web::Query<QueueQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let (filter, kind) = query.parse()?;
+    Ok(HttpResponse::Ok().json(runs::list_of_kind(&pool, &filter, kind).await?))
+}
+
+// Launching.
+
+#[derive(Template)]
+#[template(path = "run_new.html")]
+struct LaunchPage {
+    nav: Nav,
+    kinds: Vec<&'static str>,
+    kind: &'static str,
+    projects: Vec<Project>,
+    project: Option<Project>,
+    /// The config fields (references, snapshot, model name …).
+    fields: Vec<Control>,
+    /// One per stage setting, pre-filled with the defaults.
+    stage: Vec<Control>,
+    /// Problems with no field of their own on the form (an unknown stage setting …).
+    problems: Vec<Problem>,
+    /// Whether the stage's defaults are known (else the worker applies them).
+    has_defaults: bool,
+    /// Whether a field shows a problem of its own.
+    any_field_error: bool,
+}
+
+/// `?kind=sft&project=3`; without a project, the first one.
+#[derive(Deserialize)]
+pub struct LaunchQuery {
+    kind: Option<String>,
+    project: Option<String>,
+}
+
+#[get("/runs/new")]
+pub async fn new_form(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    defaults: web::Data<RunDefaults>,
+    query: web::Query<LaunchQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let kind = parse_kind("kind", query.kind.as_deref().unwrap_or("sft"))?;
+    let project_id = optional(query.project.as_deref().unwrap_or(""), |t| parse_id("project", t))?;
+    let all = projects::list_projects(&pool).await?;
+    let project = match project_id {
+        Some(id) => Some(projects::get_project(&pool, id).await?),
+        None => all.first().cloned(),
+    };
+    let page = launch_page(&me, &pool, &session, &defaults, kind, all, project, None, Vec::new()).await?;
+    super::page(&page)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn launch_page(
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    defaults: &RunDefaults,
+    kind: RunKind,
+    projects: Vec<Project>,
+    project: Option<Project>,
+    input: Option<&[(String, String)]>,
+    problems: Vec<Problem>,
+) -> Result<LaunchPage, AppError> {
+    let (fields, stage) = match &project {
+        Some(project) => launch::controls(pool, defaults, project, kind, input, &problems).await?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let shown: Vec<&str> = fields.iter().chain(&stage).map(|c| c.name.as_str()).collect();
+    let problems = problems.into_iter().filter(|p| !shown.contains(&p.field.as_str())).collect();
+    Ok(LaunchPage {
+        any_field_error: fields.iter().chain(&stage).any(|c| c.error.is_some()),
+        nav: Nav::new(me, session)?,
+        kinds: KINDS.iter().map(|k| kind_str(*k)).collect(),
+        kind: kind_str(kind),
+        has_defaults: defaults.of(kind_str(kind)).is_some(),
+        projects,
+        project,
+        fields,
+        stage,
+        problems,
+    })
+}
+
+#[post("/runs")]
+pub async fn launch_run(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    defaults: web::Data<RunDefaults>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let pairs = form.into_inner();
+    let value_of = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
+    auth::check_csrf(&session, value_of("csrf"), me.by_token)?;
+    let kind = parse_kind("kind", value_of("kind"))?;
+    let project = project_of(&pool, &parse_id("project_id", value_of("project_id"))?).await?;
+    let (config, mut problems) = launch::config_from_form(&defaults, kind, &pairs);
+    for problem in launch::check(&pool, &defaults, &project, kind, &config).await? {
+        if !problems.iter().any(|p| p.field == problem.field) {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        let id = enqueue(&pool, &me, &project, kind, config).await?;
+        return Ok(see_other(&format!("/runs/{id}")));
+    }
+    let all = projects::list_projects(&pool).await?;
+    let page = launch_page(&me, &pool, &session, &defaults, kind, all, Some(project), Some(&pairs), problems)
+        .await?;
+    Ok(HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
+/// A project named in a body: a missing one is the field's problem (422), not a 404.
+async fn project_of(pool: &PgPool, id: &i64) -> Result<Project, AppError> {
+    match projects::get_project(pool, *id).await {
+        Err(labeling::error::LabelingError::NotFound { .. }) => Err(AppError::Invalid {
+            field: "project_id".into(),
+            reason: format!("project {id} does not exist"),
+        }),
+        other => Ok(other?),
+    }
+}
+
+async fn enqueue(
+    pool: &PgPool,
+    me: &CurrentUser,
+    project: &Project,
+    kind: RunKind,
+    config: Value,
+) -> Result<i64, AppError> {
+    let new = runs::NewRun { project_id: Some(project.id), kind, config, created_by: Some(me.user.id) };
+    Ok(runs::enqueue(pool, &new).await?)
+}
+
+/// `POST /api/runs`: `{"project_id", "kind", "config", "csrf"?}`.
+#[derive(Deserialize)]
+pub struct LaunchBody {
+    project_id: i64,
+    kind: String,
+    #[serde(default = "empty_object")]
+    config: Value,
+    #[serde(default)]
+    csrf: String,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[post("/api/runs")]
+pub async fn api_launch(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    defaults: web::Data<RunDefaults>,
+    body: web::Json<LaunchBody>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let kind = parse_kind("kind", &body.kind)?;
+    let project = project_of(&pool, &body.project_id).await?;
+    let problems = launch::check(&pool, &defaults, &project, kind, &body.config).await?;
+    if let Some(first) = problems.into_iter().next() {
+        return Err(first.into());
+    }
+    let body = body.into_inner();
+    let id = enqueue(&pool, &me, &project, kind, body.config).await?;
+    Ok(HttpResponse::Created().json(runs::get(&pool, id).await?))
+}
+
+#[get("/api/run-defaults/{kind}")]
+pub async fn api_defaults(
+    me: CurrentUser,
+    defaults: web::Data<RunDefaults>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let kind = kind_str(
+        KINDS
+            .into_iter()
+            .find(|k| kind_str(*k) == path.as_str())
+            .ok_or_else(|| AppError::NotFound(format!("no run kind {:?}", path.as_str())))?,
+    );
+    let stage = defaults.of(kind).cloned().unwrap_or_else(empty_object);
+    let help: BTreeMap<&str, &str> = stage
+        .as_object()
+        .map(|o| o.keys().map(|k| (k.as_str(), help::help(kind, k))).collect())
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "kind": kind, "stage": stage, "help": help })))
+}
+
+// One run.
+
+/// The version a run registered, as a link.
+#[derive(Serialize)]
+pub struct VersionLink {
+    pub id: i64,
+    pub model: String,
+    pub version: i32,
+    pub url: String,
+}
+
+impl From<&ModelVersion> for VersionLink {
+    fn from(v: &ModelVersion) -> Self {
+        VersionLink {
+            id: v.id,
+            model: v.model.clone(),
+            version: v.version,
+            url: format!("/models/{}/versions/{}", urlencode(&v.model), v.version),
+        }
+    }
+}
+
+/// `GET /api/runs/{id}`: the run with its ETA and registered version.
+#[derive(Serialize)]
+struct RunDetail {
+    #[serde(flatten)]
+    run: Run,
+    eta_seconds: Option<f64>,
+    version: Option<VersionLink>,
+}
+
+/// Charts under one heading (`loss`, `objective`, `ppo`, `val`, …).
+pub struct ChartGroup {
+    pub name: String,
+    pub charts: Vec<Chart>,
+}
+
+/// The metric series as charts, one per series, grouped by their prefix.
+fn chart_groups(series: &[runs::MetricSeries]) -> Vec<ChartGroup> {
+    let mut groups: BTreeMap<&str, Vec<Chart>> = BTreeMap::new();
+    for s in series {
+        groups.entry(chart::group_of(&s.name)).or_default().push(chart::chart(
+            &s.name,
+            &[(s.name.clone(), s)],
+            false,
+        ));
+    }
+    groups.into_iter().map(|(name, charts)| ChartGroup { name: name.to_owned(), charts }).collect()
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    nav: Nav,
+    run: Run,
+    kind: &'static str,
+    project: String,
+    created_by: String,
+    created: String,
+    started: String,
+    finished: String,
+    duration: String,
+    eta: String,
+    config: String,
+    groups: Vec<ChartGroup>,
+    logs: Vec<(i64, String, String)>,
+    last_log_id: i64,
+    version: Option<VersionLink>,
+    active: bool,
+}
+
+#[get("/runs/{id}")]
+pub async fn show(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let run = runs::get(&pool, path.into_inner()).await?;
+    let names = Names::load(&pool).await?;
+    let series = runs::metrics(&pool, run.id).await?;
+    let logs = runs::log_tail(&pool, run.id, LOG_TAIL).await?;
+    let version = versions::of_run(&pool, run.id).await?;
+    let now = Utc::now();
+    page(&RunPage {
+        nav: Nav::new(&me, &session)?,
+        kind: kind_str(run.kind),
+        project: names.project(run.project_id),
+        created_by: names.user(run.created_by),
+        created: time(&run.created_at),
+        started: when(&run.started_at),
+        finished: when(&run.finished_at),
+        duration: run_duration(&run, now).map(duration).unwrap_or_default(),
+        eta: eta_seconds(&run, now).map(|s| duration(s.round() as i64)).unwrap_or_default(),
+        config: serde_json::to_string_pretty(&run.config).map_err(AppError::internal)?,
+        groups: chart_groups(&series),
+        last_log_id: logs.last().map(|l| l.id).unwrap_or(0),
+        logs: logs.into_iter().map(|l: LogLine| (l.id, time(&l.at), l.line)).collect(),
+        version: version.as_ref().map(VersionLink::from),
+        active: !run.status.is_finished(),
+        run,
+    })
+}
+
+#[get("/api/runs/{id}")]
+pub async fn api_show(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let run = runs::get(&pool, path.into_inner()).await?;
+    let version = versions::of_run(&pool, run.id).await?;
+    Ok(HttpResponse::Ok().json(RunDetail {
+        eta_seconds: eta_seconds(&run, Utc::now()),
+        version: version.as_ref().map(VersionLink::from),
+        run,
+    }))
+}
+
+#[get("/api/runs/{id}/metrics")]
+pub async fn api_metrics(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    Ok(HttpResponse::Ok().json(runs::metrics(&pool, path.into_inner()).await?))
+}
+
+/// `?after=<log line id>&limit=` (default 200, at most 1000).
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[get("/api/runs/{id}/logs")]
+pub async fn api_logs(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+    query: web::Query<LogsQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let limit = query.limit.unwrap_or(LOG_TAIL);
+    if !(1..=MAX_LOG_LINES).contains(&limit) {
+        return Err(AppError::Invalid {
+            field: "limit".into(),
+            reason: format!("must be 1 to {MAX_LOG_LINES}"),
+        });
+    }
+    Ok(HttpResponse::Ok().json(runs::logs(&pool, path.into_inner(), query.after, limit).await?))
+}
+
+/// A cancel: the form's CSRF token (the API's JSON may omit it with a token).
+#[derive(Deserialize, Default)]
+pub struct CancelForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[post("/runs/{id}/cancel")]
+pub async fn cancel(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<CancelForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let id = path.into_inner();
+    runs::cancel(&pool, id).await?;
+    Ok(see_other(&format!("/runs/{id}")))
+}
+
+#[post("/api/runs/{id}/cancel")]
+pub async fn api_cancel(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: Option<web::Json<CancelForm>>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let csrf = body.map(|b| b.into_inner().csrf).unwrap_or_default();
+    auth::check_csrf(&session, &csrf, me.by_token)?;
+    let id = path.into_inner();
+    let status = runs::cancel(&pool, id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "status": status })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(12), "12s");
+        assert_eq!(duration(200), "3m 20s");
+        assert_eq!(duration(3720), "1h 02m");
+    }
+
+    #[test]
+    fn every_kind_parses_back_from_its_name() {
+        for kind in KINDS {
+            assert_eq!(parse_kind("kind", kind_str(kind)).unwrap(), kind);
+        }
+        assert!(parse_kind("kind", "rlhf").is_err());
+    }
+}

@@ -1,0 +1,643 @@
+//! The researchers' run pages and the compare picker over HTTP: launch forms pre-filled
+//! with the stage defaults, what a launch enqueues, refusals that name the field and
+//! enqueue nothing, a run's page fed by a faked worker, cancel, the queue, compare, and
+//! the role matrix.
+
+use std::time::Duration;
+
+use ::registry::artifacts::StoredArtifact;
+use ::registry::runs::{self, Metric, NewRun, RunKind, RunStatus};
+use ::registry::versions::{self, ModelKind, ModelVersion, NewVersion, Parent};
+use labeling::domain::{Guidelines, ProjectName};
+use labeling::projects::NewProject;
+use labeling::snapshots::{SnapshotFilter, SnapshotKind};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::db::with_db;
+use crate::web_app::{client, hidden_value, run_defaults, spawn_app, TestApp};
+
+const KINDS: [&str; 6] = ["pretrain", "sft", "reward", "ppo", "sample", "eval"];
+
+async fn new_project(app: &TestApp, name: &str) -> i64 {
+    let new = NewProject {
+        name: ProjectName::parse(name).unwrap(),
+        guidelines: Guidelines::default(),
+        overlap: Default::default(),
+        samples_per_task: Default::default(),
+        created_by: None,
+    };
+    labeling::projects::create_project(&app.db.pool, &new).await.unwrap().id
+}
+
+async fn freeze(app: &TestApp, project: i64, kind: SnapshotKind) -> i64 {
+    labeling::snapshots::freeze(&app.db.pool, project, kind, &SnapshotFilter::default(), "frozen", None)
+        .await
+        .unwrap()
+        .id
+}
+
+/// Registers a version (its artifact record has no files behind it: no page here reads
+/// them).
+async fn register(
+    app: &TestApp,
+    model: &str,
+    kind: ModelKind,
+    run_id: Option<i64>,
+    config: Value,
+    metrics: Value,
+) -> ModelVersion {
+    let seed = format!("{model}{}", uuid::Uuid::new_v4());
+    let sha256: String = Sha256::digest(seed.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let new = NewVersion {
+        model: model.into(),
+        kind,
+        run_id,
+        parents: Vec::<Parent>::new(),
+        snapshots: Vec::new(),
+        config,
+        metrics,
+        artifact: StoredArtifact { uri: format!("file:///artifacts/sha256/{sha256}"), sha256, size: 1 },
+        created_by: None,
+    };
+    versions::register(&app.db.pool, &new).await.unwrap()
+}
+
+async fn run_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM runs").fetch_one(&app.db.pool).await.unwrap()
+}
+
+async fn enqueue(app: &TestApp, project: i64, kind: RunKind, config: Value) -> i64 {
+    let new = NewRun { project_id: Some(project), kind, config, created_by: None };
+    runs::enqueue(&app.db.pool, &new).await.unwrap()
+}
+
+fn metric(name: &str, step: i64, value: f64) -> Metric {
+    Metric { name: name.into(), step, value }
+}
+
+/// A worker's claim of the oldest queued run.
+async fn claim(app: &TestApp) -> i64 {
+    runs::claim(&app.db.pool, "w1", Duration::from_secs(60)).await.unwrap().unwrap().id
+}
+
+/// The defaults' text as the form shows it.
+fn form_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An SFT launch form's fields: the stage's defaults as text, with `changes` applied.
+fn sft_form(
+    csrf: &str,
+    project: i64,
+    fields: &[(&str, &str)],
+    changes: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), csrf.into()),
+        ("kind".into(), "sft".into()),
+        ("project_id".into(), project.to_string()),
+    ];
+    form.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let defaults = run_defaults();
+    for (key, value) in defaults.of("sft").unwrap().as_object().unwrap() {
+        let name = format!("stage.{key}");
+        let text =
+            changes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).unwrap_or(form_text(value));
+        form.push((name, text));
+    }
+    form.extend(
+        changes
+            .iter()
+            .filter(|(n, _)| !form.iter().any(|(f, _)| f == n))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect::<Vec<_>>(),
+    );
+    form
+}
+
+async fn post_pairs(app: &TestApp, path: &str, form: &[(String, String)]) -> reqwest::Response {
+    app.client.post(app.url(path)).form(form).send().await.unwrap()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[test]
+fn every_run_route_needs_a_researcher() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        let pages =
+            ["/runs".to_string(), "/runs/new?kind=sft".into(), format!("/runs/{run}"), "/compare".into()];
+        let apis = [
+            "/api/runs".to_string(),
+            format!("/api/runs/{run}"),
+            format!("/api/runs/{run}/metrics"),
+            format!("/api/runs/{run}/logs"),
+            "/api/run-defaults/sft".into(),
+            "/api/compare?v=1&v=2".into(),
+        ];
+        // Logged out: pages go to the login page, the API answers 401.
+        for path in &pages {
+            let response = app.get(path).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+            assert!(location(&response).starts_with("/login?next="), "{path}");
+        }
+        for path in &apis {
+            assert_eq!(app.get(path).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let response = app.post_form(&format!("/runs/{run}/cancel"), &[("csrf", "x")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        // An annotator: 403 everywhere, posts included, and nothing changes.
+        app.log_in("ann").await;
+        let csrf = hidden_value(&app.get_html("/").await, "csrf");
+        for path in pages.iter().chain(&apis) {
+            assert_eq!(app.get(path).await.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        let form = sft_form(&csrf, project, &[("model_name", "m"), ("base", "b")], &[]);
+        assert_eq!(post_pairs(&app, "/runs", &form).await.status(), StatusCode::FORBIDDEN);
+        let response = app.post_form(&format!("/runs/{run}/cancel"), &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let token = app.token_for("ann").await;
+        let response = client()
+            .post(app.url("/api/runs"))
+            .bearer_auth(&token)
+            .json(&json!({"project_id": project, "kind": "sft", "config": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let response = client()
+            .post(app.url(&format!("/api/runs/{run}/cancel")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(run_count(&app).await, 1);
+        assert_eq!(runs::get(&app.db.pool, run).await.unwrap().status, RunStatus::Queued);
+    });
+}
+
+#[test]
+fn each_kinds_form_is_pre_filled_with_its_stage_defaults() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        app.log_in("rita").await;
+        let defaults = run_defaults();
+        for kind in KINDS {
+            let html = app.get_html(&format!("/runs/new?kind={kind}&project={project}")).await;
+            for (key, value) in defaults.of(kind).unwrap().as_object().unwrap() {
+                let marker = format!("name=\"stage.{key}\"");
+                assert!(html.contains(&marker), "{kind}: no {key}");
+                if !value.is_boolean() {
+                    assert!(
+                        html.contains(&format!("{marker} value=\"{}\"", form_text(value))),
+                        "{kind}: {key}"
+                    );
+                }
+            }
+        }
+        // The SFT form shows the SFT default learning rate, and PPO's its own.
+        let sft = app.get_html(&format!("/runs/new?kind=sft&project={project}")).await;
+        let lr = defaults.of("sft").unwrap()["lr"].to_string();
+        assert!(sft.contains(&format!("name=\"stage.lr\" value=\"{lr}\"")), "{sft}");
+        assert!(sft.contains("Peak learning rate"), "the setting's help shows");
+        let ppo = app.get_html(&format!("/runs/new?kind=ppo&project={project}")).await;
+        assert!(ppo.contains("name=\"policy\"") && ppo.contains("name=\"stage.kl_coef\""), "{ppo}");
+        assert_eq!(app.get("/runs/new?kind=rlhf").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // The API hands out the same defaults.
+        let body: Value = app.get("/api/run-defaults/sft").await.json().await.unwrap();
+        assert_eq!(&body["stage"], defaults.of("sft").unwrap());
+        assert_eq!(app.get("/api/run-defaults/rlhf").await.status(), StatusCode::NOT_FOUND);
+    });
+}
+
+#[test]
+fn launching_an_sft_run_through_the_form_enqueues_exactly_that_config() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let snapshot = freeze(&app, project, SnapshotKind::Demonstrations).await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/runs/new?kind=sft&project={project}")).await;
+        assert!(
+            html.contains("<option value=\"base-tiny:1\">"),
+            "the datalist offers the base version: {html}"
+        );
+        assert!(html.contains(&format!("<option value=\"{snapshot}\">")), "the snapshot is offered");
+        let csrf = hidden_value(&html, "csrf");
+        let fields =
+            [("model_name", "sft-a"), ("base", "base-tiny:1"), ("snapshot_id", &*snapshot.to_string())];
+        let form = sft_form(&csrf, project, &fields, &[("stage.lr", "3e-5"), ("stage.steps", "40")]);
+        let response = post_pairs(&app, "/runs", &form).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let listed = runs::list(&app.db.pool, &Default::default()).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let run = &listed[0];
+        assert_eq!(location(&response), format!("/runs/{}", run.id));
+        let mut stage = run_defaults().of("sft").unwrap().clone();
+        stage["lr"] = json!(3e-5);
+        stage["steps"] = json!(40);
+        let expected =
+            json!({"model_name": "sft-a", "base": "base-tiny:1", "snapshot_id": snapshot, "stage": stage});
+        assert_eq!(run.config, expected);
+        assert_eq!((run.kind, run.project_id, run.status), (RunKind::Sft, Some(project), RunStatus::Queued));
+        let rita = labeling::users::get_user_by_username(&app.db.pool, "rita").await.unwrap();
+        assert_eq!(run.created_by, Some(rita.id));
+        // Without a snapshot, the worker freezes one: the config says nothing of it.
+        let fields = [("model_name", "sft-b"), ("base", "base-tiny"), ("snapshot_id", "")];
+        let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &[])).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id: i64 = location(&response).trim_start_matches("/runs/").parse().unwrap();
+        let config = runs::get(&app.db.pool, id).await.unwrap().config;
+        assert!(config.get("snapshot_id").is_none() && config["stage"] == *run_defaults().of("sft").unwrap());
+    });
+}
+
+#[test]
+fn bad_launches_are_refused_naming_the_field_and_enqueue_nothing() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let other = new_project(&app, "q").await;
+        let rankings = freeze(&app, project, SnapshotKind::Rankings).await;
+        let elsewhere = freeze(&app, other, SnapshotKind::Demonstrations).await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        register(&app, "rm", ModelKind::Reward, None, json!({}), json!({})).await;
+        app.log_in("rita").await;
+        let csrf = app.csrf().await;
+        let good = [("model_name", "sft-a"), ("base", "base-tiny")];
+        let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, &str, &str)> = vec![
+            (
+                good.to_vec(),
+                vec![("stage.learning_rate", "0.1")],
+                "stage.learning_rate",
+                "is not a sft setting",
+            ),
+            (good.to_vec(), vec![("stage.lr", "fast")], "stage.lr", "must be a number"),
+            (good.to_vec(), vec![("stage.epochs", "2.5")], "stage.epochs", "whole number"),
+            (
+                vec![("model_name", "sft-a"), ("base", "nothing:3")],
+                vec![],
+                "base",
+                "model `nothing` does not exist",
+            ),
+            (vec![("model_name", "sft-a"), ("base", "rm")], vec![], "base", "is a reward model"),
+            (
+                vec![("model_name", "bad name!"), ("base", "base-tiny")],
+                vec![],
+                "model_name",
+                "not a valid model name",
+            ),
+            (vec![("model_name", "sft-a")], vec![], "base", "is required"),
+        ];
+        for (fields, changes, field, message) in cases {
+            let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &changes)).await;
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            let html = response.text().await.unwrap();
+            assert!(html.contains(message), "{field}: {html}");
+            assert!(html.contains("The run was not launched"), "{field}");
+            // The person's input comes back.
+            assert!(html.contains(&format!("value=\"{}\"", fields[0].1)), "{field}");
+        }
+        for (snapshot, message) in [
+            (rankings, "holds rankings, not demonstrations"),
+            (elsewhere, "belongs to another project"),
+            (999_999, "does not exist"),
+        ] {
+            let s = snapshot.to_string();
+            let fields = [("model_name", "sft-a"), ("base", "base-tiny"), ("snapshot_id", s.as_str())];
+            let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &[])).await;
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(response.text().await.unwrap().contains(message), "{message}");
+        }
+        // The JSON API refuses the same, naming the field.
+        let token = app.token_for("rita").await;
+        let api = client();
+        for (config, field) in [
+            (json!({"model_name": "m", "base": "base-tiny", "stage": {"nope": 1}}), "stage.nope"),
+            (json!({"model_name": "m", "base": "base-tiny", "stage": {"lr": "0.1"}}), "stage.lr"),
+            (json!({"model_name": "m", "base": "ghost"}), "base"),
+            (json!({"model_name": "m", "base": "base-tiny", "extra": true}), "extra"),
+            (json!([1]), "config"),
+        ] {
+            let response = api
+                .post(app.url("/api/runs"))
+                .bearer_auth(&token)
+                .json(&json!({"project_id": project, "kind": "sft", "config": config}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], field, "{body}");
+        }
+        let response = api
+            .post(app.url("/api/runs"))
+            .bearer_auth(&token)
+            .json(&json!({"project_id": 999_999, "kind": "sft", "config": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // A form without the session's CSRF token is refused.
+        let form = sft_form("forged", project, &good, &[]);
+        assert_eq!(post_pairs(&app, "/runs", &form).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(run_count(&app).await, 0);
+    });
+}
+
+#[test]
+fn the_api_launches_each_kind_with_its_references() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        register(&app, "sft", ModelKind::Sft, None, json!({}), json!({})).await;
+        register(&app, "rm", ModelKind::Reward, None, json!({}), json!({})).await;
+        let token = app.token_for("rita").await;
+        let configs = [
+            (
+                "pretrain",
+                json!({"model_name": "base2", "preset": "tiny", "corpus": "demo_world", "stage": {"steps": 10}}),
+            ),
+            ("reward", json!({"model_name": "rm2", "base": "sft:1"})),
+            (
+                "ppo",
+                json!({"model_name": "pol", "policy": "sft", "reward": "rm", "stage": {"kl_target": 6.0}}),
+            ),
+            ("sample", json!({"version": "sft", "prompts": {"split": "train", "limit": 5}, "k": 4})),
+            (
+                "eval",
+                json!({"versions": ["sft", "base-tiny:1"], "reward": "rm", "prompts": {"split": "val"}}),
+            ),
+        ];
+        for (kind, config) in configs {
+            let response = client()
+                .post(app.url("/api/runs"))
+                .bearer_auth(&token)
+                .json(&json!({"project_id": project, "kind": kind, "config": config}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED, "{kind}: {}", response.text().await.unwrap());
+            let run: Value = response.json().await.unwrap();
+            assert_eq!((run["kind"].as_str(), &run["config"]), (Some(kind), &config));
+        }
+        // The PPO reward must be a reward model; a sample's K fits 2..9.
+        for (kind, config, field) in [
+            ("ppo", json!({"model_name": "pol", "policy": "sft", "reward": "sft"}), "reward"),
+            ("sample", json!({"version": "sft", "prompts": {"split": "train"}, "k": 12}), "k"),
+            ("pretrain", json!({"model_name": "b", "corpus": "wikipedia"}), "corpus"),
+        ] {
+            let response = client()
+                .post(app.url("/api/runs"))
+                .bearer_auth(&token)
+                .json(&json!({"project_id": project, "kind": kind, "config": config}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{kind}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], field, "{body}");
+        }
+        assert_eq!(run_count(&app).await, 5);
+    });
+}
+
+#[test]
+fn a_run_page_shows_what_its_worker_reported_and_why_it_failed() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(&app, project, RunKind::Ppo, json!({"model_name": "pol"})).await;
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        assert!(html.contains("id=\"run-cancel\"") && html.contains("No metrics yet"), "{html}");
+        assert!(html.contains("data-active=\"true\"") && html.contains("/static/charts.js"));
+        // A fake worker: claim, report, log, fail.
+        assert_eq!(claim(&app).await, run);
+        let pool = &app.db.pool;
+        let reported =
+            [metric("loss/policy", 1, 0.9), metric("objective/kl", 1, 0.01), metric("ppo/clipfrac", 1, 0.1)];
+        runs::report(pool, run, "w1", 1, Some(4), &reported).await.unwrap();
+        runs::report(pool, run, "w1", 2, None, &[metric("loss/policy", 2, 0.7)]).await.unwrap();
+        runs::log(pool, run, &["rollout 1 done", "<b>not bold</b>"]).await.unwrap();
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        for needle in [
+            "data-metric=\"loss/policy\"",
+            "data-metric=\"objective/kl\"",
+            "data-group=\"ppo\"",
+            "<polyline",
+            "rollout 1 done",
+            "step 2 of 4",
+            "w1",
+        ] {
+            assert!(html.contains(needle), "{needle}: {html}");
+        }
+        assert!(!html.contains("<b>not bold</b>"), "log lines are escaped");
+        let series: Value = app.get(&format!("/api/runs/{run}/metrics")).await.json().await.unwrap();
+        let policy = series.as_array().unwrap().iter().find(|s| s["name"] == "loss/policy").unwrap();
+        assert_eq!((&policy["steps"], &policy["values"]), (&json!([1, 2]), &json!([0.9, 0.7])));
+        let lines: Value = app.get(&format!("/api/runs/{run}/logs")).await.json().await.unwrap();
+        let first = lines[0]["id"].as_i64().unwrap();
+        let after: Value =
+            app.get(&format!("/api/runs/{run}/logs?after={first}")).await.json().await.unwrap();
+        assert_eq!(after.as_array().unwrap().len(), 1);
+        assert_eq!(after[0]["line"], "<b>not bold</b>");
+        assert_eq!(
+            app.get(&format!("/api/runs/{run}/logs?limit=0")).await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let detail: Value = app.get(&format!("/api/runs/{run}")).await.json().await.unwrap();
+        assert_eq!((detail["status"].as_str(), detail["step"].as_i64()), (Some("running"), Some(2)));
+        assert!(detail["eta_seconds"].is_number(), "{detail}");
+        runs::fail(pool, run, "w1", "CUDA out of memory at step 3").await.unwrap();
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        assert!(html.contains("CUDA out of memory at step 3") && html.contains("id=\"run-error\""), "{html}");
+        assert!(!html.contains("id=\"run-cancel\"") && html.contains("data-active=\"false\""));
+        assert_eq!(app.get("/runs/999999").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/api/runs/999999/metrics").await.status(), StatusCode::NOT_FOUND);
+        // The page's script is served.
+        assert_eq!(app.get("/static/charts.js").await.status(), StatusCode::OK);
+        assert_eq!(app.get("/static/runs.js").await.status(), StatusCode::OK);
+    });
+}
+
+#[test]
+fn a_succeeded_run_links_its_version() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(&app, project, RunKind::Sft, json!({"model_name": "sft-a"})).await;
+        claim(&app).await;
+        runs::finish(&app.db.pool, run, "w1").await.unwrap();
+        register(&app, "sft-a", ModelKind::Sft, Some(run), json!({}), json!({})).await;
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        assert!(html.contains("href=\"/models/sft-a/versions/1\""), "{html}");
+        let detail: Value = app.get(&format!("/api/runs/{run}")).await.json().await.unwrap();
+        assert_eq!(detail["version"]["model"], "sft-a");
+    });
+}
+
+#[test]
+fn cancel_stops_a_queued_run_asks_a_running_one_and_refuses_a_finished_one() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let running = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        let queued = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        assert_eq!(claim(&app).await, running);
+        app.log_in("rita").await;
+        let csrf = hidden_value(&app.get_html(&format!("/runs/{queued}")).await, "csrf");
+        let response = app.post_form(&format!("/runs/{queued}/cancel"), &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&response), format!("/runs/{queued}"));
+        assert_eq!(runs::get(&app.db.pool, queued).await.unwrap().status, RunStatus::Cancelled);
+        // A running run is asked; its worker stops at its next heartbeat.
+        let response = app.post_form(&format!("/runs/{running}/cancel"), &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let run = runs::get(&app.db.pool, running).await.unwrap();
+        assert!(run.cancel_requested && run.status == RunStatus::Running);
+        assert!(app.get_html(&format!("/runs/{running}")).await.contains("cancel requested"));
+        runs::finish_cancelled(&app.db.pool, running, "w1").await.unwrap();
+        // A finished run cannot be cancelled: a clear refusal.
+        let done = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        claim(&app).await;
+        runs::finish(&app.db.pool, done, "w1").await.unwrap();
+        let response = app.post_form(&format!("/runs/{done}/cancel"), &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert!(response.text().await.unwrap().contains("has already finished: it succeeded"));
+        let response = app.post_form(&format!("/runs/{done}/cancel"), &[("csrf", "forged")]).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // The API: a token needs no CSRF token.
+        let token = app.token_for("rita").await;
+        let another = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        let response = client()
+            .post(app.url(&format!("/api/runs/{another}/cancel")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "cancelled");
+        let response = client()
+            .post(app.url(&format!("/api/runs/{done}/cancel")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(runs::get(&app.db.pool, done).await.unwrap().status, RunStatus::Succeeded);
+    });
+}
+
+#[test]
+fn the_queue_lists_runs_newest_first_and_filters_them() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let p = new_project(&app, "alpha").await;
+        let q = new_project(&app, "beta").await;
+        let first = enqueue(&app, p, RunKind::Sft, json!({})).await;
+        let second = enqueue(&app, q, RunKind::Reward, json!({})).await;
+        let third = enqueue(&app, p, RunKind::Ppo, json!({})).await;
+        claim(&app).await;
+        runs::report(&app.db.pool, first, "w1", 3, Some(10), &[]).await.unwrap();
+        app.log_in("rita").await;
+        let html = app.get_html("/runs").await;
+        let at = |id: i64| html.find(&format!("data-run-id=\"{id}\"")).unwrap();
+        assert!(at(third) < at(second) && at(second) < at(first), "newest first");
+        assert!(html.contains("value=\"3\" max=\"10\"") && html.contains("3/10"), "{html}");
+        assert!(html.contains("status-running") && html.contains("data-active=\"true\""));
+        let html = app.get_html("/runs?kind=ppo").await;
+        assert!(
+            html.contains(&format!("data-run-id=\"{third}\""))
+                && !html.contains(&format!("data-run-id=\"{first}\""))
+        );
+        let html = app.get_html(&format!("/runs?project={q}&status=queued")).await;
+        assert!(
+            html.contains(&format!("data-run-id=\"{second}\""))
+                && !html.contains(&format!("data-run-id=\"{third}\""))
+        );
+        let listed: Value = app.get(&format!("/api/runs?project={p}&kind=sft")).await.json().await.unwrap();
+        let ids: Vec<i64> = listed.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [first]);
+        assert_eq!(app.get("/runs?status=lost").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(app.get("/api/runs?kind=rlhf").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    });
+}
+
+#[test]
+fn compare_shows_two_versions_side_by_side_with_their_curves() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let mut made = Vec::new();
+        for (lr, loss) in [(1e-4, 0.5), (3e-4, 0.4)] {
+            let run = enqueue(&app, project, RunKind::Sft, json!({})).await;
+            claim(&app).await;
+            let curve = [metric("loss/lm", 1, 2.0), metric("loss/lm", 2, loss)];
+            runs::report(&app.db.pool, run, "w1", 2, Some(2), &curve).await.unwrap();
+            runs::finish(&app.db.pool, run, "w1").await.unwrap();
+            let config = json!({"stage": {"lr": lr, "epochs": 16}});
+            made.push(
+                register(
+                    &app,
+                    "sft-a",
+                    ModelKind::Sft,
+                    Some(run),
+                    config,
+                    json!({"val/loss": loss, "val/accuracy": 1.0 - loss}),
+                )
+                .await,
+            );
+        }
+        let (a, b) = (made[0].id, made[1].id);
+        app.log_in("rita").await;
+        let picker = app.get_html("/compare").await;
+        assert!(
+            picker.contains(&format!("name=\"v\" value=\"{a}\"")) && picker.contains("sft-a:2"),
+            "{picker}"
+        );
+        assert!(picker.contains("arrive with eval runs"));
+        let html = app.get_html(&format!("/compare?v={a}&v={b}")).await;
+        for needle in [
+            "sft-a:1",
+            "sft-a:2",
+            "data-metric=\"val/loss\"",
+            "class=\"legend\"",
+            "data-metric=\"loss/lm\"",
+            "arrive with eval runs",
+        ] {
+            assert!(html.contains(needle), "{needle}: {html}");
+        }
+        assert_eq!(html.matches("<polyline").count(), 2, "one curve per version on the one chart");
+        // sft-a:2 has the lower loss and the higher accuracy: both rows mark it best.
+        assert_eq!(html.matches("class=\"best\"").count(), 2);
+        let lr_row = html.find("stage.lr").unwrap();
+        assert!(html[..lr_row].ends_with("data-differs=\"true\"><th scope=\"row\">"), "the lr differs");
+        assert!(!html.contains("stage.epochs <small>(differs)"), "epochs do not differ");
+        let body: Value = app.get(&format!("/api/compare?v={a}&v={b}")).await.json().await.unwrap();
+        assert_eq!(body["versions"].as_array().unwrap().len(), 2);
+        let loss = body["metrics"].as_array().unwrap().iter().find(|r| r["name"] == "val/loss").unwrap();
+        assert_eq!(loss["best"], 1);
+        assert_eq!(body["curves"][0]["series"].as_array().unwrap().len(), 2);
+        assert_eq!(app.get(&format!("/api/compare?v={a}")).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(app.get_html(&format!("/compare?v={a}")).await.contains("Pick at least two versions"));
+        assert_eq!(app.get(&format!("/compare?v={a}&v=999999")).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/compare?v=abc").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    });
+}
