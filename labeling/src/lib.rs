@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod projects;
 pub mod prompts;
+pub mod samples;
 pub mod snapshots;
 pub mod submit;
 pub mod tasks;

@@ -265,7 +265,7 @@ async fn check_task_samples(
     Ok(())
 }
 
-async fn insert_task(
+pub(crate) async fn insert_task(
     conn: &mut PgConnection,
     project_id: i64,
     prompt_id: i64,

@@ -15,6 +15,8 @@ mod serve;
 #[cfg(feature = "trainer")]
 mod train;
 #[cfg(feature = "trainer")]
+mod worker;
+#[cfg(feature = "trainer")]
 mod world;
 
 #[derive(Parser)]
@@ -64,6 +66,9 @@ enum Command {
     /// Register an existing GPT-2-format checkpoint as a base version in the registry.
     #[cfg(feature = "trainer")]
     Import(import::ImportArgs),
+    /// Claim queued runs from Postgres and carry them out (training, sampling).
+    #[cfg(feature = "trainer")]
+    Worker(worker::WorkerArgs),
 }
 
 impl Cli {
@@ -85,6 +90,8 @@ impl Cli {
             Command::Sft(args) => train::sft(args),
             #[cfg(feature = "trainer")]
             Command::Import(args) => import::run(args),
+            #[cfg(feature = "trainer")]
+            Command::Worker(args) => worker::run(args),
             #[cfg(feature = "trainer")]
             Command::Reward(args) => train::reward(args),
             #[cfg(feature = "trainer")]

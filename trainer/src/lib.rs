@@ -17,6 +17,7 @@ pub mod sampling;
 pub mod sft;
 pub mod tokenizer;
 pub mod train;
+pub mod worker;
 pub mod world;
 
 pub use checkpoint::{CheckpointError, LanguageModel};

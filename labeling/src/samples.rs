@@ -1,0 +1,103 @@
+//! What sample runs read and write: the prompts to sample for, and a run's samples with
+//! their ranking tasks, stored together and once.
+
+use sqlx::PgPool;
+
+use crate::domain::Split;
+use crate::error::{LabelingError, Result};
+use crate::tasks::{insert_task, TaskKind};
+
+/// One prompt's samples from one run: K texts with their per-token log-probabilities.
+#[derive(Clone, Debug)]
+pub struct PromptSamples {
+    pub prompt_id: i64,
+    pub samples: Vec<(String, Vec<f32>)>,
+}
+
+/// The project's prompts to sample for, oldest first: of `split` (any when None), and
+/// with `untasked_only` only those without a ranking task yet; at most `limit`.
+pub async fn prompts_for_sampling(
+    pool: &PgPool,
+    project_id: i64,
+    split: Option<Split>,
+    untasked_only: bool,
+    limit: i64,
+) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT p.id, p.text FROM prompts p
+         WHERE p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
+           AND (NOT $3 OR NOT EXISTS (SELECT 1 FROM tasks t WHERE t.prompt_id = p.id AND t.kind = 'ranking'))
+         ORDER BY p.id LIMIT $4",
+    )
+    .bind(project_id)
+    .bind(split)
+    .bind(untasked_only)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Stores a sample run's samples as one batch and a ranking task per prompt, in one
+/// transaction. A run stores its batch once: called again (a resumed run), it stores
+/// nothing and returns None; otherwise the new tasks' ids.
+pub async fn add_ranking_batch(
+    pool: &PgPool,
+    project_id: i64,
+    model_version_id: i64,
+    run_id: i64,
+    settings: &serde_json::Value,
+    prompts: &[PromptSamples],
+) -> Result<Option<Vec<i64>>> {
+    if !settings.is_object() {
+        return Err(LabelingError::invalid("settings", "must be a JSON object"));
+    }
+    let mut tx = pool.begin().await?;
+    // The run's row lock makes a second call wait for the first and then see its batch.
+    sqlx::query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE").bind(run_id).execute(&mut *tx).await?;
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM sample_batches WHERE run_id = $1 LIMIT 1")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let batch_id: i64 = sqlx::query_scalar(
+        "INSERT INTO sample_batches (project_id, model_version_id, run_id, settings) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(model_version_id)
+    .bind(run_id)
+    .bind(settings)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut task_ids = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        let mut sample_ids = Vec::with_capacity(prompt.samples.len());
+        for (i, (text, logprobs)) in prompt.samples.iter().enumerate() {
+            if text.contains('\0') {
+                return Err(LabelingError::invalid(
+                    format!("prompt {} sample {i}", prompt.prompt_id),
+                    "contains a NUL byte",
+                ));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO samples (batch_id, project_id, prompt_id, text, model_version_id, settings, logprobs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(batch_id)
+            .bind(project_id)
+            .bind(prompt.prompt_id)
+            .bind(text)
+            .bind(model_version_id)
+            .bind(settings)
+            .bind(logprobs)
+            .fetch_one(&mut *tx)
+            .await?;
+            sample_ids.push(id);
+        }
+        task_ids
+            .push(insert_task(&mut tx, project_id, prompt.prompt_id, TaskKind::Ranking, &sample_ids).await?);
+    }
+    tx.commit().await?;
+    Ok(Some(task_ids))
+}

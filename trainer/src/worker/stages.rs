@@ -1,0 +1,464 @@
+//! A run's three parts: `prepare` (async: resolve the versions it names, fetch their
+//! checkpoints from the artifact store, freeze or check its dataset snapshot and read it
+//! into the trainer's types), `execute` (blocking: the stage itself) and `publish`
+//! (async: store the model and register the version with its lineage, or write samples
+//! and ranking tasks).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use labeling::domain::Split;
+use labeling::samples::PromptSamples;
+use labeling::snapshots::{self, ExportFormat, Snapshot, SnapshotFilter, SnapshotKind};
+use registry::artifacts::ArtifactStore;
+use registry::runs::ClaimedRun;
+use registry::versions::{self, ModelKind, ModelVersion, NewVersion, Parent};
+use serde_json::json;
+use sqlx::PgPool;
+use tch::Device;
+
+use super::spec::{PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
+use super::Stop;
+use crate::data::{self, Demonstration, Ranking};
+use crate::train::{RunDir, TrainError, CHECKPOINTS};
+use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Tokenizer};
+
+/// A model version the run reads, with its checkpoint on this machine.
+pub(super) struct Resolved {
+    version: ModelVersion,
+    dir: PathBuf,
+}
+
+pub(super) enum Prepared {
+    Pretrain {
+        spec: PretrainRun,
+        base: Option<Resolved>,
+        snapshot: Option<Snapshot>,
+        documents: Vec<String>,
+    },
+    Sft {
+        spec: TrainRun<sft::SftConfig>,
+        base: Resolved,
+        snapshot: Snapshot,
+        demonstrations: Vec<Demonstration>,
+    },
+    Reward {
+        spec: TrainRun<reward::RewardConfig>,
+        base: Resolved,
+        snapshot: Snapshot,
+        rankings: Vec<Ranking>,
+    },
+    Ppo {
+        spec: PpoRun,
+        policy: Resolved,
+        reward: Resolved,
+        snapshot: Snapshot,
+        prompts: Vec<String>,
+    },
+    Sample {
+        spec: SampleRun,
+        version: Resolved,
+        project_id: i64,
+        k: usize,
+        prompts: Vec<(i64, String)>,
+    },
+}
+
+pub(super) enum Output {
+    Model {
+        model: String,
+        kind: ModelKind,
+        parents: Vec<Parent>,
+        snapshots: Vec<i64>,
+        config: serde_json::Value,
+        metrics: serde_json::Value,
+    },
+    Samples {
+        project_id: i64,
+        version_id: i64,
+        settings: serde_json::Value,
+        /// Per prompt: its id and K samples (text, log-probs).
+        samples: Vec<(i64, Vec<(String, Vec<f32>)>)>,
+    },
+}
+
+async fn resolve(
+    pool: &PgPool,
+    store: &ArtifactStore,
+    field: &str,
+    reference: &str,
+) -> Result<Resolved, Stop> {
+    let version = versions::resolve(pool, reference)
+        .await
+        .map_err(|e| Stop::Failed(format!("{field} {reference:?}: {e}")))?;
+    let sha = version.artifact_sha256.clone();
+    let store = store.clone();
+    // `get` checks every file's digest: a changed or truncated checkpoint is an error
+    // naming the file, not a model silently trained from bad weights.
+    let dir = tokio::task::spawn_blocking(move || store.get(&sha))
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?
+        .map_err(|e| {
+            Stop::Failed(format!("{field} {reference:?} ({}:{}): {e}", version.model, version.version))
+        })?;
+    Ok(Resolved { version, dir })
+}
+
+/// The snapshot the run names (checked to be the project's and of the right kind), or one
+/// frozen now and named after the run, so that a resumed run finds the same one.
+async fn snapshot_for(
+    pool: &PgPool,
+    run: &ClaimedRun,
+    snapshot_id: Option<i64>,
+    kind: SnapshotKind,
+    split: Option<Split>,
+) -> Result<Snapshot, Stop> {
+    let snapshot = match snapshot_id {
+        Some(id) => {
+            let snapshot = snapshots::snapshot(pool, id)
+                .await
+                .map_err(|e| Stop::Failed(format!("snapshot_id {id}: {e}")))?;
+            if let Some(project) = run.project_id.filter(|p| *p != snapshot.project_id) {
+                return Err(Stop::Failed(format!(
+                    "snapshot {id} belongs to project {}, not this run's project {project}",
+                    snapshot.project_id
+                )));
+            }
+            if snapshot.kind != kind {
+                return Err(Stop::Failed(format!(
+                    "snapshot {id} holds {:?}, and this run needs {kind:?}",
+                    snapshot.kind
+                )));
+            }
+            snapshot
+        }
+        None => {
+            let project = run.project_id.ok_or_else(|| {
+                Stop::Failed("the run has no project to freeze a snapshot from: give snapshot_id".into())
+            })?;
+            let name = format!("run {} {kind:?}", run.id).to_lowercase();
+            let existing = snapshots::snapshots(pool, project).await?.into_iter().find(|s| s.name == name);
+            match existing {
+                Some(snapshot) => snapshot,
+                None => {
+                    snapshots::freeze(pool, project, kind, &SnapshotFilter { split }, &name, None).await?
+                }
+            }
+        }
+    };
+    if snapshot.item_count == 0 {
+        return Err(Stop::Failed(format!(
+            "snapshot {} ({}) is empty: there is nothing to train on",
+            snapshot.id, snapshot.name
+        )));
+    }
+    Ok(snapshot)
+}
+
+/// The snapshot exported in `format`, written to `dir/<name>` for the trainer's readers
+/// (whose errors name the line).
+async fn export_to(
+    pool: &PgPool,
+    snapshot: &Snapshot,
+    format: ExportFormat,
+    dir: &Path,
+    name: &str,
+) -> Result<PathBuf, Stop> {
+    let lines = snapshots::export(pool, snapshot.id, format).await?;
+    let path = dir.join(name);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    tokio::fs::write(&path, text).await.map_err(|e| Stop::Failed(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
+pub(super) async fn prepare(
+    pool: &PgPool,
+    store: &ArtifactStore,
+    run: &ClaimedRun,
+    spec: &RunSpec,
+    dir: &Path,
+) -> Result<Prepared, Stop> {
+    Ok(match spec.clone() {
+        RunSpec::Pretrain(spec) => {
+            let base = match &spec.base {
+                Some(reference) => Some(resolve(pool, store, "base", reference).await?),
+                None => None,
+            };
+            let (snapshot, documents) = match spec.snapshot_id {
+                Some(id) => {
+                    let snapshot = snapshot_for(pool, run, Some(id), SnapshotKind::Prompts, None).await?;
+                    let path = export_to(pool, &snapshot, ExportFormat::Prompts, dir, "corpus.jsonl").await?;
+                    (Some(snapshot), data::read_prompts(&path)?)
+                }
+                None => (None, world::corpus(spec.corpus_documents, spec.stage.seed)),
+            };
+            Prepared::Pretrain { spec, base, snapshot, documents }
+        }
+        RunSpec::Sft(spec) => {
+            let base = resolve(pool, store, "base", &spec.base).await?;
+            let snapshot =
+                snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Demonstrations, None).await?;
+            let path = export_to(pool, &snapshot, ExportFormat::Sft, dir, "demonstrations.jsonl").await?;
+            let demonstrations = data::read_demonstrations(&path)?;
+            Prepared::Sft { spec, base, snapshot, demonstrations }
+        }
+        RunSpec::Reward(spec) => {
+            let base = resolve(pool, store, "base", &spec.base).await?;
+            let snapshot = snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Rankings, None).await?;
+            let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
+            let rankings = data::read_rankings(&path)?;
+            Prepared::Reward { spec, base, snapshot, rankings }
+        }
+        RunSpec::Ppo(spec) => {
+            let policy = resolve(pool, store, "policy", &spec.policy).await?;
+            let reward = resolve(pool, store, "reward", &spec.reward).await?;
+            if reward.version.kind != ModelKind::Reward {
+                return Err(Stop::Failed(format!(
+                    "reward {:?} is a {:?} model, not a reward model",
+                    spec.reward, reward.version.kind
+                )));
+            }
+            let snapshot =
+                snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Prompts, Some(Split::Train)).await?;
+            let path = export_to(pool, &snapshot, ExportFormat::Prompts, dir, "prompts.jsonl").await?;
+            let prompts = data::read_prompts(&path)?;
+            Prepared::Ppo { spec, policy, reward, snapshot, prompts }
+        }
+        RunSpec::Sample(spec) => {
+            let project_id =
+                run.project_id.ok_or_else(|| Stop::Failed("a sample run needs a project".into()))?;
+            let project = labeling::projects::get_project(pool, project_id).await?;
+            let version = resolve(pool, store, "version", &spec.version).await?;
+            let split = spec.prompts.split.as_deref().map(Split::parse).transpose()?;
+            let limit = spec.prompts.limit.map(|l| l as i64).unwrap_or(i64::MAX);
+            let untasked_only = spec.prompts.untasked_only.unwrap_or(true);
+            let prompts =
+                labeling::samples::prompts_for_sampling(pool, project_id, split, untasked_only, limit)
+                    .await?;
+            if prompts.is_empty() {
+                return Err(Stop::Failed("no prompts to sample for: the project has none that match (split, or all already have ranking tasks)".into()));
+            }
+            let k = spec.k.unwrap_or(project.samples_per_task as usize);
+            Prepared::Sample { spec, version, project_id, k, prompts }
+        }
+    })
+}
+
+fn lineage(parents: &[(&Resolved, &str)]) -> Vec<Parent> {
+    parents.iter().map(|(r, role)| Parent { version_id: r.version.id, role: (*role).to_owned() }).collect()
+}
+
+fn report_json(report: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or_else(|_| json!({}))
+}
+
+/// The stage, on this thread, into `out` (resuming from its checkpoints when `resume`).
+pub(super) fn execute(
+    prepared: Prepared,
+    out: &Path,
+    device: Device,
+    stop: Arc<AtomicBool>,
+    resume: bool,
+) -> Result<Output, TrainError> {
+    let mut run = RunDir::open(out, resume)?.stop_when(stop);
+    Ok(match prepared {
+        Prepared::Pretrain { spec, base, snapshot, documents } => {
+            let model = match &base {
+                Some(base) => LanguageModel::load(&base.dir, device)?,
+                None => {
+                    let tokenizer = Tokenizer::new(spec.tokenizer);
+                    let config = GptConfig::preset(spec.preset, tokenizer.vocab_size());
+                    tch::manual_seed(spec.stage.seed as i64);
+                    LanguageModel::new(config, spec.tokenizer, device).map_err(TrainError::Config)?
+                }
+            };
+            let (_, report) = pretrain::train(&spec.stage, model, &documents, &mut run, resume)?;
+            Output::Model {
+                model: spec.model_name.clone(),
+                kind: ModelKind::Base,
+                parents: base.as_ref().map(|b| lineage(&[(b, "base")])).unwrap_or_default(),
+                snapshots: snapshot.iter().map(|s| s.id).collect(),
+                config: match &snapshot {
+                    Some(s) => json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": s.id }),
+                    None => {
+                        json!({ "stage": spec.stage, "base": spec.base, "preset": format!("{:?}", spec.preset).to_lowercase(),
+                                    "corpus": "demo_world", "corpus_documents": spec.corpus_documents })
+                    }
+                },
+                metrics: report_json(&report),
+            }
+        }
+        Prepared::Sft { spec, base, snapshot, demonstrations } => {
+            let model = LanguageModel::load(&base.dir, device)?;
+            let (_, report) = sft::train(&spec.stage, model, &demonstrations, &[], &mut run, resume)?;
+            Output::Model {
+                model: spec.model_name.clone(),
+                kind: ModelKind::Sft,
+                parents: lineage(&[(&base, "base")]),
+                snapshots: vec![snapshot.id],
+                config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
+                metrics: report_json(&report),
+            }
+        }
+        Prepared::Reward { spec, base, snapshot, rankings } => {
+            let model = LanguageModel::load(&base.dir, device)?;
+            let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run, resume)?;
+            Output::Model {
+                model: spec.model_name.clone(),
+                kind: ModelKind::Reward,
+                parents: lineage(&[(&base, "base")]),
+                snapshots: vec![snapshot.id],
+                config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
+                metrics: report_json(&report),
+            }
+        }
+        Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
+            let policy_model = LanguageModel::load(&policy.dir, device)?;
+            let reward_model = LanguageModel::load(&reward.dir, device)?;
+            let (_, report) =
+                ppo::train(&spec.stage, policy_model, &reward_model, &prompts, None, &mut run, resume)?;
+            Output::Model {
+                model: spec.model_name.clone(),
+                kind: ModelKind::Policy,
+                parents: lineage(&[(&policy, "sft"), (&reward, "reward")]),
+                snapshots: vec![snapshot.id],
+                config: json!({ "stage": spec.stage, "policy": spec.policy, "reward": spec.reward, "snapshot_id": snapshot.id }),
+                metrics: report_json(&report),
+            }
+        }
+        Prepared::Sample { spec, version, project_id, k, prompts } => {
+            let model = LanguageModel::load(&version.dir, device)?;
+            let samples = sample(&model, &spec, k, &prompts, &mut run)?;
+            Output::Samples {
+                project_id,
+                version_id: version.version.id,
+                settings: json!({ "stage": spec.stage, "version": spec.version, "k": k }),
+                samples,
+            }
+        }
+    })
+}
+
+/// K samples per prompt, prompt i's sample j from random stream i·K + j, so that a
+/// sample does not depend on the batch it was drawn in. Logs progress per batch.
+fn sample(
+    model: &LanguageModel,
+    spec: &SampleRun,
+    k: usize,
+    prompts: &[(i64, String)],
+    run: &mut RunDir,
+) -> Result<Vec<(i64, Vec<(String, Vec<f32>)>)>, TrainError> {
+    const PROMPTS_PER_BATCH: usize = 8;
+    let batches = prompts.len().div_ceil(PROMPTS_PER_BATCH);
+    run.set_total_steps(batches as i64)?;
+    let mut out = Vec::with_capacity(prompts.len());
+    for (batch, chunk) in prompts.chunks(PROMPTS_PER_BATCH).enumerate() {
+        let ids: Vec<Vec<i64>> =
+            chunk.iter().flat_map(|(_, text)| std::iter::repeat_n(model.tokenizer.encode(text), k)).collect();
+        let first_stream = (batch * PROMPTS_PER_BATCH * k) as u64;
+        let generations = crate::generate_streams(model, &ids, &spec.stage, first_stream)?;
+        let mut eos = 0usize;
+        for ((prompt_id, _), group) in chunk.iter().zip(generations.chunks(k)) {
+            let texts = group
+                .iter()
+                .map(|g| {
+                    eos += g.stopped_at_eos as usize;
+                    let ids: Vec<i64> =
+                        g.ids.iter().copied().filter(|&t| t != model.tokenizer.eos_id()).collect();
+                    (model.tokenizer.decode(&ids), g.logprobs.clone())
+                })
+                .collect();
+            out.push((*prompt_id, texts));
+        }
+        let n = (chunk.len() * k) as f64;
+        run.log(batch as i64, &[("samples", n), ("sample/eos_rate", eos as f64 / n)])?;
+    }
+    Ok(out)
+}
+
+/// The model's files (not its checkpoints or metrics) into the artifact store, then the
+/// version; or the samples and their ranking tasks. Returns the version's id.
+pub(super) async fn publish(
+    pool: &PgPool,
+    store: &ArtifactStore,
+    run: &ClaimedRun,
+    output: Output,
+    dir: &Path,
+) -> Result<Option<i64>, Stop> {
+    match output {
+        Output::Model { model, kind, parents, snapshots, config, metrics } => {
+            let model_dir = dir.join("model");
+            let out = dir.join("out");
+            let store = store.clone();
+            let artifact = tokio::task::spawn_blocking(move || -> Result<_, Stop> {
+                copy_model_files(&out, &model_dir)?;
+                Ok(store.put_dir(&model_dir)?)
+            })
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))??;
+            let version = versions::register(
+                pool,
+                &NewVersion {
+                    model,
+                    kind,
+                    run_id: Some(run.id),
+                    parents,
+                    snapshots,
+                    config: json!({ "run_kind": run.kind, "run_config": run.config, "resolved": config }),
+                    metrics,
+                    artifact,
+                    created_by: None,
+                },
+            )
+            .await?;
+            let _ = registry::runs::log(
+                pool,
+                run.id,
+                &[format!("registered {}:{}", version.model, version.version)],
+            )
+            .await;
+            Ok(Some(version.id))
+        }
+        Output::Samples { project_id, version_id, settings, samples } => {
+            let prompts: Vec<PromptSamples> = samples
+                .into_iter()
+                .map(|(prompt_id, samples)| PromptSamples { prompt_id, samples })
+                .collect();
+            let stored = labeling::samples::add_ranking_batch(
+                pool, project_id, version_id, run.id, &settings, &prompts,
+            )
+            .await?;
+            let line = match stored {
+                Some(tasks) => {
+                    format!("wrote {} prompts' samples and {} ranking tasks", prompts.len(), tasks.len())
+                }
+                None => "the samples of this run were already stored".to_owned(),
+            };
+            let _ = registry::runs::log(pool, run.id, &[line]).await;
+            Ok(None)
+        }
+    }
+}
+
+/// The files of a trained model: everything in `out` but its checkpoints and run records.
+fn copy_model_files(out: &Path, model_dir: &Path) -> Result<(), Stop> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| Stop::Failed(format!("{}: {e}", path.display()))
+    };
+    if model_dir.exists() {
+        std::fs::remove_dir_all(model_dir).map_err(io(model_dir))?;
+    }
+    std::fs::create_dir_all(model_dir).map_err(io(model_dir))?;
+    for entry in std::fs::read_dir(out).map_err(io(out))? {
+        let entry = entry.map_err(io(out))?;
+        let name = entry.file_name();
+        let skip = [CHECKPOINTS, crate::train::METRICS, crate::train::PROGRESS];
+        if entry.path().is_file() && !skip.iter().any(|s| name == *s) {
+            std::fs::copy(entry.path(), model_dir.join(&name)).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
