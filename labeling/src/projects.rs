@@ -165,6 +165,21 @@ pub async fn is_member(pool: &PgPool, project_id: i64, user_id: i64) -> Result<b
     .await?)
 }
 
+/// The projects a user works in: those they are a member of, and those where they were
+/// given a task or wrote a demonstration (a researcher piloting, a former member); by name.
+pub async fn projects_worked_in(pool: &PgPool, user_id: i64) -> Result<Vec<Project>> {
+    let sql = format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects
+         WHERE id IN (SELECT project_id FROM project_members WHERE user_id = $1
+                      UNION SELECT t.project_id FROM assignments a JOIN tasks t ON t.id = a.task_id
+                            WHERE a.annotator_id = $1
+                      UNION SELECT p.project_id FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id
+                            WHERE d.annotator_id = $1)
+         ORDER BY name"
+    );
+    Ok(sqlx::query_as::<_, Project>(&sql).bind(user_id).fetch_all(pool).await?)
+}
+
 fn found(rows: u64, project_id: i64) -> Result<()> {
     if rows == 0 {
         Err(LabelingError::not_found("project", project_id))

@@ -424,3 +424,66 @@ pub async fn version_votes(pool: &PgPool, project_id: i64) -> Result<Vec<Version
     .fetch_all(pool)
     .await?)
 }
+
+/// One piece of an annotator's submitted work, as their history lists it: a
+/// demonstration, a ranking or an A/B vote, with a snippet of its prompt.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct Work {
+    /// `demonstration`, `ranking` or `comparison` (a vote).
+    pub kind: TaskKind,
+    /// The row's id in its own table (demonstrations, rankings, comparison_votes).
+    pub id: i64,
+    /// None for a demonstration written outside the task queue.
+    pub task_id: Option<i64>,
+    pub assignment_id: Option<i64>,
+    pub project_id: i64,
+    pub project_name: String,
+    pub prompt_id: i64,
+    /// The prompt's first `HISTORY_SNIPPET_CHARS` characters.
+    pub prompt: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// A ranking's groups by sample position (0 the best); None when all bad without an order.
+    pub ranks: Option<Vec<i16>>,
+    pub all_bad: Option<bool>,
+    pub vote: Option<Vote>,
+    /// A demonstration's first `HISTORY_SNIPPET_CHARS` characters.
+    pub response: Option<String>,
+    pub comment: String,
+}
+
+/// How much of a prompt or a demonstration the history shows.
+pub const HISTORY_SNIPPET_CHARS: i32 = 200;
+
+/// An annotator's submitted work, newest first, `limit` items from `offset`.
+pub async fn work_of(pool: &PgPool, annotator_id: i64, limit: i64, offset: i64) -> Result<Vec<Work>> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM (
+             SELECT 'demonstration'::task_kind AS kind, d.id, d.task_id, d.assignment_id, p.project_id,
+                    pr.name AS project_name, d.prompt_id, left(p.text, $4) AS prompt, d.created_at,
+                    NULL::smallint[] AS ranks, NULL::boolean AS all_bad, NULL::ab_vote AS vote,
+                    left(d.response, $4) AS response, '' AS comment
+             FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id JOIN projects pr ON pr.id = p.project_id
+             WHERE d.annotator_id = $1
+             UNION ALL
+             SELECT 'ranking'::task_kind, r.id, r.task_id, r.assignment_id, t.project_id, pr.name, t.prompt_id,
+                    left(p.text, $4), r.created_at, r.ranks, r.all_bad, NULL::ab_vote, NULL::text, r.comment
+             FROM rankings r JOIN tasks t ON t.id = r.task_id JOIN prompts p ON p.id = t.prompt_id
+                  JOIN projects pr ON pr.id = t.project_id
+             WHERE r.annotator_id = $1
+             UNION ALL
+             SELECT 'comparison'::task_kind, v.id, v.task_id, v.assignment_id, t.project_id, pr.name, t.prompt_id,
+                    left(p.text, $4), v.created_at, NULL::smallint[], NULL::boolean, v.vote, NULL::text, v.comment
+             FROM comparison_votes v JOIN tasks t ON t.id = v.task_id JOIN prompts p ON p.id = t.prompt_id
+                  JOIN projects pr ON pr.id = t.project_id
+             WHERE v.annotator_id = $1
+         ) w
+         ORDER BY created_at DESC, kind, id DESC
+         LIMIT $2 OFFSET $3",
+    )
+    .bind(annotator_id)
+    .bind(limit)
+    .bind(offset)
+    .bind(HISTORY_SNIPPET_CHARS)
+    .fetch_all(pool)
+    .await?)
+}

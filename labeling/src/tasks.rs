@@ -513,6 +513,38 @@ pub async fn skip(pool: &PgPool, assignment_id: i64, annotator_id: i64) -> Resul
     }
 }
 
+/// Where an assignment stands. Maps to the Postgres enum `assignment_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "assignment_state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentState {
+    /// Handed out and not yet answered (its lease may have expired).
+    Leased,
+    Submitted,
+    Skipped,
+}
+
+/// An assignment's state and whether its lease has run out, for its own annotator
+/// (another annotator's assignment is `Forbidden`, as in [`assignment`]).
+pub async fn assignment_state(
+    pool: &PgPool,
+    assignment_id: i64,
+    annotator_id: i64,
+) -> Result<(AssignmentState, bool)> {
+    let row: Option<(i64, AssignmentState, bool)> =
+        sqlx::query_as("SELECT annotator_id, state, lease_until <= now() FROM assignments WHERE id = $1")
+            .bind(assignment_id)
+            .fetch_optional(pool)
+            .await?;
+    match row {
+        None => Err(LabelingError::not_found("assignment", assignment_id)),
+        Some((owner, _, _)) if owner != annotator_id => {
+            Err(LabelingError::Forbidden(format!("assignment {assignment_id} is another annotator's")))
+        }
+        Some((_, state, expired)) => Ok((state, expired)),
+    }
+}
+
 /// Every prompt id names a prompt of this project; else `NotFound` for the first that does not.
 async fn ensure_prompts_of_project(
     conn: &mut PgConnection,

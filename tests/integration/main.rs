@@ -11,6 +11,7 @@ mod labeling_people;
 mod labeling_work;
 mod registry;
 mod schema;
+mod web_annotate;
 mod web_app;
 mod web_prompts;
 mod web_runs;

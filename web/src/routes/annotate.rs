@@ -1,5 +1,714 @@
 //! Annotators' pages and API: the next task, demonstrations, rankings, blind A/B votes, their own history and agreement.
+//!
+//! An annotator works in the projects they are a member of; researchers and admins may
+//! take tasks in any project (to pilot it). "Next task" leases a task and shows it at
+//! `/assignments/{id}`; a submit stores the work (once per idempotency key: every form
+//! carries a fresh one) and goes on to the next task. The JSON API under `/api` shares
+//! every function with the pages: it is what the simulated annotator drives.
 
-use actix_web::web::ServiceConfig;
+mod form;
+mod history;
 
-pub fn configure(_cfg: &mut ServiceConfig) {}
+use std::time::Duration;
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::HttpResponse;
+use askama::Template;
+use chrono::{DateTime, Utc};
+use labeling::annotation::IdempotencyKey;
+use labeling::domain::Role;
+use labeling::projects::{self, Project};
+use labeling::submit::{self, DemonstrationFor, Submitted};
+use labeling::tasks::{self, Assignment, AssignmentState, TaskKind, TaskPrompt, TaskSample};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
+use super::{page, see_other, Nav};
+use crate::auth::{self, CurrentUser};
+use crate::error::AppError;
+use crate::markdown;
+
+/// How long a task stays leased to the annotator who took it; after that it returns to
+/// the queue (a submit is still accepted while no one else has taken it).
+pub const LEASE: Duration = Duration::from_secs(60 * 60);
+
+/// The annotators' pages (`/tasks`, `/projects/{id}/guidelines`, `/projects/{id}/next`,
+/// `/assignments/...`, `/history`) and their JSON API (`/api/me/...`, `/api/projects/{id}/tasks/next`,
+/// `/api/assignments/...`).
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/tasks", web::get().to(tasks_page))
+        .route("/projects/{id}/guidelines", web::get().to(guidelines_page))
+        .route("/projects/{id}/next", web::post().to(next_page))
+        .route("/assignments/{id}", web::get().to(assignment_page))
+        .route("/assignments/{id}/skip", web::post().to(skip_page))
+        .route("/assignments/{id}/demonstration", web::post().to(demonstration_page))
+        .route("/assignments/{id}/ranking", web::post().to(ranking_page))
+        .route("/assignments/{id}/vote", web::post().to(vote_page))
+        .route("/history", web::get().to(history::history_page))
+        .route("/api/me/projects", web::get().to(api_projects))
+        .route("/api/projects/{id}/tasks/next", web::post().to(api_next))
+        .route("/api/assignments/{id}", web::get().to(api_assignment))
+        .route("/api/assignments/{id}/skip", web::post().to(api_skip))
+        .route("/api/assignments/{id}/demonstration", web::post().to(api_demonstration))
+        .route("/api/assignments/{id}/ranking", web::post().to(api_ranking))
+        .route("/api/assignments/{id}/vote", web::post().to(api_vote))
+        .route("/api/me/history", web::get().to(history::api_history))
+        .route("/api/me/agreement", web::get().to(history::api_agreement));
+}
+
+// ---------------------------------------------------------------------------------
+// Who may work where.
+
+fn is_researcher(me: &CurrentUser) -> bool {
+    matches!(me.user.role, Role::Researcher | Role::Admin)
+}
+
+/// The project, if `me` may read its guidelines and take its tasks: its annotators, and
+/// researchers and admins. Others get a 403; an unknown project a 404.
+async fn project_to_work_on(pool: &PgPool, me: &CurrentUser, project_id: i64) -> Result<Project, AppError> {
+    let project = projects::get_project(pool, project_id).await?;
+    if !is_researcher(me) && !projects::is_member(pool, project_id, me.user.id).await? {
+        return Err(AppError::Forbidden(format!(
+            "you are not an annotator of the project {:?}",
+            project.name
+        )));
+    }
+    Ok(project)
+}
+
+/// Leases `me` the next task of the project (the one they already hold, if any).
+async fn lease_next(
+    pool: &PgPool,
+    me: &CurrentUser,
+    project_id: i64,
+) -> Result<Option<Assignment>, AppError> {
+    project_to_work_on(pool, me, project_id).await?;
+    Ok(tasks::next_task(pool, project_id, me.user.id, LEASE).await?)
+}
+
+/// Where a page goes after a submit or a skip (POST/redirect/GET): the project's next
+/// task, or the task list saying that none is left.
+async fn go_on(
+    pool: &PgPool,
+    me: &CurrentUser,
+    project_id: i64,
+    note: &str,
+) -> Result<HttpResponse, AppError> {
+    match lease_next(pool, me, project_id).await {
+        Ok(Some(next)) => Ok(see_other(&format!("/assignments/{}?note={note}", next.id))),
+        Ok(None) => Ok(see_other(&format!("/tasks?note={note}&done={project_id}"))),
+        // Removed from the project meanwhile: the work is saved, the queue is closed.
+        Err(AppError::Forbidden(_)) => Ok(see_other(&format!("/tasks?note={note}"))),
+        Err(e) => Err(e),
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The bodies of posts that carry nothing but (for a session) the CSRF token.
+#[derive(Deserialize, Default)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A JSON body is optional where a token caller has nothing to send: a missing or
+/// unreadable body counts as one without a CSRF token.
+fn csrf_of(body: &Option<web::Json<CsrfOnly>>) -> &str {
+    body.as_ref().map_or("", |b| b.csrf.as_str())
+}
+
+// ---------------------------------------------------------------------------------
+// The task list and the guidelines.
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct TasksPage {
+    nav: Nav,
+    projects: Vec<Project>,
+    researcher: bool,
+    note: Option<&'static str>,
+    /// The project that has no task left for this person, after "Next task" or a submit.
+    done: Option<Project>,
+}
+
+/// `?note=saved|skipped` after a submit or a skip; `&done={project}` when that
+/// project had no task left.
+#[derive(Deserialize, Default)]
+pub struct NoteQuery {
+    #[serde(default)]
+    note: String,
+    done: Option<i64>,
+}
+
+fn note_text(note: &str) -> Option<&'static str> {
+    match note {
+        "saved" => Some("Saved. Thank you!"),
+        "skipped" => Some("Skipped: the task goes to someone else."),
+        _ => None,
+    }
+}
+
+async fn tasks_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    query: web::Query<NoteQuery>,
+) -> Result<HttpResponse, AppError> {
+    let researcher = is_researcher(&me);
+    let projects = if researcher {
+        projects::list_projects(&pool).await?
+    } else {
+        projects::projects_of_member(&pool, me.user.id).await?
+    };
+    let done = query.done.and_then(|id| projects.iter().find(|p| p.id == id).cloned());
+    page(&TasksPage {
+        nav: Nav::new(&me, &session)?,
+        projects,
+        researcher,
+        note: note_text(&query.note),
+        done,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "task_guidelines.html")]
+struct GuidelinesPage {
+    nav: Nav,
+    project: Project,
+    /// Sanitised by `markdown::render`.
+    guidelines_html: String,
+}
+
+async fn guidelines_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let project = project_to_work_on(&pool, &me, path.into_inner()).await?;
+    let guidelines_html = markdown::render(&project.guidelines);
+    page(&GuidelinesPage { nav: Nav::new(&me, &session)?, project, guidelines_html })
+}
+
+/// `GET /api/me/projects`: the projects whose tasks `me` may take (a researcher: all).
+async fn api_projects(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
+    let projects = if is_researcher(&me) {
+        projects::list_projects(&pool).await?
+    } else {
+        projects::projects_of_member(&pool, me.user.id).await?
+    };
+    Ok(HttpResponse::Ok().json(projects))
+}
+
+// ---------------------------------------------------------------------------------
+// The next task.
+
+#[derive(Template)]
+#[template(path = "task_none.html")]
+struct NoTaskPage {
+    nav: Nav,
+    project: Project,
+}
+
+async fn next_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let project_id = path.into_inner();
+    match lease_next(&pool, &me, project_id).await? {
+        Some(assignment) => Ok(see_other(&format!("/assignments/{}", assignment.id))),
+        None => {
+            let project = projects::get_project(&pool, project_id).await?;
+            page(&NoTaskPage { nav: Nav::new(&me, &session)?, project })
+        }
+    }
+}
+
+/// An assignment as the API shows it: the task, its prompt and its samples by position
+/// (for a comparison, position 0 is side A), never the models behind them.
+#[derive(Serialize)]
+struct AssignmentJson<'a> {
+    assignment_id: i64,
+    task_id: i64,
+    kind: TaskKind,
+    project_id: i64,
+    prompt: &'a TaskPrompt,
+    samples: &'a [TaskSample],
+    k: usize,
+    lease_until: DateTime<Utc>,
+    lease_expired: bool,
+    state: AssignmentState,
+}
+
+fn assignment_json(a: &Assignment, state: AssignmentState, expired: bool) -> AssignmentJson<'_> {
+    AssignmentJson {
+        assignment_id: a.id,
+        task_id: a.task_id,
+        kind: a.kind,
+        project_id: a.project_id,
+        prompt: &a.prompt,
+        samples: &a.samples,
+        k: a.k(),
+        lease_until: a.lease_until,
+        lease_expired: expired,
+        state,
+    }
+}
+
+/// `POST /api/projects/{id}/tasks/next`: 200 with the assignment, or 204 when no task
+/// is left for this annotator.
+async fn api_next(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: Option<web::Json<CsrfOnly>>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, csrf_of(&body), me.by_token)?;
+    match lease_next(&pool, &me, path.into_inner()).await? {
+        Some(a) => Ok(HttpResponse::Ok().json(assignment_json(&a, AssignmentState::Leased, false))),
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// `GET /api/assignments/{id}`: the assignment (only its own annotator's).
+async fn api_assignment(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let a = tasks::assignment(&pool, id, me.user.id).await?;
+    let (state, expired) = tasks::assignment_state(&pool, id, me.user.id).await?;
+    Ok(HttpResponse::Ok().json(assignment_json(&a, state, expired)))
+}
+
+// ---------------------------------------------------------------------------------
+// The task page, by kind.
+
+/// What every task page shows around its form.
+struct TaskView {
+    assignment_id: i64,
+    project: Project,
+    prompt: String,
+    /// Sanitised by `markdown::render`.
+    guidelines_html: String,
+    lease_until: String,
+    lease_expired: bool,
+    note: Option<&'static str>,
+    /// Why the last submit was refused (the form keeps what was typed).
+    error: Option<String>,
+    /// A fresh key per render: a double click or a retry of this form stores once.
+    idempotency_key: String,
+    /// When the page was rendered (Unix ms): the time spent when the page sends none.
+    rendered_at: i64,
+}
+
+#[derive(Template)]
+#[template(path = "task_demonstration.html")]
+struct DemonstrationPage {
+    nav: Nav,
+    task: TaskView,
+    text: String,
+}
+
+/// The content flags offered on every sample: (value, label).
+const FLAGS: [(&str, &str); 5] = [
+    ("fails_task", "Fails the task"),
+    ("harmful", "Harmful"),
+    ("hallucination", "Makes things up"),
+    ("not_followed", "Ignores an instruction"),
+    ("other", "Other problem"),
+];
+
+/// One sample of a ranking, with what the form holds for it.
+struct SampleCard {
+    position: usize,
+    letter: char,
+    sample_id: i64,
+    text: String,
+    rank: String,
+    likert: String,
+    flags: Vec<String>,
+}
+
+impl SampleCard {
+    fn rank_is(&self, rank: &usize) -> bool {
+        self.rank == rank.to_string()
+    }
+
+    fn likert_is(&self, value: &usize) -> bool {
+        self.likert == value.to_string()
+    }
+
+    fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+
+    /// The rank badge: the rank picked, or a dash.
+    fn badge(&self) -> &str {
+        if self.rank.is_empty() {
+            "–"
+        } else {
+            &self.rank
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "task_ranking.html")]
+struct RankingPage {
+    nav: Nav,
+    task: TaskView,
+    cards: Vec<SampleCard>,
+    k: usize,
+    ranks: Vec<usize>,
+    likert: [(usize, &'static str); 7],
+    flags: [(&'static str, &'static str); 5],
+    all_bad: bool,
+    comment: String,
+}
+
+const LIKERT: [(usize, &str); 7] = [
+    (1, "1 · very bad"),
+    (2, "2"),
+    (3, "3"),
+    (4, "4 · acceptable"),
+    (5, "5"),
+    (6, "6"),
+    (7, "7 · excellent"),
+];
+
+#[derive(Template)]
+#[template(path = "task_comparison.html")]
+struct ComparisonPage {
+    nav: Nav,
+    task: TaskView,
+    a: String,
+    b: String,
+    comment: String,
+}
+
+#[derive(Template)]
+#[template(path = "task_done.html")]
+struct DonePage {
+    nav: Nav,
+    assignment_id: i64,
+    project: Project,
+    prompt: String,
+    submitted: bool,
+    csrf: String,
+}
+
+/// What a refused form held, to show it again with the reason.
+enum Kept {
+    Nothing,
+    Demonstration(DemonstrationForm),
+    Ranking(RankingForm),
+    Vote(VoteForm),
+}
+
+async fn assignment_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    query: web::Query<NoteQuery>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let assignment = tasks::assignment(&pool, id, me.user.id).await?;
+    let note = note_text(&query.note);
+    render_task(&me, &pool, &session, assignment, note, Kept::Nothing, None).await
+}
+
+/// The task page for `assignment` (or, once it is answered, a page saying so), with a
+/// refused form's content and reason when there was one (then with status 422).
+async fn render_task(
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    assignment: Assignment,
+    note: Option<&'static str>,
+    kept: Kept,
+    error: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let nav = Nav::new(me, session)?;
+    let project = projects::get_project(pool, assignment.project_id).await?;
+    let (state, lease_expired) = tasks::assignment_state(pool, assignment.id, me.user.id).await?;
+    if state != AssignmentState::Leased {
+        let csrf = nav.csrf.clone();
+        return page(&DonePage {
+            nav,
+            assignment_id: assignment.id,
+            project,
+            prompt: assignment.prompt.text,
+            submitted: state == AssignmentState::Submitted,
+            csrf,
+        });
+    }
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let task = TaskView {
+        assignment_id: assignment.id,
+        guidelines_html: markdown::render(&project.guidelines),
+        project,
+        prompt: assignment.prompt.text.clone(),
+        lease_until: assignment.lease_until.format("%Y-%m-%d %H:%M UTC").to_string(),
+        lease_expired,
+        note,
+        error,
+        idempotency_key: IdempotencyKey::new().to_string(),
+        rendered_at: now_ms(),
+    };
+    let html = match assignment.kind {
+        TaskKind::Demonstration => {
+            let text = match kept {
+                Kept::Demonstration(f) => f.text,
+                _ => String::new(),
+            };
+            DemonstrationPage { nav, task, text }.render()?
+        }
+        TaskKind::Ranking => {
+            let kept = match kept {
+                Kept::Ranking(f) => f,
+                _ => RankingForm::default(),
+            };
+            ranking_view(nav, task, assignment.samples, kept).render()?
+        }
+        TaskKind::Comparison => {
+            let comment = match kept {
+                Kept::Vote(f) => f.comment,
+                _ => String::new(),
+            };
+            let mut texts = assignment.samples.into_iter().map(|s| s.text);
+            let (a, b) = (texts.next().unwrap_or_default(), texts.next().unwrap_or_default());
+            ComparisonPage { nav, task, a, b, comment }.render()?
+        }
+    };
+    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html))
+}
+
+fn ranking_view(nav: Nav, task: TaskView, samples: Vec<TaskSample>, kept: RankingForm) -> RankingPage {
+    let k = samples.len();
+    let cards = samples
+        .into_iter()
+        .map(|s| SampleCard {
+            letter: form::letter(s.position),
+            rank: kept.rank(s.position).to_string(),
+            likert: kept.likert_of(s.position).to_string(),
+            flags: kept.flags_of(s.position),
+            position: s.position,
+            sample_id: s.id,
+            text: s.text,
+        })
+        .collect();
+    RankingPage {
+        nav,
+        task,
+        cards,
+        k,
+        ranks: (1..=k).collect(),
+        likert: LIKERT,
+        flags: FLAGS,
+        all_bad: kept.all_bad,
+        comment: kept.comment,
+    }
+}
+
+/// A refused form is shown again with its content and the reason; any other error is
+/// the error page.
+async fn refused_or(
+    result: Result<HttpResponse, AppError>,
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    assignment: Assignment,
+    kept: Kept,
+) -> Result<HttpResponse, AppError> {
+    match result {
+        Err(AppError::Invalid { field, reason }) => {
+            let error = format!("{field}: {reason}");
+            render_task(me, pool, session, assignment, None, kept, Some(error)).await
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Submits and skips: one function per kind, shared by the page and the API.
+
+/// The API's answer to a submit: the stored row's id, and whether this request stored
+/// it (false: a retry found the row its first attempt stored).
+#[derive(Serialize)]
+struct SubmittedJson {
+    id: i64,
+    stored: bool,
+}
+
+impl From<Submitted> for SubmittedJson {
+    fn from(s: Submitted) -> Self {
+        SubmittedJson { id: s.id(), stored: matches!(s, Submitted::Stored(_)) }
+    }
+}
+
+async fn store_demonstration(
+    pool: &PgPool,
+    me: &CurrentUser,
+    assignment_id: i64,
+    d: form::Demonstration,
+) -> Result<Submitted, AppError> {
+    let target = DemonstrationFor::Assignment(assignment_id);
+    Ok(submit::submit_demonstration(pool, me.user.id, target, &d.response, d.time_spent_ms, d.key).await?)
+}
+
+async fn store_vote(
+    pool: &PgPool,
+    me: &CurrentUser,
+    assignment_id: i64,
+    b: form::Ballot,
+) -> Result<Submitted, AppError> {
+    Ok(submit::submit_vote(pool, me.user.id, assignment_id, b.vote, &b.comment, b.time_spent_ms, b.key)
+        .await?)
+}
+
+async fn demonstration_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<DemonstrationForm>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    let result = async {
+        let d = form.demonstration(now_ms())?;
+        store_demonstration(&pool, &me, assignment.id, d).await?;
+        go_on(&pool, &me, assignment.project_id, "saved").await
+    }
+    .await;
+    refused_or(result, &me, &pool, &session, assignment, Kept::Demonstration(form.into_inner())).await
+}
+
+async fn ranking_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let form = RankingForm::read(form.into_inner())?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    let result = async {
+        let (submission, key) = form.submission(assignment.k(), now_ms())?;
+        submit::submit_ranking(&pool, me.user.id, assignment.id, &submission, key).await?;
+        go_on(&pool, &me, assignment.project_id, "saved").await
+    }
+    .await;
+    refused_or(result, &me, &pool, &session, assignment, Kept::Ranking(form)).await
+}
+
+async fn vote_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<VoteForm>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    let result = async {
+        let ballot = form.ballot(now_ms())?;
+        store_vote(&pool, &me, assignment.id, ballot).await?;
+        go_on(&pool, &me, assignment.project_id, "saved").await
+    }
+    .await;
+    refused_or(result, &me, &pool, &session, assignment, Kept::Vote(form.into_inner())).await
+}
+
+async fn skip_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    tasks::skip(&pool, assignment.id, me.user.id).await?;
+    go_on(&pool, &me, assignment.project_id, "skipped").await
+}
+
+async fn api_demonstration(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<DemonstrationBody>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let d = body.demonstration()?;
+    let submitted = store_demonstration(&pool, &me, path.into_inner(), d).await?;
+    Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
+}
+
+async fn api_ranking(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<RankingBody>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    // K comes from the task, so the assignment is read (and its owner checked) first.
+    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    if assignment.kind != TaskKind::Ranking {
+        return Err(AppError::Invalid {
+            field: "assignment".into(),
+            reason: format!(
+                "assignment {} is a {:?} task, not a ranking task",
+                assignment.id, assignment.kind
+            )
+            .to_lowercase(),
+        });
+    }
+    let (submission, key) = body.into_inner().submission(assignment.k())?;
+    let submitted = submit::submit_ranking(&pool, me.user.id, assignment.id, &submission, key).await?;
+    Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
+}
+
+async fn api_vote(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<VoteBody>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let ballot = body.ballot()?;
+    let submitted = store_vote(&pool, &me, path.into_inner(), ballot).await?;
+    Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
+}
+
+/// `POST /api/assignments/{id}/skip`: `{assignment_id, state: "skipped"}`.
+async fn api_skip(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: Option<web::Json<CsrfOnly>>,
+) -> Result<HttpResponse, AppError> {
+    auth::check_csrf(&session, csrf_of(&body), me.by_token)?;
+    let id = path.into_inner();
+    tasks::skip(&pool, id, me.user.id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "assignment_id": id, "state": AssignmentState::Skipped })))
+}

@@ -16,10 +16,14 @@ struct Asset {
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 const ASSETS: &[Asset] = &[
     Asset { name: "charts.js", content_type: JS, body: include_str!("../../static/charts.js") },
     Asset { name: "runs.js", content_type: JS, body: include_str!("../../static/runs.js") },
+    Asset { name: "task.css", content_type: CSS, body: include_str!("../../static/task.css") },
+    Asset { name: "task.js", content_type: JS, body: include_str!("../../static/task.js") },
+    Asset { name: "ranking.js", content_type: JS, body: include_str!("../../static/ranking.js") },
 ];
 
 pub fn configure(cfg: &mut ServiceConfig) {

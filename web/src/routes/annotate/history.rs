@@ -1,0 +1,219 @@
+//! An annotator's own recent work (demonstrations, rankings, votes), newest first, and
+//! how well they agree with the other annotators of each project they worked in.
+
+use actix_session::Session;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use labeling::agreement::{self, PairCounts};
+use labeling::projects;
+use labeling::submit::{self, Work};
+use labeling::tasks::TaskKind;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use super::form::letter;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::routes::{page, Nav};
+
+const PER_PAGE: i64 = 25;
+const MAX_LIMIT: i64 = 500;
+
+/// One project's agreement of one annotator with the others who ranked the same tasks.
+#[derive(Serialize)]
+pub struct MyAgreement {
+    project_id: i64,
+    project_name: String,
+    /// Annotators who ranked at least one task that this annotator ranked too.
+    partners: usize,
+    /// Tasks this annotator ranked that someone else ranked too.
+    tasks_shared: usize,
+    pairs: PairCounts,
+    /// Over the sample pairs both ordered strictly, the fraction ordered the same way.
+    agreement_rate: Option<f64>,
+    /// Mean Kendall τ-b over the shared tasks where it is defined.
+    kendall_tau: Option<f64>,
+}
+
+impl MyAgreement {
+    fn rate_text(&self) -> String {
+        self.agreement_rate.map_or("–".into(), |r| format!("{:.0} %", r * 100.0))
+    }
+
+    fn tau_text(&self) -> String {
+        self.kendall_tau.map_or("–".into(), |t| format!("{t:.2}"))
+    }
+}
+
+/// `annotator_id`'s agreement in every project they worked in, by project name.
+async fn agreement_of(pool: &PgPool, annotator_id: i64) -> Result<Vec<MyAgreement>, AppError> {
+    let mut rows = Vec::new();
+    for project in projects::projects_worked_in(pool, annotator_id).await? {
+        let report = agreement::project_agreement(pool, project.id).await?;
+        let mine = report.per_annotator.into_iter().find(|a| a.annotator_id == annotator_id);
+        rows.push(match mine {
+            Some(a) => MyAgreement {
+                project_id: project.id,
+                project_name: project.name,
+                partners: a.partners,
+                tasks_shared: a.tasks_shared,
+                pairs: a.pairs,
+                agreement_rate: a.agreement_rate,
+                kendall_tau: a.kendall_tau,
+            },
+            None => MyAgreement {
+                project_id: project.id,
+                project_name: project.name,
+                partners: 0,
+                tasks_shared: 0,
+                pairs: PairCounts::default(),
+                agreement_rate: None,
+                kendall_tau: None,
+            },
+        });
+    }
+    Ok(rows)
+}
+
+/// One line of the history page.
+struct WorkLine {
+    work: Work,
+}
+
+impl WorkLine {
+    fn kind(&self) -> &'static str {
+        match self.work.kind {
+            TaskKind::Demonstration => "Demonstration",
+            TaskKind::Ranking => "Ranking",
+            TaskKind::Comparison => "A/B vote",
+        }
+    }
+
+    fn date(&self) -> String {
+        self.work.created_at.format("%Y-%m-%d %H:%M").to_string()
+    }
+
+    /// What was answered: the order (best first, `=` between ties), the vote, or the
+    /// start of the demonstration.
+    fn answer(&self) -> String {
+        let w = &self.work;
+        match w.kind {
+            TaskKind::Demonstration => w.response.clone().unwrap_or_default(),
+            TaskKind::Ranking => {
+                let order = w.ranks.as_deref().map(order_text);
+                match (order, w.all_bad == Some(true)) {
+                    (Some(order), true) => format!("{order} (all bad)"),
+                    (Some(order), false) => order,
+                    (None, _) => "all bad".into(),
+                }
+            }
+            TaskKind::Comparison => match w.vote.map(|v| v.as_str()) {
+                Some("a") => "A better".into(),
+                Some("b") => "B better".into(),
+                Some("tie") => "tie".into(),
+                Some("both_bad") => "both bad".into(),
+                _ => String::new(),
+            },
+        }
+    }
+}
+
+/// A ranks array (group of each sample, 0 the best) as "B > A = C".
+fn order_text(ranks: &[i16]) -> String {
+    let groups = ranks.iter().copied().max().map_or(0, |m| m + 1);
+    (0..groups)
+        .map(|g| {
+            ranks
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r == g)
+                .map(|(i, _)| letter(i).to_string())
+                .collect::<Vec<_>>()
+                .join(" = ")
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+#[derive(Template)]
+#[template(path = "history.html")]
+struct HistoryPage {
+    nav: Nav,
+    lines: Vec<WorkLine>,
+    agreement: Vec<MyAgreement>,
+    page: i64,
+    more: bool,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<i64>,
+}
+
+/// `GET /history?page=`: 25 items a page.
+pub async fn history_page(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let current = query.page.unwrap_or(1).max(1);
+    let mut work = submit::work_of(&pool, me.user.id, PER_PAGE + 1, (current - 1) * PER_PAGE).await?;
+    let more = work.len() as i64 > PER_PAGE;
+    work.truncate(PER_PAGE as usize);
+    let agreement = agreement_of(&pool, me.user.id).await?;
+    page(&HistoryPage {
+        nav: Nav::new(&me, &session)?,
+        lines: work.into_iter().map(|work| WorkLine { work }).collect(),
+        agreement,
+        page: current,
+        more,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ApiQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct HistoryJson {
+    items: Vec<Work>,
+    limit: i64,
+    offset: i64,
+}
+
+/// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
+pub async fn api_history(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    query: web::Query<ApiQuery>,
+) -> Result<HttpResponse, AppError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to {MAX_LIMIT}") });
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(AppError::Invalid { field: "offset".into(), reason: "must not be negative".into() });
+    }
+    let items = submit::work_of(&pool, me.user.id, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(HistoryJson { items, limit, offset }))
+}
+
+/// `GET /api/me/agreement`: one entry per project worked in.
+pub async fn api_agreement(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(agreement_of(&pool, me.user.id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ranks_array_reads_best_first_with_ties_joined() {
+        assert_eq!(order_text(&[1, 0, 1, 2]), "B > A = C > D");
+        assert_eq!(order_text(&[0, 0]), "A = B");
+    }
+}
