@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::domain::{Guidelines, Overlap, ProjectName, SamplesPerTask};
+use crate::domain::{Guidelines, Overlap, ProjectName, SamplesPerTask, Split};
 use crate::error::{foreign_key_violation, is_unique_violation, LabelingError, Result};
 use crate::users::User;
 
@@ -186,4 +186,154 @@ fn found(rows: u64, project_id: i64) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// A project's prompts in each split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PromptCounts {
+    pub train: i64,
+    pub val: i64,
+    pub test: i64,
+}
+
+/// A project's tasks of one kind by state: `open` (no live assignment and nothing
+/// submitted), `in_progress` (leased or submitted, but fewer than the project's overlap
+/// submissions), `done` (at least `overlap` submissions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    pub kind: crate::tasks::TaskKind,
+    pub open: i64,
+    pub in_progress: i64,
+    pub done: i64,
+}
+
+/// How much a project holds: prompts, tasks, submissions and the people submitting them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectCounts {
+    pub prompts: PromptCounts,
+    /// One entry per task kind (demonstration, ranking, comparison), zeros included.
+    pub tasks: Vec<TaskCounts>,
+    pub demonstrations: i64,
+    pub rankings: i64,
+    pub votes: i64,
+    /// Distinct annotators who submitted anything in the project.
+    pub annotators_submitted: i64,
+    /// Of those, the ones who submitted in the last 7 days.
+    pub annotators_active_7d: i64,
+}
+
+/// Counts a project's prompts, tasks and submissions, read in one consistent view.
+pub async fn project_counts(pool: &PgPool, project_id: i64) -> Result<ProjectCounts> {
+    use crate::tasks::TaskKind;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+    let overlap: Option<i32> = sqlx::query_scalar("SELECT overlap FROM projects WHERE id = $1")
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let overlap = overlap.ok_or_else(|| LabelingError::not_found("project", project_id))?;
+
+    let splits: Vec<(Split, i64)> =
+        sqlx::query_as("SELECT split, count(*) FROM prompts WHERE project_id = $1 GROUP BY split")
+            .bind(project_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut prompts = PromptCounts::default();
+    for (split, n) in splits {
+        match split {
+            Split::Train => prompts.train = n,
+            Split::Val => prompts.val = n,
+            Split::Test => prompts.test = n,
+        }
+    }
+
+    let by_kind: Vec<(TaskKind, i64, i64, i64)> = sqlx::query_as(
+        "WITH per_task AS (
+             SELECT t.kind,
+                 count(a.id) FILTER (WHERE a.state = 'submitted') AS submitted,
+                 count(a.id) FILTER (WHERE a.state = 'leased' AND a.lease_until > now()) AS leased
+             FROM tasks t LEFT JOIN assignments a ON a.task_id = t.id
+             WHERE t.project_id = $1 GROUP BY t.id, t.kind
+         )
+         SELECT kind,
+             count(*) FILTER (WHERE submitted = 0 AND leased = 0),
+             count(*) FILTER (WHERE submitted < $2 AND (submitted > 0 OR leased > 0)),
+             count(*) FILTER (WHERE submitted >= $2)
+         FROM per_task GROUP BY kind",
+    )
+    .bind(project_id)
+    .bind(i64::from(overlap))
+    .fetch_all(&mut *tx)
+    .await?;
+    let tasks = [TaskKind::Demonstration, TaskKind::Ranking, TaskKind::Comparison]
+        .into_iter()
+        .map(|kind| {
+            let found = by_kind.iter().find(|row| row.0 == kind);
+            let (open, in_progress, done) = found.map(|r| (r.1, r.2, r.3)).unwrap_or_default();
+            TaskCounts { kind, open, in_progress, done }
+        })
+        .collect();
+
+    let (demonstrations, rankings, votes, annotators_submitted, annotators_active_7d): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "WITH work AS (
+                 SELECT 'demonstration' AS what, d.annotator_id, d.created_at
+                 FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
+                 UNION ALL
+                 SELECT 'ranking', r.annotator_id, r.created_at
+                 FROM rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
+                 UNION ALL
+                 SELECT 'vote', v.annotator_id, v.created_at
+                 FROM comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1
+             )
+             SELECT count(*) FILTER (WHERE what = 'demonstration'),
+                 count(*) FILTER (WHERE what = 'ranking'),
+                 count(*) FILTER (WHERE what = 'vote'),
+                 count(DISTINCT annotator_id),
+                 count(DISTINCT annotator_id) FILTER (WHERE created_at > now() - interval '7 days')
+             FROM work",
+    )
+    .bind(project_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ProjectCounts {
+        prompts,
+        tasks,
+        demonstrations,
+        rankings,
+        votes,
+        annotators_submitted,
+        annotators_active_7d,
+    })
+}
+
+/// Changes any of a project's guidelines, overlap and K in one statement; `None` keeps
+/// the current value. Returns the project as updated.
+pub async fn update_settings(
+    pool: &PgPool,
+    project_id: i64,
+    guidelines: Option<&Guidelines>,
+    overlap: Option<Overlap>,
+    samples_per_task: Option<SamplesPerTask>,
+) -> Result<Project> {
+    let sql = format!(
+        "UPDATE projects SET guidelines = COALESCE($2, guidelines), overlap = COALESCE($3, overlap),
+             samples_per_task = COALESCE($4, samples_per_task)
+         WHERE id = $1 RETURNING {PROJECT_COLUMNS}"
+    );
+    sqlx::query_as::<_, Project>(&sql)
+        .bind(project_id)
+        .bind(guidelines.map(Guidelines::as_str))
+        .bind(overlap.map(Overlap::get))
+        .bind(samples_per_task.map(SamplesPerTask::get))
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| LabelingError::not_found("project", project_id))
 }

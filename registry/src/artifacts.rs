@@ -183,22 +183,7 @@ impl ArtifactStore {
             file: file.to_string(),
             problem,
         };
-        let manifest_path = self.manifest_path(sha256);
-        let manifest = match fs::read_to_string(&manifest_path) {
-            Ok(manifest) => manifest,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(corrupt(&manifest_path.display().to_string(), "is missing".into()))
-            }
-            Err(e) => return Err(io_at(&manifest_path)(e)),
-        };
-        if hex::encode(Sha256::digest(manifest.as_bytes())) != sha256 {
-            return Err(corrupt(
-                &manifest_path.display().to_string(),
-                "does not match the artifact's digest".into(),
-            ));
-        }
-        let entries = parse_manifest(&manifest)
-            .ok_or_else(|| corrupt(&manifest_path.display().to_string(), "is not a manifest".into()))?;
+        let entries = self.manifest(sha256)?;
 
         let present: BTreeSet<String> = walk(&dir)?.into_iter().collect();
         let listed: BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
@@ -232,6 +217,83 @@ impl ArtifactStore {
             sha256: sha256.to_string(),
             size: entries.iter().map(|e| e.size).sum(),
         })
+    }
+}
+
+/// A file of a stored artifact, as its manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArtifactFile {
+    /// Relative, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ArtifactStore {
+    /// The artifact's files as its manifest lists them, by path. Checks the manifest
+    /// against the digest but not the files (that is [`ArtifactStore::file`]'s job), so
+    /// that listing a large checkpoint stays cheap.
+    pub fn files(&self, sha256: &str) -> Result<Vec<ArtifactFile>> {
+        check_digest(sha256)?;
+        if !self.dir_of(sha256).is_dir() {
+            return Err(RegistryError::ArtifactNotFound(sha256.to_string()));
+        }
+        Ok(self
+            .manifest(sha256)?
+            .into_iter()
+            .map(|e| ArtifactFile { path: e.path, size: e.size, sha256: e.sha256 })
+            .collect())
+    }
+
+    /// The verified location of one file of the artifact, to read from; `None` when the
+    /// manifest lists no file at `path` (so a path that climbs out of the artifact, such
+    /// as `../x`, is never found). The file's size and sha256 are checked first.
+    pub fn file(&self, sha256: &str, path: &str) -> Result<Option<PathBuf>> {
+        let Some(entry) = self.files(sha256)?.into_iter().find(|e| e.path == path) else {
+            return Ok(None);
+        };
+        let location = self.dir_of(sha256).join(&entry.path);
+        let corrupt = |problem: String| RegistryError::ArtifactCorrupt {
+            sha256: sha256.to_string(),
+            file: entry.path.clone(),
+            problem,
+        };
+        if !location.is_file() {
+            return Err(corrupt("is missing".into()));
+        }
+        let (size, digest) = hash_file(&location, None)?;
+        if size != entry.size {
+            return Err(corrupt(format!("has {size} bytes where the manifest says {}", entry.size)));
+        }
+        if digest != entry.sha256 {
+            return Err(corrupt(format!("has sha256 {digest} where the manifest says {}", entry.sha256)));
+        }
+        Ok(Some(location))
+    }
+
+    /// The artifact's manifest entries, after checking that the manifest hashes to `sha256`.
+    fn manifest(&self, sha256: &str) -> Result<Vec<FileEntry>> {
+        let corrupt = |file: &str, problem: String| RegistryError::ArtifactCorrupt {
+            sha256: sha256.to_string(),
+            file: file.to_string(),
+            problem,
+        };
+        let manifest_path = self.manifest_path(sha256);
+        let manifest = match fs::read_to_string(&manifest_path) {
+            Ok(manifest) => manifest,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(corrupt(&manifest_path.display().to_string(), "is missing".into()))
+            }
+            Err(e) => return Err(io_at(&manifest_path)(e)),
+        };
+        if hex::encode(Sha256::digest(manifest.as_bytes())) != sha256 {
+            return Err(corrupt(
+                &manifest_path.display().to_string(),
+                "does not match the artifact's digest".into(),
+            ));
+        }
+        parse_manifest(&manifest)
+            .ok_or_else(|| corrupt(&manifest_path.display().to_string(), "is not a manifest".into()))
     }
 }
 

@@ -13,6 +13,9 @@ mod registry;
 mod schema;
 mod web_annotate;
 mod web_app;
+mod web_data;
+mod web_models;
+mod web_project;
 mod web_prompts;
 mod web_runs;
 

@@ -62,22 +62,33 @@ impl From<LabelingError> for AppError {
 impl From<RegistryError> for AppError {
     fn from(e: RegistryError) -> Self {
         use RegistryError as R;
+        let invalid =
+            |field: &str, e: &RegistryError| AppError::Invalid { field: field.into(), reason: e.to_string() };
         match e {
+            R::BadModelName(_) => invalid("model", &e),
+            R::BadAlias(_) => invalid("alias", &e),
+            R::BadRole(_) => invalid("role", &e),
+            R::BadTag(_) => invalid("tag", &e),
+            R::BadReference(_) => invalid("reference", &e),
+            R::VersionOfAnotherModel { .. } => invalid("version", &e),
+            R::ConfigNotObject(_) => invalid("config", &e),
+            R::NotAnObject(field) => invalid(field, &e),
+            R::NonFiniteMetric { .. } | R::BadMetricName(_) | R::DuplicateMetric { .. } => {
+                invalid("metrics", &e)
+            }
             R::RunNotFound(_)
+            | R::ProjectNotFound(_)
+            | R::UserNotFound(_)
             | R::ModelNotFound(_)
             | R::VersionNotFound(_)
             | R::NoSuchVersion { .. }
             | R::AliasNotFound { .. }
             | R::SnapshotNotFound(_)
-            | R::ProjectNotFound(_)
-            | R::UserNotFound(_)
             | R::ArtifactNotFound(_) => AppError::NotFound(e.to_string()),
-            R::AlreadyFinished { .. } | R::LeaseLost { .. } => AppError::Conflict(e.to_string()),
-            R::BadModelName(_) => AppError::Invalid { field: "model".into(), reason: e.to_string() },
-            R::BadAlias(_) => AppError::Invalid { field: "alias".into(), reason: e.to_string() },
-            R::BadTag(_) => AppError::Invalid { field: "tag".into(), reason: e.to_string() },
-            R::BadReference(_) => AppError::Invalid { field: "reference".into(), reason: e.to_string() },
-            R::ConfigNotObject(_) => AppError::Invalid { field: "config".into(), reason: e.to_string() },
+            // Said as it is: a researcher must learn that the bytes on disk are damaged.
+            R::LeaseLost { .. } | R::AlreadyFinished { .. } | R::ArtifactCorrupt { .. } => {
+                AppError::Conflict(e.to_string())
+            }
             other => AppError::internal(other),
         }
     }

@@ -1,5 +1,524 @@
-//! A project's data (researchers): counts, agreement per annotator, consensus per task, snapshots and exports.
+//! A project's data (researchers): counts, agreement per annotator, consensus per task,
+//! snapshots and their exports as training files. The same as JSON under /api.
 
-use actix_web::web::ServiceConfig;
+use std::collections::HashMap;
 
-pub fn configure(_cfg: &mut ServiceConfig) {}
+use actix_session::Session;
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpResponse};
+use askama::Template;
+use labeling::agreement::{self, AgreementReport};
+use labeling::consensus::{self, TaskConsensus};
+use labeling::domain::Split;
+use labeling::projects::{self, Project, ProjectCounts};
+use labeling::snapshots::{self, ExportFormat, PairsTies, Snapshot, SnapshotFilter, SnapshotKind};
+use labeling::tasks::TaskKind;
+use labeling::users;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use super::{page, see_other, Nav};
+use crate::auth::{self, CurrentUser};
+use crate::error::AppError;
+
+const CONSENSUS_PER_PAGE: usize = 25;
+
+#[derive(Template)]
+#[template(path = "data.html")]
+struct DataPage {
+    nav: Nav,
+    project: Project,
+    counts: ProjectCounts,
+    tasks: Vec<TaskRow>,
+    agreement: AgreementReport,
+    rows: Vec<AgreementRow>,
+    chart: BarChart,
+    consensus: Vec<ConsensusRow>,
+    consensus_total: usize,
+    page: usize,
+    pages: usize,
+    snapshots: Vec<SnapshotRow>,
+    error: Option<String>,
+}
+
+/// One annotator's line of the agreement table.
+struct AgreementRow {
+    username: String,
+    partners: usize,
+    tasks_shared: usize,
+    agreed: usize,
+    compared: usize,
+    rate: String,
+    tau: String,
+}
+
+/// One task's line of the consensus table.
+struct ConsensusRow {
+    task_id: i64,
+    prompt_id: i64,
+    /// `2 > 0 = 1 > 3`: sample indices best first, `=` between tied ones.
+    order: String,
+    mean_positions: String,
+    rankings: usize,
+    all_bad_without_order: usize,
+}
+
+/// One task kind's line of the task counts.
+struct TaskRow {
+    kind: &'static str,
+    open: i64,
+    in_progress: i64,
+    done: i64,
+}
+
+struct SnapshotRow {
+    snapshot: Snapshot,
+    kind: &'static str,
+    /// (format name, download URL).
+    downloads: Vec<(&'static str, String)>,
+}
+
+/// A horizontal bar chart laid out for the template (SVG user units).
+struct BarChart {
+    width: u32,
+    height: u32,
+    plot_left: u32,
+    plot_width: u32,
+    /// Where the x axis runs.
+    axis_y: u32,
+    bars: Vec<Bar>,
+    ticks: Vec<Tick>,
+    x_label: &'static str,
+}
+
+struct Bar {
+    label: String,
+    /// Top of the bar's row.
+    y: u32,
+    width: u32,
+    value: String,
+}
+
+struct Tick {
+    x: u32,
+    label: String,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct ApiPaging {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// Freezing a snapshot, from the page's form or the API's JSON.
+#[derive(Deserialize)]
+pub struct FreezeForm {
+    kind: String,
+    name: String,
+    /// Empty (or absent) means every split.
+    #[serde(default)]
+    split: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    format: String,
+}
+
+/// The counts and agreement, as the API returns them.
+#[derive(Serialize)]
+struct DataSummary {
+    counts: ProjectCounts,
+    agreement: AgreementReport,
+    /// Usernames of the annotators the agreement report names, by user id.
+    usernames: HashMap<i64, String>,
+}
+
+#[derive(Serialize)]
+struct ConsensusPage {
+    total: usize,
+    tasks: Vec<TaskConsensus>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(show)
+        .service(freeze)
+        .service(export)
+        .service(api_data)
+        .service(api_consensus)
+        .service(api_snapshots)
+        .service(api_freeze)
+        .service(api_export);
+}
+
+#[get("/projects/{id}/data")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn show(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let project = projects::get_project(&pool, *path).await?;
+    render(&me, &pool, &session, project, query.page.unwrap_or(1), None).await
+}
+
+#[post("/projects/{id}/snapshots")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn freeze(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<FreezeForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let project = projects::get_project(&pool, *path).await?;
+    match freeze_from(&pool, project.id, &form, me.user.id).await {
+        Ok(_) => Ok(see_other(&format!("/projects/{}/data#snapshots", project.id))),
+        Err(e @ AppError::Invalid { .. }) => render(&me, &pool, &session, project, 1, Some(e)).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// A snapshot as a training file, downloaded from the page (JSON errors at the /api twin).
+#[get("/snapshots/{id}/export")]
+#[tracing::instrument(skip_all, fields(snapshot = *path))]
+pub async fn export(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    export_file(&pool, *path, &query.format).await
+}
+
+#[get("/api/snapshots/{id}/export")]
+#[tracing::instrument(skip_all, fields(snapshot = *path))]
+pub async fn api_export(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    export_file(&pool, *path, &query.format).await
+}
+
+#[get("/api/projects/{id}/data")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn api_data(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let project = projects::get_project(&pool, *path).await?;
+    let counts = projects::project_counts(&pool, project.id).await?;
+    let agreement = agreement::project_agreement(&pool, project.id).await?;
+    let usernames = usernames(&pool).await?;
+    let usernames = agreement
+        .per_annotator
+        .iter()
+        .filter_map(|a| Some((a.annotator_id, usernames.get(&a.annotator_id)?.clone())))
+        .collect();
+    Ok(HttpResponse::Ok().json(DataSummary { counts, agreement, usernames }))
+}
+
+#[get("/api/projects/{id}/consensus")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn api_consensus(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+    query: web::Query<ApiPaging>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let project = projects::get_project(&pool, *path).await?;
+    let all = consensus::consensus_for_project(&pool, project.id).await?;
+    let total = all.len();
+    let limit = query.limit.unwrap_or(100).min(1000);
+    let tasks = all.into_iter().skip(query.offset.unwrap_or(0)).take(limit).collect();
+    Ok(HttpResponse::Ok().json(ConsensusPage { total, tasks }))
+}
+
+#[get("/api/projects/{id}/snapshots")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn api_snapshots(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let project = projects::get_project(&pool, *path).await?;
+    Ok(HttpResponse::Ok().json(snapshots::snapshots(&pool, project.id).await?))
+}
+
+#[post("/api/projects/{id}/snapshots")]
+#[tracing::instrument(skip_all, fields(project = *path))]
+pub async fn api_freeze(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<FreezeForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let project = projects::get_project(&pool, *path).await?;
+    let snapshot = freeze_from(&pool, project.id, &body, me.user.id).await?;
+    Ok(HttpResponse::Created().json(snapshot))
+}
+
+async fn freeze_from(
+    pool: &PgPool,
+    project_id: i64,
+    form: &FreezeForm,
+    user_id: i64,
+) -> Result<Snapshot, AppError> {
+    let kind = parse_kind(&form.kind)?;
+    let split = if form.split.trim().is_empty() { None } else { Some(Split::parse(&form.split)?) };
+    let filter = SnapshotFilter { split };
+    Ok(snapshots::freeze(pool, project_id, kind, &filter, form.name.trim(), Some(user_id)).await?)
+}
+
+fn kind_name(kind: SnapshotKind) -> &'static str {
+    match kind {
+        SnapshotKind::Prompts => "prompts",
+        SnapshotKind::Demonstrations => "demonstrations",
+        SnapshotKind::Rankings => "rankings",
+        SnapshotKind::Comparisons => "comparisons",
+    }
+}
+
+fn parse_kind(kind: &str) -> Result<SnapshotKind, AppError> {
+    match kind.trim() {
+        "prompts" => Ok(SnapshotKind::Prompts),
+        "demonstrations" => Ok(SnapshotKind::Demonstrations),
+        "rankings" => Ok(SnapshotKind::Rankings),
+        "comparisons" => Ok(SnapshotKind::Comparisons),
+        other => Err(AppError::Invalid {
+            field: "kind".into(),
+            reason: format!("{other:?} is not prompts, demonstrations, rankings or comparisons"),
+        }),
+    }
+}
+
+/// The training formats a snapshot of `kind` exports to, by their names in URLs.
+fn formats(kind: SnapshotKind) -> &'static [(&'static str, ExportFormat)] {
+    const COMPARISONS: &[(&str, ExportFormat)] = &[
+        ("kwise", ExportFormat::KWise),
+        ("pairs", ExportFormat::Pairs(PairsTies::Drop)),
+        ("pairs_keep_ties", ExportFormat::Pairs(PairsTies::Keep)),
+    ];
+    match kind {
+        SnapshotKind::Prompts => &[("prompts", ExportFormat::Prompts)],
+        SnapshotKind::Demonstrations => &[("sft", ExportFormat::Sft)],
+        SnapshotKind::Rankings | SnapshotKind::Comparisons => COMPARISONS,
+    }
+}
+
+fn parse_format(name: &str) -> Result<ExportFormat, AppError> {
+    match name {
+        "prompts" => Ok(ExportFormat::Prompts),
+        "sft" => Ok(ExportFormat::Sft),
+        "kwise" => Ok(ExportFormat::KWise),
+        "pairs" => Ok(ExportFormat::Pairs(PairsTies::Drop)),
+        "pairs_keep_ties" => Ok(ExportFormat::Pairs(PairsTies::Keep)),
+        other => Err(AppError::Invalid {
+            field: "format".into(),
+            reason: format!("{other:?} is not prompts, sft, kwise, pairs or pairs_keep_ties"),
+        }),
+    }
+}
+
+/// The snapshot's export as a JSON-lines attachment named
+/// `project-<p>-snapshot-<s>-<format>.jsonl`.
+async fn export_file(pool: &PgPool, snapshot_id: i64, format_name: &str) -> Result<HttpResponse, AppError> {
+    let format = parse_format(format_name)?;
+    let snapshot = snapshots::snapshot(pool, snapshot_id).await?;
+    let lines = snapshots::export(pool, snapshot.id, format).await?;
+    let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in &lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let file_name = format!("project-{}-snapshot-{}-{format_name}.jsonl", snapshot.project_id, snapshot.id);
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(file_name)],
+        })
+        .body(body))
+}
+
+async fn usernames(pool: &PgPool) -> Result<HashMap<i64, String>, AppError> {
+    Ok(users::list_users(pool).await?.into_iter().map(|u| (u.id, u.username)).collect())
+}
+
+/// The data page at consensus page `page`; with `error`, the page says what was wrong,
+/// with the error's status.
+async fn render(
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    project: Project,
+    page_number: usize,
+    error: Option<AppError>,
+) -> Result<HttpResponse, AppError> {
+    let counts = projects::project_counts(pool, project.id).await?;
+    let agreement = agreement::project_agreement(pool, project.id).await?;
+    let names = usernames(pool).await?;
+    let rows: Vec<AgreementRow> = agreement
+        .per_annotator
+        .iter()
+        .map(|a| AgreementRow {
+            username: names
+                .get(&a.annotator_id)
+                .cloned()
+                .unwrap_or_else(|| format!("user {}", a.annotator_id)),
+            partners: a.partners,
+            tasks_shared: a.tasks_shared,
+            agreed: a.pairs.agreed,
+            compared: a.pairs.compared,
+            rate: fraction(a.agreement_rate),
+            tau: fraction(a.kendall_tau),
+        })
+        .collect();
+    let chart = agreement_chart(&rows, &agreement);
+    let all = consensus::consensus_for_project(pool, project.id).await?;
+    let consensus_total = all.len();
+    let pages = consensus_total.div_ceil(CONSENSUS_PER_PAGE).max(1);
+    let current = page_number.clamp(1, pages);
+    let consensus = all
+        .iter()
+        .skip((current - 1) * CONSENSUS_PER_PAGE)
+        .take(CONSENSUS_PER_PAGE)
+        .map(consensus_row)
+        .collect();
+    let snapshots = snapshots::snapshots(pool, project.id)
+        .await?
+        .into_iter()
+        .map(|snapshot| SnapshotRow {
+            kind: kind_name(snapshot.kind),
+            downloads: formats(snapshot.kind)
+                .iter()
+                .map(|(name, _)| (*name, format!("/snapshots/{}/export?format={name}", snapshot.id)))
+                .collect(),
+            snapshot,
+        })
+        .collect();
+    let tasks = counts
+        .tasks
+        .iter()
+        .map(|t| TaskRow {
+            kind: match t.kind {
+                TaskKind::Demonstration => "demonstration",
+                TaskKind::Ranking => "ranking",
+                TaskKind::Comparison => "comparison",
+            },
+            open: t.open,
+            in_progress: t.in_progress,
+            done: t.done,
+        })
+        .collect();
+    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
+    let mut response = page(&DataPage {
+        nav: Nav::new(me, session)?,
+        project,
+        counts,
+        tasks,
+        agreement,
+        rows,
+        chart,
+        consensus,
+        consensus_total,
+        page: current,
+        pages,
+        snapshots,
+        error: error.map(|e| e.to_string()),
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn fraction(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into())
+}
+
+fn consensus_row(task: &TaskConsensus) -> ConsensusRow {
+    let (order, mean_positions, rankings) = match &task.consensus {
+        Some(c) => (
+            c.ranking
+                .groups()
+                .iter()
+                .map(|g| g.iter().map(usize::to_string).collect::<Vec<_>>().join(" = "))
+                .collect::<Vec<_>>()
+                .join(" > "),
+            c.mean_positions.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", "),
+            c.rankings,
+        ),
+        None => ("no order yet".into(), String::new(), 0),
+    };
+    ConsensusRow {
+        task_id: task.task_id,
+        prompt_id: task.prompt_id,
+        order,
+        mean_positions,
+        rankings,
+        all_bad_without_order: task.all_bad_without_order,
+    }
+}
+
+/// Each annotator's pairwise agreement rate as a bar (0 to 1), with the project's rate
+/// as the last bar.
+fn agreement_chart(rows: &[AgreementRow], report: &AgreementReport) -> BarChart {
+    const ROW: u32 = 28;
+    const TOP: u32 = 8;
+    const LEFT: u32 = 130;
+    const PLOT: u32 = 400;
+    const BOTTOM: u32 = 48;
+    let mut entries: Vec<(String, Option<f64>)> = rows
+        .iter()
+        .zip(&report.per_annotator)
+        .map(|(row, a)| (row.username.clone(), a.agreement_rate))
+        .collect();
+    entries.push(("project".into(), report.project.agreement_rate));
+    let bars: Vec<Bar> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, rate))| Bar {
+            label,
+            y: TOP + i as u32 * ROW,
+            width: rate.map(|r| (r.clamp(0.0, 1.0) * f64::from(PLOT)).round() as u32).unwrap_or(0),
+            value: fraction(rate),
+        })
+        .collect();
+    let axis_y = TOP + bars.len() as u32 * ROW;
+    let ticks = (0..=4)
+        .map(|i| Tick { x: LEFT + i * PLOT / 4, label: format!("{:.2}", f64::from(i) / 4.0) })
+        .collect();
+    BarChart {
+        width: LEFT + PLOT + 60,
+        height: axis_y + BOTTOM,
+        plot_left: LEFT,
+        plot_width: PLOT,
+        axis_y,
+        bars,
+        ticks,
+        x_label: "Pairwise agreement rate",
+    }
+}

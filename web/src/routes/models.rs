@@ -1,5 +1,816 @@
-//! The registry (researchers): models, versions, lineage, config and metrics, aliases, checkpoint download.
+//! The registry (researchers): models, versions, lineage, config and metrics, aliases,
+//! tags and checkpoint download. The same as JSON under /api.
+//!
+//! A version's address is its model's name and number: `/models/{name}/versions/{n}`.
 
-use actix_web::web::ServiceConfig;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub fn configure(_cfg: &mut ServiceConfig) {}
+use actix_session::Session;
+use actix_web::body::SizedStream;
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use askama::Template;
+use registry::artifacts::{ArtifactFile, ArtifactStore};
+use registry::error::RegistryError;
+use registry::versions::{self, Alias, LineageEntry, ModelKind, ModelSummary, ModelVersion};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::io::AsyncReadExt;
+
+use super::{csrf_header, page, see_other, Nav};
+use crate::auth::{self, CurrentUser};
+use crate::error::AppError;
+
+#[derive(Template)]
+#[template(path = "models.html")]
+struct ModelsPage {
+    nav: Nav,
+    models: Vec<ModelRow>,
+}
+
+struct ModelRow {
+    summary: ModelSummary,
+    latest: Option<VersionRow>,
+}
+
+#[derive(Template)]
+#[template(path = "model.html")]
+struct ModelPage {
+    nav: Nav,
+    name: String,
+    versions: Vec<VersionRow>,
+    aliases: Vec<Alias>,
+    error: Option<String>,
+}
+
+/// A version as a line of a table.
+struct VersionRow {
+    version: ModelVersion,
+    label: String,
+    url: String,
+    kind: &'static str,
+    /// The first few final metrics, `name value`.
+    metrics: String,
+}
+
+#[derive(Template)]
+#[template(path = "version.html")]
+struct VersionPage {
+    nav: Nav,
+    version: ModelVersion,
+    label: String,
+    url: String,
+    kind: &'static str,
+    config: String,
+    metrics: Vec<(String, String)>,
+    ancestors: Vec<LinkRow>,
+    descendants: Vec<LinkRow>,
+    graph: LineageGraph,
+    snapshots: Vec<SnapshotRow>,
+    /// The artifact's files, or why they cannot be listed.
+    files: Result<Vec<FileRow>, String>,
+    error: Option<String>,
+}
+
+/// A version in another's lineage, as a line of a table.
+struct LinkRow {
+    label: String,
+    url: String,
+    role: String,
+    depth: i32,
+}
+
+struct SnapshotRow {
+    id: i64,
+    content_sha256: String,
+    /// The snapshot's project and name, when the snapshot can still be read.
+    project_id: Option<i64>,
+    name: String,
+}
+
+struct FileRow {
+    path: String,
+    size: String,
+    url: String,
+}
+
+/// The lineage as an SVG picture: versions in columns by generation, left to right.
+struct LineageGraph {
+    width: u32,
+    height: u32,
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+}
+
+struct Node {
+    x: u32,
+    y: u32,
+    label: String,
+    /// The label cut to fit the box.
+    short: String,
+    url: String,
+    current: bool,
+}
+
+struct Edge {
+    /// An SVG path from the parent's right side to the child's left side.
+    d: String,
+    role: String,
+    label_x: u32,
+    label_y: u32,
+}
+
+/// A version with its lineage and files, as the API returns it.
+#[derive(Serialize)]
+struct VersionDetail {
+    version: ModelVersion,
+    ancestors: Vec<LineageEntry>,
+    descendants: Vec<LineageEntry>,
+    /// `null` when the artifact cannot be read; `files_error` says why.
+    files: Option<Vec<ArtifactFile>>,
+    files_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ModelDetail {
+    name: String,
+    versions: Vec<ModelVersion>,
+    aliases: Vec<Alias>,
+}
+
+#[derive(Serialize)]
+struct Tags {
+    tags: Vec<String>,
+}
+
+/// Pointing an alias at a version, from the model page's form.
+#[derive(Deserialize)]
+pub struct AliasForm {
+    alias: String,
+    version: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct AliasBody {
+    version: i32,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct TagForm {
+    tag: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list)
+        .service(show_model)
+        .service(set_alias)
+        .service(remove_alias)
+        .service(show_version)
+        .service(add_tag)
+        .service(remove_tag)
+        .service(download)
+        .service(api_list)
+        .service(api_model)
+        .service(api_version)
+        .service(api_set_alias)
+        .service(api_remove_alias)
+        .service(api_add_tag)
+        .service(api_remove_tag)
+        .service(api_files)
+        .service(api_download);
+}
+
+#[get("/models")]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let models = versions::list_models(&pool)
+        .await?
+        .into_iter()
+        .map(|summary| ModelRow { latest: summary.latest.clone().map(version_row), summary })
+        .collect();
+    page(&ModelsPage { nav: Nav::new(&me, &session)?, models })
+}
+
+#[get("/models/{name}")]
+#[tracing::instrument(skip_all, fields(model = %path))]
+pub async fn show_model(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    render_model(&me, &pool, &session, &path, None).await
+}
+
+#[post("/models/{name}/aliases")]
+#[tracing::instrument(skip_all, fields(model = %path))]
+pub async fn set_alias(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<String>,
+    form: web::Form<AliasForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let number = form.version.trim().parse::<i32>().map_err(|_| AppError::Invalid {
+        field: "version".into(),
+        reason: format!("{:?} is not a version number", form.version),
+    });
+    let set = match number {
+        Ok(number) => alias_version(&pool, &path, form.alias.trim(), number).await,
+        Err(e) => Err(e),
+    };
+    match set {
+        Ok(_) => Ok(see_other(&format!("/models/{path}"))),
+        Err(e @ AppError::Invalid { .. }) => render_model(&me, &pool, &session, &path, Some(e)).await,
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/models/{name}/aliases/{alias}/remove")]
+#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+pub async fn remove_alias(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let (name, alias) = path.into_inner();
+    unalias(&pool, &name, &alias).await?;
+    Ok(see_other(&format!("/models/{name}")))
+}
+
+#[get("/models/{name}/versions/{n}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn show_version(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    session: Session,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    render_version(&me, &pool, &store, &session, version, None).await
+}
+
+#[post("/models/{name}/versions/{n}/tags")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn add_tag(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    session: Session,
+    path: web::Path<(String, i32)>,
+    form: web::Form<TagForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    match versions::add_tag(&pool, version.id, form.tag.trim()).await.map_err(AppError::from) {
+        Ok(_) => Ok(see_other(&version_url(&version))),
+        Err(e @ AppError::Invalid { .. }) => {
+            render_version(&me, &pool, &store, &session, version, Some(e)).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/models/{name}/versions/{n}/tags/remove")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn remove_tag(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<(String, i32)>,
+    form: web::Form<TagForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    versions::remove_tag(&pool, version.id, &form.tag).await?;
+    Ok(see_other(&version_url(&version)))
+}
+
+/// One file of a version's checkpoint, checked against its manifest, then streamed.
+#[get("/models/{name}/versions/{n}/files/{path:.*}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
+pub async fn download(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    path: web::Path<(String, i32, String)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let (name, number, file) = path.into_inner();
+    send_file(&pool, &store, &name, number, file).await
+}
+
+#[get("/api/models")]
+#[tracing::instrument(skip_all)]
+pub async fn api_list(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    Ok(HttpResponse::Ok().json(versions::list_models(&pool).await?))
+}
+
+#[get("/api/models/{name}")]
+#[tracing::instrument(skip_all, fields(model = %path))]
+pub async fn api_model(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let name = path.into_inner();
+    let versions = versions::list_versions(&pool, &name).await?;
+    let aliases = versions::aliases(&pool, &name).await?;
+    Ok(HttpResponse::Ok().json(ModelDetail { name, versions, aliases }))
+}
+
+#[get("/api/models/{name}/versions/{n}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn api_version(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    let ancestors = versions::ancestors(&pool, version.id).await?;
+    let descendants = versions::descendants(&pool, version.id).await?;
+    let (files, files_error) = match files_of(&store, &version).await {
+        Ok(files) => (Some(files), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(HttpResponse::Ok().json(VersionDetail { version, ancestors, descendants, files, files_error }))
+}
+
+#[put("/api/models/{name}/aliases/{alias}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+pub async fn api_set_alias(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<(String, String)>,
+    body: web::Json<AliasBody>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let (name, alias) = path.into_inner();
+    Ok(HttpResponse::Ok().json(alias_version(&pool, &name, &alias, body.version).await?))
+}
+
+#[delete("/api/models/{name}/aliases/{alias}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+pub async fn api_remove_alias(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &csrf_header(&req), me.by_token)?;
+    let (name, alias) = path.into_inner();
+    unalias(&pool, &name, &alias).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[post("/api/models/{name}/versions/{n}/tags")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn api_add_tag(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<(String, i32)>,
+    body: web::Json<TagForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    let tags = versions::add_tag(&pool, version.id, body.tag.trim()).await?;
+    Ok(HttpResponse::Ok().json(Tags { tags }))
+}
+
+#[delete("/api/models/{name}/versions/{n}/tags/{tag:.*}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, tag = %path.2))]
+pub async fn api_remove_tag(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    req: HttpRequest,
+    path: web::Path<(String, i32, String)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &csrf_header(&req), me.by_token)?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    let tags = versions::remove_tag(&pool, version.id, &path.2).await?;
+    Ok(HttpResponse::Ok().json(Tags { tags }))
+}
+
+#[get("/api/models/{name}/versions/{n}/files")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
+pub async fn api_files(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let version = version_of(&pool, &path.0, path.1).await?;
+    Ok(HttpResponse::Ok().json(files_of(&store, &version).await?))
+}
+
+#[get("/api/models/{name}/versions/{n}/files/{path:.*}")]
+#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
+pub async fn api_download(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    path: web::Path<(String, i32, String)>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let (name, number, file) = path.into_inner();
+    send_file(&pool, &store, &name, number, file).await
+}
+
+/// The version `name:number`; a malformed name is simply not found.
+async fn version_of(pool: &PgPool, name: &str, number: i32) -> Result<ModelVersion, AppError> {
+    match versions::resolve(pool, &format!("{name}:{number}")).await {
+        Err(RegistryError::BadReference(_)) => {
+            Err(AppError::NotFound(format!("there is no version {number} of a model named {name:?}")))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Points `alias` of model `name` at its version `number`; a missing version is an
+/// invalid `version` field.
+async fn alias_version(pool: &PgPool, name: &str, alias: &str, number: i32) -> Result<Alias, AppError> {
+    let version = match versions::resolve(pool, &format!("{name}:{number}")).await {
+        Ok(version) => version,
+        Err(RegistryError::NoSuchVersion { model, version }) => {
+            return Err(AppError::Invalid {
+                field: "version".into(),
+                reason: format!("model `{model}` has no version {version}"),
+            })
+        }
+        Err(RegistryError::BadReference(_)) => {
+            return Err(AppError::NotFound(format!("there is no model named {name:?}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(versions::set_alias(pool, name, alias, version.id).await?)
+}
+
+async fn unalias(pool: &PgPool, name: &str, alias: &str) -> Result<(), AppError> {
+    if !versions::remove_alias(pool, name, alias).await? {
+        return Err(RegistryError::AliasNotFound { model: name.into(), alias: alias.into() }.into());
+    }
+    Ok(())
+}
+
+/// The files of the version's artifact, read off the blocking file I/O threads.
+async fn files_of(
+    store: &web::Data<ArtifactStore>,
+    version: &ModelVersion,
+) -> Result<Vec<ArtifactFile>, AppError> {
+    let store = store.clone();
+    let sha256 = version.artifact_sha256.clone();
+    Ok(web::block(move || store.files(&sha256)).await.map_err(AppError::internal)??)
+}
+
+/// A relative path inside an artifact, or a 400: no empty, `.` or `..` components, no
+/// leading `/`, no backslash or NUL. (Only paths that the manifest lists are served in
+/// any case; this names the mistake.)
+fn check_file_path(path: &str) -> Result<(), AppError> {
+    let climbs = path.split('/').any(|part| matches!(part, "" | "." | ".."));
+    if path.is_empty() || climbs || path.contains(['\\', '\0']) {
+        return Err(AppError::BadRequest(format!(
+            "{path:?} is not a file path inside the checkpoint: use the names that the version page lists"
+        )));
+    }
+    Ok(())
+}
+
+async fn send_file(
+    pool: &PgPool,
+    store: &web::Data<ArtifactStore>,
+    name: &str,
+    number: i32,
+    file: String,
+) -> Result<HttpResponse, AppError> {
+    check_file_path(&file)?;
+    let version = version_of(pool, name, number).await?;
+    let (store, sha256, wanted) = (store.clone(), version.artifact_sha256.clone(), file.clone());
+    let location = web::block(move || store.file(&sha256, &wanted)).await.map_err(AppError::internal)??;
+    let location = location.ok_or_else(|| {
+        AppError::NotFound(format!("version {} of `{name}` has no file {file:?}", version.version))
+    })?;
+    let opened = tokio::fs::File::open(&location).await.map_err(AppError::internal)?;
+    let size = opened.metadata().await.map_err(AppError::internal)?.len();
+    let chunks = futures_util::stream::unfold(Some(opened), |state| async move {
+        let mut file = state?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buffer)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let file_name = file.rsplit('/').next().unwrap_or(&file).to_string();
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(file_name)],
+        })
+        .body(SizedStream::new(size, chunks)))
+}
+
+async fn render_model(
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    name: &str,
+    error: Option<AppError>,
+) -> Result<HttpResponse, AppError> {
+    let versions = versions::list_versions(pool, name).await?;
+    let aliases = versions::aliases(pool, name).await?;
+    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
+    let mut response = page(&ModelPage {
+        nav: Nav::new(me, session)?,
+        name: name.to_string(),
+        versions: versions.into_iter().map(version_row).collect(),
+        aliases,
+        error: error.map(|e| e.to_string()),
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn render_version(
+    me: &CurrentUser,
+    pool: &PgPool,
+    store: &web::Data<ArtifactStore>,
+    session: &Session,
+    version: ModelVersion,
+    error: Option<AppError>,
+) -> Result<HttpResponse, AppError> {
+    let ancestors = versions::ancestors(pool, version.id).await?;
+    let descendants = versions::descendants(pool, version.id).await?;
+    let mut snapshots = Vec::with_capacity(version.snapshots.len());
+    for s in &version.snapshots {
+        let found = labeling::snapshots::snapshot(pool, s.id).await.ok();
+        snapshots.push(SnapshotRow {
+            id: s.id,
+            content_sha256: s.content_sha256.clone(),
+            project_id: found.as_ref().map(|f| f.project_id),
+            name: found.map(|f| f.name).unwrap_or_default(),
+        });
+    }
+    let url = version_url(&version);
+    let files = match files_of(store, &version).await {
+        Ok(files) => Ok(files
+            .into_iter()
+            .map(|f| FileRow {
+                url: format!("{url}/files/{}", f.path),
+                size: human_size(f.size),
+                path: f.path,
+            })
+            .collect()),
+        Err(e) => Err(e.to_string()),
+    };
+    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
+    let mut response = page(&VersionPage {
+        nav: Nav::new(me, session)?,
+        label: label(&version),
+        kind: kind_name(version.kind),
+        config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,
+        metrics: metric_list(&version.metrics),
+        graph: lineage_graph(&version, &ancestors, &descendants),
+        ancestors: ancestors.iter().map(link_row).collect(),
+        descendants: descendants.iter().map(link_row).collect(),
+        snapshots,
+        files,
+        url,
+        version,
+        error: error.map(|e| e.to_string()),
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn kind_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Base => "base",
+        ModelKind::Sft => "sft",
+        ModelKind::Reward => "reward",
+        ModelKind::Policy => "policy",
+    }
+}
+
+/// `name:n (kind)`.
+fn label(version: &ModelVersion) -> String {
+    format!("{}:{} ({})", version.model, version.version, kind_name(version.kind))
+}
+
+fn version_url(version: &ModelVersion) -> String {
+    // Model names are letters, digits, `_`, `.` and `-`: nothing to escape in a path.
+    format!("/models/{}/versions/{}", version.model, version.version)
+}
+
+fn version_row(version: ModelVersion) -> VersionRow {
+    let metrics = metric_list(&version.metrics)
+        .into_iter()
+        .take(3)
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    VersionRow {
+        label: label(&version),
+        url: version_url(&version),
+        kind: kind_name(version.kind),
+        metrics,
+        version,
+    }
+}
+
+fn link_row(entry: &LineageEntry) -> LinkRow {
+    LinkRow {
+        label: label(&entry.version),
+        url: version_url(&entry.version),
+        role: entry.role.clone(),
+        depth: entry.depth,
+    }
+}
+
+/// A metrics object as (name, value) pairs by name; numbers to 4 decimals.
+fn metric_list(metrics: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(object) = metrics.as_object() else { return Vec::new() };
+    let sorted: BTreeMap<&String, &serde_json::Value> = object.iter().collect();
+    sorted
+        .into_iter()
+        .map(|(name, value)| {
+            let shown = match value {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    n.as_f64().map(|x| format!("{x:.4}")).unwrap_or_else(|| n.to_string())
+                }
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), shown)
+        })
+        .collect()
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Lays the version, its ancestors and its descendants out in columns: each version one
+/// column right of its rightmost parent (longest-path layering), so that every edge runs
+/// from a parent on the left to a child on the right; within a column, by name and number.
+fn lineage_graph(
+    version: &ModelVersion,
+    ancestors: &[LineageEntry],
+    descendants: &[LineageEntry],
+) -> LineageGraph {
+    const BOX_W: u32 = 200;
+    const BOX_H: u32 = 36;
+    const COL: u32 = 260;
+    const ROW: u32 = 56;
+    const PAD: u32 = 10;
+    const LABEL_CHARS: usize = 28;
+
+    let mut nodes: HashMap<i64, &ModelVersion> = HashMap::from([(version.id, version)]);
+    let mut edges: HashSet<(i64, i64, &str)> = HashSet::new();
+    for entry in ancestors {
+        nodes.insert(entry.version.id, &entry.version);
+        edges.insert((entry.version.id, entry.via, entry.role.as_str()));
+    }
+    for entry in descendants {
+        nodes.insert(entry.version.id, &entry.version);
+        edges.insert((entry.via, entry.version.id, entry.role.as_str()));
+    }
+    let mut column: HashMap<i64, u32> = nodes.keys().map(|&id| (id, 0)).collect();
+    // A DAG settles within as many rounds as it has versions.
+    for _ in 0..=nodes.len() {
+        let mut changed = false;
+        for &(parent, child, _) in &edges {
+            let wanted = column[&parent] + 1;
+            if column[&child] < wanted {
+                column.insert(child, wanted);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut by_column: BTreeMap<u32, Vec<&ModelVersion>> = BTreeMap::new();
+    for (id, v) in &nodes {
+        by_column.entry(column[id]).or_default().push(v);
+    }
+    let mut place: HashMap<i64, (u32, u32)> = HashMap::new();
+    let mut placed = Vec::new();
+    let mut rows = 0;
+    for (col, mut versions) in by_column {
+        versions.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        rows = rows.max(versions.len() as u32);
+        for (row, v) in versions.into_iter().enumerate() {
+            let (x, y) = (PAD + col * COL, PAD + row as u32 * ROW);
+            place.insert(v.id, (x, y));
+            let full = label(v);
+            let short = if full.chars().count() > LABEL_CHARS {
+                format!("{}…", full.chars().take(LABEL_CHARS - 1).collect::<String>())
+            } else {
+                full.clone()
+            };
+            placed.push(Node { x, y, label: full, short, url: version_url(v), current: v.id == version.id });
+        }
+    }
+    let columns = column.values().max().copied().unwrap_or(0) + 1;
+    let mut edges: Vec<(i64, i64, &str)> = edges.into_iter().collect();
+    edges.sort();
+    let edges = edges
+        .into_iter()
+        .map(|(parent, child, role)| {
+            let (px, py) = place[&parent];
+            let (cx, cy) = place[&child];
+            let (x1, y1, x2, y2) = (px + BOX_W, py + BOX_H / 2, cx, cy + BOX_H / 2);
+            let bend = (x2.saturating_sub(x1)) / 2;
+            Edge {
+                d: format!("M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}", x1 + bend, x2 - bend),
+                role: role.to_string(),
+                label_x: (x1 + x2) / 2,
+                label_y: (y1 + y2) / 2 - 4,
+            }
+        })
+        .collect();
+    LineageGraph {
+        width: 2 * PAD + (columns - 1) * COL + BOX_W,
+        height: 2 * PAD + (rows.max(1) - 1) * ROW + BOX_H,
+        nodes: placed,
+        edges,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_path_that_climbs_or_is_absolute_is_refused() {
+        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\..\\b", "a/"] {
+            assert!(check_file_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["config.json", "tokenizer/vocab.json", "model..safetensors"] {
+            assert!(check_file_path(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
