@@ -222,11 +222,10 @@ async fn through_http(pool: &PgPool, fixture: &Fixture) -> Result<(f64, Latencie
                 ensure!(page.status().is_success(), "task page: {}", page.status());
                 page.bytes().await?;
                 latencies.page.push(t.elapsed().as_secs_f64());
-                let samples = task["samples"].as_array().context("samples")?;
                 let body = json!({
                     "ranks": RANKS,
-                    "likert": samples.iter().zip(LIKERT).map(|(s, l)| (s["id"].to_string(), Value::from(l))).collect::<serde_json::Map<_, _>>(),
-                    "flags": [{ "sample_id": samples[1]["id"], "flag": "hallucination" }],
+                    "likert": LIKERT,
+                    "flags": [[1, "hallucination"]],
                     "idempotency_key": uuid::Uuid::new_v4(),
                     "time_spent_ms": 12_000,
                 });
