@@ -103,10 +103,6 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css} on {}: {e}", self.base))
     }
 
-    pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        self.client.find_all(Locator::Css(css)).await.unwrap_or_else(|e| panic!("finding {css}: {e}"))
-    }
-
     /// The visible text of the page's body.
     pub async fn text(&self) -> String {
         self.find("body").await.text().await.expect("the page's text")

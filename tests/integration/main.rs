@@ -4,6 +4,7 @@
 //! `make test`) as the reference implementations.
 
 mod browser;
+mod browser_annotate;
 mod browser_research;
 mod db;
 mod helpers;
