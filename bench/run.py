@@ -35,6 +35,7 @@ RESULTS = HERE / "results"
 PLUMB = ROOT / "target" / "release" / "plumb"
 PLUMB_BENCH = ROOT / "target" / "release" / "plumb-bench"
 PLUMB_BENCH_DB = ROOT / "target" / "release" / "plumb-bench-db"
+PLUMB_BENCH_WEB = ROOT / "target" / "release" / "plumb-bench-web"
 PEER = [sys.executable, str(HERE / "peer.py")]
 
 sys.path.insert(0, str(HERE))
@@ -53,7 +54,7 @@ REPS = int(os.environ["PLUMB_BENCH_REPS"]) if os.environ.get("PLUMB_BENCH_REPS")
 
 
 def main():
-    for binary in (PLUMB, PLUMB_BENCH, PLUMB_BENCH_DB):
+    for binary in (PLUMB, PLUMB_BENCH, PLUMB_BENCH_DB, PLUMB_BENCH_WEB):
         if not binary.exists():
             sys.exit(f"{binary} is missing: run `make bench` (or `cargo build --release`) first")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,7 @@ def main():
                         bench_ppo_step(ckpt(p), p, b, m, e, n, r, corpus_ids, enc)))
     benches.append(("tokenizer", lambda: bench_tokenizer(docs_path, docs)))
     benches.append(("ranking_submit", bench_ranking_submit))
+    benches.append(("web_load", bench_web_load))
 
     results = []
     for name, bench in benches:
@@ -317,6 +319,28 @@ def bench_ranking_submit():
             "submits_per_s", "submits/s", 0.8,
             {"each_submit_stored_once": r["each_submit_stored_once"]}))
     return results
+
+
+def bench_web_load():
+    """Annotators over HTTP on loopback (next task, the task page, a K = 4 ranking submit)
+    at 16 connections, against the same work through `labeling` directly, on the same
+    durable Postgres: tasks/s, and p50/p99 latency per request kind."""
+    reps = REPS or 3
+    started_load = os.getloadavg()[0]
+    out = subprocess.run([str(PLUMB_BENCH_WEB), "--connections", "16", "--tasks", "800",
+                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
+                         check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for side in ("plumb", "direct"):
+        report[side]["load_average_at_start"] = started_load
+    return result(
+        "web_load_c16", "web_load",
+        f"K = {report['k']}, {report['tasks']} tasks, {report['connections']} connections; "
+        "next task + task page + ranking submit",
+        "the same calls through labeling directly", report["plumb"], report["direct"],
+        "tasks_per_s", "tasks/s", 0.7,
+        {"each_task_ranked_once": report["each_task_ranked_once"],
+         "latency_http": report["plumb"]["latency"], "latency_direct": report["direct"]["latency"]})
 
 
 def timing(reps):
