@@ -30,3 +30,5 @@ mod import;
 mod parity;
 #[cfg(feature = "trainer")]
 mod stages;
+#[cfg(feature = "trainer")]
+mod worker;

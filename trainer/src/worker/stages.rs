@@ -367,7 +367,9 @@ fn sample(
                     eos += g.stopped_at_eos as usize;
                     let ids: Vec<i64> =
                         g.ids.iter().copied().filter(|&t| t != model.tokenizer.eos_id()).collect();
-                    (model.tokenizer.decode(&ids), g.logprobs.clone())
+                    // Postgres text cannot hold NUL, which a byte-level model may sample:
+                    // it is shown as U+FFFD, the log-probs still those of the tokens.
+                    (model.tokenizer.decode(&ids).replace('\0', "\u{FFFD}"), g.logprobs.clone())
                 })
                 .collect();
             out.push((*prompt_id, texts));
