@@ -19,6 +19,7 @@ mod web_models;
 mod web_project;
 mod web_prompts;
 mod web_runs;
+mod web_tokens;
 
 #[cfg(feature = "trainer")]
 mod cli;

@@ -121,6 +121,7 @@ impl Application {
                 .configure(routes::runs::configure)
                 .configure(routes::compare::configure)
                 .configure(routes::models::configure)
+                .configure(routes::tokens::configure)
                 .configure(routes::api_doc::configure)
                 .default_service(web::to(not_found))
         })

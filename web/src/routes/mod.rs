@@ -14,6 +14,7 @@ pub mod project;
 pub mod projects;
 pub mod prompts;
 pub mod runs;
+pub mod tokens;
 
 use actix_web::HttpResponse;
 use askama::Template;
