@@ -16,6 +16,7 @@ mod web_annotate;
 mod web_app;
 mod web_data;
 mod web_models;
+mod web_openapi;
 mod web_project;
 mod web_prompts;
 mod web_runs;

@@ -1,5 +1,1220 @@
-//! The OpenAPI document of the JSON API, at /api/openapi.json.
+//! The OpenAPI 3.1 document of the JSON API, at `GET /api/openapi.json` (public).
+//!
+//! Written by hand from the handlers in `routes/` and the types they serialize (here and
+//! in `labeling` and `registry`), as data: the schemas, then one [`Op`] per route. The
+//! integration test `web_openapi` checks that every documented operation is a live
+//! route answering only the statuses documented for it, that every `/api` route is
+//! documented, and that the JSON bodies it sees match their schemas.
 
-use actix_web::web::ServiceConfig;
+use std::sync::LazyLock;
 
-pub fn configure(_cfg: &mut ServiceConfig) {}
+use actix_web::http::header;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::HttpResponse;
+use serde_json::{json, Map, Value};
+
+/// Serves the document at `/api/openapi.json`.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/api/openapi.json", web::get().to(openapi_json));
+}
+
+/// The document, built and serialized once: it depends on nothing but the code.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(DOCUMENT.as_str())
+}
+
+/// The whole OpenAPI document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "plumb",
+            "version": env!("CARGO_PKG_VERSION"),
+            "summary": "plumb's JSON API: labeling projects, annotation, datasets, runs and the model registry.",
+            "description": DESCRIPTION,
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
+        },
+        "tags": [
+            { "name": "projects", "description": "Labeling projects, their prompts and annotators (researchers)." },
+            { "name": "annotation", "description": "Taking tasks and submitting demonstrations, rankings and A/B votes; one's own history and agreement." },
+            { "name": "data", "description": "A project's counts, agreement, consensus, dataset snapshots and their exports (researchers)." },
+            { "name": "models", "description": "The model registry: models, versions, lineage, tags, aliases, checkpoint files (researchers)." },
+            { "name": "runs", "description": "Training, sampling and evaluation runs: launch, follow, cancel; comparing versions (researchers)." },
+            { "name": "meta", "description": "This document." },
+        ],
+        "security": [{ "bearer": [] }, { "session": [] }],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": security_schemes(),
+            "schemas": schemas(),
+            "responses": error_responses(),
+        },
+    })
+}
+
+const DESCRIPTION: &str = "\
+Every route but this document needs a logged-in caller, in one of two ways:
+
+- **API token** (scripts, the simulated annotator): `Authorization: Bearer plumb_…`, a \
+token issued to a user (it starts with `plumb_` and is shown once, when it is made). \
+Token callers need no CSRF token.
+- **Session cookie** (the browser): the `plumb_session` cookie set by `POST /login`. \
+Every state-changing request of a session must carry the session's CSRF token (the \
+`csrf` hidden field of the app's pages): in the JSON body's `csrf` field, or, for a \
+`DELETE` (which has no body), in the `X-CSRF-Token` header. A missing or stale token is \
+a 403.
+
+Roles: *annotators* take tasks in the projects they are members of; *researchers* (and \
+admins) may use every route. Each operation's description names the role it needs, \
+also as `x-plumb-role` (`researcher`, `logged-in` or `public`).
+
+Errors are JSON: `{\"error\": {\"status\", \"message\", \"field\"?}}`; `field` names the \
+request field at fault on a 422. Without credentials the API answers 401 (never a \
+redirect).";
+
+fn security_schemes() -> Value {
+    json!({
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "plumb_…",
+            "description": "A user's API token, `plumb_` and 64 hexadecimal digits. No CSRF token needed.",
+        },
+        "session": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "plumb_session",
+            "description": "The browser session set by `POST /login`. State-changing requests must \
+    carry the session's CSRF token: in the JSON body's `csrf` field, or in the `X-CSRF-Token` \
+    header for `DELETE`; otherwise 403.",
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Schema helpers.
+
+/// `{"$ref": "#/components/schemas/<name>"}`.
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn array(items: Value) -> Value {
+    json!({ "type": "array", "items": items })
+}
+
+fn int() -> Value {
+    json!({ "type": "integer", "format": "int64" })
+}
+
+fn count() -> Value {
+    json!({ "type": "integer", "minimum": 0 })
+}
+
+fn number() -> Value {
+    json!({ "type": "number" })
+}
+
+fn text() -> Value {
+    json!({ "type": "string" })
+}
+
+fn boolean() -> Value {
+    json!({ "type": "boolean" })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+fn one_of(values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values })
+}
+
+/// Any JSON object.
+fn any_object() -> Value {
+    json!({ "type": "object" })
+}
+
+/// `schema` or null.
+fn nullable(schema: Value) -> Value {
+    match schema.get("type") {
+        Some(Value::String(t)) if schema.get("enum").is_none() => {
+            let mut s = schema.clone();
+            s["type"] = json!([t, "null"]);
+            s
+        }
+        _ => json!({ "anyOf": [schema, { "type": "null" }] }),
+    }
+}
+
+/// `schema` with a description.
+fn described(mut schema: Value, description: &str) -> Value {
+    if schema.get("$ref").is_some() {
+        // A `$ref`'s siblings are allowed in 3.1, but tools read an `allOf` more reliably.
+        schema = json!({ "allOf": [schema] });
+    }
+    schema["description"] = description.into();
+    schema
+}
+
+/// An object schema: its properties (in order) and which of them are required.
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+/// A request body's object: `object` plus the session's `csrf` field.
+fn body_object(required: &[&str], properties: Value) -> Value {
+    let mut o = object(required, properties);
+    o["properties"]["csrf"] = csrf_field();
+    o
+}
+
+fn csrf_field() -> Value {
+    described(text(), "With a session cookie: the session's CSRF token. Not needed with a Bearer token.")
+}
+
+// ---------------------------------------------------------------------------------
+// The schemas, by subject.
+
+fn schemas() -> Value {
+    let mut all = Map::new();
+    for group in [
+        common_schemas(),
+        project_schemas(),
+        annotation_schemas(),
+        data_schemas(),
+        model_schemas(),
+        run_schemas(),
+    ] {
+        if let Value::Object(group) = group {
+            all.extend(group);
+        }
+    }
+    Value::Object(all)
+}
+
+fn common_schemas() -> Value {
+    json!({
+        "Error": object(&["error"], json!({
+            "error": object(&["status", "message"], json!({
+                "status": described(json!({ "type": "integer" }), "The HTTP status, again."),
+                "message": described(text(), "What went wrong, for a person to read."),
+                "field": described(text(), "On a 422: the request field at fault (`name`, `stage.lr`, `ranks` …)."),
+            })),
+        })),
+        "CsrfOnly": body_object(&[], json!({})),
+        "User": object(&["id", "username", "display_name", "role", "disabled", "created_at"], json!({
+            "id": int(),
+            "username": text(),
+            "display_name": text(),
+            "role": one_of(&["admin", "researcher", "annotator"]),
+            "disabled": boolean(),
+            "created_at": time(),
+        })),
+        "Split": one_of(&["train", "val", "test"]),
+        "TaskKind": one_of(&["demonstration", "ranking", "comparison"]),
+    })
+}
+
+fn project_schemas() -> Value {
+    json!({
+        "Project": object(
+            &["id", "name", "guidelines", "overlap", "samples_per_task", "created_by", "created_at"],
+            json!({
+                "id": int(),
+                "name": text(),
+                "guidelines": described(text(), "Markdown."),
+                "overlap": described(json!({ "type": "integer", "minimum": 1, "maximum": 20 }), "How many annotators do each task."),
+                "samples_per_task": described(json!({ "type": "integer", "minimum": 2, "maximum": 9 }), "K: samples per ranking task."),
+                "created_by": nullable(int()),
+                "created_at": time(),
+            }),
+        ),
+        "NewProject": body_object(&["name"], json!({
+            "name": described(text(), "Unique; a taken name is a 409."),
+            "guidelines": described(text(), "Markdown; default empty."),
+            "overlap": described(json!({ "type": "integer", "minimum": 1, "maximum": 20 }), "Default 1."),
+            "samples_per_task": described(json!({ "type": "integer", "minimum": 2, "maximum": 9 }), "Default 4."),
+        })),
+        "ProjectSettings": object(&["project", "guidelines_html", "members"], json!({
+            "project": schema("Project"),
+            "guidelines_html": described(text(), "The guidelines rendered from Markdown and sanitised."),
+            "members": described(array(schema("User")), "The project's annotators."),
+        })),
+        "ProjectSettingsChange": described(
+            body_object(&[], json!({
+                "guidelines": text(),
+                "overlap": json!({ "type": "integer", "minimum": 1, "maximum": 20 }),
+                "samples_per_task": json!({ "type": "integer", "minimum": 2, "maximum": 9 }),
+            })),
+            "Any subset of the settings; the others stay as they are.",
+        ),
+        "MemberAdd": body_object(&["username"], json!({
+            "username": described(text(), "An enabled user; an unknown or disabled one is a 422 on `username`."),
+        })),
+        "Prompt": object(
+            &["id", "project_id", "text", "source", "split", "created_by", "created_at"],
+            json!({
+                "id": int(),
+                "project_id": int(),
+                "text": text(),
+                "source": described(text(), "Where it came from (`upload`, …)."),
+                "split": schema("Split"),
+                "created_by": nullable(int()),
+                "created_at": time(),
+            }),
+        ),
+        "PromptUpload": body_object(&["format", "data"], json!({
+            "format": one_of(&["jsonl", "csv"]),
+            "data": described(text(), "The file's text: JSON lines `{\"prompt\", \"split\"?}` or CSV with a `prompt` (and optional `split`) column. At most 10 MiB and 100,000 lines (more is a 400)."),
+        })),
+        "ImportReport": object(&["imported", "duplicates", "errors"], json!({
+            "imported": array(object(&["line", "prompt_id"], json!({ "line": count(), "prompt_id": int() }))),
+            "duplicates": array(object(&["line", "of"], json!({
+                "line": count(),
+                "of": {
+                    "oneOf": [
+                        object(&["earlier_line"], json!({ "earlier_line": count() })),
+                        object(&["existing_prompt"], json!({ "existing_prompt": int() })),
+                    ],
+                    "description": "The same prompt on an earlier line of the file, or a prompt already in the project.",
+                },
+            }))),
+            "errors": array(object(&["line", "field", "message"], json!({
+                "line": count(),
+                "field": described(text(), "`prompt`, `split`, or `line` when the line as a whole is unreadable."),
+                "message": text(),
+            }))),
+        })),
+    })
+}
+
+fn annotation_schemas() -> Value {
+    let key = described(
+        json!({ "type": "string", "format": "uuid" }),
+        "Chosen by the client per submission: a retry with the same key and content stores nothing new (`stored: false`); the same key with other content is a 409.",
+    );
+    let time_spent = described(nullable(int()), "Milliseconds spent on the task, if measured.");
+    json!({
+        "Assignment": object(
+            &["assignment_id", "task_id", "kind", "project_id", "prompt", "samples", "k", "lease_until", "lease_expired", "state"],
+            json!({
+                "assignment_id": int(),
+                "task_id": int(),
+                "kind": schema("TaskKind"),
+                "project_id": int(),
+                "prompt": object(&["id", "text"], json!({ "id": int(), "text": text() })),
+                "samples": described(
+                    array(object(&["id", "position", "text"], json!({ "id": int(), "position": count(), "text": text() }))),
+                    "By position (for a comparison, position 0 is side A); never the models behind them. Empty for a demonstration.",
+                ),
+                "k": described(count(), "How many samples the task shows."),
+                "lease_until": described(time(), "The task returns to the queue after this (a submit is still accepted while no one else has taken it)."),
+                "lease_expired": boolean(),
+                "state": one_of(&["leased", "submitted", "skipped"]),
+            }),
+        ),
+        "DemonstrationSubmit": body_object(&["text", "idempotency_key"], json!({
+            "text": described(text(), "The ideal response; blank is a 422 on `text`."),
+            "idempotency_key": key,
+            "time_spent_ms": time_spent,
+        })),
+        "RankingSubmit": described(
+            body_object(&["idempotency_key"], json!({
+                "ranks": described(array(json!({ "type": "integer", "minimum": 1 })), "One rank number per sample, by position (1 the best; tied samples share a number; the numbers run 1, 2, … without gaps). Give `ranks` or `ranking`, not both."),
+                "ranking": described(array(array(count())), "Groups of sample positions, best first; samples in one group are tied."),
+                "all_bad": described(boolean(), "Every sample is bad; then the order may be left out."),
+                "likert": described(array(json!({ "type": ["integer", "null"], "minimum": 1, "maximum": 7 })), "One 1–7 rating (or null) per sample; empty when nothing was rated."),
+                "flags": described(
+                    array(json!({
+                        "type": "array",
+                        "prefixItems": [count(), one_of(&["fails_task", "harmful", "hallucination", "not_followed", "other"])],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    })),
+                    "`[position, flag]` pairs.",
+                ),
+                "comment": text(),
+                "idempotency_key": key,
+                "time_spent_ms": time_spent,
+            })),
+            "A ranking of a ranking task's K samples. A ranking of another kind of task is a 422 on `assignment`.",
+        ),
+        "VoteSubmit": body_object(&["vote", "idempotency_key"], json!({
+            "vote": described(one_of(&["a", "b", "tie", "both_bad"]), "Side A (position 0) better, side B better, a tie, or both bad."),
+            "comment": text(),
+            "idempotency_key": key,
+            "time_spent_ms": time_spent,
+        })),
+        "Submitted": object(&["id", "stored"], json!({
+            "id": described(int(), "The stored row's id (demonstration, ranking or vote)."),
+            "stored": described(boolean(), "False when a retry found the row its first attempt stored."),
+        })),
+        "Skipped": object(&["assignment_id", "state"], json!({
+            "assignment_id": int(),
+            "state": one_of(&["skipped"]),
+        })),
+        "Work": described(
+            object(
+                &["kind", "id", "task_id", "assignment_id", "project_id", "project_name", "prompt_id", "prompt", "created_at", "ranks", "all_bad", "vote", "response", "comment"],
+                json!({
+                    "kind": described(schema("TaskKind"), "`comparison` for an A/B vote."),
+                    "id": described(int(), "The row's id in its own table."),
+                    "task_id": nullable(int()),
+                    "assignment_id": nullable(int()),
+                    "project_id": int(),
+                    "project_name": text(),
+                    "prompt_id": int(),
+                    "prompt": described(text(), "The prompt's first 200 characters."),
+                    "created_at": time(),
+                    "ranks": described(nullable(array(json!({ "type": "integer" }))), "A ranking's rank per sample position (0 the best, ties share); null when all bad without an order, or not a ranking."),
+                    "all_bad": nullable(boolean()),
+                    "vote": nullable(one_of(&["a", "b", "tie", "both_bad"])),
+                    "response": described(nullable(text()), "A demonstration's first 200 characters."),
+                    "comment": text(),
+                }),
+            ),
+            "One piece of one's own submitted work.",
+        ),
+        "History": object(&["items", "limit", "offset"], json!({
+            "items": described(array(schema("Work")), "Newest first."),
+            "limit": int(),
+            "offset": int(),
+        })),
+        "MyAgreement": object(
+            &["project_id", "project_name", "partners", "tasks_shared", "pairs", "agreement_rate", "kendall_tau"],
+            json!({
+                "project_id": int(),
+                "project_name": text(),
+                "partners": described(count(), "Annotators who ranked at least one task that you ranked too."),
+                "tasks_shared": count(),
+                "pairs": schema("PairCounts"),
+                "agreement_rate": described(nullable(number()), "Of the sample pairs both ordered strictly, the fraction ordered the same way."),
+                "kendall_tau": described(nullable(number()), "Mean Kendall τ-b over the shared tasks where it is defined."),
+            }),
+        ),
+    })
+}
+
+fn data_schemas() -> Value {
+    let rates = |extra: Value| {
+        let mut properties = json!({
+            "pairs": schema("PairCounts"),
+            "agreement_rate": nullable(number()),
+            "kendall_tau": nullable(number()),
+        });
+        if let (Value::Object(p), Value::Object(e)) = (&mut properties, extra) {
+            p.extend(e);
+        }
+        properties
+    };
+    json!({
+        "PairCounts": object(&["agreed", "compared"], json!({ "agreed": count(), "compared": count() })),
+        "ProjectCounts": object(
+            &["prompts", "tasks", "demonstrations", "rankings", "votes", "annotators_submitted", "annotators_active_7d"],
+            json!({
+                "prompts": object(&["train", "val", "test"], json!({ "train": int(), "val": int(), "test": int() })),
+                "tasks": described(
+                    array(object(&["kind", "open", "in_progress", "done"], json!({
+                        "kind": schema("TaskKind"),
+                        "open": int(),
+                        "in_progress": int(),
+                        "done": int(),
+                    }))),
+                    "One entry per task kind, zeros included.",
+                ),
+                "demonstrations": int(),
+                "rankings": int(),
+                "votes": int(),
+                "annotators_submitted": int(),
+                "annotators_active_7d": int(),
+            }),
+        ),
+        "AgreementReport": object(&["per_annotator", "per_pair", "project", "tasks_shared"], json!({
+            "per_annotator": array(object(
+                &["annotator_id", "partners", "tasks_shared", "pairs", "agreement_rate", "kendall_tau"],
+                rates(json!({ "annotator_id": int(), "partners": count(), "tasks_shared": count() })),
+            )),
+            "per_pair": array(object(
+                &["annotator_a", "annotator_b", "tasks_shared", "pairs", "agreement_rate", "kendall_tau"],
+                rates(json!({ "annotator_a": int(), "annotator_b": int(), "tasks_shared": count() })),
+            )),
+            "project": object(&["pairs", "agreement_rate", "kendall_tau"], rates(json!({}))),
+            "tasks_shared": described(count(), "Tasks ranked (with an order) by at least two annotators."),
+        })),
+        "DataSummary": object(&["counts", "agreement", "usernames"], json!({
+            "counts": schema("ProjectCounts"),
+            "agreement": schema("AgreementReport"),
+            "usernames": described(
+                json!({ "type": "object", "additionalProperties": text() }),
+                "The usernames of the annotators the agreement report names, by user id.",
+            ),
+        })),
+        "Ranking": object(&["k", "groups"], json!({
+            "k": count(),
+            "groups": described(array(array(count())), "Groups of sample indices, best first; a group's samples are tied."),
+        })),
+        "TaskConsensus": object(&["task_id", "prompt_id", "consensus", "all_bad_without_order"], json!({
+            "task_id": int(),
+            "prompt_id": int(),
+            "consensus": described(
+                nullable(object(&["ranking", "mean_positions", "rankings"], json!({
+                    "ranking": schema("Ranking"),
+                    "mean_positions": described(array(number()), "Mean position (0 the best) of each sample, by index."),
+                    "rankings": described(count(), "Rankings that contributed."),
+                }))),
+                "The Borda consensus; null while no annotator has ordered the samples.",
+            ),
+            "all_bad_without_order": count(),
+        })),
+        "ConsensusPage": object(&["total", "tasks"], json!({
+            "total": described(count(), "Ranking tasks in the project."),
+            "tasks": array(schema("TaskConsensus")),
+        })),
+        "SnapshotKind": one_of(&["prompts", "demonstrations", "rankings", "comparisons"]),
+        "Snapshot": object(
+            &["id", "project_id", "kind", "name", "filter", "item_count", "content_sha256", "created_by", "created_at"],
+            json!({
+                "id": int(),
+                "project_id": int(),
+                "kind": schema("SnapshotKind"),
+                "name": text(),
+                "filter": object(&[], json!({ "split": schema("Split") })),
+                "item_count": count(),
+                "content_sha256": described(text(), "Lowercase hex."),
+                "created_by": nullable(int()),
+                "created_at": time(),
+            }),
+        ),
+        "SnapshotFreeze": body_object(&["kind", "name"], json!({
+            "kind": schema("SnapshotKind"),
+            "name": described(text(), "1 to 200 characters."),
+            "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
+        })),
+    })
+}
+
+fn model_schemas() -> Value {
+    json!({
+        "ModelKind": one_of(&["base", "sft", "reward", "policy"]),
+        "ModelVersion": object(
+            &["id", "model", "version", "kind", "run_id", "config", "metrics", "artifact_uri", "artifact_sha256", "artifact_size", "tags", "created_by", "created_at", "parents", "snapshots", "aliases"],
+            json!({
+                "id": int(),
+                "model": described(text(), "The model's name."),
+                "version": described(json!({ "type": "integer", "minimum": 1 }), "1, 2, … within the model."),
+                "kind": schema("ModelKind"),
+                "run_id": described(nullable(int()), "The run that trained it."),
+                "config": described(any_object(), "The stage's config."),
+                "metrics": described(any_object(), "Final metrics by name."),
+                "artifact_uri": text(),
+                "artifact_sha256": text(),
+                "artifact_size": described(int(), "Bytes."),
+                "tags": array(text()),
+                "created_by": nullable(int()),
+                "created_at": time(),
+                "parents": described(
+                    array(object(&["version_id", "role"], json!({ "version_id": int(), "role": text() }))),
+                    "The versions it was trained from, with their roles (`base`, `sft`, `reward`, `reference` …).",
+                ),
+                "snapshots": described(
+                    array(object(&["id", "content_sha256"], json!({ "id": int(), "content_sha256": text() }))),
+                    "The dataset snapshots it was trained on.",
+                ),
+                "aliases": described(array(text()), "The model's aliases that name this version."),
+            }),
+        ),
+        "Alias": object(&["alias", "version_id", "version", "updated_at"], json!({
+            "alias": text(),
+            "version_id": int(),
+            "version": json!({ "type": "integer", "minimum": 1 }),
+            "updated_at": time(),
+        })),
+        "ModelSummary": object(&["id", "name", "created_at", "latest", "aliases"], json!({
+            "id": int(),
+            "name": text(),
+            "created_at": time(),
+            "latest": nullable(schema("ModelVersion")),
+            "aliases": array(schema("Alias")),
+        })),
+        "ModelDetail": object(&["name", "versions", "aliases"], json!({
+            "name": text(),
+            "versions": described(array(schema("ModelVersion")), "Newest first."),
+            "aliases": array(schema("Alias")),
+        })),
+        "LineageEntry": object(&["version", "role", "via", "depth"], json!({
+            "version": schema("ModelVersion"),
+            "role": described(text(), "The role of the link that reaches this version."),
+            "via": described(int(), "The version id at the other end of that link."),
+            "depth": described(json!({ "type": "integer", "minimum": 1 }), "1 for a direct parent (or child), 2 for a grandparent, …"),
+        })),
+        "ArtifactFile": object(&["path", "size", "sha256"], json!({
+            "path": described(text(), "Relative, `/`-separated."),
+            "size": count(),
+            "sha256": text(),
+        })),
+        "VersionDetail": object(&["version", "ancestors", "descendants", "files", "files_error"], json!({
+            "version": schema("ModelVersion"),
+            "ancestors": described(array(schema("LineageEntry")), "Nearest first."),
+            "descendants": array(schema("LineageEntry")),
+            "files": described(nullable(array(schema("ArtifactFile"))), "The checkpoint's files; null when they cannot be listed."),
+            "files_error": described(nullable(text()), "Why the files cannot be listed (a missing or damaged artifact)."),
+        })),
+        "Tags": object(&["tags"], json!({ "tags": array(text()) })),
+        "TagAdd": body_object(&["tag"], json!({ "tag": text() })),
+        "AliasSet": body_object(&["version"], json!({
+            "version": described(json!({ "type": "integer", "minimum": 1 }), "The version number the alias names; a missing one is a 422 on `version`."),
+        })),
+    })
+}
+
+fn run_schemas() -> Value {
+    json!({
+        "RunKind": one_of(&["pretrain", "sft", "reward", "ppo", "sample", "eval"]),
+        "RunStatus": one_of(&["queued", "running", "succeeded", "failed", "cancelled"]),
+        "Run": object(
+            &["id", "project_id", "kind", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error"],
+            json!({
+                "id": int(),
+                "project_id": nullable(int()),
+                "kind": schema("RunKind"),
+                "config": described(any_object(), "The run config (docs/runs.md)."),
+                "status": schema("RunStatus"),
+                "created_by": nullable(int()),
+                "created_at": time(),
+                "started_at": nullable(time()),
+                "finished_at": nullable(time()),
+                "worker": described(nullable(text()), "The worker that holds the run, or last held it."),
+                "attempts": described(json!({ "type": "integer" }), "How many times a worker has claimed it."),
+                "lease_until": nullable(time()),
+                "heartbeat_at": nullable(time()),
+                "cancel_requested": boolean(),
+                "step": int(),
+                "total_steps": nullable(int()),
+                "progress": described(json!({ "type": "number", "minimum": 0, "maximum": 1 }), "step / total_steps."),
+                "error": described(nullable(text()), "Why it failed."),
+            }),
+        ),
+        "VersionLink": object(&["id", "model", "version", "url"], json!({
+            "id": int(),
+            "model": text(),
+            "version": json!({ "type": "integer" }),
+            "url": described(text(), "The version's page."),
+        })),
+        "RunDetail": {
+            "allOf": [
+                schema("Run"),
+                object(&["eta_seconds", "version"], json!({
+                    "eta_seconds": described(nullable(number()), "Seconds left, from the time per step so far; null unless running."),
+                    "version": described(nullable(schema("VersionLink")), "The version the run registered."),
+                })),
+            ],
+        },
+        "RunLaunch": body_object(&["project_id", "kind"], json!({
+            "project_id": described(int(), "A missing project is a 422 on `project_id`."),
+            "kind": schema("RunKind"),
+            "config": described(any_object(), "The run config: its keys by kind and the `stage` settings are in docs/runs.md. Default `{}`."),
+        })),
+        "RunCancelled": object(&["id", "status"], json!({
+            "id": int(),
+            "status": described(schema("RunStatus"), "`cancelled`, or `running` while the worker is asked to stop."),
+        })),
+        "MetricSeries": object(&["name", "steps", "values"], json!({
+            "name": described(text(), "`loss/lm`, `objective/kl`, `val/accuracy` …"),
+            "steps": array(int()),
+            "values": array(number()),
+        })),
+        "LogLine": object(&["id", "at", "line"], json!({ "id": int(), "at": time(), "line": text() })),
+        "RunDefaults": object(&["kind", "stage", "help"], json!({
+            "kind": schema("RunKind"),
+            "stage": described(any_object(), "The stage's default settings (empty when the server does not know them)."),
+            "help": described(json!({ "type": "object", "additionalProperties": text() }), "A help text per setting."),
+        })),
+        "Comparison": object(&["versions", "metrics", "config", "curves"], json!({
+            "versions": array(json!({
+                "allOf": [
+                    schema("ModelVersion"),
+                    object(&["label", "color", "parent_labels"], json!({
+                        "label": described(text(), "`name:n`."),
+                        "color": described(text(), "Its colour in the overlaid curves."),
+                        "parent_labels": described(array(text()), "Its parents as `role: name:n`."),
+                    })),
+                ],
+            })),
+            "metrics": described(
+                array(object(&["name", "values", "lower_is_better", "best"], json!({
+                    "name": text(),
+                    "values": described(array(json!({})), "One final value (any JSON, or null) per version."),
+                    "lower_is_better": boolean(),
+                    "best": described(nullable(count()), "The index of the best value."),
+                }))),
+                "Final metrics across the versions.",
+            ),
+            "config": described(
+                array(object(&["key", "values", "differs"], json!({
+                    "key": described(text(), "A dotted path into the configs."),
+                    "values": array(json!({})),
+                    "differs": boolean(),
+                }))),
+                "Config keys across the versions.",
+            ),
+            "curves": described(
+                array(object(&["name", "series"], json!({
+                    "name": text(),
+                    "series": array(object(&["version_id", "label", "steps", "values"], json!({
+                        "version_id": int(),
+                        "label": text(),
+                        "steps": array(int()),
+                        "values": array(number()),
+                    }))),
+                }))),
+                "Training curves of the runs that made the versions, one per metric.",
+            ),
+        })),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Responses and parameters.
+
+/// The error responses, by status, for `components.responses`.
+const ERRORS: [(u16, &str, &str); 6] = [
+    (400, "BadRequest", "The request could not be read (malformed JSON, a missing field, a bad query string) or was refused as a whole."),
+    (401, "Unauthenticated", "No valid session or API token."),
+    (403, "Forbidden", "Not for your role or project, or (with a session) the CSRF token is missing or stale."),
+    (404, "NotFound", "The object named in the path does not exist."),
+    (409, "Conflict", "The object's state does not allow it (already finished, already submitted, a taken name, an idempotency key reused for other content …)."),
+    (422, "Unprocessable", "Well-formed but invalid: `error.field` names the field."),
+];
+
+fn error_responses() -> Value {
+    let mut responses = Map::new();
+    for (status, name, description) in ERRORS {
+        let mut response = json!({
+            "description": description,
+            "content": { "application/json": { "schema": schema("Error") } },
+        });
+        if status == 401 {
+            response["headers"] = json!({ "WWW-Authenticate": { "schema": one_of(&["Bearer"]) } });
+        }
+        responses.insert(name.into(), response);
+    }
+    Value::Object(responses)
+}
+
+fn error_response(status: u16) -> Value {
+    match ERRORS.iter().find(|(s, ..)| *s == status) {
+        Some((_, name, _)) => json!({ "$ref": format!("#/components/responses/{name}") }),
+        None => json!({
+            "description": "An error.",
+            "content": { "application/json": { "schema": schema("Error") } },
+        }),
+    }
+}
+
+fn path_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description })
+}
+
+fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+fn id_param(what: &str) -> Value {
+    path_param("id", int(), &format!("The {what}'s id."))
+}
+
+fn model_params() -> [Value; 2] {
+    [
+        path_param("name", text(), "The model's name."),
+        path_param("n", json!({ "type": "integer", "minimum": 1 }), "The version number."),
+    ]
+}
+
+fn csrf_header_param() -> Value {
+    json!({
+        "name": "X-CSRF-Token",
+        "in": "header",
+        "required": false,
+        "schema": text(),
+        "description": "With a session cookie: the session's CSRF token (a DELETE has no body to carry it). Not needed with a Bearer token.",
+    })
+}
+
+fn paging_params(default_limit: u32, max_limit: u32) -> [Value; 2] {
+    [
+        query_param(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit }),
+            "How many to return.",
+        ),
+        query_param("offset", json!({ "type": "integer", "minimum": 0, "default": 0 }), "How many to skip."),
+    ]
+}
+
+// ---------------------------------------------------------------------------------
+// Operations.
+
+/// Who may call an operation.
+#[derive(Clone, Copy)]
+enum Role {
+    /// No login needed.
+    Public,
+    /// Any logged-in user: annotators, researchers and admins.
+    LoggedIn,
+    /// Researchers and admins; annotators get 403.
+    Researcher,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Public => "public",
+            Role::LoggedIn => "logged-in",
+            Role::Researcher => "researcher",
+        }
+    }
+
+    fn sentence(self) -> &'static str {
+        match self {
+            Role::Public => "No login needed.",
+            Role::LoggedIn => "Role: any logged-in user (annotator, researcher or admin).",
+            Role::Researcher => "Role: researcher (researchers and admins; annotators get 403).",
+        }
+    }
+}
+
+/// One operation (a method on a path), built up by the methods below.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    operation_id: &'static str,
+    summary: &'static str,
+    description: &'static str,
+    role: Role,
+    parameters: Vec<Value>,
+    body: Option<(Value, bool)>,
+    responses: Map<String, Value>,
+}
+
+fn op(method: &'static str, path: &'static str, operation_id: &'static str, summary: &'static str) -> Op {
+    Op {
+        method,
+        path,
+        operation_id,
+        summary,
+        description: "",
+        role: Role::Researcher,
+        parameters: Vec::new(),
+        body: None,
+        responses: Map::new(),
+    }
+}
+
+impl Op {
+    fn role(mut self, role: Role) -> Op {
+        self.role = role;
+        self
+    }
+
+    /// More than the summary: what else the caller should know.
+    fn about(mut self, description: &'static str) -> Op {
+        self.description = description;
+        self
+    }
+
+    fn params(mut self, parameters: impl IntoIterator<Item = Value>) -> Op {
+        self.parameters.extend(parameters);
+        self
+    }
+
+    /// A required JSON body.
+    fn body(mut self, schema: Value) -> Op {
+        self.body = Some((schema, true));
+        self
+    }
+
+    /// A JSON body that may be left out (token callers have nothing to send).
+    fn optional_body(mut self, schema: Value) -> Op {
+        self.body = Some((schema, false));
+        self
+    }
+
+    /// A JSON success response.
+    fn ok(self, status: u16, description: &str, schema: Value) -> Op {
+        self.ok_as(status, description, "application/json", schema)
+    }
+
+    fn ok_as(mut self, status: u16, description: &str, media_type: &str, schema: Value) -> Op {
+        let response = json!({ "description": description, "content": { media_type: { "schema": schema } } });
+        self.responses.insert(status.to_string(), response);
+        self
+    }
+
+    /// A success without a body.
+    fn empty(mut self, status: u16, description: &str) -> Op {
+        self.responses.insert(status.to_string(), json!({ "description": description }));
+        self
+    }
+
+    /// Error statuses besides 401 (every operation but the public ones) and 403 (every
+    /// researcher's operation).
+    fn errors(mut self, statuses: &[u16]) -> Op {
+        for status in statuses {
+            self.responses.insert(status.to_string(), error_response(*status));
+        }
+        self
+    }
+
+    fn to_json(&self, tag: &str) -> Value {
+        let mut responses = self.responses.clone();
+        if !matches!(self.role, Role::Public) {
+            responses.insert("401".into(), error_response(401));
+        }
+        if matches!(self.role, Role::Researcher) {
+            responses.insert("403".into(), error_response(403));
+        }
+        let description = if self.description.is_empty() {
+            self.role.sentence().to_string()
+        } else {
+            format!("{}\n\n{}", self.role.sentence(), self.description)
+        };
+        let mut operation = json!({
+            "operationId": self.operation_id,
+            "summary": self.summary,
+            "description": description,
+            "tags": [tag],
+            "x-plumb-role": self.role.name(),
+            "responses": responses,
+        });
+        if !self.parameters.is_empty() {
+            operation["parameters"] = Value::Array(self.parameters.clone());
+        }
+        if let Some((schema, required)) = &self.body {
+            operation["requestBody"] = json!({
+                "required": required,
+                "content": { "application/json": { "schema": schema } },
+            });
+        }
+        if matches!(self.role, Role::Public) {
+            operation["security"] = json!([]);
+        }
+        operation
+    }
+}
+
+/// Every operation, grouped under its tag.
+fn operations() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
+        ("projects", project_ops()),
+        ("annotation", annotation_ops()),
+        ("data", data_ops()),
+        ("models", model_ops()),
+        ("runs", run_ops()),
+        ("meta", meta_ops()),
+    ]
+}
+
+fn paths() -> Value {
+    let mut paths = Map::new();
+    for (tag, ops) in operations() {
+        for op in ops {
+            let item = paths.entry(op.path).or_insert_with(|| json!({}));
+            item[op.method.to_ascii_lowercase()] = op.to_json(tag);
+        }
+    }
+    Value::Object(paths)
+}
+
+fn meta_ops() -> Vec<Op> {
+    vec![op("GET", "/api/openapi.json", "openapi", "This OpenAPI document").role(Role::Public).ok(
+        200,
+        "The document.",
+        any_object(),
+    )]
+}
+
+fn project_ops() -> Vec<Op> {
+    vec![
+        op("GET", "/api/projects", "listProjects", "List the projects").ok(
+            200,
+            "Every project.",
+            array(schema("Project")),
+        ),
+        op("POST", "/api/projects", "createProject", "Create a project")
+            .body(schema("NewProject"))
+            .ok(201, "The new project.", schema("Project"))
+            .errors(&[400, 409, 422]),
+        op("GET", "/api/projects/{id}", "getProject", "A project's settings and annotators")
+            .params([id_param("project")])
+            .ok(200, "The project, its guidelines as HTML and its members.", schema("ProjectSettings"))
+            .errors(&[404]),
+        op("PUT", "/api/projects/{id}", "updateProject", "Change a project's guidelines, overlap or K")
+            .params([id_param("project")])
+            .body(schema("ProjectSettingsChange"))
+            .ok(200, "The project as changed.", schema("ProjectSettings"))
+            .errors(&[400, 404, 422]),
+        op("POST", "/api/projects/{id}/members", "addMember", "Add an annotator to a project")
+            .about("Adding a member twice changes nothing.")
+            .params([id_param("project")])
+            .body(schema("MemberAdd"))
+            .ok(201, "The project's members.", array(schema("User")))
+            .errors(&[400, 404, 422]),
+        op(
+            "DELETE",
+            "/api/projects/{id}/members/{username}",
+            "removeMember",
+            "Remove an annotator from a project",
+        )
+        .params([
+            id_param("project"),
+            path_param("username", text(), "The member's username."),
+            csrf_header_param(),
+        ])
+        .ok(200, "The project's remaining members.", array(schema("User")))
+        .errors(&[404, 422]),
+        op("GET", "/api/projects/{id}/prompts", "listPrompts", "A project's prompts, searched and paged")
+            .params([
+                id_param("project"),
+                query_param("q", text(), "Only prompts containing this text."),
+                query_param("split", one_of(&["", "train", "val", "test"]), "Only this split; empty: any."),
+                query_param("limit", json!({ "type": "integer", "default": 50 }), "How many to return."),
+                query_param("offset", json!({ "type": "integer", "default": 0 }), "How many to skip."),
+            ])
+            .ok(200, "The prompts found.", array(schema("Prompt")))
+            .errors(&[400, 404, 422]),
+        op("POST", "/api/projects/{id}/prompts", "importPrompts", "Import prompts from JSON lines or CSV")
+            .about("Good lines are stored; duplicates and bad lines are reported line by line.")
+            .params([id_param("project")])
+            .body(schema("PromptUpload"))
+            .ok(200, "What happened to each line.", schema("ImportReport"))
+            .errors(&[400, 404, 422]),
+    ]
+}
+
+fn annotation_ops() -> Vec<Op> {
+    let assignment = || id_param("assignment");
+    let own = "Only the assignment's own annotator may use it (another's is a 403).";
+    vec![
+        op("GET", "/api/me/projects", "myProjects", "The projects whose tasks you may take")
+            .role(Role::LoggedIn)
+            .about("An annotator's: the projects they are a member of; a researcher's: all.")
+            .ok(200, "The projects.", array(schema("Project"))),
+        op("POST", "/api/projects/{id}/tasks/next", "nextTask", "Take the project's next task")
+            .role(Role::LoggedIn)
+            .about("For the project's annotators, and researchers (to pilot it). Leases the next task to you for an hour (the one you already hold, if any).")
+            .params([id_param("project")])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "The task leased to you.", schema("Assignment"))
+            .empty(204, "No task is left for you in this project.")
+            .errors(&[403, 404]),
+        op("GET", "/api/assignments/{id}", "getAssignment", "An assignment: its task, prompt and samples")
+            .role(Role::LoggedIn)
+            .about(own)
+            .params([assignment()])
+            .ok(200, "The assignment.", schema("Assignment"))
+            .errors(&[403, 404]),
+        op("POST", "/api/assignments/{id}/demonstration", "submitDemonstration", "Submit a demonstration")
+            .role(Role::LoggedIn)
+            .about(own)
+            .params([assignment()])
+            .body(schema("DemonstrationSubmit"))
+            .ok(200, "Stored (or found stored by an earlier attempt with the same key).", schema("Submitted"))
+            .errors(&[400, 403, 404, 409, 422]),
+        op("POST", "/api/assignments/{id}/ranking", "submitRanking", "Submit a ranking of the task's samples")
+            .role(Role::LoggedIn)
+            .about(own)
+            .params([assignment()])
+            .body(schema("RankingSubmit"))
+            .ok(200, "Stored (or found stored by an earlier attempt with the same key).", schema("Submitted"))
+            .errors(&[400, 403, 404, 409, 422]),
+        op("POST", "/api/assignments/{id}/vote", "submitVote", "Submit a blind A/B vote")
+            .role(Role::LoggedIn)
+            .about(own)
+            .params([assignment()])
+            .body(schema("VoteSubmit"))
+            .ok(200, "Stored (or found stored by an earlier attempt with the same key).", schema("Submitted"))
+            .errors(&[400, 403, 404, 409, 422]),
+        op("POST", "/api/assignments/{id}/skip", "skipAssignment", "Skip a task")
+            .role(Role::LoggedIn)
+            .about("The task goes back to the queue for someone else. An answered assignment is a 409.")
+            .params([assignment()])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "Skipped.", schema("Skipped"))
+            .errors(&[403, 404, 409]),
+        op("GET", "/api/me/history", "myHistory", "Your own submitted work, newest first")
+            .role(Role::LoggedIn)
+            .params(paging_params(50, 500))
+            .ok(200, "A page of your work.", schema("History"))
+            .errors(&[400, 422]),
+        op("GET", "/api/me/agreement", "myAgreement", "How well you agree with the other annotators")
+            .role(Role::LoggedIn)
+            .ok(200, "One entry per project you worked in.", array(schema("MyAgreement"))),
+    ]
+}
+
+fn data_ops() -> Vec<Op> {
+    vec![
+        op("GET", "/api/projects/{id}/data", "projectData", "A project's counts and agreement")
+            .params([id_param("project")])
+            .ok(200, "Counts of prompts, tasks and submissions, and the agreement report.", schema("DataSummary"))
+            .errors(&[404]),
+        op("GET", "/api/projects/{id}/consensus", "projectConsensus", "The consensus ranking of each ranking task")
+            .params([id_param("project")])
+            .params(paging_params(100, 1000))
+            .ok(200, "A page of the project's ranking tasks with their consensus.", schema("ConsensusPage"))
+            .errors(&[400, 404]),
+        op("GET", "/api/projects/{id}/snapshots", "listSnapshots", "A project's dataset snapshots")
+            .params([id_param("project")])
+            .ok(200, "The snapshots.", array(schema("Snapshot")))
+            .errors(&[404]),
+        op("POST", "/api/projects/{id}/snapshots", "freezeSnapshot", "Freeze a dataset snapshot")
+            .about("Lists the project's items of the kind as they are now, with the hash of their content.")
+            .params([id_param("project")])
+            .body(schema("SnapshotFreeze"))
+            .ok(201, "The snapshot.", schema("Snapshot"))
+            .errors(&[400, 404, 422]),
+        op("GET", "/api/snapshots/{id}/export", "exportSnapshot", "A snapshot as a training file")
+            .about("JSON lines, as an attachment `project-<p>-snapshot-<s>-<format>.jsonl`. Formats: `prompts` for a prompts snapshot, `sft` for demonstrations, `kwise`, `pairs` or `pairs_keep_ties` for rankings and comparisons.")
+            .params([
+                id_param("snapshot"),
+                json!({
+                    "name": "format",
+                    "in": "query",
+                    "required": true,
+                    "schema": one_of(&["prompts", "sft", "kwise", "pairs", "pairs_keep_ties"]),
+                    "description": "The training format.",
+                    "example": "prompts",
+                }),
+            ])
+            .ok_as(200, "One JSON object per line.", "application/x-ndjson", text())
+            .errors(&[400, 404, 409, 422]),
+    ]
+}
+
+fn model_ops() -> Vec<Op> {
+    let [name, n] = model_params();
+    let version = || [name.clone(), n.clone()];
+    let alias = || [name.clone(), path_param("alias", text(), "The alias.")];
+    vec![
+        op("GET", "/api/models", "listModels", "List the models").ok(
+            200,
+            "Every model, with its latest version and aliases.",
+            array(schema("ModelSummary")),
+        ),
+        op("GET", "/api/models/{name}", "getModel", "A model's versions and aliases")
+            .params([name.clone()])
+            .ok(200, "The model.", schema("ModelDetail"))
+            .errors(&[404, 422]),
+        op("GET", "/api/models/{name}/versions/{n}", "getVersion", "A version with its lineage and files")
+            .params(version())
+            .ok(200, "The version.", schema("VersionDetail"))
+            .errors(&[404]),
+        op(
+            "GET",
+            "/api/models/{name}/versions/{n}/files",
+            "listVersionFiles",
+            "A version's checkpoint files",
+        )
+        .params(version())
+        .ok(200, "The files of its artifact, by path.", array(schema("ArtifactFile")))
+        .errors(&[404, 409]),
+        op(
+            "GET",
+            "/api/models/{name}/versions/{n}/files/{path}",
+            "downloadVersionFile",
+            "Download one checkpoint file",
+        )
+        .about("The bytes, checked against the manifest, as an attachment. A damaged file is a 409.")
+        .params(version())
+        .params([path_param("path", text(), "The file's path as the file list names it; may contain `/`.")])
+        .ok_as(200, "The file.", "application/octet-stream", json!({ "type": "string", "format": "binary" }))
+        .errors(&[400, 404, 409]),
+        op("POST", "/api/models/{name}/versions/{n}/tags", "addTag", "Tag a version")
+            .params(version())
+            .body(schema("TagAdd"))
+            .ok(200, "The version's tags.", schema("Tags"))
+            .errors(&[400, 404, 422]),
+        op("DELETE", "/api/models/{name}/versions/{n}/tags/{tag}", "removeTag", "Remove a version's tag")
+            .params(version())
+            .params([path_param("tag", text(), "The tag."), csrf_header_param()])
+            .ok(200, "The version's remaining tags.", schema("Tags"))
+            .errors(&[404]),
+        op("PUT", "/api/models/{name}/aliases/{alias}", "setAlias", "Point an alias at a version")
+            .about("Creates the alias or moves it.")
+            .params(alias())
+            .body(schema("AliasSet"))
+            .ok(200, "The alias.", schema("Alias"))
+            .errors(&[400, 404, 422]),
+        op("DELETE", "/api/models/{name}/aliases/{alias}", "removeAlias", "Remove an alias")
+            .params(alias())
+            .params([csrf_header_param()])
+            .empty(204, "Removed.")
+            .errors(&[404]),
+    ]
+}
+
+fn run_ops() -> Vec<Op> {
+    let run = || id_param("run");
+    vec![
+        op("GET", "/api/runs", "listRuns", "The run queue and history, newest first")
+            .params([
+                query_param("project", text(), "Only this project's runs (an id); empty: any."),
+                query_param("kind", one_of(&["", "pretrain", "sft", "reward", "ppo", "sample", "eval"]), "Only this kind; empty: any."),
+                query_param("status", one_of(&["", "queued", "running", "succeeded", "failed", "cancelled"]), "Only this status; empty: any."),
+                query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 100 }), "How many to return (clamped to 1..500)."),
+            ])
+            .ok(200, "The runs.", array(schema("Run")))
+            .errors(&[400, 422]),
+        op("POST", "/api/runs", "launchRun", "Launch a run")
+            .about("The config is checked before the run is queued (docs/runs.md): a problem is a 422 naming its field (`base`, `stage.lr`, `snapshot_id`, `project_id` …).")
+            .body(schema("RunLaunch"))
+            .ok(201, "The queued run.", schema("Run"))
+            .errors(&[400, 422]),
+        op("GET", "/api/runs/{id}", "getRun", "A run, with its ETA and the version it registered")
+            .params([run()])
+            .ok(200, "The run.", schema("RunDetail"))
+            .errors(&[404]),
+        op("GET", "/api/runs/{id}/metrics", "runMetrics", "A run's metric series")
+            .params([run()])
+            .ok(200, "One series per metric, by name.", array(schema("MetricSeries")))
+            .errors(&[404]),
+        op("GET", "/api/runs/{id}/logs", "runLogs", "A run's log lines, oldest first")
+            .params([
+                run(),
+                query_param("after", int(), "Only lines after this line id; absent: from the start."),
+                query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 200 }), "How many lines."),
+            ])
+            .ok(200, "The lines.", array(schema("LogLine")))
+            .errors(&[400, 404, 422]),
+        op("POST", "/api/runs/{id}/cancel", "cancelRun", "Cancel a run")
+            .about("A queued run is cancelled at once; a running one's worker is asked to stop. A finished run is a 409.")
+            .params([run()])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "The run's status now.", schema("RunCancelled"))
+            .errors(&[404, 409]),
+        op("GET", "/api/run-defaults/{kind}", "runDefaults", "A run kind's default stage settings")
+            .params([path_param("kind", schema("RunKind"), "The run kind.")])
+            .ok(200, "The defaults and a help text per setting.", schema("RunDefaults"))
+            .errors(&[404]),
+        op("GET", "/api/compare", "compareVersions", "Versions side by side")
+            .about("Kind, lineage, final metrics (the best marked), configs (differing keys marked) and the training curves of the runs that made them.")
+            .params([json!({
+                "name": "v",
+                "in": "query",
+                "required": true,
+                "style": "form",
+                "explode": true,
+                "schema": { "type": "array", "items": int(), "minItems": 2, "maxItems": 8 },
+                "description": "Version ids, 2 to 8: `?v=3&v=5`.",
+            })])
+            .ok(200, "The comparison.", schema("Comparison"))
+            .errors(&[404, 422]),
+    ]
+}
