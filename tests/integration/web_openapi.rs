@@ -119,21 +119,47 @@ fn template_names(path: &str) -> BTreeSet<String> {
 
 /// Why `value` does not match `schema`, loosely: `$ref`, `allOf`/`anyOf`/`oneOf` (at
 /// least one), `type`, `enum`, `required`, `properties`, `additionalProperties`,
-/// `items` and `prefixItems`; bounds and formats are not checked.
+/// `items` and `prefixItems`; bounds and formats are not checked. An object schema with
+/// `properties` is closed: a field it does not list is a mismatch, so that a field added
+/// or renamed in the code shows up here.
 fn mismatches(doc: &Value, value: &Value, schema: &Value, at: &str) -> Vec<String> {
+    check(doc, value, schema, at, true)
+}
+
+/// The property names of an object schema, through `$ref` and `allOf`.
+fn property_names(doc: &Value, schema: &Value) -> BTreeSet<String> {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        return property_names(doc, resolve(doc, reference).unwrap());
+    }
+    let mut names: BTreeSet<String> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .collect();
+    for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        names.extend(property_names(doc, part));
+    }
+    names
+}
+
+/// [`mismatches`]; `closed` is false for the parts of an `allOf`, whose fields are
+/// checked against the union of the parts' properties instead.
+fn check(doc: &Value, value: &Value, schema: &Value, at: &str, closed: bool) -> Vec<String> {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         let target = resolve(doc, reference).unwrap_or_else(|| panic!("{reference} does not resolve"));
-        return mismatches(doc, value, target, at);
+        return check(doc, value, target, at, closed);
     }
     let mut problems = Vec::new();
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
         for s in all {
-            problems.extend(mismatches(doc, value, s, at));
+            problems.extend(check(doc, value, s, at, false));
         }
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(any) = schema.get(key).and_then(Value::as_array) {
-            if any.iter().all(|s| !mismatches(doc, value, s, at).is_empty()) {
+            if any.iter().all(|s| !check(doc, value, s, at, closed).is_empty()) {
                 problems.push(format!("{at}: {value} matches none of {key}"));
             }
         }
@@ -171,13 +197,20 @@ fn mismatches(doc: &Value, value: &Value, schema: &Value, at: &str) -> Vec<Strin
             }
         }
         let properties = schema.get("properties").and_then(Value::as_object);
+        let additional = schema.get("additionalProperties");
         for (k, v) in o {
-            match (properties.and_then(|p| p.get(k)), schema.get("additionalProperties")) {
-                (Some(s), _) => problems.extend(mismatches(doc, v, s, &format!("{at}.{k}"))),
+            match (properties.and_then(|p| p.get(k)), additional) {
+                (Some(s), _) => problems.extend(check(doc, v, s, &format!("{at}.{k}"), true)),
                 (None, Some(s)) if s.is_object() => {
-                    problems.extend(mismatches(doc, v, s, &format!("{at}.{k}")))
+                    problems.extend(check(doc, v, s, &format!("{at}.{k}"), true))
                 }
                 _ => {}
+            }
+        }
+        let listed = property_names(doc, schema);
+        if closed && additional.is_none() && !listed.is_empty() {
+            for k in o.keys().filter(|k| !listed.contains(*k)) {
+                problems.push(format!("{at}: the field {k} is not in the schema"));
             }
         }
     }
@@ -186,7 +219,7 @@ fn mismatches(doc: &Value, value: &Value, schema: &Value, at: &str) -> Vec<Strin
         for (i, item) in items.iter().enumerate() {
             let s = prefix.and_then(|p| p.get(i)).or_else(|| schema.get("items"));
             if let Some(s) = s {
-                problems.extend(mismatches(doc, item, s, &format!("{at}[{i}]")));
+                problems.extend(check(doc, item, s, &format!("{at}[{i}]"), true));
             }
         }
     }
@@ -457,6 +490,27 @@ fn the_document_is_served_without_login_as_openapi_3_1_json() {
             ops.iter().filter(|(_, _, op)| op["security"] == json!([])).map(|(_, p, _)| p).collect();
         assert_eq!(public, ["/api/openapi.json"]);
 
+        // Every object schema lists the fields it requires.
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            let mut objects = vec![schema];
+            while let Some(s) = objects.pop() {
+                if let Some(required) = s.get("required").and_then(Value::as_array) {
+                    let listed = property_names(&doc, s);
+                    for field in required {
+                        assert!(
+                            listed.contains(field.as_str().unwrap()),
+                            "{name}: {field} is required, not listed"
+                        );
+                    }
+                }
+                match s {
+                    Value::Object(o) => objects.extend(o.values()),
+                    Value::Array(a) => objects.extend(a.iter()),
+                    _ => {}
+                }
+            }
+        }
+
         let mut found = Vec::new();
         refs(&doc, "", &mut found);
         assert!(found.len() > 100, "{} $refs", found.len());
@@ -640,7 +694,8 @@ fn bodies_match_their_schemas() {
         let mut broken = projects[0].clone();
         broken["overlap"] = json!("two");
         broken.as_object_mut().unwrap().remove("name");
-        assert_eq!(mismatches(&doc, &broken, project_schema, "project").len(), 2);
+        broken["title"] = json!("renamed");
+        assert_eq!(mismatches(&doc, &broken, project_schema, "project").len(), 3, "{broken}");
         assert!(!mismatches(
             &doc,
             &json!({"error": {"status": 422}}),
