@@ -230,7 +230,7 @@ impl Worker {
             let out = out.clone();
             move || stages::execute(prepared, &out, device, stop, resume)
         });
-        let mut streamed = 0usize;
+        let mut streamed = 0u64;
         let mut heartbeat = tokio::time::interval(self.options.heartbeat);
         heartbeat.tick().await;
         let result = loop {
@@ -280,21 +280,34 @@ impl Worker {
         }
     }
 
-    /// Reports the metric lines the stage wrote since line `done`; returns the lines
-    /// reported so far. Lines stay unreported (and are sent next time) if Postgres is away.
-    async fn stream_metrics(&self, run_id: i64, out: &std::path::Path, done: usize) -> usize {
-        let Ok(text) = tokio::fs::read_to_string(out.join(METRICS)).await else { return done };
+    /// Reports the metric lines the stage wrote after byte `offset` of `metrics.jsonl`
+    /// and returns the offset reached: each heartbeat reads only what is new. Lines stay
+    /// unreported (and are sent next time) if Postgres is away; a file shorter than the
+    /// offset (a resumed run rewrote it) is read again from the start, and the steps it
+    /// reports again overwrite their values.
+    async fn stream_metrics(&self, run_id: i64, out: &std::path::Path, offset: u64) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok(mut file) = tokio::fs::File::open(out.join(METRICS)).await else { return offset };
+        let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let offset = if length < offset { 0 } else { offset };
+        let mut new = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(offset)).await.is_err()
+            || file.read_to_end(&mut new).await.is_err()
+        {
+            return offset;
+        }
         let total_steps = tokio::fs::read_to_string(out.join(PROGRESS))
             .await
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["total_steps"].as_i64());
-        let lines: Vec<&str> = text.lines().filter(|l| l.ends_with('}')).collect();
-        let mut reported = done.min(lines.len());
-        for line in &lines[reported..] {
-            let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(line)
+        let mut reached = offset;
+        // Only whole lines: the last one may still be being written.
+        for line in new.split_inclusive(|&b| b == b'\n').take_while(|l| l.ends_with(b"\n")) {
+            let next = reached + line.len() as u64;
+            let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(line)
             else {
-                reported += 1;
+                reached = next;
                 continue;
             };
             let step = fields.get("step").and_then(|s| s.as_i64()).unwrap_or(0);
@@ -314,8 +327,8 @@ impl Worker {
             {
                 break;
             }
-            reported += 1;
+            reached = next;
         }
-        reported
+        reached
     }
 }
