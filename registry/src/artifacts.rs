@@ -142,6 +142,32 @@ impl ArtifactStore {
         Ok(stored)
     }
 
+    /// Deletes an artifact that nothing refers to any more (a run's superseded
+    /// checkpoint). Deleting one that is not there does nothing. The directory is first
+    /// renamed out of `sha256/`, so a reader never sees it half deleted.
+    pub fn remove(&self, sha256: &str) -> Result<()> {
+        check_digest(sha256)?;
+        let dir = self.dir_of(sha256);
+        let aside = self.root.join("tmp").join(format!("{}-removed", uuid::Uuid::new_v4().simple()));
+        match fs::rename(&dir, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&dir)(e)),
+        }
+        let manifest = self.manifest_path(sha256);
+        match fs::remove_file(&manifest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&manifest)(e)),
+        }
+        // Its files are read-only, but removing them needs only the directories' write
+        // permission.
+        if aside.exists() {
+            fs::remove_dir_all(&aside).map_err(io_at(&aside))?;
+        }
+        Ok(())
+    }
+
     /// The URI of an artifact in this store.
     pub fn uri(&self, sha256: &str) -> String {
         format!("{URI_SCHEME}{}", self.dir_of(sha256).display())

@@ -114,6 +114,10 @@ pub struct ClaimedRun {
     /// The last step reported before this claim.
     pub step: i64,
     pub lease_until: DateTime<Utc>,
+    /// The run's newest checkpoint in the artifact store (steps done, digest), recorded by
+    /// [`record_checkpoint`]; a resume starts from it.
+    pub checkpoint_step: Option<i64>,
+    pub checkpoint_sha256: Option<String>,
 }
 
 /// What a heartbeat tells the worker.
@@ -215,7 +219,8 @@ pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Optio
          UPDATE runs r SET status = 'running', worker = $1, lease_until = now() + make_interval(secs => $2),
              heartbeat_at = now(), started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1
          FROM next WHERE r.id = next.id
-         RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, next.resume, r.step, r.lease_until",
+         RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, next.resume, r.step, r.lease_until,
+             r.checkpoint_step, r.checkpoint_sha256",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
@@ -311,6 +316,35 @@ pub async fn report(
         Ok(())
     } else {
         Err(lease_lost(pool, run_id, worker).await)
+    }
+}
+
+/// Records the run's newest checkpoint, stored in the artifact store as `sha256` after
+/// `step` steps, while `worker` holds the run. Returns the digest of the checkpoint it
+/// replaces (which the worker may then delete from the store), if any.
+pub async fn record_checkpoint(
+    pool: &PgPool,
+    run_id: i64,
+    worker: &str,
+    step: i64,
+    sha256: &str,
+) -> Result<Option<String>> {
+    non_negative("a checkpoint's step", step)?;
+    let replaced: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE runs r SET checkpoint_step = $3, checkpoint_sha256 = $4
+         FROM (SELECT id, checkpoint_sha256 FROM runs WHERE id = $1 FOR UPDATE) old
+         WHERE r.id = old.id AND r.worker = $2 AND r.status = 'running'
+         RETURNING old.checkpoint_sha256",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .bind(step)
+    .bind(sha256)
+    .fetch_optional(pool)
+    .await?;
+    match replaced {
+        Some(old) => Ok(old.filter(|old| old != sha256)),
+        None => Err(lease_lost(pool, run_id, worker).await),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `plumb worker`: claims queued runs from Postgres and carries them out, until SIGTERM
-//! or Ctrl-C (the run in progress stops at its next logged step and goes back to the
-//! queue, for this or another worker to resume from its last checkpoint).
+//! or Ctrl-C. The run in progress then stops at the end of its current step, checkpoints
+//! it into the artifact store and goes back to the queue, for this or another worker to
+//! resume from there. A worker killed outright loses at most the steps since the last
+//! stored checkpoint: after its lease expires, another worker resumes the run.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -21,7 +21,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let admin = admin_options();
+        TestDb::on(admin_options()).await
+    }
+
+    /// A database of its own on the server that `admin` reaches (a test's private
+    /// cluster).
+    pub async fn on(admin: PgConnectOptions) -> TestDb {
         let name = format!("plumb_test_{}", uuid::Uuid::new_v4().simple());
         db::create_database_if_missing(&admin, &name).await.expect("creating the test database");
         let options = admin.clone().database(&name);

@@ -34,3 +34,5 @@ mod parity;
 mod stages;
 #[cfg(feature = "trainer")]
 mod worker;
+#[cfg(feature = "trainer")]
+mod worker_faults;

@@ -137,6 +137,44 @@ fn a_run_whose_lease_expired_is_claimed_again_as_a_resume() {
 }
 
 #[test]
+fn a_recorded_checkpoint_is_handed_to_the_worker_that_resumes_the_run() {
+    with_db(|db| async move {
+        let id = enqueue(&db.pool, 1).await[0];
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        runs::claim(&db.pool, "dies", Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(runs::record_checkpoint(&db.pool, id, "dies", 10, &a).await.unwrap(), None);
+        // The newer one replaces it, and the worker learns which to delete.
+        assert_eq!(runs::record_checkpoint(&db.pool, id, "dies", 20, &b).await.unwrap(), Some(a.clone()));
+        let resumed = runs::claim(&db.pool, "takes-over", LEASE).await.unwrap().unwrap();
+        assert_eq!(
+            (resumed.checkpoint_step, resumed.checkpoint_sha256.as_deref()),
+            (Some(20), Some(b.as_str()))
+        );
+        // Only the holder records checkpoints; a malformed digest is refused by the schema.
+        let err = runs::record_checkpoint(&db.pool, id, "dies", 30, &a).await.unwrap_err();
+        assert!(matches!(err, RegistryError::LeaseLost { .. }), "{err}");
+        assert!(runs::record_checkpoint(&db.pool, id, "takes-over", 30, "not-a-digest").await.is_err());
+        assert!(runs::record_checkpoint(&db.pool, id, "takes-over", -1, &a).await.is_err());
+    });
+}
+
+#[test]
+fn a_removed_artifact_is_gone_and_removing_it_again_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("checkpoint");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/optimizer.safetensors"), b"moments").unwrap();
+    let store = ArtifactStore::new(dir.path().join("store")).unwrap();
+    let stored = store.put_dir(&src).unwrap();
+    store.remove(&stored.sha256).unwrap();
+    assert!(matches!(store.verify(&stored.sha256), Err(RegistryError::ArtifactNotFound(_))));
+    store.remove(&stored.sha256).unwrap();
+    assert!(store.remove("../etc").is_err(), "only digests name artifacts");
+    // The same files can be stored again.
+    assert_eq!(store.put_dir(&src).unwrap(), stored);
+}
+
+#[test]
 fn a_worker_whose_lease_was_taken_gets_lease_lost() {
     with_db(|db| async move {
         let id = enqueue(&db.pool, 1).await[0];

@@ -22,16 +22,16 @@ use trainer::DeviceChoice;
 use crate::db::{with_db, TestDb};
 use crate::helpers::plumb_ok;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: ArtifactStore,
-    project: i64,
-    work: std::path::PathBuf,
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub store: ArtifactStore,
+    pub project: i64,
+    pub work: std::path::PathBuf,
 }
 
 /// A tiny base model registered as `base:1`, and a project with `prompts` prompts each
 /// with a demonstration (the demo world's "reverse" skill).
-async fn setup(db: &TestDb, prompts: usize) -> Setup {
+pub async fn setup(db: &TestDb, prompts: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny");
     plumb_ok(
@@ -104,10 +104,10 @@ async fn setup(db: &TestDb, prompts: usize) -> Setup {
         .unwrap();
     }
     let work = dir.path().join("work");
-    Setup { _dir: dir, store, project, work }
+    Setup { dir, store, project, work }
 }
 
-fn worker(pool: &PgPool, setup: &Setup, name: &str) -> Worker {
+pub fn worker(pool: &PgPool, setup: &Setup, name: &str) -> Worker {
     let mut options = WorkerOptions::new(name, &setup.work);
     options.device = DeviceChoice::Cpu;
     options.heartbeat = Duration::from_millis(100);
@@ -115,11 +115,11 @@ fn worker(pool: &PgPool, setup: &Setup, name: &str) -> Worker {
     Worker::new(pool.clone(), setup.store.clone(), options)
 }
 
-async fn enqueue(pool: &PgPool, project: i64, kind: RunKind, config: Value) -> i64 {
+pub async fn enqueue(pool: &PgPool, project: i64, kind: RunKind, config: Value) -> i64 {
     runs::enqueue(pool, &NewRun { project_id: Some(project), kind, config, created_by: None }).await.unwrap()
 }
 
-fn no_shutdown() -> tokio::sync::watch::Receiver<bool> {
+pub fn no_shutdown() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
     std::mem::forget(sender);
     receiver

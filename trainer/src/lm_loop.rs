@@ -211,9 +211,10 @@ pub fn run(
         progress.step(step, step_tokens as u64, &format!("loss {step_loss:.4}"));
         metrics.push(("tokens_per_second", progress.tokens_per_second()));
         run.log(step, &metrics)?;
-        if settings.checkpoint_every > 0 && state.step % settings.checkpoint_every == 0 {
+        if run.checkpoint_due(state.step, settings.checkpoint_every) {
             run.save_checkpoint(state.step, &[("model", &model)], &[("model", &opt)], &state)?;
         }
+        run.stop_if_requested(step)?;
     }
     progress.finish();
 

@@ -1113,7 +1113,7 @@ pub fn train_with_eval(
         let named: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         run.log(s, &named)?;
         progress.step(s, stats.tokens, &format!("reward {:.3} kl {:.3}", stats.reward, stats.kl));
-        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 {
+        if run.checkpoint_due(done, cfg.checkpoint_every) {
             run.save_checkpoint(
                 done,
                 &[("policy", &learner.policy), ("value", &learner.value)],
@@ -1121,6 +1121,7 @@ pub fn train_with_eval(
                 &PpoState::of(&learner, done),
             )?;
         }
+        run.stop_if_requested(s)?;
         last = Some(stats);
     }
     progress.finish();

@@ -575,9 +575,10 @@ pub fn train(
         }
         progress.step(step, tokens as u64, &format!("loss {step_loss:.4}"));
         run.log(step, &metrics)?;
-        if cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0 {
+        if run.checkpoint_due(state.step, cfg.checkpoint_every) {
             run.save_checkpoint(state.step, &[("model", &model)], &[("model", &opt)], &state)?;
         }
+        run.stop_if_requested(step)?;
     }
     progress.finish();
     let train_seconds = train_started.elapsed().as_secs_f64();

@@ -238,8 +238,9 @@ impl RunDir {
         Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2, stop: None })
     }
 
-    /// Makes the run stop with [`TrainError::Stopped`] at the first step logged after
-    /// `stop` is set. The step is logged first, so the metrics are complete.
+    /// Makes the run stop with [`TrainError::Stopped`] at the first step finished after
+    /// `stop` is set: the stage logs that step, checkpoints it ([`RunDir::checkpoint_due`])
+    /// and then stops ([`RunDir::stop_if_requested`]).
     pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = Some(stop);
         self
@@ -270,8 +271,25 @@ impl RunDir {
         let path = self.out.join(METRICS);
         serde_json::to_writer(&mut self.metrics, &line)
             .map_err(|e| TrainError::Io { path: path.clone(), source: e.into() })?;
-        self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))?;
-        if self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed)) {
+        self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))
+    }
+
+    /// Whether the run was asked to stop (see [`RunDir::stop_when`]).
+    pub fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed))
+    }
+
+    /// Whether a stage that has finished `steps_done` steps should checkpoint now: every
+    /// `every` steps (0: never), and always when the run was asked to stop, so that the
+    /// run resumes where it stopped.
+    pub fn checkpoint_due(&self, steps_done: i64, every: i64) -> bool {
+        (every > 0 && steps_done % every == 0) || self.stop_requested()
+    }
+
+    /// [`TrainError::Stopped`] when the run was asked to stop. Stages call it after
+    /// logging (and checkpointing) a step, so the metrics and the checkpoint are complete.
+    pub fn stop_if_requested(&self, step: i64) -> Result<(), TrainError> {
+        if self.stop_requested() {
             return Err(TrainError::Stopped { step });
         }
         Ok(())
@@ -279,7 +297,7 @@ impl RunDir {
 
     /// The newest checkpoint and its step.
     pub fn latest_checkpoint(&self) -> Option<(PathBuf, i64)> {
-        list_checkpoints(&self.out).max_by_key(|(_, step)| *step)
+        latest_checkpoint_in(&self.out)
     }
 
     /// Writes model, optimizer moments and training state as `checkpoints/step-N`, then
@@ -359,6 +377,11 @@ pub fn checkpoint_state<S: DeserializeOwned>(dir: &Path) -> Result<S, TrainError
         serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
     serde_json::from_value(meta["training"].clone())
         .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))
+}
+
+/// The newest complete checkpoint of the run in `out`, and its step (steps done).
+pub fn latest_checkpoint_in(out: &Path) -> Option<(PathBuf, i64)> {
+    list_checkpoints(out).max_by_key(|(_, step)| *step)
 }
 
 fn list_checkpoints(out: &Path) -> impl Iterator<Item = (PathBuf, i64)> {
@@ -442,14 +465,18 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_request_ends_the_run_at_its_next_logged_step_with_the_step_logged() {
+    fn a_stop_request_makes_a_checkpoint_due_then_stops_the_run_with_the_step_logged() {
         let dir = tempfile::tempdir().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let mut run = RunDir::open(dir.path(), false).unwrap().stop_when(stop.clone());
         run.set_total_steps(10).unwrap();
         run.log(0, &[("loss", 2.0)]).unwrap();
+        assert!(!run.checkpoint_due(1, 5) && run.checkpoint_due(5, 5) && !run.checkpoint_due(5, 0));
+        run.stop_if_requested(0).unwrap();
         stop.store(true, Ordering::Relaxed);
-        assert!(matches!(run.log(1, &[("loss", 1.5)]), Err(TrainError::Stopped { step: 1 })));
+        run.log(1, &[("loss", 1.5)]).unwrap();
+        assert!(run.checkpoint_due(2, 5) && run.checkpoint_due(2, 0), "a stop always checkpoints");
+        assert!(matches!(run.stop_if_requested(1), Err(TrainError::Stopped { step: 1 })));
         let lines = std::fs::read_to_string(dir.path().join(METRICS)).unwrap();
         assert_eq!(lines.lines().count(), 2, "{lines}");
         let progress = std::fs::read_to_string(dir.path().join(PROGRESS)).unwrap();

@@ -15,7 +15,7 @@
 pub mod spec;
 mod stages;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use registry::runs::{self, ClaimedRun, Heartbeat, Metric};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::train::{TrainError, METRICS, PROGRESS};
+use crate::train::{latest_checkpoint_in, TrainError, CHECKPOINTS, METRICS, PROGRESS};
 use crate::DeviceChoice;
 pub use spec::{RunSpec, SpecError};
 
@@ -170,33 +170,41 @@ impl Worker {
             &[format!("{name} claimed the run (attempt {}{note})", run.attempts)],
         )
         .await;
-        let result = self.attempt(run, shutdown).await;
+        let mut checkpoint = run.checkpoint_step.zip(run.checkpoint_sha256.clone());
+        let result = self.attempt(run, shutdown, &mut checkpoint).await;
+        let (pool, lease) = (&self.pool, self.options.lease);
         let outcome = match result {
             Ok(version_id) => {
-                runs::finish(&self.pool, run.id, name).await?;
+                while_postgres_is_away(lease, || runs::finish(pool, run.id, name)).await?;
                 Outcome::Succeeded { version_id }
             }
             Err(Stop::Failed(message)) => {
-                let _ = runs::log(&self.pool, run.id, &[format!("failed: {message}")]).await;
-                runs::fail(&self.pool, run.id, name, &message).await?;
+                let message = explain(message, &self.options.work_dir);
+                let _ = runs::log(pool, run.id, &[format!("failed: {message}")]).await;
+                while_postgres_is_away(lease, || runs::fail(pool, run.id, name, &message)).await?;
                 Outcome::Failed(message)
             }
             Err(Stop::Cancelled) => {
-                runs::finish_cancelled(&self.pool, run.id, name).await?;
+                while_postgres_is_away(lease, || runs::finish_cancelled(pool, run.id, name)).await?;
                 Outcome::Cancelled
             }
             Err(Stop::Released) => {
                 let _ =
-                    runs::log(&self.pool, run.id, &[format!("{name} is shutting down: released the run")])
-                        .await;
-                runs::release(&self.pool, run.id, name).await?;
+                    runs::log(pool, run.id, &[format!("{name} is shutting down: released the run")]).await;
+                while_postgres_is_away(lease, || runs::release(pool, run.id, name)).await?;
                 Outcome::Released
             }
             Err(Stop::LeaseLost) => Outcome::LeaseLost,
         };
         if matches!(outcome, Outcome::Succeeded { .. } | Outcome::Failed(_) | Outcome::Cancelled) {
+            // A finished run is never resumed: its work directory and its checkpoint in
+            // the store are of no more use.
             let dir = self.run_dir(run.id);
             let _ = tokio::fs::remove_dir_all(&dir).await;
+            if let Some((_, sha256)) = checkpoint {
+                let store = self.store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.remove(&sha256)).await;
+            }
         }
         Ok(outcome)
     }
@@ -205,16 +213,21 @@ impl Worker {
         self.options.work_dir.join(format!("run-{run_id}"))
     }
 
-    /// The run from its config to its registered version.
+    /// The run from its config to its registered version. `checkpoint` is the run's
+    /// newest checkpoint in the artifact store (steps, digest), kept up to date as the
+    /// stage writes new ones.
     async fn attempt(
         &self,
         run: &ClaimedRun,
         mut shutdown: watch::Receiver<bool>,
+        checkpoint: &mut Option<(i64, String)>,
     ) -> Result<Option<i64>, Stop> {
         let spec = RunSpec::parse(run.kind, &run.config)?;
         let dir = self.run_dir(run.id);
-        let resume = dir.join("out").join(METRICS).exists();
         tokio::fs::create_dir_all(&dir).await.map_err(|e| Stop::Failed(format!("{}: {e}", dir.display())))?;
+        self.restore_checkpoint(run, &dir.join("out"), checkpoint.as_ref()).await?;
+        let resume =
+            dir.join("out").join(METRICS).exists() || latest_checkpoint_in(&dir.join("out")).is_some();
         let prepared = stages::prepare(&self.pool, &self.store, run, &spec, &dir).await?;
         let device = self.options.device.resolve().map_err(Stop::Failed)?;
 
@@ -230,7 +243,7 @@ impl Worker {
             let out = out.clone();
             move || stages::execute(prepared, &out, device, stop, resume)
         });
-        let mut streamed = 0u64;
+        let mut streamed = Streamed { offset: 0, finished: checkpoint.as_ref().map_or(0, |(step, _)| *step) };
         let mut heartbeat = tokio::time::interval(self.options.heartbeat);
         heartbeat.tick().await;
         let result = loop {
@@ -238,7 +251,14 @@ impl Worker {
                 joined = &mut stage => break joined.map_err(|e| Stop::Failed(format!("the stage panicked: {e}")))?,
                 _ = heartbeat.tick() => {
                     self.beat(run.id, &mut watch).await;
-                    streamed = self.stream_metrics(run.id, &out, streamed).await;
+                    // The newest checkpoint is looked at before the metrics are streamed:
+                    // its steps' lines were written before it, so they are reported first,
+                    // and a run resumed from it misses none.
+                    let newest = latest_checkpoint_in(&out);
+                    self.stream_metrics(run.id, &out, &mut streamed).await;
+                    if !watch.lease_lost {
+                        self.store_checkpoint(run.id, newest, streamed.finished, checkpoint).await;
+                    }
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -248,18 +268,103 @@ impl Worker {
                 }
             }
         };
-        self.stream_metrics(run.id, &out, streamed).await;
+        let newest = latest_checkpoint_in(&out);
+        self.stream_metrics(run.id, &out, &mut streamed).await;
         match result {
             Ok(output) => {
                 if watch.lease_lost {
                     return Err(Stop::LeaseLost);
                 }
-                stages::publish(&self.pool, &self.store, run, output, &dir).await
+                stages::publish(&self.pool, &self.store, run, output, &dir, self.options.lease).await
             }
             Err(TrainError::Stopped { .. }) if watch.lease_lost => Err(Stop::LeaseLost),
             Err(TrainError::Stopped { .. }) if watch.cancelled => Err(Stop::Cancelled),
-            Err(TrainError::Stopped { .. }) => Err(Stop::Released),
+            Err(TrainError::Stopped { .. }) => {
+                // The stage checkpointed the step it stopped at: it goes to the store before
+                // the run is released, so that whoever claims it next starts from there.
+                self.store_checkpoint(run.id, newest, streamed.finished, checkpoint).await;
+                Err(Stop::Released)
+            }
+            Err(TrainError::NonFinite { step, what, value, .. }) => Err(Stop::Failed(format!(
+                "step {step}: {what} is {value}, so training stopped: the run diverged. Launch it again \
+                 with a lower stage.lr (or more stage.warmup_steps, or a smaller stage.grad_clip)"
+            ))),
             Err(e) => Err(Stop::Failed(e.to_string())),
+        }
+    }
+
+    /// Puts the run's checkpoint from the artifact store into `out/checkpoints/` when it is
+    /// newer than any this machine has (the run was last on another worker), so that the
+    /// stage resumes from it.
+    async fn restore_checkpoint(
+        &self,
+        run: &ClaimedRun,
+        out: &Path,
+        checkpoint: Option<&(i64, String)>,
+    ) -> Result<(), Stop> {
+        let Some((step, sha256)) = checkpoint.cloned() else { return Ok(()) };
+        if latest_checkpoint_in(out).is_some_and(|(_, local)| local >= step) {
+            return Ok(());
+        }
+        let dest = out.join(CHECKPOINTS).join(format!("step-{step:08}"));
+        let store = self.store.clone();
+        let fetched = {
+            let dest = dest.clone();
+            let sha256 = sha256.clone();
+            tokio::task::spawn_blocking(move || {
+                if dest.exists() {
+                    std::fs::remove_dir_all(&dest)?;
+                }
+                store.fetch_to(&sha256, &dest).map_err(std::io::Error::other)
+            })
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?
+        };
+        fetched.map_err(|e| {
+            Stop::Failed(format!(
+                "the run's checkpoint at step {step} (sha256 {sha256}) could not be restored: {e}"
+            ))
+        })?;
+        let _ = runs::log(
+            &self.pool,
+            run.id,
+            &[format!("restored the checkpoint at step {step} from the artifact store")],
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Stores the checkpoint `newest` (its directory, its step) in the artifact store when
+    /// it is newer than the one the run records and its steps' metrics are reported
+    /// (`reported` steps are), records it, and deletes the one it replaces. A failure is
+    /// not fatal (the checkpoint may have been pruned meanwhile, or Postgres be away):
+    /// the next heartbeat tries again with whatever is newest then.
+    async fn store_checkpoint(
+        &self,
+        run_id: i64,
+        newest: Option<(PathBuf, i64)>,
+        reported: i64,
+        checkpoint: &mut Option<(i64, String)>,
+    ) {
+        let Some((path, step)) = newest else { return };
+        if step > reported || checkpoint.as_ref().is_some_and(|(stored, _)| *stored >= step) {
+            return;
+        }
+        let store = self.store.clone();
+        let Ok(Ok(artifact)) = tokio::task::spawn_blocking(move || store.put_dir(&path)).await else {
+            return;
+        };
+        match runs::record_checkpoint(&self.pool, run_id, &self.options.name, step, &artifact.sha256).await {
+            Ok(replaced) => {
+                *checkpoint = Some((step, artifact.sha256));
+                if let Some(old) = replaced {
+                    let store = self.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.remove(&old)).await;
+                }
+            }
+            Err(e) => {
+                eprintln!("worker {}: run {run_id}: recording the checkpoint failed: {e}", self.options.name)
+            }
         }
     }
 
@@ -280,34 +385,35 @@ impl Worker {
         }
     }
 
-    /// Reports the metric lines the stage wrote after byte `offset` of `metrics.jsonl`
-    /// and returns the offset reached: each heartbeat reads only what is new. Lines stay
-    /// unreported (and are sent next time) if Postgres is away; a file shorter than the
-    /// offset (a resumed run rewrote it) is read again from the start, and the steps it
-    /// reports again overwrite their values.
-    async fn stream_metrics(&self, run_id: i64, out: &std::path::Path, offset: u64) -> u64 {
+    /// Reports the metric lines the stage wrote after `streamed.offset` bytes of
+    /// `metrics.jsonl` and moves the offset past them: each heartbeat reads only what is
+    /// new. Lines stay unreported (and are sent next time) if Postgres is away; a file
+    /// shorter than the offset (a resumed run rewrote it) is read again from the start,
+    /// and the steps it reports again overwrite their values.
+    async fn stream_metrics(&self, run_id: i64, out: &Path, streamed: &mut Streamed) {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let Ok(mut file) = tokio::fs::File::open(out.join(METRICS)).await else { return offset };
+        let Ok(mut file) = tokio::fs::File::open(out.join(METRICS)).await else { return };
         let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let offset = if length < offset { 0 } else { offset };
+        if length < streamed.offset {
+            streamed.offset = 0;
+        }
         let mut new = Vec::new();
-        if file.seek(std::io::SeekFrom::Start(offset)).await.is_err()
+        if file.seek(std::io::SeekFrom::Start(streamed.offset)).await.is_err()
             || file.read_to_end(&mut new).await.is_err()
         {
-            return offset;
+            return;
         }
         let total_steps = tokio::fs::read_to_string(out.join(PROGRESS))
             .await
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["total_steps"].as_i64());
-        let mut reached = offset;
         // Only whole lines: the last one may still be being written.
         for line in new.split_inclusive(|&b| b == b'\n').take_while(|l| l.ends_with(b"\n")) {
-            let next = reached + line.len() as u64;
+            let next = streamed.offset + line.len() as u64;
             let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(line)
             else {
-                reached = next;
+                streamed.offset = next;
                 continue;
             };
             let step = fields.get("step").and_then(|s| s.as_i64()).unwrap_or(0);
@@ -327,8 +433,98 @@ impl Worker {
             {
                 break;
             }
-            reached = next;
+            streamed.offset = next;
+            streamed.finished = streamed.finished.max(finished);
         }
-        reached
+    }
+}
+
+/// How far a run's `metrics.jsonl` has been reported: its bytes, and the steps finished.
+struct Streamed {
+    offset: u64,
+    finished: i64,
+}
+
+/// Runs `write` again while it fails because Postgres cannot be reached (a restart, a
+/// network blip), for up to `patience`; any other outcome is returned as it is. The pool
+/// opens new connections by itself once the server is back.
+pub(crate) async fn while_postgres_is_away<T, E, F, Fut>(patience: Duration, mut write: F) -> Result<T, E>
+where
+    E: SqlCause,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match write().await {
+            Err(e) if e.sql().is_some_and(is_unreachable) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The database error underneath a registry or labeling error, if that is what it is.
+pub(crate) trait SqlCause {
+    fn sql(&self) -> Option<&sqlx::Error>;
+}
+
+impl SqlCause for RegistryError {
+    fn sql(&self) -> Option<&sqlx::Error> {
+        match self {
+            RegistryError::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl SqlCause for labeling::error::LabelingError {
+    fn sql(&self) -> Option<&sqlx::Error> {
+        match self {
+            labeling::error::LabelingError::Sql(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the error means the server was not there (rather than that it refused the
+/// statement).
+fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        // 08: connection exceptions; 57P: the server is shutting down or starting.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
+/// A failure's message, with what to do about it when the cause is a full disk (the
+/// worker's or the artifact store's).
+fn explain(message: String, work_dir: &Path) -> String {
+    if message.contains("No space left on device") || message.contains("os error 28") {
+        format!(
+            "{message}. The disk is full: free space on the worker's disk (its runs are in {}) or in \
+             the artifact store, then launch the run again",
+            work_dir.display()
+        )
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_said_so_with_where_to_free_space() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let message = explain(format!("/w/run-3/out/model.safetensors: {full}"), Path::new("/w"));
+        assert!(message.starts_with("/w/run-3/out/model.safetensors: No space left on device"), "{message}");
+        assert!(message.contains("The disk is full: free space on the worker's disk (its runs are in /w)"));
+        assert_eq!(explain("snapshot 3 is empty".into(), Path::new("/w")), "snapshot 3 is empty");
     }
 }

@@ -376,6 +376,7 @@ fn sample(
         }
         let n = (chunk.len() * k) as f64;
         run.log(batch as i64, &[("samples", n), ("sample/eos_rate", eos as f64 / n)])?;
+        run.stop_if_requested(batch as i64)?;
     }
     Ok(out)
 }
@@ -388,6 +389,7 @@ pub(super) async fn publish(
     run: &ClaimedRun,
     output: Output,
     dir: &Path,
+    patience: std::time::Duration,
 ) -> Result<Option<i64>, Stop> {
     match output {
         Output::Model { model, kind, parents, snapshots, config, metrics } => {
@@ -400,21 +402,19 @@ pub(super) async fn publish(
             })
             .await
             .map_err(|e| Stop::Failed(e.to_string()))??;
-            let version = versions::register(
-                pool,
-                &NewVersion {
-                    model,
-                    kind,
-                    run_id: Some(run.id),
-                    parents,
-                    snapshots,
-                    config: json!({ "run_kind": run.kind, "run_config": run.config, "resolved": config }),
-                    metrics,
-                    artifact,
-                    created_by: None,
-                },
-            )
-            .await?;
+            let new = NewVersion {
+                model,
+                kind,
+                run_id: Some(run.id),
+                parents,
+                snapshots,
+                config: json!({ "run_kind": run.kind, "run_config": run.config, "resolved": config }),
+                metrics,
+                artifact,
+                created_by: None,
+            };
+            // Registering is idempotent per run, so trying again is safe.
+            let version = super::while_postgres_is_away(patience, || versions::register(pool, &new)).await?;
             let _ = registry::runs::log(
                 pool,
                 run.id,
@@ -428,9 +428,12 @@ pub(super) async fn publish(
                 .into_iter()
                 .map(|(prompt_id, samples)| PromptSamples { prompt_id, samples })
                 .collect();
-            let stored = labeling::samples::add_ranking_batch(
-                pool, project_id, version_id, run.id, &settings, &prompts,
-            )
+            // Once per run, so trying again is safe.
+            let stored = super::while_postgres_is_away(patience, || {
+                labeling::samples::add_ranking_batch(
+                    pool, project_id, version_id, run.id, &settings, &prompts,
+                )
+            })
             .await?;
             let line = match stored {
                 Some(tasks) => {
