@@ -159,6 +159,46 @@ pub async fn create_demonstration_tasks(
     Ok(ids)
 }
 
+/// Asks for demonstrations: one demonstration task for each of the project's prompts (of
+/// `split`, when given) that has none yet, oldest prompt first, at most `limit`. Returns
+/// the new tasks' ids (none when every prompt already has one). Two requests at once do
+/// not ask twice for a prompt: the project's row is locked while they choose.
+pub async fn request_demonstrations(
+    pool: &PgPool,
+    project_id: i64,
+    split: Option<crate::domain::Split>,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    if limit < 1 {
+        return Err(LabelingError::invalid("limit", format!("must be at least 1, not {limit}")));
+    }
+    let mut tx = pool.begin().await?;
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
+        .bind(project_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Err(LabelingError::not_found("project", project_id));
+    }
+    let prompt_ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT p.id FROM prompts p
+         WHERE p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
+           AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.prompt_id = p.id AND t.kind = 'demonstration')
+         ORDER BY p.id LIMIT $3",
+    )
+    .bind(project_id)
+    .bind(split)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut ids = Vec::with_capacity(prompt_ids.len());
+    for prompt_id in prompt_ids {
+        ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
 /// A ranking task showing `sample_ids` (K = their number, 2..9) at positions 0..K-1.
 /// Every sample must be a sample of the prompt.
 pub async fn create_ranking_task(

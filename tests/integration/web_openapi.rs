@@ -30,6 +30,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     // prompts.rs
     ("GET", "/api/projects/{id}/prompts"),
     ("POST", "/api/projects/{id}/prompts"),
+    ("POST", "/api/projects/{id}/demonstration-tasks"),
     // annotate.rs
     ("GET", "/api/me/projects"),
     ("POST", "/api/projects/{id}/tasks/next"),

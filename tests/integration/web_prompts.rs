@@ -246,3 +246,63 @@ fn a_file_upload_without_a_file_or_csrf_stores_nothing() {
         assert!(stored_texts(&app, project).await.is_empty());
     });
 }
+
+async fn demonstration_tasks(app: &TestApp, project_id: i64) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT t.prompt_id, p.text FROM tasks t JOIN prompts p ON p.id = t.prompt_id
+         WHERE t.project_id = $1 AND t.kind = 'demonstration' ORDER BY t.id",
+    )
+    .bind(project_id)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[test]
+fn a_researcher_asks_for_demonstrations_once_per_prompt_by_split_and_limit() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "demos").await;
+        app.log_in("rita").await;
+        let data = "{\"prompt\": \"one\"}\n{\"prompt\": \"two\"}\n{\"prompt\": \"three\"}\n\
+                    {\"prompt\": \"held out\", \"split\": \"test\"}\n";
+        assert_eq!(upload(&app, project, "jsonl", data).await.status(), StatusCode::OK);
+        let token = app.token_for("rita").await;
+        let api = format!("/api/projects/{project}/demonstration-tasks");
+        let ask = |body: Value| client().post(app.url(&api)).bearer_auth(&token).json(&body).send();
+
+        let response = ask(json!({ "split": "train", "limit": 2 })).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["task_ids"].as_array().unwrap().len(), 2);
+        let texts = |tasks: Vec<(i64, String)>| tasks.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+        assert_eq!(texts(demonstration_tasks(&app, project).await), ["one", "two"]);
+
+        // From the page: the rest of the train prompts, and the count is shown.
+        let page = app.get_html(&format!("/projects/{project}/prompts")).await;
+        assert!(page.contains("Create demonstration tasks"), "{page}");
+        let csrf = hidden_value(&page, "csrf");
+        let path = format!("/projects/{project}/prompts/demonstration-tasks");
+        let html = app.post_form(&path, &[("split", "train"), ("csrf", &csrf)]).await.text().await.unwrap();
+        assert!(html.contains("1 demonstration tasks created"), "{html}");
+        assert_eq!(texts(demonstration_tasks(&app, project).await), ["one", "two", "three"]);
+
+        // Asked again: nothing new. Any split: the test prompt.
+        let body: Value = ask(json!({ "split": "train" })).await.unwrap().json().await.unwrap();
+        assert_eq!(body["task_ids"], json!([]));
+        let body: Value = ask(json!({})).await.unwrap().json().await.unwrap();
+        assert_eq!(body["task_ids"].as_array().unwrap().len(), 1);
+
+        // Bad input names the field; an annotator may not ask.
+        let response = ask(json!({ "limit": 0 })).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "limit", "{body}");
+        let response = ask(json!({ "split": "dev" })).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let ann = app.token_for("ann").await;
+        let response = client().post(app.url(&api)).bearer_auth(&ann).json(&json!({})).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(demonstration_tasks(&app, project).await.len(), 4);
+    });
+}

@@ -114,6 +114,8 @@ impl Application {
                 .service(routes::prompts::api_list)
                 .service(routes::prompts::api_import)
                 .service(routes::prompts::upload_file)
+                .service(routes::prompts::request_demonstrations)
+                .service(routes::prompts::api_request_demonstrations)
                 .configure(routes::assets::configure)
                 .configure(routes::annotate::configure)
                 .configure(routes::project::configure)

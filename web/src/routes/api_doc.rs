@@ -274,6 +274,10 @@ fn project_schemas() -> Value {
             "format": one_of(&["jsonl", "csv"]),
             "data": described(text(), "The file's text: JSON lines `{\"prompt\", \"split\"?}` or CSV with a `prompt` (and optional `split`) column. At most 10 MiB and 100,000 lines (more is a 400)."),
         })),
+        "DemonstrationRequest": body_object(&[], json!({
+            "split": described(one_of(&["", "train", "val", "test"]), "Only prompts of this split; empty or absent: any."),
+            "limit": described(json!({ "type": "integer", "minimum": 1 }), "At most this many tasks; absent: one for every prompt without one."),
+        })),
         "ImportReport": object(&["imported", "duplicates", "errors"], json!({
             "imported": array(object(&["line", "prompt_id"], json!({ "line": count(), "prompt_id": int() }))),
             "duplicates": array(object(&["line", "of"], json!({
@@ -994,6 +998,12 @@ fn project_ops() -> Vec<Op> {
             .params([id_param("project")])
             .body(schema("PromptUpload"))
             .ok(200, "What happened to each line.", schema("ImportReport"))
+            .errors(&[400, 404, 422]),
+        op("POST", "/api/projects/{id}/demonstration-tasks", "requestDemonstrations", "Ask annotators for demonstrations")
+            .about("One demonstration task for each of the project's prompts (of the split) that has none yet, oldest first.")
+            .params([id_param("project")])
+            .body(schema("DemonstrationRequest"))
+            .ok(201, "The new tasks (none when every prompt already has one).", object(&["task_ids"], json!({ "task_ids": array(int()) })))
             .errors(&[400, 404, 422]),
     ]
 }

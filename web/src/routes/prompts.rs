@@ -35,6 +35,8 @@ struct PromptsPage {
     /// `q=…&split=…`, URL-encoded, for the paging links.
     filters: String,
     report: Option<ImportReport>,
+    /// How many demonstration tasks the researcher's request just created.
+    requested: Option<usize>,
 }
 
 /// The page's filters: `?q=&split=&page=` (empty means "any").
@@ -56,6 +58,17 @@ pub struct ApiQuery {
     split: String,
     limit: Option<i64>,
     offset: Option<i64>,
+}
+
+/// A request for demonstrations: of prompts of `split` (empty: any) without a
+/// demonstration task yet, at most `limit` (default: all of them).
+#[derive(Deserialize)]
+pub struct DemonstrationsForm {
+    #[serde(default)]
+    split: String,
+    limit: Option<i64>,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// An upload, from the page's form (with `csrf`) or the API's JSON.
@@ -93,6 +106,48 @@ pub async fn upload(
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &form, me.user.id).await?;
     render(me, &pool, &session, project, PageQuery::default(), Some(report)).await
+}
+
+/// Asks annotators for demonstrations of the project's prompts (from the page).
+#[post("/projects/{id}/prompts/demonstration-tasks")]
+pub async fn request_demonstrations(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<DemonstrationsForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let project = projects::get_project(&pool, path.into_inner()).await?;
+    let created = demonstration_tasks(&pool, project.id, &form).await?;
+    render_with(me, &pool, &session, project, PageQuery::default(), None, Some(created.len())).await
+}
+
+/// The same as JSON: 201 with `{"task_ids": [...]}` (empty when every prompt has one).
+#[post("/api/projects/{id}/demonstration-tasks")]
+pub async fn api_request_demonstrations(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<DemonstrationsForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let project = projects::get_project(&pool, path.into_inner()).await?;
+    let task_ids = demonstration_tasks(&pool, project.id, &body).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
+}
+
+async fn demonstration_tasks(
+    pool: &PgPool,
+    project_id: i64,
+    form: &DemonstrationsForm,
+) -> Result<Vec<i64>, AppError> {
+    let split = parse_split(&form.split)?;
+    Ok(labeling::tasks::request_demonstrations(pool, project_id, split, form.limit.unwrap_or(i64::MAX))
+        .await?)
 }
 
 /// A prompt file uploaded from the page (`multipart/form-data`: `csrf`, `format` and
@@ -225,6 +280,18 @@ async fn render(
     query: PageQuery,
     report: Option<ImportReport>,
 ) -> Result<HttpResponse, AppError> {
+    render_with(me, pool, session, project, query, report, None).await
+}
+
+async fn render_with(
+    me: CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    project: Project,
+    query: PageQuery,
+    report: Option<ImportReport>,
+    requested: Option<usize>,
+) -> Result<HttpResponse, AppError> {
     let split = parse_split(&query.split)?;
     let total = prompts::count_prompts(pool, project.id, Some(&query.q), split).await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
@@ -242,5 +309,6 @@ async fn render(
         page: current,
         pages,
         report,
+        requested,
     })
 }
