@@ -4,5 +4,6 @@
 pub mod artifacts;
 pub mod db;
 pub mod error;
+pub mod evals;
 pub mod runs;
 pub mod versions;

@@ -10,6 +10,8 @@ mod db;
 mod helpers;
 mod labeling_people;
 mod labeling_work;
+#[cfg(feature = "trainer")]
+mod loop_api;
 mod registry;
 mod schema;
 mod web_annotate;

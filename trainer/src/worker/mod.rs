@@ -12,6 +12,7 @@
 //! that dies between storing the artifact and registering it leaves a run that the next
 //! worker resumes and registers exactly once.
 
+mod eval;
 pub mod spec;
 mod stages;
 

@@ -17,6 +17,7 @@ pub enum RunSpec {
     Reward(TrainRun<reward::RewardConfig>),
     Ppo(PpoRun),
     Sample(SampleRun),
+    Eval(EvalRun),
 }
 
 /// SFT or reward-model training: from `base`, on a snapshot of the project's
@@ -66,6 +67,21 @@ pub struct SampleRun {
     pub k: Option<usize>,
     pub stage: SamplingConfig,
 }
+
+/// Versions scored on a set of the project's prompts: one sample per prompt from each,
+/// drawn with the same seed for every version, scored by the reward model, against the
+/// KL reference, and by the demo world's oracle where the prompt is one of its tasks.
+#[derive(Clone, Debug)]
+pub struct EvalRun {
+    pub versions: Vec<String>,
+    pub reward: Option<String>,
+    pub reference: Option<String>,
+    pub prompts: PromptSet,
+    pub stage: SamplingConfig,
+}
+
+/// The most versions one eval run compares.
+pub const MAX_EVAL_VERSIONS: usize = 8;
 
 /// Which of the project's prompts a run uses.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -138,6 +154,20 @@ struct SampleFields {
     prompts: PromptSet,
     #[serde(default)]
     k: Option<usize>,
+    #[serde(default)]
+    stage: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalFields {
+    versions: Vec<String>,
+    #[serde(default)]
+    reward: Option<String>,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    prompts: PromptSet,
     #[serde(default)]
     stage: serde_json::Value,
 }
@@ -243,7 +273,24 @@ impl RunSpec {
                 })
             }
             RunKind::Eval => {
-                return Err(SpecError("eval runs are not carried out by this worker yet".into()));
+                let f: EvalFields = fields(config)?;
+                if f.versions.is_empty() || f.versions.len() > MAX_EVAL_VERSIONS {
+                    return Err(SpecError(format!(
+                        "versions: name 1 to {MAX_EVAL_VERSIONS} versions, not {}",
+                        f.versions.len()
+                    )));
+                }
+                let mut seen = std::collections::HashSet::new();
+                if let Some(twice) = f.versions.iter().find(|v| !seen.insert(v.as_str())) {
+                    return Err(SpecError(format!("versions: {twice:?} is listed twice")));
+                }
+                RunSpec::Eval(EvalRun {
+                    versions: f.versions,
+                    reward: f.reward,
+                    reference: f.reference,
+                    prompts: f.prompts,
+                    stage: stage(f.stage, |c: &SamplingConfig| c.validate().map_err(|e| e.to_string()))?,
+                })
             }
         })
     }
@@ -283,6 +330,9 @@ mod tests {
             (RunKind::Sample, json!({ "version": "v", "k": 12 }), "k 12"),
             (RunKind::Pretrain, json!({ "model_name": "m", "preset": "huge" }), "preset"),
             (RunKind::Pretrain, json!({ "model_name": "m", "corpus": "web" }), "corpus"),
+            (RunKind::Eval, json!({ "versions": [] }), "versions: name 1 to 8"),
+            (RunKind::Eval, json!({ "versions": ["a", "a"] }), "\"a\" is listed twice"),
+            (RunKind::Eval, json!({ "versions": ["a"], "stage": { "temperature": -1 } }), "temperature"),
         ];
         for (kind, config, needle) in cases {
             let e = RunSpec::parse(kind, &config).unwrap_err().to_string();

@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tch::Device;
 
-use super::spec::{PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
+use super::spec::{EvalRun, PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
@@ -26,8 +26,15 @@ use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Tokeniz
 
 /// A model version the run reads, with its checkpoint on this machine.
 pub(super) struct Resolved {
-    version: ModelVersion,
-    dir: PathBuf,
+    pub(super) version: ModelVersion,
+    pub(super) dir: PathBuf,
+}
+
+impl Resolved {
+    /// `model:N`, as researchers write it.
+    pub(super) fn name(&self) -> String {
+        format!("{}:{}", self.version.model, self.version.version)
+    }
 }
 
 pub(super) enum Prepared {
@@ -63,9 +70,21 @@ pub(super) enum Prepared {
         k: usize,
         prompts: Vec<(i64, String)>,
     },
+    Eval {
+        spec: EvalRun,
+        versions: Vec<Resolved>,
+        reward: Option<Resolved>,
+        reference: Option<Resolved>,
+        prompts: Vec<(i64, String)>,
+    },
 }
 
 pub(super) enum Output {
+    Eval {
+        samples: Vec<registry::evals::EvalSample>,
+        /// `model:N` of each version id, for the run's log.
+        names: Vec<(i64, String)>,
+    },
     Model {
         model: String,
         kind: ModelKind,
@@ -243,7 +262,62 @@ pub(super) async fn prepare(
             let k = spec.k.unwrap_or(project.samples_per_task as usize);
             Prepared::Sample { spec, version, project_id, k, prompts }
         }
+        RunSpec::Eval(spec) => {
+            let project_id =
+                run.project_id.ok_or_else(|| Stop::Failed("an eval run needs a project".into()))?;
+            let mut versions = Vec::with_capacity(spec.versions.len());
+            for reference in &spec.versions {
+                let version = resolve(pool, store, "versions", reference).await?;
+                if version.version.kind == ModelKind::Reward {
+                    return Err(Stop::Failed(format!(
+                        "versions: {reference:?} is a reward model, which does not write text"
+                    )));
+                }
+                versions.push(version);
+            }
+            let reward = match &spec.reward {
+                Some(reference) => {
+                    let reward = resolve(pool, store, "reward", reference).await?;
+                    if reward.version.kind != ModelKind::Reward {
+                        return Err(Stop::Failed(format!(
+                            "reward {reference:?} is a {:?} model, not a reward model",
+                            reward.version.kind
+                        )));
+                    }
+                    Some(reward)
+                }
+                None => None,
+            };
+            let reference = match &spec.reference {
+                Some(reference) => Some(resolve(pool, store, "reference", reference).await?),
+                None => None,
+            };
+            let split = spec.prompts.split.as_deref().map(Split::parse).transpose()?;
+            let limit = spec.prompts.limit.map(|l| l as i64).unwrap_or(i64::MAX);
+            let untasked_only = spec.prompts.untasked_only.unwrap_or(false);
+            let prompts =
+                labeling::samples::prompts_for_sampling(pool, project_id, split, untasked_only, limit)
+                    .await?;
+            if prompts.is_empty() {
+                return Err(Stop::Failed(
+                    "no prompts to evaluate on: the project has none in that split".into(),
+                ));
+            }
+            Prepared::Eval { spec, versions, reward, reference, prompts }
+        }
     })
+}
+
+/// The role a model a run starts from plays in the new version's lineage: named by its
+/// kind (an RM trained from an SFT model has parent `sft`), so that the registry reads
+/// base → SFT → RM.
+fn start_role(start: &Resolved) -> &'static str {
+    match start.version.kind {
+        ModelKind::Sft => "sft",
+        ModelKind::Policy => "policy",
+        ModelKind::Reward => "reward",
+        ModelKind::Base => "base",
+    }
 }
 
 fn lineage(parents: &[(&Resolved, &str)]) -> Vec<Parent> {
@@ -278,7 +352,7 @@ pub(super) fn execute(
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Base,
-                parents: base.as_ref().map(|b| lineage(&[(b, "base")])).unwrap_or_default(),
+                parents: base.as_ref().map(|b| lineage(&[(b, start_role(b))])).unwrap_or_default(),
                 snapshots: snapshot.iter().map(|s| s.id).collect(),
                 config: match &snapshot {
                     Some(s) => json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": s.id }),
@@ -296,7 +370,7 @@ pub(super) fn execute(
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Sft,
-                parents: lineage(&[(&base, "base")]),
+                parents: lineage(&[(&base, start_role(&base))]),
                 snapshots: vec![snapshot.id],
                 config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
                 metrics: report_json(&report),
@@ -308,7 +382,7 @@ pub(super) fn execute(
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Reward,
-                parents: lineage(&[(&base, "base")]),
+                parents: lineage(&[(&base, start_role(&base))]),
                 snapshots: vec![snapshot.id],
                 config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
                 metrics: report_json(&report),
@@ -327,6 +401,18 @@ pub(super) fn execute(
                 config: json!({ "stage": spec.stage, "policy": spec.policy, "reward": spec.reward, "snapshot_id": snapshot.id }),
                 metrics: report_json(&report),
             }
+        }
+        Prepared::Eval { spec, versions, reward, reference, prompts } => {
+            let samples = super::eval::evaluate(
+                &spec,
+                &versions,
+                reward.as_ref(),
+                reference.as_ref(),
+                &prompts,
+                device,
+                &mut run,
+            )?;
+            Output::Eval { samples, names: versions.iter().map(|v| (v.version.id, v.name())).collect() }
         }
         Prepared::Sample { spec, version, project_id, k, prompts } => {
             let model = LanguageModel::load(&version.dir, device)?;
@@ -422,6 +508,33 @@ pub(super) async fn publish(
             )
             .await;
             Ok(Some(version.id))
+        }
+        Output::Eval { samples, names } => {
+            let stored =
+                super::while_postgres_is_away(patience, || registry::evals::store(pool, run.id, &samples))
+                    .await?;
+            let mut lines = Vec::new();
+            if stored {
+                for s in registry::evals::summary(pool, run.id).await? {
+                    let name =
+                        names.iter().find(|(id, _)| *id == s.version_id).map_or("?", |(_, n)| n.as_str());
+                    let mean = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+                    lines.push(format!(
+                        "{name}: {} prompts, reward {}, kl {}, oracle {}, {:.1} tokens, eos rate {:.2}, repetition {:.2}",
+                        s.prompts,
+                        mean(s.reward),
+                        mean(s.kl),
+                        mean(s.oracle),
+                        s.tokens,
+                        s.eos_rate,
+                        s.repetition
+                    ));
+                }
+            } else {
+                lines.push("the samples of this run were already stored".to_owned());
+            }
+            let _ = registry::runs::log(pool, run.id, &lines).await;
+            Ok(None)
         }
         Output::Samples { project_id, version_id, settings, samples } => {
             let prompts: Vec<PromptSamples> = samples
