@@ -124,6 +124,13 @@ pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
     }))
 }
 
+/// The texts of the prompts with these ids (those that exist), by id.
+pub async fn texts(pool: &PgPool, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, text FROM prompts WHERE id = ANY($1)").bind(ids).fetch_all(pool).await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn get_prompt(pool: &PgPool, prompt_id: i64) -> Result<Prompt> {
     let sql = format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE id = $1");
     sqlx::query_as::<_, Prompt>(&sql)

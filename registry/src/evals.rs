@@ -96,3 +96,98 @@ pub async fn summary(pool: &PgPool, run_id: i64) -> Result<Vec<EvalSummary>> {
     .fetch_all(pool)
     .await?)
 }
+
+/// How often one version's samples beat a baseline's on the same prompts, by a score
+/// (the reward model's, or the oracle's): 1 for a win, ½ for a tie, 0 for a loss, averaged
+/// over prompts, with a 95% percentile-bootstrap interval that resamples prompts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WinRate {
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Prompts where both have a score.
+    pub prompts: usize,
+}
+
+/// Bootstrap resamples behind each interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The win rate of the second of each pair (the candidate's score) over the first (the
+/// baseline's); None without pairs. `seed` makes the interval reproducible.
+pub fn win_rate(pairs: &[(f32, f32)], resamples: usize, seed: u64) -> Option<WinRate> {
+    use rand::{Rng, SeedableRng};
+    if pairs.is_empty() {
+        return None;
+    }
+    let outcomes: Vec<f64> = pairs
+        .iter()
+        .map(|(baseline, candidate)| match candidate.partial_cmp(baseline) {
+            Some(std::cmp::Ordering::Greater) => 1.0,
+            Some(std::cmp::Ordering::Less) => 0.0,
+            _ => 0.5,
+        })
+        .collect();
+    let n = outcomes.len();
+    let rate = outcomes.iter().sum::<f64>() / n as f64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..resamples.max(1))
+        .map(|_| (0..n).map(|_| outcomes[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
+    Some(WinRate { rate, low: at(0.025), high: at(0.975), prompts: n })
+}
+
+/// For each version but `baseline`, its win rate against `baseline` by `score` (a field
+/// of the samples), on the prompts both answered.
+pub fn win_rates(
+    samples: &[EvalSample],
+    baseline: i64,
+    score: fn(&EvalSample) -> Option<f32>,
+) -> Vec<(i64, Option<WinRate>)> {
+    let base: std::collections::HashMap<i64, f32> = samples
+        .iter()
+        .filter(|s| s.version_id == baseline)
+        .filter_map(|s| Some((s.prompt_id, score(s)?)))
+        .collect();
+    let mut versions: Vec<i64> = samples.iter().map(|s| s.version_id).filter(|v| *v != baseline).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    versions
+        .into_iter()
+        .map(|version| {
+            let pairs: Vec<(f32, f32)> = samples
+                .iter()
+                .filter(|s| s.version_id == version)
+                .filter_map(|s| Some((*base.get(&s.prompt_id)?, score(s)?)))
+                .collect();
+            (version, win_rate(&pairs, BOOTSTRAP_RESAMPLES, version as u64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_win_rate_counts_ties_as_half_and_its_interval_holds_it() {
+        let pairs = [(0.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.5, 0.5)];
+        let w = win_rate(&pairs, 2000, 1).unwrap();
+        assert_eq!((w.rate, w.prompts), (0.625, 4));
+        assert!(w.low <= w.rate && w.rate <= w.high && w.low >= 0.0 && w.high <= 1.0, "{w:?}");
+        assert!(w.high - w.low > 0.2, "four prompts leave a wide interval: {w:?}");
+        assert_eq!(win_rate(&pairs, 2000, 1), Some(w), "the same seed, the same interval");
+        assert_eq!(win_rate(&[], 10, 1), None);
+    }
+
+    #[test]
+    fn the_interval_narrows_with_more_prompts_and_covers_the_true_rate() {
+        // The candidate wins 70% of prompts, in a fixed pattern.
+        let pairs: Vec<(f32, f32)> =
+            (0..1000).map(|i| if i % 10 < 7 { (0.0, 1.0) } else { (1.0, 0.0) }).collect();
+        let w = win_rate(&pairs, 2000, 7).unwrap();
+        assert!((w.rate - 0.7).abs() < 1e-12);
+        assert!(w.low > 0.66 && w.high < 0.74 && w.low < 0.7 && w.high > 0.7, "{w:?}");
+    }
+}

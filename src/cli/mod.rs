@@ -4,6 +4,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "trainer")]
+mod annotate;
 mod db;
 #[cfg(feature = "trainer")]
 mod import;
@@ -63,6 +65,10 @@ enum Command {
     /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
     #[cfg(feature = "trainer")]
     World(world::WorldArgs),
+    /// A simulated annotator: takes tasks through plumb serve's JSON API and answers them
+    /// with the demo world's oracle.
+    #[cfg(feature = "trainer")]
+    Annotate(annotate::AnnotateArgs),
     /// Register an existing GPT-2-format checkpoint as a base version in the registry.
     #[cfg(feature = "trainer")]
     Import(import::ImportArgs),
@@ -98,6 +104,8 @@ impl Cli {
             Command::Ppo(args) => train::ppo(args),
             #[cfg(feature = "trainer")]
             Command::World(args) => world::run(args),
+            #[cfg(feature = "trainer")]
+            Command::Annotate(args) => annotate::run(args),
         }
     }
 }

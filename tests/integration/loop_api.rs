@@ -77,8 +77,12 @@ async fn simulate(app: &TestApp, token: &str) -> Value {
     serde_json::from_str(stdout.lines().last().expect("a summary line")).unwrap()
 }
 
+/// The version's parents, by id.
 fn parents(version: &ModelVersion) -> Vec<(i64, &str)> {
-    version.parents.iter().map(|p| (p.version_id, p.role.as_str())).collect()
+    let mut parents: Vec<(i64, &str)> =
+        version.parents.iter().map(|p| (p.version_id, p.role.as_str())).collect();
+    parents.sort_unstable();
+    parents
 }
 
 #[test]
@@ -208,6 +212,25 @@ fn a_loop_from_samples_to_a_policy_runs_through_the_api_a_worker_and_the_simulat
         assert_eq!(prompts_of(sft_id), prompts_of(policy_id));
         let log = rita.get(&format!("/api/runs/{eval_id}/logs")).await.to_string();
         assert!(log.contains("sft:1: 6 prompts, reward"), "{log}");
+
+        // The automatic comparison, against SFT (the run's first version) by default.
+        let report = rita.get(&format!("/api/evals/{eval_id}")).await;
+        assert_eq!(report["baseline"], sft_id);
+        let policy_row =
+            report["versions"].as_array().unwrap().iter().find(|v| v["label"] == "policy:1").unwrap();
+        let w = &policy_row["win_rate_reward"];
+        let (rate, low, high) =
+            (w["rate"].as_f64().unwrap(), w["low"].as_f64().unwrap(), w["high"].as_f64().unwrap());
+        assert!(low <= rate && rate <= high && w["prompts"] == 6, "{w}");
+        assert_eq!(report["prompts"].as_array().unwrap().len(), 6);
+        let against_policy = rita.get(&format!("/api/evals/{eval_id}?baseline={policy_id}")).await;
+        assert_eq!(against_policy["baseline"], policy_id);
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/evals/{eval_id}")).await;
+        for needle in ["sft:1", "policy:1", "Win rate by RM", "(baseline)", "eval-prompts", "Export as JSON"]
+        {
+            assert!(html.contains(needle), "{needle} not in the eval page");
+        }
 
         // The registry: base → SFT → RM, and SFT + RM → policy.
         let version = |reference: &'static str| {

@@ -33,6 +33,8 @@ mod import;
 #[cfg(feature = "trainer")]
 mod parity;
 #[cfg(feature = "trainer")]
+mod simulate;
+#[cfg(feature = "trainer")]
 mod stages;
 #[cfg(feature = "trainer")]
 mod worker;

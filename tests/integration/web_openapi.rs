@@ -67,6 +67,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/runs/{id}/cancel"),
     // compare.rs
     ("GET", "/api/compare"),
+    // evals.rs
+    ("GET", "/api/evals/{id}"),
     // api_doc.rs
     ("GET", "/api/openapi.json"),
 ];
@@ -284,7 +286,7 @@ impl Fixtures {
             "id" if path.starts_with("/api/projects/") => self.project.to_string(),
             "id" if path.starts_with("/api/assignments/") => self.assignment.to_string(),
             "id" if path.starts_with("/api/snapshots/") => self.snapshot.to_string(),
-            "id" if path.starts_with("/api/runs/") => self.run.to_string(),
+            "id" if path.starts_with("/api/runs/") || path.starts_with("/api/evals/") => self.run.to_string(),
             "name" => "tiny".into(),
             "n" => "1".into(),
             "path" => "config.json".into(),

@@ -122,6 +122,7 @@ impl Application {
                 .configure(routes::data::configure)
                 .configure(routes::runs::configure)
                 .configure(routes::compare::configure)
+                .configure(routes::evals::configure)
                 .configure(routes::models::configure)
                 .configure(routes::tokens::configure)
                 .configure(routes::api_doc::configure)

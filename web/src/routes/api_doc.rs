@@ -640,6 +640,50 @@ fn run_schemas() -> Value {
             "stage": described(any_object(), "The stage's default settings (empty when the server does not know them)."),
             "help": described(json!({ "type": "object", "additionalProperties": text() }), "A help text per setting."),
         })),
+        "EvalSample": object(&["version_id", "prompt_id", "text", "tokens", "eos", "repetition", "reward", "kl", "oracle"], json!({
+            "version_id": int(),
+            "prompt_id": int(),
+            "text": text(),
+            "tokens": described(count(), "New tokens, EOS not counted."),
+            "eos": described(boolean(), "Ended with EOS rather than at the token limit."),
+            "repetition": described(number(), "Share of the words that repeat an earlier word."),
+            "reward": nullable(described(number(), "The reward model's score.")),
+            "kl": nullable(described(number(), "log π(sample) − log π_ref(sample).")),
+            "oracle": nullable(described(number(), "The demo world's oracle score, in [-1, 1].")),
+        })),
+        "WinRate": object(&["rate", "low", "high", "prompts"], json!({
+            "rate": described(number(), "Wins plus half the ties, over prompts."),
+            "low": described(number(), "2.5th percentile of the bootstrap over prompts."),
+            "high": described(number(), "97.5th percentile."),
+            "prompts": count(),
+        })),
+        "EvalReport": object(&["run", "baseline", "versions", "prompts"], json!({
+            "run": schema("Run"),
+            "baseline": described(int(), "The version the win rates are against."),
+            "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle"], json!({
+                "version_id": int(),
+                "label": text(),
+                "color": text(),
+                "summary": object(&["version_id", "prompts", "reward", "kl", "oracle", "tokens", "eos_rate", "repetition"], json!({
+                    "version_id": int(),
+                    "prompts": count(),
+                    "reward": nullable(number()),
+                    "kl": nullable(number()),
+                    "oracle": nullable(number()),
+                    "tokens": number(),
+                    "eos_rate": number(),
+                    "repetition": number(),
+                })),
+                "win_rate_reward": nullable(schema("WinRate")),
+                "win_rate_oracle": nullable(schema("WinRate")),
+            }))),
+            "prompts": array(object(&["prompt_id", "prompt", "samples", "best"], json!({
+                "prompt_id": int(),
+                "prompt": text(),
+                "samples": array(nullable(schema("EvalSample"))),
+                "best": nullable(described(count(), "Index of the best reward-model score.")),
+            }))),
+        })),
         "Comparison": object(&["versions", "metrics", "config", "curves"], json!({
             "versions": array(json!({
                 "allOf": [
@@ -1225,6 +1269,14 @@ fn run_ops() -> Vec<Op> {
                 "description": "Version ids, 2 to 8: `?v=3&v=5`.",
             })])
             .ok(200, "The comparison.", schema("Comparison"))
+            .errors(&[404, 422]),
+        op("GET", "/api/evals/{id}", "evalReport", "What an eval run measured")
+            .about("Per version: means (RM score, KL, oracle, tokens, EOS rate, repetition) and win rates against the baseline by RM and by oracle with bootstrap 95% intervals; per prompt: the samples side by side.")
+            .params([
+                id_param("run"),
+                query_param("baseline", int(), "The version the others are measured against; absent: the run's first."),
+            ])
+            .ok(200, "The report.", schema("EvalReport"))
             .errors(&[404, 422]),
     ]
 }

@@ -6,6 +6,7 @@ pub mod api_doc;
 pub mod assets;
 pub mod compare;
 pub mod data;
+pub mod evals;
 pub mod health;
 pub mod home;
 pub mod login;
