@@ -231,6 +231,11 @@ fn a_loop_from_samples_to_a_policy_runs_through_the_api_a_worker_and_the_simulat
         {
             assert!(html.contains(needle), "{needle} not in the eval page");
         }
+        let run_page = app.get_html(&format!("/runs/{eval_id}")).await;
+        assert!(
+            run_page.contains(&format!("href=\"/evals/{eval_id}\"")),
+            "the run page links its comparison"
+        );
 
         // The registry: base → SFT → RM, and SFT + RM → policy.
         let version = |reference: &'static str| {

@@ -37,6 +37,8 @@ impl Resolved {
     }
 }
 
+// One per run, moved once into the stage's thread: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Prepared {
     Pretrain {
         spec: PretrainRun,
@@ -79,6 +81,9 @@ pub(super) enum Prepared {
     },
 }
 
+/// A prompt's id and its K samples (text, log-probs of its tokens).
+pub(super) type PromptSamplesOut = (i64, Vec<(String, Vec<f32>)>);
+
 pub(super) enum Output {
     Eval {
         samples: Vec<registry::evals::EvalSample>,
@@ -98,7 +103,7 @@ pub(super) enum Output {
         version_id: i64,
         settings: serde_json::Value,
         /// Per prompt: its id and K samples (text, log-probs).
-        samples: Vec<(i64, Vec<(String, Vec<f32>)>)>,
+        samples: Vec<PromptSamplesOut>,
     },
 }
 
@@ -435,7 +440,7 @@ fn sample(
     k: usize,
     prompts: &[(i64, String)],
     run: &mut RunDir,
-) -> Result<Vec<(i64, Vec<(String, Vec<f32>)>)>, TrainError> {
+) -> Result<Vec<PromptSamplesOut>, TrainError> {
     const PROMPTS_PER_BATCH: usize = 8;
     let batches = prompts.len().div_ceil(PROMPTS_PER_BATCH);
     run.set_total_steps(batches as i64)?;
