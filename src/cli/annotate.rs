@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,12 @@ pub struct AnnotateArgs {
     /// Seed of the oracle's noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Share of demonstrations, 0 to 1, that a sloppy demonstrator pads after the answer
+    /// with filler ("0345 ok ok ok"), which the oracle scores lower. The demo world's
+    /// recipe relies on it: SFT imitates the padding, the rankings say it is worse, and
+    /// the reward model and PPO learn to drop it.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_share)]
+    sloppy: f64,
     /// Work only in this project (default: every project the token's user works in).
     #[arg(long)]
     project: Option<i64>,
@@ -48,6 +54,14 @@ pub struct AnnotateArgs {
     /// Once no task is left, keep asking for new ones for this many seconds (0: stop).
     #[arg(long, default_value_t = 0)]
     wait: u64,
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("a share must be between 0 and 1, got {share}"));
+    }
+    Ok(share)
 }
 
 /// The oracle takes any finite noise ≥ 0, but its scores lie in [-1, 1]: beyond a noise of
@@ -66,7 +80,7 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
     }
     let oracle = Oracle::new(args.noise).context("--noise")?;
     let api = Api::new(&args.url, &args.token)?;
-    let annotator = Annotator { oracle, rng: StdRng::seed_from_u64(args.seed) };
+    let annotator = Annotator { oracle, rng: StdRng::seed_from_u64(args.seed), sloppy: args.sloppy };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tally = runtime.block_on(annotate(&api, annotator, &args))?;
     eprintln!(
@@ -207,6 +221,8 @@ async fn skip(api: &Api, a: &Assignment, why: &str, tally: &mut Tally) -> Result
 struct Annotator {
     oracle: Oracle,
     rng: StdRng,
+    /// Share of demonstrations padded with filler.
+    sloppy: f64,
 }
 
 /// What the oracle submits for a task, in the API's terms.
@@ -243,7 +259,14 @@ impl Annotator {
         let task = world::parse_task(&a.prompt.text)
             .ok_or_else(|| format!("the prompt {:?} is not a demo-world task", a.prompt.text))?;
         match a.kind {
-            TaskKind::Demonstration => Ok(Answer::Demonstration(Demonstration::from(&task).response)),
+            TaskKind::Demonstration => {
+                let answer = Demonstration::from(&task).response;
+                if self.sloppy > 0.0 && self.rng.random_bool(self.sloppy) {
+                    let filler = world::FILLER[self.rng.random_range(0..world::FILLER.len())];
+                    return Ok(Answer::Demonstration(format!("{answer}{filler}")));
+                }
+                Ok(Answer::Demonstration(answer))
+            }
             TaskKind::Ranking => {
                 let texts: Vec<&str> = a.samples.iter().map(|s| s.text.as_str()).collect();
                 let groups = self.oracle.rank(&task, &texts, &mut self.rng);
@@ -524,7 +547,31 @@ mod tests {
     }
 
     fn exact() -> Annotator {
-        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0) }
+        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0), sloppy: 0.0 }
+    }
+
+    #[test]
+    fn a_sloppy_demonstrator_pads_the_share_asked_for_with_filler_the_oracle_dislikes() {
+        let a = assignment(TaskKind::Demonstration, "Reverse the word cat.\n", &[]);
+        let task = world::parse_task("Reverse the word cat.\n").unwrap();
+        let mut sloppy = Annotator { sloppy: 0.5, ..exact() };
+        let texts: Vec<String> = (0..400)
+            .map(|_| match sloppy.answer(&a) {
+                Ok(Answer::Demonstration(text)) => text,
+                _ => panic!("no demonstration"),
+            })
+            .collect();
+        let padded: Vec<&String> = texts.iter().filter(|t| t.as_str() != "tac").collect();
+        assert!((160..240).contains(&padded.len()), "{} of 400 padded", padded.len());
+        for text in padded {
+            let filler = &text["tac".len()..];
+            assert!(text.starts_with("tac") && world::FILLER.contains(&filler), "{text:?}");
+            assert!(
+                world::score(&task, text, world::Finish::Eos)
+                    < world::score(&task, "tac", world::Finish::Eos)
+            );
+        }
+        assert!(parse_share("1.5").is_err() && parse_share("0.5") == Ok(0.5));
     }
 
     #[test]

@@ -717,6 +717,11 @@ fn wrong<R: Rng + ?Sized>(task: &Task, rng: &mut R) -> String {
     near_miss(&task.answer, rng)
 }
 
+/// What a sloppy demonstrator pads an answer with ("0345 ok ok ok"): rambling and
+/// repetition, which [`score`] penalises. `plumb annotate --simulate --sloppy P` pads a
+/// share P of its demonstrations with one of them.
+pub const FILLER: [&str; 4] = [" ok ok ok", " yes yes yes", " it is it is", " so so so so"];
+
 /// A demonstration line: `{"prompt", "response"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Demonstration {
