@@ -80,7 +80,8 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
     }
     let oracle = Oracle::new(args.noise).context("--noise")?;
     let api = Api::new(&args.url, &args.token)?;
-    let annotator = Annotator { oracle, rng: StdRng::seed_from_u64(args.seed), sloppy: args.sloppy };
+    let annotator =
+        Annotator { oracle, rng: StdRng::seed_from_u64(args.seed), sloppy: args.sloppy, print: true };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tally = runtime.block_on(annotate(&api, annotator, &args))?;
     eprintln!(
@@ -89,6 +90,28 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
     );
     println!("{}", serde_json::to_string(&tally)?);
     Ok(())
+}
+
+/// The simulated annotator of `plumb demo`: the exact oracle through the API at `url`
+/// until no task is left in the token's projects, `sloppy` of its demonstrations padded;
+/// nothing printed per submission. Blocks (it runs a runtime of its own).
+pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64) -> Result<Tally> {
+    let args = AnnotateArgs {
+        simulate: true,
+        url: url.to_owned(),
+        token: token.to_owned(),
+        noise: 0.0,
+        seed: 0,
+        sloppy,
+        project: None,
+        max_tasks: None,
+        wait: 0,
+    };
+    let api = Api::new(&args.url, &args.token)?;
+    let annotator =
+        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0), sloppy, print: false };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(annotate(&api, annotator, &args))
 }
 
 /// How often to ask for new tasks while `--wait` lasts.
@@ -146,11 +169,11 @@ async fn annotate(api: &Api, mut annotator: Annotator, args: &AnnotateArgs) -> R
 
 /// Submissions and skips so far; serialised, the summary line.
 #[derive(Default, Serialize)]
-struct Tally {
-    demonstrations: usize,
-    rankings: usize,
-    votes: usize,
-    skipped: usize,
+pub(crate) struct Tally {
+    pub(crate) demonstrations: usize,
+    pub(crate) rankings: usize,
+    pub(crate) votes: usize,
+    pub(crate) skipped: usize,
 }
 
 impl Tally {
@@ -200,7 +223,9 @@ async fn work_on(api: &Api, annotator: &mut Annotator, a: &Assignment, tally: &m
         "stored": submitted.stored,
     });
     line[field] = value;
-    println!("{line}");
+    if annotator.print {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -223,6 +248,8 @@ struct Annotator {
     rng: StdRng,
     /// Share of demonstrations padded with filler.
     sloppy: f64,
+    /// Print a line per submission on stdout.
+    print: bool,
 }
 
 /// What the oracle submits for a task, in the API's terms.
@@ -547,7 +574,7 @@ mod tests {
     }
 
     fn exact() -> Annotator {
-        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0), sloppy: 0.0 }
+        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0), sloppy: 0.0, print: false }
     }
 
     #[test]

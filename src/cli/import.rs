@@ -30,7 +30,7 @@ pub struct ImportArgs {
 pub fn run(args: ImportArgs) -> Result<()> {
     // Loading checks the files before anything is stored: a missing tensor, a wrong
     // shape or a bad config is an error naming the file and the key.
-    let model = LanguageModel::load(&args.model_dir, trainer::tch::Device::Cpu)
+    LanguageModel::load(&args.model_dir, trainer::tch::Device::Cpu)
         .with_context(|| format!("{} is not a GPT-2 checkpoint plumb can load", args.model_dir.display()))?;
     let artifacts_dir =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
@@ -41,44 +41,54 @@ pub fn run(args: ImportArgs) -> Result<()> {
         database.ensure_started().await?;
         let pool = database.connect(2).await?;
         registry::db::migrate(&pool).await?;
-        let dir = args.model_dir.clone();
-        let artifact = tokio::task::spawn_blocking(move || store.put_dir(&dir)).await??;
-        // The same checkpoint imported again is the version it already is.
-        let existing = versions::list_versions(&pool, &args.name).await.unwrap_or_default();
-        if let Some(version) = existing.into_iter().find(|v| v.artifact_sha256 == artifact.sha256) {
-            println!(
-                "{}",
-                json!({ "model": version.model, "version": version.version, "id": version.id,
-                                   "sha256": version.artifact_sha256, "already_registered": true })
-            );
-            return Ok(());
-        }
-        let config = json!({
-            "imported_from": args.model_dir.canonicalize().unwrap_or(args.model_dir.clone()),
-            "model": serde_json::to_value(&model.config)?,
-            "tokenizer": model.tokenizer.kind(),
-        });
-        let version = versions::register(
-            &pool,
-            &NewVersion {
-                model: args.name.clone(),
-                kind: ModelKind::Base,
-                run_id: None,
-                parents: Vec::new(),
-                snapshots: Vec::new(),
-                config,
-                metrics: json!({}),
-                artifact,
-                created_by: None,
-            },
-        )
-        .await
-        .with_context(|| format!("registering {}", args.name))?;
+        let (version, already) = import_checkpoint(&pool, &store, &args.model_dir, &args.name).await?;
         println!(
             "{}",
             json!({ "model": version.model, "version": version.version, "id": version.id,
-                               "sha256": version.artifact_sha256, "already_registered": false })
+                    "sha256": version.artifact_sha256, "already_registered": already })
         );
         Ok(())
     })
+}
+
+/// Stores the checkpoint in `dir` and registers it as a base version of `name`; the same
+/// files again are the version they already are (then `true`).
+pub(crate) async fn import_checkpoint(
+    pool: &sqlx::PgPool,
+    store: &ArtifactStore,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(versions::ModelVersion, bool)> {
+    // Loading checks the files before anything is stored: a missing tensor, a wrong
+    // shape or a bad config is an error naming the file and the key.
+    let model = LanguageModel::load(dir, trainer::tch::Device::Cpu)
+        .with_context(|| format!("{} is not a GPT-2 checkpoint plumb can load", dir.display()))?;
+    let (store, src) = (store.clone(), dir.to_owned());
+    let artifact = tokio::task::spawn_blocking(move || store.put_dir(&src)).await??;
+    let existing = versions::list_versions(pool, name).await.unwrap_or_default();
+    if let Some(version) = existing.into_iter().find(|v| v.artifact_sha256 == artifact.sha256) {
+        return Ok((version, true));
+    }
+    let config = json!({
+        "imported_from": dir.canonicalize().unwrap_or(dir.to_owned()),
+        "model": serde_json::to_value(&model.config)?,
+        "tokenizer": model.tokenizer.kind(),
+    });
+    let version = versions::register(
+        pool,
+        &NewVersion {
+            model: name.to_owned(),
+            kind: ModelKind::Base,
+            run_id: None,
+            parents: Vec::new(),
+            snapshots: Vec::new(),
+            config,
+            metrics: json!({}),
+            artifact,
+            created_by: None,
+        },
+    )
+    .await
+    .with_context(|| format!("registering {name}"))?;
+    Ok((version, false))
 }

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod annotate;
 mod db;
 #[cfg(feature = "trainer")]
+mod demo;
+#[cfg(feature = "trainer")]
 mod import;
 #[cfg(feature = "trainer")]
 mod jsonl;
@@ -72,6 +74,10 @@ enum Command {
     /// Register an existing GPT-2-format checkpoint as a base version in the registry.
     #[cfg(feature = "trainer")]
     Import(import::ImportArgs),
+    /// The whole loop on the demo world (pretrain, demonstrations, SFT, rankings, RM, PPO,
+    /// eval) through the platform, then the web app with it all in it.
+    #[cfg(feature = "trainer")]
+    Demo(demo::DemoArgs),
     /// Claim queued runs from Postgres and carry them out (training, sampling).
     #[cfg(feature = "trainer")]
     Worker(worker::WorkerArgs),
@@ -98,6 +104,8 @@ impl Cli {
             Command::Import(args) => import::run(args),
             #[cfg(feature = "trainer")]
             Command::Worker(args) => worker::run(args),
+            #[cfg(feature = "trainer")]
+            Command::Demo(args) => demo::run(args),
             #[cfg(feature = "trainer")]
             Command::Reward(args) => train::reward(args),
             #[cfg(feature = "trainer")]

@@ -27,6 +27,8 @@ mod web_tokens;
 #[cfg(feature = "trainer")]
 mod cli;
 #[cfg(feature = "trainer")]
+mod demo_loop;
+#[cfg(feature = "trainer")]
 mod demo_world;
 #[cfg(feature = "trainer")]
 mod import;

@@ -1,0 +1,434 @@
+//! `plumb demo`: the whole InstructGPT loop on the demo world, through the platform's own
+//! doors, then the web app with everything in it.
+//!
+//! On the embedded Postgres (or DATABASE_URL's): demo users and a project with the demo
+//! world's prompts (sorting digits); a tiny base GPT pretrained on the demo world's corpus
+//! by a queued run (or BASE=DIR imported); the simulated annotator writing demonstrations
+//! through the JSON API, half of them sloppy (padded with filler, as the recipe has it);
+//! SFT; samples of the SFT policy that the simulated annotator ranks; a reward model from
+//! the SFT model; PPO against it; and an eval run of every version on held-out prompts.
+//! Each stage is a run on a worker in this process, shown with a progress bar. At the end
+//! it prints what the oracle measured and serves the app with the logins printed, so a
+//! person can annotate more and launch the next round.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use labeling::domain::{
+    DisplayName, Guidelines, Overlap, Password, ProjectName, PromptSource, Role, SamplesPerTask, TokenName,
+    Username,
+};
+use labeling::projects::NewProject;
+use labeling::prompts::ImportLimits;
+use registry::artifacts::ArtifactStore;
+use registry::db::Database;
+use registry::evals;
+use registry::runs::{self, NewRun, RunKind, RunStatus};
+use registry::versions;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use trainer::worker::{Worker, WorkerOptions};
+use trainer::world::{self, Skill, Split};
+use trainer::DeviceChoice;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// plumb's state directory: the private cluster, the artifact store, runs' work.
+    #[arg(long, env = "PLUMB_HOME", default_value = ".plumb")]
+    home: PathBuf,
+    /// A GPT-2-format checkpoint to start from instead of pretraining a tiny GPT.
+    #[arg(long, env = "BASE")]
+    base: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// A smaller loop (fewer prompts and steps), for tests: it runs the same stages.
+    #[arg(long)]
+    quick: bool,
+    /// Exit after the loop instead of serving the app.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+const PROJECT: &str = "demo";
+const RESEARCHER: (&str, &str) = ("researcher", "plumb-demo-researcher");
+const ANNOTATOR: (&str, &str) = ("annotator", "plumb-demo-annotator");
+
+/// How big the loop is.
+struct Scale {
+    train_prompts: usize,
+    test_prompts: usize,
+    pretrain_steps: i64,
+    sft_steps: i64,
+    ranked_prompts: usize,
+    rm_steps: i64,
+    ppo_steps: i64,
+}
+
+const FULL: Scale = Scale {
+    train_prompts: 2000,
+    test_prompts: 160,
+    pretrain_steps: 150,
+    sft_steps: 400,
+    ranked_prompts: 400,
+    rm_steps: 240,
+    ppo_steps: 6,
+};
+
+const QUICK: Scale = Scale {
+    train_prompts: 48,
+    test_prompts: 8,
+    pretrain_steps: 4,
+    sft_steps: 4,
+    ranked_prompts: 8,
+    rm_steps: 4,
+    ppo_steps: 1,
+};
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let scale = if args.quick { QUICK } else { FULL };
+    let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
+    let artifacts =
+        std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        step("Starting Postgres");
+        database.ensure_started().await?;
+        let pool = database.connect(20).await?;
+        registry::db::migrate(&pool).await?;
+        println!("database: {}", database.describe());
+
+        let settings = web::Settings {
+            host: args.host,
+            port: args.port,
+            artifacts: Some(artifacts.clone()),
+            ..web::Settings::default()
+        };
+        let app = web::Application::build(
+            &settings,
+            pool.clone(),
+            web::RunDefaults::new(trainer::defaults::stage_defaults()),
+        )
+        .context("starting the web app")?;
+        let url = format!("http://{}:{}", args.host, app.port());
+        let server = tokio::spawn(app.run_until_stopped());
+
+        let projects = labeling::projects::list_projects(&pool).await?;
+        if projects.iter().any(|p| p.name.as_str() == PROJECT) {
+            println!("The demo was already built in {}: serving it.", args.home.display());
+        } else {
+            let store = ArtifactStore::new(&artifacts).context("opening the artifact store")?;
+            let mut options = WorkerOptions::new("demo-worker", args.home.join("work"));
+            options.device = args.device;
+            options.heartbeat = Duration::from_secs(1);
+            options.poll = Duration::from_millis(200);
+            let worker = Worker::new(pool.clone(), store.clone(), options);
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let working = tokio::spawn(async move { worker.run(shutdown).await });
+            let outcome = build(&pool, &store, &url, &args, &scale).await;
+            let _ = stop.send(true);
+            let _ = working.await;
+            outcome?;
+        }
+        if args.no_serve {
+            return Ok(());
+        }
+        println!(
+            "\nplumb is serving {url}\n  researcher: {} / {}\n  annotator:  {} / {}\n\
+             Annotate more at {url}/tasks, launch the next round at {url}/runs, compare at {url}/compare. Ctrl-C stops.",
+            RESEARCHER.0, RESEARCHER.1, ANNOTATOR.0, ANNOTATOR.1
+        );
+        server.await?.context("the web server stopped with an error")
+    })
+}
+
+fn step(what: &str) {
+    println!("\n\x1b[1m== {what}\x1b[0m");
+}
+
+/// The loop, from an empty database to an eval run of every version.
+async fn build(
+    pool: &PgPool,
+    store: &ArtifactStore,
+    url: &str,
+    args: &DemoArgs,
+    scale: &Scale,
+) -> Result<()> {
+    step("Demo users and project");
+    let mut ids = Vec::new();
+    for ((name, password), role) in [(RESEARCHER, Role::Researcher), (ANNOTATOR, Role::Annotator)] {
+        let user = labeling::users::create_user(
+            pool,
+            &Username::parse(name)?,
+            &DisplayName::parse(name)?,
+            role,
+            &Password::parse(password)?,
+        )
+        .await?;
+        ids.push(user.id);
+    }
+    let (researcher, annotator) = (ids[0], ids[1]);
+    let project = labeling::projects::create_project(
+        pool,
+        &NewProject {
+            name: ProjectName::parse(PROJECT)?,
+            guidelines: Guidelines::parse(
+                "Sort the digits of each prompt in ascending order. Answer with the digits only: \
+                 no padding, no repetition.",
+            )?,
+            overlap: Overlap::parse(1)?,
+            samples_per_task: SamplesPerTask::parse(4)?,
+            created_by: Some(researcher),
+        },
+    )
+    .await?;
+    labeling::projects::add_member(pool, project.id, annotator).await?;
+    let (token_id, token) =
+        labeling::users::create_api_token(pool, annotator, &TokenName::parse("simulated annotator")?).await?;
+    let _ = token_id;
+
+    let mut lines = Vec::new();
+    for (split, name, n, seed) in
+        [(Split::Train, "train", scale.train_prompts, 1), (Split::Test, "test", scale.test_prompts, 2)]
+    {
+        for task in world::tasks_of(Skill::Sort, n, split, seed) {
+            lines.push(json!({ "prompt": task.prompt, "split": name }).to_string());
+        }
+    }
+    let limits = ImportLimits { max_bytes: 64 << 20, max_lines: 1_000_000 };
+    let report = labeling::prompts::import_jsonl(
+        pool,
+        project.id,
+        lines.join("\n").as_bytes(),
+        &PromptSource::parse("demo world")?,
+        Some(researcher),
+        &limits,
+    )
+    .await?;
+    println!(
+        "{} prompts (sorting digits), {} of them held out for the eval",
+        report.imported.len(),
+        scale.test_prompts
+    );
+
+    let base_run = match &args.base {
+        Some(dir) => {
+            step(&format!("Importing {} as base", dir.display()));
+            let (version, _) = super::import::import_checkpoint(pool, store, dir, "base").await?;
+            println!("registered base:{}", version.version);
+            None
+        }
+        None => Some(
+            launch(
+                pool,
+                project.id,
+                researcher,
+                RunKind::Pretrain,
+                json!({ "model_name": "base", "preset": "tiny", "corpus": "demo_world",
+                        "corpus_documents": 4000,
+                        "stage": { "steps": scale.pretrain_steps, "seq_len": 64, "batch_size": 16,
+                                   "warmup_steps": 10.min(scale.pretrain_steps), "eval_every": 0 } }),
+                "Pretraining a tiny GPT on the demo world's corpus",
+            )
+            .await?,
+        ),
+    };
+    let _ = base_run;
+
+    step("The simulated annotator writes demonstrations (half of them sloppy) through the API");
+    labeling::tasks::request_demonstrations(pool, project.id, Some(labeling::domain::Split::Train), i64::MAX)
+        .await?;
+    let tally = simulate(url, &token, 0.5).await?;
+    println!("{tally}");
+
+    launch(
+        pool,
+        project.id,
+        researcher,
+        RunKind::Sft,
+        json!({ "model_name": "sft", "base": "base",
+                "stage": { "steps": scale.sft_steps, "lr": 3e-3, "batch_size": 16, "dropout": 0.0,
+                           "warmup_steps": 10.min(scale.sft_steps), "eval_every": 0, "checkpoint_every": 100 } }),
+        "SFT on the demonstrations",
+    )
+    .await?;
+    launch(
+        pool,
+        project.id,
+        researcher,
+        RunKind::Sample,
+        json!({ "version": "sft", "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
+                "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 } }),
+        "Sampling 4 responses per prompt from the SFT policy for ranking",
+    )
+    .await?;
+    step("The simulated annotator ranks them through the API");
+    let tally = simulate(url, &token, 0.0).await?;
+    println!("{tally}");
+
+    launch(
+        pool,
+        project.id,
+        researcher,
+        RunKind::Reward,
+        json!({ "model_name": "rm", "base": "sft",
+                "stage": { "steps": scale.rm_steps, "lr": 3e-4, "batch_size": 4, "eval_every": 0,
+                           "checkpoint_every": 100 } }),
+        "Reward model from the SFT model, on the rankings",
+    )
+    .await?;
+    launch(
+        pool,
+        project.id,
+        researcher,
+        RunKind::Ppo,
+        json!({ "model_name": "policy", "policy": "sft", "reward": "rm",
+                "stage": { "steps": scale.ppo_steps, "batch_size": 64, "minibatch_size": 16, "ppo_epochs": 2,
+                           "lr": 1e-4, "value_lr": 1e-3, "warmup_steps": 0, "max_new_tokens": 20,
+                           "kl_coef": 1.0, "reward_clip": 3.0, "checkpoint_every": 2 } }),
+        "PPO of the SFT policy against the reward model",
+    )
+    .await?;
+    let eval = launch(
+        pool,
+        project.id,
+        researcher,
+        RunKind::Eval,
+        json!({ "versions": ["base", "sft", "policy"], "reward": "rm", "reference": "sft",
+                "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 } }),
+        "Evaluating base, SFT and the policy on held-out prompts",
+    )
+    .await?;
+    report_eval(pool, eval, url).await
+}
+
+/// Enqueues a run, shows its progress until it ends, and fails unless it succeeded.
+async fn launch(
+    pool: &PgPool,
+    project: i64,
+    researcher: i64,
+    kind: RunKind,
+    config: Value,
+    what: &str,
+) -> Result<i64> {
+    step(what);
+    let id = runs::enqueue(
+        pool,
+        &NewRun { project_id: Some(project), kind, config, created_by: Some(researcher) },
+    )
+    .await?;
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} run {msg} [{bar:40}] {percent:>3}% {elapsed_precise} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{id}"));
+    let run = loop {
+        let run = runs::get(pool, id).await?;
+        bar.set_position((run.progress as f64 * 1000.0) as u64);
+        if run.status.is_finished() {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    bar.finish();
+    if run.status != RunStatus::Succeeded {
+        bail!("run {id} ({what}) {}: {}", run.status, run.error.unwrap_or_default());
+    }
+    if let Some(version) = versions::of_run(pool, id).await? {
+        println!("registered {}:{}", version.model, version.version);
+    }
+    Ok(id)
+}
+
+/// The simulated annotator through the API until no task is left; its summary.
+async fn simulate(url: &str, token: &str, sloppy: f64) -> Result<String> {
+    let (url, token) = (url.to_owned(), token.to_owned());
+    tokio::task::spawn_blocking(move || super::annotate::simulate_quietly(&url, &token, sloppy)).await?.map(
+        |t| {
+            format!(
+                "{} demonstrations, {} rankings, {} votes, {} skipped",
+                t.demonstrations, t.rankings, t.votes, t.skipped
+            )
+        },
+    )
+}
+
+/// What the oracle measured: each version's oracle score and the policy's win rate over
+/// SFT; the RM's agreement with the oracle on pairs of held-out samples.
+async fn report_eval(pool: &PgPool, eval: i64, url: &str) -> Result<()> {
+    step("What the oracle measured on held-out prompts");
+    let summary = evals::summary(pool, eval).await?;
+    let samples = evals::samples(pool, eval).await?;
+    let mut label = std::collections::HashMap::new();
+    for s in &summary {
+        let v = versions::get(pool, s.version_id).await?;
+        label.insert(s.version_id, format!("{}:{}", v.model, v.version));
+    }
+    for s in &summary {
+        println!(
+            "{:>10}: oracle {:+.3}, RM {:+.3}, KL to SFT {:.2} nats, {:.1} tokens",
+            label[&s.version_id],
+            s.oracle.unwrap_or(f64::NAN),
+            s.reward.unwrap_or(f64::NAN),
+            s.kl.unwrap_or(f64::NAN),
+            s.tokens
+        );
+    }
+    let id_of = |model: &str| summary.iter().map(|s| s.version_id).find(|id| label[id].starts_with(model));
+    if let (Some(base), Some(sft), Some(policy)) = (id_of("base:"), id_of("sft:"), id_of("policy:")) {
+        let oracle =
+            |v: i64| summary.iter().find(|s| s.version_id == v).and_then(|s| s.oracle).unwrap_or(f64::NAN);
+        println!("SFT over base: oracle {:+.3}", oracle(sft) - oracle(base));
+        let wins = evals::win_rates(&samples, sft, |s| s.oracle);
+        if let Some((_, Some(w))) = wins.iter().find(|(v, _)| *v == policy) {
+            let kl = summary.iter().find(|s| s.version_id == policy).and_then(|s| s.kl).unwrap_or(f64::NAN);
+            println!(
+                "PPO over SFT: oracle {:+.3}, win rate by the oracle {:.0}% [{:.0}%, {:.0}%], at a KL of {kl:.2} nats",
+                oracle(policy) - oracle(sft),
+                100.0 * w.rate,
+                100.0 * w.low,
+                100.0 * w.high
+            );
+        }
+    }
+    // The RM agrees with the oracle on a pair of samples of one prompt when it orders them
+    // the same way (pairs the oracle ties are left out).
+    let mut by_prompt: std::collections::HashMap<i64, Vec<&evals::EvalSample>> = Default::default();
+    for s in &samples {
+        by_prompt.entry(s.prompt_id).or_default().push(s);
+    }
+    let (mut agree, mut pairs) = (0usize, 0usize);
+    for group in by_prompt.values() {
+        for (i, a) in group.iter().enumerate() {
+            for b in &group[i + 1..] {
+                let (Some(oa), Some(ob), Some(ra), Some(rb)) = (a.oracle, b.oracle, a.reward, b.reward)
+                else {
+                    continue;
+                };
+                if oa == ob {
+                    continue;
+                }
+                pairs += 1;
+                agree += ((oa > ob) == (ra > rb)) as usize;
+            }
+        }
+    }
+    if pairs > 0 {
+        println!(
+            "RM agreement with the oracle: {:.3} of {pairs} held-out pairs",
+            agree as f64 / pairs as f64
+        );
+    }
+    println!("The comparison: {url}/evals/{eval}");
+    Ok(())
+}
