@@ -56,22 +56,23 @@ pub struct AnnotateArgs {
     wait: u64,
 }
 
+/// A share in [0, 1] (`--sloppy`).
 fn parse_share(text: &str) -> Result<f64, String> {
-    let share: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if !(0.0..=1.0).contains(&share) {
-        return Err(format!("a share must be between 0 and 1, got {share}"));
+    parse_unit(text, "a share")
+}
+
+fn parse_unit(text: &str, what: &str) -> Result<f64, String> {
+    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(format!("{what} must be between 0 and 1, got {value}"));
     }
-    Ok(share)
+    Ok(value)
 }
 
 /// The oracle takes any finite noise ≥ 0, but its scores lie in [-1, 1]: beyond a noise of
 /// 1 the rankings are close to random, which no pilot wants by mistake.
 fn parse_noise(text: &str) -> Result<f64, String> {
-    let noise: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if !(0.0..=1.0).contains(&noise) {
-        return Err(format!("the oracle's noise must be between 0 and 1, got {noise}"));
-    }
-    Ok(noise)
+    parse_unit(text, "the oracle's noise")
 }
 
 pub fn run(args: AnnotateArgs) -> Result<()> {
