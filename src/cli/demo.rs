@@ -121,8 +121,28 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let server = tokio::spawn(app.run_until_stopped());
 
         let projects = labeling::projects::list_projects(&pool).await?;
-        if projects.iter().any(|p| p.name.as_str() == PROJECT) {
-            println!("The demo was already built in {}: serving it.", args.home.display());
+        if let Some(project) = projects.iter().find(|p| p.name.as_str() == PROJECT) {
+            // Built, when its last stage (the eval run) succeeded; anything less is a
+            // demo that stopped half way, which is not served as if it were done.
+            let filter = runs::RunFilter {
+                project_id: Some(project.id),
+                status: Some(RunStatus::Succeeded),
+                limit: 1,
+            };
+            let done = runs::list_of_kind(&pool, &filter, Some(RunKind::Eval)).await?;
+            let Some(eval) = done.first() else {
+                bail!(
+                    "a demo in {} stopped before it finished: start over in an empty database \
+                     (rm -rf {} for the private cluster), or use another --home",
+                    database.describe(),
+                    args.home.display()
+                );
+            };
+            println!(
+                "The demo was already built in {}: serving it (the comparison: {url}/evals/{}).",
+                args.home.display(),
+                eval.id
+            );
         } else {
             let store = ArtifactStore::new(&artifacts).context("opening the artifact store")?;
             let mut options = WorkerOptions::new("demo-worker", args.home.join("work"));

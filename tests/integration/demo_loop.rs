@@ -69,3 +69,30 @@ fn the_quick_demo_runs_every_stage_and_registers_the_loop() {
         assert_eq!(versions::list_versions(&db.pool, "policy").await.unwrap().len(), 1);
     });
 }
+
+#[test]
+fn a_demo_that_stopped_half_way_is_not_served_as_if_it_were_built() {
+    with_db(|db| async move {
+        let new = labeling::projects::NewProject {
+            name: labeling::domain::ProjectName::parse("demo").unwrap(),
+            guidelines: Default::default(),
+            overlap: Default::default(),
+            samples_per_task: Default::default(),
+            created_by: None,
+        };
+        labeling::projects::create_project(&db.pool, &new).await.unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let (url, dir) = (db.url(), home.path().to_str().unwrap().to_owned());
+        let out = tokio::task::spawn_blocking(move || {
+            plumb_with_env(
+                &["demo", "--home", &dir, "--quick", "--no-serve", "--device", "cpu", "--port", "0"],
+                &[("DATABASE_URL", &url)],
+            )
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("stopped before it finished") && stderr.contains("start over"), "{stderr}");
+    });
+}
