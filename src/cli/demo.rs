@@ -210,9 +210,8 @@ async fn build(
     )
     .await?;
     labeling::projects::add_member(pool, project.id, annotator).await?;
-    let (token_id, token) =
+    let (_, token) =
         labeling::users::create_api_token(pool, annotator, &TokenName::parse("simulated annotator")?).await?;
-    let _ = token_id;
 
     let mut lines = Vec::new();
     for (split, name, n, seed) in
@@ -238,14 +237,13 @@ async fn build(
         scale.test_prompts
     );
 
-    let base_run = match &args.base {
+    match &args.base {
         Some(dir) => {
             step(&format!("Importing {} as base", dir.display()));
             let (version, _) = super::import::import_checkpoint(pool, store, dir, "base").await?;
             println!("registered base:{}", version.version);
-            None
         }
-        None => Some(
+        None => {
             launch(
                 pool,
                 project.id,
@@ -257,10 +255,9 @@ async fn build(
                                    "warmup_steps": 10.min(scale.pretrain_steps), "eval_every": 0 } }),
                 "Pretraining a tiny GPT on the demo world's corpus",
             )
-            .await?,
-        ),
-    };
-    let _ = base_run;
+            .await?;
+        }
+    }
 
     step("The simulated annotator writes demonstrations (half of them sloppy) through the API");
     labeling::tasks::request_demonstrations(pool, project.id, Some(labeling::domain::Split::Train), i64::MAX)

@@ -28,10 +28,6 @@ pub struct ImportArgs {
 }
 
 pub fn run(args: ImportArgs) -> Result<()> {
-    // Loading checks the files before anything is stored: a missing tensor, a wrong
-    // shape or a bad config is an error naming the file and the key.
-    LanguageModel::load(&args.model_dir, trainer::tch::Device::Cpu)
-        .with_context(|| format!("{} is not a GPT-2 checkpoint plumb can load", args.model_dir.display()))?;
     let artifacts_dir =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
     let store = ArtifactStore::new(&artifacts_dir)?;
