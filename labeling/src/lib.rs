@@ -6,11 +6,13 @@
 //! is invalid (`PromptText::parse`, `Ranking::parse`, ...); functions that write take a
 //! `&PgPool` or a `&mut Transaction` and keep what belongs together in one transaction.
 
+pub mod ab;
 pub mod agreement;
 pub mod annotation;
 pub mod consensus;
 pub mod domain;
 pub mod error;
+pub mod leaderboard;
 pub mod projects;
 pub mod prompts;
 pub mod samples;

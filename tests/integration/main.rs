@@ -17,6 +17,7 @@ mod schema;
 mod web_annotate;
 mod web_app;
 mod web_data;
+mod web_evals;
 mod web_models;
 mod web_openapi;
 mod web_project;

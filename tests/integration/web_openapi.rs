@@ -69,6 +69,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/compare"),
     // evals.rs
     ("GET", "/api/evals/{id}"),
+    ("POST", "/api/evals/{id}/ab-batches"),
+    ("POST", "/api/evals/{id}/ranking-tasks"),
     // api_doc.rs
     ("GET", "/api/openapi.json"),
 ];

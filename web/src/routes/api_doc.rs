@@ -657,10 +657,41 @@ fn run_schemas() -> Value {
             "high": described(number(), "97.5th percentile."),
             "prompts": count(),
         })),
-        "EvalReport": object(&["run", "baseline", "versions", "prompts"], json!({
+        "Rating": object(&["version_id", "label", "rating", "low", "high", "votes", "wins"], json!({
+            "version_id": int(),
+            "label": text(),
+            "rating": described(number(), "Bradley–Terry strength on the Elo scale; 1000 is the versions' geometric mean."),
+            "low": described(number(), "2.5th percentile of the bootstrap over votes."),
+            "high": described(number(), "97.5th percentile."),
+            "votes": count(),
+            "wins": described(number(), "Votes won, a tie or both-bad counting half."),
+        })),
+        "Disagreement": object(&["prompt_id", "prompt", "annotators_prefer", "annotators_prefer_label", "reward_model_prefers", "reward_model_prefers_label", "votes_for", "votes_against", "reward_of_preferred", "reward_of_other"], json!({
+            "prompt_id": int(),
+            "prompt": text(),
+            "annotators_prefer": described(int(), "The version most annotators voted for."),
+            "annotators_prefer_label": text(),
+            "reward_model_prefers": described(int(), "The version the reward model scored higher."),
+            "reward_model_prefers_label": text(),
+            "votes_for": count(),
+            "votes_against": count(),
+            "reward_of_preferred": number(),
+            "reward_of_other": number(),
+        })),
+        "AbBatch": object(&["task_ids", "already_asked", "identical"], json!({
+            "task_ids": described(array(int()), "The new comparison tasks."),
+            "already_asked": described(count(), "Prompt and pair combinations that had a comparison task already."),
+            "identical": described(count(), "Pairs whose two samples were the same text (not asked)."),
+        })),
+        "AbRequest": body_object(&[], json!({
+            "a": described(int(), "Version A; absent: the run's first version."),
+            "b": described(int(), "Version B; absent: every other version of the run against A."),
+            "prompts": described(count(), "Ask about the run's first this many prompts (default all, at most 1000)."),
+        })),
+        "EvalReport": object(&["run", "baseline", "versions", "prompts", "human"], json!({
             "run": schema("Run"),
             "baseline": described(int(), "The version the win rates are against."),
-            "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle"], json!({
+            "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle", "win_rate_human"], json!({
                 "version_id": int(),
                 "label": text(),
                 "color": text(),
@@ -676,6 +707,7 @@ fn run_schemas() -> Value {
                 })),
                 "win_rate_reward": nullable(schema("WinRate")),
                 "win_rate_oracle": nullable(schema("WinRate")),
+                "win_rate_human": nullable(described(schema("WinRate"), "By the annotators' A/B votes between it and the baseline; `prompts` counts votes.")),
             }))),
             "prompts": array(object(&["prompt_id", "prompt", "samples", "best"], json!({
                 "prompt_id": int(),
@@ -683,6 +715,11 @@ fn run_schemas() -> Value {
                 "samples": array(nullable(schema("EvalSample"))),
                 "best": nullable(described(count(), "Index of the best reward-model score.")),
             }))),
+            "human": object(&["progress", "leaderboard", "disagreements"], json!({
+                "progress": object(&["tasks", "votes"], json!({ "tasks": count(), "votes": count() })),
+                "leaderboard": described(array(schema("Rating")), "Every version of the project with A/B votes, best first."),
+                "disagreements": array(schema("Disagreement")),
+            })),
         })),
         "Comparison": object(&["versions", "metrics", "config", "curves"], json!({
             "versions": array(json!({
@@ -1278,5 +1315,17 @@ fn run_ops() -> Vec<Op> {
             ])
             .ok(200, "The report.", schema("EvalReport"))
             .errors(&[404, 422]),
+        op("POST", "/api/evals/{id}/ab-batches", "createAbBatch", "Launch a blind A/B batch between an eval run's versions")
+            .about("Comparison tasks for annotators between two versions' samples of the run's prompts, sides drawn at random. A pair already asked on a prompt is not asked again.")
+            .params([id_param("run")])
+            .body(schema("AbRequest"))
+            .ok(201, "The batch.", schema("AbBatch"))
+            .errors(&[400, 404, 409, 422]),
+        op("POST", "/api/evals/{id}/ranking-tasks", "sendBackDisagreements", "Send the prompts where annotators and the reward model disagree back as ranking tasks")
+            .about("One ranking task per such prompt, showing every version's sample of it; prompts already sent back are not sent again.")
+            .params([id_param("run")])
+            .body(body_object(&[], json!({})))
+            .ok(201, "The new tasks.", object(&["task_ids"], json!({ "task_ids": array(int()) })))
+            .errors(&[400, 404, 409]),
     ]
 }

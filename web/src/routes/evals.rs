@@ -4,13 +4,23 @@
 //! the oracle with bootstrap 95% intervals (drawn as bars with error bars), and every
 //! prompt's samples side by side, the best score per prompt and the samples that differ
 //! from the baseline's marked. The same as JSON at `/api/evals/{id}` for export.
+//!
+//! Human evaluation starts here too: a blind A/B batch between the run's versions (their
+//! samples become comparison tasks), the annotators' win rates against the baseline, a
+//! Bradley–Terry leaderboard of every version of the project with votes, and the prompts
+//! where the annotators' majority and the reward model disagree, which can be sent back
+//! as ranking tasks.
 
 use std::collections::HashMap;
 
 use actix_session::Session;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{get, HttpResponse};
+use actix_web::{get, post, HttpResponse};
 use askama::Template;
+use labeling::ab::{self, AbBatch, AbProgress, EvaluatedSample};
+use labeling::annotation::Vote;
+use labeling::leaderboard::{self, Disagreement, Rating};
+use labeling::submit::VersionVote;
 use registry::evals::{self, EvalSample, EvalSummary, WinRate};
 use registry::runs::{self, Run, RunKind, RunStatus};
 use registry::versions;
@@ -18,18 +28,28 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::runs::chart::PALETTE;
-use super::{page, Nav};
-use crate::auth::CurrentUser;
+use super::{page, see_other, Nav};
+use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(show).service(api_show);
+    cfg.service(show)
+        .service(api_show)
+        .service(ab_batch)
+        .service(api_ab_batch)
+        .service(ranking_tasks)
+        .service(api_ranking_tasks);
 }
 
 #[derive(Deserialize)]
 pub struct Query {
     /// The version the others are measured against (default: the run's first).
     baseline: Option<i64>,
+    /// Set after a form: how many tasks it made.
+    #[serde(default)]
+    ab_tasks: Option<usize>,
+    #[serde(default)]
+    ranking_tasks: Option<usize>,
 }
 
 /// One evaluated version: its summary and its win rates against the baseline.
@@ -43,6 +63,8 @@ pub struct VersionResult {
     /// None for the baseline itself, or without scores.
     pub win_rate_reward: Option<WinRate>,
     pub win_rate_oracle: Option<WinRate>,
+    /// By the annotators' A/B votes between it and the baseline (`prompts` counts votes).
+    pub win_rate_human: Option<WinRate>,
 }
 
 /// One prompt with each version's sample (None where a version has none).
@@ -61,6 +83,33 @@ pub struct EvalReport {
     pub baseline: i64,
     pub versions: Vec<VersionResult>,
     pub prompts: Vec<PromptRow>,
+    pub human: HumanResults,
+}
+
+/// What the annotators said about the run's samples, and the project's leaderboard.
+#[derive(Serialize)]
+pub struct HumanResults {
+    pub progress: AbProgress,
+    /// Every version of the project with A/B votes, best first.
+    pub leaderboard: Vec<LeaderboardRow>,
+    /// Prompts of this run where the annotators' majority and the reward model disagree.
+    pub disagreements: Vec<DisagreementRow>,
+}
+
+#[derive(Serialize)]
+pub struct LeaderboardRow {
+    #[serde(flatten)]
+    pub rating: Rating,
+    pub label: String,
+}
+
+#[derive(Serialize)]
+pub struct DisagreementRow {
+    #[serde(flatten)]
+    pub disagreement: Disagreement,
+    pub prompt: String,
+    pub annotators_prefer_label: String,
+    pub reward_model_prefers_label: String,
 }
 
 async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<EvalReport, AppError> {
@@ -88,6 +137,17 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
         evals::win_rates(&samples, baseline, |s| s.reward).into_iter().collect();
     let by_oracle: HashMap<i64, Option<WinRate>> =
         evals::win_rates(&samples, baseline, |s| s.oracle).into_iter().collect();
+    let votes = match run.project_id {
+        Some(project) => labeling::submit::version_votes(pool, project).await?,
+        None => Vec::new(),
+    };
+    let of_run: Vec<VersionVote> = votes
+        .iter()
+        .filter(|v| {
+            v.version_a.is_some_and(|a| ids.contains(&a)) && v.version_b.is_some_and(|b| ids.contains(&b))
+        })
+        .cloned()
+        .collect();
     let mut versions = Vec::with_capacity(summaries.len());
     for (i, summary) in summaries.into_iter().enumerate() {
         let v = versions::get(pool, summary.version_id).await?;
@@ -97,13 +157,44 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             color: PALETTE[i % PALETTE.len()],
             win_rate_reward: by_reward.get(&v.id).cloned().flatten(),
             win_rate_oracle: by_oracle.get(&v.id).cloned().flatten(),
+            win_rate_human: (v.id != baseline).then(|| human_win_rate(&of_run, v.id, baseline)).flatten(),
             summary,
         });
     }
     let mut prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
     prompt_ids.sort_unstable();
     prompt_ids.dedup();
-    let texts = labeling::prompts::texts(pool, &prompt_ids).await?;
+    let rewards: HashMap<(i64, i64), f32> =
+        samples.iter().filter_map(|s| Some(((s.version_id, s.prompt_id), s.reward?))).collect();
+    let found = leaderboard::disagreements(&of_run, |v, p| rewards.get(&(v, p)).copied());
+    let mut labels: HashMap<i64, String> = versions.iter().map(|v| (v.version_id, v.label.clone())).collect();
+    let board = leaderboard::bradley_terry(&votes, leaderboard::LEADERBOARD_RESAMPLES, run_id as u64);
+    for r in &board {
+        if !labels.contains_key(&r.version_id) {
+            let v = versions::get(pool, r.version_id).await?;
+            labels.insert(v.id, format!("{}:{}", v.model, v.version));
+        }
+    }
+    let mut wanted: Vec<i64> = prompt_ids.clone();
+    wanted.extend(found.iter().map(|d| d.prompt_id));
+    let texts = labeling::prompts::texts(pool, &wanted).await?;
+    let label = |id: i64| labels.get(&id).cloned().unwrap_or_else(|| format!("version {id}"));
+    let human = HumanResults {
+        progress: ab::ab_progress(pool, run_id).await?,
+        leaderboard: board
+            .into_iter()
+            .map(|rating| LeaderboardRow { label: label(rating.version_id), rating })
+            .collect(),
+        disagreements: found
+            .into_iter()
+            .map(|d| DisagreementRow {
+                prompt: texts.get(&d.prompt_id).cloned().unwrap_or_default(),
+                annotators_prefer_label: label(d.annotators_prefer),
+                reward_model_prefers_label: label(d.reward_model_prefers),
+                disagreement: d,
+            })
+            .collect(),
+    };
     let mut by_key: HashMap<(i64, i64), EvalSample> =
         samples.into_iter().map(|s| ((s.prompt_id, s.version_id), s)).collect();
     let prompts = prompt_ids
@@ -120,7 +211,29 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             PromptRow { prompt_id, prompt: texts.get(&prompt_id).cloned().unwrap_or_default(), samples, best }
         })
         .collect();
-    Ok(EvalReport { run, baseline, versions, prompts })
+    Ok(EvalReport { run, baseline, versions, prompts, human })
+}
+
+/// The annotators' win rate of `version` against `baseline` over the votes between the
+/// two (a tie or both-bad counts half), with a bootstrap interval over votes.
+fn human_win_rate(votes: &[VersionVote], version: i64, baseline: i64) -> Option<WinRate> {
+    let pairs: Vec<(f32, f32)> = votes
+        .iter()
+        .filter_map(|v| {
+            let (a, b) = (v.version_a?, v.version_b?);
+            let version_is_a = match (a, b) {
+                (a, b) if a == version && b == baseline => true,
+                (a, b) if a == baseline && b == version => false,
+                _ => return None,
+            };
+            Some(match (v.vote, version_is_a) {
+                (Vote::A, true) | (Vote::B, false) => (0.0, 1.0),
+                (Vote::A, false) | (Vote::B, true) => (1.0, 0.0),
+                (Vote::Tie | Vote::BothBad, _) => (0.5, 0.5),
+            })
+        })
+        .collect();
+    evals::win_rate(&pairs, evals::BOOTSTRAP_RESAMPLES, version as u64)
 }
 
 /// The first version the run's config lists, when it resolved to one of `ids`.
@@ -136,6 +249,8 @@ struct EvalPage {
     nav: Nav,
     report: EvalReport,
     finished: bool,
+    /// What the last form did, shown once.
+    notice: Option<String>,
 }
 
 impl EvalPage {
@@ -166,6 +281,24 @@ impl EvalPage {
         }
     }
 
+    /// The leaderboard's plotted range: every interval, padded.
+    fn rating_range(&self) -> (f64, f64) {
+        let board = &self.report.human.leaderboard;
+        let lo = board.iter().map(|r| r.rating.low).fold(f64::INFINITY, f64::min);
+        let hi = board.iter().map(|r| r.rating.high).fold(f64::NEG_INFINITY, f64::max);
+        if lo.is_finite() && hi.is_finite() {
+            (lo - 10.0, hi + 10.0)
+        } else {
+            (900.0, 1100.0)
+        }
+    }
+
+    /// A rating's x in the 150..550 plot.
+    fn rating_x(&self, rating: &f64) -> f64 {
+        let (lo, hi) = self.rating_range();
+        150.0 + 400.0 * (rating - lo) / (hi - lo).max(1e-9)
+    }
+
     /// Bars of the win rates by `which` ("reward" or "oracle"), with their intervals, as
     /// an SVG of `(label, colour, x, width, low x, high x)` in a 0..400 wide plot.
     fn bars(&self, which: &str) -> Vec<(String, &'static str, f64, f64, f64)> {
@@ -192,7 +325,16 @@ pub async fn show(
     me.require_researcher()?;
     let report = report(&pool, path.into_inner(), query.baseline).await?;
     let finished = report.run.status == RunStatus::Succeeded;
-    page(&EvalPage { nav: Nav::new(&me, &session)?, report, finished })
+    let notice = match (query.ab_tasks, query.ranking_tasks) {
+        (Some(0), _) => {
+            Some("No new A/B task: every pair was asked already or wrote the same text.".to_owned())
+        }
+        (Some(n), _) => Some(format!("{n} A/B tasks are waiting for the annotators.")),
+        (_, Some(0)) => Some("No new ranking task: those prompts were sent back already.".to_owned()),
+        (_, Some(n)) => Some(format!("{n} prompts were sent back to the annotators as ranking tasks.")),
+        _ => None,
+    };
+    page(&EvalPage { nav: Nav::new(&me, &session)?, report, finished, notice })
 }
 
 #[get("/api/evals/{id}")]
@@ -204,4 +346,197 @@ pub async fn api_show(
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
     Ok(HttpResponse::Ok().json(report(&pool, path.into_inner(), query.baseline).await?))
+}
+
+/// `POST /api/evals/{id}/ab-batches`: with `a` and `b`, that pair of versions; with only
+/// `a` (or neither: the run's first version), every other version of the run against it.
+/// `prompts`: ask about the run's first this many prompts (default all).
+#[derive(Deserialize)]
+pub struct AbRequest {
+    #[serde(default)]
+    a: Option<i64>,
+    #[serde(default)]
+    b: Option<i64>,
+    #[serde(default)]
+    prompts: Option<usize>,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The page's form: the same fields as text, empty for "not given".
+#[derive(Deserialize)]
+pub struct AbForm {
+    #[serde(default)]
+    a: String,
+    #[serde(default)]
+    b: String,
+    #[serde(default)]
+    prompts: String,
+    csrf: String,
+}
+
+fn optional_number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| AppError::Invalid {
+        field: field.into(),
+        reason: format!("{text:?} is not a whole number"),
+    })
+}
+
+impl TryFrom<AbForm> for AbRequest {
+    type Error = AppError;
+    fn try_from(form: AbForm) -> Result<Self, AppError> {
+        Ok(AbRequest {
+            a: optional_number("a", &form.a)?,
+            b: optional_number("b", &form.b)?,
+            prompts: optional_number("prompts", &form.prompts)?,
+            csrf: form.csrf,
+        })
+    }
+}
+
+/// An eval run that finished, its project, and its samples as annotators would see them.
+async fn finished_eval(pool: &PgPool, run_id: i64) -> Result<(Run, i64, Vec<EvalSample>), AppError> {
+    let run = runs::get(pool, run_id).await?;
+    if run.kind != RunKind::Eval || run.status != RunStatus::Succeeded {
+        return Err(AppError::Conflict(format!(
+            "run {run_id} is not an eval run that succeeded: annotators see samples of finished eval runs only"
+        )));
+    }
+    let project = run.project_id.ok_or_else(|| {
+        AppError::Conflict(format!(
+            "eval run {run_id} belongs to no project, so no annotator can see its samples"
+        ))
+    })?;
+    Ok((run, project, evals::samples(pool, run_id).await?))
+}
+
+fn evaluated(samples: &[EvalSample]) -> Vec<EvaluatedSample> {
+    samples
+        .iter()
+        .map(|s| EvaluatedSample { version_id: s.version_id, prompt_id: s.prompt_id, text: s.text.clone() })
+        .collect()
+}
+
+/// Makes a blind A/B batch of the run's samples (see [`AbRequest`]).
+async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result<AbBatch, AppError> {
+    let (run, project, samples) = finished_eval(pool, run_id).await?;
+    let mut ids: Vec<i64> = Vec::new();
+    let summary = evals::summary(pool, run_id).await?;
+    ids.extend(summary.iter().map(|s| s.version_id));
+    for (field, v) in [("a", request.a), ("b", request.b)] {
+        if let Some(v) = v.filter(|v| !ids.contains(v)) {
+            return Err(AppError::Invalid {
+                field: field.into(),
+                reason: format!("version {v} is not one of this run's versions"),
+            });
+        }
+    }
+    let pairs: Vec<(i64, i64)> = match (request.a, request.b) {
+        (Some(a), Some(b)) => vec![(a, b)],
+        (None, Some(_)) => {
+            return Err(AppError::Invalid { field: "a".into(), reason: "name version a as well as b".into() })
+        }
+        (a, None) => {
+            let against = match a {
+                Some(a) => a,
+                None => first_listed(&run, pool, &ids).await.unwrap_or(ids[0]),
+            };
+            ids.iter().filter(|v| **v != against).map(|v| (against, *v)).collect()
+        }
+    };
+    let mut prompts: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
+    prompts.sort_unstable();
+    prompts.dedup();
+    match request.prompts {
+        Some(0) => {
+            return Err(AppError::Invalid { field: "prompts".into(), reason: "must be at least 1".into() })
+        }
+        Some(n) => prompts.truncate(n),
+        None => prompts.truncate(ab::MAX_BATCH_PROMPTS),
+    }
+    let progress = ab::ab_progress(pool, run_id).await?;
+    let seed = (run_id as u64) << 32 | progress.tasks as u64;
+    Ok(ab::create_ab_batch(pool, project, run_id, &pairs, &prompts, &evaluated(&samples), seed).await?)
+}
+
+#[post("/evals/{id}/ab-batches")]
+pub async fn ab_batch(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<AbForm>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    let request = AbRequest::try_from(form.into_inner())?;
+    auth::check_csrf(&session, &request.csrf, me.by_token)?;
+    let run_id = path.into_inner();
+    let batch = create_batch(&pool, run_id, &request).await?;
+    Ok(see_other(&format!("/evals/{run_id}?ab_tasks={}#human", batch.task_ids.len())))
+}
+
+/// 201 with the new comparison tasks, and how many were asked already or identical.
+#[post("/api/evals/{id}/ab-batches")]
+pub async fn api_ab_batch(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<AbRequest>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    Ok(HttpResponse::Created().json(create_batch(&pool, path.into_inner(), &body).await?))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Ranking tasks for the prompts where the annotators and the reward model disagree:
+/// each shows every version's sample of the prompt.
+async fn send_back(pool: &PgPool, run_id: i64) -> Result<Vec<i64>, AppError> {
+    let (_, project, samples) = finished_eval(pool, run_id).await?;
+    let report = report(pool, run_id, None).await?;
+    let prompts: Vec<i64> = report.human.disagreements.iter().map(|d| d.disagreement.prompt_id).collect();
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(ab::ranking_tasks_for(pool, project, run_id, &prompts, &evaluated(&samples)).await?)
+}
+
+#[post("/evals/{id}/ranking-tasks")]
+pub async fn ranking_tasks(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &form.csrf, me.by_token)?;
+    let run_id = path.into_inner();
+    let created = send_back(&pool, run_id).await?;
+    Ok(see_other(&format!("/evals/{run_id}?ranking_tasks={}#disagreements", created.len())))
+}
+
+/// 201 with `{"task_ids": [...]}`: empty when there is no disagreement not sent back yet.
+#[post("/api/evals/{id}/ranking-tasks")]
+pub async fn api_ranking_tasks(
+    me: CurrentUser,
+    pool: web::Data<PgPool>,
+    session: Session,
+    path: web::Path<i64>,
+    body: web::Json<CsrfOnly>,
+) -> Result<HttpResponse, AppError> {
+    me.require_researcher()?;
+    auth::check_csrf(&session, &body.csrf, me.by_token)?;
+    let task_ids = send_back(&pool, path.into_inner()).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
 }

@@ -1,0 +1,312 @@
+//! Human evaluation from an eval run's page, over HTTP: a blind A/B batch between the
+//! run's versions, the annotators' votes turned into win rates and a Bradley–Terry
+//! leaderboard, and the prompts where the annotators and the reward model disagree sent
+//! back as ranking tasks. The eval run's samples are stored directly (the worker's part
+//! is tested in `loop_api` and `worker`).
+
+use std::time::Duration;
+
+use ::registry::evals::{self, EvalSample};
+use ::registry::runs::{self, NewRun, RunKind};
+use ::registry::versions::{self, ModelKind, NewVersion};
+use labeling::annotation::{IdempotencyKey, Vote};
+use labeling::domain::{
+    Comment, DisplayName, Guidelines, Overlap, Password, ProjectName, PromptSource, PromptText, Role, Split,
+    Username,
+};
+use labeling::projects::NewProject;
+use labeling::prompts::NewPrompt;
+use labeling::tasks::{self, TaskKind};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::db::with_db;
+use crate::web_app::{hidden_value, spawn_app, TestApp};
+
+const PROMPTS: usize = 6;
+const LABELS: [&str; 3] = ["base", "sft", "policy"];
+
+struct EvalWorld {
+    project: i64,
+    run: i64,
+    /// base, sft, policy.
+    versions: [i64; 3],
+    prompts: Vec<i64>,
+    annotators: Vec<i64>,
+}
+
+async fn register(app: &TestApp, model: &str) -> i64 {
+    let sha256: String = Sha256::digest(model.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let new = NewVersion {
+        model: model.into(),
+        kind: if model == "base" { ModelKind::Base } else { ModelKind::Sft },
+        run_id: None,
+        parents: Vec::new(),
+        snapshots: Vec::new(),
+        config: json!({}),
+        metrics: json!({}),
+        artifact: ::registry::artifacts::StoredArtifact {
+            uri: format!("file:///artifacts/sha256/{sha256}"),
+            sha256,
+            size: 1,
+        },
+        created_by: None,
+    };
+    versions::register(&app.db.pool, &new).await.unwrap().id
+}
+
+/// A project with three annotators (overlap 3), six test prompts, and a succeeded eval
+/// run of base, sft and policy. Each sample's text says its version. The reward model
+/// scores policy > sft > base, except on the first prompt, where it prefers base; sft
+/// wrote the same text as base on the last prompt.
+async fn eval_world(app: &TestApp) -> EvalWorld {
+    let pool = &app.db.pool;
+    let new = NewProject {
+        name: ProjectName::parse("evals").unwrap(),
+        guidelines: Guidelines::default(),
+        overlap: Overlap::parse(3).unwrap(),
+        samples_per_task: Default::default(),
+        created_by: None,
+    };
+    let project = labeling::projects::create_project(pool, &new).await.unwrap().id;
+    let mut annotators = vec![labeling::users::get_user_by_username(pool, "ann").await.unwrap().id];
+    for name in ["bea", "cy"] {
+        let user = labeling::users::create_user(
+            pool,
+            &Username::parse(name).unwrap(),
+            &DisplayName::parse(name).unwrap(),
+            Role::Annotator,
+            &Password::parse("a long enough password").unwrap(),
+        )
+        .await
+        .unwrap();
+        annotators.push(user.id);
+    }
+    for &a in &annotators {
+        labeling::projects::add_member(pool, project, a).await.unwrap();
+    }
+    let mut prompts = Vec::new();
+    for i in 0..PROMPTS {
+        let new = NewPrompt {
+            project_id: project,
+            text: PromptText::parse(&format!("Sort the digits {i}31.\n")).unwrap(),
+            split: Split::Test,
+            source: PromptSource::parse("test").unwrap(),
+            created_by: None,
+        };
+        prompts.push(labeling::prompts::add_prompt(pool, &new).await.unwrap().id);
+    }
+    let mut ids = [0; 3];
+    for (i, label) in LABELS.iter().enumerate() {
+        ids[i] = register(app, label).await;
+    }
+    let config = json!({ "versions": ["base:1", "sft:1", "policy:1"], "prompts": { "split": "test" } });
+    let run = runs::enqueue(
+        pool,
+        &NewRun { project_id: Some(project), kind: RunKind::Eval, config, created_by: None },
+    )
+    .await
+    .unwrap();
+    runs::claim(pool, "w1", Duration::from_secs(60)).await.unwrap().unwrap();
+    let mut samples = Vec::new();
+    for (p, &prompt_id) in prompts.iter().enumerate() {
+        for (v, &version_id) in ids.iter().enumerate() {
+            let label = if v == 1 && p == PROMPTS - 1 { "base" } else { LABELS[v] };
+            let reward = if p == 0 && v == 0 { 3.0 } else { v as f32 };
+            samples.push(EvalSample {
+                version_id,
+                prompt_id,
+                text: format!("{label} answers prompt {p}"),
+                tokens: 4,
+                eos: true,
+                repetition: 0.0,
+                reward: Some(reward),
+                kl: None,
+                oracle: None,
+            });
+        }
+    }
+    evals::store(pool, run, &samples).await.unwrap();
+    runs::finish(pool, run, "w1").await.unwrap();
+    EvalWorld { project, run, versions: ids, prompts, annotators }
+}
+
+/// Each annotator takes every task they may and votes for the better version's sample
+/// (policy over sft over base, read from the text); returns the votes cast.
+async fn vote_all(app: &TestApp, w: &EvalWorld) -> usize {
+    let rank = |text: &str| LABELS.iter().position(|l| text.starts_with(l)).unwrap();
+    let mut cast = 0;
+    for &annotator in &w.annotators {
+        while let Some(a) =
+            tasks::next_task(&app.db.pool, w.project, annotator, Duration::from_secs(600)).await.unwrap()
+        {
+            assert_eq!(a.kind, TaskKind::Comparison);
+            let vote = if rank(&a.samples[0].text) > rank(&a.samples[1].text) { Vote::A } else { Vote::B };
+            labeling::submit::submit_vote(
+                &app.db.pool,
+                annotator,
+                a.id,
+                vote,
+                &Comment::default(),
+                None,
+                IdempotencyKey::new(),
+            )
+            .await
+            .unwrap();
+            cast += 1;
+        }
+    }
+    cast
+}
+
+#[test]
+fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let w = eval_world(&app).await;
+        let [base, sft, policy] = w.versions;
+        app.log_in("rita").await;
+        let page = app.get_html(&format!("/evals/{}", w.run)).await;
+        assert!(
+            page.contains("id=\"ab-batch-form\"") && page.contains("No A/B votes in this project yet"),
+            "{page}"
+        );
+
+        // Every other version against the baseline (base), on every prompt: 2 pairs × 6
+        // prompts, less the prompt where sft and base wrote the same text.
+        let csrf = hidden_value(&page, "csrf");
+        let response = app
+            .post_form(
+                &format!("/evals/{}/ab-batches", w.run),
+                &[("csrf", &csrf), ("a", ""), ("b", ""), ("prompts", "")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, format!("/evals/{}?ab_tasks=11#human", w.run));
+        assert!(app.get_html(&location).await.contains("11 A/B tasks are waiting for the annotators."));
+
+        // A pair through the API: sft against policy on the first four prompts; asking
+        // again asks nothing twice.
+        let token = app.token_for("rita").await;
+        let post = |body: Value| {
+            let request =
+                app.client.post(app.url(&format!("/api/evals/{}/ab-batches", w.run))).bearer_auth(&token);
+            async move { request.json(&body).send().await.unwrap() }
+        };
+        let response = post(json!({ "a": sft, "b": policy, "prompts": 4 })).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let batch: Value = response.json().await.unwrap();
+        assert_eq!(batch["task_ids"].as_array().unwrap().len(), 4, "{batch}");
+        let again: Value = post(json!({ "a": sft, "b": policy, "prompts": 4 })).await.json().await.unwrap();
+        assert_eq!((again["task_ids"].as_array().unwrap().len(), &again["already_asked"]), (0, &json!(4)));
+        // Bad requests name the field and make nothing.
+        let bad = post(json!({ "a": 999_999 })).await;
+        assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.json::<Value>().await.unwrap()["error"]["field"], "a");
+        let bad = post(json!({ "b": sft })).await;
+        assert_eq!(bad.json::<Value>().await.unwrap()["error"]["field"], "a");
+        let other = runs::enqueue(
+            &app.db.pool,
+            &NewRun { project_id: Some(w.project), kind: RunKind::Sft, config: json!({}), created_by: None },
+        )
+        .await
+        .unwrap();
+        let response = app
+            .client
+            .post(app.url(&format!("/api/evals/{other}/ab-batches")))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let progress: Value = app.get(&format!("/api/evals/{}", w.run)).await.json().await.unwrap();
+        assert_eq!(progress["human"]["progress"], json!({ "tasks": 15, "votes": 0 }));
+
+        // The annotators (three per task) vote; the sides were drawn at random, so the
+        // versions are found back through the samples.
+        assert_eq!(vote_all(&app, &w).await, 45);
+        let report: Value =
+            app.get(&format!("/api/evals/{}?baseline={base}", w.run)).await.json().await.unwrap();
+        let human_rate = |version: i64| {
+            report["versions"].as_array().unwrap().iter().find(|v| v["version_id"] == version).unwrap()
+                ["win_rate_human"]
+                .clone()
+        };
+        assert_eq!(human_rate(base), Value::Null, "the baseline has no win rate against itself");
+        assert_eq!(
+            (human_rate(policy)["rate"].as_f64(), &human_rate(policy)["prompts"]),
+            (Some(1.0), &json!(18))
+        );
+        assert_eq!((human_rate(sft)["rate"].as_f64(), &human_rate(sft)["prompts"]), (Some(1.0), &json!(15)));
+        let board: Vec<i64> = report["human"]["leaderboard"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(board, [policy, sft, base]);
+        let top = &report["human"]["leaderboard"][0];
+        assert!(
+            top["low"].as_f64() <= top["rating"].as_f64() && top["rating"].as_f64() <= top["high"].as_f64()
+        );
+        assert_eq!(top["votes"], 30, "18 against base and 12 against sft");
+        // On the first prompt the reward model prefers base, the annotators sft and policy.
+        let found = report["human"]["disagreements"].as_array().unwrap();
+        let pairs: Vec<(i64, i64, i64)> = found
+            .iter()
+            .map(|d| {
+                let n = |k: &str| d[k].as_i64().unwrap();
+                (n("prompt_id"), n("annotators_prefer"), n("reward_model_prefers"))
+            })
+            .collect();
+        assert_eq!(pairs, [(w.prompts[0], sft, base), (w.prompts[0], policy, base)], "{found:?}");
+        assert_eq!((&found[0]["votes_for"], &found[0]["votes_against"]), (&json!(3), &json!(0)));
+
+        // The page shows the leaderboard and the disagreements; sending them back makes
+        // one ranking task of the prompt with every version's sample, once.
+        let page = app.get_html(&format!("/evals/{}?baseline={base}", w.run)).await;
+        for needle in
+            ["id=\"leaderboard\"", "policy:1", "id=\"disagreements-table\"", "Send these prompts back"]
+        {
+            assert!(page.contains(needle), "{needle} not in the page");
+        }
+        let response = app.post_form(&format!("/evals/{}/ranking-tasks", w.run), &[("csrf", &csrf)]).await;
+        assert_eq!(
+            response.headers()["location"],
+            format!("/evals/{}?ranking_tasks=1#disagreements", w.run).as_str()
+        );
+        let sent: Vec<(i64, i16)> =
+            sqlx::query_as("SELECT prompt_id, k FROM tasks WHERE project_id = $1 AND kind = 'ranking'")
+                .bind(w.project)
+                .fetch_all(&app.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(sent, [(w.prompts[0], 3)]);
+        let response = app
+            .client
+            .post(app.url(&format!("/api/evals/{}/ranking-tasks", w.run)))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.json::<Value>().await.unwrap()["task_ids"], json!([]));
+        // An annotator may not launch batches.
+        let ann = crate::web_app::client();
+        let login = ann.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+        let ann_csrf = hidden_value(&login, "csrf");
+        let form = [("username", "ann"), ("password", crate::web_app::PASSWORD), ("csrf", ann_csrf.as_str())];
+        ann.post(app.url("/login")).form(&form).send().await.unwrap();
+        let response = ann
+            .post(app.url(&format!("/evals/{}/ab-batches", w.run)))
+            .form(&[("csrf", ann_csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    });
+}
