@@ -559,6 +559,20 @@ pub async fn list_of_kind(pool: &PgPool, filter: &RunFilter, kind: Option<RunKin
     .await?)
 }
 
+/// The eval runs that evaluated any of `versions`, newest first (at most `limit`), each
+/// with every version it evaluated.
+pub async fn evals_of_versions(pool: &PgPool, versions: &[i64], limit: i64) -> Result<Vec<(i64, Vec<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT run_id, array_agg(DISTINCT version_id ORDER BY version_id) FROM eval_samples
+         WHERE run_id IN (SELECT DISTINCT run_id FROM eval_samples WHERE version_id = ANY($1))
+         GROUP BY run_id ORDER BY run_id DESC LIMIT $2",
+    )
+    .bind(versions)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The run's last `limit` log lines, oldest first (a run page shows the tail).
 pub async fn log_tail(pool: &PgPool, run_id: i64, limit: i64) -> Result<Vec<LogLine>> {
     let lines: Vec<LogLine> = sqlx::query_as(

@@ -295,6 +295,9 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         assert_eq!(response.json::<Value>().await.unwrap()["task_ids"], json!([]));
+        // The compare page of the three versions lists the eval run.
+        let compare = app.get_html(&format!("/compare?v={base}&v={sft}&v={policy}")).await;
+        assert!(compare.contains(&format!("<a href=\"/evals/{}\">Eval run {}</a>: base:1, sft:1, policy:1 <small>(every compared version)", w.run, w.run)), "{compare}");
         // An annotator may not launch batches.
         let ann = crate::web_app::client();
         let login = ann.get(app.url("/login")).send().await.unwrap().text().await.unwrap();

@@ -612,7 +612,7 @@ fn compare_shows_two_versions_side_by_side_with_their_curves() {
             picker.contains(&format!("name=\"v\" value=\"{a}\"")) && picker.contains("sft-a:2"),
             "{picker}"
         );
-        assert!(picker.contains("arrive with eval runs"));
+        assert!(picker.contains("their eval runs"));
         let html = app.get_html(&format!("/compare?v={a}&v={b}")).await;
         for needle in [
             "sft-a:1",
@@ -620,11 +620,16 @@ fn compare_shows_two_versions_side_by_side_with_their_curves() {
             "data-metric=\"val/loss\"",
             "class=\"legend\"",
             "data-metric=\"loss/lm\"",
-            "arrive with eval runs",
+            "No eval run has evaluated these versions yet.",
         ] {
             assert!(html.contains(needle), "{needle}: {html}");
         }
         assert_eq!(html.matches("<polyline").count(), 2, "one curve per version on the one chart");
+        // The eval run of these versions is one click away, its form pre-filled.
+        let launch = body_of_link(&html, "launch-eval").replace("&#38;", "&");
+        assert!(launch.starts_with("/runs/new?kind=eval&project="), "{launch}");
+        let form = app.get_html(&launch).await;
+        assert!(form.contains("value=\"sft-a:1,sft-a:2\""), "the versions are filled in: {form}");
         // sft-a:2 has the lower loss and the higher accuracy: both rows mark it best.
         assert_eq!(html.matches("class=\"best\"").count(), 2);
         let lr_row = html.find("stage.lr").unwrap();
@@ -640,4 +645,11 @@ fn compare_shows_two_versions_side_by_side_with_their_curves() {
         assert_eq!(app.get(&format!("/compare?v={a}&v=999999")).await.status(), StatusCode::NOT_FOUND);
         assert_eq!(app.get("/compare?v=abc").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
     });
+}
+
+/// The `href` of the element with this id.
+fn body_of_link(html: &str, id: &str) -> String {
+    let at = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    let href = html[at..].find("href=\"").unwrap() + at + 6;
+    html[href..].split('"').next().unwrap().to_owned()
 }

@@ -721,7 +721,7 @@ fn run_schemas() -> Value {
                 "disagreements": array(schema("Disagreement")),
             })),
         })),
-        "Comparison": object(&["versions", "metrics", "config", "curves"], json!({
+        "Comparison": object(&["versions", "metrics", "config", "curves", "evals", "launch_eval"], json!({
             "versions": array(json!({
                 "allOf": [
                     schema("ModelVersion"),
@@ -761,6 +761,15 @@ fn run_schemas() -> Value {
                 }))),
                 "Training curves of the runs that made the versions, one per metric.",
             ),
+            "evals": described(
+                array(object(&["run_id", "versions", "covers"], json!({
+                    "run_id": int(),
+                    "versions": described(array(text()), "Every version it evaluated, as `name:n`."),
+                    "covers": described(count(), "How many of the compared versions it evaluated."),
+                }))),
+                "Eval runs that evaluated any of the versions, newest first (at most 10); their reports are at `/api/evals/{id}`.",
+            ),
+            "launch_eval": described(text(), "The launch form of an eval run of these versions, pre-filled."),
         })),
     })
 }

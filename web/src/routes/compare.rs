@@ -1,8 +1,9 @@
 //! Compare (researchers): pick model versions, then see them side by side: kind, lineage,
 //! snapshots, final metrics (best per row marked), configs (differing keys marked) and
 //! the training curves of the runs that made them, overlaid. The same under
-//! `/api/compare`. Generations, reward-model scores and human A/B votes arrive with eval
-//! runs.
+//! `/api/compare`. Generations, reward-model scores and human A/B votes are an eval run's
+//! (`routes/evals.rs`): the page lists the eval runs of the versions it shows and links
+//! to a launch form pre-filled with an eval run of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,7 +81,23 @@ pub struct Comparison {
     pub metrics: Vec<MetricRow>,
     pub config: Vec<ConfigRow>,
     pub curves: Vec<Curve>,
+    /// Eval runs that evaluated any of these versions, newest first.
+    pub evals: Vec<EvalOfVersions>,
+    /// The launch form of an eval run of these versions, pre-filled.
+    pub launch_eval: String,
 }
+
+/// An eval run and the versions it evaluated (`model:n`).
+#[derive(Serialize)]
+pub struct EvalOfVersions {
+    pub run_id: i64,
+    pub versions: Vec<String>,
+    /// How many of the compared versions it covers.
+    pub covers: usize,
+}
+
+/// How many eval runs the page lists.
+const EVALS_LISTED: i64 = 10;
 
 impl Comparison {
     /// The curves as charts, one colour per version.
@@ -227,6 +244,17 @@ async fn comparison(pool: &PgPool, ids: &[i64]) -> Result<Comparison, AppError> 
     }
     let metrics = metric_rows(&loaded);
     let config = config_rows(&loaded);
+    let mut evals = Vec::new();
+    for (run_id, evaluated) in runs::evals_of_versions(pool, ids, EVALS_LISTED).await? {
+        let mut labels = Vec::new();
+        for id in &evaluated {
+            let v = versions::get(pool, *id).await?;
+            labels.push(format!("{}:{}", v.model, v.version));
+        }
+        let covers = evaluated.iter().filter(|id| ids.contains(id)).count();
+        evals.push(EvalOfVersions { run_id, versions: labels, covers });
+    }
+    let launch_eval = launch_eval_link(pool, &loaded).await?;
     let mut compared = Vec::new();
     for (i, version) in loaded.into_iter().enumerate() {
         let mut parent_labels = Vec::new();
@@ -246,7 +274,50 @@ async fn comparison(pool: &PgPool, ids: &[i64]) -> Result<Comparison, AppError> 
         metrics,
         config,
         curves: curves.into_iter().map(|(name, series)| Curve { name, series }).collect(),
+        evals,
+        launch_eval,
     })
+}
+
+/// `/runs/new?kind=eval…` with the compared versions that generate text as the versions,
+/// a compared reward model (the newest) as the reward, the first SFT version (else the
+/// first) as the KL reference, and the project of the first version's run.
+async fn launch_eval_link(pool: &PgPool, loaded: &[ModelVersion]) -> Result<String, AppError> {
+    let label = |v: &ModelVersion| format!("{}:{}", v.model, v.version);
+    let generative: Vec<&ModelVersion> = loaded.iter().filter(|v| v.kind != ModelKind::Reward).collect();
+    let mut query: Vec<(&str, String)> = vec![("kind", "eval".into())];
+    for v in loaded {
+        if let Some(run_id) = v.run_id {
+            if let Some(project) = runs::get(pool, run_id).await?.project_id {
+                query.push(("project", project.to_string()));
+                break;
+            }
+        }
+    }
+    query.push(("versions", generative.iter().map(|v| label(v)).collect::<Vec<_>>().join(",")));
+    if let Some(rm) = loaded.iter().filter(|v| v.kind == ModelKind::Reward).max_by_key(|v| v.created_at) {
+        query.push(("reward", label(rm)));
+    }
+    if let Some(reference) = generative.iter().find(|v| v.kind == ModelKind::Sft).or(generative.first()) {
+        query.push(("reference", label(reference)));
+    }
+    query.push(("prompts.split", "test".into()));
+    let encoded: Vec<String> =
+        query.iter().map(|(k, v)| format!("{k}={}", urlencoding_component(v))).collect();
+    Ok(format!("/runs/new?{}", encoded.join("&")))
+}
+
+/// Percent-encodes a query value (model names are `[a-z0-9._-]`, so little is needed).
+fn urlencoding_component(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b',' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A JSON value as a table cell.

@@ -282,29 +282,30 @@ struct LaunchPage {
 }
 
 /// `?kind=sft&project=3`; without a project, the first one.
-#[derive(Deserialize)]
-pub struct LaunchQuery {
-    kind: Option<String>,
-    project: Option<String>,
-}
-
+/// `GET /runs/new?kind=eval&project=3&versions=sft:1,policy:1`: `kind` and `project`
+/// choose the form; any other parameter pre-fills the field of that name (the compare
+/// page links to an eval run of the versions it shows this way).
 #[get("/runs/new")]
 pub async fn new_form(
     me: CurrentUser,
     pool: web::Data<PgPool>,
     session: Session,
     defaults: web::Data<RunDefaults>,
-    query: web::Query<LaunchQuery>,
+    query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
-    let kind = parse_kind("kind", query.kind.as_deref().unwrap_or("sft"))?;
-    let project_id = optional(query.project.as_deref().unwrap_or(""), |t| parse_id("project", t))?;
+    let value_of = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let kind = parse_kind("kind", value_of("kind").unwrap_or("sft"))?;
+    let project_id = optional(value_of("project").unwrap_or(""), |t| parse_id("project", t))?;
     let all = projects::list_projects(&pool).await?;
     let project = match project_id {
         Some(id) => Some(projects::get_project(&pool, id).await?),
         None => all.first().cloned(),
     };
-    let page = launch_page(&me, &pool, &session, &defaults, kind, all, project, None, Vec::new()).await?;
+    let prefill: Vec<(String, String)> =
+        query.iter().filter(|(n, _)| n != "kind" && n != "project").cloned().collect();
+    let input = (!prefill.is_empty()).then_some(prefill.as_slice());
+    let page = launch_page(&me, &pool, &session, &defaults, kind, all, project, input, Vec::new()).await?;
     super::page(&page)
 }
 
