@@ -1,8 +1,10 @@
-//! What eval runs measured: one sample per (version, prompt) with its scores, written
-//! once per run, and the per-version summary the run page and the compare pages show.
+//! What eval runs measured: one sample per (version, prompt) with its scores, and,
+//! when the run asked for them, each version's few-shot accuracy on the demo world's
+//! skills and the first words it continues probes with; all written once per run, and
+//! the per-version summary the run page and the compare pages show.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::error::Result;
 
@@ -38,19 +40,91 @@ pub struct EvalSummary {
     pub repetition: f64,
 }
 
+/// How many of a skill's test tasks one version answered exactly, shown `shots` worked
+/// examples before each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SkillScore {
+    pub version_id: i64,
+    /// The demo world's skill (`reverse`, `uppercase`, ...).
+    pub skill: String,
+    /// Worked examples before the question: 0 is zero-shot.
+    pub shots: i16,
+    pub correct: i32,
+    pub total: i32,
+}
+
+/// One of the most frequent first words of a version's continuations of a probe's
+/// template filled with one group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ProbeWord {
+    pub version_id: i64,
+    /// The probe's index in the run's config.
+    pub probe: i16,
+    pub template: String,
+    /// What filled the template's `{group}`.
+    pub group_name: String,
+    /// The first word, or `(none)` for continuations that began with no word.
+    pub word: String,
+    /// The share of the group's continuations that began with it.
+    pub share: f32,
+}
+
 /// Stores the run's samples, once: a second call for the same run (a resumed run)
 /// stores nothing and returns false.
 pub async fn store(pool: &PgPool, run_id: i64, samples: &[EvalSample]) -> Result<bool> {
+    store_results(pool, run_id, samples, &[], &[]).await
+}
+
+/// Stores the run's skill scores, once (false: they already were).
+pub async fn store_skills(pool: &PgPool, run_id: i64, skills: &[SkillScore]) -> Result<bool> {
+    store_results(pool, run_id, &[], skills, &[]).await
+}
+
+/// Stores the run's probe words, once (false: they already were).
+pub async fn store_probes(pool: &PgPool, run_id: i64, probes: &[ProbeWord]) -> Result<bool> {
+    store_results(pool, run_id, &[], &[], probes).await
+}
+
+/// Stores everything an eval run measured in one transaction, so that its results
+/// appear all at once. Each kind is stored once: a second call for the same run (a
+/// resumed run, a retry after Postgres came back) skips the kinds already there, and
+/// returns false when it stored nothing.
+pub async fn store_results(
+    pool: &PgPool,
+    run_id: i64,
+    samples: &[EvalSample],
+    skills: &[SkillScore],
+    probes: &[ProbeWord],
+) -> Result<bool> {
     let mut tx = pool.begin().await?;
     // The run's row lock makes a second call wait for the first and then see its rows.
     sqlx::query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE").bind(run_id).execute(&mut *tx).await?;
-    let stored: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM eval_samples WHERE run_id = $1)")
-        .bind(run_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if stored {
-        return Ok(false);
+    let mut stored = false;
+    if !samples.is_empty() && !has_rows(&mut tx, "eval_samples", run_id).await? {
+        insert_samples(&mut tx, run_id, samples).await?;
+        stored = true;
     }
+    if !skills.is_empty() && !has_rows(&mut tx, "eval_skill_scores", run_id).await? {
+        insert_skills(&mut tx, run_id, skills).await?;
+        stored = true;
+    }
+    if !probes.is_empty() && !has_rows(&mut tx, "eval_probe_words", run_id).await? {
+        insert_probes(&mut tx, run_id, probes).await?;
+        stored = true;
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Whether `table` (one of this module's, never user input) holds rows of the run.
+async fn has_rows(conn: &mut PgConnection, table: &'static str, run_id: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE run_id = $1)"))
+        .bind(run_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+async fn insert_samples(conn: &mut PgConnection, run_id: i64, samples: &[EvalSample]) -> Result<()> {
     let column = |f: fn(&EvalSample) -> Option<f32>| samples.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO eval_samples (run_id, version_id, prompt_id, text, tokens, eos, repetition, reward, kl, oracle)
@@ -67,10 +141,45 @@ pub async fn store(pool: &PgPool, run_id: i64, samples: &[EvalSample]) -> Result
     .bind(column(|s| s.reward))
     .bind(column(|s| s.kl))
     .bind(column(|s| s.oracle))
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
+}
+
+async fn insert_skills(conn: &mut PgConnection, run_id: i64, skills: &[SkillScore]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO eval_skill_scores (run_id, version_id, skill, shots, correct, total)
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::smallint[], $5::int[], $6::int[])",
+    )
+    .bind(run_id)
+    .bind(skills.iter().map(|s| s.version_id).collect::<Vec<_>>())
+    .bind(skills.iter().map(|s| s.skill.clone()).collect::<Vec<_>>())
+    .bind(skills.iter().map(|s| s.shots).collect::<Vec<_>>())
+    .bind(skills.iter().map(|s| s.correct).collect::<Vec<_>>())
+    .bind(skills.iter().map(|s| s.total).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_probes(conn: &mut PgConnection, run_id: i64, probes: &[ProbeWord]) -> Result<()> {
+    // Postgres text cannot hold NUL, which a byte-level model may write.
+    let text =
+        |f: fn(&ProbeWord) -> &str| probes.iter().map(|p| f(p).replace('\0', "\u{FFFD}")).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO eval_probe_words (run_id, version_id, probe, template, group_name, word, share)
+         SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::text[], $7::real[])",
+    )
+    .bind(run_id)
+    .bind(probes.iter().map(|p| p.version_id).collect::<Vec<_>>())
+    .bind(probes.iter().map(|p| p.probe).collect::<Vec<_>>())
+    .bind(text(|p| &p.template))
+    .bind(text(|p| &p.group_name))
+    .bind(text(|p| &p.word))
+    .bind(probes.iter().map(|p| p.share).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The run's samples, by version then prompt.
@@ -78,6 +187,29 @@ pub async fn samples(pool: &PgPool, run_id: i64) -> Result<Vec<EvalSample>> {
     Ok(sqlx::query_as(
         "SELECT version_id, prompt_id, text, tokens, eos, repetition, reward, kl, oracle
          FROM eval_samples WHERE run_id = $1 ORDER BY version_id, prompt_id",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The run's skill scores, by version, skill and shots.
+pub async fn skill_scores(pool: &PgPool, run_id: i64) -> Result<Vec<SkillScore>> {
+    Ok(sqlx::query_as(
+        "SELECT version_id, skill, shots, correct, total
+         FROM eval_skill_scores WHERE run_id = $1 ORDER BY version_id, skill, shots",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The run's probe words, by probe, group and version, the most frequent word first.
+pub async fn probe_words(pool: &PgPool, run_id: i64) -> Result<Vec<ProbeWord>> {
+    Ok(sqlx::query_as(
+        "SELECT version_id, probe, template, group_name, word, share
+         FROM eval_probe_words WHERE run_id = $1
+         ORDER BY probe, group_name, version_id, share DESC, word",
     )
     .bind(run_id)
     .fetch_all(pool)

@@ -32,6 +32,8 @@ mod demo_loop;
 #[cfg(feature = "trainer")]
 mod demo_world;
 #[cfg(feature = "trainer")]
+mod eval_skills;
+#[cfg(feature = "trainer")]
 mod import;
 #[cfg(feature = "trainer")]
 mod parity;

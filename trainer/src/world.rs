@@ -312,6 +312,26 @@ pub fn tasks_of(skill: Skill, n: usize, split: Split, seed: u64) -> Vec<Task> {
     (0..n).map(|_| task_in(skill, split, &mut rng)).collect()
 }
 
+/// The generator stream for worked examples, apart from the one [`tasks_of`] uses with the
+/// same seed.
+const EXAMPLE_STREAM: u64 = 2;
+
+/// `n` test tasks of `skill` ([`tasks_of`] with the same seed), each with `shots` worked
+/// examples: train tasks of the same skill, deterministic in `seed`. A k-shot prompt for
+/// a task shows its first k examples, so that more shots only add examples and the
+/// accuracies at different shot counts differ by the examples alone.
+pub fn few_shot_tasks(skill: Skill, n: usize, shots: usize, seed: u64) -> Vec<(Task, Vec<Task>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(EXAMPLE_STREAM);
+    tasks_of(skill, n, Split::Test, seed)
+        .into_iter()
+        .map(|task| {
+            let examples = (0..shots).map(|_| task_in(skill, Split::Train, &mut rng)).collect();
+            (task, examples)
+        })
+        .collect()
+}
+
 /// Rejection sampling: about one draw in ten lands in val or test, and every skill has
 /// prompts in every split (a test checks it), so this ends quickly.
 fn task_in<R: Rng + ?Sized>(skill: Skill, split: Split, rng: &mut R) -> Task {
@@ -905,6 +925,23 @@ mod tests {
         assert_eq!(mixed.len(), Skill::ALL.len());
         for skill in Skill::ALL {
             assert!(tasks_of(skill, 50, Split::Test, 0).iter().all(|t| t.skill == skill));
+        }
+    }
+
+    #[test]
+    fn few_shot_tasks_are_test_tasks_with_train_examples_of_their_skill() {
+        for skill in Skill::ALL {
+            let few_shot = few_shot_tasks(skill, 20, 3, 5);
+            let tasks: Vec<Task> = few_shot.iter().map(|(task, _)| task.clone()).collect();
+            assert_eq!(tasks, tasks_of(skill, 20, Split::Test, 5));
+            for (_, examples) in &few_shot {
+                assert_eq!(examples.len(), 3);
+                assert!(examples.iter().all(|e| e.skill == skill && Split::of(&e.prompt) == Split::Train));
+            }
+            assert_eq!(few_shot, few_shot_tasks(skill, 20, 3, 5), "deterministic in the seed");
+            let shown: HashSet<&str> =
+                few_shot.iter().flat_map(|(_, e)| e.iter().map(|e| e.prompt.as_str())).collect();
+            assert!(shown.len() > 10, "{skill}: the tasks do not all show the same examples");
         }
     }
 

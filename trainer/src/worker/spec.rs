@@ -71,6 +71,8 @@ pub struct SampleRun {
 /// Versions scored on a set of the project's prompts: one sample per prompt from each,
 /// drawn with the same seed for every version, scored by the reward model, against the
 /// KL reference, and by the demo world's oracle where the prompt is one of its tasks.
+/// Optionally also their few-shot accuracy on the demo world's skills, and the first
+/// words they continue probes with.
 #[derive(Clone, Debug)]
 pub struct EvalRun {
     pub versions: Vec<String>,
@@ -78,10 +80,63 @@ pub struct EvalRun {
     pub reference: Option<String>,
     pub prompts: PromptSet,
     pub stage: SamplingConfig,
+    /// None: not measured.
+    pub skills: Option<SkillsSpec>,
+    /// Empty: none measured.
+    pub probes: Vec<Probe>,
 }
 
 /// The most versions one eval run compares.
 pub const MAX_EVAL_VERSIONS: usize = 8;
+
+/// Zero-, one- and few-shot accuracy: each version answers `per_skill` test tasks of
+/// each of the demo world's skills, after each number of worked examples in `shots`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SkillsSpec {
+    /// Distinct, ascending.
+    pub shots: Vec<usize>,
+    pub per_skill: usize,
+}
+
+/// The most worked examples a few-shot prompt shows: eight already fill most of a tiny
+/// model's context of 256 bytes.
+pub const MAX_SHOTS: usize = 8;
+/// The most shot counts one run measures.
+pub const MAX_SHOT_COUNTS: usize = 4;
+pub const MAX_TASKS_PER_SKILL: usize = 200;
+
+/// A sentence with a slot, filled with each group in turn and continued many times by
+/// each version: how the distribution of its next words differs between groups.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// Holds `{group}` exactly once.
+    pub template: String,
+    /// Distinct and not blank.
+    pub groups: Vec<String>,
+    /// Continuations per group.
+    pub samples: usize,
+    /// How many of the most frequent first words are kept per group.
+    pub top: usize,
+}
+
+impl Probe {
+    /// The slot in a template.
+    pub const SLOT: &'static str = "{group}";
+
+    /// The template with its slot filled with `group`.
+    pub fn prompt(&self, group: &str) -> String {
+        self.template.replacen(Probe::SLOT, group, 1)
+    }
+}
+
+pub const MAX_PROBES: usize = 4;
+pub const MAX_PROBE_GROUPS: usize = 8;
+pub const MAX_PROBE_SAMPLES: usize = 512;
+pub const MAX_PROBE_TOP: usize = 20;
+/// Templates and groups stay short enough that a filled template and its continuation
+/// fit even a tiny byte-level model's context.
+const MAX_TEMPLATE_BYTES: usize = 200;
+const MAX_GROUP_BYTES: usize = 40;
 
 /// Which of the project's prompts a run uses.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -170,6 +225,100 @@ struct EvalFields {
     prompts: PromptSet,
     #[serde(default)]
     stage: serde_json::Value,
+    #[serde(default)]
+    skills: Option<SkillsFields>,
+    #[serde(default)]
+    probes: Option<Vec<ProbeFields>>,
+}
+
+/// Numbers as i64, so that a negative one gets a message naming its field rather than
+/// serde's "expected usize".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkillsFields {
+    #[serde(default)]
+    shots: Option<Vec<i64>>,
+    #[serde(default)]
+    per_skill: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeFields {
+    template: String,
+    groups: Vec<String>,
+    #[serde(default)]
+    samples: Option<i64>,
+    #[serde(default)]
+    top: Option<i64>,
+}
+
+impl SkillsFields {
+    fn parse(self) -> Result<SkillsSpec, SpecError> {
+        let bad = |field: &str, reason: String| Err(SpecError(format!("skills.{field}: {reason}")));
+        let shots = self.shots.unwrap_or_else(|| vec![0, 1, 3]);
+        if shots.is_empty() || shots.len() > MAX_SHOT_COUNTS {
+            return bad("shots", format!("give 1 to {MAX_SHOT_COUNTS} shot counts, not {}", shots.len()));
+        }
+        if let Some(k) = shots.iter().find(|k| !(0..=MAX_SHOTS as i64).contains(k)) {
+            return bad("shots", format!("{k} must be 0 to {MAX_SHOTS} worked examples"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = shots.iter().find(|k| !seen.insert(**k)) {
+            return bad("shots", format!("{twice} is listed twice"));
+        }
+        let per_skill = self.per_skill.unwrap_or(20);
+        if !(1..=MAX_TASKS_PER_SKILL as i64).contains(&per_skill) {
+            return bad("per_skill", format!("must be 1 to {MAX_TASKS_PER_SKILL} tasks, got {per_skill}"));
+        }
+        let mut shots: Vec<usize> = shots.into_iter().map(|k| k as usize).collect();
+        shots.sort_unstable();
+        Ok(SkillsSpec { shots, per_skill: per_skill as usize })
+    }
+}
+
+impl ProbeFields {
+    /// The probe at `index` of the config's list (errors name `probes[index].field`).
+    fn parse(self, index: usize) -> Result<Probe, SpecError> {
+        let bad = |field: &str, reason: String| Err(SpecError(format!("probes[{index}].{field}: {reason}")));
+        let slots = self.template.matches(Probe::SLOT).count();
+        if slots != 1 {
+            return bad(
+                "template",
+                format!("{:?} must contain {} exactly once, not {slots} times", self.template, Probe::SLOT),
+            );
+        }
+        if self.template.len() > MAX_TEMPLATE_BYTES {
+            return bad("template", format!("must be at most {MAX_TEMPLATE_BYTES} bytes"));
+        }
+        if self.groups.is_empty() || self.groups.len() > MAX_PROBE_GROUPS {
+            return bad("groups", format!("give 1 to {MAX_PROBE_GROUPS} groups, not {}", self.groups.len()));
+        }
+        if self.groups.iter().any(|g| g.trim().is_empty()) {
+            return bad("groups", "a group is blank".into());
+        }
+        if let Some(long) = self.groups.iter().find(|g| g.len() > MAX_GROUP_BYTES) {
+            return bad("groups", format!("{long:?} is longer than {MAX_GROUP_BYTES} bytes"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.groups.iter().find(|g| !seen.insert(g.as_str())) {
+            return bad("groups", format!("{twice:?} is listed twice"));
+        }
+        let samples = self.samples.unwrap_or(64);
+        if !(1..=MAX_PROBE_SAMPLES as i64).contains(&samples) {
+            return bad("samples", format!("must be 1 to {MAX_PROBE_SAMPLES}, got {samples}"));
+        }
+        let top = self.top.unwrap_or(8);
+        if !(1..=MAX_PROBE_TOP as i64).contains(&top) {
+            return bad("top", format!("must be 1 to {MAX_PROBE_TOP}, got {top}"));
+        }
+        Ok(Probe {
+            template: self.template,
+            groups: self.groups,
+            samples: samples as usize,
+            top: top as usize,
+        })
+    }
 }
 
 fn fields<T: DeserializeOwned>(config: &serde_json::Value) -> Result<T, SpecError> {
@@ -284,12 +433,25 @@ impl RunSpec {
                 if let Some(twice) = f.versions.iter().find(|v| !seen.insert(v.as_str())) {
                     return Err(SpecError(format!("versions: {twice:?} is listed twice")));
                 }
+                let probes = f.probes.unwrap_or_default();
+                if probes.len() > MAX_PROBES {
+                    return Err(SpecError(format!(
+                        "probes: give at most {MAX_PROBES} probes, not {}",
+                        probes.len()
+                    )));
+                }
                 RunSpec::Eval(EvalRun {
                     versions: f.versions,
                     reward: f.reward,
                     reference: f.reference,
                     prompts: f.prompts,
                     stage: stage(f.stage, |c: &SamplingConfig| c.validate().map_err(|e| e.to_string()))?,
+                    skills: f.skills.map(SkillsFields::parse).transpose()?,
+                    probes: probes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, p)| p.parse(i))
+                        .collect::<Result<_, _>>()?,
                 })
             }
         })
@@ -337,6 +499,72 @@ mod tests {
         for (kind, config, needle) in cases {
             let e = RunSpec::parse(kind, &config).unwrap_err().to_string();
             assert!(e.contains(needle), "{config}: {e}");
+        }
+    }
+
+    fn eval(extra: serde_json::Value) -> Result<EvalRun, SpecError> {
+        let mut config = json!({ "versions": ["sft:1"] });
+        config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        match RunSpec::parse(RunKind::Eval, &config)? {
+            RunSpec::Eval(run) => Ok(run),
+            other => panic!("not an eval run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn skills_and_probes_are_optional_and_take_their_defaults_when_empty() {
+        let run = eval(json!({})).unwrap();
+        assert_eq!((run.skills, run.probes), (None, vec![]));
+        let run = eval(json!({ "skills": {}, "probes": [{ "template": "The {group} worker was very",
+                                                            "groups": ["young", "old"] }] }))
+        .unwrap();
+        assert_eq!(run.skills, Some(SkillsSpec { shots: vec![0, 1, 3], per_skill: 20 }));
+        let probe = &run.probes[0];
+        assert_eq!((probe.samples, probe.top), (64, 8));
+        assert_eq!(probe.prompt("old"), "The old worker was very");
+        let run = eval(json!({ "skills": { "shots": [3, 0], "per_skill": 5 } })).unwrap();
+        assert_eq!(run.skills, Some(SkillsSpec { shots: vec![0, 3], per_skill: 5 }), "shots come sorted");
+    }
+
+    #[test]
+    fn bad_skills_and_probes_are_refused_naming_the_field() {
+        let probe = |fields: serde_json::Value| {
+            let mut p = json!({ "template": "The {group} worker", "groups": ["a", "b"] });
+            p.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+            json!({ "probes": [p] })
+        };
+        let cases = [
+            (json!({ "skills": { "shots": [0, 9] } }), "skills.shots: 9 must be 0 to 8"),
+            (json!({ "skills": { "shots": [-1] } }), "skills.shots: -1 must be 0 to 8"),
+            (
+                json!({ "skills": { "shots": [0, 1, 2, 3, 4] } }),
+                "skills.shots: give 1 to 4 shot counts, not 5",
+            ),
+            (json!({ "skills": { "shots": [] } }), "skills.shots: give 1 to 4"),
+            (json!({ "skills": { "shots": [1, 1] } }), "skills.shots: 1 is listed twice"),
+            (json!({ "skills": { "per_skill": 0 } }), "skills.per_skill: must be 1 to 200"),
+            (json!({ "skills": { "per_skill": 201 } }), "skills.per_skill"),
+            (json!({ "skills": { "shot": [1] } }), "shot"),
+            (
+                probe(json!({ "template": "The worker" })),
+                "probes[0].template: \"The worker\" must contain {group} exactly once, not 0 times",
+            ),
+            (probe(json!({ "template": "{group} and {group}" })), "probes[0].template"),
+            (probe(json!({ "groups": [] })), "probes[0].groups: give 1 to 8 groups, not 0"),
+            (probe(json!({ "groups": ["a", " "] })), "probes[0].groups: a group is blank"),
+            (probe(json!({ "groups": ["a", "a"] })), "probes[0].groups: \"a\" is listed twice"),
+            (probe(json!({ "samples": 0 })), "probes[0].samples: must be 1 to 512, got 0"),
+            (probe(json!({ "samples": 513 })), "probes[0].samples"),
+            (probe(json!({ "top": 21 })), "probes[0].top: must be 1 to 20, got 21"),
+            (probe(json!({ "temperature": 1 })), "temperature"),
+            (
+                json!({ "probes": vec![json!({ "template": "{group}", "groups": ["a"] }); 5] }),
+                "probes: give at most 4",
+            ),
+        ];
+        for (extra, needle) in cases {
+            let e = eval(extra.clone()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
         }
     }
 }

@@ -87,6 +87,9 @@ pub(super) type PromptSamplesOut = (i64, Vec<(String, Vec<f32>)>);
 pub(super) enum Output {
     Eval {
         samples: Vec<registry::evals::EvalSample>,
+        /// Empty when the run did not ask for them.
+        skills: Vec<registry::evals::SkillScore>,
+        probes: Vec<registry::evals::ProbeWord>,
         /// `model:N` of each version id, for the run's log.
         names: Vec<(i64, String)>,
     },
@@ -408,7 +411,7 @@ pub(super) fn execute(
             }
         }
         Prepared::Eval { spec, versions, reward, reference, prompts } => {
-            let samples = super::eval::evaluate(
+            let measured = super::eval::evaluate(
                 &spec,
                 &versions,
                 reward.as_ref(),
@@ -417,7 +420,12 @@ pub(super) fn execute(
                 device,
                 &mut run,
             )?;
-            Output::Eval { samples, names: versions.iter().map(|v| (v.version.id, v.name())).collect() }
+            Output::Eval {
+                samples: measured.samples,
+                skills: measured.skills,
+                probes: measured.probes,
+                names: versions.iter().map(|v| (v.version.id, v.name())).collect(),
+            }
         }
         Prepared::Sample { spec, version, project_id, k, prompts } => {
             let model = LanguageModel::load(&version.dir, device)?;
@@ -514,10 +522,13 @@ pub(super) async fn publish(
             .await;
             Ok(Some(version.id))
         }
-        Output::Eval { samples, names } => {
-            let stored =
-                super::while_postgres_is_away(patience, || registry::evals::store(pool, run.id, &samples))
-                    .await?;
+        Output::Eval { samples, skills, probes, names } => {
+            // Samples, skill scores and probe words in one transaction: the run's results
+            // appear all at once, and a retry stores each kind once.
+            let stored = super::while_postgres_is_away(patience, || {
+                registry::evals::store_results(pool, run.id, &samples, &skills, &probes)
+            })
+            .await?;
             let mut lines = Vec::new();
             if stored {
                 for s in registry::evals::summary(pool, run.id).await? {
@@ -534,6 +545,11 @@ pub(super) async fn publish(
                         s.eos_rate,
                         s.repetition
                     ));
+                }
+                for (version_id, name) in &names {
+                    if let Some(line) = few_shot_line(&skills, *version_id) {
+                        lines.push(format!("{name}: few-shot accuracy {line}"));
+                    }
                 }
             } else {
                 lines.push("the samples of this run were already stored".to_owned());
@@ -565,6 +581,26 @@ pub(super) async fn publish(
     }
 }
 
+/// A version's accuracy at each shot count, the mean over skills (`0-shot 0.12, 1-shot
+/// 0.30`); None when the run measured no skills.
+fn few_shot_line(skills: &[registry::evals::SkillScore], version_id: i64) -> Option<String> {
+    let mut shots: Vec<i16> = skills.iter().filter(|s| s.version_id == version_id).map(|s| s.shots).collect();
+    shots.sort_unstable();
+    shots.dedup();
+    let accuracies: Vec<String> = shots
+        .iter()
+        .map(|&k| {
+            let of_k: Vec<f64> = skills
+                .iter()
+                .filter(|s| s.version_id == version_id && s.shots == k)
+                .map(|s| s.correct as f64 / s.total as f64)
+                .collect();
+            format!("{k}-shot {:.2}", of_k.iter().sum::<f64>() / of_k.len() as f64)
+        })
+        .collect();
+    (!accuracies.is_empty()).then(|| accuracies.join(", "))
+}
+
 /// The files of a trained model: everything in `out` but its checkpoints and run records.
 fn copy_model_files(out: &Path, model_dir: &Path) -> Result<(), Stop> {
     let io = |path: &Path| {
@@ -584,4 +620,30 @@ fn copy_model_files(out: &Path, model_dir: &Path) -> Result<(), Stop> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use registry::evals::SkillScore;
+
+    #[test]
+    fn the_few_shot_line_gives_each_shot_count_its_mean_over_skills() {
+        let score = |version_id, skill: &str, shots, correct| SkillScore {
+            version_id,
+            skill: skill.into(),
+            shots,
+            correct,
+            total: 4,
+        };
+        let skills = [
+            score(1, "add", 0, 0),
+            score(1, "add", 3, 4),
+            score(1, "sort", 0, 1),
+            score(1, "sort", 3, 2),
+            score(2, "add", 0, 4),
+        ];
+        assert_eq!(super::few_shot_line(&skills, 1).as_deref(), Some("0-shot 0.12, 3-shot 0.75"));
+        assert_eq!(super::few_shot_line(&skills, 2).as_deref(), Some("0-shot 1.00"));
+        assert_eq!(super::few_shot_line(&skills, 3), None);
+    }
 }
