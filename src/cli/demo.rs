@@ -49,9 +49,14 @@ pub struct DemoArgs {
     /// cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// A smaller loop (fewer prompts and steps), for tests: it runs the same stages.
-    #[arg(long)]
+    /// A tiny loop (a few prompts and steps), for tests: it runs the same stages but
+    /// learns little.
+    #[arg(long, conflicts_with = "short")]
     quick: bool,
+    /// A shortened loop that still learns (the policy beats SFT on held-out prompts), in
+    /// about half the full demo's time: the end-to-end test's.
+    #[arg(long)]
+    short: bool,
     /// Exit after the loop instead of serving the app.
     #[arg(long)]
     no_serve: bool,
@@ -70,6 +75,10 @@ struct Scale {
     ranked_prompts: usize,
     rm_steps: i64,
     ppo_steps: i64,
+    /// Held-out prompts of each blind A/B pair the simulated annotator votes on.
+    ab_prompts: usize,
+    /// Test tasks per skill of the few-shot evaluation.
+    skill_tasks: usize,
 }
 
 const FULL: Scale = Scale {
@@ -80,6 +89,20 @@ const FULL: Scale = Scale {
     ranked_prompts: 400,
     rm_steps: 240,
     ppo_steps: 6,
+    ab_prompts: 60,
+    skill_tasks: 20,
+};
+
+const SHORT: Scale = Scale {
+    train_prompts: 1000,
+    test_prompts: 96,
+    pretrain_steps: 100,
+    sft_steps: 200,
+    ranked_prompts: 200,
+    rm_steps: 160,
+    ppo_steps: 4,
+    ab_prompts: 16,
+    skill_tasks: 8,
 };
 
 const QUICK: Scale = Scale {
@@ -90,10 +113,16 @@ const QUICK: Scale = Scale {
     ranked_prompts: 8,
     rm_steps: 4,
     ppo_steps: 1,
+    ab_prompts: 4,
+    skill_tasks: 2,
 };
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    let scale = if args.quick { QUICK } else { FULL };
+    let scale = match (args.quick, args.short) {
+        (true, _) => QUICK,
+        (_, true) => SHORT,
+        _ => FULL,
+    };
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
     let artifacts =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
@@ -319,11 +348,71 @@ async fn build(
         researcher,
         RunKind::Eval,
         json!({ "versions": ["base", "sft", "policy"], "reward": "rm", "reference": "sft",
-                "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 } }),
+                "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 },
+                "skills": { "shots": [0, 1, 3], "per_skill": scale.skill_tasks },
+                "probes": [{ "template": "the {group} is", "groups": ["cat", "sun", "ship"], "samples": 64, "top": 5 }] }),
         "Evaluating base, SFT and the policy on held-out prompts",
     )
     .await?;
-    report_eval(pool, eval, url).await
+    report_eval(pool, eval).await?;
+    human_eval(pool, project.id, eval, url, &token, scale).await
+}
+
+/// A blind A/B batch (SFT against base, the policy against SFT) on held-out prompts, the
+/// simulated annotator's votes through the API, and what they say.
+async fn human_eval(
+    pool: &PgPool,
+    project: i64,
+    eval: i64,
+    url: &str,
+    token: &str,
+    scale: &Scale,
+) -> Result<()> {
+    step("A blind A/B batch for the simulated annotator: SFT against base, the policy against SFT");
+    let samples = evals::samples(pool, eval).await?;
+    let (base, sft, policy) = (
+        versions::resolve(pool, "base").await?.id,
+        versions::resolve(pool, "sft").await?.id,
+        versions::resolve(pool, "policy").await?.id,
+    );
+    let mut prompts: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
+    prompts.sort_unstable();
+    prompts.dedup();
+    prompts.truncate(scale.ab_prompts);
+    let evaluated: Vec<labeling::ab::EvaluatedSample> = samples
+        .iter()
+        .map(|s| labeling::ab::EvaluatedSample {
+            version_id: s.version_id,
+            prompt_id: s.prompt_id,
+            text: s.text.clone(),
+        })
+        .collect();
+    let batch = labeling::ab::create_ab_batch(
+        pool,
+        project,
+        eval,
+        &[(base, sft), (sft, policy)],
+        &prompts,
+        &evaluated,
+        17,
+    )
+    .await?;
+    println!("{} A/B tasks ({} pairs wrote the same text)", batch.task_ids.len(), batch.identical);
+    println!("{}", simulate(url, token, 0.0).await?);
+    let votes = labeling::submit::version_votes(pool, project).await?;
+    for r in labeling::leaderboard::bradley_terry(&votes, labeling::leaderboard::LEADERBOARD_RESAMPLES, 1) {
+        let v = versions::get(pool, r.version_id).await?;
+        println!(
+            "{:>10}: Bradley–Terry rating {:.0} [{:.0}, {:.0}] from {} votes",
+            format!("{}:{}", v.model, v.version),
+            r.rating,
+            r.low,
+            r.high,
+            r.votes
+        );
+    }
+    println!("The comparison: {url}/evals/{eval}#human");
+    Ok(())
 }
 
 /// Enqueues a run, shows its progress until it ends, and fails unless it succeeded.
@@ -382,7 +471,7 @@ async fn simulate(url: &str, token: &str, sloppy: f64) -> Result<String> {
 
 /// What the oracle measured: each version's oracle score and the policy's win rate over
 /// SFT; the RM's agreement with the oracle on pairs of held-out samples.
-async fn report_eval(pool: &PgPool, eval: i64, url: &str) -> Result<()> {
+async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
     step("What the oracle measured on held-out prompts");
     let summary = evals::summary(pool, eval).await?;
     let samples = evals::samples(pool, eval).await?;
@@ -418,6 +507,26 @@ async fn report_eval(pool: &PgPool, eval: i64, url: &str) -> Result<()> {
             );
         }
     }
+    let skills = evals::skill_scores(pool, eval).await?;
+    for s in &summary {
+        let mut shots: Vec<i16> = skills.iter().map(|k| k.shots).collect();
+        shots.sort_unstable();
+        shots.dedup();
+        let means: Vec<String> = shots
+            .iter()
+            .map(|&k| {
+                let of: Vec<f64> = skills
+                    .iter()
+                    .filter(|x| x.version_id == s.version_id && x.shots == k)
+                    .map(|x| x.correct as f64 / x.total as f64)
+                    .collect();
+                format!("{k}-shot {:.2}", of.iter().sum::<f64>() / of.len().max(1) as f64)
+            })
+            .collect();
+        if !means.is_empty() {
+            println!("{:>10}: accuracy on the five skills, {}", label[&s.version_id], means.join(", "));
+        }
+    }
     // The RM agrees with the oracle on a pair of samples of one prompt when it orders them
     // the same way (pairs the oracle ties are left out).
     let mut by_prompt: std::collections::HashMap<i64, Vec<&evals::EvalSample>> = Default::default();
@@ -446,6 +555,5 @@ async fn report_eval(pool: &PgPool, eval: i64, url: &str) -> Result<()> {
             agree as f64 / pairs as f64
         );
     }
-    println!("The comparison: {url}/evals/{eval}");
     Ok(())
 }

@@ -688,7 +688,7 @@ fn run_schemas() -> Value {
             "b": described(int(), "Version B; absent: every other version of the run against A."),
             "prompts": described(count(), "Ask about the run's first this many prompts (default all, at most 1000)."),
         })),
-        "EvalReport": object(&["run", "baseline", "versions", "prompts", "human"], json!({
+        "EvalReport": object(&["run", "baseline", "versions", "prompts", "human", "skills", "probes"], json!({
             "run": schema("Run"),
             "baseline": described(int(), "The version the win rates are against."),
             "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle", "win_rate_human"], json!({
@@ -720,6 +720,21 @@ fn run_schemas() -> Value {
                 "leaderboard": described(array(schema("Rating")), "Every version of the project with A/B votes, best first."),
                 "disagreements": array(schema("Disagreement")),
             })),
+            "skills": described(array(object(&["version_id", "skill", "shots", "correct", "total"], json!({
+                "version_id": int(),
+                "skill": described(text(), "The demo world's skill."),
+                "shots": described(count(), "Worked examples before each question: 0 is zero-shot."),
+                "correct": count(),
+                "total": count(),
+            }))), "Few-shot accuracy (empty when the run did not measure it)."),
+            "probes": described(array(object(&["version_id", "probe", "template", "group_name", "word", "share"], json!({
+                "version_id": int(),
+                "probe": described(count(), "The probe's index in the run's config."),
+                "template": text(),
+                "group_name": text(),
+                "word": described(text(), "A first word of the continuations, or `(none)`."),
+                "share": described(number(), "Its share of the group's continuations."),
+            }))), "Each probe's most frequent next words by group and version."),
         })),
         "Comparison": object(&["versions", "metrics", "config", "curves", "evals", "launch_eval"], json!({
             "versions": array(json!({

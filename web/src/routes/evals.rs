@@ -21,7 +21,7 @@ use labeling::ab::{self, AbBatch, AbProgress, EvaluatedSample};
 use labeling::annotation::Vote;
 use labeling::leaderboard::{self, Disagreement, Rating};
 use labeling::submit::VersionVote;
-use registry::evals::{self, EvalSample, EvalSummary, WinRate};
+use registry::evals::{self, EvalSample, EvalSummary, ProbeWord, SkillScore, WinRate};
 use registry::runs::{self, Run, RunKind, RunStatus};
 use registry::versions;
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,10 @@ pub struct EvalReport {
     pub versions: Vec<VersionResult>,
     pub prompts: Vec<PromptRow>,
     pub human: HumanResults,
+    /// Few-shot accuracy by version, skill and shots (when the run measured it).
+    pub skills: Vec<SkillScore>,
+    /// Probes' most frequent next words by probe, group and version.
+    pub probes: Vec<ProbeWord>,
 }
 
 /// What the annotators said about the run's samples, and the project's leaderboard.
@@ -211,7 +215,9 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             PromptRow { prompt_id, prompt: texts.get(&prompt_id).cloned().unwrap_or_default(), samples, best }
         })
         .collect();
-    Ok(EvalReport { run, baseline, versions, prompts, human })
+    let skills = evals::skill_scores(pool, run_id).await?;
+    let probes = evals::probe_words(pool, run_id).await?;
+    Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes })
 }
 
 /// The annotators' win rate of `version` against `baseline` over the votes between the
@@ -279,6 +285,74 @@ impl EvalPage {
             Some(base) => base.version_id != sample.version_id && base.text != sample.text,
             None => false,
         }
+    }
+
+    /// The shot counts measured, ascending.
+    fn shots(&self) -> Vec<i16> {
+        let mut shots: Vec<i16> = self.report.skills.iter().map(|s| s.shots).collect();
+        shots.sort_unstable();
+        shots.dedup();
+        shots
+    }
+
+    /// The skills measured, in the order stored.
+    fn skill_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for s in &self.report.skills {
+            if !names.contains(&s.skill) {
+                names.push(s.skill.clone());
+            }
+        }
+        names
+    }
+
+    /// A version's accuracy with `shots` examples on `skill` (every skill when empty,
+    /// as the mean of the skills' accuracies), as text.
+    fn accuracy(&self, version_id: &i64, skill: &str, shots: &i16) -> String {
+        let scores: Vec<&SkillScore> = self
+            .report
+            .skills
+            .iter()
+            .filter(|s| {
+                s.version_id == *version_id && s.shots == *shots && (skill.is_empty() || s.skill == skill)
+            })
+            .collect();
+        match scores.as_slice() {
+            [] => "—".to_owned(),
+            [one] if !skill.is_empty() => {
+                format!("{:.2} ({}/{})", one.correct as f64 / one.total as f64, one.correct, one.total)
+            }
+            all => {
+                let mean =
+                    all.iter().map(|s| s.correct as f64 / s.total as f64).sum::<f64>() / all.len() as f64;
+                format!("{mean:.2}")
+            }
+        }
+    }
+
+    /// Each probe's index and template with its groups, in order.
+    fn probe_groups(&self) -> Vec<(i16, String, Vec<String>)> {
+        let mut out: Vec<(i16, String, Vec<String>)> = Vec::new();
+        for w in &self.report.probes {
+            if !out.iter().any(|(p, _, _)| *p == w.probe) {
+                out.push((w.probe, w.template.clone(), Vec::new()));
+            }
+            let groups = &mut out.iter_mut().find(|(p, _, _)| *p == w.probe).expect("pushed above").2;
+            if !groups.contains(&w.group_name) {
+                groups.push(w.group_name.clone());
+            }
+        }
+        out
+    }
+
+    /// A version's most frequent next words for a probe's group, with their shares.
+    fn probe_words(&self, probe: &i16, group: &str, version_id: &i64) -> Vec<(String, f32)> {
+        self.report
+            .probes
+            .iter()
+            .filter(|w| w.probe == *probe && w.group_name == group && w.version_id == *version_id)
+            .map(|w| (w.word.clone(), w.share))
+            .collect()
     }
 
     /// The leaderboard's plotted range: every interval, padded.

@@ -56,6 +56,12 @@ enum Input {
     Split,
     /// A whole number in this range.
     Count(i64, i64),
+    /// A list of whole numbers in this range (the form: separated by commas).
+    Counts(i64, i64),
+    /// A list of words or phrases (the form: separated by commas).
+    Phrases,
+    /// Free text.
+    Text,
 }
 
 /// A field of a kind's config (besides `stage`). `name` is its path: `prompts.split` is
@@ -239,6 +245,34 @@ fn specs(kind: RunKind) -> Vec<Spec> {
                 Input::Count(1, 1_000_000),
                 false,
             ),
+            spec(
+                "skills.shots",
+                "Few-shot accuracy: shots",
+                "Optional, e.g. 0,1,3: accuracy on the demo world's skills with that many worked examples before each question (at most 4 counts, each 0 to 8).",
+                Input::Counts(0, 8),
+                false,
+            ),
+            spec(
+                "skills.per_skill",
+                "Few-shot accuracy: tasks per skill",
+                "Empty: 20.",
+                Input::Count(1, 200),
+                false,
+            ),
+            spec(
+                "probes.template",
+                "Probe template",
+                "Optional, e.g. \"The {group} worker was very\": the distribution of each version's next word after it, for each group.",
+                Input::Text,
+                false,
+            ),
+            spec(
+                "probes.groups",
+                "Probe groups",
+                "What fills {group}, separated by commas (1 to 8).",
+                Input::Phrases,
+                false,
+            ),
         ],
     }
 }
@@ -247,6 +281,8 @@ fn specs(kind: RunKind) -> Vec<Spec> {
 fn extra_keys(kind: RunKind) -> &'static [&'static str] {
     match kind {
         RunKind::Pretrain => &["stage", "corpus"],
+        // The worker checks a list of probes (the form's one probe is its first).
+        RunKind::Eval => &["stage", "probes"],
         _ => &["stage"],
     }
 }
@@ -410,6 +446,20 @@ async fn check_field(
         Input::Count(low, high) => match value.as_i64() {
             Some(n) if (low..=high).contains(&n) => Ok(()),
             _ => Err(format!("must be a whole number from {low} to {high}")),
+        },
+        Input::Counts(low, high) => match value.as_array() {
+            Some(items) if items.iter().all(|n| n.as_i64().is_some_and(|n| (low..=high).contains(&n))) => Ok(()),
+            _ => Err(format!("must be whole numbers from {low} to {high}, separated by commas")),
+        },
+        Input::Phrases => match value.as_array() {
+            Some(items) if !items.is_empty() && items.iter().all(|p| p.as_str().is_some_and(|p| !p.trim().is_empty())) => {
+                Ok(())
+            }
+            _ => Err("must be one or more words or phrases, separated by commas".into()),
+        },
+        Input::Text => match text {
+            Some(t) if !t.trim().is_empty() => Ok(()),
+            _ => Err(format!("must be text, not {}", json_type(value))),
         },
     })
 }
@@ -591,6 +641,26 @@ pub fn config_from_form(
                     .map(|r| Value::String(r.to_owned()))
                     .collect(),
             ),
+            Input::Counts(..) => {
+                let parts: Vec<&str> = raw.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+                match parts.iter().map(|p| p.parse::<i64>()).collect::<Result<Vec<i64>, _>>() {
+                    Ok(numbers) => Value::from(numbers),
+                    Err(_) => {
+                        problems.push(Problem::new(
+                            spec.name,
+                            format!("must be whole numbers separated by commas, not {raw:?}"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            Input::Phrases => Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_owned()))
+                    .collect(),
+            ),
             Input::Snapshot(..) | Input::Count(..) => match raw.parse::<i64>() {
                 Ok(n) => Value::from(n),
                 Err(_) => {
@@ -607,6 +677,16 @@ pub fn config_from_form(
     }
     if kind == RunKind::Pretrain && config.contains_key("base") {
         config.remove("preset");
+    }
+    // The form asks for one probe; the config holds a list of them.
+    if let Some(probe) = config.remove("probes") {
+        if probe.get("template").is_none() {
+            problems.push(Problem::new("probes.template", "is required with probe groups"));
+        }
+        if probe.get("groups").is_none() {
+            problems.push(Problem::new("probes.groups", "is required with a probe template"));
+        }
+        config.insert("probes".into(), Value::Array(vec![probe]));
     }
     let known = defaults.of(kind_str(kind)).and_then(Value::as_object);
     let mut stage = Map::new();
@@ -686,7 +766,9 @@ pub async fn controls(
                 ("select", SPLITS.iter().map(|s| (s.to_string(), s.to_string())).collect(), Vec::new())
             }
             Input::Count(..) => ("number", Vec::new(), Vec::new()),
-            Input::ModelName => ("text", Vec::new(), Vec::new()),
+            Input::ModelName | Input::Counts(..) | Input::Phrases | Input::Text => {
+                ("text", Vec::new(), Vec::new())
+            }
         };
         fields.push(Control {
             name: spec.name.to_owned(),
@@ -804,6 +886,29 @@ mod tests {
             json!({"model_name": "sft-a", "base": "base:1",
                    "stage": {"epochs": 3, "lr": 0.0001, "steps": null, "shuffle": false}})
         );
+    }
+
+    #[test]
+    fn an_eval_form_makes_few_shot_counts_and_one_probe_of_the_config() {
+        let form = pairs(&[
+            ("versions", "sft:1, policy:1"),
+            ("prompts.split", "test"),
+            ("skills.shots", "0, 1,3"),
+            ("skills.per_skill", ""),
+            ("probes.template", "The {group} worker was very"),
+            ("probes.groups", "young, old ,"),
+        ]);
+        let (config, problems) = config_from_form(&RunDefaults::default(), RunKind::Eval, &form);
+        assert_eq!(problems, []);
+        assert_eq!(config["skills"], json!({"shots": [0, 1, 3]}));
+        assert_eq!(
+            config["probes"],
+            json!([{"template": "The {group} worker was very", "groups": ["young", "old"]}])
+        );
+        let form = pairs(&[("versions", "sft:1"), ("skills.shots", "0,x"), ("probes.groups", "young")]);
+        let (_, problems) = config_from_form(&RunDefaults::default(), RunKind::Eval, &form);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["prompts.split", "skills.shots", "probes.template"]);
     }
 
     #[test]
