@@ -15,6 +15,25 @@ use sqlx::PgPool;
 use crate::error::{LabelingError, Result};
 use crate::tasks::{self, NewSample};
 
+/// Holds the eval run's lock until the returned transaction ends: two requests for the
+/// same run (a double click) take turns, so the second finds what the first made instead
+/// of making it again. A transaction-level advisory lock, because the work itself runs in
+/// transactions of its own that a row lock on the run would block (their foreign keys
+/// take a share lock on it).
+async fn lock_run(pool: &PgPool, run_id: i64) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(RUN_LOCK_SPACE)
+        // Runs whose ids agree modulo 2³² share a lock: they only take turns.
+        .bind(run_id as i32)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The first key of the advisory locks that serialise work on an eval run's samples.
+const RUN_LOCK_SPACE: i32 = 0x0a_b0;
+
 /// One version's sample of a prompt, as an eval run wrote it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvaluatedSample {
@@ -48,15 +67,18 @@ pub async fn samples_of_eval(
     let mut ids: HashMap<(i64, i64), i64> = sqlx::query_as::<_, (i64, i64, i64)>(
         "SELECT s.model_version_id, s.prompt_id, s.id FROM samples s
          JOIN sample_batches b ON b.id = s.batch_id
-         WHERE b.run_id = $1 AND b.project_id = $2 AND s.model_version_id IS NOT NULL",
+         WHERE b.run_id = $1 AND b.project_id = $2 AND s.model_version_id IS NOT NULL
+         ORDER BY s.id",
     )
     .bind(run_id)
     .bind(project_id)
     .fetch_all(pool)
     .await?
     .into_iter()
-    .map(|(version, prompt, id)| ((version, prompt), id))
-    .collect();
+    .fold(HashMap::new(), |mut ids, (version, prompt, id)| {
+        ids.entry((version, prompt)).or_insert(id);
+        ids
+    });
     let mut missing: HashMap<i64, Vec<&EvaluatedSample>> = HashMap::new();
     for s in evaluated {
         if !ids.contains_key(&(s.version_id, s.prompt_id)) {
@@ -121,12 +143,13 @@ pub async fn create_ab_batch(
             ));
         }
     }
+    let lock = lock_run(pool, run_id).await?;
     let ids = samples_of_eval(pool, project_id, run_id, &used).await?;
     let texts: HashMap<i64, &str> = used
         .iter()
         .filter_map(|s| Some((*ids.get(&(s.version_id, s.prompt_id))?, s.text.as_str())))
         .collect();
-    let asked = asked_pairs(pool, project_id).await?;
+    let mut asked = asked_pairs(pool, project_id).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut batch = AbBatch { task_ids: Vec::new(), already_asked: 0, identical: 0 };
     for &prompt_id in prompts {
@@ -134,16 +157,19 @@ pub async fn create_ab_batch(
             let (Some(&sa), Some(&sb)) = (ids.get(&(a, prompt_id)), ids.get(&(b, prompt_id))) else {
                 continue;
             };
+            let identical = matches!((texts.get(&sa), texts.get(&sb)), (Some(x), Some(y)) if x == y);
             if asked.contains(&(sa.min(sb), sa.max(sb))) {
                 batch.already_asked += 1;
-            } else if texts.get(&sa) == texts.get(&sb) {
+            } else if identical {
                 batch.identical += 1;
             } else {
                 let id = tasks::create_comparison_task(pool, project_id, prompt_id, sa, sb, &mut rng).await?;
+                asked.insert((sa.min(sb), sa.max(sb)));
                 batch.task_ids.push(id);
             }
         }
     }
+    lock.commit().await?;
     Ok(batch)
 }
 
@@ -176,6 +202,7 @@ pub async fn ranking_tasks_for(
     let wanted: HashSet<i64> = prompts.iter().copied().collect();
     let used: Vec<EvaluatedSample> =
         evaluated.iter().filter(|s| wanted.contains(&s.prompt_id)).cloned().collect();
+    let lock = lock_run(pool, run_id).await?;
     let ids = samples_of_eval(pool, project_id, run_id, &used).await?;
     let existing: HashSet<Vec<i64>> = sqlx::query_scalar::<_, Vec<i64>>(
         "SELECT array_agg(ts.sample_id ORDER BY ts.sample_id) FROM tasks t
@@ -210,6 +237,7 @@ pub async fn ranking_tasks_for(
         }
         created.push(tasks::create_ranking_task(pool, project_id, prompt_id, &sample_ids).await?);
     }
+    lock.commit().await?;
     Ok(created)
 }
 
@@ -235,4 +263,26 @@ pub async fn ab_progress(pool: &PgPool, run_id: i64) -> Result<AbProgress> {
     .fetch_one(pool)
     .await?;
     Ok(AbProgress { tasks, votes })
+}
+
+/// The A/B votes on this eval run's own samples (both sides copied from the run), with
+/// the versions behind each side, oldest first.
+pub async fn run_votes(pool: &PgPool, run_id: i64) -> Result<Vec<crate::submit::VersionVote>> {
+    Ok(sqlx::query_as(
+        "SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
+                sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
+         FROM comparison_votes v
+         JOIN tasks t ON t.id = v.task_id
+         JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
+         JOIN samples sa ON sa.id = ta.sample_id
+         JOIN sample_batches ba ON ba.id = sa.batch_id
+         JOIN task_samples tb ON tb.task_id = t.id AND tb.position = 1
+         JOIN samples sb ON sb.id = tb.sample_id
+         JOIN sample_batches bb ON bb.id = sb.batch_id
+         WHERE ba.run_id = $1 AND bb.run_id = $1
+         ORDER BY v.id",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?)
 }

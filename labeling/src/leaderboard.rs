@@ -64,14 +64,18 @@ pub fn bradley_terry(votes: &[VersionVote], resamples: usize, seed: u64) -> Vec<
     let index: HashMap<i64, usize> = versions.iter().enumerate().map(|(i, v)| (*v, i)).collect();
     let indexed: Vec<(f64, usize, usize)> =
         games.iter().map(|&(s, a, b)| (s, index[&a], index[&b])).collect();
-    let ratings = fit(&indexed, versions.len());
+    let ratings: Vec<f64> =
+        fit(&indexed, versions.len()).into_iter().map(|r| r.expect("every version played")).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); versions.len()];
     let n = indexed.len();
     for _ in 0..resamples {
         let sample: Vec<(f64, usize, usize)> = (0..n).map(|_| indexed[rng.random_range(0..n)]).collect();
+        // A version that drew no vote in this resample has no rating in it.
         for (i, r) in fit(&sample, versions.len()).into_iter().enumerate() {
-            draws[i].push(r);
+            if let Some(r) = r {
+                draws[i].push(r);
+            }
         }
     }
     let mut out: Vec<Rating> = versions
@@ -99,8 +103,12 @@ fn interval(draws: &mut [f64]) -> Option<(f64, f64)> {
     Some((at(0.025), at(0.975)))
 }
 
-/// Elo-scale ratings of `n` versions from games `(share of a, a, b)` by MM iterations.
-fn fit(games: &[(f64, usize, usize)], n: usize) -> Vec<f64> {
+/// Elo-scale ratings of `n` versions from games `(share of a, a, b)` by MM iterations,
+/// centred on the versions that played; None for a version in no game.
+///
+/// Versions in groups that never met (directly or through others) have ratings that are
+/// comparable within a group only: the centring is over all of them.
+fn fit(games: &[(f64, usize, usize)], n: usize) -> Vec<Option<f64>> {
     // wins[i][j]: i's wins over j (ties half each), with the prior's virtual tie.
     let mut wins = vec![vec![0.0f64; n]; n];
     let mut met = vec![vec![false; n]; n];
@@ -117,6 +125,8 @@ fn fit(games: &[(f64, usize, usize)], n: usize) -> Vec<f64> {
             }
         }
     }
+    let played: Vec<bool> = (0..n).map(|i| met[i].iter().any(|m| *m)).collect();
+    let count = played.iter().filter(|p| **p).count().max(1) as f64;
     let mut p = vec![1.0f64; n];
     for _ in 0..200 {
         let mut next = vec![0.0; n];
@@ -127,8 +137,8 @@ fn fit(games: &[(f64, usize, usize)], n: usize) -> Vec<f64> {
                 (0..n).filter(|&j| j != i).map(|j| (wins[i][j] + wins[j][i]) / (p[i] + p[j])).sum();
             next[i] = if denom > 0.0 { w / denom } else { p[i] };
         }
-        // Strengths are defined up to a factor: keep their geometric mean at 1.
-        let log_mean = next.iter().map(|x| x.ln()).sum::<f64>() / n as f64;
+        // Strengths are defined up to a factor: keep the players' geometric mean at 1.
+        let log_mean = (0..n).filter(|&i| played[i]).map(|i| next[i].ln()).sum::<f64>() / count;
         for i in 0..n {
             let scaled = (next[i].ln() - log_mean).exp();
             change = change.max((scaled - p[i]).abs());
@@ -138,7 +148,7 @@ fn fit(games: &[(f64, usize, usize)], n: usize) -> Vec<f64> {
             break;
         }
     }
-    p.iter().map(|x| 1000.0 + 400.0 * x.log10()).collect()
+    p.iter().zip(&played).map(|(x, played)| played.then(|| 1000.0 + 400.0 * x.log10())).collect()
 }
 
 /// A prompt where the annotators' majority and the reward model prefer different versions.
@@ -264,6 +274,18 @@ mod tests {
         assert_eq!(board[0].wins, 2.5);
         assert_eq!(board[1].wins, 0.5);
         assert!(bradley_terry(&[], 10, 1).is_empty());
+    }
+
+    #[test]
+    fn a_resample_without_a_version_leaves_the_others_centred() {
+        // Version 9 played once: many resamples leave it out, and must not count it.
+        let mut votes = ladder();
+        votes.push(vote(99, 9, 3, Vote::A));
+        let board = bradley_terry(&votes, 300, 2);
+        assert!(board.iter().all(|r| r.low <= r.rating && r.rating <= r.high), "{board:?}");
+        let fitted = fit(&[(1.0, 0, 1)], 3);
+        assert_eq!(fitted[2], None);
+        assert!((fitted[0].unwrap() + fitted[1].unwrap() - 2000.0).abs() < 1e-6, "centred on the players");
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn eval_world(app: &TestApp) -> EvalWorld {
     for i in 0..PROMPTS {
         let new = NewPrompt {
             project_id: project,
-            text: PromptText::parse(&format!("Sort the digits {i}31.\n")).unwrap(),
+            text: PromptText::parse(format!("Sort the digits {i}31.\n")).unwrap(),
             split: Split::Test,
             source: PromptSource::parse("test").unwrap(),
             created_by: None,
@@ -195,12 +195,20 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
                 app.client.post(app.url(&format!("/api/evals/{}/ab-batches", w.run))).bearer_auth(&token);
             async move { request.json(&body).send().await.unwrap() }
         };
-        let response = post(json!({ "a": sft, "b": policy, "prompts": 4 })).await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let batch: Value = response.json().await.unwrap();
-        assert_eq!(batch["task_ids"].as_array().unwrap().len(), 4, "{batch}");
+        // Two requests at once (a double click) make the batch once between them.
+        let (first, second) = tokio::join!(
+            post(json!({ "a": sft, "b": policy, "prompts": 4 })),
+            post(json!({ "a": sft, "b": policy, "prompts": 4 }))
+        );
+        assert_eq!((first.status(), second.status()), (StatusCode::CREATED, StatusCode::CREATED));
+        let (first, second): (Value, Value) = (first.json().await.unwrap(), second.json().await.unwrap());
+        let made = |b: &Value| b["task_ids"].as_array().unwrap().len();
+        assert_eq!((made(&first) + made(&second), made(&first) * made(&second)), (4, 0), "{first} {second}");
         let again: Value = post(json!({ "a": sft, "b": policy, "prompts": 4 })).await.json().await.unwrap();
-        assert_eq!((again["task_ids"].as_array().unwrap().len(), &again["already_asked"]), (0, &json!(4)));
+        assert_eq!((made(&again), &again["already_asked"]), (0, &json!(4)));
+        let copies: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM samples").fetch_one(&app.db.pool).await.unwrap();
+        assert_eq!(copies, (3 * PROMPTS) as i64, "each eval sample copied once");
         // Bad requests name the field and make nothing.
         let bad = post(json!({ "a": 999_999 })).await;
         assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);

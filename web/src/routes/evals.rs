@@ -145,13 +145,9 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
         Some(project) => labeling::submit::version_votes(pool, project).await?,
         None => Vec::new(),
     };
-    let of_run: Vec<VersionVote> = votes
-        .iter()
-        .filter(|v| {
-            v.version_a.is_some_and(|a| ids.contains(&a)) && v.version_b.is_some_and(|b| ids.contains(&b))
-        })
-        .cloned()
-        .collect();
+    // Win rates and disagreements are of this run's own samples; the leaderboard is of
+    // every vote of the project.
+    let of_run: Vec<VersionVote> = ab::run_votes(pool, run_id).await?;
     let mut versions = Vec::with_capacity(summaries.len());
     for (i, summary) in summaries.into_iter().enumerate() {
         let v = versions::get(pool, summary.version_id).await?;
@@ -278,12 +274,13 @@ impl EvalPage {
         })
     }
 
-    /// Whether a sample's text differs from the baseline's on the same prompt.
-    fn differs(&self, row: &PromptRow, sample: &EvalSample) -> bool {
+    /// A sample's text in pieces, each marked when it is not in the baseline's sample of
+    /// the same prompt (the baseline's own sample is unmarked).
+    fn pieces(&self, row: &PromptRow, sample: &EvalSample) -> Vec<(String, bool)> {
         let at = self.report.versions.iter().position(|v| v.version_id == self.report.baseline);
         match at.and_then(|i| row.samples[i].as_ref()) {
-            Some(base) => base.version_id != sample.version_id && base.text != sample.text,
-            None => false,
+            Some(base) if base.version_id != sample.version_id => diff_pieces(&base.text, &sample.text),
+            _ => vec![(sample.text.clone(), false)],
         }
     }
 
@@ -355,6 +352,11 @@ impl EvalPage {
             .collect()
     }
 
+    /// The A/B form's default number of prompts: all, up to the most a batch asks.
+    fn ab_prompts_default(&self) -> usize {
+        self.report.prompts.len().min(ab::MAX_BATCH_PROMPTS)
+    }
+
     /// The leaderboard's plotted range: every interval, padded.
     fn rating_range(&self) -> (f64, f64) {
         let board = &self.report.human.leaderboard;
@@ -374,7 +376,7 @@ impl EvalPage {
     }
 
     /// Bars of the win rates by `which` ("reward" or "oracle"), with their intervals, as
-    /// an SVG of `(label, colour, x, width, low x, high x)` in a 0..400 wide plot.
+    /// `(label, colour, width, low x, high x)` in a 0..400 wide plot.
     fn bars(&self, which: &str) -> Vec<(String, &'static str, f64, f64, f64)> {
         self.report
             .versions
@@ -386,6 +388,50 @@ impl EvalPage {
             })
             .collect()
     }
+}
+
+/// Texts this short are compared character by character; longer ones word by word.
+const CHARACTER_DIFF_LIMIT: usize = 80;
+
+/// `text` cut into runs of tokens that are (false) or are not (true) in a longest common
+/// subsequence with `baseline`: the differences highlighted.
+fn diff_pieces(baseline: &str, text: &str) -> Vec<(String, bool)> {
+    let by_character =
+        text.chars().count() <= CHARACTER_DIFF_LIMIT && baseline.chars().count() <= CHARACTER_DIFF_LIMIT;
+    let tokens = |t: &str| -> Vec<String> {
+        if by_character {
+            t.chars().map(String::from).collect()
+        } else {
+            t.split_inclusive(char::is_whitespace).map(str::to_owned).collect()
+        }
+    };
+    let (a, b) = (tokens(baseline), tokens(text));
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut pieces: Vec<(String, bool)> = Vec::new();
+    let mut push = |token: &str, changed: bool| match pieces.last_mut() {
+        Some((text, c)) if *c == changed => text.push_str(token),
+        _ => pieces.push((token.to_owned(), changed)),
+    };
+    while j < b.len() {
+        if i < a.len() && a[i] == b[j] {
+            push(&b[j], false);
+            i += 1;
+            j += 1;
+        } else if i < a.len() && lcs[i + 1][j] >= lcs[i][j + 1] {
+            i += 1;
+        } else {
+            push(&b[j], true);
+            j += 1;
+        }
+    }
+    pieces
 }
 
 #[get("/evals/{id}")]
@@ -424,7 +470,7 @@ pub async fn api_show(
 
 /// `POST /api/evals/{id}/ab-batches`: with `a` and `b`, that pair of versions; with only
 /// `a` (or neither: the run's first version), every other version of the run against it.
-/// `prompts`: ask about the run's first this many prompts (default all).
+/// `prompts`: ask about the run's first this many prompts (default all, at most 1000).
 #[derive(Deserialize)]
 pub struct AbRequest {
     #[serde(default)]
@@ -517,7 +563,10 @@ async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result
         (a, None) => {
             let against = match a {
                 Some(a) => a,
-                None => first_listed(&run, pool, &ids).await.unwrap_or(ids[0]),
+                None => match first_listed(&run, pool, &ids).await.or(ids.first().copied()) {
+                    Some(first) => first,
+                    None => return Err(AppError::Conflict(format!("eval run {run_id} wrote no samples"))),
+                },
             };
             ids.iter().filter(|v| **v != against).map(|v| (against, *v)).collect()
         }
@@ -613,4 +662,27 @@ pub async fn api_ranking_tasks(
     auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let task_ids = send_back(&pool, path.into_inner()).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff_pieces;
+
+    #[test]
+    fn the_differences_from_the_baseline_are_marked() {
+        assert_eq!(diff_pieces("0 1 2 3", "0 1 2 3"), [("0 1 2 3".to_owned(), false)]);
+        // One character of four is new: a longest common subsequence keeps the other three.
+        assert_eq!(diff_pieces("1234 ok ok", "1243"), [("124".to_owned(), false), ("3".to_owned(), true)]);
+        assert_eq!(diff_pieces("abc", ""), []);
+        let long_base =
+            "the cat sat on the mat and then it slept for a long while in the warm sun of the afternoon";
+        let long =
+            "the dog sat on the mat and then it slept for a long while in the warm sun of the afternoon";
+        let pieces = diff_pieces(long_base, long);
+        assert_eq!(pieces[1], ("dog ".to_owned(), true), "long texts are compared word by word: {pieces:?}");
+        assert_eq!(pieces.iter().filter(|(_, c)| *c).count(), 1);
+        // One short and one long text are both cut into words.
+        let pieces = diff_pieces("the cat sat", long);
+        assert_eq!(pieces[0], ("the ".to_owned(), false), "{pieces:?}");
+    }
 }

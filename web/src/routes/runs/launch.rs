@@ -385,6 +385,10 @@ pub async fn check(
             _ => {}
         }
     }
+    if kind == RunKind::Eval {
+        problems.extend(check_skills(config.get("skills")));
+        problems.extend(check_probes(config.get("probes")));
+    }
     match config.get("stage") {
         None => {}
         Some(Value::Object(stage)) => problems.extend(check_stage(defaults, kind, stage)),
@@ -448,8 +452,17 @@ async fn check_field(
             _ => Err(format!("must be a whole number from {low} to {high}")),
         },
         Input::Counts(low, high) => match value.as_array() {
-            Some(items) if items.iter().all(|n| n.as_i64().is_some_and(|n| (low..=high).contains(&n))) => Ok(()),
-            _ => Err(format!("must be whole numbers from {low} to {high}, separated by commas")),
+            Some(items) if !items.iter().all(|n| n.as_i64().is_some_and(|n| (low..=high).contains(&n))) => {
+                Err(format!("must be whole numbers from {low} to {high}, separated by commas"))
+            }
+            Some(items) if items.is_empty() || items.len() > MAX_COUNTS => {
+                Err(format!("give 1 to {MAX_COUNTS} numbers, not {}", items.len()))
+            }
+            Some(items) if (1..items.len()).any(|i| items[..i].contains(&items[i])) => {
+                Err("give each number once".into())
+            }
+            Some(_) => Ok(()),
+            None => Err(format!("must be a list of whole numbers, not {}", json_type(value))),
         },
         Input::Phrases => match value.as_array() {
             Some(items) if !items.is_empty() && items.iter().all(|p| p.as_str().is_some_and(|p| !p.trim().is_empty())) => {
@@ -462,6 +475,87 @@ async fn check_field(
             _ => Err(format!("must be text, not {}", json_type(value))),
         },
     })
+}
+
+/// The most shot counts an eval run measures (the worker's limit).
+const MAX_COUNTS: usize = 4;
+
+/// An eval run's `skills`, beyond its fields' own checks: an object of known keys.
+fn check_skills(skills: Option<&Value>) -> Vec<Problem> {
+    match skills {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .keys()
+            .filter(|k| !["shots", "per_skill"].contains(&k.as_str()))
+            .map(|k| Problem::new(format!("skills.{k}"), "is not a setting of skills (shots, per_skill)"))
+            .collect(),
+        Some(other) => vec![Problem::new("skills", format!("must be an object, not {}", json_type(other)))],
+    }
+}
+
+/// An eval run's `probes`, with the worker's rules, each problem naming `probes[i].field`.
+fn check_probes(probes: Option<&Value>) -> Vec<Problem> {
+    let list = match probes {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return vec![Problem::new("probes", format!("must be a list, not {}", json_type(other)))]
+        }
+    };
+    let mut problems = Vec::new();
+    if list.len() > 4 {
+        problems.push(Problem::new("probes", format!("give at most 4 probes, not {}", list.len())));
+    }
+    for (i, probe) in list.iter().enumerate() {
+        let field = |name: &str| format!("probes[{i}].{name}");
+        let Some(probe) = probe.as_object() else {
+            problems
+                .push(Problem::new(format!("probes[{i}]"), "must be an object with a template and groups"));
+            continue;
+        };
+        for key in probe.keys().filter(|k| !["template", "groups", "samples", "top"].contains(&k.as_str())) {
+            problems.push(Problem::new(
+                field(key),
+                "is not a setting of a probe (template, groups, samples, top)",
+            ));
+        }
+        match probe.get("template").and_then(Value::as_str) {
+            Some(t) if t.matches("{group}").count() == 1 && t.len() <= 200 => {}
+            Some(t) => problems.push(Problem::new(
+                field("template"),
+                format!("must contain {{group}} exactly once and be at most 200 bytes: {t:?}"),
+            )),
+            None => problems.push(Problem::new(field("template"), "is required (text with {group})")),
+        }
+        match probe.get("groups").and_then(Value::as_array) {
+            Some(groups) if (1..=8).contains(&groups.len()) => {
+                for (j, g) in groups.iter().enumerate() {
+                    match g.as_str() {
+                        Some(g) if !g.trim().is_empty() && g.len() <= 40 => {
+                            if groups[..j].iter().any(|o| o.as_str() == Some(g)) {
+                                problems
+                                    .push(Problem::new(field("groups"), format!("{g:?} is listed twice")));
+                            }
+                        }
+                        _ => problems
+                            .push(Problem::new(field("groups"), "each group is 1 to 40 bytes of text")),
+                    }
+                }
+            }
+            _ => problems.push(Problem::new(field("groups"), "give 1 to 8 groups")),
+        }
+        for (name, low, high) in [("samples", 1, 512), ("top", 1, 20)] {
+            if let Some(v) = probe.get(name) {
+                if !v.as_i64().is_some_and(|n| (low..=high).contains(&n)) {
+                    problems.push(Problem::new(
+                        field(name),
+                        format!("must be a whole number from {low} to {high}"),
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 async fn check_version(
@@ -909,6 +1003,34 @@ mod tests {
         let (_, problems) = config_from_form(&RunDefaults::default(), RunKind::Eval, &form);
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["prompts.split", "skills.shots", "probes.template"]);
+    }
+
+    #[test]
+    fn bad_probes_and_skills_are_named_by_their_field() {
+        let fields = |probes: Value| -> Vec<String> {
+            check_probes(Some(&probes)).into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(
+            fields(json!([{"template": "The {group} is", "groups": ["a", "b"]}])),
+            Vec::<String>::new()
+        );
+        assert_eq!(fields(json!({"template": "x"})), ["probes"]);
+        assert_eq!(
+            fields(json!([{"template": "no slot", "groups": ["a", "a", " "], "top": 99, "colour": 1}])),
+            [
+                "probes[0].colour",
+                "probes[0].template",
+                "probes[0].groups",
+                "probes[0].groups",
+                "probes[0].top"
+            ]
+        );
+        assert_eq!(fields(json!([{"groups": []}])), ["probes[0].template", "probes[0].groups"]);
+        let skills =
+            |v: Value| -> Vec<String> { check_skills(Some(&v)).into_iter().map(|p| p.field).collect() };
+        assert_eq!(skills(json!({"shots": [0, 1], "per_skill": 3})), Vec::<String>::new());
+        assert_eq!(skills(json!({"shot": [0]})), ["skills.shot"]);
+        assert_eq!(skills(json!([0])), ["skills"]);
     }
 
     #[test]
