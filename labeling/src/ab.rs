@@ -268,21 +268,7 @@ pub async fn ab_progress(pool: &PgPool, run_id: i64) -> Result<AbProgress> {
 /// The A/B votes on this eval run's own samples (both sides copied from the run), with
 /// the versions behind each side, oldest first.
 pub async fn run_votes(pool: &PgPool, run_id: i64) -> Result<Vec<crate::submit::VersionVote>> {
-    Ok(sqlx::query_as(
-        "SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
-                sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
-         FROM comparison_votes v
-         JOIN tasks t ON t.id = v.task_id
-         JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
-         JOIN samples sa ON sa.id = ta.sample_id
-         JOIN sample_batches ba ON ba.id = sa.batch_id
-         JOIN task_samples tb ON tb.task_id = t.id AND tb.position = 1
-         JOIN samples sb ON sb.id = tb.sample_id
-         JOIN sample_batches bb ON bb.id = sb.batch_id
-         WHERE ba.run_id = $1 AND bb.run_id = $1
-         ORDER BY v.id",
-    )
-    .bind(run_id)
-    .fetch_all(pool)
-    .await?)
+    let sql =
+        format!("{} WHERE ba.run_id = $1 AND bb.run_id = $1 ORDER BY v.id", crate::submit::VERSION_VOTES);
+    Ok(sqlx::query_as(&sql).bind(run_id).fetch_all(pool).await?)
 }

@@ -405,24 +405,27 @@ pub struct VersionVote {
     pub vote: Vote,
 }
 
+/// A/B votes with the versions (and sample batches) behind each side; callers add the
+/// WHERE clause and the order.
+pub(crate) const VERSION_VOTES: &str = "
+    SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
+           sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
+    FROM comparison_votes v
+    JOIN tasks t ON t.id = v.task_id
+    JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
+    JOIN samples sa ON sa.id = ta.sample_id
+    JOIN sample_batches ba ON ba.id = sa.batch_id
+    JOIN task_samples tb ON tb.task_id = t.id AND tb.position = 1
+    JOIN samples sb ON sb.id = tb.sample_id
+    JOIN sample_batches bb ON bb.id = sb.batch_id";
+
 /// Every A/B vote of a project with the versions behind each side, oldest first: what
 /// win rates and a Bradley–Terry fit are computed from.
 pub async fn version_votes(pool: &PgPool, project_id: i64) -> Result<Vec<VersionVote>> {
-    Ok(sqlx::query_as(
-        "SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
-                sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
-         FROM comparison_votes v
-         JOIN tasks t ON t.id = v.task_id
-         JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
-         JOIN samples sa ON sa.id = ta.sample_id
-         JOIN task_samples tb ON tb.task_id = t.id AND tb.position = 1
-         JOIN samples sb ON sb.id = tb.sample_id
-         WHERE t.project_id = $1
-         ORDER BY v.id",
-    )
-    .bind(project_id)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(&format!("{VERSION_VOTES} WHERE t.project_id = $1 ORDER BY v.id"))
+        .bind(project_id)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// One piece of an annotator's submitted work, as their history lists it: a
