@@ -229,6 +229,25 @@ pub async fn summary(pool: &PgPool, run_id: i64) -> Result<Vec<EvalSummary>> {
     .await?)
 }
 
+/// A version's few-shot accuracy at each shot count it was measured with, ascending: the
+/// mean over skills of each skill's accuracy (every skill weighs the same).
+pub fn few_shot_accuracy(skills: &[SkillScore], version_id: i64) -> Vec<(i16, f64)> {
+    let mut shots: Vec<i16> = skills.iter().filter(|s| s.version_id == version_id).map(|s| s.shots).collect();
+    shots.sort_unstable();
+    shots.dedup();
+    shots
+        .into_iter()
+        .map(|k| {
+            let of_k: Vec<f64> = skills
+                .iter()
+                .filter(|s| s.version_id == version_id && s.shots == k)
+                .map(|s| s.correct as f64 / s.total as f64)
+                .collect();
+            (k, of_k.iter().sum::<f64>() / of_k.len() as f64)
+        })
+        .collect()
+}
+
 /// How often one version's samples beat a baseline's on the same prompts, by a score
 /// (the reward model's, or the oracle's): 1 for a win, ½ for a tie, 0 for a loss, averaged
 /// over prompts, with a 95% percentile-bootstrap interval that resamples prompts.

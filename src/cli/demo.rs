@@ -509,19 +509,9 @@ async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
     }
     let skills = evals::skill_scores(pool, eval).await?;
     for s in &summary {
-        let mut shots: Vec<i16> = skills.iter().map(|k| k.shots).collect();
-        shots.sort_unstable();
-        shots.dedup();
-        let means: Vec<String> = shots
-            .iter()
-            .map(|&k| {
-                let of: Vec<f64> = skills
-                    .iter()
-                    .filter(|x| x.version_id == s.version_id && x.shots == k)
-                    .map(|x| x.correct as f64 / x.total as f64)
-                    .collect();
-                format!("{k}-shot {:.2}", of.iter().sum::<f64>() / of.len().max(1) as f64)
-            })
+        let means: Vec<String> = evals::few_shot_accuracy(&skills, s.version_id)
+            .into_iter()
+            .map(|(k, accuracy)| format!("{k}-shot {accuracy:.2}"))
             .collect();
         if !means.is_empty() {
             println!("{:>10}: accuracy on the five skills, {}", label[&s.version_id], means.join(", "));

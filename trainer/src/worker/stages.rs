@@ -584,19 +584,9 @@ pub(super) async fn publish(
 /// A version's accuracy at each shot count, the mean over skills (`0-shot 0.12, 1-shot
 /// 0.30`); None when the run measured no skills.
 fn few_shot_line(skills: &[registry::evals::SkillScore], version_id: i64) -> Option<String> {
-    let mut shots: Vec<i16> = skills.iter().filter(|s| s.version_id == version_id).map(|s| s.shots).collect();
-    shots.sort_unstable();
-    shots.dedup();
-    let accuracies: Vec<String> = shots
-        .iter()
-        .map(|&k| {
-            let of_k: Vec<f64> = skills
-                .iter()
-                .filter(|s| s.version_id == version_id && s.shots == k)
-                .map(|s| s.correct as f64 / s.total as f64)
-                .collect();
-            format!("{k}-shot {:.2}", of_k.iter().sum::<f64>() / of_k.len() as f64)
-        })
+    let accuracies: Vec<String> = registry::evals::few_shot_accuracy(skills, version_id)
+        .into_iter()
+        .map(|(k, accuracy)| format!("{k}-shot {accuracy:.2}"))
         .collect();
     (!accuracies.is_empty()).then(|| accuracies.join(", "))
 }

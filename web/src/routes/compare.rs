@@ -302,22 +302,8 @@ async fn launch_eval_link(pool: &PgPool, loaded: &[ModelVersion]) -> Result<Stri
         query.push(("reference", label(reference)));
     }
     query.push(("prompts.split", "test".into()));
-    let encoded: Vec<String> =
-        query.iter().map(|(k, v)| format!("{k}={}", urlencoding_component(v))).collect();
-    Ok(format!("/runs/new?{}", encoded.join("&")))
-}
-
-/// Percent-encodes a query value (model names are `[a-z0-9._-]`, so little is needed).
-fn urlencoding_component(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b',' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    let encoded = serde_urlencoded::to_string(&query).map_err(|e| AppError::Internal(Box::new(e)))?;
+    Ok(format!("/runs/new?{encoded}"))
 }
 
 /// A JSON value as a table cell.

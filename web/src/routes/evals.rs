@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::runs::chart::PALETTE;
+use super::runs::optional;
 use super::{page, see_other, Nav};
 use crate::auth::{self, CurrentUser};
 use crate::error::AppError;
@@ -164,9 +165,7 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     let mut prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
     prompt_ids.sort_unstable();
     prompt_ids.dedup();
-    let rewards: HashMap<(i64, i64), f32> =
-        samples.iter().filter_map(|s| Some(((s.version_id, s.prompt_id), s.reward?))).collect();
-    let found = leaderboard::disagreements(&of_run, |v, p| rewards.get(&(v, p)).copied());
+    let found = disagreements(&of_run, &samples);
     let mut labels: HashMap<i64, String> = versions.iter().map(|v| (v.version_id, v.label.clone())).collect();
     let board = leaderboard::bradley_terry(&votes, leaderboard::LEADERBOARD_RESAMPLES, run_id as u64);
     for r in &board {
@@ -214,6 +213,13 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     let skills = evals::skill_scores(pool, run_id).await?;
     let probes = evals::probe_words(pool, run_id).await?;
     Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes })
+}
+
+/// Where the annotators' votes on the run's samples disagree with its reward model.
+fn disagreements(votes: &[VersionVote], samples: &[EvalSample]) -> Vec<Disagreement> {
+    let rewards: HashMap<(i64, i64), f32> =
+        samples.iter().filter_map(|s| Some(((s.version_id, s.prompt_id), s.reward?))).collect();
+    leaderboard::disagreements(votes, |v, p| rewards.get(&(v, p)).copied())
 }
 
 /// The annotators' win rate of `version` against `baseline` over the votes between the
@@ -303,28 +309,23 @@ impl EvalPage {
         names
     }
 
-    /// A version's accuracy with `shots` examples on `skill` (every skill when empty,
-    /// as the mean of the skills' accuracies), as text.
-    fn accuracy(&self, version_id: &i64, skill: &str, shots: &i16) -> String {
-        let scores: Vec<&SkillScore> = self
-            .report
+    /// A version's accuracy with `shots` examples, the mean over skills.
+    fn mean_accuracy(&self, version_id: &i64, shots: &i16) -> String {
+        evals::few_shot_accuracy(&self.report.skills, *version_id)
+            .into_iter()
+            .find(|(k, _)| k == shots)
+            .map_or("—".to_owned(), |(_, accuracy)| format!("{accuracy:.2}"))
+    }
+
+    /// A version's accuracy with `shots` examples on one skill, with its counts.
+    fn skill_accuracy(&self, version_id: &i64, skill: &str, shots: &i16) -> String {
+        self.report
             .skills
             .iter()
-            .filter(|s| {
-                s.version_id == *version_id && s.shots == *shots && (skill.is_empty() || s.skill == skill)
+            .find(|s| s.version_id == *version_id && s.shots == *shots && s.skill == skill)
+            .map_or("—".to_owned(), |s| {
+                format!("{:.2} ({}/{})", s.correct as f64 / s.total as f64, s.correct, s.total)
             })
-            .collect();
-        match scores.as_slice() {
-            [] => "—".to_owned(),
-            [one] if !skill.is_empty() => {
-                format!("{:.2} ({}/{})", one.correct as f64 / one.total as f64, one.correct, one.total)
-            }
-            all => {
-                let mean =
-                    all.iter().map(|s| s.correct as f64 / s.total as f64).sum::<f64>() / all.len() as f64;
-                format!("{mean:.2}")
-            }
-        }
     }
 
     /// Each probe's index and template with its groups, in order.
@@ -495,24 +496,23 @@ pub struct AbForm {
     csrf: String,
 }
 
-fn optional_number<T: std::str::FromStr>(field: &str, text: &str) -> Result<Option<T>, AppError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
+/// A whole number typed into the form's `field`.
+fn whole_number<T: std::str::FromStr>(field: &'static str) -> impl Fn(&str) -> Result<T, AppError> {
+    move |text| {
+        text.parse().map_err(|_| AppError::Invalid {
+            field: field.into(),
+            reason: format!("{text:?} is not a whole number"),
+        })
     }
-    text.parse().map(Some).map_err(|_| AppError::Invalid {
-        field: field.into(),
-        reason: format!("{text:?} is not a whole number"),
-    })
 }
 
 impl TryFrom<AbForm> for AbRequest {
     type Error = AppError;
     fn try_from(form: AbForm) -> Result<Self, AppError> {
         Ok(AbRequest {
-            a: optional_number("a", &form.a)?,
-            b: optional_number("b", &form.b)?,
-            prompts: optional_number("prompts", &form.prompts)?,
+            a: optional(&form.a, whole_number("a"))?,
+            b: optional(&form.b, whole_number("b"))?,
+            prompts: optional(&form.prompts, whole_number("prompts"))?,
             csrf: form.csrf,
         })
     }
@@ -544,9 +544,9 @@ fn evaluated(samples: &[EvalSample]) -> Vec<EvaluatedSample> {
 /// Makes a blind A/B batch of the run's samples (see [`AbRequest`]).
 async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result<AbBatch, AppError> {
     let (run, project, samples) = finished_eval(pool, run_id).await?;
-    let mut ids: Vec<i64> = Vec::new();
-    let summary = evals::summary(pool, run_id).await?;
-    ids.extend(summary.iter().map(|s| s.version_id));
+    // The samples come by version: their versions, in order, once each.
+    let mut ids: Vec<i64> = samples.iter().map(|s| s.version_id).collect();
+    ids.dedup();
     for (field, v) in [("a", request.a), ("b", request.b)] {
         if let Some(v) = v.filter(|v| !ids.contains(v)) {
             return Err(AppError::Invalid {
@@ -626,8 +626,8 @@ pub struct CsrfOnly {
 /// each shows every version's sample of the prompt.
 async fn send_back(pool: &PgPool, run_id: i64) -> Result<Vec<i64>, AppError> {
     let (_, project, samples) = finished_eval(pool, run_id).await?;
-    let report = report(pool, run_id, None).await?;
-    let prompts: Vec<i64> = report.human.disagreements.iter().map(|d| d.disagreement.prompt_id).collect();
+    let votes = ab::run_votes(pool, run_id).await?;
+    let prompts: Vec<i64> = disagreements(&votes, &samples).iter().map(|d| d.prompt_id).collect();
     if prompts.is_empty() {
         return Ok(Vec::new());
     }

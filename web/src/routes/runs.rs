@@ -69,8 +69,12 @@ fn parse_kind(field: &str, text: &str) -> Result<RunKind, AppError> {
     })
 }
 
-/// An empty filter means "any".
-fn optional<T>(text: &str, parse: impl FnOnce(&str) -> Result<T, AppError>) -> Result<Option<T>, AppError> {
+/// Form text that may be left empty: empty (or blank) is None, anything else is parsed
+/// (an empty filter means "any").
+pub(crate) fn optional<T>(
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, AppError>,
+) -> Result<Option<T>, AppError> {
     let text = text.trim();
     if text.is_empty() {
         Ok(None)
