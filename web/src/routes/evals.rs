@@ -167,7 +167,12 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     prompt_ids.dedup();
     let found = disagreements(&of_run, &samples);
     let mut labels: HashMap<i64, String> = versions.iter().map(|v| (v.version_id, v.label.clone())).collect();
-    let board = leaderboard::bradley_terry(&votes, leaderboard::LEADERBOARD_RESAMPLES, run_id as u64);
+    // A thousand refits: off the async workers, which serve the other requests meanwhile.
+    let board = web::block(move || {
+        leaderboard::bradley_terry(&votes, leaderboard::LEADERBOARD_RESAMPLES, run_id as u64)
+    })
+    .await
+    .map_err(AppError::internal)?;
     for r in &board {
         if !labels.contains_key(&r.version_id) {
             let v = versions::get(pool, r.version_id).await?;
