@@ -248,6 +248,16 @@ pub fn few_shot_accuracy(skills: &[SkillScore], version_id: i64) -> Vec<(i16, f6
         .collect()
 }
 
+/// A version's accuracy at each shot count, the mean over skills (`0-shot 0.12, 1-shot
+/// 0.30`); None when the run measured no skills.
+pub fn few_shot_line(skills: &[SkillScore], version_id: i64) -> Option<String> {
+    let accuracies: Vec<String> = few_shot_accuracy(skills, version_id)
+        .into_iter()
+        .map(|(k, accuracy)| format!("{k}-shot {accuracy:.2}"))
+        .collect();
+    (!accuracies.is_empty()).then(|| accuracies.join(", "))
+}
+
 /// How often one version's samples beat a baseline's on the same prompts, by a score
 /// (the reward model's, or the oracle's): 1 for a win, ½ for a tie, 0 for a loss, averaged
 /// over prompts, with a 95% percentile-bootstrap interval that resamples prompts.
@@ -320,6 +330,27 @@ pub fn win_rates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_few_shot_line_gives_each_shot_count_its_mean_over_skills() {
+        let score = |version_id, skill: &str, shots, correct| SkillScore {
+            version_id,
+            skill: skill.into(),
+            shots,
+            correct,
+            total: 4,
+        };
+        let skills = [
+            score(1, "add", 0, 0),
+            score(1, "add", 3, 4),
+            score(1, "sort", 0, 1),
+            score(1, "sort", 3, 2),
+            score(2, "add", 0, 4),
+        ];
+        assert_eq!(few_shot_line(&skills, 1).as_deref(), Some("0-shot 0.12, 3-shot 0.75"));
+        assert_eq!(few_shot_line(&skills, 2).as_deref(), Some("0-shot 1.00"));
+        assert_eq!(few_shot_line(&skills, 3), None);
+    }
 
     #[test]
     fn a_win_rate_counts_ties_as_half_and_its_interval_holds_it() {

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod db;
 pub mod error;
+pub mod eval_config;
 pub mod evals;
 pub mod runs;
 pub mod versions;

@@ -509,12 +509,8 @@ async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
     }
     let skills = evals::skill_scores(pool, eval).await?;
     for s in &summary {
-        let means: Vec<String> = evals::few_shot_accuracy(&skills, s.version_id)
-            .into_iter()
-            .map(|(k, accuracy)| format!("{k}-shot {accuracy:.2}"))
-            .collect();
-        if !means.is_empty() {
-            println!("{:>10}: accuracy on the five skills, {}", label[&s.version_id], means.join(", "));
+        if let Some(line) = evals::few_shot_line(&skills, s.version_id) {
+            println!("{:>10}: accuracy on the five skills, {line}", label[&s.version_id]);
         }
     }
     // The RM agrees with the oracle on a pair of samples of one prompt when it orders them

@@ -231,7 +231,6 @@ fn skill_scores(
     run: &mut RunDir,
     step: &mut i64,
 ) -> Result<Vec<SkillScore>, TrainError> {
-    let eos = model.tokenizer.eos_id();
     let mut scores = Vec::with_capacity(skill_tasks.len() * skills.shots.len());
     for (skill, tasks) in skill_tasks {
         let greedy = SamplingConfig {
@@ -249,8 +248,8 @@ fn skill_scores(
                     .collect();
                 let answers = generate_streams(model, &prompts, &greedy, 0)?;
                 for ((task, _), answer) in chunk.iter().zip(&answers) {
-                    let ids: Vec<i64> = answer.ids.iter().copied().filter(|&t| t != eos).collect();
-                    correct += world::is_correct(task, &model.tokenizer.decode(&ids)) as i32;
+                    // Decoding drops the EOS that ends an answer.
+                    correct += world::is_correct(task, &model.tokenizer.decode(&answer.ids)) as i32;
                 }
             }
             scores.push(SkillScore {
@@ -278,7 +277,6 @@ fn probe_words(
     group_index: usize,
     seed: u64,
 ) -> Result<Vec<(String, usize)>, TrainError> {
-    let eos = model.tokenizer.eos_id();
     let cfg = SamplingConfig {
         max_new_tokens: PROBE_TOKENS,
         temperature: 1.0,
@@ -294,8 +292,7 @@ fn probe_words(
         let n = CONTINUATIONS_PER_BATCH.min(probe.samples - start);
         let prompts = vec![prompt.clone(); n];
         for continuation in generate_streams(model, &prompts, &cfg, first_stream + start as u64)? {
-            let ids: Vec<i64> = continuation.ids.iter().copied().filter(|&t| t != eos).collect();
-            words.push(first_word(&model.tokenizer.decode(&ids)));
+            words.push(first_word(&model.tokenizer.decode(&continuation.ids)));
         }
     }
     Ok(top_words(&words, probe.top))

@@ -3,6 +3,9 @@
 //! defaults. Unknown fields are errors that name them, so a typo fails the run at once
 //! with a message a researcher can act on instead of training with a default.
 
+pub use registry::eval_config::{
+    self, MAX_PROBE_GROUPS, MAX_PROBE_SAMPLES, MAX_SHOTS, MAX_SHOT_COUNTS, MAX_TASKS_PER_SKILL,
+};
 use registry::runs::RunKind;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -98,13 +101,6 @@ pub struct SkillsSpec {
     pub per_skill: usize,
 }
 
-/// The most worked examples a few-shot prompt shows: eight already fill most of a tiny
-/// model's context of 256 bytes.
-pub const MAX_SHOTS: usize = 8;
-/// The most shot counts one run measures.
-pub const MAX_SHOT_COUNTS: usize = 4;
-pub const MAX_TASKS_PER_SKILL: usize = 200;
-
 /// A sentence with a slot, filled with each group in turn and continued many times by
 /// each version: how the distribution of its next words differs between groups.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,23 +116,11 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// The slot in a template.
-    pub const SLOT: &'static str = "{group}";
-
     /// The template with its slot filled with `group`.
     pub fn prompt(&self, group: &str) -> String {
-        self.template.replacen(Probe::SLOT, group, 1)
+        self.template.replacen(eval_config::SLOT, group, 1)
     }
 }
-
-pub const MAX_PROBES: usize = 4;
-pub const MAX_PROBE_GROUPS: usize = 8;
-pub const MAX_PROBE_SAMPLES: usize = 512;
-pub const MAX_PROBE_TOP: usize = 20;
-/// Templates and groups stay short enough that a filled template and its continuation
-/// fit even a tiny byte-level model's context.
-const MAX_TEMPLATE_BYTES: usize = 200;
-const MAX_GROUP_BYTES: usize = 40;
 
 /// Which of the project's prompts a run uses.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -227,8 +211,9 @@ struct EvalFields {
     stage: serde_json::Value,
     #[serde(default)]
     skills: Option<SkillsFields>,
+    /// Checked by [`eval_config::probes_problems`] before it is read as [`ProbeFields`].
     #[serde(default)]
-    probes: Option<Vec<ProbeFields>>,
+    probes: serde_json::Value,
 }
 
 /// Numbers as i64, so that a negative one gets a message naming its field rather than
@@ -278,46 +263,14 @@ impl SkillsFields {
 }
 
 impl ProbeFields {
-    /// The probe at `index` of the config's list (errors name `probes[index].field`).
-    fn parse(self, index: usize) -> Result<Probe, SpecError> {
-        let bad = |field: &str, reason: String| Err(SpecError(format!("probes[{index}].{field}: {reason}")));
-        let slots = self.template.matches(Probe::SLOT).count();
-        if slots != 1 {
-            return bad(
-                "template",
-                format!("{:?} must contain {} exactly once, not {slots} times", self.template, Probe::SLOT),
-            );
-        }
-        if self.template.len() > MAX_TEMPLATE_BYTES {
-            return bad("template", format!("must be at most {MAX_TEMPLATE_BYTES} bytes"));
-        }
-        if self.groups.is_empty() || self.groups.len() > MAX_PROBE_GROUPS {
-            return bad("groups", format!("give 1 to {MAX_PROBE_GROUPS} groups, not {}", self.groups.len()));
-        }
-        if self.groups.iter().any(|g| g.trim().is_empty()) {
-            return bad("groups", "a group is blank".into());
-        }
-        if let Some(long) = self.groups.iter().find(|g| g.len() > MAX_GROUP_BYTES) {
-            return bad("groups", format!("{long:?} is longer than {MAX_GROUP_BYTES} bytes"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(twice) = self.groups.iter().find(|g| !seen.insert(g.as_str())) {
-            return bad("groups", format!("{twice:?} is listed twice"));
-        }
-        let samples = self.samples.unwrap_or(64);
-        if !(1..=MAX_PROBE_SAMPLES as i64).contains(&samples) {
-            return bad("samples", format!("must be 1 to {MAX_PROBE_SAMPLES}, got {samples}"));
-        }
-        let top = self.top.unwrap_or(8);
-        if !(1..=MAX_PROBE_TOP as i64).contains(&top) {
-            return bad("top", format!("must be 1 to {MAX_PROBE_TOP}, got {top}"));
-        }
-        Ok(Probe {
+    /// A probe that [`eval_config::probes_problems`] found nothing wrong with.
+    fn parse(self) -> Probe {
+        Probe {
             template: self.template,
             groups: self.groups,
-            samples: samples as usize,
-            top: top as usize,
-        })
+            samples: self.samples.map_or(64, |n| n as usize),
+            top: self.top.map_or(8, |n| n as usize),
+        }
     }
 }
 
@@ -433,13 +386,10 @@ impl RunSpec {
                 if let Some(twice) = f.versions.iter().find(|v| !seen.insert(v.as_str())) {
                     return Err(SpecError(format!("versions: {twice:?} is listed twice")));
                 }
-                let probes = f.probes.unwrap_or_default();
-                if probes.len() > MAX_PROBES {
-                    return Err(SpecError(format!(
-                        "probes: give at most {MAX_PROBES} probes, not {}",
-                        probes.len()
-                    )));
+                if let Some((field, reason)) = eval_config::probes_problems(&f.probes).into_iter().next() {
+                    return Err(SpecError(format!("{field}: {reason}")));
                 }
+                let probes: Option<Vec<ProbeFields>> = fields(&f.probes)?;
                 RunSpec::Eval(EvalRun {
                     versions: f.versions,
                     reward: f.reward,
@@ -447,11 +397,7 @@ impl RunSpec {
                     prompts: f.prompts,
                     stage: stage(f.stage, |c: &SamplingConfig| c.validate().map_err(|e| e.to_string()))?,
                     skills: f.skills.map(SkillsFields::parse).transpose()?,
-                    probes: probes
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, p)| p.parse(i))
-                        .collect::<Result<_, _>>()?,
+                    probes: probes.unwrap_or_default().into_iter().map(ProbeFields::parse).collect(),
                 })
             }
         })

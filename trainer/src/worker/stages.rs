@@ -547,7 +547,7 @@ pub(super) async fn publish(
                     ));
                 }
                 for (version_id, name) in &names {
-                    if let Some(line) = few_shot_line(&skills, *version_id) {
+                    if let Some(line) = registry::evals::few_shot_line(&skills, *version_id) {
                         lines.push(format!("{name}: few-shot accuracy {line}"));
                     }
                 }
@@ -581,16 +581,6 @@ pub(super) async fn publish(
     }
 }
 
-/// A version's accuracy at each shot count, the mean over skills (`0-shot 0.12, 1-shot
-/// 0.30`); None when the run measured no skills.
-fn few_shot_line(skills: &[registry::evals::SkillScore], version_id: i64) -> Option<String> {
-    let accuracies: Vec<String> = registry::evals::few_shot_accuracy(skills, version_id)
-        .into_iter()
-        .map(|(k, accuracy)| format!("{k}-shot {accuracy:.2}"))
-        .collect();
-    (!accuracies.is_empty()).then(|| accuracies.join(", "))
-}
-
 /// The files of a trained model: everything in `out` but its checkpoints and run records.
 fn copy_model_files(out: &Path, model_dir: &Path) -> Result<(), Stop> {
     let io = |path: &Path| {
@@ -610,30 +600,4 @@ fn copy_model_files(out: &Path, model_dir: &Path) -> Result<(), Stop> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use registry::evals::SkillScore;
-
-    #[test]
-    fn the_few_shot_line_gives_each_shot_count_its_mean_over_skills() {
-        let score = |version_id, skill: &str, shots, correct| SkillScore {
-            version_id,
-            skill: skill.into(),
-            shots,
-            correct,
-            total: 4,
-        };
-        let skills = [
-            score(1, "add", 0, 0),
-            score(1, "add", 3, 4),
-            score(1, "sort", 0, 1),
-            score(1, "sort", 3, 2),
-            score(2, "add", 0, 4),
-        ];
-        assert_eq!(super::few_shot_line(&skills, 1).as_deref(), Some("0-shot 0.12, 3-shot 0.75"));
-        assert_eq!(super::few_shot_line(&skills, 2).as_deref(), Some("0-shot 1.00"));
-        assert_eq!(super::few_shot_line(&skills, 3), None);
-    }
 }

@@ -5,7 +5,7 @@
 //! (`routes/evals.rs`): the page lists the eval runs of the versions it shows and links
 //! to a launch form pre-filled with an eval run of them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use actix_session::Session;
 use actix_web::web::{self, ServiceConfig};
@@ -245,11 +245,17 @@ async fn comparison(pool: &PgPool, ids: &[i64]) -> Result<Comparison, AppError> 
     let metrics = metric_rows(&loaded);
     let config = config_rows(&loaded);
     let mut evals = Vec::new();
+    // Each version's label, looked up once however many of the runs evaluated it.
+    let mut label_of: HashMap<i64, String> =
+        loaded.iter().map(|v| (v.id, format!("{}:{}", v.model, v.version))).collect();
     for (run_id, evaluated) in runs::evals_of_versions(pool, ids, EVALS_LISTED).await? {
         let mut labels = Vec::new();
         for id in &evaluated {
-            let v = versions::get(pool, *id).await?;
-            labels.push(format!("{}:{}", v.model, v.version));
+            if !label_of.contains_key(id) {
+                let v = versions::get(pool, *id).await?;
+                label_of.insert(v.id, format!("{}:{}", v.model, v.version));
+            }
+            labels.push(label_of[id].clone());
         }
         let covers = evaluated.iter().filter(|id| ids.contains(id)).count();
         evals.push(EvalOfVersions { run_id, versions: labels, covers });

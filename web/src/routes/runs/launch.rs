@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use labeling::projects::Project;
 use labeling::snapshots::{self, Snapshot, SnapshotKind};
+use registry::eval_config::{self, MAX_SHOT_COUNTS};
 use registry::runs::RunKind;
 use registry::versions::{self, ModelKind, ModelRef, ModelVersion};
 use serde::Serialize;
@@ -249,14 +250,14 @@ fn specs(kind: RunKind) -> Vec<Spec> {
                 "skills.shots",
                 "Few-shot accuracy: shots",
                 "Optional, e.g. 0,1,3: accuracy on the demo world's skills with that many worked examples before each question (at most 4 counts, each 0 to 8).",
-                Input::Counts(0, 8),
+                Input::Counts(0, eval_config::MAX_SHOTS as i64),
                 false,
             ),
             spec(
                 "skills.per_skill",
                 "Few-shot accuracy: tasks per skill",
                 "Empty: 20.",
-                Input::Count(1, 200),
+                Input::Count(1, eval_config::MAX_TASKS_PER_SKILL as i64),
                 false,
             ),
             spec(
@@ -455,8 +456,8 @@ async fn check_field(
             Some(items) if !items.iter().all(|n| n.as_i64().is_some_and(|n| (low..=high).contains(&n))) => {
                 Err(format!("must be whole numbers from {low} to {high}, separated by commas"))
             }
-            Some(items) if items.is_empty() || items.len() > MAX_COUNTS => {
-                Err(format!("give 1 to {MAX_COUNTS} numbers, not {}", items.len()))
+            Some(items) if items.is_empty() || items.len() > MAX_SHOT_COUNTS => {
+                Err(format!("give 1 to {MAX_SHOT_COUNTS} numbers, not {}", items.len()))
             }
             Some(items) if (1..items.len()).any(|i| items[..i].contains(&items[i])) => {
                 Err("give each number once".into())
@@ -477,9 +478,6 @@ async fn check_field(
     })
 }
 
-/// The most shot counts an eval run measures (the worker's limit).
-const MAX_COUNTS: usize = 4;
-
 /// An eval run's `skills`, beyond its fields' own checks: an object of known keys.
 fn check_skills(skills: Option<&Value>) -> Vec<Problem> {
     match skills {
@@ -495,67 +493,10 @@ fn check_skills(skills: Option<&Value>) -> Vec<Problem> {
 
 /// An eval run's `probes`, with the worker's rules, each problem naming `probes[i].field`.
 fn check_probes(probes: Option<&Value>) -> Vec<Problem> {
-    let list = match probes {
-        None | Some(Value::Null) => return Vec::new(),
-        Some(Value::Array(list)) => list,
-        Some(other) => {
-            return vec![Problem::new("probes", format!("must be a list, not {}", json_type(other)))]
-        }
-    };
-    let mut problems = Vec::new();
-    if list.len() > 4 {
-        problems.push(Problem::new("probes", format!("give at most 4 probes, not {}", list.len())));
-    }
-    for (i, probe) in list.iter().enumerate() {
-        let field = |name: &str| format!("probes[{i}].{name}");
-        let Some(probe) = probe.as_object() else {
-            problems
-                .push(Problem::new(format!("probes[{i}]"), "must be an object with a template and groups"));
-            continue;
-        };
-        for key in probe.keys().filter(|k| !["template", "groups", "samples", "top"].contains(&k.as_str())) {
-            problems.push(Problem::new(
-                field(key),
-                "is not a setting of a probe (template, groups, samples, top)",
-            ));
-        }
-        match probe.get("template").and_then(Value::as_str) {
-            Some(t) if t.matches("{group}").count() == 1 && t.len() <= 200 => {}
-            Some(t) => problems.push(Problem::new(
-                field("template"),
-                format!("must contain {{group}} exactly once and be at most 200 bytes: {t:?}"),
-            )),
-            None => problems.push(Problem::new(field("template"), "is required (text with {group})")),
-        }
-        match probe.get("groups").and_then(Value::as_array) {
-            Some(groups) if (1..=8).contains(&groups.len()) => {
-                for (j, g) in groups.iter().enumerate() {
-                    match g.as_str() {
-                        Some(g) if !g.trim().is_empty() && g.len() <= 40 => {
-                            if groups[..j].iter().any(|o| o.as_str() == Some(g)) {
-                                problems
-                                    .push(Problem::new(field("groups"), format!("{g:?} is listed twice")));
-                            }
-                        }
-                        _ => problems
-                            .push(Problem::new(field("groups"), "each group is 1 to 40 bytes of text")),
-                    }
-                }
-            }
-            _ => problems.push(Problem::new(field("groups"), "give 1 to 8 groups")),
-        }
-        for (name, low, high) in [("samples", 1, 512), ("top", 1, 20)] {
-            if let Some(v) = probe.get(name) {
-                if !v.as_i64().is_some_and(|n| (low..=high).contains(&n)) {
-                    problems.push(Problem::new(
-                        field(name),
-                        format!("must be a whole number from {low} to {high}"),
-                    ));
-                }
-            }
-        }
-    }
-    problems
+    eval_config::probes_problems(probes.unwrap_or(&Value::Null))
+        .into_iter()
+        .map(|(field, reason)| Problem::new(field, reason))
+        .collect()
 }
 
 async fn check_version(

@@ -1,0 +1,118 @@
+//! The rules of an eval run's few-shot (`skills`) and `probes` settings, in one place: the
+//! web names every problem before a run is queued, and the worker refuses a run on the
+//! first. Problems are `(field, reason)`, the field a path such as `probes[1].groups`.
+
+use serde_json::Value;
+
+/// The most worked examples a few-shot prompt shows: eight already fill most of a tiny
+/// model's context of 256 bytes.
+pub const MAX_SHOTS: usize = 8;
+/// The most shot counts one run measures.
+pub const MAX_SHOT_COUNTS: usize = 4;
+pub const MAX_TASKS_PER_SKILL: usize = 200;
+
+pub const MAX_PROBES: usize = 4;
+pub const MAX_PROBE_GROUPS: usize = 8;
+pub const MAX_PROBE_SAMPLES: usize = 512;
+pub const MAX_PROBE_TOP: usize = 20;
+/// Templates and groups stay short enough that a filled template and its continuation
+/// fit even a tiny byte-level model's context.
+pub const MAX_TEMPLATE_BYTES: usize = 200;
+pub const MAX_GROUP_BYTES: usize = 40;
+/// The slot in a probe's template.
+pub const SLOT: &str = "{group}";
+
+/// The settings a probe has.
+const PROBE_KEYS: [&str; 4] = ["template", "groups", "samples", "top"];
+
+/// Every problem of a run's `probes` (absent or null: none), in the order of the list.
+pub fn probes_problems(probes: &Value) -> Vec<(String, String)> {
+    let list = match probes {
+        Value::Null => return Vec::new(),
+        Value::Array(list) => list,
+        _ => return vec![("probes".into(), "must be a list of probes".into())],
+    };
+    let mut problems = Vec::new();
+    if list.len() > MAX_PROBES {
+        problems.push(("probes".into(), format!("give at most {MAX_PROBES} probes, not {}", list.len())));
+    }
+    for (i, probe) in list.iter().enumerate() {
+        problems.extend(probe_problems(i, probe));
+    }
+    problems
+}
+
+/// Every problem of the probe at `index` of the list.
+fn probe_problems(index: usize, probe: &Value) -> Vec<(String, String)> {
+    let Some(probe) = probe.as_object() else {
+        return vec![(format!("probes[{index}]"), "must be an object with a template and groups".into())];
+    };
+    let mut problems = Vec::new();
+    let mut bad = |field: &str, reason: String| problems.push((format!("probes[{index}].{field}"), reason));
+    for key in probe.keys().filter(|k| !PROBE_KEYS.contains(&k.as_str())) {
+        bad(key, "is not a setting of a probe (template, groups, samples, top)".into());
+    }
+    match probe.get("template").and_then(Value::as_str) {
+        None => bad("template", format!("is required (text with {SLOT})")),
+        Some(t) => match t.matches(SLOT).count() {
+            1 if t.len() > MAX_TEMPLATE_BYTES => {
+                bad("template", format!("must be at most {MAX_TEMPLATE_BYTES} bytes"))
+            }
+            1 => {}
+            slots => bad("template", format!("{t:?} must contain {SLOT} exactly once, not {slots} times")),
+        },
+    }
+    match probe.get("groups").and_then(Value::as_array) {
+        Some(groups) if (1..=MAX_PROBE_GROUPS).contains(&groups.len()) => {
+            for (j, group) in groups.iter().enumerate() {
+                match group.as_str() {
+                    None => bad("groups", "each group is text".into()),
+                    Some(g) if g.trim().is_empty() => bad("groups", "a group is blank".into()),
+                    Some(g) if g.len() > MAX_GROUP_BYTES => {
+                        bad("groups", format!("{g:?} is longer than {MAX_GROUP_BYTES} bytes"))
+                    }
+                    Some(g) if groups[..j].contains(group) => bad("groups", format!("{g:?} is listed twice")),
+                    Some(_) => {}
+                }
+            }
+        }
+        Some(groups) => bad("groups", format!("give 1 to {MAX_PROBE_GROUPS} groups, not {}", groups.len())),
+        None => bad("groups", format!("give 1 to {MAX_PROBE_GROUPS} groups")),
+    }
+    for (name, high) in [("samples", MAX_PROBE_SAMPLES), ("top", MAX_PROBE_TOP)] {
+        match probe.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_i64().is_some_and(|n| (1..=high as i64).contains(&n)) => {}
+            Some(v) => bad(name, format!("must be 1 to {high}, got {v}")),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probes_problems;
+    use serde_json::json;
+
+    fn fields(probes: serde_json::Value) -> Vec<String> {
+        probes_problems(&probes).into_iter().map(|(field, _)| field).collect()
+    }
+
+    #[test]
+    fn every_problem_of_every_probe_is_named_in_order() {
+        assert_eq!(fields(json!(null)), Vec::<String>::new());
+        assert_eq!(
+            fields(json!([{"template": "The {group} is", "groups": ["a", "b"], "top": 3}])),
+            Vec::<String>::new()
+        );
+        assert_eq!(fields(json!({"template": "x"})), ["probes"]);
+        assert_eq!(fields(json!([1])), ["probes[0]"]);
+        assert_eq!(
+            fields(
+                json!([{"template": "{group}", "groups": ["a"]}, {"template": "no slot", "groups": ["a", "a", " "], "samples": 0}])
+            ),
+            ["probes[1].template", "probes[1].groups", "probes[1].groups", "probes[1].samples"]
+        );
+        assert_eq!(fields(json!(vec![json!({"template": "{group}", "groups": ["a"]}); 5])), ["probes"]);
+    }
+}
