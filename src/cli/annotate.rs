@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use trainer::world::{self, Demonstration, Oracle};
+use world::{self, Demonstration, Oracle};
 use uuid::Uuid;
 
 #[derive(Args)]
@@ -93,6 +93,7 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "trainer")]
 /// The simulated annotator of `plumb demo`: the exact oracle through the API at `url`
 /// until no task is left in the token's projects, `sloppy` of its demonstrations padded;
 /// nothing printed per submission. Blocks (it runs a runtime of its own).

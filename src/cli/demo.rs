@@ -31,7 +31,7 @@ use registry::versions;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use trainer::worker::{Worker, WorkerOptions};
-use trainer::world::{self, Skill, Split};
+use world::{self, Skill, Split};
 use trainer::DeviceChoice;
 
 #[derive(Args)]

@@ -4,14 +4,12 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-#[cfg(feature = "trainer")]
 mod annotate;
 mod db;
 #[cfg(feature = "trainer")]
 mod demo;
 #[cfg(feature = "trainer")]
 mod import;
-#[cfg(feature = "trainer")]
 mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
@@ -20,7 +18,6 @@ mod serve;
 mod train;
 #[cfg(feature = "trainer")]
 mod worker;
-#[cfg(feature = "trainer")]
 mod world;
 
 #[derive(Parser)]
@@ -65,11 +62,9 @@ enum Command {
     #[cfg(feature = "trainer")]
     Ppo(train::PpoArgs),
     /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
-    #[cfg(feature = "trainer")]
     World(world::WorldArgs),
     /// A simulated annotator: takes tasks through plumb serve's JSON API and answers them
     /// with the demo world's oracle.
-    #[cfg(feature = "trainer")]
     Annotate(annotate::AnnotateArgs),
     /// Register an existing GPT-2-format checkpoint as a base version in the registry.
     #[cfg(feature = "trainer")]
@@ -110,9 +105,7 @@ impl Cli {
             Command::Reward(args) => train::reward(args),
             #[cfg(feature = "trainer")]
             Command::Ppo(args) => train::ppo(args),
-            #[cfg(feature = "trainer")]
             Command::World(args) => world::run(args),
-            #[cfg(feature = "trainer")]
             Command::Annotate(args) => annotate::run(args),
         }
     }

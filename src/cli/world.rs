@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use trainer::world::{self, Demonstration, Document, Finish, Oracle, Prompt, Skill, Split, Task};
+use world::{self, Demonstration, Document, Finish, Oracle, Prompt, Skill, Split, Task};
 
 use super::jsonl;
 

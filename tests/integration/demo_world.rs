@@ -31,7 +31,7 @@ use trainer::sampling::{generate, SamplingConfig};
 use trainer::sft::{self, SftConfig};
 use trainer::tch::Device;
 use trainer::train::RunDir;
-use trainer::world::{self, Finish, Oracle, Skill, Split, Task};
+use world::{self, Finish, Oracle, Skill, Split, Task};
 use trainer::{GptConfig, LanguageModel, TokenizerKind};
 
 /// Longest response, EOS included, when sampling.

@@ -10,7 +10,7 @@ use registry::versions::{self, ModelKind, NewVersion};
 use serde_json::json;
 use trainer::tch::Device;
 use trainer::worker::Outcome;
-use trainer::world::Skill;
+use world::Skill;
 use trainer::{GptConfig, LanguageModel, TokenizerKind};
 
 use crate::db::with_db;
@@ -158,7 +158,7 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
         let (per_skill, seed) = (3, 7);
         let demonstrations: Vec<trainer::data::Demonstration> = Skill::ALL
             .into_iter()
-            .flat_map(|skill| trainer::world::few_shot_tasks(skill, per_skill, 0, seed))
+            .flat_map(|skill| world::few_shot_tasks(skill, per_skill, 0, seed))
             .map(|(task, _)| trainer::data::Demonstration { prompt: task.prompt, response: task.answer })
             .collect();
         trainer::tch::manual_seed(4);

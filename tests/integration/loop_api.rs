@@ -12,7 +12,7 @@ use registry::versions::{self, ModelKind, ModelVersion};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use trainer::worker::{Worker, WorkerOptions};
-use trainer::world;
+use world;
 
 use crate::db::with_db;
 use crate::helpers::{plumb_ok, plumb_with_env};

@@ -14,7 +14,7 @@ use labeling::tasks::{self, NewSample};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::{json, Value};
-use trainer::world::{self, Demonstration, Oracle, Split, Task};
+use world::{self, Demonstration, Oracle, Split, Task};
 
 use crate::db::with_db;
 use crate::helpers::{json_lines, plumb_with_env};

@@ -1,24 +1,19 @@
-//! plumb's trainer: the GPT, its tokenizers and checkpoints, and sampling.
-//!
-//! The model is GPT-2 (`gpt`), configured by `config`; weights live in Hugging Face
-//! GPT-2 checkpoints (`checkpoint`); `sampling` generates and scores text.
+//! plumb's trainer, in three parts:
+//! - `model/`: the GPT (`gpt`), its shape (`config`), tokenizers, Hugging Face GPT-2
+//!   checkpoints, sampling and devices;
+//! - `stages/`: the LM loop, pretraining, SFT, the reward model and PPO;
+//! - `worker/`: executes runs queued in Postgres and publishes their versions.
 
-pub mod checkpoint;
-pub mod config;
-pub mod data;
 pub mod defaults;
-pub mod device;
-pub mod gpt;
-pub mod lm_loop;
-pub mod ppo;
-pub mod pretrain;
-pub mod reward;
-pub mod sampling;
-pub mod sft;
-pub mod tokenizer;
-pub mod train;
+pub mod model;
+pub mod stages;
 pub mod worker;
-pub mod world;
+
+// The parts by their short names, as the stages, the worker and the CLI call them.
+pub use model::{checkpoint, config, device, gpt, sampling, tokenizer};
+pub use stages::{data, lm_loop, ppo, pretrain, reward, sft, train};
+/// The demo world lives in its own crate, without tch.
+pub use world;
 
 pub use checkpoint::{CheckpointError, LanguageModel};
 pub use config::{Attention, GptConfig, Preset};

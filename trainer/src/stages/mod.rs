@@ -1,0 +1,11 @@
+//! The training stages, one file each, and what they share: the LM loop (pretraining and
+//! SFT), the reward model, PPO, their input files (`data`) and the run directory with
+//! its optimiser, schedule and resume (`train`).
+
+pub mod data;
+pub mod lm_loop;
+pub mod ppo;
+pub mod pretrain;
+pub mod reward;
+pub mod sft;
+pub mod train;
