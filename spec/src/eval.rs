@@ -1,6 +1,6 @@
-//! The rules of an eval run's few-shot (`skills`) and `probes` settings, in one place: the
-//! web names every problem before a run is queued, and the worker refuses a run on the
-//! first. Problems are `(field, reason)`, the field a path such as `probes[1].groups`.
+//! The rules of an eval run's few-shot (`skills`) and `probes` settings: the web names
+//! every problem before a run is queued, and the worker refuses the same. Problems are
+//! `(field, reason)`, the field a path such as `probes[1].groups`.
 
 use serde_json::Value;
 

@@ -1,0 +1,23 @@
+//! plumb's run contract, in one crate without libtorch or a database: every stage's
+//! settings (type, default, range, help) with a `validate()` that names every problem,
+//! the config of each run kind and its parse into a [`RunSpec`], and the kind enums.
+//! The trainer runs these settings, the worker parses runs with them, the web renders
+//! its launch form and checks `POST /api/runs` with them, and docs/runs.md lists them
+//! ([`docs::markdown`]).
+
+pub mod docs;
+pub mod eval;
+pub mod kinds;
+pub mod problem;
+pub mod run;
+pub mod setting;
+pub mod stages;
+
+pub use kinds::{ModelKind, RunKind, SnapshotKind, UnknownKind};
+pub use problem::{Problem, Problems};
+pub use run::{
+    check, inputs, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
+    PromptSet, RunSpec, SampleRun, SkillsSpec, TrainRun,
+};
+pub use setting::{Range, Setting, SettingType, StageSettings};
+pub use stages::{PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};

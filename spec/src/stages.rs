@@ -1,0 +1,315 @@
+//! Every stage's settings, declared once (see [`crate::stage_settings`]): the trainer
+//! runs them, the worker parses them, the web's launch form and docs/runs.md show them.
+
+use crate::problem::Problems;
+use crate::setting::Range;
+use crate::stage_settings;
+
+fn no_cross_checks<C>(_: &C, _: &mut Problems) {}
+
+stage_settings! {
+    /// Pretraining's settings; defaults follow GPT-3 small (Brown et al. 2020, table 2.1
+    /// and appendix B) where they apply to small models.
+    pub struct PretrainConfig for "pretrain", cross = no_cross_checks {
+        /// Passes over the corpus.
+                pub epochs: i64 = 1, Range::at_least(1.0), essential;
+        /// Optimizer steps in all; overrides `epochs` when set.
+                pub steps: Option<i64> = None, Range::at_least(1.0), essential;
+        /// Peak learning rate. GPT-3 small: 6e-4.
+                pub lr: f64 = 6e-4, Range::POSITIVE, essential;
+        /// Cosine decay ends at `lr · final_lr_ratio`. GPT-3: 10%.
+        pub final_lr_ratio: f64 = 0.1, Range::UNIT;
+        /// Linear warmup steps (capped at a tenth of the run, so short runs still decay).
+        pub warmup_steps: i64 = 100, Range::at_least(0.0);
+        /// Windows per micro-batch.
+                pub batch_size: usize = 16, Range::at_least(1.0), essential;
+        /// Micro-batches per optimizer step.
+        pub grad_accum: usize = 1, Range::at_least(1.0);
+        /// Tokens per window (at most the model's n_ctx; none: n_ctx).
+        pub seq_len: Option<i64> = None, Range::at_least(2.0);
+        /// AdamW's weight decay. GPT-3: 0.1.
+        pub weight_decay: f64 = 0.1, Range::NON_NEGATIVE;
+        /// Global gradient-norm clip. GPT-3: 1.0.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1. GPT-3: 0.9.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2. GPT-3: 0.95.
+        pub beta2: f64 = 0.95, Range::FRACTION;
+        /// AdamW's ε. GPT-3: 1e-8.
+        pub eps: f64 = 1e-8, Range::POSITIVE;
+        /// Share of documents held out for the validation loss.
+        pub val_fraction: f64 = 0.05, Range::FRACTION;
+        /// Validate every N steps (and at the end).
+        pub eval_every: i64 = 200, Range::at_least(0.0);
+        /// Write a checkpoint every N steps (0: only the final model).
+        pub checkpoint_every: i64 = 1000, Range::at_least(0.0);
+        /// Seeds the data order and dropout: the same seed gives the same model.
+        pub seed: u64 = 0, Range::ANY;
+    }
+}
+
+stage_settings! {
+    /// SFT's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.1)
+    /// where it states them; its learning rates are for 1.3B–175B models, so the default
+    /// here is one that suits small GPTs.
+    pub struct SftConfig for "sft", cross = no_cross_checks {
+        /// Passes over the demonstrations. InstructGPT: 16.
+                pub epochs: i64 = 16, Range::at_least(1.0), essential;
+        /// Optimizer steps in all; overrides `epochs` when set.
+                pub steps: Option<i64> = None, Range::at_least(1.0), essential;
+        /// Peak learning rate (InstructGPT: 9.65e-6 at 1.3B, 5.03e-6 at 175B).
+                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: cosine decay.
+        pub final_lr_ratio: f64 = 0.0, Range::UNIT;
+        /// Linear warmup steps.
+        pub warmup_steps: i64 = 0, Range::at_least(0.0);
+        /// Demonstrations per micro-batch (InstructGPT: 32 at 1.3B and 6B, 8 at 175B).
+                pub batch_size: usize = 32, Range::at_least(1.0), essential;
+        /// Micro-batches per optimizer step.
+        pub grad_accum: usize = 1, Range::at_least(1.0);
+        /// Residual dropout during SFT. InstructGPT: 0.2.
+                pub dropout: f64 = 0.2, Range::FRACTION, essential;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// Global gradient-norm clip.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.95, Range::FRACTION;
+        /// AdamW's ε.
+        pub eps: f64 = 1e-8, Range::POSITIVE;
+        /// Share of demonstrations held out for validation when no validation file is
+        /// given.
+        pub val_fraction: f64 = 0.05, Range::FRACTION;
+        /// Validate every N steps (and at the end); the best weights by validation loss
+        /// are the final model. InstructGPT selects by validation RM score; plumb, before
+        /// an RM exists, by validation loss.
+        pub eval_every: i64 = 100, Range::at_least(0.0);
+        /// Write a checkpoint every N steps (0: only the final model).
+        pub checkpoint_every: i64 = 500, Range::at_least(0.0);
+        /// Seeds the batch order and dropout: the same seed gives the same model.
+        pub seed: u64 = 0, Range::ANY;
+    }
+}
+
+stage_settings! {
+    /// The RM's settings. Defaults follow InstructGPT's 6B reward model (appendix C.2)
+    /// where the paper states them.
+    pub struct RewardConfig for "reward", cross = no_cross_checks {
+        /// Passes over the rankings. InstructGPT: 1 (more overfits).
+                pub epochs: i64 = 1, Range::at_least(1.0), essential;
+        /// Optimizer steps in all; overrides `epochs` when set.
+                pub steps: Option<i64> = None, Range::at_least(1.0), essential;
+        /// Peak learning rate. InstructGPT: 9e-6 for the 6B RM (it found the RM
+        /// insensitive to the learning rate and schedule); small GPTs learn faster with
+        /// more.
+                pub lr: f64 = 9e-6, Range::POSITIVE, essential;
+        /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: 10% of the initial
+        /// rate.
+        pub final_lr_ratio: f64 = 0.1, Range::UNIT;
+        /// Linear warmup steps (InstructGPT states none for the RM).
+        pub warmup_steps: i64 = 0, Range::at_least(0.0);
+        /// Prompts per micro-batch, each with all K of its samples. InstructGPT: 64 per
+        /// step.
+                pub batch_size: usize = 64, Range::at_least(1.0), essential;
+        /// Micro-batches per optimizer step (prompts per step = batch_size · grad_accum).
+        pub grad_accum: usize = 1, Range::at_least(1.0);
+        /// Dropout while training the RM. InstructGPT does not state one;
+        /// lm-human-preferences and TRL's RewardTrainer train reward models without
+        /// dropout. The saved RM keeps it.
+        pub dropout: f64 = 0.0, Range::FRACTION;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// Global gradient-norm clip.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.95, Range::FRACTION;
+        /// AdamW's ε.
+        pub eps: f64 = 1e-8, Range::POSITIVE;
+        /// Share of prompts held out for validation when no validation rankings are
+        /// given. Rankings of one prompt stay on one side of the split.
+        pub val_fraction: f64 = 0.05, Range::FRACTION;
+        /// Validate every N steps (and at the end).
+        pub eval_every: i64 = 100, Range::at_least(0.0);
+        /// Write a checkpoint every N steps (0: only the final model).
+        pub checkpoint_every: i64 = 500, Range::at_least(0.0);
+        /// Seeds the batch order (and dropout): the same seed gives the same RM.
+        pub seed: u64 = 0, Range::ANY;
+    }
+}
+
+/// PPO's settings that relate to each other.
+fn ppo_cross_checks(c: &PpoConfig, problems: &mut Problems) {
+    if c.batch_size >= 1 && c.minibatch_size > c.batch_size {
+        problems.push(
+            "minibatch_size",
+            format!("must be between 1 and batch_size ({}), got {}", c.batch_size, c.minibatch_size),
+        );
+    }
+}
+
+stage_settings! {
+    /// PPO's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.4)
+    /// where it states them, else lm-human-preferences (Ziegler et al. 2019); the batch is
+    /// smaller so that a demo-sized run takes minutes, and the learning rate suits small
+    /// GPTs.
+    pub struct PpoConfig for "ppo", cross = ppo_cross_checks {
+        /// PPO iterations, each on `batch_size` fresh episodes. InstructGPT trains on
+        /// 256k episodes: 500 iterations of 512.
+                pub steps: i64 = 500, Range::at_least(1.0), essential;
+        /// Prompts (episodes) per rollout. InstructGPT: 512; plumb: 64.
+                pub batch_size: usize = 64, Range::at_least(1.0), essential;
+        /// Episodes per gradient step. InstructGPT: 64, an eighth of its batch; plumb
+        /// keeps the eight updates per rollout with 8.
+        pub minibatch_size: usize = 8, Range::at_least(1.0);
+        /// Passes over each rollout batch. InstructGPT: 1; lm-human-preferences: 4.
+        pub ppo_epochs: usize = 1, Range::at_least(1.0);
+        /// The policy's peak learning rate. InstructGPT: 9e-6 for its 1.3B policy;
+        /// plumb's default suits small GPTs.
+                pub lr: f64 = 1e-5, Range::POSITIVE, essential;
+        /// The value model's peak learning rate (lm-human-preferences: the policy's).
+        pub value_lr: f64 = 1e-5, Range::POSITIVE;
+        /// Linear warmup steps. InstructGPT: 10 iterations.
+        pub warmup_steps: i64 = 10, Range::at_least(0.0);
+        /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
+        pub final_lr_ratio: f64 = 1.0, Range::UNIT;
+        /// Global gradient-norm clip, per model.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.999, Range::FRACTION;
+        /// AdamW's ε (lm-human-preferences: Adam with ε 1e-5).
+        pub eps: f64 = 1e-5, Range::POSITIVE;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// PPO's ε: the ratio π/π_old is clipped to [1 − ε, 1 + ε]. InstructGPT: 0.2.
+        pub clip_ratio: f64 = 0.2, Range::POSITIVE;
+        /// Values are clipped to V_old ± this in the value loss. lm-human-preferences:
+        /// 0.2.
+        pub value_clip: f64 = 0.2, Range::POSITIVE;
+        /// Weight of the value loss. lm-human-preferences: 0.1 (with separate models and
+        /// optimizers it only interacts with gradient clipping).
+        pub vf_coef: f64 = 0.1, Range::NON_NEGATIVE;
+        /// GAE's discount. InstructGPT: 1 (no discount).
+        pub gamma: f64 = 1.0, Range::UNIT;
+        /// GAE's λ. InstructGPT: 0.95.
+        pub lam: f64 = 0.95, Range::UNIT;
+        /// Sampling temperature of rollouts. InstructGPT: 1.
+        pub temperature: f64 = 1.0, Range::POSITIVE;
+        /// Longest response, EOS included.
+        pub max_new_tokens: i64 = 64, Range::at_least(1.0);
+        /// β, the KL reward coefficient (the initial one with `kl_target`).
+        /// InstructGPT: 0.02.
+                pub kl_coef: f64 = 0.02, Range::NON_NEGATIVE, essential;
+        /// Adaptive KL control (Ziegler et al. 2019): the target of the summed
+        /// per-sample KL. None: β stays fixed, as in InstructGPT.
+        pub kl_target: Option<f64> = None, Range::POSITIVE;
+        /// The adaptive controller's horizon in episodes. lm-human-preferences: 10000.
+        pub kl_horizon: f64 = 10000.0, Range::POSITIVE;
+        /// Added to the score of a sample that did not end with EOS.
+        /// lm-human-preferences gives such samples −1.
+        pub missing_eos_penalty: f64 = -1.0, Range::ANY;
+        /// Clip the reward model's score to ±c (none: no clipping).
+        pub reward_clip: Option<f64> = None, Range::POSITIVE;
+        /// Whiten the per-token rewards (variance only, the mean kept) before GAE.
+        pub whiten_rewards: bool = false, Range::ANY;
+        /// γ_ptx, the weight of the pretraining loss mixed into the policy loss
+        /// (PPO-ptx). InstructGPT's PPO-ptx models: 27.8; 0 (the default): plain PPO.
+        pub ptx_coef: f64 = 0.0, Range::NON_NEGATIVE;
+        /// Pretraining windows per minibatch for PPO-ptx.
+        pub ptx_batch_size: usize = 8, Range::at_least(1.0);
+        /// Tokens per pretraining window (none: the policy's n_ctx).
+        pub ptx_seq_len: Option<i64> = None, Range::at_least(1.0);
+        /// Seed of prompt order, sampling, minibatch order and pretraining windows.
+        pub seed: u64 = 0, Range::ANY;
+        /// Write a checkpoint every N steps (0: only the final policy).
+        pub checkpoint_every: i64 = 50, Range::at_least(0.0);
+        /// Call the caller's evaluation every N steps and at the end (0: never); the
+        /// caller holds the held-out prompts.
+        pub eval_every: i64 = 0, Range::at_least(0.0);
+    }
+}
+
+stage_settings! {
+    /// How samples are drawn: for ranking batches (`sample` runs), evaluations and the
+    /// `plumb generate` command.
+    pub struct SamplingConfig for "sampling", cross = no_cross_checks {
+        /// Most tokens generated per prompt (EOS included).
+                pub max_new_tokens: i64 = 64, Range::at_least(1.0), essential;
+        /// Softmax temperature; 0 picks the most likely token. InstructGPT samples at 1.
+                pub temperature: f64 = 1.0, Range::NON_NEGATIVE, essential;
+        /// Keep only the k most likely tokens (none: all).
+        pub top_k: Option<i64> = None, Range::at_least(1.0);
+        /// Keep the smallest set of tokens whose probability reaches p (none: all).
+        pub top_p: Option<f64> = None, Range::OPEN_UNIT;
+        /// Seed of the sampling generator: the same seed and prompt order give the same
+        /// samples. Prompt i draws from its own stream, so it does not depend on others.
+        pub seed: u64 = 0, Range::ANY;
+        /// Stop a sample at the first EOS.
+        pub stop_at_eos: bool = true, Range::ANY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setting::StageSettings;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        PretrainConfig::default().validate().unwrap();
+        SftConfig::default().validate().unwrap();
+        RewardConfig::default().validate().unwrap();
+        PpoConfig::default().validate().unwrap();
+        SamplingConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_stage_and_setting() {
+        let bad = PpoConfig { kl_coef: -1.0, batch_size: 0, lr: f64::NAN, ..Default::default() };
+        let problems = bad.validate().unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["ppo.batch_size", "ppo.lr", "ppo.kl_coef"]);
+        assert_eq!(
+            problems.to_string(),
+            "ppo.batch_size: must be at least 1, got 0; ppo.lr: must be a positive number, got NaN; \
+             ppo.kl_coef: must be a number >= 0, got -1"
+        );
+        let e = SftConfig { val_fraction: 1.5, ..Default::default() }.validate().unwrap_err();
+        assert_eq!(e.to_string(), "sft.val_fraction: must be in [0, 1), got 1.5");
+    }
+
+    #[test]
+    fn a_minibatch_larger_than_the_batch_is_refused() {
+        let e = PpoConfig { minibatch_size: 65, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("ppo.minibatch_size: must be between 1 and batch_size (64)"), "{e}");
+    }
+
+    #[test]
+    fn every_setting_has_help_and_the_struct_has_every_setting() {
+        fn check<C: StageSettings>() {
+            let json = serde_json::to_value(C::default()).unwrap();
+            let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), C::SETTINGS.len(), "{}", C::STAGE);
+            for s in C::SETTINGS {
+                assert!(!s.help.trim().is_empty(), "{}.{} has no help", C::STAGE, s.name);
+                assert!(json.get(s.name).is_some(), "{}.{}", C::STAGE, s.name);
+            }
+        }
+        check::<PretrainConfig>();
+        check::<SftConfig>();
+        check::<RewardConfig>();
+        check::<PpoConfig>();
+        check::<SamplingConfig>();
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_by_name() {
+        let e = serde_json::from_str::<PpoConfig>(r#"{"kl_coeff": 0.1}"#).unwrap_err().to_string();
+        assert!(e.contains("kl_coeff"), "{e}");
+    }
+}
