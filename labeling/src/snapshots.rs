@@ -36,15 +36,7 @@ use crate::domain::Split;
 use crate::error::{LabelingError, Result};
 
 /// What a snapshot lists. Maps to the Postgres enum `snapshot_kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "snapshot_kind", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotKind {
-    Prompts,
-    Demonstrations,
-    Rankings,
-    Comparisons,
-}
+pub use spec::SnapshotKind;
 
 /// Which items a snapshot takes: all of the project's, or those whose prompt is in one
 /// split. Stored as the snapshot's `filter` JSON.

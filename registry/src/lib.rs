@@ -4,7 +4,8 @@
 pub mod artifacts;
 pub mod db;
 pub mod error;
-pub mod eval_config;
+/// The rules of an eval run's skills and probes (the run contract's).
+pub use spec::eval as eval_config;
 pub mod evals;
 pub mod runs;
 pub mod versions;

@@ -18,18 +18,7 @@ use sqlx::PgPool;
 
 use crate::error::{violated, RegistryError, Result, FOREIGN_KEY_VIOLATION};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "run_kind", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum RunKind {
-    Pretrain,
-    Sft,
-    Reward,
-    Ppo,
-    /// Sampling K outputs per prompt for a ranking batch.
-    Sample,
-    Eval,
-}
+pub use spec::RunKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "run_status", rename_all = "lowercase")]

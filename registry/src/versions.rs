@@ -12,18 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::artifacts::{check_digest, digest_of_uri, StoredArtifact};
 use crate::error::{violated, RegistryError, Result, FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "model_kind", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// Pretrained (or imported) language model.
-    Base,
-    /// Fine-tuned on demonstrations.
-    Sft,
-    Reward,
-    /// Trained with PPO against a reward model.
-    Policy,
-}
+pub use spec::ModelKind;
 
 /// A version this one was trained from, and in which role (`base`, `sft`, `reward`,
 /// `reference`, ...).

@@ -189,7 +189,7 @@ const LIKERT: [i16; K] = [6, 2, 7, 6];
 
 async fn through_http(pool: &PgPool, fixture: &Fixture) -> Result<(f64, Latencies)> {
     let settings = web::Settings { port: 0, ..web::Settings::default() };
-    let app = web::Application::build(&settings, pool.clone(), web::RunDefaults::default())?;
+    let app = web::Application::build(&settings, pool.clone())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     // The server on its own runtime thread, apart from the load generator's.
     let server = std::thread::spawn(move || {

@@ -17,8 +17,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use world::{self, Demonstration, Oracle};
 use uuid::Uuid;
+use world::{self, Demonstration, Oracle};
 
 #[derive(Args)]
 pub struct AnnotateArgs {

@@ -31,8 +31,8 @@ use registry::versions;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use trainer::worker::{Worker, WorkerOptions};
-use world::{self, Skill, Split};
 use trainer::DeviceChoice;
+use world::{self, Skill, Split};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -140,12 +140,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             artifacts: Some(artifacts.clone()),
             ..web::Settings::default()
         };
-        let app = web::Application::build(
-            &settings,
-            pool.clone(),
-            web::RunDefaults::new(trainer::defaults::stage_defaults()),
-        )
-        .context("starting the web app")?;
+        let app = web::Application::build(&settings, pool.clone()).context("starting the web app")?;
         let url = format!("http://{}:{}", args.host, app.port());
         let server = tokio::spawn(app.run_until_stopped());
 

@@ -30,7 +30,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         database.ensure_started().await?;
         let pool = database.connect(20).await?;
         registry::db::migrate(&pool).await?;
-        let app = web::Application::build(&settings, pool, run_defaults()).context("starting the web app")?;
+        let app = web::Application::build(&settings, pool).context("starting the web app")?;
         println!(
             "plumb is serving http://{}:{} (database: {})",
             settings.host,
@@ -50,12 +50,4 @@ fn init_logs(json: bool) {
     } else {
         builder.init();
     }
-}
-
-/// The launch forms' stage defaults: the trainer's, when this `plumb` has it.
-fn run_defaults() -> web::RunDefaults {
-    #[cfg(feature = "trainer")]
-    return web::RunDefaults::new(trainer::defaults::stage_defaults());
-    #[cfg(not(feature = "trainer"))]
-    return web::RunDefaults::default();
 }

@@ -31,8 +31,8 @@ use trainer::sampling::{generate, SamplingConfig};
 use trainer::sft::{self, SftConfig};
 use trainer::tch::Device;
 use trainer::train::RunDir;
-use world::{self, Finish, Oracle, Skill, Split, Task};
 use trainer::{GptConfig, LanguageModel, TokenizerKind};
+use world::{self, Finish, Oracle, Skill, Split, Task};
 
 /// Longest response, EOS included, when sampling.
 const MAX_NEW: i64 = 20;

@@ -10,8 +10,8 @@ use registry::versions::{self, ModelKind, NewVersion};
 use serde_json::json;
 use trainer::tch::Device;
 use trainer::worker::Outcome;
-use world::Skill;
 use trainer::{GptConfig, LanguageModel, TokenizerKind};
+use world::Skill;
 
 use crate::db::with_db;
 use crate::worker::{enqueue, no_shutdown, setup, worker, Setup};

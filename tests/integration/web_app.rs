@@ -39,18 +39,23 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
         artifacts: Some(artifacts.path().to_owned()),
         ..web::Settings::default()
     };
-    let app = web::Application::build(&settings, db.pool.clone(), run_defaults()).expect("building the app");
+    let app = web::Application::build(&settings, db.pool.clone()).expect("building the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp { address, db, client: client(), artifacts }
 }
 
-/// The trainer's stage defaults, as `plumb serve` hands them to the app.
-pub fn run_defaults() -> web::RunDefaults {
-    #[cfg(feature = "trainer")]
-    return web::RunDefaults::new(trainer::defaults::stage_defaults());
-    #[cfg(not(feature = "trainer"))]
-    return web::RunDefaults::default();
+/// Each run kind's stage defaults, as the run contract declares them.
+pub struct RunDefaults(std::collections::BTreeMap<&'static str, serde_json::Value>);
+
+impl RunDefaults {
+    pub fn of(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.0.get(kind)
+    }
+}
+
+pub fn run_defaults() -> RunDefaults {
+    RunDefaults(spec::RunKind::ALL.iter().map(|k| (k.as_str(), spec::stage_defaults(*k))).collect())
 }
 
 pub fn client() -> reqwest::Client {
@@ -327,7 +332,7 @@ fn an_upload_over_the_size_limit_is_refused() {
             ..web::Settings::default()
         };
         let pool = db.pool.clone();
-        let app = web::Application::build(&settings, pool, run_defaults()).unwrap();
+        let app = web::Application::build(&settings, pool).unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let big = "x".repeat(4096);

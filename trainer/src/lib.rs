@@ -4,7 +4,6 @@
 //! - `stages/`: the LM loop, pretraining, SFT, the reward model and PPO;
 //! - `worker/`: executes runs queued in Postgres and publishes their versions.
 
-pub mod defaults;
 pub mod model;
 pub mod stages;
 pub mod worker;

@@ -23,6 +23,9 @@ pub enum AppError {
     /// Well-formed but invalid: names the field.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// Well-formed but invalid in several fields at once: names every one (422).
+    #[error("{}", spec::Problems(.0.clone()))]
+    Problems(Vec<spec::Problem>),
     #[error("{0}")]
     Conflict(String),
     #[error("too many attempts: try again in {retry_after_s} s")]
@@ -40,6 +43,7 @@ impl AppError {
     fn field(&self) -> Option<&str> {
         match self {
             AppError::Invalid { field, .. } => Some(field),
+            AppError::Problems(problems) => problems.first().map(|p| p.field.as_str()),
             _ => None,
         }
     }
@@ -121,7 +125,7 @@ impl ResponseError for AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Invalid { .. } | AppError::Problems(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -168,12 +172,16 @@ impl AppError {
         response
     }
 
-    /// `{"error": {"status", "message", "field"?}}` with the error's status.
+    /// `{"error": {"status", "message", "field"?, "problems"?}}` with the error's status:
+    /// `field` names the (first) field at fault, `problems` every one.
     pub fn json_response(&self) -> HttpResponse {
         let mut error =
             serde_json::json!({ "status": self.status_code().as_u16(), "message": self.to_string() });
         if let Some(field) = self.field() {
             error["field"] = field.into();
+        }
+        if let AppError::Problems(problems) = self {
+            error["problems"] = serde_json::json!(problems);
         }
         self.builder().json(serde_json::json!({ "error": error }))
     }

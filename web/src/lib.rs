@@ -7,10 +7,8 @@ pub mod error;
 pub mod markdown;
 pub mod metrics;
 pub mod routes;
-pub mod run_defaults;
 pub mod settings;
 pub mod startup;
 
-pub use run_defaults::RunDefaults;
 pub use settings::Settings;
 pub use startup::Application;

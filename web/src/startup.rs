@@ -22,7 +22,6 @@ use crate::auth::LoginLimiter;
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
 use crate::routes;
-use crate::run_defaults::RunDefaults;
 use crate::settings::Settings;
 
 pub struct Application {
@@ -41,11 +40,7 @@ pub enum StartError {
 }
 
 impl Application {
-    pub fn build(
-        settings: &Settings,
-        pool: PgPool,
-        run_defaults: RunDefaults,
-    ) -> Result<Application, StartError> {
+    pub fn build(settings: &Settings, pool: PgPool) -> Result<Application, StartError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address).map_err(|e| StartError::Bind(address.clone(), e))?;
         let port = listener.local_addr().map_err(|e| StartError::Bind(address.clone(), e))?.port();
@@ -61,7 +56,6 @@ impl Application {
         };
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
-        let run_defaults = web::Data::new(run_defaults);
         let artifacts = web::Data::new(ArtifactStore::new(
             settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
         )?);
@@ -87,7 +81,6 @@ impl Application {
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
                 .app_data(limiter.clone())
-                .app_data(run_defaults.clone())
                 .app_data(artifacts.clone())
                 .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
                     AppError::BadRequest(format!("the form could not be read: {e}")).into()

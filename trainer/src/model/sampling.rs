@@ -13,61 +13,14 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::gpt::KvCache;
 
-/// How to sample. `temperature` 0 is greedy decoding.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SamplingConfig {
-    /// Most tokens generated per prompt (EOS included).
-    pub max_new_tokens: i64,
-    /// Softmax temperature; 0 picks the most likely token. InstructGPT samples at 1.
-    pub temperature: f64,
-    /// Keep only the k most likely tokens (none: all).
-    pub top_k: Option<i64>,
-    /// Keep the smallest set of tokens whose probability reaches p (none: all).
-    pub top_p: Option<f64>,
-    /// Seed of the sampling generator: the same seed and prompt order give the same
-    /// samples. Prompt i draws from its own stream, so it does not depend on others.
-    pub seed: u64,
-    /// Stop a sample at the first EOS.
-    pub stop_at_eos: bool,
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        SamplingConfig {
-            max_new_tokens: 64,
-            temperature: 1.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-            stop_at_eos: true,
-        }
-    }
-}
-
-impl SamplingConfig {
-    pub fn validate(&self) -> Result<(), SamplingError> {
-        let bad = |field: &'static str, reason: String| Err(SamplingError::Config { field, reason });
-        if self.max_new_tokens < 1 {
-            return bad("max_new_tokens", format!("must be at least 1, got {}", self.max_new_tokens));
-        }
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad("temperature", format!("must be a finite number >= 0, got {}", self.temperature));
-        }
-        if let Some(k) = self.top_k.filter(|&k| k < 1) {
-            return bad("top_k", format!("must be at least 1, got {k}"));
-        }
-        if let Some(p) = self.top_p.filter(|&p| !(p > 0.0 && p <= 1.0)) {
-            return bad("top_p", format!("must be in (0, 1], got {p}"));
-        }
-        Ok(())
-    }
-}
+/// How samples are drawn: declared in the run contract.
+pub use spec::SamplingConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplingError {
-    #[error("invalid sampling setting {field}: {reason}")]
-    Config { field: &'static str, reason: String },
+    /// Sampling settings outside the run contract, every problem named.
+    #[error("invalid sampling settings: {0}")]
+    Settings(#[from] spec::Problems),
     #[error("sequence {index} has {len} tokens, but the model's context is {n_ctx} (with {max_new_tokens} new tokens)")]
     TooLong { index: usize, len: usize, max_new_tokens: i64, n_ctx: i64 },
     #[error("sequence {index} is empty: scoring needs at least one token")]

@@ -241,36 +241,6 @@ pub fn run(
     Ok((model, report))
 }
 
-/// The checks pretraining's and SFT's configs share; `stage` names the config in errors
-/// (`sft.lr must be a positive number`).
-pub fn check_schedule(
-    stage: &str,
-    epochs: i64,
-    steps: Option<i64>,
-    lr: f64,
-    batch_size: usize,
-    grad_accum: usize,
-    val_fraction: f64,
-) -> Result<(), TrainError> {
-    let bad = |field: &str, why: &str| Err(TrainError::Config(format!("{stage}.{field} {why}")));
-    if steps.is_none() && epochs < 1 {
-        return bad("epochs", "must be at least 1");
-    }
-    if steps.is_some_and(|s| s < 1) {
-        return bad("steps", "must be at least 1");
-    }
-    if !(lr > 0.0 && lr.is_finite()) {
-        return bad("lr", "must be a positive number");
-    }
-    if batch_size == 0 || grad_accum == 0 {
-        return bad("batch_size", "and grad_accum must be at least 1");
-    }
-    if !(0.0..1.0).contains(&val_fraction) {
-        return bad("val_fraction", "must be in [0, 1)");
-    }
-    Ok(())
-}
-
 /// Splits off a validation share, deterministically: the last `fraction` of a seeded
 /// shuffle (at least one example when there are two or more).
 pub fn split_validation<T: Clone>(items: &[T], fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {

@@ -34,225 +34,18 @@ use crate::train::{
     checkpoint_state, ensure_finite, lr_at, optimizer_file, AdamW, Progress, RunDir, TrainError,
 };
 
-/// PPO's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.4) where it
-/// states them, else lm-human-preferences (Ziegler et al. 2019); the batch is smaller so
-/// that a demo-sized run takes minutes, and the learning rate suits small GPTs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PpoConfig {
-    /// PPO iterations, each on `batch_size` fresh episodes. InstructGPT trains on 256k
-    /// episodes: 500 iterations of 512.
-    pub steps: i64,
-    /// Prompts (episodes) per rollout. InstructGPT: 512; plumb: 64.
-    pub batch_size: usize,
-    /// Episodes per gradient step. InstructGPT: 64, an eighth of its batch; plumb keeps
-    /// the eight updates per rollout with 8.
-    pub minibatch_size: usize,
-    /// Passes over each rollout batch. InstructGPT: 1; lm-human-preferences: 4.
-    pub ppo_epochs: usize,
-    /// The policy's peak learning rate. InstructGPT: 9e-6 for its 1.3B policy; plumb's
-    /// default suits small GPTs.
-    pub lr: f64,
-    /// The value model's peak learning rate (lm-human-preferences: the policy's).
-    pub value_lr: f64,
-    /// Linear warmup steps. InstructGPT: 10 iterations.
-    pub warmup_steps: i64,
-    /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
-    pub final_lr_ratio: f64,
-    /// Global gradient-norm clip, per model.
-    pub grad_clip: f64,
-    /// AdamW's β1, β2 and ε (lm-human-preferences: Adam with ε 1e-5), and weight decay.
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// PPO's ε: the ratio π/π_old is clipped to [1 − ε, 1 + ε]. InstructGPT: 0.2.
-    pub clip_ratio: f64,
-    /// Values are clipped to V_old ± this in the value loss. lm-human-preferences: 0.2.
-    pub value_clip: f64,
-    /// Weight of the value loss. lm-human-preferences: 0.1 (with separate models and
-    /// optimizers it only interacts with gradient clipping).
-    pub vf_coef: f64,
-    /// GAE's discount. InstructGPT: 1 (no discount).
-    pub gamma: f64,
-    /// GAE's λ. InstructGPT: 0.95.
-    pub lam: f64,
-    /// Sampling temperature of rollouts. InstructGPT: 1.
-    pub temperature: f64,
-    /// Longest response, EOS included.
-    pub max_new_tokens: i64,
-    /// β, the KL reward coefficient (the initial one with `kl_target`). InstructGPT: 0.02.
-    pub kl_coef: f64,
-    /// Adaptive KL control (Ziegler et al. 2019): the target of the summed per-sample KL.
-    /// None: β stays fixed, as in InstructGPT.
-    pub kl_target: Option<f64>,
-    /// The adaptive controller's horizon in episodes. lm-human-preferences: 10000.
-    pub kl_horizon: f64,
-    /// Added to the score of a sample that did not end with EOS. lm-human-preferences
-    /// gives such samples −1.
-    pub missing_eos_penalty: f64,
-    /// Clip the reward model's score to ±c (none: no clipping).
-    pub reward_clip: Option<f64>,
-    /// Whiten the per-token rewards (variance only, the mean kept) before GAE.
-    pub whiten_rewards: bool,
-    /// γ_ptx, the weight of the pretraining loss mixed into the policy loss (PPO-ptx).
-    /// InstructGPT's PPO-ptx models: 27.8; 0 (the default): plain PPO.
-    pub ptx_coef: f64,
-    /// Pretraining windows per minibatch for PPO-ptx.
-    pub ptx_batch_size: usize,
-    /// Tokens per pretraining window (none: the policy's n_ctx).
-    pub ptx_seq_len: Option<i64>,
-    /// Seed of prompt order, sampling, minibatch order and pretraining windows.
-    pub seed: u64,
-    /// Write a checkpoint every N steps (0: only the final policy).
-    pub checkpoint_every: i64,
-    /// Call the caller's evaluation every N steps and at the end (0: never); the caller
-    /// holds the held-out prompts (`train_with_eval`).
-    pub eval_every: i64,
-}
+/// PPO's settings: declared in the run contract.
+pub use spec::PpoConfig;
 
-impl Default for PpoConfig {
-    fn default() -> Self {
-        PpoConfig {
-            steps: 500,
-            batch_size: 64,
-            minibatch_size: 8,
-            ppo_epochs: 1,
-            lr: 1e-5,
-            value_lr: 1e-5,
-            warmup_steps: 10,
-            final_lr_ratio: 1.0,
-            grad_clip: 1.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-5,
-            weight_decay: 0.0,
-            clip_ratio: 0.2,
-            value_clip: 0.2,
-            vf_coef: 0.1,
-            gamma: 1.0,
-            lam: 0.95,
-            temperature: 1.0,
-            max_new_tokens: 64,
-            kl_coef: 0.02,
-            kl_target: None,
-            kl_horizon: 10000.0,
-            missing_eos_penalty: -1.0,
-            reward_clip: None,
-            whiten_rewards: false,
-            ptx_coef: 0.0,
-            ptx_batch_size: 8,
-            ptx_seq_len: None,
-            seed: 0,
-            checkpoint_every: 50,
-            eval_every: 0,
-        }
-    }
-}
-
-impl PpoConfig {
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, why: String| Err(TrainError::Config(format!("ppo.{field} {why}")));
-        let positive = |x: f64| x > 0.0 && x.is_finite();
-        let at_least_0 = |x: f64| x >= 0.0 && x.is_finite();
-        if self.steps < 1 {
-            return bad("steps", format!("must be at least 1, got {}", self.steps));
-        }
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
-        if self.minibatch_size == 0 || self.minibatch_size > self.batch_size {
-            return bad(
-                "minibatch_size",
-                format!(
-                    "must be between 1 and batch_size ({}), got {}",
-                    self.batch_size, self.minibatch_size
-                ),
-            );
-        }
-        if self.ppo_epochs == 0 {
-            return bad("ppo_epochs", "must be at least 1".into());
-        }
-        for (field, value) in
-            [("lr", self.lr), ("value_lr", self.value_lr), ("temperature", self.temperature)]
-        {
-            if !positive(value) {
-                return bad(field, format!("must be a positive number, got {value}"));
-            }
-        }
-        if self.warmup_steps < 0 {
-            return bad("warmup_steps", format!("must be at least 0, got {}", self.warmup_steps));
-        }
-        if !(0.0..=1.0).contains(&self.final_lr_ratio) {
-            return bad("final_lr_ratio", format!("must be in [0, 1], got {}", self.final_lr_ratio));
-        }
-        for (field, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
-            if !(0.0..1.0).contains(&value) {
-                return bad(field, format!("must be in [0, 1), got {value}"));
-            }
-        }
-        for (field, value) in [
-            ("grad_clip", self.grad_clip),
-            ("eps", self.eps),
-            ("clip_ratio", self.clip_ratio),
-            ("value_clip", self.value_clip),
-            ("kl_horizon", self.kl_horizon),
-        ] {
-            if !positive(value) {
-                return bad(field, format!("must be a positive number, got {value}"));
-            }
-        }
-        for (field, value) in [
-            ("weight_decay", self.weight_decay),
-            ("vf_coef", self.vf_coef),
-            ("kl_coef", self.kl_coef),
-            ("ptx_coef", self.ptx_coef),
-        ] {
-            if !at_least_0(value) {
-                return bad(field, format!("must be a number >= 0, got {value}"));
-            }
-        }
-        for (field, value) in [("gamma", self.gamma), ("lam", self.lam)] {
-            if !(0.0..=1.0).contains(&value) {
-                return bad(field, format!("must be in [0, 1], got {value}"));
-            }
-        }
-        if self.max_new_tokens < 1 {
-            return bad("max_new_tokens", format!("must be at least 1, got {}", self.max_new_tokens));
-        }
-        if let Some(target) = self.kl_target.filter(|&t| !positive(t)) {
-            return bad("kl_target", format!("must be a positive number, got {target}"));
-        }
-        if !self.missing_eos_penalty.is_finite() {
-            return bad(
-                "missing_eos_penalty",
-                format!("must be a finite number, got {}", self.missing_eos_penalty),
-            );
-        }
-        if let Some(c) = self.reward_clip.filter(|&c| !positive(c)) {
-            return bad("reward_clip", format!("must be a positive number, got {c}"));
-        }
-        if self.ptx_coef > 0.0 && self.ptx_batch_size == 0 {
-            return bad("ptx_batch_size", "must be at least 1 when ptx_coef is set".into());
-        }
-        if let Some(s) = self.ptx_seq_len.filter(|&s| s < 1) {
-            return bad("ptx_seq_len", format!("must be at least 1, got {s}"));
-        }
-        if self.checkpoint_every < 0 || self.eval_every < 0 {
-            return bad("checkpoint_every", "and eval_every must be at least 0".into());
-        }
-        Ok(())
-    }
-
-    fn sampling(&self, seed: u64) -> SamplingConfig {
-        SamplingConfig {
-            max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature,
-            top_k: None,
-            top_p: None,
-            seed,
-            stop_at_eos: true,
-        }
+/// How rollouts are sampled: at PPO's temperature, from the whole distribution.
+fn rollout_sampling(cfg: &PpoConfig, seed: u64) -> SamplingConfig {
+    SamplingConfig {
+        max_new_tokens: cfg.max_new_tokens,
+        temperature: cfg.temperature,
+        top_k: None,
+        top_p: None,
+        seed,
+        stop_at_eos: true,
     }
 }
 
@@ -668,7 +461,7 @@ fn sample(
     step: i64,
 ) -> Result<Vec<Generation>, TrainError> {
     let first_stream = step as u64 * prompts.len() as u64;
-    Ok(generate_streams(policy, prompts, &cfg.sampling(cfg.seed), first_stream)?)
+    Ok(generate_streams(policy, prompts, &rollout_sampling(&cfg, cfg.seed), first_stream)?)
 }
 
 /// The score PPO maximises: the reward model's, plus the missing-EOS penalty, clipped.
@@ -913,7 +706,7 @@ pub fn evaluate(
     let (mut reward, mut kl, mut length, mut eos) = (0.0, 0.0, 0.0, 0.0);
     for (i, batch) in prompts.chunks(cfg.batch_size).enumerate() {
         let first_stream = (i * cfg.batch_size) as u64;
-        let samples = generate_streams(policy, batch, &cfg.sampling(seed), first_stream)?;
+        let samples = generate_streams(policy, batch, &rollout_sampling(&cfg, seed), first_stream)?;
         let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
         let layout = Layout::new(batch, &responses, policy.tokenizer.pad_id(), policy.device());
         let (p, r) = (layout.prompt_cols, layout.response_cols);
@@ -1371,7 +1164,7 @@ mod learning_tests {
     fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
         let rm = lowercase_reward_model();
         let encoded = encode_prompts(model, &rm, prompts, cfg).unwrap();
-        let samples = generate_streams(model, &encoded, &cfg.sampling(99), 0).unwrap();
+        let samples = generate_streams(model, &encoded, &rollout_sampling(&cfg, 99), 0).unwrap();
         let tokens: Vec<i64> = samples.iter().flat_map(|s| s.ids.iter().copied()).collect();
         tokens.iter().filter(|&&id| is_liked(id)).count() as f64 / tokens.len() as f64
     }
@@ -1413,7 +1206,7 @@ mod learning_tests {
         let rm = lowercase_reward_model();
         let cfg = config(1);
         let encoded = encode_prompts(&policy, &rm, &prompts(6, 1), &cfg).unwrap();
-        let samples = generate_streams(&policy, &encoded, &cfg.sampling(5), 0).unwrap();
+        let samples = generate_streams(&policy, &encoded, &rollout_sampling(&cfg, 5), 0).unwrap();
         let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
         let layout = Layout::new(&encoded, &responses, policy.tokenizer.pad_id(), Device::Cpu);
         let (p, r) = (layout.prompt_cols, layout.response_cols);

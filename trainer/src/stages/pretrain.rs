@@ -4,92 +4,13 @@
 //! boundary), and cut into packed windows of `seq_len` tokens, so no compute is spent on
 //! padding. The held-out documents give the validation loss and perplexity.
 
-use serde::{Deserialize, Serialize};
-
 use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{self, Example, LoopReport, LoopSettings};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunDir, TrainError};
 
-/// Pretraining's settings; defaults follow GPT-3 small (Brown et al. 2020, table 2.1 and
-/// appendix B) where they apply to small models.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PretrainConfig {
-    /// Passes over the corpus.
-    pub epochs: i64,
-    /// Optimizer steps in all; overrides `epochs` when set.
-    pub steps: Option<i64>,
-    /// Peak learning rate. GPT-3 small: 6e-4.
-    pub lr: f64,
-    /// Cosine decay ends at `lr · final_lr_ratio`. GPT-3: 10%.
-    pub final_lr_ratio: f64,
-    /// Linear warmup steps (capped at a tenth of the run, so short runs still decay).
-    pub warmup_steps: i64,
-    /// Windows per micro-batch.
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step.
-    pub grad_accum: usize,
-    /// Tokens per window (at most the model's n_ctx; none: n_ctx).
-    pub seq_len: Option<i64>,
-    /// GPT-3: 0.1.
-    pub weight_decay: f64,
-    /// GPT-3: 1.0.
-    pub grad_clip: f64,
-    /// GPT-3: β1 0.9, β2 0.95, ε 1e-8.
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Share of documents held out for the validation loss.
-    pub val_fraction: f64,
-    /// Validate every N steps (and at the end).
-    pub eval_every: i64,
-    /// Write a checkpoint every N steps (0: only the final model).
-    pub checkpoint_every: i64,
-    pub seed: u64,
-}
-
-impl Default for PretrainConfig {
-    fn default() -> Self {
-        PretrainConfig {
-            epochs: 1,
-            steps: None,
-            lr: 6e-4,
-            final_lr_ratio: 0.1,
-            warmup_steps: 100,
-            batch_size: 16,
-            grad_accum: 1,
-            seq_len: None,
-            weight_decay: 0.1,
-            grad_clip: 1.0,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            val_fraction: 0.05,
-            eval_every: 200,
-            checkpoint_every: 1000,
-            seed: 0,
-        }
-    }
-}
-
-impl PretrainConfig {
-    pub fn validate(&self) -> Result<(), TrainError> {
-        lm_loop::check_schedule(
-            "pretrain",
-            self.epochs,
-            self.steps,
-            self.lr,
-            self.batch_size,
-            self.grad_accum,
-            self.val_fraction,
-        )?;
-        if self.seq_len.is_some_and(|s| s < 2) {
-            return Err(TrainError::Config("pretrain.seq_len must be at least 2".into()));
-        }
-        Ok(())
-    }
-}
+/// Pretraining's settings: declared in the run contract.
+pub use spec::PretrainConfig;
 
 /// Packs documents into windows of `seq_len` tokens, each overlapping the next by one
 /// token so that every token but the first is a target exactly once.

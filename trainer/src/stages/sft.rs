@@ -4,94 +4,14 @@
 //! added, and the loss is the next-token loss on the response and its EOS only: the
 //! prompt and the padding are masked.
 
-use serde::{Deserialize, Serialize};
-
 use crate::checkpoint::LanguageModel;
 use crate::data::Demonstration;
 use crate::lm_loop::{self, Example, LoopReport, LoopSettings};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunDir, TrainError};
 
-/// SFT's settings. Defaults follow InstructGPT (Ouyang et al. 2022, appendix C.1) where
-/// it states them; its learning rates are for 1.3B–175B models, so the default here is
-/// one that suits small GPTs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SftConfig {
-    /// Passes over the demonstrations. InstructGPT: 16.
-    pub epochs: i64,
-    /// Optimizer steps in all; overrides `epochs` when set.
-    pub steps: Option<i64>,
-    /// Peak learning rate (InstructGPT: 9.65e-6 at 1.3B, 5.03e-6 at 175B).
-    pub lr: f64,
-    /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: cosine decay.
-    pub final_lr_ratio: f64,
-    /// Linear warmup steps.
-    pub warmup_steps: i64,
-    /// Demonstrations per micro-batch (InstructGPT: 32 at 1.3B and 6B, 8 at 175B).
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step.
-    pub grad_accum: usize,
-    /// Residual dropout during SFT. InstructGPT: 0.2.
-    pub dropout: f64,
-    pub weight_decay: f64,
-    /// Global gradient-norm clip.
-    pub grad_clip: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Share of demonstrations held out for validation when no validation file is given.
-    pub val_fraction: f64,
-    /// Validate every N steps (and at the end); the best weights by validation loss are
-    /// the final model. InstructGPT selects by validation RM score; plumb, before an RM
-    /// exists, by validation loss.
-    pub eval_every: i64,
-    /// Write a checkpoint every N steps (0: only the final model).
-    pub checkpoint_every: i64,
-    pub seed: u64,
-}
-
-impl Default for SftConfig {
-    fn default() -> Self {
-        SftConfig {
-            epochs: 16,
-            steps: None,
-            lr: 1e-4,
-            final_lr_ratio: 0.0,
-            warmup_steps: 0,
-            batch_size: 32,
-            grad_accum: 1,
-            dropout: 0.2,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            val_fraction: 0.05,
-            eval_every: 100,
-            checkpoint_every: 500,
-            seed: 0,
-        }
-    }
-}
-
-impl SftConfig {
-    pub fn validate(&self) -> Result<(), TrainError> {
-        lm_loop::check_schedule(
-            "sft",
-            self.epochs,
-            self.steps,
-            self.lr,
-            self.batch_size,
-            self.grad_accum,
-            self.val_fraction,
-        )?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(TrainError::Config("sft.dropout must be in [0, 1)".into()));
-        }
-        Ok(())
-    }
-}
+/// SFT's settings: declared in the run contract.
+pub use spec::SftConfig;
 
 /// prompt ++ response ++ EOS with the loss on the response and EOS. A sequence longer
 /// than the context loses prompt tokens from the left; a response that cannot fit is an

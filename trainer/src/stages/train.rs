@@ -20,6 +20,9 @@ use crate::sampling::SamplingError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// Stage settings outside the run contract, every problem named.
+    #[error(transparent)]
+    Settings(#[from] spec::Problems),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]

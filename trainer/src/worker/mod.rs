@@ -27,9 +27,9 @@ use registry::runs::{self, ClaimedRun, Heartbeat, Metric};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+pub use self::spec::{RunSpec, SpecError};
 use crate::train::{latest_checkpoint_in, TrainError, CHECKPOINTS, METRICS, PROGRESS};
 use crate::DeviceChoice;
-pub use spec::{RunSpec, SpecError};
 
 /// How a worker works.
 #[derive(Clone, Debug)]
@@ -223,7 +223,7 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
         checkpoint: &mut Option<(i64, String)>,
     ) -> Result<Option<i64>, Stop> {
-        let spec = RunSpec::parse(run.kind, &run.config)?;
+        let spec = spec::parse(run.kind, &run.config)?;
         let dir = self.run_dir(run.id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| Stop::Failed(format!("{}: {e}", dir.display())))?;
         self.restore_checkpoint(run, &dir.join("out"), checkpoint.as_ref()).await?;

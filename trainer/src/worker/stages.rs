@@ -22,7 +22,7 @@ use super::spec::{EvalRun, PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
-use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Tokenizer};
+use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Preset, Tokenizer, TokenizerKind};
 
 /// A model version the run reads, with its checkpoint on this machine.
 pub(super) struct Resolved {
@@ -320,12 +320,7 @@ pub(super) async fn prepare(
 /// kind (an RM trained from an SFT model has parent `sft`), so that the registry reads
 /// base → SFT → RM.
 fn start_role(start: &Resolved) -> &'static str {
-    match start.version.kind {
-        ModelKind::Sft => "sft",
-        ModelKind::Policy => "policy",
-        ModelKind::Reward => "reward",
-        ModelKind::Base => "base",
-    }
+    start.version.kind.as_str()
 }
 
 fn lineage(parents: &[(&Resolved, &str)]) -> Vec<Parent> {
@@ -350,10 +345,11 @@ pub(super) fn execute(
             let model = match &base {
                 Some(base) => LanguageModel::load(&base.dir, device)?,
                 None => {
-                    let tokenizer = Tokenizer::new(spec.tokenizer);
-                    let config = GptConfig::preset(spec.preset, tokenizer.vocab_size());
+                    let kind: TokenizerKind = spec.tokenizer.parse().map_err(TrainError::Config)?;
+                    let preset: Preset = spec.preset.parse().map_err(TrainError::Config)?;
+                    let config = GptConfig::preset(preset, Tokenizer::new(kind).vocab_size());
                     tch::manual_seed(spec.stage.seed as i64);
-                    LanguageModel::new(config, spec.tokenizer, device).map_err(TrainError::Config)?
+                    LanguageModel::new(config, kind, device).map_err(TrainError::Config)?
                 }
             };
             let (_, report) = pretrain::train(&spec.stage, model, &documents, &mut run, resume)?;
@@ -365,7 +361,7 @@ pub(super) fn execute(
                 config: match &snapshot {
                     Some(s) => json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": s.id }),
                     None => {
-                        json!({ "stage": spec.stage, "base": spec.base, "preset": format!("{:?}", spec.preset).to_lowercase(),
+                        json!({ "stage": spec.stage, "base": spec.base, "preset": spec.preset, "tokenizer": spec.tokenizer,
                                     "corpus": "demo_world", "corpus_documents": spec.corpus_documents })
                     }
                 },

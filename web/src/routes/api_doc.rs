@@ -635,10 +635,12 @@ fn run_schemas() -> Value {
             "values": array(number()),
         })),
         "LogLine": object(&["id", "at", "line"], json!({ "id": int(), "at": time(), "line": text() })),
-        "RunDefaults": object(&["kind", "stage", "help"], json!({
+        "RunDefaults": object(&["kind", "stage", "help", "settings", "fields"], json!({
             "kind": schema("RunKind"),
-            "stage": described(any_object(), "The stage's default settings (empty when the server does not know them)."),
+            "stage": described(any_object(), "The stage's default settings."),
             "help": described(json!({ "type": "object", "additionalProperties": text() }), "A help text per setting."),
+            "settings": described(array(any_object()), "Each stage setting as the run contract declares it: `name`, `help`, `type` (integer, number, bool, optional_integer, optional_number), `range` (`low`, `high`), `essential`."),
+            "fields": described(array(any_object()), "The kind's config fields besides `stage`: `name` (a path such as `prompts.split`), `label`, `help`, `required`, `absent` (what leaving it out means)."),
         })),
         "EvalSample": object(&["version_id", "prompt_id", "text", "tokens", "eos", "repetition", "reward", "kl", "oracle"], json!({
             "version_id": int(),

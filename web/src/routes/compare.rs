@@ -342,12 +342,7 @@ impl ComparePage {
     }
 
     fn kind(&self, kind: &ModelKind) -> &'static str {
-        match kind {
-            ModelKind::Base => "base",
-            ModelKind::Sft => "sft",
-            ModelKind::Reward => "reward",
-            ModelKind::Policy => "policy",
-        }
+        kind.as_str()
     }
 
     fn is_selected(&self, id: &i64) -> bool {

@@ -294,26 +294,10 @@ async fn freeze_from(
     Ok(snapshots::freeze(pool, project_id, kind, &filter, form.name.trim(), Some(user_id)).await?)
 }
 
-fn kind_name(kind: SnapshotKind) -> &'static str {
-    match kind {
-        SnapshotKind::Prompts => "prompts",
-        SnapshotKind::Demonstrations => "demonstrations",
-        SnapshotKind::Rankings => "rankings",
-        SnapshotKind::Comparisons => "comparisons",
-    }
-}
-
 fn parse_kind(kind: &str) -> Result<SnapshotKind, AppError> {
-    match kind.trim() {
-        "prompts" => Ok(SnapshotKind::Prompts),
-        "demonstrations" => Ok(SnapshotKind::Demonstrations),
-        "rankings" => Ok(SnapshotKind::Rankings),
-        "comparisons" => Ok(SnapshotKind::Comparisons),
-        other => Err(AppError::Invalid {
-            field: "kind".into(),
-            reason: format!("{other:?} is not prompts, demonstrations, rankings or comparisons"),
-        }),
-    }
+    kind.trim()
+        .parse()
+        .map_err(|e: spec::UnknownKind| AppError::Invalid { field: "kind".into(), reason: e.to_string() })
 }
 
 /// The training formats a snapshot of `kind` exports to, by their names in URLs.
@@ -413,7 +397,7 @@ async fn render(
         .await?
         .into_iter()
         .map(|snapshot| SnapshotRow {
-            kind: kind_name(snapshot.kind),
+            kind: snapshot.kind.as_str(),
             downloads: formats(snapshot.kind)
                 .iter()
                 .map(|(name, _)| (*name, format!("/snapshots/{}/export?format={name}", snapshot.id)))

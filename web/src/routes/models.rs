@@ -13,7 +13,7 @@ use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
-use registry::versions::{self, Alias, LineageEntry, ModelKind, ModelSummary, ModelVersion};
+use registry::versions::{self, Alias, LineageEntry, ModelSummary, ModelVersion};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
@@ -612,7 +612,7 @@ async fn render_version(
     let mut response = page(&VersionPage {
         nav: Nav::new(me, session)?,
         label: label(&version),
-        kind: kind_name(version.kind),
+        kind: version.kind.as_str(),
         config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,
         metrics: metric_list(&version.metrics),
         graph: lineage_graph(&version, &ancestors, &descendants),
@@ -628,18 +628,9 @@ async fn render_version(
     Ok(response)
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Base => "base",
-        ModelKind::Sft => "sft",
-        ModelKind::Reward => "reward",
-        ModelKind::Policy => "policy",
-    }
-}
-
 /// `name:n (kind)`.
 fn label(version: &ModelVersion) -> String {
-    format!("{}:{} ({})", version.model, version.version, kind_name(version.kind))
+    format!("{}:{} ({})", version.model, version.version, version.kind.as_str())
 }
 
 fn version_url(version: &ModelVersion) -> String {
@@ -657,7 +648,7 @@ fn version_row(version: ModelVersion) -> VersionRow {
     VersionRow {
         label: label(&version),
         url: version_url(&version),
-        kind: kind_name(version.kind),
+        kind: version.kind.as_str(),
         metrics,
         version,
     }

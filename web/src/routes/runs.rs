@@ -2,7 +2,6 @@
 //! a run's page with live progress, curves, logs and cancel. The same under `/api/runs`.
 
 pub mod chart;
-mod help;
 mod launch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,11 +24,7 @@ use self::launch::{Control, Problem};
 use super::{page, see_other, Nav};
 use crate::auth::{self, CurrentUser};
 use crate::error::{urlencode, AppError};
-use crate::run_defaults::RunDefaults;
 
-/// Every run kind, in pipeline order.
-pub const KINDS: [RunKind; 6] =
-    [RunKind::Pretrain, RunKind::Sft, RunKind::Reward, RunKind::Ppo, RunKind::Sample, RunKind::Eval];
 const STATUSES: [RunStatus; 5] =
     [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
 /// Log lines a run page starts with (the tail); the API's most per request.
@@ -51,22 +46,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api_defaults);
 }
 
-pub fn kind_str(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Pretrain => "pretrain",
-        RunKind::Sft => "sft",
-        RunKind::Reward => "reward",
-        RunKind::Ppo => "ppo",
-        RunKind::Sample => "sample",
-        RunKind::Eval => "eval",
-    }
-}
-
 fn parse_kind(field: &str, text: &str) -> Result<RunKind, AppError> {
-    KINDS.into_iter().find(|k| kind_str(*k) == text).ok_or_else(|| AppError::Invalid {
-        field: field.into(),
-        reason: format!("{text:?} is not a run kind (pretrain, sft, reward, ppo, sample or eval)"),
-    })
+    text.parse()
+        .map_err(|e: spec::UnknownKind| AppError::Invalid { field: field.into(), reason: e.to_string() })
 }
 
 /// Form text that may be left empty: empty (or blank) is None, anything else is parsed
@@ -222,7 +204,7 @@ pub async fn queue(
     let rows: Vec<QueueRow> = found
         .into_iter()
         .map(|run| QueueRow {
-            kind: kind_str(run.kind),
+            kind: run.kind.as_str(),
             project: names.project(run.project_id),
             created_by: names.user(run.created_by),
             created: time(&run.created_at),
@@ -238,7 +220,7 @@ pub async fn queue(
         active: rows.iter().any(|r| !r.run.status.is_finished()),
         rows,
         projects: projects::list_projects(&pool).await?,
-        kinds: KINDS.iter().map(|k| kind_str(*k)).collect(),
+        kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
         statuses: STATUSES.iter().map(|s| s.as_str()).collect(),
         query: format!(
             "project={}&kind={}&status={}",
@@ -279,8 +261,6 @@ struct LaunchPage {
     stage: Vec<Control>,
     /// Problems with no field of their own on the form (an unknown stage setting …).
     problems: Vec<Problem>,
-    /// Whether the stage's defaults are known (else the worker applies them).
-    has_defaults: bool,
     /// Whether a field shows a problem of its own.
     any_field_error: bool,
 }
@@ -294,7 +274,6 @@ pub async fn new_form(
     me: CurrentUser,
     pool: web::Data<PgPool>,
     session: Session,
-    defaults: web::Data<RunDefaults>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
@@ -309,7 +288,7 @@ pub async fn new_form(
     let prefill: Vec<(String, String)> =
         query.iter().filter(|(n, _)| n != "kind" && n != "project").cloned().collect();
     let input = (!prefill.is_empty()).then_some(prefill.as_slice());
-    let page = launch_page(&me, &pool, &session, &defaults, kind, all, project, input, Vec::new()).await?;
+    let page = launch_page(&me, &pool, &session, kind, all, project, input, Vec::new()).await?;
     super::page(&page)
 }
 
@@ -318,7 +297,6 @@ async fn launch_page(
     me: &CurrentUser,
     pool: &PgPool,
     session: &Session,
-    defaults: &RunDefaults,
     kind: RunKind,
     projects: Vec<Project>,
     project: Option<Project>,
@@ -326,7 +304,7 @@ async fn launch_page(
     problems: Vec<Problem>,
 ) -> Result<LaunchPage, AppError> {
     let (fields, stage) = match &project {
-        Some(project) => launch::controls(pool, defaults, project, kind, input, &problems).await?,
+        Some(project) => launch::controls(pool, project, kind, input, &problems).await?,
         None => (Vec::new(), Vec::new()),
     };
     let shown: Vec<&str> = fields.iter().chain(&stage).map(|c| c.name.as_str()).collect();
@@ -334,9 +312,8 @@ async fn launch_page(
     Ok(LaunchPage {
         any_field_error: fields.iter().chain(&stage).any(|c| c.error.is_some()),
         nav: Nav::new(me, session)?,
-        kinds: KINDS.iter().map(|k| kind_str(*k)).collect(),
-        kind: kind_str(kind),
-        has_defaults: defaults.of(kind_str(kind)).is_some(),
+        kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
+        kind: kind.as_str(),
         projects,
         project,
         fields,
@@ -350,7 +327,6 @@ pub async fn launch_run(
     me: CurrentUser,
     pool: web::Data<PgPool>,
     session: Session,
-    defaults: web::Data<RunDefaults>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
@@ -359,8 +335,8 @@ pub async fn launch_run(
     auth::check_csrf(&session, value_of("csrf"), me.by_token)?;
     let kind = parse_kind("kind", value_of("kind"))?;
     let project = project_of(&pool, &parse_id("project_id", value_of("project_id"))?).await?;
-    let (config, mut problems) = launch::config_from_form(&defaults, kind, &pairs);
-    for problem in launch::check(&pool, &defaults, &project, kind, &config).await? {
+    let (config, mut problems) = launch::config_from_form(kind, &pairs);
+    for problem in launch::check(&pool, &project, kind, &config).await? {
         if !problems.iter().any(|p| p.field == problem.field) {
             problems.push(problem);
         }
@@ -370,8 +346,7 @@ pub async fn launch_run(
         return Ok(see_other(&format!("/runs/{id}")));
     }
     let all = projects::list_projects(&pool).await?;
-    let page = launch_page(&me, &pool, &session, &defaults, kind, all, Some(project), Some(&pairs), problems)
-        .await?;
+    let page = launch_page(&me, &pool, &session, kind, all, Some(project), Some(&pairs), problems).await?;
     Ok(HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY)
         .content_type("text/html; charset=utf-8")
         .body(page.render()?))
@@ -419,41 +394,44 @@ pub async fn api_launch(
     me: CurrentUser,
     pool: web::Data<PgPool>,
     session: Session,
-    defaults: web::Data<RunDefaults>,
     body: web::Json<LaunchBody>,
 ) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
     auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let kind = parse_kind("kind", &body.kind)?;
     let project = project_of(&pool, &body.project_id).await?;
-    let problems = launch::check(&pool, &defaults, &project, kind, &body.config).await?;
-    if let Some(first) = problems.into_iter().next() {
-        return Err(first.into());
+    let problems = launch::check(&pool, &project, kind, &body.config).await?;
+    if !problems.is_empty() {
+        return Err(AppError::Problems(problems));
     }
     let body = body.into_inner();
     let id = enqueue(&pool, &me, &project, kind, body.config).await?;
     Ok(HttpResponse::Created().json(runs::get(&pool, id).await?))
 }
 
+/// A kind's contract: its stage settings' defaults and help, and the declarations of
+/// its fields and settings (type, range, whether essential) that the form is made from.
 #[get("/api/run-defaults/{kind}")]
-pub async fn api_defaults(
-    me: CurrentUser,
-    defaults: web::Data<RunDefaults>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_defaults(me: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     me.require_researcher()?;
-    let kind = kind_str(
-        KINDS
-            .into_iter()
-            .find(|k| kind_str(*k) == path.as_str())
-            .ok_or_else(|| AppError::NotFound(format!("no run kind {:?}", path.as_str())))?,
-    );
-    let stage = defaults.of(kind).cloned().unwrap_or_else(empty_object);
-    let help: BTreeMap<&str, &str> = stage
-        .as_object()
-        .map(|o| o.keys().map(|k| (k.as_str(), help::help(kind, k))).collect())
-        .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "kind": kind, "stage": stage, "help": help })))
+    let kind: RunKind = path.parse().map_err(|e: spec::UnknownKind| AppError::NotFound(e.to_string()))?;
+    let settings = spec::settings(kind);
+    let help: BTreeMap<&str, String> =
+        settings.iter().map(|s| (s.name, s.help.split_whitespace().collect::<Vec<_>>().join(" "))).collect();
+    let fields: Vec<Value> = spec::inputs(kind)
+        .iter()
+        .map(|i| {
+            serde_json::json!({ "name": i.name, "label": i.label, "help": i.help,
+                                "required": i.required, "absent": i.absent })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "kind": kind,
+        "stage": spec::stage_defaults(kind),
+        "help": help,
+        "settings": settings,
+        "fields": fields,
+    })))
 }
 
 // One run.
@@ -543,7 +521,7 @@ pub async fn show(
     let now = Utc::now();
     page(&RunPage {
         nav: Nav::new(&me, &session)?,
-        kind: kind_str(run.kind),
+        kind: run.kind.as_str(),
         project: names.project(run.project_id),
         created_by: names.user(run.created_by),
         created: time(&run.created_at),
@@ -663,8 +641,8 @@ mod tests {
 
     #[test]
     fn every_kind_parses_back_from_its_name() {
-        for kind in KINDS {
-            assert_eq!(parse_kind("kind", kind_str(kind)).unwrap(), kind);
+        for kind in RunKind::ALL.iter().copied() {
+            assert_eq!(parse_kind("kind", kind.as_str()).unwrap(), kind);
         }
         assert!(parse_kind("kind", "rlhf").is_err());
     }
