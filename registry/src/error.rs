@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::runs::RunStatus;
+use crate::run_status::RunStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -6,5 +6,6 @@ pub mod db;
 pub mod error;
 pub mod eval_config;
 pub mod evals;
+mod run_status;
 pub mod runs;
 pub mod versions;
