@@ -13,6 +13,7 @@
 //! worker resumes and registers exactly once.
 
 mod eval;
+mod resolve;
 pub mod spec;
 mod stages;
 

@@ -13,29 +13,17 @@ use labeling::samples::PromptSamples;
 use labeling::snapshots::{self, ExportFormat, Snapshot, SnapshotFilter, SnapshotKind};
 use registry::artifacts::ArtifactStore;
 use registry::runs::ClaimedRun;
-use registry::versions::{self, ModelKind, ModelVersion, NewVersion, Parent};
+use registry::versions::{self, ModelKind, NewVersion, Parent};
 use serde_json::json;
 use sqlx::PgPool;
 use tch::Device;
 
+use super::resolve::{resolve, Resolved};
 use super::spec::{EvalRun, PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
 use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Tokenizer};
-
-/// A model version the run reads, with its checkpoint on this machine.
-pub(super) struct Resolved {
-    pub(super) version: ModelVersion,
-    pub(super) dir: PathBuf,
-}
-
-impl Resolved {
-    /// `model:N`, as researchers write it.
-    pub(super) fn name(&self) -> String {
-        format!("{}:{}", self.version.model, self.version.version)
-    }
-}
 
 // One per run, moved once into the stage's thread: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -108,28 +96,6 @@ pub(super) enum Output {
         /// Per prompt: its id and K samples (text, log-probs).
         samples: Vec<PromptSamplesOut>,
     },
-}
-
-async fn resolve(
-    pool: &PgPool,
-    store: &ArtifactStore,
-    field: &str,
-    reference: &str,
-) -> Result<Resolved, Stop> {
-    let version = versions::resolve(pool, reference)
-        .await
-        .map_err(|e| Stop::Failed(format!("{field} {reference:?}: {e}")))?;
-    let sha = version.artifact_sha256.clone();
-    let store = store.clone();
-    // `get` checks every file's digest: a changed or truncated checkpoint is an error
-    // naming the file, not a model silently trained from bad weights.
-    let dir = tokio::task::spawn_blocking(move || store.get(&sha))
-        .await
-        .map_err(|e| Stop::Failed(e.to_string()))?
-        .map_err(|e| {
-            Stop::Failed(format!("{field} {reference:?} ({}:{}): {e}", version.model, version.version))
-        })?;
-    Ok(Resolved { version, dir })
 }
 
 /// The snapshot the run names (checked to be the project's and of the right kind), or one
