@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::runs::RunStatus;
+use crate::run_status::RunStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -24,6 +24,10 @@ pub enum RegistryError {
     DuplicateMetric { name: String, step: i64 },
     #[error("{what} must not be negative, but is {value}")]
     NegativeStep { what: &'static str, value: i64 },
+    #[error("run {0} is not an eval run")]
+    NotAnEvalRun(i64),
+    #[error("version {version_id} is not one of this run's versions")]
+    NotEvaluated { run_id: i64, version_id: i64 },
     #[error("project {0} does not exist")]
     ProjectNotFound(i64),
     #[error("user {0} does not exist")]

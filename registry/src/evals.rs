@@ -1,12 +1,18 @@
 //! What eval runs measured: one sample per (version, prompt) with its scores, and,
 //! when the run asked for them, each version's few-shot accuracy on the demo world's
 //! skills and the first words it continues probes with; all written once per run, and
-//! the per-version summary the run page and the compare pages show.
+//! the per-version summary the run page and the compare pages show. [`report`] puts an
+//! eval run's results together once for everyone who shows them: the eval page and its
+//! JSON, the run's log, `plumb demo`.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use crate::error::Result;
+use crate::error::{RegistryError, Result};
+use crate::runs::{self, Run, RunKind};
+use crate::versions;
 
 /// One version's sample for one prompt, and its scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -306,7 +312,7 @@ pub fn win_rates(
     baseline: i64,
     score: fn(&EvalSample) -> Option<f32>,
 ) -> Vec<(i64, Option<WinRate>)> {
-    let base: std::collections::HashMap<i64, f32> = samples
+    let base: HashMap<i64, f32> = samples
         .iter()
         .filter(|s| s.version_id == baseline)
         .filter_map(|s| Some((s.prompt_id, score(s)?)))
@@ -325,6 +331,107 @@ pub fn win_rates(
             (version, win_rate(&pairs, BOOTSTRAP_RESAMPLES, version as u64))
         })
         .collect()
+}
+
+/// One evaluated version of a [`Report`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VersionReport {
+    pub version_id: i64,
+    /// `model:n`.
+    pub label: String,
+    pub summary: EvalSummary,
+    /// Against the baseline by the reward model's score; None for the baseline itself,
+    /// or where no prompt has both scores.
+    pub win_rate_reward: Option<WinRate>,
+    /// The same by the demo world's oracle.
+    pub win_rate_oracle: Option<WinRate>,
+}
+
+/// What an eval run measured, version by version, against a baseline version.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub run: Run,
+    /// The version the others' win rates are against.
+    pub baseline: i64,
+    /// In version id order, as [`summary`] has them.
+    pub versions: Vec<VersionReport>,
+    /// By version then prompt.
+    pub samples: Vec<EvalSample>,
+    /// Few-shot accuracy by version, skill and shots (empty when not measured).
+    pub skills: Vec<SkillScore>,
+    /// Probes' most frequent first words by probe, group and version.
+    pub probes: Vec<ProbeWord>,
+}
+
+/// The eval run's results against `baseline`, which must be one of its versions (by
+/// default the first its config lists, else its first): each version's label, means and
+/// win rates, and the samples, skill scores and probe words they come from.
+pub async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Report> {
+    let run = runs::get(pool, run_id).await?;
+    if run.kind != RunKind::Eval {
+        return Err(RegistryError::NotAnEvalRun(run_id));
+    }
+    let summaries = summary(pool, run_id).await?;
+    let ids: Vec<i64> = summaries.iter().map(|s| s.version_id).collect();
+    let baseline = match baseline {
+        Some(b) if ids.contains(&b) => b,
+        Some(b) => return Err(RegistryError::NotEvaluated { run_id, version_id: b }),
+        None => first_listed(pool, &run, &ids).await.unwrap_or_else(|| ids.first().copied().unwrap_or(0)),
+    };
+    let samples = samples(pool, run_id).await?;
+    let mut labels = versions::labels(pool, &ids).await?;
+    let mut by_reward: HashMap<i64, Option<WinRate>> =
+        win_rates(&samples, baseline, |s| s.reward).into_iter().collect();
+    let mut by_oracle: HashMap<i64, Option<WinRate>> =
+        win_rates(&samples, baseline, |s| s.oracle).into_iter().collect();
+    let versions = summaries
+        .into_iter()
+        .map(|summary| VersionReport {
+            version_id: summary.version_id,
+            label: labels.remove(&summary.version_id).unwrap_or_default(),
+            win_rate_reward: by_reward.remove(&summary.version_id).flatten(),
+            win_rate_oracle: by_oracle.remove(&summary.version_id).flatten(),
+            summary,
+        })
+        .collect();
+    let skills = skill_scores(pool, run_id).await?;
+    let probes = probe_words(pool, run_id).await?;
+    Ok(Report { run, baseline, versions, samples, skills, probes })
+}
+
+/// The first version the run's config lists, when it resolves to one of `ids` (the
+/// versions the run evaluated): the default baseline of its report and of its A/B batches.
+pub async fn first_listed(pool: &PgPool, run: &Run, ids: &[i64]) -> Option<i64> {
+    let first = run.config["versions"].as_array()?.first()?.as_str()?;
+    let version = versions::resolve(pool, first).await.ok()?;
+    ids.contains(&version.id).then_some(version.id)
+}
+
+/// How often the reward model orders two samples of one prompt as the oracle does:
+/// (pairs it agrees on, pairs), over the pairs that both scored and the oracle does not
+/// tie; None without such pairs.
+pub fn reward_oracle_agreement(samples: &[EvalSample]) -> Option<(usize, usize)> {
+    let mut by_prompt: HashMap<i64, Vec<&EvalSample>> = Default::default();
+    for s in samples {
+        by_prompt.entry(s.prompt_id).or_default().push(s);
+    }
+    let (mut agree, mut pairs) = (0usize, 0usize);
+    for group in by_prompt.values() {
+        for (i, a) in group.iter().enumerate() {
+            for b in &group[i + 1..] {
+                let (Some(oa), Some(ob), Some(ra), Some(rb)) = (a.oracle, b.oracle, a.reward, b.reward)
+                else {
+                    continue;
+                };
+                if oa == ob {
+                    continue;
+                }
+                pairs += 1;
+                agree += ((oa > ob) == (ra > rb)) as usize;
+            }
+        }
+    }
+    (pairs > 0).then_some((agree, pairs))
 }
 
 #[cfg(test)]
@@ -350,6 +457,35 @@ mod tests {
         assert_eq!(few_shot_line(&skills, 1).as_deref(), Some("0-shot 0.12, 3-shot 0.75"));
         assert_eq!(few_shot_line(&skills, 2).as_deref(), Some("0-shot 1.00"));
         assert_eq!(few_shot_line(&skills, 3), None);
+    }
+
+    #[test]
+    fn the_reward_model_agrees_where_it_orders_a_prompts_samples_as_the_oracle_does() {
+        let sample = |version_id, prompt_id, reward, oracle| EvalSample {
+            version_id,
+            prompt_id,
+            text: String::new(),
+            tokens: 1,
+            eos: true,
+            repetition: 0.0,
+            reward,
+            kl: None,
+            oracle,
+        };
+        let samples = [
+            // Prompt 1: three samples, three pairs; the RM orders two of them as the oracle.
+            sample(1, 1, Some(0.1), Some(0.0)),
+            sample(2, 1, Some(0.9), Some(1.0)),
+            sample(3, 1, Some(0.0), Some(0.5)),
+            // Prompt 2: the oracle ties, so the pair is left out.
+            sample(1, 2, Some(0.0), Some(1.0)),
+            sample(2, 2, Some(1.0), Some(1.0)),
+            // Prompt 3: one sample has no oracle score.
+            sample(1, 3, Some(0.0), None),
+            sample(2, 3, Some(1.0), Some(1.0)),
+        ];
+        assert_eq!(reward_oracle_agreement(&samples), Some((2, 3)));
+        assert_eq!(reward_oracle_agreement(&samples[3..]), None);
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod error;
 /// The rules of an eval run's skills and probes (the run contract's).
 pub use spec::eval as eval_config;
 pub mod evals;
+mod run_status;
 pub mod runs;
 pub mod versions;

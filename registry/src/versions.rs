@@ -353,6 +353,26 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<ModelVersion> {
     row.map(ModelVersion::from).ok_or(RegistryError::VersionNotFound(id))
 }
 
+/// How researchers name each of `ids`: `model:n`, looked up in one query. An id that is
+/// no version is [`RegistryError::VersionNotFound`].
+pub async fn labels(pool: &PgPool, ids: &[i64]) -> Result<HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT v.id, m.name || ':' || v.version FROM model_versions v JOIN models m ON m.id = v.model_id
+         WHERE v.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let labels: HashMap<i64, String> = rows.into_iter().collect();
+    match ids.iter().find(|id| !labels.contains_key(id)) {
+        Some(&missing) => Err(RegistryError::VersionNotFound(missing)),
+        None => Ok(labels),
+    }
+}
+
 /// The version that `reference` names: `name` (the latest), `name:3` or `name@alias`.
 pub async fn resolve(pool: &PgPool, reference: &str) -> Result<ModelVersion> {
     let reference = ModelRef::parse(reference)?;

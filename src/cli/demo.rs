@@ -468,69 +468,43 @@ async fn simulate(url: &str, token: &str, sloppy: f64) -> Result<String> {
 /// SFT; the RM's agreement with the oracle on pairs of held-out samples.
 async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
     step("What the oracle measured on held-out prompts");
-    let summary = evals::summary(pool, eval).await?;
-    let samples = evals::samples(pool, eval).await?;
-    let mut label = std::collections::HashMap::new();
-    for s in &summary {
-        let v = versions::get(pool, s.version_id).await?;
-        label.insert(s.version_id, format!("{}:{}", v.model, v.version));
-    }
-    for s in &summary {
+    // Against SFT, so that the policy's win rates are over SFT.
+    let sft = versions::resolve(pool, "sft").await?.id;
+    let report = evals::report(pool, eval, Some(sft)).await?;
+    for v in &report.versions {
+        let s = &v.summary;
         println!(
             "{:>10}: oracle {:+.3}, RM {:+.3}, KL to SFT {:.2} nats, {:.1} tokens",
-            label[&s.version_id],
+            v.label,
             s.oracle.unwrap_or(f64::NAN),
             s.reward.unwrap_or(f64::NAN),
             s.kl.unwrap_or(f64::NAN),
             s.tokens
         );
     }
-    let id_of = |model: &str| summary.iter().map(|s| s.version_id).find(|id| label[id].starts_with(model));
-    if let (Some(base), Some(sft), Some(policy)) = (id_of("base:"), id_of("sft:"), id_of("policy:")) {
-        let oracle =
-            |v: i64| summary.iter().find(|s| s.version_id == v).and_then(|s| s.oracle).unwrap_or(f64::NAN);
+    let of = |model: &str| report.versions.iter().find(|v| v.label.starts_with(model));
+    if let (Some(base), Some(sft), Some(policy)) = (of("base:"), of("sft:"), of("policy:")) {
+        let oracle = |v: &evals::VersionReport| v.summary.oracle.unwrap_or(f64::NAN);
         println!("SFT over base: oracle {:+.3}", oracle(sft) - oracle(base));
-        let wins = evals::win_rates(&samples, sft, |s| s.oracle);
-        if let Some((_, Some(w))) = wins.iter().find(|(v, _)| *v == policy) {
-            let kl = summary.iter().find(|s| s.version_id == policy).and_then(|s| s.kl).unwrap_or(f64::NAN);
+        if let Some(w) = &policy.win_rate_oracle {
             println!(
-                "PPO over SFT: oracle {:+.3}, win rate by the oracle {:.0}% [{:.0}%, {:.0}%], at a KL of {kl:.2} nats",
+                "PPO over SFT: oracle {:+.3}, win rate by the oracle {:.0}% [{:.0}%, {:.0}%], at a KL of {:.2} nats",
                 oracle(policy) - oracle(sft),
                 100.0 * w.rate,
                 100.0 * w.low,
-                100.0 * w.high
+                100.0 * w.high,
+                policy.summary.kl.unwrap_or(f64::NAN)
             );
         }
     }
-    let skills = evals::skill_scores(pool, eval).await?;
-    for s in &summary {
-        if let Some(line) = evals::few_shot_line(&skills, s.version_id) {
-            println!("{:>10}: accuracy on the five skills, {line}", label[&s.version_id]);
+    for v in &report.versions {
+        if let Some(line) = evals::few_shot_line(&report.skills, v.version_id) {
+            println!("{:>10}: accuracy on the five skills, {line}", v.label);
         }
     }
     // The RM agrees with the oracle on a pair of samples of one prompt when it orders them
     // the same way (pairs the oracle ties are left out).
-    let mut by_prompt: std::collections::HashMap<i64, Vec<&evals::EvalSample>> = Default::default();
-    for s in &samples {
-        by_prompt.entry(s.prompt_id).or_default().push(s);
-    }
-    let (mut agree, mut pairs) = (0usize, 0usize);
-    for group in by_prompt.values() {
-        for (i, a) in group.iter().enumerate() {
-            for b in &group[i + 1..] {
-                let (Some(oa), Some(ob), Some(ra), Some(rb)) = (a.oracle, b.oracle, a.reward, b.reward)
-                else {
-                    continue;
-                };
-                if oa == ob {
-                    continue;
-                }
-                pairs += 1;
-                agree += ((oa > ob) == (ra > rb)) as usize;
-            }
-        }
-    }
-    if pairs > 0 {
+    if let Some((agree, pairs)) = evals::reward_oracle_agreement(&report.samples) {
         println!(
             "RM agreement with the oracle: {:.3} of {pairs} held-out pairs",
             agree as f64 / pairs as f64

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use registry::evals::{EvalSample, ProbeWord, SkillScore};
 use tch::Device;
 
+use super::resolve::Resolved;
 use super::spec::{EvalRun, Probe, SkillsSpec, MAX_PROBE_GROUPS, MAX_PROBE_SAMPLES};
-use super::stages::Resolved;
 use crate::train::{RunDir, TrainError};
 use crate::world::{Skill, Task};
 use crate::{generate_streams, reward, sampling, world, LanguageModel, SamplingConfig, Tokenizer};

@@ -13,6 +13,7 @@
 //! worker resumes and registers exactly once.
 
 mod eval;
+mod resolve;
 pub mod spec;
 mod stages;
 
@@ -130,7 +131,7 @@ impl Worker {
         while !*shutdown.borrow() {
             match self.run_next(shutdown.clone()).await {
                 Ok(Some((run_id, outcome))) => {
-                    eprintln!("worker {}: run {run_id}: {outcome:?}", self.options.name)
+                    tracing::info!(worker = %self.options.name, run_id, ?outcome, "run ended")
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -139,7 +140,12 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    eprintln!("worker {}: {e}; trying again in {:?}", self.options.name, self.options.poll);
+                    tracing::warn!(
+                        worker = %self.options.name,
+                        error = %e,
+                        retry_in = ?self.options.poll,
+                        "claiming or finishing a run failed; trying again"
+                    );
                     tokio::time::sleep(self.options.poll).await;
                 }
             }
@@ -165,12 +171,8 @@ impl Worker {
     ) -> Result<Outcome, WorkerError> {
         let name = self.options.name.as_str();
         let note = if run.resume { format!(", resuming from step {}", run.step) } else { String::new() };
-        let _ = runs::log(
-            &self.pool,
-            run.id,
-            &[format!("{name} claimed the run (attempt {}{note})", run.attempts)],
-        )
-        .await;
+        log_to_run(&self.pool, run.id, &[format!("{name} claimed the run (attempt {}{note})", run.attempts)])
+            .await;
         let mut checkpoint = run.checkpoint_step.zip(run.checkpoint_sha256.clone());
         let result = self.attempt(run, shutdown, &mut checkpoint).await;
         let (pool, lease) = (&self.pool, self.options.lease);
@@ -181,7 +183,7 @@ impl Worker {
             }
             Err(Stop::Failed(message)) => {
                 let message = explain(message, &self.options.work_dir);
-                let _ = runs::log(pool, run.id, &[format!("failed: {message}")]).await;
+                log_to_run(pool, run.id, &[format!("failed: {message}")]).await;
                 while_postgres_is_away(lease, || runs::fail(pool, run.id, name, &message)).await?;
                 Outcome::Failed(message)
             }
@@ -190,8 +192,7 @@ impl Worker {
                 Outcome::Cancelled
             }
             Err(Stop::Released) => {
-                let _ =
-                    runs::log(pool, run.id, &[format!("{name} is shutting down: released the run")]).await;
+                log_to_run(pool, run.id, &[format!("{name} is shutting down: released the run")]).await;
                 while_postgres_is_away(lease, || runs::release(pool, run.id, name)).await?;
                 Outcome::Released
             }
@@ -201,10 +202,14 @@ impl Worker {
             // A finished run is never resumed: its work directory and its checkpoint in
             // the store are of no more use.
             let dir = self.run_dir(run.id);
-            let _ = tokio::fs::remove_dir_all(&dir).await;
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    let (run_id, dir) = (run.id, dir.display());
+                    tracing::warn!(run_id, %dir, error = %e, "removing the run's work directory failed");
+                }
+            }
             if let Some((_, sha256)) = checkpoint {
-                let store = self.store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.remove(&sha256)).await;
+                self.remove_artifact(run.id, sha256).await;
             }
         }
         Ok(outcome)
@@ -326,7 +331,7 @@ impl Worker {
                 "the run's checkpoint at step {step} (sha256 {sha256}) could not be restored: {e}"
             ))
         })?;
-        let _ = runs::log(
+        log_to_run(
             &self.pool,
             run.id,
             &[format!("restored the checkpoint at step {step} from the artifact store")],
@@ -352,20 +357,45 @@ impl Worker {
             return;
         }
         let store = self.store.clone();
-        let Ok(Ok(artifact)) = tokio::task::spawn_blocking(move || store.put_dir(&path)).await else {
-            return;
+        let artifact = match flatten(tokio::task::spawn_blocking(move || store.put_dir(&path)).await) {
+            Ok(artifact) => artifact,
+            Err(error) => {
+                tracing::warn!(
+                    run_id,
+                    step,
+                    error,
+                    "storing the checkpoint failed; the next heartbeat tries again"
+                );
+                return;
+            }
         };
         match runs::record_checkpoint(&self.pool, run_id, &self.options.name, step, &artifact.sha256).await {
             Ok(replaced) => {
                 *checkpoint = Some((step, artifact.sha256));
                 if let Some(old) = replaced {
-                    let store = self.store.clone();
-                    let _ = tokio::task::spawn_blocking(move || store.remove(&old)).await;
+                    self.remove_artifact(run_id, old).await;
                 }
             }
-            Err(e) => {
-                eprintln!("worker {}: run {run_id}: recording the checkpoint failed: {e}", self.options.name)
-            }
+            Err(e) => tracing::warn!(
+                worker = %self.options.name,
+                run_id,
+                step,
+                error = %e,
+                "recording the checkpoint failed; the next heartbeat tries again"
+            ),
+        }
+    }
+
+    /// Deletes a checkpoint of the run from the artifact store: one it no longer needs, so
+    /// a failure costs only space, and is said in the worker's log.
+    async fn remove_artifact(&self, run_id: i64, sha256: String) {
+        let store = self.store.clone();
+        let removed = {
+            let sha256 = sha256.clone();
+            tokio::task::spawn_blocking(move || store.remove(&sha256)).await
+        };
+        if let Err(error) = flatten(removed) {
+            tracing::warn!(run_id, sha256, error, "deleting a checkpoint the run no longer needs failed");
         }
     }
 
@@ -382,7 +412,12 @@ impl Worker {
                 watch.lease_lost = true;
                 watch.stop.store(true, Ordering::Relaxed);
             }
-            Err(e) => eprintln!("worker {}: run {run_id}: heartbeat failed: {e}", self.options.name),
+            Err(e) => tracing::warn!(
+                worker = %self.options.name,
+                run_id,
+                error = %e,
+                "the heartbeat failed; the next one tries again within the lease"
+            ),
         }
     }
 
@@ -444,6 +479,24 @@ impl Worker {
 struct Streamed {
     offset: u64,
     finished: i64,
+}
+
+/// A blocking task's result, its panic said as an error like its own errors.
+fn flatten<T, E: std::fmt::Display>(
+    joined: Result<Result<T, E>, tokio::task::JoinError>,
+) -> Result<T, String> {
+    match joined {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Appends `lines` to the run's log (the run page shows it). The run goes on when the
+/// write fails: the log is for people, so the failure is said in the worker's own log.
+pub(crate) async fn log_to_run(pool: &PgPool, run_id: i64, lines: &[String]) {
+    if let Err(e) = runs::log(pool, run_id, lines).await {
+        tracing::warn!(run_id, error = %e, ?lines, "writing the run's log failed");
+    }
 }
 
 /// Runs `write` again while it fails because Postgres cannot be reached (a restart, a

@@ -13,29 +13,17 @@ use labeling::samples::PromptSamples;
 use labeling::snapshots::{self, ExportFormat, Snapshot, SnapshotFilter, SnapshotKind};
 use registry::artifacts::ArtifactStore;
 use registry::runs::ClaimedRun;
-use registry::versions::{self, ModelKind, ModelVersion, NewVersion, Parent};
+use registry::versions::{self, ModelKind, NewVersion, Parent};
 use serde_json::json;
 use sqlx::PgPool;
 use tch::Device;
 
+use super::resolve::{resolve, Resolved};
 use super::spec::{EvalRun, PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
 use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Preset, Tokenizer, TokenizerKind};
-
-/// A model version the run reads, with its checkpoint on this machine.
-pub(super) struct Resolved {
-    pub(super) version: ModelVersion,
-    pub(super) dir: PathBuf,
-}
-
-impl Resolved {
-    /// `model:N`, as researchers write it.
-    pub(super) fn name(&self) -> String {
-        format!("{}:{}", self.version.model, self.version.version)
-    }
-}
 
 // One per run, moved once into the stage's thread: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -90,8 +78,6 @@ pub(super) enum Output {
         /// Empty when the run did not ask for them.
         skills: Vec<registry::evals::SkillScore>,
         probes: Vec<registry::evals::ProbeWord>,
-        /// `model:N` of each version id, for the run's log.
-        names: Vec<(i64, String)>,
     },
     Model {
         model: String,
@@ -108,28 +94,6 @@ pub(super) enum Output {
         /// Per prompt: its id and K samples (text, log-probs).
         samples: Vec<PromptSamplesOut>,
     },
-}
-
-async fn resolve(
-    pool: &PgPool,
-    store: &ArtifactStore,
-    field: &str,
-    reference: &str,
-) -> Result<Resolved, Stop> {
-    let version = versions::resolve(pool, reference)
-        .await
-        .map_err(|e| Stop::Failed(format!("{field} {reference:?}: {e}")))?;
-    let sha = version.artifact_sha256.clone();
-    let store = store.clone();
-    // `get` checks every file's digest: a changed or truncated checkpoint is an error
-    // naming the file, not a model silently trained from bad weights.
-    let dir = tokio::task::spawn_blocking(move || store.get(&sha))
-        .await
-        .map_err(|e| Stop::Failed(e.to_string()))?
-        .map_err(|e| {
-            Stop::Failed(format!("{field} {reference:?} ({}:{}): {e}", version.model, version.version))
-        })?;
-    Ok(Resolved { version, dir })
 }
 
 /// The snapshot the run names (checked to be the project's and of the right kind), or one
@@ -416,12 +380,7 @@ pub(super) fn execute(
                 device,
                 &mut run,
             )?;
-            Output::Eval {
-                samples: measured.samples,
-                skills: measured.skills,
-                probes: measured.probes,
-                names: versions.iter().map(|v| (v.version.id, v.name())).collect(),
-            }
+            Output::Eval { samples: measured.samples, skills: measured.skills, probes: measured.probes }
         }
         Prepared::Sample { spec, version, project_id, k, prompts } => {
             let model = LanguageModel::load(&version.dir, device)?;
@@ -510,47 +469,30 @@ pub(super) async fn publish(
             };
             // Registering is idempotent per run, so trying again is safe.
             let version = super::while_postgres_is_away(patience, || versions::register(pool, &new)).await?;
-            let _ = registry::runs::log(
-                pool,
-                run.id,
-                &[format!("registered {}:{}", version.model, version.version)],
-            )
-            .await;
+            super::log_to_run(pool, run.id, &[format!("registered {}:{}", version.model, version.version)])
+                .await;
             Ok(Some(version.id))
         }
-        Output::Eval { samples, skills, probes, names } => {
+        Output::Eval { samples, skills, probes } => {
             // Samples, skill scores and probe words in one transaction: the run's results
             // appear all at once, and a retry stores each kind once.
             let stored = super::while_postgres_is_away(patience, || {
                 registry::evals::store_results(pool, run.id, &samples, &skills, &probes)
             })
             .await?;
-            let mut lines = Vec::new();
-            if stored {
-                for s in registry::evals::summary(pool, run.id).await? {
-                    let name =
-                        names.iter().find(|(id, _)| *id == s.version_id).map_or("?", |(_, n)| n.as_str());
-                    let mean = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-                    lines.push(format!(
-                        "{name}: {} prompts, reward {}, kl {}, oracle {}, {:.1} tokens, eos rate {:.2}, repetition {:.2}",
-                        s.prompts,
-                        mean(s.reward),
-                        mean(s.kl),
-                        mean(s.oracle),
-                        s.tokens,
-                        s.eos_rate,
-                        s.repetition
-                    ));
-                }
-                for (version_id, name) in &names {
-                    if let Some(line) = registry::evals::few_shot_line(&skills, *version_id) {
-                        lines.push(format!("{name}: few-shot accuracy {line}"));
+            let lines = if stored {
+                match registry::evals::report(pool, run.id, None).await {
+                    Ok(report) => eval_log(&report),
+                    // The results are stored: only the run log's summary of them is missing.
+                    Err(e) => {
+                        tracing::warn!(run_id = run.id, error = %e, "summing up the eval run's results failed");
+                        vec![format!("the results are stored, but summing them up failed: {e}")]
                     }
                 }
             } else {
-                lines.push("the samples of this run were already stored".to_owned());
-            }
-            let _ = registry::runs::log(pool, run.id, &lines).await;
+                vec!["the samples of this run were already stored".to_owned()]
+            };
+            super::log_to_run(pool, run.id, &lines).await;
             Ok(None)
         }
         Output::Samples { project_id, version_id, settings, samples } => {
@@ -571,10 +513,35 @@ pub(super) async fn publish(
                 }
                 None => "the samples of this run were already stored".to_owned(),
             };
-            let _ = registry::runs::log(pool, run.id, &[line]).await;
+            super::log_to_run(pool, run.id, &[line]).await;
             Ok(None)
         }
     }
+}
+
+/// An eval run's results in its log: each version's means, then its few-shot accuracy
+/// when the run measured it.
+fn eval_log(report: &registry::evals::Report) -> Vec<String> {
+    let mean = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+    let means = report.versions.iter().map(|v| {
+        let s = &v.summary;
+        format!(
+            "{}: {} prompts, reward {}, kl {}, oracle {}, {:.1} tokens, eos rate {:.2}, repetition {:.2}",
+            v.label,
+            s.prompts,
+            mean(s.reward),
+            mean(s.kl),
+            mean(s.oracle),
+            s.tokens,
+            s.eos_rate,
+            s.repetition
+        )
+    });
+    let few_shot = report.versions.iter().filter_map(|v| {
+        let line = registry::evals::few_shot_line(&report.skills, v.version_id)?;
+        Some(format!("{}: few-shot accuracy {line}", v.label))
+    });
+    means.chain(few_shot).collect()
 }
 
 /// The files of a trained model: everything in `out` but its checkpoints and run records.

@@ -244,22 +244,23 @@ async fn comparison(pool: &PgPool, ids: &[i64]) -> Result<Comparison, AppError> 
     }
     let metrics = metric_rows(&loaded);
     let config = config_rows(&loaded);
-    let mut evals = Vec::new();
+    let evaluated_by = runs::evals_of_versions(pool, ids, EVALS_LISTED).await?;
     // Each version's label, looked up once however many of the runs evaluated it.
     let mut label_of: HashMap<i64, String> =
         loaded.iter().map(|v| (v.id, format!("{}:{}", v.model, v.version))).collect();
-    for (run_id, evaluated) in runs::evals_of_versions(pool, ids, EVALS_LISTED).await? {
-        let mut labels = Vec::new();
-        for id in &evaluated {
-            if !label_of.contains_key(id) {
-                let v = versions::get(pool, *id).await?;
-                label_of.insert(v.id, format!("{}:{}", v.model, v.version));
-            }
-            labels.push(label_of[id].clone());
-        }
-        let covers = evaluated.iter().filter(|id| ids.contains(id)).count();
-        evals.push(EvalOfVersions { run_id, versions: labels, covers });
-    }
+    let mut others: Vec<i64> =
+        evaluated_by.iter().flat_map(|(_, e)| e).copied().filter(|id| !label_of.contains_key(id)).collect();
+    others.sort_unstable();
+    others.dedup();
+    label_of.extend(versions::labels(pool, &others).await?);
+    let evals = evaluated_by
+        .into_iter()
+        .map(|(run_id, evaluated)| EvalOfVersions {
+            run_id,
+            versions: evaluated.iter().map(|id| label_of[id].clone()).collect(),
+            covers: evaluated.iter().filter(|id| ids.contains(id)).count(),
+        })
+        .collect();
     let launch_eval = launch_eval_link(pool, &loaded).await?;
     let mut compared = Vec::new();
     for (i, version) in loaded.into_iter().enumerate() {

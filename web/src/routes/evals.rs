@@ -21,6 +21,7 @@ use labeling::ab::{self, AbBatch, AbProgress, EvaluatedSample};
 use labeling::annotation::Vote;
 use labeling::leaderboard::{self, Disagreement, Rating};
 use labeling::submit::VersionVote;
+use registry::error::RegistryError;
 use registry::evals::{self, EvalSample, EvalSummary, ProbeWord, SkillScore, WinRate};
 use registry::runs::{self, Run, RunKind, RunStatus};
 use registry::versions;
@@ -118,30 +119,16 @@ pub struct DisagreementRow {
 }
 
 async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<EvalReport, AppError> {
-    let run = runs::get(pool, run_id).await?;
-    if run.kind != RunKind::Eval {
-        return Err(AppError::Invalid {
-            field: "run".into(),
-            reason: format!("run {run_id} is not an eval run"),
-        });
-    }
-    let summaries = evals::summary(pool, run_id).await?;
-    let samples = evals::samples(pool, run_id).await?;
-    let ids: Vec<i64> = summaries.iter().map(|s| s.version_id).collect();
-    let baseline = match baseline {
-        Some(b) if ids.contains(&b) => b,
-        Some(b) => {
-            return Err(AppError::Invalid {
-                field: "baseline".into(),
-                reason: format!("version {b} is not one of this run's versions"),
-            })
-        }
-        None => first_listed(&run, pool, &ids).await.unwrap_or_else(|| ids.first().copied().unwrap_or(0)),
-    };
-    let by_reward: HashMap<i64, Option<WinRate>> =
-        evals::win_rates(&samples, baseline, |s| s.reward).into_iter().collect();
-    let by_oracle: HashMap<i64, Option<WinRate>> =
-        evals::win_rates(&samples, baseline, |s| s.oracle).into_iter().collect();
+    let evals::Report { run, baseline, versions: measured, samples, skills, probes } =
+        evals::report(pool, run_id, baseline).await.map_err(|e| match e {
+            RegistryError::NotAnEvalRun(_) => {
+                AppError::Invalid { field: "run".into(), reason: e.to_string() }
+            }
+            RegistryError::NotEvaluated { .. } => {
+                AppError::Invalid { field: "baseline".into(), reason: e.to_string() }
+            }
+            e => e.into(),
+        })?;
     let votes = match run.project_id {
         Some(project) => labeling::submit::version_votes(pool, project).await?,
         None => Vec::new(),
@@ -149,19 +136,21 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     // Win rates and disagreements are of this run's own samples; the leaderboard is of
     // every vote of the project.
     let of_run: Vec<VersionVote> = ab::run_votes(pool, run_id).await?;
-    let mut versions = Vec::with_capacity(summaries.len());
-    for (i, summary) in summaries.into_iter().enumerate() {
-        let v = versions::get(pool, summary.version_id).await?;
-        versions.push(VersionResult {
-            version_id: v.id,
-            label: format!("{}:{}", v.model, v.version),
+    let versions: Vec<VersionResult> = measured
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| VersionResult {
+            win_rate_human: (v.version_id != baseline)
+                .then(|| human_win_rate(&of_run, v.version_id, baseline))
+                .flatten(),
+            version_id: v.version_id,
+            label: v.label,
             color: PALETTE[i % PALETTE.len()],
-            win_rate_reward: by_reward.get(&v.id).cloned().flatten(),
-            win_rate_oracle: by_oracle.get(&v.id).cloned().flatten(),
-            win_rate_human: (v.id != baseline).then(|| human_win_rate(&of_run, v.id, baseline)).flatten(),
-            summary,
-        });
-    }
+            summary: v.summary,
+            win_rate_reward: v.win_rate_reward,
+            win_rate_oracle: v.win_rate_oracle,
+        })
+        .collect();
     let mut prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
     prompt_ids.sort_unstable();
     prompt_ids.dedup();
@@ -173,12 +162,8 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     })
     .await
     .map_err(AppError::internal)?;
-    for r in &board {
-        if !labels.contains_key(&r.version_id) {
-            let v = versions::get(pool, r.version_id).await?;
-            labels.insert(v.id, format!("{}:{}", v.model, v.version));
-        }
-    }
+    let others: Vec<i64> = board.iter().map(|r| r.version_id).filter(|id| !labels.contains_key(id)).collect();
+    labels.extend(versions::labels(pool, &others).await?);
     let mut wanted: Vec<i64> = prompt_ids.clone();
     wanted.extend(found.iter().map(|d| d.prompt_id));
     let texts = labeling::prompts::texts(pool, &wanted).await?;
@@ -215,8 +200,6 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             PromptRow { prompt_id, prompt: texts.get(&prompt_id).cloned().unwrap_or_default(), samples, best }
         })
         .collect();
-    let skills = evals::skill_scores(pool, run_id).await?;
-    let probes = evals::probe_words(pool, run_id).await?;
     Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes })
 }
 
@@ -247,13 +230,6 @@ fn human_win_rate(votes: &[VersionVote], version: i64, baseline: i64) -> Option<
         })
         .collect();
     evals::win_rate(&pairs, evals::BOOTSTRAP_RESAMPLES, version as u64)
-}
-
-/// The first version the run's config lists, when it resolved to one of `ids`.
-async fn first_listed(run: &Run, pool: &PgPool, ids: &[i64]) -> Option<i64> {
-    let first = run.config["versions"].as_array()?.first()?.as_str()?;
-    let version = versions::resolve(pool, first).await.ok()?;
-    ids.contains(&version.id).then_some(version.id)
 }
 
 #[derive(Template)]
@@ -568,7 +544,7 @@ async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result
         (a, None) => {
             let against = match a {
                 Some(a) => a,
-                None => match first_listed(&run, pool, &ids).await.or(ids.first().copied()) {
+                None => match evals::first_listed(pool, &run, &ids).await.or(ids.first().copied()) {
                     Some(first) => first,
                     None => return Err(AppError::Conflict(format!("eval run {run_id} wrote no samples"))),
                 },
