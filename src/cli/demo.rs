@@ -118,6 +118,8 @@ const QUICK: Scale = Scale {
 };
 
 pub fn run(args: DemoArgs) -> Result<()> {
+    // The demo prints its own progress; the worker's and the server's warnings still show.
+    super::init_logs(false, "warn");
     let scale = match (args.quick, args.short) {
         (true, _) => QUICK,
         (_, true) => SHORT,

@@ -110,3 +110,16 @@ impl Cli {
         }
     }
 }
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`: `info`, `warn`); JSON lines
+/// with `json`.
+pub(crate) fn init_logs(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

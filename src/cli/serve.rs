@@ -21,7 +21,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logs(args.json_logs);
+    super::init_logs(args.json_logs, "info");
     let mut settings = web::Settings::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     settings.artifacts.get_or_insert_with(|| args.home.join("artifacts"));
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
@@ -39,15 +39,4 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         app.run_until_stopped().await.context("the web server stopped with an error")
     })
-}
-
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

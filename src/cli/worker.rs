@@ -38,6 +38,7 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: WorkerArgs) -> Result<()> {
+    super::init_logs(false, "info");
     let name = args.name.clone().unwrap_or_else(default_name);
     let artifacts =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));

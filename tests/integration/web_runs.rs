@@ -653,3 +653,93 @@ fn body_of_link(html: &str, id: &str) -> String {
     let href = html[at..].find("href=\"").unwrap() + at + 6;
     html[href..].split('"').next().unwrap().to_owned()
 }
+
+#[test]
+fn the_api_refuses_settings_outside_the_contract_naming_every_one_and_queues_nothing() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        register(&app, "sft", ModelKind::Sft, None, json!({}), json!({})).await;
+        register(&app, "rm", ModelKind::Reward, None, json!({}), json!({})).await;
+        let token = app.token_for("rita").await;
+        let cases = [
+            (
+                "ppo",
+                json!({"model_name": "pol", "policy": "sft", "reward": "rm",
+                       "stage": {"kl_coef": -1, "batch_size": -4}}),
+                vec!["stage.batch_size", "stage.kl_coef"],
+            ),
+            (
+                "sft",
+                json!({"model_name": "s", "base": "base-tiny",
+                       "stage": {"val_fraction": 1.5, "batch_size": -4, "lr": 0}}),
+                vec!["stage.lr", "stage.batch_size", "stage.val_fraction"],
+            ),
+            (
+                "reward",
+                json!({"model_name": "r", "base": "ghost", "stage": {"val_fraction": 1.5}}),
+                vec!["base", "stage.val_fraction"],
+            ),
+        ];
+        for (kind, config, fields) in cases {
+            let response = client()
+                .post(app.url("/api/runs"))
+                .bearer_auth(&token)
+                .json(&json!({"project_id": project, "kind": kind, "config": config}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{kind}");
+            let body: Value = response.json().await.unwrap();
+            let named: Vec<&str> = body["error"]["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["field"].as_str().unwrap())
+                .collect();
+            let mut named = named;
+            named.sort();
+            let mut fields = fields;
+            fields.sort();
+            assert_eq!(named, fields, "{body}");
+            assert_eq!(body["error"]["field"], body["error"]["problems"][0]["field"], "{body}");
+        }
+        assert_eq!(run_count(&app).await, 0);
+    });
+}
+
+#[test]
+fn every_field_and_setting_of_every_run_kind_is_on_its_launch_form() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        app.log_in("rita").await;
+        for kind in spec::RunKind::ALL.iter().copied() {
+            let html = app.get_html(&format!("/runs/new?kind={kind}&project={project}")).await;
+            let text = [
+                ("&#x27;", "'"),
+                ("&#39;", "'"),
+                ("&quot;", "\""),
+                ("&lt;", "<"),
+                ("&gt;", ">"),
+                ("&amp;", "&"),
+            ]
+            .iter()
+            .fold(html.clone(), |t, (entity, c)| t.replace(entity, c));
+            for input in spec::inputs(kind) {
+                assert!(
+                    html.contains(&format!("name=\"{}\"", input.name)),
+                    "{kind}: no field {}",
+                    input.name
+                );
+            }
+            for setting in spec::settings(kind) {
+                let name = format!("name=\"stage.{}\"", setting.name);
+                assert!(html.contains(&name), "{kind}: no setting {}", setting.name);
+                let help = setting.help.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(text.contains(&help), "{kind}: no help for {}", setting.name);
+            }
+        }
+    });
+}
