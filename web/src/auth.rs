@@ -1,6 +1,8 @@
 //! Who is asking: a session cookie (people in a browser) or an `Authorization: Bearer`
-//! API token (scripts, the simulated annotator). Also the role checks, CSRF tokens and
-//! the login rate limit.
+//! API token (scripts, the simulated annotator). A handler says whom it admits and what
+//! it checks in its signature: a user extractor ([`Researcher`], [`Admin`],
+//! [`Annotator`], or [`CurrentUser`] for anyone logged in) and, for a post, a [`Csrf`]
+//! body. Also the session's CSRF token and the login rate limit.
 
 use std::collections::HashMap;
 use std::future::Future;
