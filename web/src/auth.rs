@@ -1,18 +1,23 @@
 //! Who is asking: a session cookie (people in a browser) or an `Authorization: Bearer`
-//! API token (scripts, the simulated annotator). Also the role checks, CSRF tokens and
-//! the login rate limit.
+//! API token (scripts, the simulated annotator). A handler says whom it admits and what
+//! it checks in its signature: a user extractor ([`Researcher`], [`Admin`],
+//! [`Annotator`], or [`CurrentUser`] for anyone logged in) and, for a post, a [`Csrf`]
+//! body. Also the session's CSRF token and the login rate limit.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_session::{Session, SessionExt};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{ready, FutureExt, LocalBoxFuture, Ready, TryFutureExt};
 use labeling::domain::Role;
 use labeling::users::{self, User};
 use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::error::AppError;
@@ -22,63 +27,116 @@ const CSRF: &str = "csrf";
 
 /// The person or script making the request. Extracting it fails with
 /// `Unauthenticated` when there is neither a valid session nor a valid token; a
-/// disabled user's session stops working at their next request.
+/// disabled user's session stops working at their next request. Pages for one role
+/// take [`Researcher`], [`Admin`] or [`Annotator`] instead.
 pub struct CurrentUser {
     pub user: User,
-    /// Requests with an API token carry no cookies, so they need no CSRF token.
-    pub by_token: bool,
-}
-
-impl CurrentUser {
-    /// Researchers' routes admit researchers and admins.
-    pub fn require_researcher(&self) -> Result<(), AppError> {
-        match self.user.role {
-            Role::Researcher | Role::Admin => Ok(()),
-            Role::Annotator => Err(AppError::Forbidden("this page is for researchers".into())),
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        match self.user.role {
-            Role::Admin => Ok(()),
-            _ => Err(AppError::Forbidden("this page is for admins".into())),
-        }
-    }
 }
 
 impl FromRequest for CurrentUser {
     type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let pool = req.app_data::<web::Data<PgPool>>().expect("the pool is app data").clone();
-            let next = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-            if let Some(token) = bearer_token(&req) {
-                return match users::user_for_token(&pool, &token).await {
-                    Ok(user) => Ok(CurrentUser { user, by_token: true }),
-                    Err(labeling::error::LabelingError::InvalidCredentials) => {
-                        Err(AppError::Unauthenticated { next })
-                    }
-                    Err(e) => Err(e.into()),
-                };
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        admit(req, Admits::Anyone).boxed_local()
+    }
+}
+
+/// Which people a handler admits. Its user extractor records this on the request, so
+/// that a [`Csrf`] body of the same request refuses in the order the handlers always
+/// have: "log in" first, then "not for your role", then "stale form".
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Admits {
+    Anyone,
+    Researchers,
+    Admins,
+}
+
+impl Admits {
+    fn check(self, me: &CurrentUser) -> Result<(), AppError> {
+        match (self, me.user.role) {
+            (Admits::Anyone, _)
+            | (Admits::Researchers, Role::Researcher | Role::Admin)
+            | (Admits::Admins, Role::Admin) => Ok(()),
+            (Admits::Researchers, _) => Err(AppError::Forbidden("this page is for researchers".into())),
+            (Admits::Admins, _) => Err(AppError::Forbidden("this page is for admins".into())),
+        }
+    }
+}
+
+/// Records what the handler admits (now, while the request's extractors are being
+/// built), then authenticates the request and checks the role.
+fn admit(req: &HttpRequest, admits: Admits) -> impl Future<Output = Result<CurrentUser, AppError>> + 'static {
+    req.extensions_mut().insert(admits);
+    let req = req.clone();
+    async move {
+        let me = authenticate(&req).await?;
+        admits.check(&me)?;
+        Ok(me)
+    }
+}
+
+/// A user of a role-specific page: extracting it refuses other roles with 403.
+macro_rules! role_extractor {
+    ($name:ident, $admits:expr) => {
+        impl std::ops::Deref for $name {
+            type Target = CurrentUser;
+
+            fn deref(&self) -> &CurrentUser {
+                &self.0
             }
-            let session = req.get_session();
-            let Some(user_id) =
-                session.get::<i64>(USER_ID).map_err(|_| AppError::Unauthenticated { next: next.clone() })?
-            else {
-                return Err(AppError::Unauthenticated { next });
-            };
-            match users::get_user(&pool, user_id).await {
-                Ok(user) if !user.disabled => Ok(CurrentUser { user, by_token: false }),
-                Ok(_) | Err(labeling::error::LabelingError::NotFound { .. }) => {
-                    session.purge();
-                    Err(AppError::Unauthenticated { next })
-                }
-                Err(e) => Err(e.into()),
+        }
+
+        impl FromRequest for $name {
+            type Error = AppError;
+            type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                admit(req, $admits).map_ok($name).boxed_local()
             }
-        })
+        }
+    };
+}
+
+/// A researcher or an admin: researchers' pages and API.
+pub struct Researcher(CurrentUser);
+role_extractor!(Researcher, Admits::Researchers);
+
+/// An admin.
+pub struct Admin(CurrentUser);
+role_extractor!(Admin, Admits::Admins);
+
+/// Anyone logged in: every role may annotate (annotators in the projects they are
+/// members of, researchers and admins anywhere; the annotation pages check the project).
+pub struct Annotator(CurrentUser);
+role_extractor!(Annotator, Admits::Anyone);
+
+/// The user behind the request's API token or session cookie.
+async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
+    let pool = || req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
+    let next = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    if let Some(token) = bearer_token(req) {
+        return match users::user_for_token(pool(), &token).await {
+            Ok(user) => Ok(CurrentUser { user }),
+            Err(labeling::error::LabelingError::InvalidCredentials) => {
+                Err(AppError::Unauthenticated { next })
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    let session = req.get_session();
+    let Some(user_id) =
+        session.get::<i64>(USER_ID).map_err(|_| AppError::Unauthenticated { next: next.clone() })?
+    else {
+        return Err(AppError::Unauthenticated { next });
+    };
+    match users::get_user(pool(), user_id).await {
+        Ok(user) if !user.disabled => Ok(CurrentUser { user }),
+        Ok(_) | Err(labeling::error::LabelingError::NotFound { .. }) => {
+            session.purge();
+            Err(AppError::Unauthenticated { next })
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -110,19 +168,178 @@ pub fn csrf_token(session: &Session) -> Result<String, AppError> {
     Ok(token)
 }
 
-/// Every form post carries the session's CSRF token; a mismatch is refused. Requests
-/// with an API token are exempt: they carry no cookie a third site could ride on.
-pub fn check_csrf(session: &Session, submitted: &str, by_token: bool) -> Result<(), AppError> {
-    if by_token {
+/// A form or JSON body (or header) whose CSRF token matched the session's: every post
+/// from a browser carries one, and a mismatch is refused with 403 before the handler
+/// runs. Requests with an API token are exempt (they carry no cookie a third site could
+/// ride on), but only where the handler authenticates them; logging in and out checks
+/// every request. Derefs to what the body holds.
+pub struct Csrf<B: CsrfBody>(B::Inner);
+
+/// A form with its CSRF token checked.
+pub type CsrfForm<T> = Csrf<web::Form<T>>;
+/// A JSON body with its CSRF token checked.
+pub type CsrfJson<T> = Csrf<web::Json<T>>;
+
+/// A form or body type with a `csrf` field (see [`csrf_field`]).
+pub trait HasCsrf {
+    fn csrf(&self) -> &str;
+}
+
+/// Implements [`HasCsrf`] for types with a `csrf: String` field.
+macro_rules! csrf_field {
+    ($($t:ty),+ $(,)?) => {
+        $(impl $crate::auth::HasCsrf for $t {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+pub(crate) use csrf_field;
+
+/// The body of a post that carries nothing but (from a browser) the CSRF token.
+#[derive(Deserialize, Default)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+csrf_field!(CsrfOnly);
+
+/// A form posted as its name/value pairs: the token is the `csrf` pair's value.
+impl HasCsrf for Vec<(String, String)> {
+    fn csrf(&self) -> &str {
+        self.iter().find(|(name, _)| name == "csrf").map_or("", |(_, value)| value.as_str())
+    }
+}
+
+/// An extractor that carries a CSRF token: what [`Csrf`] can wrap.
+pub trait CsrfBody: FromRequest + 'static {
+    type Inner;
+    /// The token the request carries: empty when it carries none.
+    fn csrf(&self) -> &str;
+    fn into_inner(self) -> Self::Inner;
+}
+
+impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::Form<T> {
+    type Inner = T;
+
+    fn csrf(&self) -> &str {
+        self.0.csrf()
+    }
+
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::Json<T> {
+    type Inner = T;
+
+    fn csrf(&self) -> &str {
+        self.0.csrf()
+    }
+
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// An optional body (an API post where a token caller has nothing to send): a missing
+/// or unreadable body counts as one without a CSRF token.
+impl<B: CsrfBody> CsrfBody for Option<B> {
+    type Inner = Option<B::Inner>;
+
+    fn csrf(&self) -> &str {
+        self.as_ref().map_or("", CsrfBody::csrf)
+    }
+
+    fn into_inner(self) -> Self::Inner {
+        self.map(CsrfBody::into_inner)
+    }
+}
+
+/// The CSRF token of a request without a body to carry it (an API `DELETE` from a
+/// browser session): the `X-CSRF-Token` header, empty when absent.
+pub struct CsrfHeader(String);
+
+impl FromRequest for CsrfHeader {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        ready(Ok(CsrfHeader(token.to_string())))
+    }
+}
+
+impl CsrfBody for CsrfHeader {
+    type Inner = ();
+
+    fn csrf(&self) -> &str {
+        &self.0
+    }
+
+    fn into_inner(self) {}
+}
+
+impl<B: CsrfBody> FromRequest for Csrf<B> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = B::from_request(req, payload);
+        let req = req.clone();
+        async move {
+            let body = match body.await {
+                Ok(body) => body,
+                Err(e) => {
+                    refuse_as_the_user_extractor_would(&req).await?;
+                    return Err(e.into());
+                }
+            };
+            check_csrf(&req, body.csrf()).await?;
+            Ok(Csrf(body.into_inner()))
+        }
+        .boxed_local()
+    }
+}
+
+impl<B: CsrfBody> std::ops::Deref for Csrf<B> {
+    type Target = B::Inner;
+
+    fn deref(&self) -> &B::Inner {
+        &self.0
+    }
+}
+
+impl<B: CsrfBody> Csrf<B> {
+    pub fn into_inner(self) -> B::Inner {
+        self.0
+    }
+}
+
+async fn check_csrf(req: &HttpRequest, submitted: &str) -> Result<(), AppError> {
+    let authenticates = req.extensions().get::<Admits>().is_some();
+    if authenticates && bearer_token(req).is_some() {
+        // The user extractor refuses the request if the token is not valid.
         return Ok(());
     }
-    let expected = session.get::<String>(CSRF).map_err(AppError::internal)?;
-    match expected {
-        Some(expected) if constant_time_eq(expected.as_bytes(), submitted.as_bytes()) => Ok(()),
-        _ => Err(AppError::Forbidden(
-            "the form's CSRF token is missing or stale: reload the page and try again".into(),
-        )),
+    let expected = req.get_session().get::<String>(CSRF).map_err(AppError::internal)?;
+    if expected.is_some_and(|expected| constant_time_eq(expected.as_bytes(), submitted.as_bytes())) {
+        return Ok(());
     }
+    refuse_as_the_user_extractor_would(req).await?;
+    Err(AppError::Forbidden(
+        "the form's CSRF token is missing or stale: reload the page and try again".into(),
+    ))
+}
+
+/// The handler's user extractor runs beside its [`Csrf`] body, and either may finish
+/// first. A request that is logged out or of the wrong role hears that before anything
+/// about its body: this gives the extractor's answer, so both answer alike.
+async fn refuse_as_the_user_extractor_would(req: &HttpRequest) -> Result<(), AppError> {
+    let Some(admits) = req.extensions().get::<Admits>().copied() else { return Ok(()) };
+    admits.check(&authenticate(req).await?)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -199,5 +416,111 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    fn user(role: Role) -> CurrentUser {
+        let user = User {
+            id: 1,
+            username: "ann".into(),
+            display_name: "Ann".into(),
+            role,
+            disabled: false,
+            created_at: chrono::Utc::now(),
+        };
+        CurrentUser { user }
+    }
+
+    #[test]
+    fn each_page_admits_its_roles_and_refuses_others_with_todays_messages() {
+        for role in Role::ALL {
+            Admits::Anyone.check(&user(role)).unwrap();
+        }
+        Admits::Researchers.check(&user(Role::Researcher)).unwrap();
+        Admits::Researchers.check(&user(Role::Admin)).unwrap();
+        Admits::Admins.check(&user(Role::Admin)).unwrap();
+        let refused = |admits: Admits, role| match admits.check(&user(role)) {
+            Err(AppError::Forbidden(message)) => message,
+            other => panic!("{admits:?} admitted {role:?}: {:?}", other.map(|_| ())),
+        };
+        assert_eq!(refused(Admits::Researchers, Role::Annotator), "this page is for researchers");
+        assert_eq!(refused(Admits::Admins, Role::Researcher), "this page is for admins");
+        assert_eq!(refused(Admits::Admins, Role::Annotator), "this page is for admins");
+    }
+
+    /// A form post with `submitted` as its token, the session holding `in_session`;
+    /// `admits` stands for the handler's user extractor (none: logging in or out).
+    async fn post_form(
+        in_session: Option<&str>,
+        submitted: &str,
+        bearer: bool,
+        admits: Option<Admits>,
+    ) -> Result<CsrfForm<CsrfOnly>, actix_web::Error> {
+        let mut request = actix_web::test::TestRequest::post().set_form([("csrf", submitted)]);
+        if bearer {
+            request = request.insert_header((actix_web::http::header::AUTHORIZATION, "Bearer t0ken"));
+        }
+        let (req, mut payload) = request.to_http_parts();
+        if let Some(token) = in_session {
+            req.get_session().insert(CSRF, token).unwrap();
+        }
+        if let Some(admits) = admits {
+            req.extensions_mut().insert(admits);
+        }
+        CsrfForm::<CsrfOnly>::from_request(&req, &mut payload).await
+    }
+
+    fn refusal(result: Result<CsrfForm<CsrfOnly>, actix_web::Error>) -> String {
+        match result {
+            Ok(_) => panic!("the post was accepted"),
+            Err(e) => e.as_error::<AppError>().expect("an AppError").to_string(),
+        }
+    }
+
+    const STALE: &str = "the form's CSRF token is missing or stale: reload the page and try again";
+
+    #[actix_web::test]
+    async fn a_form_with_the_sessions_token_passes() {
+        let form = post_form(Some("abc"), "abc", false, None).await.unwrap();
+        assert_eq!(form.csrf, "abc");
+    }
+
+    #[actix_web::test]
+    async fn a_form_with_a_stale_or_missing_token_is_refused() {
+        assert_eq!(refusal(post_form(Some("abc"), "abd", false, None).await), STALE);
+        assert_eq!(refusal(post_form(Some("abc"), "", false, None).await), STALE);
+        assert_eq!(refusal(post_form(None, "abc", false, None).await), STALE);
+    }
+
+    #[actix_web::test]
+    async fn an_api_token_request_needs_no_csrf_token_where_the_handler_authenticates() {
+        // The user extractor checks the token itself; this one only lets the request by.
+        post_form(None, "", true, Some(Admits::Researchers)).await.unwrap();
+    }
+
+    #[actix_web::test]
+    async fn logging_in_and_out_checks_the_csrf_token_even_with_an_api_token() {
+        assert_eq!(refusal(post_form(Some("abc"), "", true, None).await), STALE);
+    }
+
+    #[actix_web::test]
+    async fn a_logged_out_post_with_a_stale_token_is_told_to_log_in_first() {
+        let refused = post_form(Some("abc"), "forged", false, Some(Admits::Researchers)).await;
+        assert_eq!(refusal(refused), "log in first");
+    }
+
+    #[actix_web::test]
+    async fn a_logged_out_post_with_an_unreadable_body_is_told_to_log_in_first() {
+        let (req, mut payload) =
+            actix_web::test::TestRequest::post().set_payload("csrf=%zz%").to_http_parts();
+        req.extensions_mut().insert(Admits::Anyone);
+        let refused = CsrfForm::<CsrfOnly>::from_request(&req, &mut payload).await;
+        assert_eq!(refusal(refused), "log in first");
+    }
+
+    #[test]
+    fn a_form_read_as_pairs_carries_the_token_of_its_csrf_pair() {
+        let pairs = vec![("rank_0".to_string(), "1".to_string()), ("csrf".to_string(), "abc".to_string())];
+        assert_eq!(HasCsrf::csrf(&pairs), "abc");
+        assert_eq!(HasCsrf::csrf(&Vec::<(String, String)>::new()), "");
     }
 }

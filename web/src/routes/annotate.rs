@@ -27,7 +27,7 @@ use sqlx::PgPool;
 
 use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{Annotator, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser};
 use crate::error::AppError;
 use crate::markdown;
 
@@ -110,19 +110,6 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// The bodies of posts that carry nothing but (for a session) the CSRF token.
-#[derive(Deserialize, Default)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-/// A JSON body is optional where a token caller has nothing to send: a missing or
-/// unreadable body counts as one without a CSRF token.
-fn csrf_of(body: &Option<web::Json<CsrfOnly>>) -> &str {
-    body.as_ref().map_or("", |b| b.csrf.as_str())
-}
-
 // ---------------------------------------------------------------------------------
 // The task list and the guidelines.
 
@@ -155,7 +142,7 @@ fn note_text(note: &str) -> Option<&'static str> {
 }
 
 async fn tasks_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     query: web::Query<NoteQuery>,
@@ -186,7 +173,7 @@ struct GuidelinesPage {
 }
 
 async fn guidelines_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
@@ -197,7 +184,7 @@ async fn guidelines_page(
 }
 
 /// `GET /api/me/projects`: the projects whose tasks `me` may take (a researcher: all).
-async fn api_projects(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
+async fn api_projects(me: Annotator, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
     let projects = if is_researcher(&me) {
         projects::list_projects(&pool).await?
     } else {
@@ -217,13 +204,12 @@ struct NoTaskPage {
 }
 
 async fn next_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project_id = path.into_inner();
     match lease_next(&pool, &me, project_id).await? {
         Some(assignment) => Ok(see_other(&format!("/assignments/{}", assignment.id))),
@@ -268,13 +254,11 @@ fn assignment_json(a: &Assignment, state: AssignmentState, expired: bool) -> Ass
 /// `POST /api/projects/{id}/tasks/next`: 200 with the assignment, or 204 when no task
 /// is left for this annotator.
 async fn api_next(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: Option<web::Json<CsrfOnly>>,
+    _: Csrf<Option<web::Json<CsrfOnly>>>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, csrf_of(&body), me.by_token)?;
     match lease_next(&pool, &me, path.into_inner()).await? {
         Some(a) => Ok(HttpResponse::Ok().json(assignment_json(&a, AssignmentState::Leased, false))),
         None => Ok(HttpResponse::NoContent().finish()),
@@ -283,7 +267,7 @@ async fn api_next(
 
 /// `GET /api/assignments/{id}`: the assignment (only its own annotator's).
 async fn api_assignment(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
@@ -419,7 +403,7 @@ enum Kept {
 }
 
 async fn assignment_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
@@ -581,13 +565,12 @@ async fn store_vote(
 }
 
 async fn demonstration_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<DemonstrationForm>,
+    form: CsrfForm<DemonstrationForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let d = form.demonstration(now_ms())?;
@@ -599,14 +582,13 @@ async fn demonstration_page(
 }
 
 async fn ranking_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<Vec<(String, String)>>,
+    form: CsrfForm<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let form = RankingForm::read(form.into_inner())?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let (submission, key) = form.submission(assignment.k(), now_ms())?;
@@ -618,13 +600,12 @@ async fn ranking_page(
 }
 
 async fn vote_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<VoteForm>,
+    form: CsrfForm<VoteForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let ballot = form.ballot(now_ms())?;
@@ -636,39 +617,33 @@ async fn vote_page(
 }
 
 async fn skip_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
     tasks::skip(&pool, assignment.id, me.user.id).await?;
     go_on(&pool, &me, assignment.project_id, "skipped").await
 }
 
 async fn api_demonstration(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<DemonstrationBody>,
+    body: CsrfJson<DemonstrationBody>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let d = body.demonstration()?;
     let submitted = store_demonstration(&pool, &me, path.into_inner(), d).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
 async fn api_ranking(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<RankingBody>,
+    body: CsrfJson<RankingBody>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     // K comes from the task, so the assignment is read (and its owner checked) first.
     let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
     if assignment.kind != TaskKind::Ranking {
@@ -687,13 +662,11 @@ async fn api_ranking(
 }
 
 async fn api_vote(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<VoteBody>,
+    body: CsrfJson<VoteBody>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let ballot = body.ballot()?;
     let submitted = store_vote(&pool, &me, path.into_inner(), ballot).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
@@ -701,13 +674,11 @@ async fn api_vote(
 
 /// `POST /api/assignments/{id}/skip`: `{assignment_id, state: "skipped"}`.
 async fn api_skip(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: Option<web::Json<CsrfOnly>>,
+    _: Csrf<Option<web::Json<CsrfOnly>>>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, csrf_of(&body), me.by_token)?;
     let id = path.into_inner();
     tasks::skip(&pool, id, me.user.id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "assignment_id": id, "state": AssignmentState::Skipped })))

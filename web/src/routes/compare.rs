@@ -19,7 +19,7 @@ use sqlx::PgPool;
 
 use super::runs::chart::{self, Chart, PALETTE};
 use super::{page, Nav};
-use crate::auth::CurrentUser;
+use crate::auth::Researcher;
 use crate::error::AppError;
 
 /// The most versions one comparison shows (one colour each).
@@ -353,12 +353,11 @@ impl ComparePage {
 
 #[get("/compare")]
 pub async fn compare(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let ids = selected(&query)?;
     let mut models: Vec<(String, Vec<ModelVersion>)> = Vec::new();
     for model in versions::list_models(&pool).await? {
@@ -377,11 +376,10 @@ pub async fn compare(
 
 #[get("/api/compare")]
 pub async fn api_compare(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let ids = selected(&query)?;
     if ids.len() < 2 {
         return Err(AppError::Invalid {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, CsrfForm, CsrfJson, CurrentUser, Researcher};
 use crate::error::AppError;
 
 const CONSENSUS_PER_PAGE: usize = 25;
@@ -127,6 +127,7 @@ pub struct FreezeForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(FreezeForm);
 
 #[derive(Deserialize)]
 pub struct ExportQuery {
@@ -162,13 +163,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[get("/projects/{id}/data")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn show(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     render(&me, &pool, &session, project, query.page.unwrap_or(1), None).await
 }
@@ -176,14 +176,12 @@ pub async fn show(
 #[post("/projects/{id}/snapshots")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn freeze(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<FreezeForm>,
+    form: CsrfForm<FreezeForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     match freeze_from(&pool, project.id, &form, me.user.id).await {
         Ok(_) => Ok(see_other(&format!("/projects/{}/data#snapshots", project.id))),
@@ -196,35 +194,32 @@ pub async fn freeze(
 #[get("/snapshots/{id}/export")]
 #[tracing::instrument(skip_all, fields(snapshot = *path))]
 pub async fn export(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     export_file(&pool, *path, &query.format).await
 }
 
 #[get("/api/snapshots/{id}/export")]
 #[tracing::instrument(skip_all, fields(snapshot = *path))]
 pub async fn api_export(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     export_file(&pool, *path, &query.format).await
 }
 
 #[get("/api/projects/{id}/data")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_data(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     let counts = projects::project_counts(&pool, project.id).await?;
     let agreement = agreement::project_agreement(&pool, project.id).await?;
@@ -240,12 +235,11 @@ pub async fn api_data(
 #[get("/api/projects/{id}/consensus")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_consensus(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<ApiPaging>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     let all = consensus::consensus_for_project(&pool, project.id).await?;
     let total = all.len();
@@ -257,11 +251,10 @@ pub async fn api_consensus(
 #[get("/api/projects/{id}/snapshots")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_snapshots(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     Ok(HttpResponse::Ok().json(snapshots::snapshots(&pool, project.id).await?))
 }
@@ -269,14 +262,11 @@ pub async fn api_snapshots(
 #[post("/api/projects/{id}/snapshots")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_freeze(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<FreezeForm>,
+    body: CsrfJson<FreezeForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     let snapshot = freeze_from(&pool, project.id, &body, me.user.id).await?;
     Ok(HttpResponse::Created().json(snapshot))

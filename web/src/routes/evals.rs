@@ -31,7 +31,7 @@ use sqlx::PgPool;
 use super::runs::chart::PALETTE;
 use super::runs::optional;
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, Researcher};
 use crate::error::AppError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -418,13 +418,12 @@ fn diff_pieces(baseline: &str, text: &str) -> Vec<(String, bool)> {
 
 #[get("/evals/{id}")]
 pub async fn show(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
     query: web::Query<Query>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let report = report(&pool, path.into_inner(), query.baseline).await?;
     let finished = report.run.status == RunStatus::Succeeded;
     let notice = match (query.ab_tasks, query.ranking_tasks) {
@@ -441,12 +440,11 @@ pub async fn show(
 
 #[get("/api/evals/{id}")]
 pub async fn api_show(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<Query>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     Ok(HttpResponse::Ok().json(report(&pool, path.into_inner(), query.baseline).await?))
 }
 
@@ -464,6 +462,7 @@ pub struct AbRequest {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(AbRequest);
 
 /// The page's form: the same fields as text, empty for "not given".
 #[derive(Deserialize)]
@@ -476,6 +475,7 @@ pub struct AbForm {
     prompts: String,
     csrf: String,
 }
+csrf_field!(AbForm);
 
 /// A whole number typed into the form's `field`.
 fn whole_number<T: std::str::FromStr>(field: &'static str) -> impl Fn(&str) -> Result<T, AppError> {
@@ -569,15 +569,12 @@ async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result
 
 #[post("/evals/{id}/ab-batches")]
 pub async fn ab_batch(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    form: web::Form<AbForm>,
+    form: CsrfForm<AbForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let request = AbRequest::try_from(form.into_inner())?;
-    auth::check_csrf(&session, &request.csrf, me.by_token)?;
     let run_id = path.into_inner();
     let batch = create_batch(&pool, run_id, &request).await?;
     Ok(see_other(&format!("/evals/{run_id}?ab_tasks={}#human", batch.task_ids.len())))
@@ -586,21 +583,12 @@ pub async fn ab_batch(
 /// 201 with the new comparison tasks, and how many were asked already or identical.
 #[post("/api/evals/{id}/ab-batches")]
 pub async fn api_ab_batch(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<AbRequest>,
+    body: CsrfJson<AbRequest>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     Ok(HttpResponse::Created().json(create_batch(&pool, path.into_inner(), &body).await?))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Ranking tasks for the prompts where the annotators and the reward model disagree:
@@ -617,14 +605,11 @@ async fn send_back(pool: &PgPool, run_id: i64) -> Result<Vec<i64>, AppError> {
 
 #[post("/evals/{id}/ranking-tasks")]
 pub async fn ranking_tasks(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let run_id = path.into_inner();
     let created = send_back(&pool, run_id).await?;
     Ok(see_other(&format!("/evals/{run_id}?ranking_tasks={}#disagreements", created.len())))
@@ -633,14 +618,11 @@ pub async fn ranking_tasks(
 /// 201 with `{"task_ids": [...]}`: empty when there is no disagreement not sent back yet.
 #[post("/api/evals/{id}/ranking-tasks")]
 pub async fn api_ranking_tasks(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<CsrfOnly>,
+    _: CsrfJson<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let task_ids = send_back(&pool, path.into_inner()).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
 }

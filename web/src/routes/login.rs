@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{page, see_other};
-use crate::auth::{self, LoginLimiter};
+use crate::auth::{self, csrf_field, CsrfForm, CsrfOnly, LoginLimiter};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -41,6 +41,7 @@ pub struct LoginForm {
     csrf: String,
     next: Option<String>,
 }
+csrf_field!(LoginForm);
 
 #[tracing::instrument(skip(pool, session, limiter, form), fields(username = %form.username))]
 #[post("/login")]
@@ -49,9 +50,8 @@ pub async fn login(
     pool: web::Data<PgPool>,
     session: Session,
     limiter: web::Data<LoginLimiter>,
-    form: web::Form<LoginForm>,
+    form: CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, false)?;
     let client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let username = form.username.trim().to_lowercase();
     limiter.check(&username, &client, Instant::now())?;
@@ -81,14 +81,8 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize)]
-pub struct LogoutForm {
-    csrf: String,
-}
-
 #[post("/logout")]
-pub async fn logout(session: Session, form: web::Form<LogoutForm>) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, false)?;
+pub async fn logout(session: Session, _: CsrfForm<CsrfOnly>) -> Result<HttpResponse, AppError> {
     auth::log_out(&session);
     Ok(see_other("/login"))
 }

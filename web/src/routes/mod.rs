@@ -53,9 +53,3 @@ pub fn page(template: &impl Template) -> Result<HttpResponse, AppError> {
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()
 }
-
-/// The CSRF token of a request without a body to carry it (an API `DELETE` from a
-/// browser session): the `X-CSRF-Token` header, empty when absent.
-pub fn csrf_header(req: &actix_web::HttpRequest) -> String {
-    req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}

@@ -9,7 +9,7 @@ use actix_session::Session;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
-use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, put, web, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
 
-use super::{csrf_header, page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use super::{page, see_other, Nav};
+use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, CurrentUser, Researcher};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -152,6 +152,7 @@ pub struct AliasForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(AliasForm);
 
 #[derive(Deserialize)]
 pub struct AliasBody {
@@ -159,6 +160,7 @@ pub struct AliasBody {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(AliasBody);
 
 #[derive(Deserialize)]
 pub struct TagForm {
@@ -166,12 +168,7 @@ pub struct TagForm {
     #[serde(default)]
     csrf: String,
 }
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+csrf_field!(TagForm);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list)
@@ -196,11 +193,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[get("/models")]
 #[tracing::instrument(skip_all)]
 pub async fn list(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let models = versions::list_models(&pool)
         .await?
         .into_iter()
@@ -212,26 +208,23 @@ pub async fn list(
 #[get("/models/{name}")]
 #[tracing::instrument(skip_all, fields(model = %path))]
 pub async fn show_model(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     render_model(&me, &pool, &session, &path, None).await
 }
 
 #[post("/models/{name}/aliases")]
 #[tracing::instrument(skip_all, fields(model = %path))]
 pub async fn set_alias(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<String>,
-    form: web::Form<AliasForm>,
+    form: CsrfForm<AliasForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let number = form.version.trim().parse::<i32>().map_err(|_| AppError::Invalid {
         field: "version".into(),
         reason: format!("{:?} is not a version number", form.version),
@@ -250,14 +243,11 @@ pub async fn set_alias(
 #[post("/models/{name}/aliases/{alias}/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn remove_alias(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<(String, String)>,
-    form: web::Form<CsrfForm>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let (name, alias) = path.into_inner();
     unalias(&pool, &name, &alias).await?;
     Ok(see_other(&format!("/models/{name}")))
@@ -266,13 +256,12 @@ pub async fn remove_alias(
 #[get("/models/{name}/versions/{n}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn show_version(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     session: Session,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let version = version_of(&pool, &path.0, path.1).await?;
     render_version(&me, &pool, &store, &session, version, None).await
 }
@@ -280,15 +269,13 @@ pub async fn show_version(
 #[post("/models/{name}/versions/{n}/tags")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn add_tag(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     session: Session,
     path: web::Path<(String, i32)>,
-    form: web::Form<TagForm>,
+    form: CsrfForm<TagForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let version = version_of(&pool, &path.0, path.1).await?;
     match versions::add_tag(&pool, version.id, form.tag.trim()).await.map_err(AppError::from) {
         Ok(_) => Ok(see_other(&version_url(&version))),
@@ -302,14 +289,11 @@ pub async fn add_tag(
 #[post("/models/{name}/versions/{n}/tags/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn remove_tag(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<(String, i32)>,
-    form: web::Form<TagForm>,
+    form: CsrfForm<TagForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let version = version_of(&pool, &path.0, path.1).await?;
     versions::remove_tag(&pool, version.id, &form.tag).await?;
     Ok(see_other(&version_url(&version)))
@@ -319,31 +303,28 @@ pub async fn remove_tag(
 #[get("/models/{name}/versions/{n}/files/{path:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
 pub async fn download(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32, String)>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let (name, number, file) = path.into_inner();
     send_file(&pool, &store, &name, number, file).await
 }
 
 #[get("/api/models")]
 #[tracing::instrument(skip_all)]
-pub async fn api_list(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
+pub async fn api_list(_: Researcher, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(versions::list_models(&pool).await?))
 }
 
 #[get("/api/models/{name}")]
 #[tracing::instrument(skip_all, fields(model = %path))]
 pub async fn api_model(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let name = path.into_inner();
     let versions = versions::list_versions(&pool, &name).await?;
     let aliases = versions::aliases(&pool, &name).await?;
@@ -353,12 +334,11 @@ pub async fn api_model(
 #[get("/api/models/{name}/versions/{n}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_version(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let version = version_of(&pool, &path.0, path.1).await?;
     let ancestors = versions::ancestors(&pool, version.id).await?;
     let descendants = versions::descendants(&pool, version.id).await?;
@@ -372,14 +352,11 @@ pub async fn api_version(
 #[put("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn api_set_alias(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<(String, String)>,
-    body: web::Json<AliasBody>,
+    body: CsrfJson<AliasBody>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let (name, alias) = path.into_inner();
     Ok(HttpResponse::Ok().json(alias_version(&pool, &name, &alias, body.version).await?))
 }
@@ -387,14 +364,11 @@ pub async fn api_set_alias(
 #[delete("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn api_remove_alias(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
+    _: Csrf<CsrfHeader>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &csrf_header(&req), me.by_token)?;
     let (name, alias) = path.into_inner();
     unalias(&pool, &name, &alias).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -403,14 +377,11 @@ pub async fn api_remove_alias(
 #[post("/api/models/{name}/versions/{n}/tags")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_add_tag(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<(String, i32)>,
-    body: web::Json<TagForm>,
+    body: CsrfJson<TagForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let version = version_of(&pool, &path.0, path.1).await?;
     let tags = versions::add_tag(&pool, version.id, body.tag.trim()).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
@@ -419,14 +390,11 @@ pub async fn api_add_tag(
 #[delete("/api/models/{name}/versions/{n}/tags/{tag:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, tag = %path.2))]
 pub async fn api_remove_tag(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    req: HttpRequest,
     path: web::Path<(String, i32, String)>,
+    _: Csrf<CsrfHeader>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &csrf_header(&req), me.by_token)?;
     let version = version_of(&pool, &path.0, path.1).await?;
     let tags = versions::remove_tag(&pool, version.id, &path.2).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
@@ -435,12 +403,11 @@ pub async fn api_remove_tag(
 #[get("/api/models/{name}/versions/{n}/files")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_files(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let version = version_of(&pool, &path.0, path.1).await?;
     Ok(HttpResponse::Ok().json(files_of(&store, &version).await?))
 }
@@ -448,12 +415,11 @@ pub async fn api_files(
 #[get("/api/models/{name}/versions/{n}/files/{path:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
 pub async fn api_download(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32, String)>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let (name, number, file) = path.into_inner();
     send_file(&pool, &store, &name, number, file).await
 }

@@ -3,7 +3,7 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, put, web, HttpResponse};
 use askama::Template;
 use labeling::domain::{Guidelines, Overlap, SamplesPerTask};
 use labeling::error::LabelingError;
@@ -12,8 +12,8 @@ use labeling::users::{self, User};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{csrf_header, page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use super::{page, see_other, Nav};
+use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, CurrentUser, Researcher};
 use crate::error::AppError;
 use crate::markdown;
 
@@ -50,6 +50,7 @@ pub struct GuidelinesForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(GuidelinesForm);
 
 /// Overlap and K from the page's form, as typed (parsed with field names).
 #[derive(Deserialize)]
@@ -59,6 +60,7 @@ pub struct SettingsForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(SettingsForm);
 
 /// The API's settings change: any subset of the fields.
 #[derive(Deserialize)]
@@ -69,6 +71,7 @@ pub struct SettingsBody {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(SettingsBody);
 
 #[derive(Deserialize)]
 pub struct MemberForm {
@@ -76,12 +79,7 @@ pub struct MemberForm {
     #[serde(default)]
     csrf: String,
 }
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+csrf_field!(MemberForm);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(show)
@@ -98,12 +96,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[get("/projects/{id}")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn show(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     render(&me, &pool, &session, project, None, None).await
 }
@@ -111,14 +108,12 @@ pub async fn show(
 #[post("/projects/{id}/guidelines")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn save_guidelines(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<GuidelinesForm>,
+    form: CsrfForm<GuidelinesForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     let form = form.into_inner();
     if form.action == "preview" {
@@ -140,14 +135,12 @@ pub async fn save_guidelines(
 #[post("/projects/{id}/settings")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn save_settings(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<SettingsForm>,
+    form: CsrfForm<SettingsForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     let parsed = parse_settings(&form.overlap, &form.samples_per_task);
     let saved = match parsed {
@@ -166,14 +159,12 @@ pub async fn save_settings(
 #[post("/projects/{id}/members")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn add_member(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<MemberForm>,
+    form: CsrfForm<MemberForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     match add_by_username(&pool, project.id, &form.username).await {
         Ok(()) => Ok(see_other(&format!("/projects/{}#members", project.id))),
@@ -185,14 +176,11 @@ pub async fn add_member(
 #[post("/projects/{id}/members/{user_id}/remove")]
 #[tracing::instrument(skip_all, fields(project = path.0, user = path.1))]
 pub async fn remove_member(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<(i64, i64)>,
-    form: web::Form<CsrfForm>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let (project_id, user_id) = path.into_inner();
     let project = projects::get_project(&pool, project_id).await?;
     if !projects::remove_member(&pool, project.id, user_id).await? {
@@ -204,11 +192,10 @@ pub async fn remove_member(
 #[get("/api/projects/{id}")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_show(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, *path).await?;
     Ok(HttpResponse::Ok().json(settings(&pool, project).await?))
 }
@@ -216,14 +203,11 @@ pub async fn api_show(
 #[put("/api/projects/{id}")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_update(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<SettingsBody>,
+    body: CsrfJson<SettingsBody>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let body = body.into_inner();
     let guidelines = body.guidelines.map(Guidelines::parse).transpose()?;
     let overlap = body.overlap.map(Overlap::parse).transpose()?;
@@ -235,14 +219,11 @@ pub async fn api_update(
 #[post("/api/projects/{id}/members")]
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_add_member(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<MemberForm>,
+    body: CsrfJson<MemberForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let project = projects::get_project(&pool, *path).await?;
     add_by_username(&pool, project.id, &body.username).await?;
     Ok(HttpResponse::Created().json(projects::members(&pool, project.id).await?))
@@ -251,14 +232,11 @@ pub async fn api_add_member(
 #[delete("/api/projects/{id}/members/{username}")]
 #[tracing::instrument(skip_all, fields(project = path.0))]
 pub async fn api_remove_member(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    req: HttpRequest,
     path: web::Path<(i64, String)>,
+    _: Csrf<CsrfHeader>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &csrf_header(&req), me.by_token)?;
     let (project_id, username) = path.into_inner();
     let project = projects::get_project(&pool, project_id).await?;
     let user = user_named(&pool, &username).await?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, CsrfForm, CsrfJson, Researcher};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -22,11 +22,10 @@ struct ProjectsPage {
 
 #[get("/projects")]
 pub async fn list(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let projects = projects::list_projects(&pool).await?;
     page(&ProjectsPage { nav: Nav::new(&me, &session)?, projects, error: None })
 }
@@ -42,6 +41,7 @@ pub struct ProjectForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(ProjectForm);
 
 impl ProjectForm {
     fn parse(self, created_by: i64) -> Result<NewProject, AppError> {
@@ -61,36 +61,26 @@ impl ProjectForm {
 
 #[post("/projects")]
 pub async fn create(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    form: web::Form<ProjectForm>,
+    form: CsrfForm<ProjectForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let new = form.into_inner().parse(me.user.id)?;
     projects::create_project(&pool, &new).await?;
     Ok(see_other("/projects"))
 }
 
 #[get("/api/projects")]
-pub async fn api_list(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
+pub async fn api_list(_: Researcher, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(projects::list_projects(&pool).await?))
 }
 
 #[post("/api/projects")]
 pub async fn api_create(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    body: web::Json<ProjectForm>,
+    body: CsrfJson<ProjectForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    if !me.by_token {
-        let csrf = body.csrf.clone();
-        auth::check_csrf(&session, &csrf, false)?;
-    }
     let new = body.into_inner().parse(me.user.id)?;
     let project = projects::create_project(&pool, &new).await?;
     Ok(HttpResponse::Created().json(project))

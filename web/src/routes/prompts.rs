@@ -3,8 +3,10 @@
 
 use actix_multipart::Multipart;
 use actix_session::Session;
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
+use futures_util::future::{FutureExt, LocalBoxFuture, TryFutureExt};
 use futures_util::StreamExt;
 use labeling::domain::{PromptSource, Split};
 use labeling::projects::{self, Project};
@@ -13,7 +15,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{page, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, Csrf, CsrfBody, CsrfForm, CsrfJson, CurrentUser, Researcher};
 use crate::error::{urlencode, AppError};
 
 const PER_PAGE: i64 = 50;
@@ -70,6 +72,7 @@ pub struct DemonstrationsForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(DemonstrationsForm);
 
 /// An upload, from the page's form (with `csrf`) or the API's JSON.
 #[derive(Deserialize)]
@@ -79,62 +82,55 @@ pub struct UploadForm {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(UploadForm);
 
 #[get("/projects/{id}/prompts")]
 pub async fn list(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
-    render(me, &pool, &session, project, query.into_inner(), None).await
+    render(&me, &pool, &session, project, query.into_inner(), None).await
 }
 
 #[post("/projects/{id}/prompts/upload")]
 pub async fn upload(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<UploadForm>,
+    form: CsrfForm<UploadForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &form, me.user.id).await?;
-    render(me, &pool, &session, project, PageQuery::default(), Some(report)).await
+    render(&me, &pool, &session, project, PageQuery::default(), Some(report)).await
 }
 
 /// Asks annotators for demonstrations of the project's prompts (from the page).
 #[post("/projects/{id}/prompts/demonstration-tasks")]
 pub async fn request_demonstrations(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    form: web::Form<DemonstrationsForm>,
+    form: CsrfForm<DemonstrationsForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let created = demonstration_tasks(&pool, project.id, &form).await?;
-    render_with(me, &pool, &session, project, PageQuery::default(), None, Some(created.len())).await
+    render_with(&me, &pool, &session, project, PageQuery::default(), None, Some(created.len())).await
 }
 
 /// The same as JSON: 201 with `{"task_ids": [...]}` (empty when every prompt has one).
 #[post("/api/projects/{id}/demonstration-tasks")]
 pub async fn api_request_demonstrations(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<DemonstrationsForm>,
+    body: CsrfJson<DemonstrationsForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let task_ids = demonstration_tasks(&pool, project.id, &body).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
@@ -155,18 +151,40 @@ async fn demonstration_tasks(
 /// JSON lines.
 #[post("/projects/{id}/prompts/file")]
 pub async fn upload_file(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
-    payload: Multipart,
+    form: Csrf<FileUpload>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    let form = read_file_upload(payload).await?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &form, me.user.id).await?;
-    render(me, &pool, &session, project, PageQuery::default(), Some(report)).await
+    render(&me, &pool, &session, project, PageQuery::default(), Some(report)).await
+}
+
+/// A file upload's fields, read from its multipart body; its `csrf` field is checked by
+/// [`Csrf`].
+pub struct FileUpload(UploadForm);
+
+impl FromRequest for FileUpload {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        read_file_upload(Multipart::new(req.headers(), payload.take())).map_ok(FileUpload).boxed_local()
+    }
+}
+
+impl CsrfBody for FileUpload {
+    type Inner = UploadForm;
+
+    fn csrf(&self) -> &str {
+        &self.0.csrf
+    }
+
+    fn into_inner(self) -> UploadForm {
+        self.0
+    }
 }
 
 /// The fields of a file upload; the file's bytes become `data` (it must be UTF-8).
@@ -215,12 +233,11 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
 
 #[get("/api/projects/{id}/prompts")]
 pub async fn api_list(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<ApiQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let split = parse_split(&query.split)?;
     let limit = query.limit.unwrap_or(PER_PAGE);
@@ -231,14 +248,11 @@ pub async fn api_list(
 
 #[post("/api/projects/{id}/prompts")]
 pub async fn api_import(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: web::Json<UploadForm>,
+    body: CsrfJson<UploadForm>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &body, me.user.id).await?;
     Ok(HttpResponse::Ok().json(report))
@@ -273,7 +287,7 @@ fn parse_split(split: &str) -> Result<Option<Split>, AppError> {
 
 /// The prompts page for `query`, with an import's report when there was one.
 async fn render(
-    me: CurrentUser,
+    me: &CurrentUser,
     pool: &PgPool,
     session: &Session,
     project: Project,
@@ -284,7 +298,7 @@ async fn render(
 }
 
 async fn render_with(
-    me: CurrentUser,
+    me: &CurrentUser,
     pool: &PgPool,
     session: &Session,
     project: Project,
@@ -299,7 +313,7 @@ async fn render_with(
     let offset = (current - 1) * PER_PAGE;
     let found = prompts::list_prompts(pool, project.id, Some(&query.q), split, PER_PAGE, offset).await?;
     page(&PromptsPage {
-        nav: Nav::new(&me, session)?,
+        nav: Nav::new(me, session)?,
         project,
         prompts: found,
         total,

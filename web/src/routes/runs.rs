@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use self::chart::Chart;
 use self::launch::{Control, Problem};
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser, Researcher};
 use crate::error::{urlencode, AppError};
 
 const STATUSES: [RunStatus; 5] =
@@ -191,12 +191,11 @@ struct QueuePage {
 
 #[get("/runs")]
 pub async fn queue(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     query: web::Query<QueueQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let (filter, kind) = query.parse()?;
     let found = runs::list_of_kind(&pool, &filter, kind).await?;
     let names = Names::load(&pool).await?;
@@ -236,11 +235,10 @@ pub async fn queue(
 
 #[get("/api/runs")]
 pub async fn api_list(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     query: web::Query<QueueQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let (filter, kind) = query.parse()?;
     Ok(HttpResponse::Ok().json(runs::list_of_kind(&pool, &filter, kind).await?))
 }
@@ -271,12 +269,11 @@ struct LaunchPage {
 /// page links to an eval run of the versions it shows this way).
 #[get("/runs/new")]
 pub async fn new_form(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let value_of = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let kind = parse_kind("kind", value_of("kind").unwrap_or("sft"))?;
     let project_id = optional(value_of("project").unwrap_or(""), |t| parse_id("project", t))?;
@@ -324,15 +321,13 @@ async fn launch_page(
 
 #[post("/runs")]
 pub async fn launch_run(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
-    form: web::Form<Vec<(String, String)>>,
+    form: CsrfForm<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let pairs = form.into_inner();
     let value_of = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
-    auth::check_csrf(&session, value_of("csrf"), me.by_token)?;
     let kind = parse_kind("kind", value_of("kind"))?;
     let project = project_of(&pool, &parse_id("project_id", value_of("project_id"))?).await?;
     let (config, mut problems) = launch::config_from_form(kind, &pairs);
@@ -384,6 +379,7 @@ pub struct LaunchBody {
     #[serde(default)]
     csrf: String,
 }
+csrf_field!(LaunchBody);
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
@@ -391,13 +387,10 @@ fn empty_object() -> Value {
 
 #[post("/api/runs")]
 pub async fn api_launch(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
-    body: web::Json<LaunchBody>,
+    body: CsrfJson<LaunchBody>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &body.csrf, me.by_token)?;
     let kind = parse_kind("kind", &body.kind)?;
     let project = project_of(&pool, &body.project_id).await?;
     let problems = launch::check(&pool, &project, kind, &body.config).await?;
@@ -412,8 +405,7 @@ pub async fn api_launch(
 /// A kind's contract: its stage settings' defaults and help, and the declarations of
 /// its fields and settings (type, range, whether essential) that the form is made from.
 #[get("/api/run-defaults/{kind}")]
-pub async fn api_defaults(me: CurrentUser, path: web::Path<String>) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
+pub async fn api_defaults(_: Researcher, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let kind: RunKind = path.parse().map_err(|e: spec::UnknownKind| AppError::NotFound(e.to_string()))?;
     let settings = spec::settings(kind);
     let help: BTreeMap<&str, String> =
@@ -507,12 +499,11 @@ struct RunPage {
 
 #[get("/runs/{id}")]
 pub async fn show(
-    me: CurrentUser,
+    me: Researcher,
     pool: web::Data<PgPool>,
     session: Session,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let run = runs::get(&pool, path.into_inner()).await?;
     let names = Names::load(&pool).await?;
     let series = runs::metrics(&pool, run.id).await?;
@@ -541,11 +532,10 @@ pub async fn show(
 
 #[get("/api/runs/{id}")]
 pub async fn api_show(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let run = runs::get(&pool, path.into_inner()).await?;
     let version = versions::of_run(&pool, run.id).await?;
     Ok(HttpResponse::Ok().json(RunDetail {
@@ -557,11 +547,10 @@ pub async fn api_show(
 
 #[get("/api/runs/{id}/metrics")]
 pub async fn api_metrics(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     Ok(HttpResponse::Ok().json(runs::metrics(&pool, path.into_inner()).await?))
 }
 
@@ -574,12 +563,11 @@ pub struct LogsQuery {
 
 #[get("/api/runs/{id}/logs")]
 pub async fn api_logs(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
     query: web::Query<LogsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
     let limit = query.limit.unwrap_or(LOG_TAIL);
     if !(1..=MAX_LOG_LINES).contains(&limit) {
         return Err(AppError::Invalid {
@@ -590,23 +578,13 @@ pub async fn api_logs(
     Ok(HttpResponse::Ok().json(runs::logs(&pool, path.into_inner(), query.after, limit).await?))
 }
 
-/// A cancel: the form's CSRF token (the API's JSON may omit it with a token).
-#[derive(Deserialize, Default)]
-pub struct CancelForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 #[post("/runs/{id}/cancel")]
 pub async fn cancel(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    form: web::Form<CancelForm>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let id = path.into_inner();
     runs::cancel(&pool, id).await?;
     Ok(see_other(&format!("/runs/{id}")))
@@ -614,15 +592,11 @@ pub async fn cancel(
 
 #[post("/api/runs/{id}/cancel")]
 pub async fn api_cancel(
-    me: CurrentUser,
+    _: Researcher,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    body: Option<web::Json<CancelForm>>,
+    _: Csrf<Option<web::Json<CsrfOnly>>>,
 ) -> Result<HttpResponse, AppError> {
-    me.require_researcher()?;
-    let csrf = body.map(|b| b.into_inner().csrf).unwrap_or_default();
-    auth::check_csrf(&session, &csrf, me.by_token)?;
     let id = path.into_inner();
     let status = runs::cancel(&pool, id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "status": status })))

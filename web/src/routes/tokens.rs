@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{page, see_other, Nav};
-use crate::auth::{self, CurrentUser};
+use crate::auth::{csrf_field, CsrfForm, CsrfOnly, CurrentUser};
 use crate::error::AppError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -39,12 +39,7 @@ struct NewTokenForm {
     #[serde(default)]
     csrf: String,
 }
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+csrf_field!(NewTokenForm);
 
 async fn list(me: CurrentUser, pool: web::Data<PgPool>, session: Session) -> Result<HttpResponse, AppError> {
     render(&me, &pool, &session, None, None, actix_web::http::StatusCode::OK).await
@@ -54,9 +49,8 @@ async fn create(
     me: CurrentUser,
     pool: web::Data<PgPool>,
     session: Session,
-    form: web::Form<NewTokenForm>,
+    form: CsrfForm<NewTokenForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     let name = match TokenName::parse(form.name.trim()) {
         Ok(name) => name,
         Err(e) => {
@@ -73,11 +67,9 @@ async fn create(
 async fn revoke(
     me: CurrentUser,
     pool: web::Data<PgPool>,
-    session: Session,
     path: web::Path<i64>,
-    form: web::Form<CsrfForm>,
+    _: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, AppError> {
-    auth::check_csrf(&session, &form.csrf, me.by_token)?;
     users::revoke_token(&pool, me.user.id, path.into_inner()).await?;
     Ok(see_other("/tokens"))
 }

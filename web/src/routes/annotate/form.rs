@@ -8,6 +8,7 @@ use labeling::annotation::{IdempotencyKey, RankingInput, RankingSubmission, Vote
 use labeling::domain::{Comment, ResponseText};
 use serde::Deserialize;
 
+use crate::auth::csrf_field;
 use crate::error::AppError;
 
 /// The longest a page may have been open for the server's own estimate of the time
@@ -217,6 +218,7 @@ pub struct DemonstrationForm {
     #[serde(default)]
     pub csrf: String,
 }
+csrf_field!(DemonstrationForm);
 
 /// A demonstration as the API takes it: `{text, idempotency_key, time_spent_ms?, csrf?}`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -230,6 +232,7 @@ pub struct DemonstrationBody {
     #[serde(default)]
     pub csrf: String,
 }
+csrf_field!(DemonstrationBody);
 
 /// A checked demonstration: the response, the time spent and the idempotency key.
 pub struct Demonstration {
@@ -274,6 +277,7 @@ pub struct RankingBody {
     #[serde(default)]
     pub csrf: String,
 }
+csrf_field!(RankingBody);
 
 impl RankingBody {
     pub fn submission(self, k: usize) -> Result<(RankingSubmission, IdempotencyKey), AppError> {
@@ -315,6 +319,7 @@ pub struct VoteForm {
     #[serde(default)]
     pub csrf: String,
 }
+csrf_field!(VoteForm);
 
 /// A vote as the API takes it: `{vote: "a"|"b"|"tie"|"both_bad", comment?,
 /// idempotency_key, time_spent_ms?, csrf?}`.
@@ -331,6 +336,7 @@ pub struct VoteBody {
     #[serde(default)]
     pub csrf: String,
 }
+csrf_field!(VoteBody);
 
 /// A checked vote.
 pub struct Ballot {

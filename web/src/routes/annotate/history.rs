@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::form::letter;
-use crate::auth::CurrentUser;
+use crate::auth::Annotator;
 use crate::error::AppError;
 use crate::routes::{page, Nav};
 
@@ -152,7 +152,7 @@ pub struct PageQuery {
 
 /// `GET /history?page=`: 25 items a page.
 pub async fn history_page(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     session: Session,
     query: web::Query<PageQuery>,
@@ -186,7 +186,7 @@ struct HistoryJson {
 
 /// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
 pub async fn api_history(
-    me: CurrentUser,
+    me: Annotator,
     pool: web::Data<PgPool>,
     query: web::Query<ApiQuery>,
 ) -> Result<HttpResponse, AppError> {
@@ -203,7 +203,7 @@ pub async fn api_history(
 }
 
 /// `GET /api/me/agreement`: one entry per project worked in.
-pub async fn api_agreement(me: CurrentUser, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
+pub async fn api_agreement(me: Annotator, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().json(agreement_of(&pool, me.user.id).await?))
 }
 
