@@ -148,9 +148,10 @@ impl AdamW {
         }
     }
 
-    /// The moments as named CPU tensors, for a checkpoint.
+    /// The update count and the moments as named CPU tensors, for a checkpoint.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut state = Vec::with_capacity(2 * self.params.len());
+        let mut state = Vec::with_capacity(2 * self.params.len() + 1);
+        state.push((STEPS.to_string(), Tensor::from_slice(&[self.steps])));
         for (i, (name, _)) in self.params.iter().enumerate() {
             state.push((format!("exp_avg.{name}"), self.exp_avg[i].to_device(Device::Cpu)));
             state.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].to_device(Device::Cpu)));
@@ -158,19 +159,20 @@ impl AdamW {
         state
     }
 
-    /// Restores moments written by `state` (and `steps`, kept in the training state).
-    pub fn load_state(&mut self, path: &Path, steps: i64) -> Result<(), TrainError> {
+    /// Restores the update count and the moments written by `state`.
+    pub fn load_state(&mut self, path: &Path) -> Result<(), TrainError> {
         let tensors: std::collections::HashMap<String, Tensor> =
             Tensor::read_safetensors(path)?.into_iter().collect();
+        let lacks =
+            |key: &str| TrainError::Config(format!("{}: optimizer state lacks `{key}`", path.display()));
+        let steps = tensors.get(STEPS).ok_or_else(|| lacks(STEPS))?.int64_value(&[0]);
         let _guard = tch::no_grad_guard();
         for (i, (name, _)) in self.params.iter().enumerate() {
             for (prefix, moment) in
                 [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])]
             {
                 let key = format!("{prefix}.{name}");
-                let saved = tensors.get(&key).ok_or_else(|| {
-                    TrainError::Config(format!("{}: optimizer state lacks `{key}`", path.display()))
-                })?;
+                let saved = tensors.get(&key).ok_or_else(|| lacks(&key))?;
                 moment.f_copy_(saved)?;
             }
         }
@@ -198,6 +200,9 @@ pub fn ensure_finite(step: i64, what: &str, value: f64, run: &RunDir) -> Result<
         })
     }
 }
+
+/// The optimizer state's update count (Adam's t).
+const STEPS: &str = "steps";
 
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const METRICS: &str = "metrics.jsonl";
@@ -316,8 +321,7 @@ impl RunDir {
         }
         let state = serde_json::to_value(state).map_err(|e| TrainError::Config(e.to_string()))?;
         for (name, model) in models {
-            let sub = if models.len() == 1 { tmp.clone() } else { tmp.join(name) };
-            model.save(&sub, Some(state.clone()))?;
+            model.save(&model_dir(&tmp, name, models.len()), Some(state.clone()))?;
         }
         for (name, opt) in optimizers {
             let file = tmp.join(optimizer_file(name, optimizers.len()));
@@ -335,8 +339,54 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// Continues the run in this directory from its newest checkpoint: the one resume
+    /// path of every stage. Copies the checkpoint's weights into `models` and its moments
+    /// into `optimizers` (named as [`RunDir::save_checkpoint`] named them) and drops the
+    /// metric lines of the steps after it, which the stage trains again. Returns the
+    /// training state saved with it, which must be `stage`'s.
+    ///
+    /// Without a checkpoint (a new run, or one stopped before its first) it returns
+    /// `None`: the run starts over, so its metric lines go.
+    pub fn resume<S: DeserializeOwned>(
+        &mut self,
+        stage: &str,
+        models: &mut [(&str, &mut LanguageModel)],
+        optimizers: &mut [(&str, &mut AdamW)],
+    ) -> Result<Option<S>, TrainError> {
+        let Some((dir, step)) = self.latest_checkpoint() else {
+            self.truncate_metrics_after(-1)?;
+            return Ok(None);
+        };
+        let state_dir = match models {
+            [(name, _), ..] => model_dir(&dir, name, models.len()),
+            [] => return Err(TrainError::Config("a checkpoint holds at least one model".into())),
+        };
+        let state = training_state(&state_dir)?;
+        let saved_stage = state["stage"].as_str().unwrap_or("unknown");
+        if saved_stage != stage {
+            return Err(TrainError::Config(format!(
+                "{} is a checkpoint of the {saved_stage} stage, not of {stage}",
+                dir.display()
+            )));
+        }
+        let path = state_dir.join(crate::checkpoint::PLUMB_FILE);
+        let state = serde_json::from_value(state)
+            .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))?;
+        let count = models.len();
+        for (name, model) in models.iter_mut() {
+            let saved = LanguageModel::load(&model_dir(&dir, name, count), model.device())?;
+            model.vs.copy(&saved.vs)?;
+        }
+        let count = optimizers.len();
+        for (name, opt) in optimizers.iter_mut() {
+            opt.load_state(&dir.join(optimizer_file(name, count)))?;
+        }
+        self.truncate_metrics_after(step - 1)?;
+        Ok(Some(state))
+    }
+
     /// Drops metric lines past `step`: a resumed run writes them again.
-    pub fn truncate_metrics_after(&mut self, step: i64) -> Result<(), TrainError> {
+    fn truncate_metrics_after(&mut self, step: i64) -> Result<(), TrainError> {
         let path = self.out.join(METRICS);
         let file = File::open(&path).map_err(io_error(&path))?;
         let kept: Vec<String> = BufReader::new(file)
@@ -369,14 +419,22 @@ pub fn optimizer_file(name: &str, count: usize) -> String {
     }
 }
 
-/// The training state a checkpoint recorded, from its `plumb.json`.
-pub fn checkpoint_state<S: DeserializeOwned>(dir: &Path) -> Result<S, TrainError> {
+/// Where a checkpoint keeps one model: in the checkpoint itself when it is the only one.
+fn model_dir(checkpoint: &Path, name: &str, count: usize) -> PathBuf {
+    if count == 1 {
+        checkpoint.to_path_buf()
+    } else {
+        checkpoint.join(name)
+    }
+}
+
+/// The training state a checkpoint's model recorded in its `plumb.json`.
+fn training_state(dir: &Path) -> Result<serde_json::Value, TrainError> {
     let path = dir.join(crate::checkpoint::PLUMB_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-    let meta: serde_json::Value =
+    let mut meta: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-    serde_json::from_value(meta["training"].clone())
-        .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))
+    Ok(meta["training"].take())
 }
 
 /// The newest complete checkpoint of the run in `out`, and its step (steps done).
@@ -505,6 +563,62 @@ mod tests {
         let err = RunDir::open(dir.path(), false).err().unwrap().to_string();
         assert!(err.contains("--resume"), "{err}");
         assert!(RunDir::open(dir.path(), true).is_ok());
+    }
+
+    fn tiny_model() -> LanguageModel {
+        let mut cfg = crate::GptConfig::tiny(258);
+        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (1, 2, 8, 8);
+        LanguageModel::new(cfg, crate::TokenizerKind::Bytes, Device::Cpu).unwrap()
+    }
+
+    fn logged_steps(dir: &Path) -> Vec<i64> {
+        let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn resume_restores_the_newest_checkpoint_and_drops_the_lines_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let model = tiny_model();
+        let mut opt = AdamW::new(&model.vs, 0.9, 0.999, 1e-8, 0.0);
+        opt.steps = 2;
+        for step in 0..4 {
+            run.log(step, &[("loss", 1.0)]).unwrap();
+        }
+        let state = serde_json::json!({ "stage": "sft", "step": 2 });
+        run.save_checkpoint(2, &[("model", &model)], &[("model", &opt)], &state).unwrap();
+        drop(run);
+
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let mut other = tiny_model();
+        let mut other_opt = AdamW::new(&other.vs, 0.9, 0.999, 1e-8, 0.0);
+        let err =
+            run.resume::<serde_json::Value>("reward", &mut [("model", &mut other)], &mut []).unwrap_err();
+        assert!(err.to_string().contains("a checkpoint of the sft stage, not of reward"), "{err}");
+        let resumed: Option<serde_json::Value> =
+            run.resume("sft", &mut [("model", &mut other)], &mut [("model", &mut other_opt)]).unwrap();
+        assert_eq!(resumed, Some(state));
+        assert_eq!(other_opt.steps, 2);
+        let diff = (&model.vs.variables()["wte.weight"] - &other.vs.variables()["wte.weight"]).abs().max();
+        assert_eq!(diff.double_value(&[]), 0.0);
+        assert_eq!(logged_steps(dir.path()), vec![0, 1], "steps 2 and 3 are trained again");
+    }
+
+    #[test]
+    fn a_run_without_a_checkpoint_resumes_from_the_start_with_no_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        run.log(0, &[("loss", 1.0)]).unwrap();
+        drop(run);
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let resumed: Option<serde_json::Value> =
+            run.resume("sft", &mut [("model", &mut tiny_model())], &mut []).unwrap();
+        assert_eq!(resumed, None);
+        assert_eq!(logged_steps(dir.path()), Vec::<i64>::new());
     }
 
     #[test]
