@@ -67,8 +67,6 @@ pub struct LoopReport {
     pub seconds: f64,
 }
 
-const BEST: &str = "best";
-
 /// The shuffled order of `n` items in `epoch`: a pure function of the seed and the
 /// epoch, so a resumed run sees the same batches.
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -198,7 +196,7 @@ pub fn run(
             if settings.keep_best && state.best_val_loss.is_none_or(|best| val < best) {
                 state.best_val_loss = Some(val);
                 state.best_step = Some(state.step);
-                model.save(&run.path().join(crate::train::CHECKPOINTS).join(BEST), None)?;
+                run.save_best(&model)?;
             }
         }
         progress.step(step, step_tokens as u64, &format!("loss {step_loss:.4}"));
@@ -211,11 +209,9 @@ pub fn run(
     }
     progress.finish();
 
-    let best_dir = run.path().join(crate::train::CHECKPOINTS).join(BEST);
     let kept_step = match state.best_step {
-        Some(best) if settings.keep_best && best != state.step && best_dir.exists() => {
-            let best_model = LanguageModel::load(&best_dir, model.device())?;
-            model.vs.copy(&best_model.vs)?;
+        Some(best) if settings.keep_best && best != state.step => {
+            run.load_best(&mut model)?;
             best
         }
         _ => state.step,

@@ -317,6 +317,43 @@ mod learning_tests {
         assert_eq!(logged_steps(dir.path()), vec![0, 1, 2, 3], "it started over, so its old lines go");
     }
 
+    /// The worker stores a run's newest checkpoint in the artifact store, and a run
+    /// resumed on another machine starts from a copy of it in a fresh directory: it must
+    /// still end with the weights of its best step.
+    #[test]
+    fn a_run_resumed_elsewhere_from_its_stored_checkpoint_keeps_its_best_step() {
+        let demos = uppercase_demos(64, 7);
+        // Validation wants digits, which training never shows: the more SFT learns, the
+        // worse it does there, so the best step comes before the checkpoint.
+        let contrary: Vec<Demonstration> = demos[..8]
+            .iter()
+            .map(|d| Demonstration { prompt: d.prompt.clone(), response: "0123456789".into() })
+            .collect();
+        let cfg = SftConfig { eval_every: 1, checkpoint_every: 6, ..config(12) };
+        let whole = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(whole.path(), false).unwrap();
+        let (full, full_report) = train(&cfg, tiny_model(5), &demos, &contrary, &mut run).unwrap();
+        assert!(
+            full_report.kept_step < 6,
+            "the best step {} is not before the checkpoint",
+            full_report.kept_step
+        );
+
+        let store = registry::artifacts::ArtifactStore::new(whole.path().join("store")).unwrap();
+        let step_6 = std::path::Path::new(crate::train::CHECKPOINTS).join("step-00000006");
+        let stored = store.put_dir(&whole.path().join(&step_6)).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        store.fetch_to(&stored.sha256, &elsewhere.path().join(&step_6)).unwrap();
+        let mut run = RunDir::open(elsewhere.path(), true).unwrap();
+        let (resumed, report) = train(&cfg, tiny_model(99), &demos, &contrary, &mut run).unwrap();
+
+        assert_eq!(report.kept_step, full_report.kept_step);
+        let (a, b) = (full.vs.variables(), resumed.vs.variables());
+        let max_diff =
+            a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
+        assert!(max_diff < 1e-5, "the resumed run's final weights differ by {max_diff}");
+    }
+
     #[test]
     fn a_nan_loss_stops_the_run_and_names_the_step() {
         let demos = uppercase_demos(32, 4);

@@ -209,9 +209,13 @@ pub const METRICS: &str = "metrics.jsonl";
 /// `{"total_steps": N}`, written when a stage knows its length.
 pub const PROGRESS: &str = "progress.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The best model so far by validation (`checkpoints/best`, and `best/` in each
+/// checkpoint), for stages that keep the best weights rather than the last.
+const BEST: &str = "best";
 
 /// A run's output directory: the final model itself, with `metrics.jsonl` and
-/// `checkpoints/step-N/` inside it.
+/// `checkpoints/step-N/` inside it (and `checkpoints/best/` for a stage that keeps its
+/// best model).
 pub struct RunDir {
     out: PathBuf,
     metrics: BufWriter<File>,
@@ -306,7 +310,9 @@ impl RunDir {
     }
 
     /// Writes model, optimizer moments and training state as `checkpoints/step-N`, then
-    /// prunes old ones. The directory is renamed into place only when complete.
+    /// prunes old ones. The directory is renamed into place only when complete. It
+    /// carries the run's best model so far, if there is one, so that a run resumed from
+    /// it (a copy of it on another machine included) still has its best weights.
     pub fn save_checkpoint<S: Serialize>(
         &self,
         step: i64,
@@ -327,6 +333,10 @@ impl RunDir {
             let file = tmp.join(optimizer_file(name, optimizers.len()));
             Tensor::write_safetensors(&opt.state(), &file)?;
         }
+        let best = self.out.join(CHECKPOINTS).join(BEST);
+        if best.exists() {
+            link_or_copy_dir(&best, &tmp.join(BEST))?;
+        }
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
         }
@@ -341,19 +351,22 @@ impl RunDir {
 
     /// Continues the run in this directory from its newest checkpoint: the one resume
     /// path of every stage. Copies the checkpoint's weights into `models` and its moments
-    /// into `optimizers` (named as [`RunDir::save_checkpoint`] named them) and drops the
-    /// metric lines of the steps after it, which the stage trains again. Returns the
-    /// training state saved with it, which must be `stage`'s.
+    /// into `optimizers` (named as [`RunDir::save_checkpoint`] named them), makes the best
+    /// model it carries the run's (see [`RunDir::save_best`]) and drops the metric lines
+    /// of the steps after it, which the stage trains again. Returns the training state
+    /// saved with it, which must be `stage`'s.
     ///
     /// Without a checkpoint (a new run, or one stopped before its first) it returns
-    /// `None`: the run starts over, so its metric lines go.
+    /// `None`: the run starts over, so its metric lines and best model go.
     pub fn resume<S: DeserializeOwned>(
         &mut self,
         stage: &str,
         models: &mut [(&str, &mut LanguageModel)],
         optimizers: &mut [(&str, &mut AdamW)],
     ) -> Result<Option<S>, TrainError> {
+        let best = self.out.join(CHECKPOINTS).join(BEST);
         let Some((dir, step)) = self.latest_checkpoint() else {
+            remove_dir_if_present(&best)?;
             self.truncate_metrics_after(-1)?;
             return Ok(None);
         };
@@ -381,8 +394,32 @@ impl RunDir {
         for (name, opt) in optimizers.iter_mut() {
             opt.load_state(&dir.join(optimizer_file(name, count)))?;
         }
+        // The best model of steps after the checkpoint's is no one's: the run trains
+        // those steps again.
+        remove_dir_if_present(&best)?;
+        if dir.join(BEST).exists() {
+            link_or_copy_dir(&dir.join(BEST), &best)?;
+        }
         self.truncate_metrics_after(step - 1)?;
         Ok(Some(state))
+    }
+
+    /// Saves `model` as the run's best so far, replacing the one before; the checkpoints
+    /// written after it carry it.
+    pub fn save_best(&self, model: &LanguageModel) -> Result<(), TrainError> {
+        let best = self.out.join(CHECKPOINTS).join(BEST);
+        let tmp = self.out.join(CHECKPOINTS).join(format!(".{BEST}.tmp"));
+        remove_dir_if_present(&tmp)?;
+        model.save(&tmp, None)?;
+        remove_dir_if_present(&best)?;
+        std::fs::rename(&tmp, &best).map_err(io_error(&best))
+    }
+
+    /// Copies the weights of the model [`RunDir::save_best`] saved into `model`.
+    pub fn load_best(&self, model: &mut LanguageModel) -> Result<(), TrainError> {
+        let best = LanguageModel::load(&self.out.join(CHECKPOINTS).join(BEST), model.device())?;
+        model.vs.copy(&best.vs)?;
+        Ok(())
     }
 
     /// Drops metric lines past `step`: a resumed run writes them again.
@@ -417,6 +454,30 @@ pub fn optimizer_file(name: &str, count: usize) -> String {
     } else {
         format!("optimizer-{name}.safetensors")
     }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), TrainError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Copies the directory `from` into `to`, which must not exist, hard-linking each file
+/// where the file system allows: a model's files are replaced, never written in place,
+/// so a link is as good as a copy and costs no space.
+fn link_or_copy_dir(from: &Path, to: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(to).map_err(io_error(to))?;
+    for entry in std::fs::read_dir(from).map_err(io_error(from))? {
+        let entry = entry.map_err(io_error(from))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(io_error(&source))?.is_dir() {
+            link_or_copy_dir(&source, &target)?;
+        } else if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).map_err(io_error(&source))?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a checkpoint keeps one model: in the checkpoint itself when it is the only one.
@@ -606,6 +667,36 @@ mod tests {
         let diff = (&model.vs.variables()["wte.weight"] - &other.vs.variables()["wte.weight"]).abs().max();
         assert_eq!(diff.double_value(&[]), 0.0);
         assert_eq!(logged_steps(dir.path()), vec![0, 1], "steps 2 and 3 are trained again");
+    }
+
+    #[test]
+    fn a_checkpoint_carries_the_best_model_and_resume_puts_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path(), false).unwrap();
+        let (best, mut last) = (tiny_model(), tiny_model());
+        run.save_best(&best).unwrap();
+        let checkpoint =
+            run.save_checkpoint(3, &[("model", &last)], &[], &serde_json::json!({ "stage": "sft" })).unwrap();
+        assert!(checkpoint.join(BEST).join(crate::checkpoint::WEIGHTS_FILE).exists());
+        run.save_best(&last).unwrap(); // after the checkpoint: not the resumed run's best
+
+        // On another machine, with only the checkpoint.
+        let elsewhere = tempfile::tempdir().unwrap();
+        link_or_copy_dir(&checkpoint, &elsewhere.path().join(CHECKPOINTS).join("step-00000003")).unwrap();
+        for out in [dir.path(), elsewhere.path()] {
+            let mut run = RunDir::open(out, true).unwrap();
+            let _: Option<serde_json::Value> =
+                run.resume("sft", &mut [("model", &mut last)], &mut []).unwrap();
+            run.load_best(&mut last).unwrap();
+            let diff = (&best.vs.variables()["wte.weight"] - &last.vs.variables()["wte.weight"]).abs().max();
+            assert_eq!(diff.double_value(&[]), 0.0, "{}", out.display());
+        }
+
+        // Without the checkpoint, the run starts over and has no best model yet.
+        std::fs::remove_dir_all(&checkpoint).unwrap();
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let _: Option<serde_json::Value> = run.resume("sft", &mut [("model", &mut last)], &mut []).unwrap();
+        assert!(run.load_best(&mut last).is_err());
     }
 
     #[test]
