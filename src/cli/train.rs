@@ -213,7 +213,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
     let documents = data::read_corpus(&args.data)?;
     let model = load_model(&args.model, s)?;
     let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = pretrain::train(&cfg, model, &documents, &mut run, s.resume)?;
+    let (_, report) = pretrain::train(&cfg, model, &documents, &mut run)?;
     finish(&s.out, &cfg, &report)
 }
 
@@ -227,7 +227,7 @@ pub fn sft(args: SftArgs) -> Result<()> {
     let validation = args.val_data.as_deref().map(data::read_demonstrations).transpose()?.unwrap_or_default();
     let model = load_model(&args.model, s)?;
     let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = sft::train(&cfg, model, &demonstrations, &validation, &mut run, s.resume)?;
+    let (_, report) = sft::train(&cfg, model, &demonstrations, &validation, &mut run)?;
     finish(&s.out, &cfg, &report)
 }
 
@@ -249,8 +249,7 @@ fn reward_train(args: RewardTrainArgs) -> Result<()> {
         args.demos.as_deref().map(data::read_demonstrations).transpose()?.unwrap_or_default();
     let model = load_model(&args.model, s)?;
     let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) =
-        reward::train(&cfg, model, &rankings, &validation, &demonstrations, &mut run, s.resume)?;
+    let (_, report) = reward::train(&cfg, model, &rankings, &validation, &demonstrations, &mut run)?;
     finish(&s.out, &cfg, &report)
 }
 
@@ -316,6 +315,6 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
         args.reward.display()
     );
     let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = ppo::train(&cfg, policy, &reward_model, &prompts, ptx.as_deref(), &mut run, s.resume)?;
+    let (_, report) = ppo::train(&cfg, policy, &reward_model, &prompts, ptx.as_deref(), &mut run)?;
     finish(&s.out, &cfg, &report)
 }

@@ -174,7 +174,7 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         ..Default::default()
     };
     let (sft_model, _) =
-        sft::train(&sft_cfg, base, &demos, &demos[..64], &mut run_dir(&dir, "sft"), false).unwrap();
+        sft::train(&sft_cfg, base, &demos, &demos[..64], &mut run_dir(&dir, "sft")).unwrap();
     let (sft_score, sft_accuracy) = measure(&sft_model, &held_out);
     let sft_seconds = started.elapsed().as_secs_f64();
 
@@ -200,7 +200,6 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         &val_rankings,
         &demos[..200],
         &mut run_dir(&dir, "rm"),
-        false,
     )
     .unwrap();
     let rm_accuracy = rm_report.val_accuracy.unwrap();
@@ -234,7 +233,6 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         &prompts,
         None,
         &mut run_dir(&dir, "ppo"),
-        false,
     )
     .unwrap();
     let (ppo_score, ppo_accuracy) = measure(&policy, &held_out);

@@ -178,7 +178,7 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
         };
         let trained_dir = setup.dir.path().join("trained");
         let mut run = trainer::train::RunDir::open(&trained_dir, false).unwrap();
-        trainer::sft::train(&sft, model, &demonstrations, &demonstrations, &mut run, false).unwrap();
+        trainer::sft::train(&sft, model, &demonstrations, &demonstrations, &mut run).unwrap();
         let trained = register(pool, &setup, "trained", &trained_dir).await;
         let base = versions::resolve(pool, "base:1").await.unwrap().id;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
-use crate::train::{checkpoint_state, ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
+use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
 
 /// One training sequence and which of its tokens are predicted.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,8 +66,6 @@ pub struct LoopReport {
     pub tokens_per_second: f64,
     pub seconds: f64,
 }
-
-const BEST: &str = "best";
 
 /// The shuffled order of `n` items in `epoch`: a pure function of the seed and the
 /// epoch, so a resumed run sees the same batches.
@@ -147,15 +145,15 @@ pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) ->
     (step_loss, step_tokens)
 }
 
-/// Trains `model` on `train`, evaluating on `validation`; the final (or best) weights
-/// are saved into `run.path()` and returned.
+/// Trains `model` on `train`, evaluating on `validation`, from the run's newest
+/// checkpoint if it has one; the final (or best) weights are saved into `run.path()` and
+/// returned.
 pub fn run(
     settings: &LoopSettings,
     mut model: LanguageModel,
     train: &[Example],
     validation: &[Example],
     run: &mut RunDir,
-    resume: bool,
 ) -> Result<(LanguageModel, LoopReport), TrainError> {
     if train.is_empty() {
         return Err(TrainError::Config("no training examples".into()));
@@ -164,16 +162,9 @@ pub fn run(
     model.set_trainable(true);
     let (b1, b2) = settings.betas;
     let mut opt = AdamW::new(&model.vs, b1, b2, settings.eps, settings.weight_decay);
-    let mut state = LoopState { stage: settings.stage.into(), ..Default::default() };
-    if resume {
-        if let Some((dir, _)) = run.latest_checkpoint() {
-            state = checkpoint_state(&dir)?;
-            let saved = LanguageModel::load(&dir, model.device())?;
-            model.vs.copy(&saved.vs)?;
-            opt.load_state(&dir.join(crate::train::optimizer_file("model", 1)), state.step)?;
-            run.truncate_metrics_after(state.step - 1)?;
-        }
-    }
+    let mut state = run
+        .resume(settings.stage, &mut [("model", &mut model)], &mut [("model", &mut opt)])?
+        .unwrap_or_else(|| LoopState { stage: settings.stage.into(), ..Default::default() });
 
     run.set_total_steps(settings.total_steps)?;
     let mut progress = Progress::new(settings.stage, settings.total_steps, state.step);
@@ -205,7 +196,7 @@ pub fn run(
             if settings.keep_best && state.best_val_loss.is_none_or(|best| val < best) {
                 state.best_val_loss = Some(val);
                 state.best_step = Some(state.step);
-                model.save(&run.path().join(crate::train::CHECKPOINTS).join(BEST), None)?;
+                run.save_best(&model)?;
             }
         }
         progress.step(step, step_tokens as u64, &format!("loss {step_loss:.4}"));
@@ -218,11 +209,9 @@ pub fn run(
     }
     progress.finish();
 
-    let best_dir = run.path().join(crate::train::CHECKPOINTS).join(BEST);
     let kept_step = match state.best_step {
-        Some(best) if settings.keep_best && best != state.step && best_dir.exists() => {
-            let best_model = LanguageModel::load(&best_dir, model.device())?;
-            model.vs.copy(&best_model.vs)?;
+        Some(best) if settings.keep_best && best != state.step => {
+            run.load_best(&mut model)?;
             best
         }
         _ => state.step,

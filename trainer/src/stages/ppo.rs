@@ -30,9 +30,7 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{epoch_order, Example};
 use crate::sampling::{generate_streams, Generation, SamplingConfig};
-use crate::train::{
-    checkpoint_state, ensure_finite, lr_at, optimizer_file, AdamW, Progress, RunDir, TrainError,
-};
+use crate::train::{ensure_finite, lr_at, AdamW, Progress, RunDir, TrainError};
 
 /// PPO's settings: declared in the run contract.
 pub use spec::PpoConfig;
@@ -769,19 +767,11 @@ struct PpoState {
     /// PPO steps completed.
     step: i64,
     kl_coef: f64,
-    policy_updates: i64,
-    value_updates: i64,
 }
 
 impl PpoState {
     fn of(learner: &Learner, step: i64) -> Self {
-        PpoState {
-            stage: "ppo".into(),
-            step,
-            kl_coef: learner.kl_coef,
-            policy_updates: learner.policy_opt.steps,
-            value_updates: learner.value_opt.steps,
-        }
+        PpoState { stage: "ppo".into(), step, kl_coef: learner.kl_coef }
     }
 }
 
@@ -815,18 +805,8 @@ pub fn train(
     prompts: &[String],
     ptx_corpus: Option<&[String]>,
     run: &mut RunDir,
-    resume: bool,
 ) -> Result<(LanguageModel, PpoReport), TrainError> {
-    train_with_eval(
-        cfg,
-        policy,
-        reward_model,
-        prompts,
-        ptx_corpus,
-        run,
-        resume,
-        &mut |_, _, _| Ok(Vec::new()),
-    )
+    train_with_eval(cfg, policy, reward_model, prompts, ptx_corpus, run, &mut |_, _, _| Ok(Vec::new()))
 }
 
 /// `train`, calling `eval` every `cfg.eval_every` steps and at the end; the metrics it
@@ -839,7 +819,6 @@ pub fn train_with_eval(
     prompts: &[String],
     ptx_corpus: Option<&[String]>,
     run: &mut RunDir,
-    resume: bool,
     eval: &mut EvalFn,
 ) -> Result<(LanguageModel, PpoReport), TrainError> {
     cfg.validate()?;
@@ -859,19 +838,16 @@ pub fn train_with_eval(
         (false, _) => None,
     };
     let mut learner = Learner::new(cfg, policy, reward_model)?;
+    let Learner { policy, value, policy_opt, value_opt, .. } = &mut learner;
+    let resumed: Option<PpoState> = run.resume(
+        "ppo",
+        &mut [("policy", policy), ("value", value)],
+        &mut [("policy", policy_opt), ("value", value_opt)],
+    )?;
     let mut done = 0;
-    if resume {
-        if let Some((dir, _)) = run.latest_checkpoint() {
-            let state: PpoState = checkpoint_state(&dir.join("policy"))?;
-            let device = learner.policy.device();
-            learner.policy.vs.copy(&LanguageModel::load(&dir.join("policy"), device)?.vs)?;
-            learner.value.vs.copy(&LanguageModel::load(&dir.join("value"), device)?.vs)?;
-            learner.policy_opt.load_state(&dir.join(optimizer_file("policy", 2)), state.policy_updates)?;
-            learner.value_opt.load_state(&dir.join(optimizer_file("value", 2)), state.value_updates)?;
-            learner.kl_coef = state.kl_coef;
-            done = state.step;
-        }
-        run.truncate_metrics_after(done - 1)?;
+    if let Some(state) = resumed {
+        learner.kl_coef = state.kl_coef;
+        done = state.step;
     }
 
     run.set_total_steps(cfg.steps)?;
@@ -1233,7 +1209,7 @@ mod learning_tests {
         let before = evaluate(&sft, &reference, &rm, &held_out, &cfg, 99).unwrap();
         let share_before = lowercase_share(&sft, &held_out, &cfg);
         let (_dir, mut run) = run_dir();
-        let (policy, report) = train(&cfg, sft, &rm, &train_prompts, None, &mut run, false).unwrap();
+        let (policy, report) = train(&cfg, sft, &rm, &train_prompts, None, &mut run).unwrap();
         let after = evaluate(&policy, &reference, &rm, &held_out, &cfg, 99).unwrap();
         let share_after = lowercase_share(&policy, &held_out, &cfg);
         eprintln!(
@@ -1309,7 +1285,6 @@ mod learning_tests {
                 &train_prompts,
                 Some(&corpus),
                 &mut run,
-                false,
                 &mut eval,
             )
             .unwrap();
@@ -1355,7 +1330,7 @@ mod learning_tests {
         let full_dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(full_dir.path(), false).unwrap();
         let (full, full_report) =
-            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run, false).unwrap();
+            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run).unwrap();
         assert_ne!(full_report.kl_coef, cfg.kl_coef, "the controller never moved β");
 
         // A run that died after step 2: only its checkpoint is left.
@@ -1364,7 +1339,7 @@ mod learning_tests {
         copy_dir(&full_dir.path().join(&step_2), &resumed_dir.path().join(&step_2));
         let mut run = RunDir::open(resumed_dir.path(), true).unwrap();
         let (resumed, resumed_report) =
-            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run, true).unwrap();
+            train(&cfg, sft.try_clone().unwrap(), &rm, &train_prompts, None, &mut run).unwrap();
 
         let (a, b) = (full.vs.variables(), resumed.vs.variables());
         let max_diff =
@@ -1382,12 +1357,12 @@ mod learning_tests {
         let train_prompts = prompts(16, 4);
         let healthy = PpoConfig { batch_size: 16, checkpoint_every: 2, ..config(2) };
         let (dir, mut run) = run_dir();
-        train(&healthy, policy_model(0), &rm, &train_prompts, None, &mut run, false).unwrap();
+        train(&healthy, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap();
         let saved = std::fs::read(dir.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
         // Resumed with a learning rate that blows the weights up in step 2's first update.
         let exploding = PpoConfig { steps: 4, lr: 1e30, value_lr: 1e30, ..healthy };
         let mut run = RunDir::open(dir.path(), true).unwrap();
-        let err = train(&exploding, policy_model(0), &rm, &train_prompts, None, &mut run, true).unwrap_err();
+        let err = train(&exploding, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap_err();
         let text = err.to_string();
         eprintln!("{text}");
         assert!(matches!(err, TrainError::NonFinite { step: 2, .. }), "{text}");

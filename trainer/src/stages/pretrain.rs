@@ -41,7 +41,6 @@ pub fn train(
     model: LanguageModel,
     documents: &[String],
     run: &mut RunDir,
-    resume: bool,
 ) -> Result<(LanguageModel, PretrainReport), TrainError> {
     cfg.validate()?;
     let n_ctx = model.config.n_ctx;
@@ -74,7 +73,7 @@ pub fn train(
         seed: cfg.seed,
         keep_best: false,
     };
-    lm_loop::run(&settings, model, &train_set, &val_set, run, resume)
+    lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 
 #[cfg(test)]

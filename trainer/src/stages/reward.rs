@@ -34,9 +34,7 @@ use crate::data::{Demonstration, Ranking};
 use crate::lm_loop::{epoch_order, split_validation};
 use crate::sampling::SamplingError;
 use crate::tokenizer::Tokenizer;
-use crate::train::{
-    checkpoint_state, ensure_finite, lr_at, optimizer_file, seed_step, AdamW, Progress, RunDir, TrainError,
-};
+use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
 
 /// The RM's settings: declared in the run contract.
 pub use spec::RewardConfig;
@@ -376,7 +374,6 @@ pub fn train(
     validation: &[Ranking],
     demonstrations: &[Demonstration],
     run: &mut RunDir,
-    resume: bool,
 ) -> Result<(LanguageModel, RewardReport), TrainError> {
     cfg.validate()?;
     if rankings.is_empty() {
@@ -401,26 +398,9 @@ pub fn train(
     let per_step = cfg.batch_size * cfg.grad_accum;
     let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
     let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
-    let mut state = RewardState { stage: STAGE.into(), step: 0 };
-    if resume {
-        match run.latest_checkpoint() {
-            Some((dir, _)) => {
-                state = checkpoint_state(&dir)?;
-                if state.stage != STAGE {
-                    return Err(TrainError::Config(format!(
-                        "{} is a checkpoint of the {} stage, not of the reward model",
-                        dir.display(),
-                        state.stage
-                    )));
-                }
-                let saved = LanguageModel::load(&dir, model.device())?;
-                model.vs.copy(&saved.vs)?;
-                opt.load_state(&dir.join(optimizer_file("model", 1)), state.step)?;
-                run.truncate_metrics_after(state.step - 1)?;
-            }
-            None => run.truncate_metrics_after(-1)?,
-        }
-    }
+    let mut state = run
+        .resume(STAGE, &mut [("model", &mut model)], &mut [("model", &mut opt)])?
+        .unwrap_or_else(|| RewardState { stage: STAGE.into(), step: 0 });
 
     run.set_total_steps(total_steps)?;
     let mut progress = Progress::new(STAGE, total_steps, state.step);
@@ -651,7 +631,7 @@ mod tests {
         let mut run = RunDir::open(dir.path(), false).unwrap();
         let cfg = RewardConfig { lr: 2e-3, warmup_steps: 5, batch_size: 16, ..quick_config(40) };
         let (train_set, held_out) = (letter_rankings(400, 1), letter_rankings(100, 2));
-        let (_, report) = train(&cfg, tiny_model(0), &train_set, &held_out, &[], &mut run, false).unwrap();
+        let (_, report) = train(&cfg, tiny_model(0), &train_set, &held_out, &[], &mut run).unwrap();
         let accuracy = report.val_accuracy.unwrap();
         eprintln!("held-out pairwise accuracy {accuracy:.3} ({report:?})");
         assert!(accuracy >= 0.9, "held-out pairwise accuracy {accuracy}");
@@ -672,7 +652,7 @@ mod tests {
             .collect();
         let rankings = letter_rankings(16, 3);
         let (model, report) =
-            train(&quick_config(2), tiny_model(0), &rankings, &[], &demos, &mut run, false).unwrap();
+            train(&quick_config(2), tiny_model(0), &rankings, &[], &demos, &mut run).unwrap();
         let pairs: Vec<(String, String)> =
             demos.iter().map(|d| (d.prompt.clone(), d.response.clone())).collect();
         let scores = score(&model, &pairs, 3).unwrap();
@@ -692,8 +672,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(dir.path(), false).unwrap();
         let rankings = letter_rankings(12, 4);
-        let (model, _) =
-            train(&quick_config(2), tiny_model(0), &rankings, &[], &[], &mut run, false).unwrap();
+        let (model, _) = train(&quick_config(2), tiny_model(0), &rankings, &[], &[], &mut run).unwrap();
         let best: Vec<(String, String)> = rankings
             .iter()
             .flat_map(|r| r.best().iter().map(|&i| (r.prompt().to_string(), r.samples()[i].clone())))
@@ -716,19 +695,19 @@ mod tests {
         let whole = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(whole.path(), false).unwrap();
         let (uninterrupted, _) =
-            train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run, false).unwrap();
+            train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run).unwrap();
 
         // The same run, stopped after step 3: later checkpoints and the final model gone.
         let stopped = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(stopped.path(), false).unwrap();
-        train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run, false).unwrap();
+        train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run).unwrap();
         drop(run);
         let checkpoints = stopped.path().join(crate::train::CHECKPOINTS);
         std::fs::remove_dir_all(checkpoints.join("step-00000006")).unwrap();
         std::fs::remove_file(stopped.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
         let mut run = RunDir::open(stopped.path(), true).unwrap();
         let (resumed, report) =
-            train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run, true).unwrap();
+            train(&cfg, initial.try_clone().unwrap(), &rankings, &[], &[], &mut run).unwrap();
         assert_eq!(report.steps, 7);
 
         let (a, b) = (uninterrupted.vs.variables(), resumed.vs.variables());
@@ -754,7 +733,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(dir.path(), false).unwrap();
         let cfg = RewardConfig { lr: 1e30, checkpoint_every: 1, ..quick_config(5) };
-        let err = train(&cfg, tiny_model(0), &letter_rankings(16, 6), &[], &[], &mut run, false).unwrap_err();
+        let err = train(&cfg, tiny_model(0), &letter_rankings(16, 6), &[], &[], &mut run).unwrap_err();
         let message = err.to_string();
         let TrainError::NonFinite { step, last_good, .. } = err else { panic!("{message}") };
         assert!(step >= 1, "{message}");
@@ -789,7 +768,7 @@ mod tests {
         let mut rankings = letter_rankings(3, 7);
         rankings[1] =
             Ranking::new("a?".into(), vec!["a".into(), "b".repeat(40)], vec![vec![0], vec![1]]).unwrap();
-        let err = train(&quick_config(1), tiny_model(0), &rankings, &[], &[], &mut run, false).unwrap_err();
+        let err = train(&quick_config(1), tiny_model(0), &rankings, &[], &[], &mut run).unwrap_err();
         assert!(err.to_string().contains("ranking 2: samples[1]: the response is 40 tokens"), "{err}");
     }
 

@@ -52,7 +52,6 @@ pub fn train(
     demonstrations: &[Demonstration],
     validation: &[Demonstration],
     run: &mut RunDir,
-    resume: bool,
 ) -> Result<(LanguageModel, SftReport), TrainError> {
     cfg.validate()?;
     let model = model.with_dropout(cfg.dropout)?;
@@ -84,7 +83,7 @@ pub fn train(
         seed: cfg.seed,
         keep_best: true,
     };
-    lm_loop::run(&settings, model, &train_set, &val_set, run, resume)
+    lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 
 #[cfg(test)]
@@ -175,7 +174,7 @@ mod learning_tests {
         let before = accuracy(&base, &held_out);
         let dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(dir.path(), false).unwrap();
-        let (tuned, report) = train(&config(250), base, &train_set, &held_out, &mut run, false).unwrap();
+        let (tuned, report) = train(&config(250), base, &train_set, &held_out, &mut run).unwrap();
         let after = accuracy(&tuned, &held_out);
         eprintln!("held-out exact match: base {before:.2} → SFT {after:.2}; {report:?}");
         assert!(before < 0.05, "the base already solves it: {before}");
@@ -192,7 +191,7 @@ mod learning_tests {
         cfg.dropout = 0.1; // dropout masks must repeat too
         let full_dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(full_dir.path(), false).unwrap();
-        let (full, _) = train(&cfg, tiny_model(5), &demos, &demos[..8], &mut run, false).unwrap();
+        let (full, _) = train(&cfg, tiny_model(5), &demos, &demos[..8], &mut run).unwrap();
 
         // A run that died after step 6: only its checkpoint is left.
         let resumed_dir = tempfile::tempdir().unwrap();
@@ -206,12 +205,73 @@ mod learning_tests {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
         }
         let mut run = RunDir::open(resumed_dir.path(), true).unwrap();
-        let (resumed, _) = train(&cfg, tiny_model(99), &demos, &demos[..8], &mut run, true).unwrap();
+        let (resumed, _) = train(&cfg, tiny_model(99), &demos, &demos[..8], &mut run).unwrap();
 
         let (a, b) = (full.vs.variables(), resumed.vs.variables());
         let max_diff =
             a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
         assert!(max_diff < 1e-5, "resumed weights differ by {max_diff}");
+    }
+
+    fn logged_steps(dir: &std::path::Path) -> Vec<i64> {
+        let metrics = std::fs::read_to_string(dir.join(crate::train::METRICS)).unwrap();
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_run_resumed_before_its_first_checkpoint_logs_each_step_once() {
+        let demos = uppercase_demos(16, 6);
+        let cfg = SftConfig { batch_size: 8, ..config(4) };
+        let dir = tempfile::tempdir().unwrap();
+        // A run killed before its first checkpoint: it had logged steps 0 to 2.
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        for step in 0..3 {
+            run.log(step, &[("loss/sft", 9.0)]).unwrap();
+        }
+        drop(run);
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run).unwrap();
+        assert_eq!(logged_steps(dir.path()), vec![0, 1, 2, 3], "it started over, so its old lines go");
+    }
+
+    /// The worker stores a run's newest checkpoint in the artifact store, and a run
+    /// resumed on another machine starts from a copy of it in a fresh directory: it must
+    /// still end with the weights of its best step.
+    #[test]
+    fn a_run_resumed_elsewhere_from_its_stored_checkpoint_keeps_its_best_step() {
+        let demos = uppercase_demos(64, 7);
+        // Validation wants digits, which training never shows: the more SFT learns, the
+        // worse it does there, so the best step comes before the checkpoint.
+        let contrary: Vec<Demonstration> = demos[..8]
+            .iter()
+            .map(|d| Demonstration { prompt: d.prompt.clone(), response: "0123456789".into() })
+            .collect();
+        let cfg = SftConfig { eval_every: 1, checkpoint_every: 6, ..config(12) };
+        let whole = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(whole.path(), false).unwrap();
+        let (full, full_report) = train(&cfg, tiny_model(5), &demos, &contrary, &mut run).unwrap();
+        assert!(
+            full_report.kept_step < 6,
+            "the best step {} is not before the checkpoint",
+            full_report.kept_step
+        );
+
+        let store = registry::artifacts::ArtifactStore::new(whole.path().join("store")).unwrap();
+        let step_6 = std::path::Path::new(crate::train::CHECKPOINTS).join("step-00000006");
+        let stored = store.put_dir(&whole.path().join(&step_6)).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        store.fetch_to(&stored.sha256, &elsewhere.path().join(&step_6)).unwrap();
+        let mut run = RunDir::open(elsewhere.path(), true).unwrap();
+        let (resumed, report) = train(&cfg, tiny_model(99), &demos, &contrary, &mut run).unwrap();
+
+        assert_eq!(report.kept_step, full_report.kept_step);
+        let (a, b) = (full.vs.variables(), resumed.vs.variables());
+        let max_diff =
+            a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
+        assert!(max_diff < 1e-5, "the resumed run's final weights differ by {max_diff}");
     }
 
     #[test]
@@ -220,7 +280,7 @@ mod learning_tests {
         let cfg = SftConfig { lr: 1e30, ..config(20) };
         let dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(dir.path(), false).unwrap();
-        let err = train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run, false).unwrap_err();
+        let err = train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TrainError::NonFinite { .. }), "{text}");
         assert!(text.starts_with("step ") && text.contains("training stopped"), "{text}");

@@ -151,9 +151,10 @@ impl AdamW {
         }
     }
 
-    /// The moments as named CPU tensors, for a checkpoint.
+    /// The update count and the moments as named CPU tensors, for a checkpoint.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut state = Vec::with_capacity(2 * self.params.len());
+        let mut state = Vec::with_capacity(2 * self.params.len() + 1);
+        state.push((STEPS.to_string(), Tensor::from_slice(&[self.steps])));
         for (i, (name, _)) in self.params.iter().enumerate() {
             state.push((format!("exp_avg.{name}"), self.exp_avg[i].to_device(Device::Cpu)));
             state.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].to_device(Device::Cpu)));
@@ -161,19 +162,20 @@ impl AdamW {
         state
     }
 
-    /// Restores moments written by `state` (and `steps`, kept in the training state).
-    pub fn load_state(&mut self, path: &Path, steps: i64) -> Result<(), TrainError> {
+    /// Restores the update count and the moments written by `state`.
+    pub fn load_state(&mut self, path: &Path) -> Result<(), TrainError> {
         let tensors: std::collections::HashMap<String, Tensor> =
             Tensor::read_safetensors(path)?.into_iter().collect();
+        let lacks =
+            |key: &str| TrainError::Config(format!("{}: optimizer state lacks `{key}`", path.display()));
+        let steps = tensors.get(STEPS).ok_or_else(|| lacks(STEPS))?.int64_value(&[0]);
         let _guard = tch::no_grad_guard();
         for (i, (name, _)) in self.params.iter().enumerate() {
             for (prefix, moment) in
                 [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])]
             {
                 let key = format!("{prefix}.{name}");
-                let saved = tensors.get(&key).ok_or_else(|| {
-                    TrainError::Config(format!("{}: optimizer state lacks `{key}`", path.display()))
-                })?;
+                let saved = tensors.get(&key).ok_or_else(|| lacks(&key))?;
                 moment.f_copy_(saved)?;
             }
         }
@@ -202,14 +204,21 @@ pub fn ensure_finite(step: i64, what: &str, value: f64, run: &RunDir) -> Result<
     }
 }
 
+/// The optimizer state's update count (Adam's t).
+const STEPS: &str = "steps";
+
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const METRICS: &str = "metrics.jsonl";
 /// `{"total_steps": N}`, written when a stage knows its length.
 pub const PROGRESS: &str = "progress.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The best model so far by validation (`checkpoints/best`, and `best/` in each
+/// checkpoint), for stages that keep the best weights rather than the last.
+const BEST: &str = "best";
 
 /// A run's output directory: the final model itself, with `metrics.jsonl` and
-/// `checkpoints/step-N/` inside it.
+/// `checkpoints/step-N/` inside it (and `checkpoints/best/` for a stage that keeps its
+/// best model).
 pub struct RunDir {
     out: PathBuf,
     metrics: BufWriter<File>,
@@ -304,7 +313,9 @@ impl RunDir {
     }
 
     /// Writes model, optimizer moments and training state as `checkpoints/step-N`, then
-    /// prunes old ones. The directory is renamed into place only when complete.
+    /// prunes old ones. The directory is renamed into place only when complete. It
+    /// carries the run's best model so far, if there is one, so that a run resumed from
+    /// it (a copy of it on another machine included) still has its best weights.
     pub fn save_checkpoint<S: Serialize>(
         &self,
         step: i64,
@@ -319,12 +330,15 @@ impl RunDir {
         }
         let state = serde_json::to_value(state).map_err(|e| TrainError::Config(e.to_string()))?;
         for (name, model) in models {
-            let sub = if models.len() == 1 { tmp.clone() } else { tmp.join(name) };
-            model.save(&sub, Some(state.clone()))?;
+            model.save(&model_dir(&tmp, name, models.len()), Some(state.clone()))?;
         }
         for (name, opt) in optimizers {
             let file = tmp.join(optimizer_file(name, optimizers.len()));
             Tensor::write_safetensors(&opt.state(), &file)?;
+        }
+        let best = self.out.join(CHECKPOINTS).join(BEST);
+        if best.exists() {
+            link_or_copy_dir(&best, &tmp.join(BEST))?;
         }
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
@@ -338,8 +352,81 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// Continues the run in this directory from its newest checkpoint: the one resume
+    /// path of every stage. Copies the checkpoint's weights into `models` and its moments
+    /// into `optimizers` (named as [`RunDir::save_checkpoint`] named them), makes the best
+    /// model it carries the run's (see [`RunDir::save_best`]) and drops the metric lines
+    /// of the steps after it, which the stage trains again. Returns the training state
+    /// saved with it, which must be `stage`'s.
+    ///
+    /// Without a checkpoint (a new run, or one stopped before its first) it returns
+    /// `None`: the run starts over, so its metric lines and best model go.
+    pub fn resume<S: DeserializeOwned>(
+        &mut self,
+        stage: &str,
+        models: &mut [(&str, &mut LanguageModel)],
+        optimizers: &mut [(&str, &mut AdamW)],
+    ) -> Result<Option<S>, TrainError> {
+        let best = self.out.join(CHECKPOINTS).join(BEST);
+        let Some((dir, step)) = self.latest_checkpoint() else {
+            remove_dir_if_present(&best)?;
+            self.truncate_metrics_after(-1)?;
+            return Ok(None);
+        };
+        let state_dir = match models {
+            [(name, _), ..] => model_dir(&dir, name, models.len()),
+            [] => return Err(TrainError::Config("a checkpoint holds at least one model".into())),
+        };
+        let state = training_state(&state_dir)?;
+        let saved_stage = state["stage"].as_str().unwrap_or("unknown");
+        if saved_stage != stage {
+            return Err(TrainError::Config(format!(
+                "{} is a checkpoint of the {saved_stage} stage, not of {stage}",
+                dir.display()
+            )));
+        }
+        let path = state_dir.join(crate::checkpoint::PLUMB_FILE);
+        let state = serde_json::from_value(state)
+            .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))?;
+        let count = models.len();
+        for (name, model) in models.iter_mut() {
+            let saved = LanguageModel::load(&model_dir(&dir, name, count), model.device())?;
+            model.vs.copy(&saved.vs)?;
+        }
+        let count = optimizers.len();
+        for (name, opt) in optimizers.iter_mut() {
+            opt.load_state(&dir.join(optimizer_file(name, count)))?;
+        }
+        // The best model of steps after the checkpoint's is no one's: the run trains
+        // those steps again.
+        remove_dir_if_present(&best)?;
+        if dir.join(BEST).exists() {
+            link_or_copy_dir(&dir.join(BEST), &best)?;
+        }
+        self.truncate_metrics_after(step - 1)?;
+        Ok(Some(state))
+    }
+
+    /// Saves `model` as the run's best so far, replacing the one before; the checkpoints
+    /// written after it carry it.
+    pub fn save_best(&self, model: &LanguageModel) -> Result<(), TrainError> {
+        let best = self.out.join(CHECKPOINTS).join(BEST);
+        let tmp = self.out.join(CHECKPOINTS).join(format!(".{BEST}.tmp"));
+        remove_dir_if_present(&tmp)?;
+        model.save(&tmp, None)?;
+        remove_dir_if_present(&best)?;
+        std::fs::rename(&tmp, &best).map_err(io_error(&best))
+    }
+
+    /// Copies the weights of the model [`RunDir::save_best`] saved into `model`.
+    pub fn load_best(&self, model: &mut LanguageModel) -> Result<(), TrainError> {
+        let best = LanguageModel::load(&self.out.join(CHECKPOINTS).join(BEST), model.device())?;
+        model.vs.copy(&best.vs)?;
+        Ok(())
+    }
+
     /// Drops metric lines past `step`: a resumed run writes them again.
-    pub fn truncate_metrics_after(&mut self, step: i64) -> Result<(), TrainError> {
+    fn truncate_metrics_after(&mut self, step: i64) -> Result<(), TrainError> {
         let path = self.out.join(METRICS);
         let file = File::open(&path).map_err(io_error(&path))?;
         let kept: Vec<String> = BufReader::new(file)
@@ -372,14 +459,46 @@ pub fn optimizer_file(name: &str, count: usize) -> String {
     }
 }
 
-/// The training state a checkpoint recorded, from its `plumb.json`.
-pub fn checkpoint_state<S: DeserializeOwned>(dir: &Path) -> Result<S, TrainError> {
+fn remove_dir_if_present(dir: &Path) -> Result<(), TrainError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Copies the directory `from` into `to`, which must not exist, hard-linking each file
+/// where the file system allows: a model's files are replaced, never written in place,
+/// so a link is as good as a copy and costs no space.
+fn link_or_copy_dir(from: &Path, to: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(to).map_err(io_error(to))?;
+    for entry in std::fs::read_dir(from).map_err(io_error(from))? {
+        let entry = entry.map_err(io_error(from))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(io_error(&source))?.is_dir() {
+            link_or_copy_dir(&source, &target)?;
+        } else if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).map_err(io_error(&source))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a checkpoint keeps one model: in the checkpoint itself when it is the only one.
+fn model_dir(checkpoint: &Path, name: &str, count: usize) -> PathBuf {
+    if count == 1 {
+        checkpoint.to_path_buf()
+    } else {
+        checkpoint.join(name)
+    }
+}
+
+/// The training state a checkpoint's model recorded in its `plumb.json`.
+fn training_state(dir: &Path) -> Result<serde_json::Value, TrainError> {
     let path = dir.join(crate::checkpoint::PLUMB_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-    let meta: serde_json::Value =
+    let mut meta: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-    serde_json::from_value(meta["training"].clone())
-        .map_err(|e| TrainError::Config(format!("{}: training state: {e}", path.display())))
+    Ok(meta["training"].take())
 }
 
 /// The newest complete checkpoint of the run in `out`, and its step (steps done).
@@ -508,6 +627,92 @@ mod tests {
         let err = RunDir::open(dir.path(), false).err().unwrap().to_string();
         assert!(err.contains("--resume"), "{err}");
         assert!(RunDir::open(dir.path(), true).is_ok());
+    }
+
+    fn tiny_model() -> LanguageModel {
+        let mut cfg = crate::GptConfig::tiny(258);
+        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (1, 2, 8, 8);
+        LanguageModel::new(cfg, crate::TokenizerKind::Bytes, Device::Cpu).unwrap()
+    }
+
+    fn logged_steps(dir: &Path) -> Vec<i64> {
+        let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn resume_restores_the_newest_checkpoint_and_drops_the_lines_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let model = tiny_model();
+        let mut opt = AdamW::new(&model.vs, 0.9, 0.999, 1e-8, 0.0);
+        opt.steps = 2;
+        for step in 0..4 {
+            run.log(step, &[("loss", 1.0)]).unwrap();
+        }
+        let state = serde_json::json!({ "stage": "sft", "step": 2 });
+        run.save_checkpoint(2, &[("model", &model)], &[("model", &opt)], &state).unwrap();
+        drop(run);
+
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let mut other = tiny_model();
+        let mut other_opt = AdamW::new(&other.vs, 0.9, 0.999, 1e-8, 0.0);
+        let err =
+            run.resume::<serde_json::Value>("reward", &mut [("model", &mut other)], &mut []).unwrap_err();
+        assert!(err.to_string().contains("a checkpoint of the sft stage, not of reward"), "{err}");
+        let resumed: Option<serde_json::Value> =
+            run.resume("sft", &mut [("model", &mut other)], &mut [("model", &mut other_opt)]).unwrap();
+        assert_eq!(resumed, Some(state));
+        assert_eq!(other_opt.steps, 2);
+        let diff = (&model.vs.variables()["wte.weight"] - &other.vs.variables()["wte.weight"]).abs().max();
+        assert_eq!(diff.double_value(&[]), 0.0);
+        assert_eq!(logged_steps(dir.path()), vec![0, 1], "steps 2 and 3 are trained again");
+    }
+
+    #[test]
+    fn a_checkpoint_carries_the_best_model_and_resume_puts_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path(), false).unwrap();
+        let (best, mut last) = (tiny_model(), tiny_model());
+        run.save_best(&best).unwrap();
+        let checkpoint =
+            run.save_checkpoint(3, &[("model", &last)], &[], &serde_json::json!({ "stage": "sft" })).unwrap();
+        assert!(checkpoint.join(BEST).join(crate::checkpoint::WEIGHTS_FILE).exists());
+        run.save_best(&last).unwrap(); // after the checkpoint: not the resumed run's best
+
+        // On another machine, with only the checkpoint.
+        let elsewhere = tempfile::tempdir().unwrap();
+        link_or_copy_dir(&checkpoint, &elsewhere.path().join(CHECKPOINTS).join("step-00000003")).unwrap();
+        for out in [dir.path(), elsewhere.path()] {
+            let mut run = RunDir::open(out, true).unwrap();
+            let _: Option<serde_json::Value> =
+                run.resume("sft", &mut [("model", &mut last)], &mut []).unwrap();
+            run.load_best(&mut last).unwrap();
+            let diff = (&best.vs.variables()["wte.weight"] - &last.vs.variables()["wte.weight"]).abs().max();
+            assert_eq!(diff.double_value(&[]), 0.0, "{}", out.display());
+        }
+
+        // Without the checkpoint, the run starts over and has no best model yet.
+        std::fs::remove_dir_all(&checkpoint).unwrap();
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let _: Option<serde_json::Value> = run.resume("sft", &mut [("model", &mut last)], &mut []).unwrap();
+        assert!(run.load_best(&mut last).is_err());
+    }
+
+    #[test]
+    fn a_run_without_a_checkpoint_resumes_from_the_start_with_no_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path(), false).unwrap();
+        run.log(0, &[("loss", 1.0)]).unwrap();
+        drop(run);
+        let mut run = RunDir::open(dir.path(), true).unwrap();
+        let resumed: Option<serde_json::Value> =
+            run.resume("sft", &mut [("model", &mut tiny_model())], &mut []).unwrap();
+        assert_eq!(resumed, None);
+        assert_eq!(logged_steps(dir.path()), Vec::<i64>::new());
     }
 
     #[test]

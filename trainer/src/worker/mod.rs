@@ -342,7 +342,9 @@ impl Worker {
 
     /// Stores the checkpoint `newest` (its directory, its step) in the artifact store when
     /// it is newer than the one the run records and its steps' metrics are reported
-    /// (`reported` steps are), records it, and deletes the one it replaces. A failure is
+    /// (`reported` steps are), records it, and deletes the one it replaces. The directory
+    /// holds all a resumed run needs, the best model so far included (see
+    /// [`crate::train::RunDir::save_checkpoint`]). A failure is
     /// not fatal (the checkpoint may have been pruned meanwhile, or Postgres be away):
     /// the next heartbeat tries again with whatever is newest then.
     async fn store_checkpoint(

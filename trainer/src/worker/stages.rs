@@ -295,7 +295,8 @@ fn report_json(report: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or_else(|_| json!({}))
 }
 
-/// The stage, on this thread, into `out` (resuming from its checkpoints when `resume`).
+/// The stage, on this thread, into `out` (resuming from its newest checkpoint when
+/// `resume`: see [`RunDir::resume`]).
 pub(super) fn execute(
     prepared: Prepared,
     out: &Path,
@@ -316,7 +317,7 @@ pub(super) fn execute(
                     LanguageModel::new(config, kind, device).map_err(TrainError::Config)?
                 }
             };
-            let (_, report) = pretrain::train(&spec.stage, model, &documents, &mut run, resume)?;
+            let (_, report) = pretrain::train(&spec.stage, model, &documents, &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Base,
@@ -334,7 +335,7 @@ pub(super) fn execute(
         }
         Prepared::Sft { spec, base, snapshot, demonstrations } => {
             let model = LanguageModel::load(&base.dir, device)?;
-            let (_, report) = sft::train(&spec.stage, model, &demonstrations, &[], &mut run, resume)?;
+            let (_, report) = sft::train(&spec.stage, model, &demonstrations, &[], &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Sft,
@@ -346,7 +347,7 @@ pub(super) fn execute(
         }
         Prepared::Reward { spec, base, snapshot, rankings } => {
             let model = LanguageModel::load(&base.dir, device)?;
-            let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run, resume)?;
+            let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Reward,
@@ -359,8 +360,7 @@ pub(super) fn execute(
         Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
             let policy_model = LanguageModel::load(&policy.dir, device)?;
             let reward_model = LanguageModel::load(&reward.dir, device)?;
-            let (_, report) =
-                ppo::train(&spec.stage, policy_model, &reward_model, &prompts, None, &mut run, resume)?;
+            let (_, report) = ppo::train(&spec.stage, policy_model, &reward_model, &prompts, None, &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Policy,
