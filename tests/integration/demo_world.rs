@@ -173,8 +173,7 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         seed: SEED,
         ..Default::default()
     };
-    let (sft_model, _) =
-        sft::train(&sft_cfg, base, &demos, &demos[..64], &mut run_dir(&dir, "sft")).unwrap();
+    let (sft_model, _) = sft::train(&sft_cfg, base, &demos, &demos[..64], &mut run_dir(&dir, "sft")).unwrap();
     let (sft_score, sft_accuracy) = measure(&sft_model, &held_out);
     let sft_seconds = started.elapsed().as_secs_f64();
 
