@@ -108,6 +108,20 @@ impl Browser {
         self.find("body").await.text().await.expect("the page's text")
     }
 
+    /// Marks the page shown now, so that `next_page` can wait for another one.
+    pub async fn mark_page(&self) {
+        self.client
+            .execute("document.body.setAttribute('data-seen', '')", vec![])
+            .await
+            .expect("marking the page");
+    }
+
+    /// Waits for a page other than the one `mark_page` marked, and returns its path.
+    pub async fn next_page(&self) -> String {
+        self.find("body:not([data-seen])").await;
+        self.path().await
+    }
+
     /// Saves the page as `target/screenshots/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("a screenshot");
