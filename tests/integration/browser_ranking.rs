@@ -4,6 +4,7 @@
 //! above"); the form is refused, in the page and by the server, until all have one; and
 //! Postgres stores exactly the order the annotator chose.
 
+use fantoccini::key::Key;
 use labeling::annotation::Ranking;
 use serde_json::json;
 
@@ -47,6 +48,7 @@ fn choosing_a_rank_for_one_response_leaves_the_others_unranked_and_the_form_unse
         let app = spawn_app(db).await;
         let browser = open_task(&app).await;
 
+        assert_eq!(browser.focused_id().await, "sample-0", "the first card has the focus");
         browser.find("select[name=rank_2]").await.select_by_value("1").await.unwrap();
         assert_eq!(rank_values(&browser, 3).await, ["", "", "1"], "only C's select changed");
         assert_eq!(badges(&browser).await, ["–", "–", "1"]);
@@ -97,8 +99,9 @@ fn a_ranking_with_a_tie_is_stored_exactly_as_the_annotator_ranked_it() {
         assert_eq!(rank_values(&browser, 3).await, ["2", "1", "1"]);
         assert_eq!(badges(&browser).await, ["2", "1", "1"]);
         browser.screenshot("ranking-tie").await;
+        // Ctrl+Enter sends the form, here from the comment.
         browser.mark_page().await;
-        browser.find("#submit").await.click().await.unwrap();
+        browser.find("#comment").await.send_keys(&format!("{}{}", Key::Control, Key::Enter)).await.unwrap();
         assert_eq!(browser.next_page().await, "/tasks", "the only task is done");
 
         let (ranks, all_bad): (Vec<i16>, bool) =

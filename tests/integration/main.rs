@@ -5,6 +5,7 @@
 
 mod browser;
 mod browser_annotate;
+mod browser_fast_answers;
 mod browser_ranking;
 mod browser_research;
 mod db;
