@@ -49,6 +49,14 @@ fn choosing_a_rank_for_one_response_leaves_the_others_unranked_and_the_form_unse
         let browser = open_task(&app).await;
 
         assert_eq!(browser.focused_id().await, "sample-0", "the first card has the focus");
+        // From the top of the page two Tab stops lead to the first card: the skip link,
+        // the page's first focusable element, then the card past it.
+        let first = "const f = document.querySelector('a[href], button, select, textarea, [tabindex]'); \
+                     f.focus(); return f.className";
+        assert_eq!(browser.client.execute(first, vec![]).await.unwrap(), json!("skip-link"));
+        browser.press(Key::Enter.into()).await;
+        browser.press(Key::Tab.into()).await;
+        assert_eq!(browser.focused_id().await, "sample-0", "Enter on the skip link, then Tab");
         browser.find("select[name=rank_2]").await.select_by_value("1").await.unwrap();
         assert_eq!(rank_values(&browser, 3).await, ["", "", "1"], "only C's select changed");
         assert_eq!(badges(&browser).await, ["–", "–", "1"]);
