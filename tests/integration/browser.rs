@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -106,6 +107,35 @@ impl Browser {
     /// The visible text of the page's body.
     pub async fn text(&self) -> String {
         self.find("body").await.text().await.expect("the page's text")
+    }
+
+    /// Presses `key` wherever the focus is, as a person would (no element targeted);
+    /// `fantoccini::key::Key`'s codes name the keys that are not characters.
+    pub async fn press(&self, key: char) {
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(actions).await.expect("pressing a key");
+    }
+
+    /// The id of the focused element ("" when it has none).
+    pub async fn focused_id(&self) -> String {
+        let id = self.client.execute("return document.activeElement.id", vec![]).await.expect("the focus");
+        id.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Marks the page shown now, so that `next_page` can wait for another one.
+    pub async fn mark_page(&self) {
+        self.client
+            .execute("document.body.setAttribute('data-seen', '')", vec![])
+            .await
+            .expect("marking the page");
+    }
+
+    /// Waits for a page other than the one `mark_page` marked, and returns its path.
+    pub async fn next_page(&self) -> String {
+        self.find("body:not([data-seen])").await;
+        self.path().await
     }
 
     /// Saves the page as `target/screenshots/<name>.png`.

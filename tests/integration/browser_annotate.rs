@@ -15,8 +15,12 @@ use crate::browser::Browser;
 use crate::db::with_db;
 use crate::web_app::{spawn_app, TestApp};
 
-/// A project with `ann` as its annotator and one K = 4 ranking task per prompt.
-async fn ranking_tasks(app: &TestApp, prompts: &[&str]) -> i64 {
+/// The four samples of each task of `ranking_tasks`.
+const SAMPLES: [&str; 4] = ["first sample", "second sample", "third sample", "fourth sample"];
+
+/// A project with `ann` as its annotator and one ranking task per prompt, of
+/// `samples` (each followed by " for <prompt>") in that order.
+pub(crate) async fn ranking_tasks(app: &TestApp, prompts: &[&str], samples: &[&str]) -> i64 {
     let pool = &app.db.pool;
     let new = NewProject {
         name: ProjectName::parse("browser ranking").unwrap(),
@@ -37,7 +41,7 @@ async fn ranking_tasks(app: &TestApp, prompts: &[&str]) -> i64 {
             created_by: None,
         };
         let prompt = labeling::prompts::add_prompt(pool, &prompt).await.unwrap().id;
-        let samples: Vec<NewSample> = ["first sample", "second sample", "third sample", "fourth sample"]
+        let samples: Vec<NewSample> = samples
             .iter()
             .map(|t| NewSample { prompt_id: prompt, text: format!("{t} for {text}"), logprobs: None })
             .collect();
@@ -48,15 +52,25 @@ async fn ranking_tasks(app: &TestApp, prompts: &[&str]) -> i64 {
     project
 }
 
-/// The rank each card shows, by sample position.
-async fn shown_ranks(browser: &Browser) -> Vec<i16> {
+/// The rank each of the `k` cards shows, by sample position.
+pub(crate) async fn shown_ranks(browser: &Browser, k: usize) -> Vec<i16> {
     let mut ranks = Vec::new();
-    for position in 0..4 {
+    for position in 0..k {
         let select = browser.find(&format!("select[name=rank_{position}]")).await;
         let value = select.prop("value").await.unwrap().unwrap_or_default();
         ranks.push(value.parse().unwrap_or_else(|_| panic!("sample {position} has no rank: {value:?}")));
     }
     ranks
+}
+
+/// What each of the `k` rank selects holds, by sample position ("" for no rank).
+pub(crate) async fn rank_values(browser: &Browser, k: usize) -> Vec<String> {
+    let mut values = Vec::new();
+    for position in 0..k {
+        let select = browser.find(&format!("select[name=rank_{position}]")).await;
+        values.push(select.prop("value").await.unwrap().unwrap_or_default());
+    }
+    values
 }
 
 /// The ranks (as the page shows them, from 1; stored from 0) and flags stored for the
@@ -81,7 +95,7 @@ async fn stored(app: &TestApp, prompt: &str) -> (Vec<i16>, Vec<(i16, String)>) {
 }
 
 /// Drags `card`'s handle to just above `target`'s top edge.
-async fn drag_above(browser: &Browser, card: &str, target: &str, touch: bool) {
+pub(crate) async fn drag_above(browser: &Browser, card: &str, target: &str, touch: bool) {
     let handle = browser.find(&format!("{card} .drag-handle")).await;
     let target = browser.find(target).await;
     let (_, _, _, height) = target.rectangle().await.unwrap();
@@ -106,7 +120,7 @@ async fn drag_above(browser: &Browser, card: &str, target: &str, touch: bool) {
 fn an_annotator_ranks_with_the_keyboard_and_by_dragging_and_postgres_holds_exactly_that() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
-        let project = ranking_tasks(&app, &["reverse the word cat", "sort the digits 3 1 2"]).await;
+        let project = ranking_tasks(&app, &["reverse the word cat", "sort the digits 3 1 2"], &SAMPLES).await;
         let browser = Browser::start(&app.address).await;
         browser.log_in("ann").await;
 
@@ -123,12 +137,13 @@ fn an_annotator_ranks_with_the_keyboard_and_by_dragging_and_postgres_holds_exact
         browser.screenshot("ranking-before").await;
 
         // Keyboard: third sample best, first second, fourth third, then the fourth tied
-        // with the one above it ("t"), which leaves the second sample last.
+        // with the one above it ("t"), and the second sample last.
         browser.find("#sample-2").await.send_keys("1").await.unwrap();
         browser.find("#sample-0").await.send_keys("2").await.unwrap();
         browser.find("#sample-3").await.send_keys("3").await.unwrap();
         browser.find("#sample-3").await.send_keys("t").await.unwrap();
-        assert_eq!(shown_ranks(&browser).await, [2, 3, 1, 2]);
+        browser.find("#sample-1").await.send_keys("3").await.unwrap();
+        assert_eq!(shown_ranks(&browser, 4).await, [2, 3, 1, 2]);
         // Arrow keys move the focus between cards in their ranked order.
         browser.find("#sample-2").await.send_keys("\u{E015}").await.unwrap(); // ArrowDown
         let focused = browser.client.execute("return document.activeElement.id", vec![]).await.unwrap();
@@ -142,14 +157,21 @@ fn an_annotator_ranks_with_the_keyboard_and_by_dragging_and_postgres_holds_exact
         browser.find("#ranking-form").await;
         assert!(browser.text().await.contains("sort the digits 3 1 2"));
         drag_above(&browser, "#sample-3", "#sample-0", false).await;
-        let ranks = shown_ranks(&browser).await;
-        assert_eq!(ranks[3], 1, "the mouse drag put the fourth sample first: {ranks:?}");
+        assert_eq!(
+            rank_values(&browser, 4).await,
+            ["", "", "", "1"],
+            "the mouse drag ranked the fourth sample first"
+        );
         drag_above(&browser, "#sample-2", "#sample-3", true).await;
-        let ranks = shown_ranks(&browser).await;
-        assert_eq!(ranks[2], 1, "the touch drag put the third sample first: {ranks:?}");
-        // Tie the first sample with the one above it, by the button.
+        assert_eq!(
+            rank_values(&browser, 4).await,
+            ["", "", "1", "2"],
+            "the touch drag put the third sample first"
+        );
+        // Tie the first sample with the one above it, by the button; the second by its select.
         browser.find("#sample-0 button.tie-above").await.click().await.unwrap();
-        let dragged = shown_ranks(&browser).await;
+        browser.find("select[name=rank_1]").await.select_by_value("3").await.unwrap();
+        let dragged = shown_ranks(&browser, 4).await;
         assert_eq!(dragged, [2, 3, 1, 2], "after the drags and the tie");
         browser.screenshot("ranking-dragged").await;
         browser.find("#submit").await.click().await.unwrap();

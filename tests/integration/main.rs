@@ -5,6 +5,9 @@
 
 mod browser;
 mod browser_annotate;
+mod browser_fast_answers;
+mod browser_phone;
+mod browser_ranking;
 mod browser_research;
 mod db;
 mod helpers;

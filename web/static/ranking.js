@@ -1,129 +1,151 @@
-// The ranking form, enhanced: reorder the sample cards by drag and drop (HTML5 drag
-// and drop on a card's title bar; Pointer Events on its handle, for touch, pen and
-// mouse alike), or by keyboard (arrows move the focus, a digit puts the focused card
-// at that rank, t or = ties it with the card above); a side-by-side/stacked layout
-// toggle kept in localStorage; rank badges and an aria-live announcement.
+// The ranking form, enhanced: rank a card by its select, by keyboard (arrows move the
+// focus between cards, a digit gives the focused card that rank, t or = ties it with
+// the card above, Delete clears its rank), by drag and drop (HTML5 drag and drop on a
+// card's title bar; Pointer Events on its handle, for touch, pen and mouse alike) or by
+// its "tie with above" button; a side-by-side/stacked layout toggle kept in
+// localStorage; rank badges and an aria-live announcement.
 //
-// The <select name="rank_N"> of each card stays what the form submits: every change
-// here ends by writing the ranks into the selects. The model is a list of groups of
-// cards, best first; cards in one group are tied and share a rank.
+// The <select name="rank_N"> of each card is both the model and what the form submits.
+// A card gets a rank only from an act on that card: nothing here ever ranks a card the
+// annotator has not ranked (an earlier version filled every select in as soon as one
+// was changed, and so submitted orders nobody chose). A select or a digit sets exactly
+// that card's number; a drag or a tie, which are about order, renumber the cards
+// already ranked 1, 2, 3… in the order they keep. Ranked cards are shown first, best
+// first; unranked ones follow in page order. The form is not sent until every card has
+// a rank and the ranks run without gaps, as the server requires.
 (function () {
   'use strict';
   var form = document.getElementById('ranking-form');
   var list = document.getElementById('samples');
   if (!form || !list) return;
   var status = document.getElementById('rank-status');
+  var problemLine = document.getElementById('rank-problem');
   var toggle = document.getElementById('layout-toggle');
+  var allBad = document.getElementById('all_bad');
   var LAYOUT_KEY = 'plumb.ranking.layout';
 
   function cards() { return Array.prototype.slice.call(list.querySelectorAll('.sample-card')); }
   function selectOf(card) { return card.querySelector('select.rank-select'); }
   function labelOf(card) { return card.getAttribute('data-label'); }
+  function positionOf(card) { return Number(card.getAttribute('data-position')); }
   function rankOf(card) {
     var v = parseInt(selectOf(card).value, 10);
     return isNaN(v) ? null : v;
   }
+  function setRankOf(card, rank) { selectOf(card).value = rank === null ? '' : String(rank); }
+  function ranked(card) { return rankOf(card) !== null; }
 
-  // The groups from the selects when every card has a rank (a form shown again after a
-  // refusal), else one group per card in page order, with the selects left empty until
-  // the annotator first ranks something: an untouched form is not a ranking.
-  var groups;
-  function groupsFromSelects() {
-    var all = cards();
-    if (!all.every(function (c) { return rankOf(c) !== null; })) return null;
+  // The ranked cards but `except`, in groups of equal rank, best first.
+  function rankedGroups(except) {
     var byRank = {};
-    all.forEach(function (c) { (byRank[rankOf(c)] = byRank[rankOf(c)] || []).push(c); });
+    cards().forEach(function (c) {
+      if (c === except || !ranked(c)) return;
+      (byRank[rankOf(c)] = byRank[rankOf(c)] || []).push(c);
+    });
     return Object.keys(byRank).map(Number).sort(function (a, b) { return a - b; })
       .map(function (r) { return byRank[r]; });
   }
-
-  function groupIndex(card) {
+  function groupOf(groups, card) {
     for (var i = 0; i < groups.length; i++) if (groups[i].indexOf(card) >= 0) return i;
     return -1;
   }
-  function removeCard(card) {
-    var g = groupIndex(card);
-    if (g >= 0) groups[g].splice(groups[g].indexOf(card), 1);
+  // Ranks the cards of `groups` 1, 2, 3… in order. Only cards already ranked, and the
+  // one acted on, are ever in `groups`.
+  function writeGroups(groups) {
+    groups.forEach(function (group, i) { group.forEach(function (c) { setRankOf(c, i + 1); }); });
   }
-  function dropEmpty() { groups = groups.filter(function (g) { return g.length > 0; }); }
 
   function announce(message) { if (status) status.textContent = message; }
 
-  // Writes the model into the page: card order, selects, badges, tie marks.
+  // Why the form cannot be sent yet, or null.
+  function problem() {
+    var all = cards();
+    var unranked = all.filter(function (c) { return !ranked(c); });
+    if (allBad && allBad.checked && unranked.length === all.length) return null;
+    if (unranked.length) {
+      return 'Rank every response before you submit: ' + unranked.map(labelOf).join(', ') +
+        (unranked.length === 1 ? ' has' : ' have') + ' no rank yet.';
+    }
+    var used = {};
+    all.forEach(function (c) { used[rankOf(c)] = true; });
+    var highest = Math.max.apply(null, all.map(rankOf));
+    for (var r = 1; r < highest; r++) {
+      if (!used[r]) {
+        return 'No response is ranked ' + r + ': ranks run 1, 2, 3… without gaps ' +
+          '(tied responses share a number, and the next rank follows straight on).';
+      }
+    }
+    return null;
+  }
+
+  // Writes the ranks into the page: card order, badges, tie marks, the tie buttons.
   function apply(focus) {
-    dropEmpty();
-    var first = true;
-    groups.forEach(function (group, i) {
-      group.forEach(function (card) {
-        var rank = String(i + 1);
-        selectOf(card).value = rank;
-        card.querySelector('.rank-badge').textContent = rank;
-        card.setAttribute('data-rank', rank);
-        card.classList.toggle('tied', group.length > 1);
-        var tie = card.querySelector('[data-action="tie-above"]');
-        if (tie) tie.disabled = first;
-        first = false;
-        list.appendChild(card);
-      });
+    var all = cards();
+    var index = function (c) { return all.indexOf(c); };
+    var order = all.filter(ranked).sort(function (a, b) { return rankOf(a) - rankOf(b) || index(a) - index(b); })
+      .concat(all.filter(function (c) { return !ranked(c); })
+        .sort(function (a, b) { return positionOf(a) - positionOf(b); }));
+    var active = document.activeElement;
+    if (order.some(function (c, i) { return c !== all[i]; })) {
+      order.forEach(function (card) { list.appendChild(card); });
+    }
+    order.forEach(function (card, i) {
+      var rank = rankOf(card);
+      card.querySelector('.rank-badge').textContent = rank === null ? '–' : String(rank);
+      if (rank === null) card.removeAttribute('data-rank'); else card.setAttribute('data-rank', String(rank));
+      card.classList.toggle('tied', rank !== null && order.some(function (c) { return c !== card && rankOf(c) === rank; }));
+      var tie = card.querySelector('[data-action="tie-above"]');
+      if (tie) tie.disabled = i === 0 || !ranked(order[i - 1]);
     });
+    // Moving a card takes the focus from whatever was focused in it.
     if (focus) focus.focus();
+    else if (active && active !== document.activeElement && list.contains(active)) active.focus({ preventScroll: true });
+    if (problemLine && !problemLine.hidden && !problem()) problemLine.hidden = true;
   }
 
   function describe(card) {
-    var g = groupIndex(card);
-    var others = groups[g].filter(function (c) { return c !== card; }).map(labelOf);
-    var text = labelOf(card) + ': rank ' + (g + 1) + ' of ' + groups.length;
-    return others.length ? text + ', tied with ' + others.join(' and ') : text;
+    if (!ranked(card)) return labelOf(card) + ': no rank';
+    var others = cards().filter(function (c) { return c !== card && rankOf(c) === rankOf(card); }).map(labelOf);
+    var text = labelOf(card) + ': rank ' + rankOf(card);
+    if (others.length) text += ', tied with ' + others.join(' and ');
+    var left = cards().filter(function (c) { return !ranked(c); }).map(labelOf);
+    return left.length ? text + '. Still to rank: ' + left.join(', ') + '.' : text + '.';
   }
 
-  // A digit: the card alone at that rank; the others keep their order and ties.
-  function putAt(card, rank) {
-    var g = groupIndex(card);
-    if (groups[g].length === 1 && g === rank - 1) { apply(card); announce(describe(card)); return; }
-    removeCard(card);
-    dropEmpty();
-    groups.splice(Math.min(rank - 1, groups.length), 0, [card]);
-    apply(card);
-    announce(describe(card));
-  }
-
-  // A select changed by hand: the number it shows is the rank it wants, as without
-  // this script: the same number as another card's is a tie with it.
+  // A digit, or the select: exactly that rank for that card; a number another card has
+  // is a tie with it, as in the form without this script.
   function setRank(card, rank) {
-    var target = groups[rank - 1];
-    removeCard(card);
-    if (target) target.push(card); else groups.push([card]);
-    apply(null);
+    setRankOf(card, rank);
+    apply(card);
     announce(describe(card));
   }
 
   function tieWithAbove(card) {
     var order = cards();
-    var i = order.indexOf(card);
-    if (i <= 0) { announce(labelOf(card) + ' is first: nothing above to tie with'); return; }
-    var above = order[i - 1];
-    if (groupIndex(above) === groupIndex(card)) { announce(describe(card)); return; }
-    removeCard(card);
-    groups[groupIndex(above)].push(card);
-    apply(card);
+    var above = order[order.indexOf(card) - 1];
+    if (!above) { announce(labelOf(card) + ' is first: nothing above to tie with.'); return; }
+    if (!ranked(above)) {
+      announce(labelOf(above) + ' has no rank yet: rank it before tying ' + labelOf(card) + ' with it.');
+      return;
+    }
+    if (rankOf(above) !== rankOf(card)) {
+      var groups = rankedGroups(card);
+      groups[groupOf(groups, above)].push(card);
+      writeGroups(groups);
+      apply(card);
+    }
     announce(describe(card));
   }
 
-  // After a drag, the groups follow the new card order: the dragged card stands
-  // alone, and two other cards stay tied while they stay next to each other.
-  function groupsFromOrder(moved, before) {
-    var old = function (c) {
-      for (var i = 0; i < before.length; i++) if (before[i].indexOf(c) >= 0) return i;
-      return -1;
-    };
-    var next = [];
-    var prev = null;
-    cards().forEach(function (c) {
-      if (prev && c !== moved && prev !== moved && old(c) === old(prev)) next[next.length - 1].push(c);
-      else next.push([c]);
-      prev = c;
-    });
-    return next;
+  // After a drag, the dragged card ranks just below the nearest ranked card above where
+  // it was dropped (first, with none), and the ranked cards keep their order and ties.
+  function rankWhereDropped(card) {
+    var order = cards();
+    var above = null;
+    for (var i = order.indexOf(card) - 1; i >= 0 && !above; i--) if (ranked(order[i])) above = order[i];
+    var groups = rankedGroups(card);
+    groups.splice(above ? groupOf(groups, above) + 1 : 0, 0, [card]);
+    writeGroups(groups);
   }
 
   // --- Dragging: the card under the pointer decides where the dragged card goes.
@@ -157,8 +179,7 @@
       card: card,
       native: native,
       pointerId: pointerId,
-      startIndex: cards().indexOf(card),
-      before: groups.map(function (g) { return g.slice(); })
+      startIndex: cards().indexOf(card)
     };
     card.classList.add('dragging');
   }
@@ -168,7 +189,8 @@
     var d = drag;
     drag = null;
     d.card.classList.remove('dragging');
-    if (cards().indexOf(d.card) !== d.startIndex) groups = groupsFromOrder(d.card, d.before);
+    // Dropped where it was: not an act of ranking.
+    if (cards().indexOf(d.card) !== d.startIndex) rankWhereDropped(d.card);
     apply(null);
     announce(describe(d.card));
   }
@@ -227,7 +249,10 @@
       if (next) next.focus();
       e.preventDefault();
     } else if (/^[1-9]$/.test(e.key) && Number(e.key) <= order.length) {
-      putAt(card, Number(e.key));
+      setRank(card, Number(e.key));
+      e.preventDefault();
+    } else if (e.key === 'Delete' || e.key === 'Backspace') {
+      setRank(card, null);
       e.preventDefault();
     } else if (e.key === 't' || e.key === 'T' || e.key === '=') {
       tieWithAbove(card);
@@ -242,11 +267,24 @@
 
   list.addEventListener('change', function (e) {
     if (!e.target.classList.contains('rank-select')) return;
+    // The select already holds the rank chosen: show it, and keep the focus on it.
     var card = e.target.closest('.sample-card');
-    var rank = parseInt(e.target.value, 10);
-    if (isNaN(rank)) { apply(null); announce(describe(card)); return; }
-    setRank(card, rank);
+    apply(e.target);
+    announce(describe(card));
   });
+
+  // Refused here as on the server, before anything is sent: the annotator sees why
+  // and lands on the first response still to rank.
+  form.addEventListener('submit', function (e) {
+    var reason = problem();
+    if (!reason) return;
+    e.preventDefault();
+    if (problemLine) { problemLine.textContent = reason; problemLine.hidden = false; }
+    announce(reason);
+    var first = cards().filter(function (c) { return !ranked(c); })[0];
+    selectOf(first || cards()[0]).focus();
+  });
+  if (allBad) allBad.addEventListener('change', function () { apply(null); });
 
   // --- Layout: side by side or stacked, remembered.
   function setLayout(layout) {
@@ -271,13 +309,6 @@
   });
   var help = document.getElementById('keyboard-help');
   if (help) help.hidden = false;
-  groups = groupsFromSelects();
-  if (groups) {
-    apply(null);
-  } else {
-    groups = cards().map(function (c) { return [c]; });
-    var firstTie = list.querySelector('[data-action="tie-above"]');
-    if (firstTie) firstTie.disabled = true;
-  }
+  apply(null);
   form.classList.add('enhanced');
 })();

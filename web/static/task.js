@@ -24,3 +24,49 @@
     });
   });
 })();
+
+// Annotators' fast answers. The task's first field has the focus when the page opens
+// (the form's data-focus-first names it); Ctrl+Enter (⌘+Enter) sends a form that has
+// one submit button; and on an A/B comparison one key votes, as in Chatbot Arena:
+// a, b, t (tie), x (both bad), read outside text fields only.
+(function () {
+  'use strict';
+  var forms = Array.prototype.slice.call(document.querySelectorAll('form[data-timed]'));
+  if (!forms.length) return;
+
+  // After every deferred script has run (the ranking script may reorder the cards),
+  // and only when the annotator has not put the focus somewhere already.
+  document.addEventListener('DOMContentLoaded', function () {
+    var form = forms[0];
+    var selector = form.getAttribute('data-focus-first');
+    var first = selector ? form.querySelector(selector) : null;
+    if (first && (document.activeElement === document.body || !document.activeElement)) {
+      first.focus({ preventScroll: true });
+    }
+  });
+
+  function typing(target) {
+    return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  }
+
+  var voteKeys = { a: 'vote-a', b: 'vote-b', t: 'vote-tie', x: 'vote-both-bad' };
+  var voted = false;
+  document.addEventListener('keydown', function (e) {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {
+      var form = (e.target.closest && e.target.closest('form[data-timed]')) || forms[0];
+      var buttons = form.querySelectorAll('button[type="submit"]');
+      if (buttons.length !== 1) return;
+      e.preventDefault();
+      // requestSubmit runs the form's own checks (the ranking's), as a click would.
+      if (form.requestSubmit) form.requestSubmit(buttons[0]); else buttons[0].click();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || typing(e.target)) return;
+    var id = voteKeys[e.key.toLowerCase()];
+    var button = id ? document.getElementById(id) : null;
+    if (!button || voted) return;
+    e.preventDefault();
+    voted = true;
+    button.click();
+  });
+})();
