@@ -261,6 +261,28 @@ impl Cluster {
     }
 }
 
+/// A private cluster that this process started; dropping it stops the cluster, on the
+/// way out of a command however it ends (done, failed, or interrupted by a signal that
+/// the command turned into an early return).
+#[must_use = "dropping it stops the cluster"]
+#[derive(Debug)]
+pub struct StartedCluster(Cluster);
+
+impl StartedCluster {
+    pub fn cluster(&self) -> &Cluster {
+        &self.0
+    }
+}
+
+impl Drop for StartedCluster {
+    fn drop(&mut self) {
+        // Nobody is left to return an error to.
+        if let Err(e) = self.0.stop() {
+            eprintln!("plumb: stopping the private cluster in {} failed: {e}", self.0.dir().display());
+        }
+    }
+}
+
 /// Where to reach Postgres: `DATABASE_URL` when given, else the private cluster.
 #[derive(Clone, Debug)]
 pub enum Database {
@@ -287,6 +309,21 @@ impl Database {
             create_database_if_missing(&cluster_admin(self)?, "plumb").await?;
         }
         Ok(())
+    }
+
+    /// [`Database::ensure_started`], for a command that stops what it starts: the private
+    /// cluster when this call started it, else `None` (a cluster that was already running,
+    /// or a server at a URL, is someone else's to stop).
+    pub async fn start_owned(&self) -> Result<Option<StartedCluster>, DbError> {
+        let Database::Embedded(cluster) = self else { return Ok(None) };
+        if matches!(cluster.status()?, ClusterStatus::Running { .. }) {
+            self.ensure_started().await?;
+            return Ok(None);
+        }
+        // Held before the start, so that a start that fails half way is stopped too.
+        let started = StartedCluster(cluster.clone());
+        self.ensure_started().await?;
+        Ok(Some(started))
     }
 
     pub fn connect_options(&self) -> Result<PgConnectOptions, DbError> {
@@ -393,18 +430,24 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// `initdb` and `pg_ctl`: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin
-/// (the newest version), which Debian does not put on PATH.
+/// Where Debian installs PostgreSQL's server programs, one directory per major version;
+/// it does not put them on PATH.
+const DEBIAN_POSTGRESQL: &str = "/usr/lib/postgresql";
+
+/// `initdb` and `pg_ctl`: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin.
 fn pg_binary(program: &'static str) -> Result<PathBuf, DbError> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(program);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
+    find_pg_binary(program, std::env::var_os("PATH").as_deref(), Path::new(DEBIAN_POSTGRESQL))
+        .ok_or(DbError::MissingBinary(program))
+}
+
+/// `program` in a directory of `path` (a PATH value), else in `versions`/<major>/bin of
+/// the newest major version that has it.
+fn find_pg_binary(program: &str, path: Option<&std::ffi::OsStr>, versions: &Path) -> Option<PathBuf> {
+    let on_path = path.into_iter().flat_map(std::env::split_paths).map(|dir| dir.join(program));
+    if let Some(found) = on_path.into_iter().find(|candidate| candidate.is_file()) {
+        return Some(found);
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir(versions)
         .into_iter()
         .flatten()
         .flatten()
@@ -414,8 +457,8 @@ fn pg_binary(program: &'static str) -> Result<PathBuf, DbError> {
             candidate.is_file().then_some((version, candidate))
         })
         .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p).ok_or(DbError::MissingBinary(program))
+    installed.sort();
+    installed.pop().map(|(_, p)| p)
 }
 
 #[cfg(test)]
@@ -442,5 +485,32 @@ mod tests {
         assert_eq!(short.socket_dir(), PathBuf::from("/tmp/x/run"));
         let long = Cluster::new(format!("/tmp/{}", "d".repeat(120)), Durability::Throwaway);
         assert!(long.socket_dir().to_string_lossy().starts_with("/tmp/plumb-pg-"));
+    }
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+
+    #[test]
+    fn an_initdb_off_path_is_found_in_the_newest_debian_version_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let versions = root.path().join("postgresql");
+        touch(&versions.join("9/bin/initdb"));
+        touch(&versions.join("15/bin/initdb"));
+        touch(&versions.join("16/bin/pg_ctl"));
+        let path = std::env::join_paths([root.path().join("bin"), PathBuf::from("/nonexistent")]).unwrap();
+        assert_eq!(find_pg_binary("initdb", Some(&path), &versions), Some(versions.join("15/bin/initdb")));
+        assert_eq!(find_pg_binary("postgres", Some(&path), &versions), None);
+    }
+
+    #[test]
+    fn an_initdb_on_path_comes_first() {
+        let root = tempfile::tempdir().unwrap();
+        let versions = root.path().join("postgresql");
+        touch(&versions.join("15/bin/initdb"));
+        touch(&root.path().join("bin/initdb"));
+        let path = std::env::join_paths([root.path().join("bin")]).unwrap();
+        assert_eq!(find_pg_binary("initdb", Some(&path), &versions), Some(root.path().join("bin/initdb")));
     }
 }

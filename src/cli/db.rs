@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use registry::db::{ClusterStatus, Database};
+use registry::db::{Cluster, ClusterStatus, Database, Durability};
 
 #[derive(Args)]
 pub struct DbArgs {
@@ -14,6 +14,10 @@ pub struct DbArgs {
     /// plumb's state directory; the private cluster lives in its `pg/`.
     #[arg(long, env = "PLUMB_HOME", default_value = ".plumb", global = true)]
     home: PathBuf,
+    /// The private cluster's own directory instead of HOME/pg (`make test` stops the test
+    /// suite's throwaway cluster with it); DATABASE_URL does not apply then.
+    #[arg(long, global = true)]
+    cluster: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -29,7 +33,10 @@ enum DbCommand {
 }
 
 pub fn run(args: DbArgs) -> Result<()> {
-    let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
+    let database = match args.cluster {
+        Some(dir) => Database::Embedded(Cluster::new(dir, Durability::Durable)),
+        None => Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.command {
         DbCommand::Start | DbCommand::Migrate => runtime.block_on(async {

@@ -129,9 +129,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let artifacts =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(super::shutdown::until_signal(async {
         step("Starting Postgres");
-        database.ensure_started().await?;
+        // Stopped when the demo ends (Ctrl-C included), if the demo started it.
+        let _cluster = database.start_owned().await?;
         let pool = database.connect(20).await?;
         registry::db::migrate(&pool).await?;
         println!("database: {}", database.describe());
@@ -192,7 +193,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
             RESEARCHER.0, RESEARCHER.1, ANNOTATOR.0, ANNOTATOR.1
         );
         server.await?.context("the web server stopped with an error")
-    })
+    }));
+    // A training step still on the blocking pool after a signal is not waited for.
+    runtime.shutdown_background();
+    outcome
 }
 
 fn step(what: &str) {

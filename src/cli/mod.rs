@@ -14,6 +14,7 @@ mod jsonl;
 #[cfg(feature = "trainer")]
 mod model;
 mod serve;
+mod shutdown;
 #[cfg(feature = "trainer")]
 mod train;
 #[cfg(feature = "trainer")]

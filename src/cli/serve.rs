@@ -26,8 +26,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     settings.artifacts.get_or_insert_with(|| args.home.join("artifacts"));
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        database.ensure_started().await?;
+    runtime.block_on(super::shutdown::until_signal(async {
+        // Stopped when serving ends, if this command started it.
+        let _cluster = database.start_owned().await?;
         let pool = database.connect(20).await?;
         registry::db::migrate(&pool).await?;
         let app = web::Application::build(&settings, pool).context("starting the web app")?;
@@ -38,5 +39,5 @@ pub fn run(args: ServeArgs) -> Result<()> {
             database.describe()
         );
         app.run_until_stopped().await.context("the web server stopped with an error")
-    })
+    }))
 }
