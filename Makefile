@@ -55,8 +55,9 @@ release: bootstrap
 # nextest, the tests run one at a time. With one process per core, each test uses one
 # thread: OpenMP threads of several processes spinning on the same cores slow all of
 # them down many times over. The tests' throwaway cluster is stopped after the suite,
-# pass or fail.
+# pass or fail. First, a `plumb` without the trainer must still build and serve.
 test: bootstrap peers postgres
+	scripts/check-no-trainer
 	$(CARGO) build --tests --workspace
 	trap '$(stop_test_pg)' EXIT; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
