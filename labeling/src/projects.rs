@@ -105,7 +105,7 @@ where
     T: 'v + Send + sqlx::Encode<'v, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     let done = sqlx::query(sql).bind(project_id).bind(value).execute(pool).await?;
-    found(done.rows_affected(), project_id)
+    LabelingError::unless_touched(done.rows_affected(), "project", project_id)
 }
 
 /// Makes a user a member of a project; adding a member twice is not an error.
@@ -173,14 +173,6 @@ pub async fn projects_worked_in(pool: &PgPool, user_id: i64) -> Result<Vec<Proje
          ORDER BY name"
     );
     Ok(sqlx::query_as::<_, Project>(&sql).bind(user_id).fetch_all(pool).await?)
-}
-
-fn found(rows: u64, project_id: i64) -> Result<()> {
-    if rows == 0 {
-        Err(LabelingError::not_found("project", project_id))
-    } else {
-        Ok(())
-    }
 }
 
 /// A project's prompts in each split.
