@@ -327,79 +327,57 @@ impl fmt::Debug for Password {
     }
 }
 
-/// How many distinct annotators see each task: 1 to 20.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Overlap(i32);
+/// A project count with a fixed range: built only through `parse`, which names the field
+/// when the number is out of range; deserialized through `parse` too.
+macro_rules! bounded_count {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $min:literal..=$max:literal, default $default:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(i32);
 
-impl Overlap {
-    pub const MIN: i32 = 1;
-    pub const MAX: i32 = 20;
+        impl $name {
+            pub const MIN: i32 = $min;
+            pub const MAX: i32 = $max;
 
-    pub fn parse(n: i64) -> Result<Overlap> {
-        if (Self::MIN as i64..=Self::MAX as i64).contains(&n) {
-            Ok(Overlap(n as i32))
-        } else {
-            Err(LabelingError::invalid(
-                "overlap",
-                format!("{n} is not between {} and {}", Self::MIN, Self::MAX),
-            ))
+            pub fn parse(n: i64) -> Result<$name> {
+                if (Self::MIN as i64..=Self::MAX as i64).contains(&n) {
+                    Ok($name(n as i32))
+                } else {
+                    Err(LabelingError::invalid(
+                        $field,
+                        format!("{n} is not between {} and {}", Self::MIN, Self::MAX),
+                    ))
+                }
+            }
+
+            pub fn get(self) -> i32 {
+                self.0
+            }
         }
-    }
 
-    pub fn get(self) -> i32 {
-        self.0
-    }
-}
-
-impl Default for Overlap {
-    fn default() -> Overlap {
-        Overlap(1)
-    }
-}
-
-/// How many samples a ranking task shows (K): 2 to 9.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct SamplesPerTask(i32);
-
-impl SamplesPerTask {
-    pub const MIN: i32 = 2;
-    pub const MAX: i32 = 9;
-
-    pub fn parse(n: i64) -> Result<SamplesPerTask> {
-        if (Self::MIN as i64..=Self::MAX as i64).contains(&n) {
-            Ok(SamplesPerTask(n as i32))
-        } else {
-            Err(LabelingError::invalid(
-                "samples per task",
-                format!("{n} is not between {} and {}", Self::MIN, Self::MAX),
-            ))
+        impl Default for $name {
+            fn default() -> $name {
+                $name($default)
+            }
         }
-    }
 
-    pub fn get(self) -> i32 {
-        self.0
-    }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<$name, D::Error> {
+                $name::parse(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl Default for SamplesPerTask {
-    fn default() -> SamplesPerTask {
-        SamplesPerTask(4)
-    }
-}
-
-impl<'de> Deserialize<'de> for Overlap {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Overlap, D::Error> {
-        Overlap::parse(i64::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl<'de> Deserialize<'de> for SamplesPerTask {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SamplesPerTask, D::Error> {
-        SamplesPerTask::parse(i64::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+bounded_count!(
+    /// How many distinct annotators see each task: 1 to 20.
+    Overlap, "overlap", 1..=20, default 1
+);
+bounded_count!(
+    /// How many samples a ranking task shows (K): 2 to 9.
+    SamplesPerTask, "samples per task", 2..=9, default 4
+);
 
 #[cfg(test)]
 mod tests {

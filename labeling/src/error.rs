@@ -44,6 +44,15 @@ impl LabelingError {
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {
         LabelingError::NotFound { what, id: id.to_string() }
     }
+
+    /// `Ok` when a statement touched a row; otherwise `what` `id` does not exist.
+    pub(crate) fn unless_touched(rows: u64, what: &'static str, id: impl ToString) -> Result<()> {
+        if rows == 0 {
+            Err(LabelingError::not_found(what, id))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// `Result` with [`LabelingError`].

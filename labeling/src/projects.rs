@@ -84,33 +84,28 @@ pub async fn projects_of_member(pool: &PgPool, user_id: i64) -> Result<Vec<Proje
 }
 
 pub async fn update_guidelines(pool: &PgPool, project_id: i64, guidelines: &Guidelines) -> Result<()> {
-    let done = sqlx::query("UPDATE projects SET guidelines = $2 WHERE id = $1")
-        .bind(project_id)
-        .bind(guidelines.as_str())
-        .execute(pool)
-        .await?;
-    found(done.rows_affected(), project_id)
+    update(pool, project_id, "UPDATE projects SET guidelines = $2 WHERE id = $1", guidelines.as_str()).await
 }
 
 /// Sets how many annotators see each task. Tasks already handed out keep their
 /// assignments; the new N applies from the next assignment on.
 pub async fn set_overlap(pool: &PgPool, project_id: i64, overlap: Overlap) -> Result<()> {
-    let done = sqlx::query("UPDATE projects SET overlap = $2 WHERE id = $1")
-        .bind(project_id)
-        .bind(overlap.get())
-        .execute(pool)
-        .await?;
-    found(done.rows_affected(), project_id)
+    update(pool, project_id, "UPDATE projects SET overlap = $2 WHERE id = $1", overlap.get()).await
 }
 
 /// Sets K for ranking tasks created from now on; existing tasks keep their own K.
 pub async fn set_samples_per_task(pool: &PgPool, project_id: i64, k: SamplesPerTask) -> Result<()> {
-    let done = sqlx::query("UPDATE projects SET samples_per_task = $2 WHERE id = $1")
-        .bind(project_id)
-        .bind(k.get())
-        .execute(pool)
-        .await?;
-    found(done.rows_affected(), project_id)
+    update(pool, project_id, "UPDATE projects SET samples_per_task = $2 WHERE id = $1", k.get()).await
+}
+
+/// Runs an `UPDATE projects` whose `$1` is the project and `$2` the new value; a missing
+/// project is not found.
+async fn update<'v, T>(pool: &PgPool, project_id: i64, sql: &'static str, value: T) -> Result<()>
+where
+    T: 'v + Send + sqlx::Encode<'v, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let done = sqlx::query(sql).bind(project_id).bind(value).execute(pool).await?;
+    LabelingError::unless_touched(done.rows_affected(), "project", project_id)
 }
 
 /// Makes a user a member of a project; adding a member twice is not an error.
@@ -178,14 +173,6 @@ pub async fn projects_worked_in(pool: &PgPool, user_id: i64) -> Result<Vec<Proje
          ORDER BY name"
     );
     Ok(sqlx::query_as::<_, Project>(&sql).bind(user_id).fetch_all(pool).await?)
-}
-
-fn found(rows: u64, project_id: i64) -> Result<()> {
-    if rows == 0 {
-        Err(LabelingError::not_found("project", project_id))
-    } else {
-        Ok(())
-    }
 }
 
 /// A project's prompts in each split.

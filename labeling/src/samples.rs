@@ -5,7 +5,7 @@ use sqlx::PgPool;
 
 use crate::domain::Split;
 use crate::error::{LabelingError, Result};
-use crate::tasks::{insert_task, TaskKind};
+use crate::tasks::{insert_task, Batch, TaskKind};
 
 /// One prompt's samples from one run: K texts with their per-token log-probabilities.
 #[derive(Clone, Debug)]
@@ -61,15 +61,7 @@ pub async fn add_ranking_batch(
     if existing.is_some() {
         return Ok(None);
     }
-    let batch_id: i64 = sqlx::query_scalar(
-        "INSERT INTO sample_batches (project_id, model_version_id, run_id, settings) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(project_id)
-    .bind(model_version_id)
-    .bind(run_id)
-    .bind(settings)
-    .fetch_one(&mut *tx)
-    .await?;
+    let batch = Batch::insert(&mut tx, project_id, Some(model_version_id), Some(run_id), settings).await?;
     let mut task_ids = Vec::with_capacity(prompts.len());
     for prompt in prompts {
         let mut sample_ids = Vec::with_capacity(prompt.samples.len());
@@ -80,20 +72,7 @@ pub async fn add_ranking_batch(
                     "contains a NUL byte",
                 ));
             }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO samples (batch_id, project_id, prompt_id, text, model_version_id, settings, logprobs)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(batch_id)
-            .bind(project_id)
-            .bind(prompt.prompt_id)
-            .bind(text)
-            .bind(model_version_id)
-            .bind(settings)
-            .bind(logprobs)
-            .fetch_one(&mut *tx)
-            .await?;
-            sample_ids.push(id);
+            sample_ids.push(batch.insert_sample(&mut tx, prompt.prompt_id, text, Some(&logprobs[..])).await?);
         }
         task_ids
             .push(insert_task(&mut tx, project_id, prompt.prompt_id, TaskKind::Ranking, &sample_ids).await?);

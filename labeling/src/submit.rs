@@ -138,6 +138,16 @@ fn key_reused(key: IdempotencyKey) -> LabelingError {
     LabelingError::Conflict(format!("idempotency key {key} was already used for a different submission"))
 }
 
+/// A retry of the submission stored as `id` under `key`: it stands when the stored
+/// submission is the `same` as this one, and the key was reused when it is not.
+fn replayed(id: i64, same: bool, key: IdempotencyKey) -> Result<Submitted> {
+    if same {
+        Ok(Submitted::AlreadyStored(id))
+    } else {
+        Err(key_reused(key))
+    }
+}
+
 /// Stores an annotator's demonstration (ideal response) for a demonstration task or a
 /// prompt.
 pub async fn submit_demonstration(
@@ -174,7 +184,7 @@ pub async fn submit_demonstration(
     // Without an assignment there is no state to tell a retry by: look the key up.
     if assignment.as_ref().is_none_or(|(a, _)| a.may_be_a_retry()) {
         if let Some(row) = stored_demonstration(&mut tx, key).await? {
-            return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+            return replayed(row.0, same(&row), key);
         }
     }
     if let Some((a, overlap)) = &assignment {
@@ -198,7 +208,7 @@ pub async fn submit_demonstration(
     let Some(id) = id else {
         // Another submission with this key committed after the look-up above.
         let row = stored_demonstration(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
-        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+        return replayed(row.0, same(&row), key);
     };
     if let Some((a, _)) = &assignment {
         finish(&mut tx, a.id).await?;
@@ -261,11 +271,7 @@ pub async fn submit_ranking(
     };
     if a.may_be_a_retry() {
         if let Some((stored, stored_flags)) = stored_ranking(&mut tx, key).await? {
-            return if mine(&stored, &stored_flags) {
-                Ok(Submitted::AlreadyStored(stored.id))
-            } else {
-                Err(key_reused(key))
-            };
+            return replayed(stored.id, mine(&stored, &stored_flags), key);
         }
     }
     ensure_open(&mut tx, &a, overlap).await?;
@@ -289,11 +295,7 @@ pub async fn submit_ranking(
     .await?;
     let Some(id) = id else {
         let (stored, stored_flags) = stored_ranking(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
-        return if mine(&stored, &stored_flags) {
-            Ok(Submitted::AlreadyStored(stored.id))
-        } else {
-            Err(key_reused(key))
-        };
+        return replayed(stored.id, mine(&stored, &stored_flags), key);
     };
     if !flags.is_empty() {
         let positions: Vec<i16> = flags.iter().map(|f| f.0).collect();
@@ -353,7 +355,7 @@ pub async fn submit_vote(
     };
     if a.may_be_a_retry() {
         if let Some(row) = stored_vote(&mut tx, key).await? {
-            return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+            return replayed(row.0, same(&row), key);
         }
     }
     ensure_open(&mut tx, &a, overlap).await?;
@@ -374,7 +376,7 @@ pub async fn submit_vote(
     .await?;
     let Some(id) = id else {
         let row = stored_vote(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
-        return if same(&row) { Ok(Submitted::AlreadyStored(row.0)) } else { Err(key_reused(key)) };
+        return replayed(row.0, same(&row), key);
     };
     finish(&mut tx, a.id).await?;
     tx.commit().await?;

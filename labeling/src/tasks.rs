@@ -108,32 +108,10 @@ pub async fn add_samples(
     let mut tx = pool.begin().await?;
     let prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
     ensure_prompts_of_project(&mut tx, project_id, &prompt_ids).await?;
-    let batch_id: i64 = sqlx::query_scalar(
-        "INSERT INTO sample_batches (project_id, model_version_id, run_id, settings)
-         VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(project_id)
-    .bind(model_version_id)
-    .bind(run_id)
-    .bind(settings)
-    .fetch_one(&mut *tx)
-    .await?;
+    let batch = Batch::insert(&mut tx, project_id, model_version_id, run_id, settings).await?;
     let mut ids = Vec::with_capacity(samples.len());
     for s in samples {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO samples (batch_id, project_id, prompt_id, text, model_version_id, settings, logprobs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(batch_id)
-        .bind(project_id)
-        .bind(s.prompt_id)
-        .bind(&s.text)
-        .bind(model_version_id)
-        .bind(settings)
-        .bind(&s.logprobs)
-        .fetch_one(&mut *tx)
-        .await?;
-        ids.push(id);
+        ids.push(batch.insert_sample(&mut tx, s.prompt_id, &s.text, s.logprobs.as_deref()).await?);
     }
     tx.commit().await?;
     Ok(ids)
@@ -303,6 +281,59 @@ async fn check_task_samples(
         }
     }
     Ok(())
+}
+
+/// A sample batch being stored: its samples share its project, model version and settings.
+pub(crate) struct Batch<'a> {
+    id: i64,
+    project_id: i64,
+    model_version_id: Option<i64>,
+    settings: &'a serde_json::Value,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) async fn insert(
+        conn: &mut PgConnection,
+        project_id: i64,
+        model_version_id: Option<i64>,
+        run_id: Option<i64>,
+        settings: &'a serde_json::Value,
+    ) -> Result<Batch<'a>> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sample_batches (project_id, model_version_id, run_id, settings)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(project_id)
+        .bind(model_version_id)
+        .bind(run_id)
+        .bind(settings)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Batch { id, project_id, model_version_id, settings })
+    }
+
+    /// Stores one sample of the batch; returns its id.
+    pub(crate) async fn insert_sample(
+        &self,
+        conn: &mut PgConnection,
+        prompt_id: i64,
+        text: &str,
+        logprobs: Option<&[f32]>,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO samples (batch_id, project_id, prompt_id, text, model_version_id, settings, logprobs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(self.id)
+        .bind(self.project_id)
+        .bind(prompt_id)
+        .bind(text)
+        .bind(self.model_version_id)
+        .bind(self.settings)
+        .bind(logprobs)
+        .fetch_one(&mut *conn)
+        .await?)
+    }
 }
 
 pub(crate) async fn insert_task(

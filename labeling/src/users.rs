@@ -97,10 +97,7 @@ pub async fn set_disabled(pool: &PgPool, user_id: i64, disabled: bool) -> Result
         .bind(disabled)
         .execute(pool)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(LabelingError::not_found("user", user_id));
-    }
-    Ok(())
+    LabelingError::unless_touched(done.rows_affected(), "user", user_id)
 }
 
 /// Creates an API token for a user and returns its id and the plaintext, which is not
@@ -158,10 +155,7 @@ pub async fn revoke_token(pool: &PgPool, user_id: i64, token_id: i64) -> Result<
     .bind(user_id)
     .execute(pool)
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(LabelingError::not_found("API token", token_id));
-    }
-    Ok(())
+    LabelingError::unless_touched(done.rows_affected(), "API token", token_id)
 }
 
 /// A user's tokens, newest first, revoked ones included.

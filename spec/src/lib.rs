@@ -16,7 +16,7 @@ pub mod stages;
 pub use kinds::{ModelKind, RunKind, SnapshotKind, UnknownKind};
 pub use problem::{Problem, Problems};
 pub use run::{
-    check, inputs, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
+    check, inputs, lookup, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
     PromptSet, RunSpec, SampleRun, SkillsSpec, TrainRun,
 };
 pub use setting::{Range, Setting, SettingType, StageSettings};

@@ -468,7 +468,8 @@ pub struct PromptSet {
     pub untasked_only: Option<bool>,
 }
 
-fn lookup<'a>(config: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+/// The value at a dotted `path` (`skills.shots`) of a run config; a `null` is absent.
+pub fn lookup<'a>(config: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut value = config.get(parts.next()?)?;
     for part in parts {

@@ -584,6 +584,23 @@ mod tests {
         LanguageModel::load(dir, Device::Cpu).unwrap_err().to_string()
     }
 
+    /// The error of loading a saved tiny model after `edit` has changed its `file`.
+    fn load_err_after(file: &str, edit: impl FnOnce(&Path)) -> String {
+        let (dir, _model) = saved();
+        edit(&dir.path().join(file));
+        load_err(dir.path())
+    }
+
+    /// The error of loading a saved tiny model whose weights file holds what `edit` makes
+    /// of its tensors (named as the checkpoint names them, `transformer.…`).
+    fn load_err_with_tensors(edit: impl FnOnce(Vec<(String, Tensor)>) -> Vec<(String, Tensor)>) -> String {
+        let (dir, model) = saved();
+        let tensors =
+            model.vs.variables().into_iter().map(|(n, t)| (format!("transformer.{n}"), t)).collect();
+        write_weights(&dir.path().join(WEIGHTS_FILE), &edit(tensors)).unwrap();
+        load_err(dir.path())
+    }
+
     #[test]
     fn a_saved_model_loads_with_identical_weights() {
         let (dir, model) = saved();
@@ -597,16 +614,9 @@ mod tests {
 
     #[test]
     fn a_missing_tensor_is_named_with_its_file() {
-        let (dir, model) = saved();
-        let tensors: Vec<(String, Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(n, _)| n != "h.1.mlp.c_fc.bias")
-            .map(|(n, t)| (format!("transformer.{n}"), t))
-            .collect();
-        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_with_tensors(|tensors| {
+            tensors.into_iter().filter(|(n, _)| n != "transformer.h.1.mlp.c_fc.bias").collect()
+        });
         assert!(
             err.contains("model.safetensors")
                 && err.contains("missing tensor `transformer.h.1.mlp.c_fc.bias`"),
@@ -616,19 +626,16 @@ mod tests {
 
     #[test]
     fn a_tensor_of_the_wrong_shape_is_named() {
-        let (dir, model) = saved();
-        let tensors: Vec<(String, Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(n, t)| {
-                let t =
-                    if n == "wpe.weight" { Tensor::zeros([10, 128], (Kind::Float, Device::Cpu)) } else { t };
-                (format!("transformer.{n}"), t)
-            })
-            .collect();
-        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_with_tensors(|tensors| {
+            let wrong = |n: &str, t| {
+                if n == "transformer.wpe.weight" {
+                    Tensor::zeros([10, 128], (Kind::Float, Device::Cpu))
+                } else {
+                    t
+                }
+            };
+            tensors.into_iter().map(|(n, t)| (n.clone(), wrong(&n, t))).collect()
+        });
         assert!(
             err.contains("`transformer.wpe.weight` has shape [10, 128]") && err.contains("[256, 128]"),
             "{err}"
@@ -637,45 +644,42 @@ mod tests {
 
     #[test]
     fn a_truncated_weights_file_is_reported_as_such() {
-        let (dir, _model) = saved();
-        let path = dir.path().join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_after(WEIGHTS_FILE, |path| {
+            let bytes = std::fs::read(path).unwrap();
+            std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+        });
         assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
     }
 
     #[test]
     fn an_unknown_architecture_is_refused() {
-        let (dir, _model) = saved();
-        let path = dir.path().join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"gpt2\"", "\"llama\"");
-        std::fs::write(&path, text).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_after(CONFIG_FILE, |path| {
+            let text = std::fs::read_to_string(path).unwrap().replace("\"gpt2\"", "\"llama\"");
+            std::fs::write(path, text).unwrap();
+        });
         assert!(err.contains("config.json") && err.contains("unknown architecture `llama`"), "{err}");
     }
 
     #[test]
     fn a_config_missing_a_field_names_it() {
-        let (dir, _model) = saved();
-        let path = dir.path().join(CONFIG_FILE);
-        let mut value: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        value.as_object_mut().unwrap().remove("n_embd");
-        std::fs::write(&path, value.to_string()).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_after(CONFIG_FILE, |path| {
+            let mut value: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            value.as_object_mut().unwrap().remove("n_embd");
+            std::fs::write(path, value.to_string()).unwrap();
+        });
         assert!(err.contains("config.json") && err.contains("n_embd"), "{err}");
     }
 
     #[test]
     fn an_unexpected_tensor_is_refused() {
-        let (dir, model) = saved();
-        let mut tensors: Vec<(String, Tensor)> =
-            model.vs.variables().into_iter().map(|(n, t)| (format!("transformer.{n}"), t)).collect();
-        tensors
-            .push(("transformer.h.9.mlp.c_fc.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
-        write_weights(&dir.path().join(WEIGHTS_FILE), &tensors).unwrap();
-        let err = load_err(dir.path());
+        let err = load_err_with_tensors(|mut tensors| {
+            tensors.push((
+                "transformer.h.9.mlp.c_fc.weight".into(),
+                Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+            ));
+            tensors
+        });
         assert!(err.contains("unexpected tensor `h.9.mlp.c_fc.weight`"), "{err}");
     }
 

@@ -41,12 +41,11 @@ pub enum Preset {
 impl std::str::FromStr for Preset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tiny" => Ok(Preset::Tiny),
-            "gpt2" => Ok(Preset::Gpt2),
-            "gpt2-medium" => Ok(Preset::Gpt2Medium),
-            other => Err(format!("unknown preset `{other}` (expected tiny, gpt2 or gpt2-medium)")),
-        }
+        super::parse_choice(
+            "preset",
+            s,
+            &[("tiny", Self::Tiny), ("gpt2", Self::Gpt2), ("gpt2-medium", Self::Gpt2Medium)],
+        )
     }
 }
 

@@ -15,12 +15,7 @@ pub enum DeviceChoice {
 impl std::str::FromStr for DeviceChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            "auto" => Ok(Self::Auto),
-            other => Err(format!("unknown device `{other}` (expected cpu, cuda or auto)")),
-        }
+        super::parse_choice("device", s, &[("cpu", Self::Cpu), ("cuda", Self::Cuda), ("auto", Self::Auto)])
     }
 }
 
@@ -50,12 +45,7 @@ pub enum Precision {
 impl std::str::FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "f32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown precision `{other}` (expected auto, f32 or bf16)")),
-        }
+        super::parse_choice("precision", s, &[("auto", Self::Auto), ("f32", Self::F32), ("bf16", Self::Bf16)])
     }
 }
 

@@ -6,3 +6,36 @@ pub mod device;
 pub mod gpt;
 pub mod sampling;
 pub mod tokenizer;
+
+/// One of a command-line word's `choices` (`--device cuda`), or an error that names
+/// `what` was asked for and lists the words it takes.
+pub(crate) fn parse_choice<T: Copy>(what: &str, s: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    if let Some(&(_, value)) = choices.iter().find(|(word, _)| *word == s) {
+        return Ok(value);
+    }
+    let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+    let expected = match words.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("unknown {what} `{s}` (expected {expected})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device::DeviceChoice;
+
+    #[test]
+    fn an_unknown_choice_is_refused_with_the_words_it_takes() {
+        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda));
+        assert_eq!(
+            "tpu".parse::<DeviceChoice>().unwrap_err(),
+            "unknown device `tpu` (expected cpu, cuda or auto)"
+        );
+        assert_eq!(
+            "x".parse::<super::tokenizer::TokenizerKind>().unwrap_err(),
+            "unknown tokenizer `x` (expected gpt2 or bytes)"
+        );
+    }
+}

@@ -31,11 +31,7 @@ pub enum TokenizerKind {
 impl std::str::FromStr for TokenizerKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "gpt2" => Ok(Self::Gpt2),
-            "bytes" => Ok(Self::Bytes),
-            other => Err(format!("unknown tokenizer `{other}` (expected gpt2 or bytes)")),
-        }
+        super::parse_choice("tokenizer", s, &[("gpt2", Self::Gpt2), ("bytes", Self::Bytes)])
     }
 }
 

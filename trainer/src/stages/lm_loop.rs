@@ -44,6 +44,34 @@ pub struct LoopSettings {
     pub keep_best: bool,
 }
 
+/// [`LoopSettings`] from a stage config whose optimizer, schedule, validation and
+/// checkpoint settings carry the loop's names (`PretrainConfig`, `SftConfig`); the loss
+/// metric is `loss/{stage}`.
+macro_rules! loop_settings {
+    ($cfg:expr, $stage:literal, total_steps: $total:expr, warmup_steps: $warmup:expr, keep_best: $keep:expr) => {{
+        let cfg = $cfg;
+        $crate::lm_loop::LoopSettings {
+            stage: $stage,
+            loss_metric: concat!("loss/", $stage),
+            total_steps: $total,
+            batch_size: cfg.batch_size,
+            grad_accum: cfg.grad_accum,
+            lr: cfg.lr,
+            warmup_steps: $warmup,
+            final_lr_ratio: cfg.final_lr_ratio,
+            weight_decay: cfg.weight_decay,
+            grad_clip: cfg.grad_clip,
+            betas: (cfg.beta1, cfg.beta2),
+            eps: cfg.eps,
+            eval_every: cfg.eval_every,
+            checkpoint_every: cfg.checkpoint_every,
+            seed: cfg.seed,
+            keep_best: $keep,
+        }
+    }};
+}
+pub(crate) use loop_settings;
+
 /// Where the loop stands, saved in each checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoopState {

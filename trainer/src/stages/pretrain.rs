@@ -5,7 +5,7 @@
 //! padding. The held-out documents give the validation loss and perplexity.
 
 use crate::checkpoint::LanguageModel;
-use crate::lm_loop::{self, Example, LoopReport, LoopSettings};
+use crate::lm_loop::{self, Example, LoopReport};
 use crate::tokenizer::Tokenizer;
 use crate::train::{RunDir, TrainError};
 
@@ -55,24 +55,13 @@ pub fn train(
     let val_set = pack(&model.tokenizer, &val_docs, seq_len as usize);
     let per_step = cfg.batch_size * cfg.grad_accum;
     let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
-    let settings = LoopSettings {
-        stage: "pretrain",
-        loss_metric: "loss/pretrain",
-        total_steps,
-        batch_size: cfg.batch_size,
-        grad_accum: cfg.grad_accum,
-        lr: cfg.lr,
+    let settings = lm_loop::loop_settings!(
+        cfg,
+        "pretrain",
+        total_steps: total_steps,
         warmup_steps: cfg.warmup_steps.min(total_steps / 10 + 1),
-        final_lr_ratio: cfg.final_lr_ratio,
-        weight_decay: cfg.weight_decay,
-        grad_clip: cfg.grad_clip,
-        betas: (cfg.beta1, cfg.beta2),
-        eps: cfg.eps,
-        eval_every: cfg.eval_every,
-        checkpoint_every: cfg.checkpoint_every,
-        seed: cfg.seed,
-        keep_best: false,
-    };
+        keep_best: false
+    );
     lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tch::Device;
 
 use super::resolve::{resolve, Resolved};
-use super::spec::{EvalRun, PpoRun, PretrainRun, RunSpec, SampleRun, TrainRun};
+use super::spec::{EvalRun, PpoRun, PretrainRun, PromptSet, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
@@ -222,12 +222,7 @@ pub(super) async fn prepare(
                 run.project_id.ok_or_else(|| Stop::Failed("a sample run needs a project".into()))?;
             let project = labeling::projects::get_project(pool, project_id).await?;
             let version = resolve(pool, store, "version", &spec.version).await?;
-            let split = spec.prompts.split.as_deref().map(Split::parse).transpose()?;
-            let limit = spec.prompts.limit.map(|l| l as i64).unwrap_or(i64::MAX);
-            let untasked_only = spec.prompts.untasked_only.unwrap_or(true);
-            let prompts =
-                labeling::samples::prompts_for_sampling(pool, project_id, split, untasked_only, limit)
-                    .await?;
+            let prompts = prompts_of(pool, project_id, &spec.prompts, true).await?;
             if prompts.is_empty() {
                 return Err(Stop::Failed("no prompts to sample for: the project has none that match (split, or all already have ranking tasks)".into()));
             }
@@ -264,12 +259,7 @@ pub(super) async fn prepare(
                 Some(reference) => Some(resolve(pool, store, "reference", reference).await?),
                 None => None,
             };
-            let split = spec.prompts.split.as_deref().map(Split::parse).transpose()?;
-            let limit = spec.prompts.limit.map(|l| l as i64).unwrap_or(i64::MAX);
-            let untasked_only = spec.prompts.untasked_only.unwrap_or(false);
-            let prompts =
-                labeling::samples::prompts_for_sampling(pool, project_id, split, untasked_only, limit)
-                    .await?;
+            let prompts = prompts_of(pool, project_id, &spec.prompts, false).await?;
             if prompts.is_empty() {
                 return Err(Stop::Failed(
                     "no prompts to evaluate on: the project has none in that split".into(),
@@ -278,6 +268,20 @@ pub(super) async fn prepare(
             Prepared::Eval { spec, versions, reward, reference, prompts }
         }
     })
+}
+
+/// The project's prompts that a run's prompt set picks; `untasked_only` unless the set
+/// says otherwise.
+async fn prompts_of(
+    pool: &PgPool,
+    project_id: i64,
+    set: &PromptSet,
+    untasked_only: bool,
+) -> Result<Vec<(i64, String)>, Stop> {
+    let split = set.split.as_deref().map(Split::parse).transpose()?;
+    let limit = set.limit.map(|l| l as i64).unwrap_or(i64::MAX);
+    let untasked_only = set.untasked_only.unwrap_or(untasked_only);
+    Ok(labeling::samples::prompts_for_sampling(pool, project_id, split, untasked_only, limit).await?)
 }
 
 /// The role a model a run starts from plays in the new version's lineage: named by its

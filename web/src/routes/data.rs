@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_session::Session;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, routes, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, AgreementReport};
 use labeling::consensus::{self, TaskConsensus};
@@ -156,8 +156,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(api_data)
         .service(api_consensus)
         .service(api_snapshots)
-        .service(api_freeze)
-        .service(api_export);
+        .service(api_freeze);
 }
 
 #[get("/projects/{id}/data")]
@@ -190,21 +189,13 @@ pub async fn freeze(
     }
 }
 
-/// A snapshot as a training file, downloaded from the page (JSON errors at the /api twin).
+/// A snapshot as a training file, downloaded from the page or the API (errors as JSON
+/// under /api, as the path decides).
+#[routes]
 #[get("/snapshots/{id}/export")]
-#[tracing::instrument(skip_all, fields(snapshot = *path))]
-pub async fn export(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<ExportQuery>,
-) -> Result<HttpResponse, AppError> {
-    export_file(&pool, *path, &query.format).await
-}
-
 #[get("/api/snapshots/{id}/export")]
 #[tracing::instrument(skip_all, fields(snapshot = *path))]
-pub async fn api_export(
+pub async fn export(
     _: Researcher,
     pool: web::Data<PgPool>,
     path: web::Path<i64>,

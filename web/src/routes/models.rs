@@ -9,7 +9,7 @@ use actix_session::Session;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
-use actix_web::{delete, get, post, put, web, HttpResponse};
+use actix_web::{delete, get, post, put, routes, web, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
@@ -186,8 +186,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(api_remove_alias)
         .service(api_add_tag)
         .service(api_remove_tag)
-        .service(api_files)
-        .service(api_download);
+        .service(api_files);
 }
 
 #[get("/models")]
@@ -299,8 +298,11 @@ pub async fn remove_tag(
     Ok(see_other(&version_url(&version)))
 }
 
-/// One file of a version's checkpoint, checked against its manifest, then streamed.
+/// One file of a version's checkpoint, checked against its manifest, then streamed (to
+/// the page's link or the API alike).
+#[routes]
 #[get("/models/{name}/versions/{n}/files/{path:.*}")]
+#[get("/api/models/{name}/versions/{n}/files/{path:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
 pub async fn download(
     _: Researcher,
@@ -410,18 +412,6 @@ pub async fn api_files(
 ) -> Result<HttpResponse, AppError> {
     let version = version_of(&pool, &path.0, path.1).await?;
     Ok(HttpResponse::Ok().json(files_of(&store, &version).await?))
-}
-
-#[get("/api/models/{name}/versions/{n}/files/{path:.*}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
-pub async fn api_download(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    store: web::Data<ArtifactStore>,
-    path: web::Path<(String, i32, String)>,
-) -> Result<HttpResponse, AppError> {
-    let (name, number, file) = path.into_inner();
-    send_file(&pool, &store, &name, number, file).await
 }
 
 /// The version `name:number`; a malformed name is simply not found.

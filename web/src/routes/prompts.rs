@@ -104,9 +104,7 @@ pub async fn upload(
     path: web::Path<i64>,
     form: CsrfForm<UploadForm>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    let report = import(&pool, project.id, &form, me.user.id).await?;
-    render(&me, &pool, &session, project, PageQuery::default(), Some(report)).await
+    import_and_render(&me, &pool, &session, path.into_inner(), &form).await
 }
 
 /// Asks annotators for demonstrations of the project's prompts (from the page).
@@ -157,9 +155,7 @@ pub async fn upload_file(
     path: web::Path<i64>,
     form: Csrf<FileUpload>,
 ) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    let report = import(&pool, project.id, &form, me.user.id).await?;
-    render(&me, &pool, &session, project, PageQuery::default(), Some(report)).await
+    import_and_render(&me, &pool, &session, path.into_inner(), &form).await
 }
 
 /// A file upload's fields, read from its multipart body; its `csrf` field is checked by
@@ -256,6 +252,19 @@ pub async fn api_import(
     let project = projects::get_project(&pool, path.into_inner()).await?;
     let report = import(&pool, project.id, &body, me.user.id).await?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Imports an upload posted from the page, then shows the page with the import's report.
+async fn import_and_render(
+    me: &CurrentUser,
+    pool: &PgPool,
+    session: &Session,
+    project_id: i64,
+    form: &UploadForm,
+) -> Result<HttpResponse, AppError> {
+    let project = projects::get_project(pool, project_id).await?;
+    let report = import(pool, project.id, form, me.user.id).await?;
+    render(me, pool, session, project, PageQuery::default(), Some(report)).await
 }
 
 /// Imports an upload in its format; a whole-upload refusal becomes a 400.

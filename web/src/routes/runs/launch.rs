@@ -11,21 +11,12 @@ use labeling::snapshots::{self, Snapshot, SnapshotKind};
 use registry::runs::RunKind;
 use registry::versions::{self, ModelKind, ModelVersion};
 use serde_json::{Map, Value};
-use spec::{Input, InputKind, SettingType};
+use spec::{lookup, Input, InputKind, SettingType};
 use sqlx::PgPool;
 
 use crate::error::AppError;
 
 pub use spec::Problem;
-
-fn lookup<'a>(config: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut value = config.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value).filter(|v| !v.is_null())
-}
 
 fn insert(config: &mut Map<String, Value>, path: &str, value: Value) {
     match path.split_once('.') {
