@@ -501,6 +501,37 @@ pub async fn next_task(
     }
 }
 
+/// For each of `project_ids`, how many tasks "Next task" could still give the annotator:
+/// the one they hold, and those `next_task` would lease them (never theirs, or only an
+/// expired lease of theirs, with fewer active assignments than the project's overlap).
+/// A project with none is absent.
+pub async fn open_task_counts(
+    pool: &PgPool,
+    annotator_id: i64,
+    project_ids: &[i64],
+) -> Result<HashMap<i64, i64>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT t.project_id, count(*) FROM tasks t JOIN projects p ON p.id = t.project_id
+         WHERE t.project_id = ANY($2)
+           AND (EXISTS (SELECT 1 FROM assignments a
+                        WHERE a.task_id = t.id AND a.annotator_id = $1
+                          AND a.state = 'leased' AND a.lease_until > now())
+                OR (NOT EXISTS (SELECT 1 FROM assignments a
+                                WHERE a.task_id = t.id AND a.annotator_id = $1
+                                  AND NOT (a.state = 'leased' AND a.lease_until <= now()))
+                    AND (SELECT count(*) FROM assignments a
+                         WHERE a.task_id = t.id
+                           AND (a.state = 'submitted' OR (a.state = 'leased' AND a.lease_until > now())))
+                        < p.overlap))
+         GROUP BY t.project_id",
+    )
+    .bind(annotator_id)
+    .bind(project_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// An annotator's assignment with its prompt and samples (to show it again).
 pub async fn assignment(pool: &PgPool, assignment_id: i64, annotator_id: i64) -> Result<Assignment> {
     let mut conn = pool.acquire().await?;

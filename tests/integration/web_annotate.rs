@@ -182,6 +182,37 @@ fn the_task_list_shows_the_annotators_projects_with_guidelines_and_next_task() {
 }
 
 #[test]
+fn an_annotators_home_lists_their_projects_with_open_tasks_and_a_start_button_and_no_projects_link() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let w = world(&app, "", 1).await;
+        for text in ["one", "two", "three"] {
+            ranking_task(&app, w.project, text, 2).await;
+        }
+        // Overlap 1: the task bob holds is no longer open to ann.
+        tasks::next_task(&app.db.pool, w.project, w.bob, Duration::from_secs(600)).await.unwrap().unwrap();
+
+        app.log_in("ann").await;
+        let html = app.get_html("/").await;
+        assert!(html.contains("summaries"), "{html}");
+        assert!(html.contains("<span class=\"open-tasks\">2</span> tasks open for you"), "{html}");
+        assert!(html.contains(&format!("action=\"/projects/{}/next\"", w.project)), "{html}");
+        assert!(html.contains(">Start</button>"), "{html}");
+        assert!(!html.contains("href=\"/projects\""), "an annotator cannot open /projects: {html}");
+
+        // The task ann holds still counts as open for her; Start takes her to it.
+        let held = press_next(&app, w.project).await;
+        let html = app.get_html("/").await;
+        assert!(html.contains("<span class=\"open-tasks\">2</span>"), "{html}");
+        assert_eq!(press_next(&app, w.project).await, held);
+
+        app.log_in("rita").await;
+        let html = app.get_html("/").await;
+        assert!(html.contains("href=\"/projects\""), "{html}");
+    });
+}
+
+#[test]
 fn guidelines_are_sanitised_markdown_for_members_and_researchers_and_403_for_others() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

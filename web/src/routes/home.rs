@@ -1,22 +1,33 @@
-//! The landing page: what the logged-in person can do next.
+//! The landing page: what the logged-in person can do next. An annotator sees each of
+//! their projects with how many tasks it has left for them, and a button to start.
 
 use actix_session::Session;
 use actix_web::{get, web, HttpResponse};
 use askama::Template;
 use labeling::domain::Role;
 use labeling::projects::{self, Project};
+use labeling::tasks;
 use sqlx::PgPool;
 
 use super::{page, Nav};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 
+/// A project an annotator works in, with the number of tasks it has open for them.
+struct ProjectWork {
+    project: Project,
+    open: i64,
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     nav: Nav,
     role: Role,
+    /// Researchers' and admins' view: every project.
     projects: Vec<Project>,
+    /// Annotators' view: their projects, each with its open tasks.
+    work: Vec<ProjectWork>,
 }
 
 #[get("/")]
@@ -25,9 +36,22 @@ pub async fn home(
     pool: web::Data<PgPool>,
     session: Session,
 ) -> Result<HttpResponse, AppError> {
-    let projects = match me.user.role {
-        Role::Annotator => projects::projects_of_member(&pool, me.user.id).await?,
-        Role::Researcher | Role::Admin => projects::list_projects(&pool).await?,
-    };
-    page(&HomePage { nav: Nav::new(&me, &session)?, role: me.user.role, projects })
+    let nav = Nav::new(&me, &session)?;
+    let role = me.user.role;
+    if role != Role::Annotator {
+        let projects = projects::list_projects(&pool).await?;
+        return page(&HomePage { nav, role, projects, work: Vec::new() });
+    }
+    let work = work_of(&pool, me.user.id).await?;
+    page(&HomePage { nav, role, projects: Vec::new(), work })
+}
+
+async fn work_of(pool: &PgPool, annotator_id: i64) -> Result<Vec<ProjectWork>, AppError> {
+    let projects = projects::projects_of_member(pool, annotator_id).await?;
+    let ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
+    let open = tasks::open_task_counts(pool, annotator_id, &ids).await?;
+    Ok(projects
+        .into_iter()
+        .map(|project| ProjectWork { open: open.get(&project.id).copied().unwrap_or(0), project })
+        .collect())
 }
