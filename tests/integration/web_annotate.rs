@@ -213,6 +213,33 @@ fn an_annotators_home_lists_their_projects_with_open_tasks_and_a_start_button_an
 }
 
 #[test]
+fn a_task_page_gives_the_lease_end_as_a_machine_readable_time_with_utc_text() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let w = world(&app, "", 1).await;
+        ranking_task(&app, w.project, "one", 2).await;
+        app.log_in("ann").await;
+        let assignment = press_next(&app, w.project).await;
+        let html = app.get_html(&format!("/assignments/{assignment}")).await;
+
+        let lease_until: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT lease_until FROM assignments WHERE id = $1")
+                .bind(assignment)
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+        let needle = "<time class=\"lease-until\" datetime=\"";
+        let start = html.find(needle).expect("a <time> for the lease") + needle.len();
+        let attribute = &html[start..start + html[start..].find('"').unwrap()];
+        let parsed =
+            chrono::DateTime::parse_from_rfc3339(attribute).unwrap_or_else(|e| panic!("{attribute}: {e}"));
+        assert_eq!(parsed.timestamp(), lease_until.timestamp());
+        let utc_text = lease_until.format("%Y-%m-%d %H:%M UTC").to_string();
+        assert!(html.contains(&format!("\">{utc_text}</time>")), "{html}");
+    });
+}
+
+#[test]
 fn guidelines_are_sanitised_markdown_for_members_and_researchers_and_403_for_others() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

@@ -70,3 +70,18 @@
     button.click();
   });
 })();
+
+// The lease's end in the reader's own time zone; the page says it in UTC without this.
+(function () {
+  'use strict';
+  var format = new Intl.DateTimeFormat(undefined, {
+    year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', timeZoneName: 'short'
+  });
+  Array.prototype.forEach.call(document.querySelectorAll('time.lease-until[datetime]'), function (el) {
+    var when = new Date(el.getAttribute('datetime'));
+    if (isNaN(when.getTime())) return;
+    el.title = el.textContent;
+    el.textContent = format.format(when);
+  });
+})();

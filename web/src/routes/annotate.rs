@@ -16,7 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::HttpResponse;
 use askama::Template;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use labeling::annotation::IdempotencyKey;
 use labeling::domain::Role;
 use labeling::projects::{self, Project};
@@ -287,7 +287,7 @@ struct TaskView {
     prompt: String,
     /// Sanitised by `markdown::render`.
     guidelines_html: String,
-    lease_until: String,
+    lease_until: DateTime<Utc>,
     lease_expired: bool,
     note: Option<&'static str>,
     /// Why the last submit was refused (the form keeps what was typed).
@@ -296,6 +296,18 @@ struct TaskView {
     idempotency_key: String,
     /// When the page was rendered (Unix ms): the time spent when the page sends none.
     rendered_at: i64,
+}
+
+impl TaskView {
+    /// The lease's end in UTC: what the page says when its script does not run.
+    fn lease_until_utc(&self) -> String {
+        self.lease_until.format("%Y-%m-%d %H:%M UTC").to_string()
+    }
+
+    /// The lease's end for `<time datetime>`, which task.js shows in the reader's time zone.
+    fn lease_until_rfc3339(&self) -> String {
+        self.lease_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
 }
 
 #[derive(Template)]
@@ -446,7 +458,7 @@ async fn render_task(
         guidelines_html: markdown::render(&project.guidelines),
         project,
         prompt: assignment.prompt.text.clone(),
-        lease_until: assignment.lease_until.format("%Y-%m-%d %H:%M UTC").to_string(),
+        lease_until: assignment.lease_until,
         lease_expired,
         note,
         error,
