@@ -36,6 +36,15 @@ fn free_port() -> u16 {
 impl Browser {
     /// A headless Chromium whose relative URLs start at `base` (`http://127.0.0.1:PORT`).
     pub async fn start(base: &str) -> Browser {
+        Browser::launch(base, None).await
+    }
+
+    /// `start`, with the browser in the time zone `tz` (an IANA name: "Asia/Kolkata").
+    pub async fn start_in_time_zone(base: &str, tz: &str) -> Browser {
+        Browser::launch(base, Some(tz)).await
+    }
+
+    async fn launch(base: &str, time_zone: Option<&str>) -> Browser {
         let chromium = program("PLUMB_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("PLUMB_CHROMEDRIVER", "chromedriver");
         assert!(
@@ -44,7 +53,12 @@ impl Browser {
              (apt-get install chromium chromium-driver), or PLUMB_CHROMIUM/PLUMB_CHROMEDRIVER"
         );
         let port = free_port();
-        let driver = Command::new(&chromedriver)
+        let mut command = Command::new(&chromedriver);
+        // Chromium inherits chromedriver's environment, and takes its time zone from TZ.
+        if let Some(tz) = time_zone {
+            command.env("TZ", tz);
+        }
+        let driver = command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -191,3 +191,26 @@ fn an_annotator_ranks_with_the_keyboard_and_by_dragging_and_postgres_holds_exact
         browser.close().await;
     });
 }
+
+#[test]
+fn an_annotator_starts_from_home_and_reads_the_lease_end_in_their_own_time_zone() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        ranking_tasks(&app, &["What is 2 + 2?"], &SAMPLES).await;
+        // Kolkata is UTC+5:30 all year: its minutes differ from UTC's by 30.
+        let browser = Browser::start_in_time_zone(&app.address, "Asia/Kolkata").await;
+        browser.log_in("ann").await;
+        browser.goto("/").await;
+        browser.find("button.next-task").await.click().await.unwrap();
+        let shown = browser.find("p.task-meta time.lease-until").await.text().await.unwrap();
+        browser.screenshot("lease-in-local-time").await;
+
+        let lease_until: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT lease_until FROM assignments").fetch_one(&app.db.pool).await.unwrap();
+        let local = lease_until + chrono::Duration::minutes(5 * 60 + 30);
+        assert!(!shown.contains("UTC"), "still in UTC: {shown}");
+        assert!(shown.contains(&local.format(":%M").to_string()), "{shown} is not {local} in Kolkata");
+        assert!(shown.contains(&local.format("%d").to_string()), "{shown} is not {local} in Kolkata");
+        browser.close().await;
+    });
+}
