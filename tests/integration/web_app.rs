@@ -147,6 +147,28 @@ fn a_logged_out_visitor_is_sent_to_log_in_and_comes_back_after() {
 }
 
 #[test]
+fn a_login_next_that_is_not_a_local_path_goes_home() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        for next in
+            ["/\t/evil.example", "/\n/evil.example", "/a\rb", "/a\u{b}b", "/a\u{7f}", "/\\evil.example"]
+        {
+            let form_page = app.get(&format!("/login?next={}", web::error::urlencode(next))).await;
+            assert_eq!(form_page.status(), StatusCode::OK, "GET /login?next={next:?}");
+            let csrf = app.csrf().await;
+            let response = app
+                .post_form(
+                    "/login",
+                    &[("username", "rita"), ("password", PASSWORD), ("csrf", &csrf), ("next", next)],
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next:?}");
+            assert_eq!(location(&response), "/", "{next:?}");
+        }
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
