@@ -169,6 +169,35 @@ fn a_login_next_that_is_not_a_local_path_goes_home() {
 }
 
 #[test]
+fn a_nul_byte_in_a_path_or_a_query_is_a_bad_request() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        assert_eq!(app.log_in("ada").await.status(), StatusCode::SEE_OTHER);
+        let token = app.token_for("ada").await;
+        let routes = [
+            ("GET", "/projects/1/prompts?q=a%00b"),
+            ("GET", "/api/projects/1/prompts?q=a%00b"),
+            ("GET", "/models/a%00b"),
+            ("GET", "/api/models/a%00b"),
+            ("GET", "/api/run-defaults/a%00b"),
+            ("DELETE", "/api/models/m/aliases/a%00b"),
+            ("DELETE", "/api/models/m/versions/1/tags/a%00b"),
+            ("DELETE", "/api/projects/1/members/a%00b"),
+        ];
+        for (method, path) in routes {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response =
+                app.client.request(method, app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            if path.starts_with("/api/") {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["status"], 400, "{path}");
+            }
+        }
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
