@@ -198,6 +198,21 @@ fn a_nul_byte_in_a_path_or_a_query_is_a_bad_request() {
 }
 
 #[test]
+fn a_non_numeric_id_in_an_api_path_is_a_json_400_naming_the_parameter() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("ada").await;
+        for path in ["/api/runs/abc", "/api/projects/abc", "/api/evals/1.5"] {
+            let response = app.client.get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            let body: Value = response.json().await.unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("path parameter id"), "{path}: {message}");
+        }
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

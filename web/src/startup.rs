@@ -90,6 +90,7 @@ impl Application {
                     AppError::BadRequest(format!("the JSON body could not be read: {e}")).into()
                 }))
                 .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     AppError::BadRequest(format!("the query string could not be read: {e}")).into()
                 }))
@@ -166,6 +167,22 @@ impl RootSpanBuilder for RequestSpan {
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound(format!("no page at {}", req.path())))
+}
+
+/// A path that does not parse (`/api/runs/abc`): the API says which parameter is wrong
+/// (400); a page is simply not there (404).
+fn path_error(e: actix_web::error::PathError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    if !req.path().starts_with("/api/") {
+        return AppError::NotFound(format!("no page at {}", req.path())).into();
+    }
+    // The error quotes the value it could not parse, not the parameter's name.
+    let message = e.to_string();
+    let name = req.match_info().iter().find(|(_, value)| message.contains(&format!("\"{value}\"")));
+    let reason = match name {
+        Some((name, value)) => format!("the path parameter {name} must be a number, not {value:?}"),
+        None => format!("the path could not be read: {message}"),
+    };
+    AppError::BadRequest(reason).into()
 }
 
 /// Postgres text cannot hold a NUL byte, so a `%00` anywhere in the path or the query is
