@@ -985,6 +985,9 @@ impl Op {
 
     fn to_json(&self, tag: &str) -> Value {
         let mut responses = self.responses.clone();
+        // Any route refuses a NUL byte (`%00`) in its path or query, and an API path
+        // parameter that does not parse, with a 400.
+        responses.insert("400".into(), error_response(400));
         if !matches!(self.role, Role::Public) {
             responses.insert("401".into(), error_response(401));
         }
