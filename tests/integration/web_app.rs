@@ -213,6 +213,25 @@ fn a_non_numeric_id_in_an_api_path_is_a_json_400_naming_the_parameter() {
 }
 
 #[test]
+fn an_out_of_range_run_list_limit_is_refused_not_clamped() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("rita").await;
+        for limit in ["-1", "0", "501", "1000000000000000"] {
+            let path = format!("/api/runs?limit={limit}");
+            let response = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], "limit", "{path}");
+        }
+        for path in ["/api/runs", "/api/runs?limit=1", "/api/runs?limit=500"] {
+            let response = app.client.get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
