@@ -147,6 +147,91 @@ fn a_logged_out_visitor_is_sent_to_log_in_and_comes_back_after() {
 }
 
 #[test]
+fn a_login_next_that_is_not_a_local_path_goes_home() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        for next in
+            ["/\t/evil.example", "/\n/evil.example", "/a\rb", "/a\u{b}b", "/a\u{7f}", "/\\evil.example"]
+        {
+            let form_page = app.get(&format!("/login?next={}", web::error::urlencode(next))).await;
+            assert_eq!(form_page.status(), StatusCode::OK, "GET /login?next={next:?}");
+            let csrf = app.csrf().await;
+            let response = app
+                .post_form(
+                    "/login",
+                    &[("username", "rita"), ("password", PASSWORD), ("csrf", &csrf), ("next", next)],
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next:?}");
+            assert_eq!(location(&response), "/", "{next:?}");
+        }
+    });
+}
+
+#[test]
+fn a_nul_byte_in_a_path_or_a_query_is_a_bad_request() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        assert_eq!(app.log_in("ada").await.status(), StatusCode::SEE_OTHER);
+        let token = app.token_for("ada").await;
+        let routes = [
+            ("GET", "/projects/1/prompts?q=a%00b"),
+            ("GET", "/api/projects/1/prompts?q=a%00b"),
+            ("GET", "/models/a%00b"),
+            ("GET", "/api/models/a%00b"),
+            ("GET", "/api/run-defaults/a%00b"),
+            ("DELETE", "/api/models/m/aliases/a%00b"),
+            ("DELETE", "/api/models/m/versions/1/tags/a%00b"),
+            ("DELETE", "/api/projects/1/members/a%00b"),
+        ];
+        for (method, path) in routes {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response =
+                app.client.request(method, app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            if path.starts_with("/api/") {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["status"], 400, "{path}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_non_numeric_id_in_an_api_path_is_a_json_400_naming_the_parameter() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("ada").await;
+        for path in ["/api/runs/abc", "/api/projects/abc", "/api/evals/1.5"] {
+            let response = app.client.get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            let body: Value = response.json().await.unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("path parameter id"), "{path}: {message}");
+        }
+    });
+}
+
+#[test]
+fn an_out_of_range_run_list_limit_is_refused_not_clamped() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("rita").await;
+        for limit in ["-1", "0", "501", "1000000000000000"] {
+            let path = format!("/api/runs?limit={limit}");
+            let response = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], "limit", "{path}");
+        }
+        for path in ["/api/runs", "/api/runs?limit=1", "/api/runs?limit=500"] {
+            let response = app.client.get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

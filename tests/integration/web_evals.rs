@@ -195,6 +195,10 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
                 app.client.post(app.url(&format!("/api/evals/{}/ab-batches", w.run))).bearer_auth(&token);
             async move { request.json(&body).send().await.unwrap() }
         };
+        // More prompts than a batch may ask about is refused, not cut down.
+        let too_many = post(json!({ "a": sft, "b": policy, "prompts": 1_000_000_000_000_000_u64 })).await;
+        assert_eq!(too_many.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(too_many.json::<Value>().await.unwrap()["error"]["field"], "prompts");
         // Two requests at once (a double click) make the batch once between them.
         let (first, second) = tokio::join!(
             post(json!({ "a": sft, "b": policy, "prompts": 4 })),

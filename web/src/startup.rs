@@ -76,6 +76,7 @@ impl Application {
             App::new()
                 .wrap(session)
                 .wrap(from_fn(api_errors))
+                .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(metrics::count))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(pool.clone())
@@ -89,6 +90,7 @@ impl Application {
                     AppError::BadRequest(format!("the JSON body could not be read: {e}")).into()
                 }))
                 .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::PathConfig::default().error_handler(path_error))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     AppError::BadRequest(format!("the query string could not be read: {e}")).into()
                 }))
@@ -165,6 +167,41 @@ impl RootSpanBuilder for RequestSpan {
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound(format!("no page at {}", req.path())))
+}
+
+/// A path that does not parse (`/api/runs/abc`): the API says which parameter is wrong
+/// (400); a page is simply not there (404).
+fn path_error(e: actix_web::error::PathError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    if !req.path().starts_with("/api/") {
+        return AppError::NotFound(format!("no page at {}", req.path())).into();
+    }
+    // The error quotes the value it could not parse, not the parameter's name.
+    let message = e.to_string();
+    let name = req.match_info().iter().find(|(_, value)| message.contains(&format!("\"{value}\"")));
+    let reason = match name {
+        Some((name, value)) => format!("the path parameter {name} must be a number, not {value:?}"),
+        None => format!("the path could not be read: {message}"),
+    };
+    AppError::BadRequest(reason).into()
+}
+
+/// Postgres text cannot hold a NUL byte, so a `%00` anywhere in the path or the query is
+/// refused here, once, before a handler can pass it to SQL (where it would be a 500).
+async fn refuse_nul(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let raw = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    if !raw.contains("%00") {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let error = AppError::BadRequest("the path or the query string contains a NUL byte (%00)".into());
+    let response = if req.path().starts_with("/api/") {
+        error.json_response()
+    } else {
+        actix_web::ResponseError::error_response(&error)
+    };
+    Ok(req.into_response(response))
 }
 
 /// `/api` requests get errors as JSON; pages get the HTML error page.

@@ -985,6 +985,9 @@ impl Op {
 
     fn to_json(&self, tag: &str) -> Value {
         let mut responses = self.responses.clone();
+        // Any route refuses a NUL byte (`%00`) in its path or query, and an API path
+        // parameter that does not parse, with a 400.
+        responses.insert("400".into(), error_response(400));
         if !matches!(self.role, Role::Public) {
             responses.insert("401".into(), error_response(401));
         }
@@ -1285,7 +1288,7 @@ fn run_ops() -> Vec<Op> {
                 query_param("project", text(), "Only this project's runs (an id); empty: any."),
                 query_param("kind", one_of(&["", "pretrain", "sft", "reward", "ppo", "sample", "eval"]), "Only this kind; empty: any."),
                 query_param("status", one_of(&["", "queued", "running", "succeeded", "failed", "cancelled"]), "Only this status; empty: any."),
-                query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 100 }), "How many to return (clamped to 1..500)."),
+                query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 100 }), "How many to return: 1 to 500 (anything else is a 422)."),
             ])
             .ok(200, "The runs.", array(schema("Run")))
             .errors(&[400, 422]),

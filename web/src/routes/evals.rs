@@ -559,6 +559,12 @@ async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result
         Some(0) => {
             return Err(AppError::Invalid { field: "prompts".into(), reason: "must be at least 1".into() })
         }
+        Some(n) if n > ab::MAX_BATCH_PROMPTS => {
+            return Err(AppError::Invalid {
+                field: "prompts".into(),
+                reason: format!("must be at most {}, not {n}", ab::MAX_BATCH_PROMPTS),
+            })
+        }
         Some(n) => prompts.truncate(n),
         None => prompts.truncate(ab::MAX_BATCH_PROMPTS),
     }

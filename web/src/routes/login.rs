@@ -87,10 +87,18 @@ pub async fn logout(session: Session, _: CsrfForm<CsrfOnly>) -> Result<HttpRespo
     Ok(see_other("/login"))
 }
 
-/// Only a local path may follow a login: never another site (an open redirect).
+/// Only a local path may follow a login: never another site (an open redirect). Browsers
+/// drop tabs and newlines from a URL (so `/\t/evil.example` is `//evil.example`), and a
+/// control character cannot go in a `Location` header at all, so neither is accepted.
 fn safe_next(next: Option<&str>) -> String {
+    let local = |n: &str| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            && !n.chars().any(|c| c.is_ascii_control())
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if local(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -106,5 +114,12 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn a_next_with_a_control_character_falls_back_to_the_home_page() {
+        for next in ["/\t/evil.example", "/\n/evil.example", "/a\rb", "/a\u{b}b", "/a\u{7f}", "/\u{0}x"] {
+            assert_eq!(safe_next(Some(next)), "/", "{next:?}");
+        }
     }
 }

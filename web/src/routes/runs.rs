@@ -154,9 +154,21 @@ impl QueueQuery {
         let filter = RunFilter {
             project_id: optional(&self.project, |t| parse_id("project", t))?,
             status: optional(&self.status, parse_status)?,
-            limit: self.limit.unwrap_or(100).clamp(1, 500),
+            limit: queue_limit(self.limit)?,
         };
         Ok((filter, optional(&self.kind, |t| parse_kind("kind", t))?))
+    }
+}
+
+/// How many runs a queue shows: 100 when not asked; an out-of-range ask is refused, not
+/// clamped, so a script learns that it did not get what it asked for.
+fn queue_limit(limit: Option<i64>) -> Result<i64, AppError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=500) => Ok(n),
+        Some(n) => {
+            Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to 500, not {n}") })
+        }
     }
 }
 
