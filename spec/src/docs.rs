@@ -33,7 +33,7 @@ fn kind_of(kind: InputKind) -> String {
 }
 
 fn cell(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+    text.replace('|', "\\|")
 }
 
 /// One section per run kind: its config fields, then its stage settings with their

@@ -145,7 +145,7 @@ impl Range {
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Setting {
     pub name: &'static str,
-    /// The field's doc comment: what it means, and the paper's value.
+    /// The field's doc comment on one line: what it means, and the paper's value.
     pub help: &'static str,
     #[serde(rename = "type")]
     pub kind: SettingType,
@@ -277,7 +277,8 @@ macro_rules! stage_settings {
             const SETTINGS: &'static [$crate::setting::Setting] = &[
                 $( $crate::setting::Setting {
                     name: stringify!($field),
-                    help: concat!($($doc, "\n",)* ""),
+                    // Each doc line starts with a space: joined, they read as one line.
+                    help: concat!($($doc,)* "").trim_ascii_start(),
                     kind: <$ty as $crate::setting::SettingValue>::KIND,
                     range: $range,
                     essential: $crate::stage_settings!(@essential $($essential)?),

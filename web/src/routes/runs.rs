@@ -420,8 +420,7 @@ pub async fn api_launch(
 pub async fn api_defaults(_: Researcher, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let kind: RunKind = path.parse().map_err(|e: spec::UnknownKind| AppError::NotFound(e.to_string()))?;
     let settings = spec::settings(kind);
-    let help: BTreeMap<&str, String> =
-        settings.iter().map(|s| (s.name, s.help.split_whitespace().collect::<Vec<_>>().join(" "))).collect();
+    let help: BTreeMap<&str, &str> = settings.iter().map(|s| (s.name, s.help)).collect();
     let fields: Vec<Value> = spec::inputs(kind)
         .iter()
         .map(|i| {

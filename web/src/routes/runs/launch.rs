@@ -351,7 +351,7 @@ pub async fn controls(
             };
             Control {
                 label: setting.name.to_owned(),
-                help: setting.help.split_whitespace().collect::<Vec<_>>().join(" "),
+                help: setting.help.to_owned(),
                 requirement: setting.requirement(),
                 control,
                 step,
