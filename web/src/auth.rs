@@ -33,6 +33,12 @@ pub struct CurrentUser {
     pub user: User,
 }
 
+impl AsRef<CurrentUser> for CurrentUser {
+    fn as_ref(&self) -> &CurrentUser {
+        self
+    }
+}
+
 impl FromRequest for CurrentUser {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
@@ -83,6 +89,12 @@ macro_rules! role_extractor {
             type Target = CurrentUser;
 
             fn deref(&self) -> &CurrentUser {
+                &self.0
+            }
+        }
+
+        impl AsRef<CurrentUser> for $name {
+            fn as_ref(&self) -> &CurrentUser {
                 &self.0
             }
         }

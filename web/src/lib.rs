@@ -3,6 +3,7 @@
 //! row in Postgres that a trainer worker claims.
 
 pub mod auth;
+pub mod caller;
 pub mod error;
 pub mod markdown;
 pub mod metrics;

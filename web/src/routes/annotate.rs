@@ -11,7 +11,6 @@ mod history;
 
 use std::time::Duration;
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::HttpResponse;
@@ -23,11 +22,11 @@ use labeling::projects::{self, Project};
 use labeling::submit::{self, DemonstrationFor, Submitted};
 use labeling::tasks::{self, Assignment, AssignmentState, TaskKind, TaskPrompt, TaskSample};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
 use super::{page, see_other, Nav};
 use crate::auth::{Annotator, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser};
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 use crate::markdown;
 
@@ -68,9 +67,9 @@ fn is_researcher(me: &CurrentUser) -> bool {
 
 /// The project, if `me` may read its guidelines and take its tasks: its annotators, and
 /// researchers and admins. Others get a 403; an unknown project a 404.
-async fn project_to_work_on(pool: &PgPool, me: &CurrentUser, project_id: i64) -> Result<Project, AppError> {
-    let project = projects::get_project(pool, project_id).await?;
-    if !is_researcher(me) && !projects::is_member(pool, project_id, me.user.id).await? {
+async fn project_to_work_on(me: &Caller<Annotator>, project_id: i64) -> Result<Project, AppError> {
+    let project = projects::get_project(&me.pool, project_id).await?;
+    if !is_researcher(me) && !projects::is_member(&me.pool, project_id, me.user.id).await? {
         return Err(AppError::Forbidden(format!(
             "you are not an annotator of the project {:?}",
             project.name
@@ -79,25 +78,25 @@ async fn project_to_work_on(pool: &PgPool, me: &CurrentUser, project_id: i64) ->
     Ok(project)
 }
 
+/// The projects whose tasks `me` may take (a researcher: all).
+async fn projects_to_work_on(me: &Caller<Annotator>) -> Result<Vec<Project>, AppError> {
+    Ok(if is_researcher(me) {
+        projects::list_projects(&me.pool).await?
+    } else {
+        projects::projects_of_member(&me.pool, me.user.id).await?
+    })
+}
+
 /// Leases `me` the next task of the project (the one they already hold, if any).
-async fn lease_next(
-    pool: &PgPool,
-    me: &CurrentUser,
-    project_id: i64,
-) -> Result<Option<Assignment>, AppError> {
-    project_to_work_on(pool, me, project_id).await?;
-    Ok(tasks::next_task(pool, project_id, me.user.id, LEASE).await?)
+async fn lease_next(me: &Caller<Annotator>, project_id: i64) -> Result<Option<Assignment>, AppError> {
+    project_to_work_on(me, project_id).await?;
+    Ok(tasks::next_task(&me.pool, project_id, me.user.id, LEASE).await?)
 }
 
 /// Where a page goes after a submit or a skip (POST/redirect/GET): the project's next
 /// task, or the task list saying that none is left.
-async fn go_on(
-    pool: &PgPool,
-    me: &CurrentUser,
-    project_id: i64,
-    note: &str,
-) -> Result<HttpResponse, AppError> {
-    match lease_next(pool, me, project_id).await {
+async fn go_on(me: &Caller<Annotator>, project_id: i64, note: &str) -> Reply {
+    match lease_next(me, project_id).await {
         Ok(Some(next)) => Ok(see_other(&format!("/assignments/{}?note={note}", next.id))),
         Ok(None) => Ok(see_other(&format!("/tasks?note={note}&done={project_id}"))),
         // Removed from the project meanwhile: the work is saved, the queue is closed.
@@ -141,26 +140,11 @@ fn note_text(note: &str) -> Option<&'static str> {
     }
 }
 
-async fn tasks_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    query: web::Query<NoteQuery>,
-) -> Result<HttpResponse, AppError> {
+async fn tasks_page(me: Caller<Annotator>, query: web::Query<NoteQuery>) -> Reply {
     let researcher = is_researcher(&me);
-    let projects = if researcher {
-        projects::list_projects(&pool).await?
-    } else {
-        projects::projects_of_member(&pool, me.user.id).await?
-    };
+    let projects = projects_to_work_on(&me).await?;
     let done = query.done.and_then(|id| projects.iter().find(|p| p.id == id).cloned());
-    page(&TasksPage {
-        nav: Nav::new(&me, &session)?,
-        projects,
-        researcher,
-        note: note_text(&query.note),
-        done,
-    })
+    page(&TasksPage { nav: me.nav()?, projects, researcher, note: note_text(&query.note), done })
 }
 
 #[derive(Template)]
@@ -172,25 +156,15 @@ struct GuidelinesPage {
     guidelines_html: String,
 }
 
-async fn guidelines_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let project = project_to_work_on(&pool, &me, path.into_inner()).await?;
+async fn guidelines_page(me: Caller<Annotator>, path: web::Path<i64>) -> Reply {
+    let project = project_to_work_on(&me, path.into_inner()).await?;
     let guidelines_html = markdown::render(&project.guidelines);
-    page(&GuidelinesPage { nav: Nav::new(&me, &session)?, project, guidelines_html })
+    page(&GuidelinesPage { nav: me.nav()?, project, guidelines_html })
 }
 
 /// `GET /api/me/projects`: the projects whose tasks `me` may take (a researcher: all).
-async fn api_projects(me: Annotator, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    let projects = if is_researcher(&me) {
-        projects::list_projects(&pool).await?
-    } else {
-        projects::projects_of_member(&pool, me.user.id).await?
-    };
-    Ok(HttpResponse::Ok().json(projects))
+async fn api_projects(me: Caller<Annotator>) -> Reply {
+    Ok(HttpResponse::Ok().json(projects_to_work_on(&me).await?))
 }
 
 // ---------------------------------------------------------------------------------
@@ -203,19 +177,13 @@ struct NoTaskPage {
     project: Project,
 }
 
-async fn next_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
+async fn next_page(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let project_id = path.into_inner();
-    match lease_next(&pool, &me, project_id).await? {
+    match lease_next(&me, project_id).await? {
         Some(assignment) => Ok(see_other(&format!("/assignments/{}", assignment.id))),
         None => {
-            let project = projects::get_project(&pool, project_id).await?;
-            page(&NoTaskPage { nav: Nav::new(&me, &session)?, project })
+            let project = projects::get_project(&me.pool, project_id).await?;
+            page(&NoTaskPage { nav: me.nav()?, project })
         }
     }
 }
@@ -254,26 +222,21 @@ fn assignment_json(a: &Assignment, state: AssignmentState, expired: bool) -> Ass
 /// `POST /api/projects/{id}/tasks/next`: 200 with the assignment, or 204 when no task
 /// is left for this annotator.
 async fn api_next(
-    me: Annotator,
-    pool: web::Data<PgPool>,
+    me: Caller<Annotator>,
     path: web::Path<i64>,
     _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Result<HttpResponse, AppError> {
-    match lease_next(&pool, &me, path.into_inner()).await? {
+) -> Reply {
+    match lease_next(&me, path.into_inner()).await? {
         Some(a) => Ok(HttpResponse::Ok().json(assignment_json(&a, AssignmentState::Leased, false))),
         None => Ok(HttpResponse::NoContent().finish()),
     }
 }
 
 /// `GET /api/assignments/{id}`: the assignment (only its own annotator's).
-async fn api_assignment(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
+async fn api_assignment(me: Caller<Annotator>, path: web::Path<i64>) -> Reply {
     let id = path.into_inner();
-    let a = tasks::assignment(&pool, id, me.user.id).await?;
-    let (state, expired) = tasks::assignment_state(&pool, id, me.user.id).await?;
+    let a = tasks::assignment(&me.pool, id, me.user.id).await?;
+    let (state, expired) = tasks::assignment_state(&me.pool, id, me.user.id).await?;
     Ok(HttpResponse::Ok().json(assignment_json(&a, state, expired)))
 }
 
@@ -414,33 +377,25 @@ enum Kept {
     Vote(VoteForm),
 }
 
-async fn assignment_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    query: web::Query<NoteQuery>,
-) -> Result<HttpResponse, AppError> {
+async fn assignment_page(me: Caller<Annotator>, path: web::Path<i64>, query: web::Query<NoteQuery>) -> Reply {
     let id = path.into_inner();
-    let assignment = tasks::assignment(&pool, id, me.user.id).await?;
+    let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
     let note = note_text(&query.note);
-    render_task(&me, &pool, &session, assignment, note, Kept::Nothing, None).await
+    render_task(&me, assignment, note, Kept::Nothing, None).await
 }
 
 /// The task page for `assignment` (or, once it is answered, a page saying so), with a
 /// refused form's content and reason when there was one (then with status 422).
 async fn render_task(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
+    me: &Caller<Annotator>,
     assignment: Assignment,
     note: Option<&'static str>,
     kept: Kept,
     error: Option<String>,
-) -> Result<HttpResponse, AppError> {
-    let nav = Nav::new(me, session)?;
-    let project = projects::get_project(pool, assignment.project_id).await?;
-    let (state, lease_expired) = tasks::assignment_state(pool, assignment.id, me.user.id).await?;
+) -> Reply {
+    let nav = me.nav()?;
+    let project = projects::get_project(&me.pool, assignment.project_id).await?;
+    let (state, lease_expired) = tasks::assignment_state(&me.pool, assignment.id, me.user.id).await?;
     if state != AssignmentState::Leased {
         let csrf = nav.csrf.clone();
         return page(&DonePage {
@@ -522,18 +477,11 @@ fn ranking_view(nav: Nav, task: TaskView, samples: Vec<TaskSample>, kept: Rankin
 
 /// A refused form is shown again with its content and the reason; any other error is
 /// the error page.
-async fn refused_or(
-    result: Result<HttpResponse, AppError>,
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    assignment: Assignment,
-    kept: Kept,
-) -> Result<HttpResponse, AppError> {
+async fn refused_or(result: Reply, me: &Caller<Annotator>, assignment: Assignment, kept: Kept) -> Reply {
     match result {
         Err(AppError::Invalid { field, reason }) => {
             let error = format!("{field}: {reason}");
-            render_task(me, pool, session, assignment, None, kept, Some(error)).await
+            render_task(me, assignment, None, kept, Some(error)).await
         }
         other => other,
     }
@@ -557,107 +505,81 @@ impl From<Submitted> for SubmittedJson {
 }
 
 async fn store_demonstration(
-    pool: &PgPool,
-    me: &CurrentUser,
-    assignment_id: i64,
+    me: &Caller<Annotator>,
+    id: i64,
     d: form::Demonstration,
 ) -> Result<Submitted, AppError> {
-    let target = DemonstrationFor::Assignment(assignment_id);
-    Ok(submit::submit_demonstration(pool, me.user.id, target, &d.response, d.time_spent_ms, d.key).await?)
-}
-
-async fn store_vote(
-    pool: &PgPool,
-    me: &CurrentUser,
-    assignment_id: i64,
-    b: form::Ballot,
-) -> Result<Submitted, AppError> {
-    Ok(submit::submit_vote(pool, me.user.id, assignment_id, b.vote, &b.comment, b.time_spent_ms, b.key)
+    let target = DemonstrationFor::Assignment(id);
+    Ok(submit::submit_demonstration(&me.pool, me.user.id, target, &d.response, d.time_spent_ms, d.key)
         .await?)
 }
 
+async fn store_vote(me: &Caller<Annotator>, id: i64, b: form::Ballot) -> Result<Submitted, AppError> {
+    let (comment, spent) = (&b.comment, b.time_spent_ms);
+    Ok(submit::submit_vote(&me.pool, me.user.id, id, b.vote, comment, spent, b.key).await?)
+}
+
 async fn demonstration_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
+    me: Caller<Annotator>,
     path: web::Path<i64>,
     form: CsrfForm<DemonstrationForm>,
-) -> Result<HttpResponse, AppError> {
-    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+) -> Reply {
+    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let d = form.demonstration(now_ms())?;
-        store_demonstration(&pool, &me, assignment.id, d).await?;
-        go_on(&pool, &me, assignment.project_id, "saved").await
+        store_demonstration(&me, assignment.id, d).await?;
+        go_on(&me, assignment.project_id, "saved").await
     }
     .await;
-    refused_or(result, &me, &pool, &session, assignment, Kept::Demonstration(form.into_inner())).await
+    refused_or(result, &me, assignment, Kept::Demonstration(form.into_inner())).await
 }
 
 async fn ranking_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
+    me: Caller<Annotator>,
     path: web::Path<i64>,
     form: CsrfForm<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let form = RankingForm::read(form.into_inner())?;
-    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let (submission, key) = form.submission(assignment.k(), now_ms())?;
-        submit::submit_ranking(&pool, me.user.id, assignment.id, &submission, key).await?;
-        go_on(&pool, &me, assignment.project_id, "saved").await
+        submit::submit_ranking(&me.pool, me.user.id, assignment.id, &submission, key).await?;
+        go_on(&me, assignment.project_id, "saved").await
     }
     .await;
-    refused_or(result, &me, &pool, &session, assignment, Kept::Ranking(form)).await
+    refused_or(result, &me, assignment, Kept::Ranking(form)).await
 }
 
-async fn vote_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<VoteForm>,
-) -> Result<HttpResponse, AppError> {
-    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+async fn vote_page(me: Caller<Annotator>, path: web::Path<i64>, form: CsrfForm<VoteForm>) -> Reply {
+    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
     let result = async {
         let ballot = form.ballot(now_ms())?;
-        store_vote(&pool, &me, assignment.id, ballot).await?;
-        go_on(&pool, &me, assignment.project_id, "saved").await
+        store_vote(&me, assignment.id, ballot).await?;
+        go_on(&me, assignment.project_id, "saved").await
     }
     .await;
-    refused_or(result, &me, &pool, &session, assignment, Kept::Vote(form.into_inner())).await
+    refused_or(result, &me, assignment, Kept::Vote(form.into_inner())).await
 }
 
-async fn skip_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
-    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
-    tasks::skip(&pool, assignment.id, me.user.id).await?;
-    go_on(&pool, &me, assignment.project_id, "skipped").await
+async fn skip_page(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
+    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
+    tasks::skip(&me.pool, assignment.id, me.user.id).await?;
+    go_on(&me, assignment.project_id, "skipped").await
 }
 
 async fn api_demonstration(
-    me: Annotator,
-    pool: web::Data<PgPool>,
+    me: Caller<Annotator>,
     path: web::Path<i64>,
     body: CsrfJson<DemonstrationBody>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let d = body.demonstration()?;
-    let submitted = store_demonstration(&pool, &me, path.into_inner(), d).await?;
+    let submitted = store_demonstration(&me, path.into_inner(), d).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
-async fn api_ranking(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<RankingBody>,
-) -> Result<HttpResponse, AppError> {
+async fn api_ranking(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<RankingBody>) -> Reply {
     // K comes from the task, so the assignment is read (and its owner checked) first.
-    let assignment = tasks::assignment(&pool, path.into_inner(), me.user.id).await?;
+    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
     if assignment.kind != TaskKind::Ranking {
         return Err(AppError::Invalid {
             field: "assignment".into(),
@@ -669,29 +591,23 @@ async fn api_ranking(
         });
     }
     let (submission, key) = body.into_inner().submission(assignment.k())?;
-    let submitted = submit::submit_ranking(&pool, me.user.id, assignment.id, &submission, key).await?;
+    let submitted = submit::submit_ranking(&me.pool, me.user.id, assignment.id, &submission, key).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
-async fn api_vote(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<VoteBody>,
-) -> Result<HttpResponse, AppError> {
+async fn api_vote(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<VoteBody>) -> Reply {
     let ballot = body.ballot()?;
-    let submitted = store_vote(&pool, &me, path.into_inner(), ballot).await?;
+    let submitted = store_vote(&me, path.into_inner(), ballot).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
 /// `POST /api/assignments/{id}/skip`: `{assignment_id, state: "skipped"}`.
 async fn api_skip(
-    me: Annotator,
-    pool: web::Data<PgPool>,
+    me: Caller<Annotator>,
     path: web::Path<i64>,
     _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let id = path.into_inner();
-    tasks::skip(&pool, id, me.user.id).await?;
+    tasks::skip(&me.pool, id, me.user.id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "assignment_id": id, "state": AssignmentState::Skipped })))
 }

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use actix_session::Session;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{get, HttpResponse};
 use askama::Template;
@@ -20,6 +19,7 @@ use sqlx::PgPool;
 use super::runs::chart::{self, Chart, PALETTE};
 use super::{page, Nav};
 use crate::auth::Researcher;
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
 /// The most versions one comparison shows (one colour each).
@@ -352,21 +352,16 @@ impl ComparePage {
 }
 
 #[get("/compare")]
-pub async fn compare(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+pub async fn compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
     let ids = selected(&query)?;
     let mut models: Vec<(String, Vec<ModelVersion>)> = Vec::new();
-    for model in versions::list_models(&pool).await? {
-        let all = versions::list_versions(&pool, &model.name).await?;
+    for model in versions::list_models(&me.pool).await? {
+        let all = versions::list_versions(&me.pool, &model.name).await?;
         models.push((model.name, all));
     }
-    let comparison = if ids.len() >= 2 { Some(comparison(&pool, &ids).await?) } else { None };
+    let comparison = if ids.len() >= 2 { Some(comparison(&me.pool, &ids).await?) } else { None };
     page(&ComparePage {
-        nav: Nav::new(&me, &session)?,
+        nav: me.nav()?,
         models,
         selected: ids,
         charts: comparison.as_ref().map(Comparison::charts).unwrap_or_default(),
@@ -375,11 +370,7 @@ pub async fn compare(
 }
 
 #[get("/api/compare")]
-pub async fn api_compare(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
     let ids = selected(&query)?;
     if ids.len() < 2 {
         return Err(AppError::Invalid {
@@ -387,7 +378,7 @@ pub async fn api_compare(
             reason: "pick at least two versions: ?v=ID&v=ID".into(),
         });
     }
-    Ok(HttpResponse::Ok().json(comparison(&pool, &ids).await?))
+    Ok(HttpResponse::Ok().json(comparison(&me.pool, &ids).await?))
 }
 
 #[cfg(test)]

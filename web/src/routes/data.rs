@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use actix_session::Session;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::StatusCode;
 use actix_web::{get, post, routes, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, AgreementReport};
@@ -18,8 +16,9 @@ use labeling::users;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{page, see_other, Nav};
-use crate::auth::{csrf_field, CsrfForm, CsrfJson, CurrentUser, Researcher};
+use super::{page_showing, see_other, Nav};
+use crate::auth::{csrf_field, CsrfForm, CsrfJson, Researcher};
+use crate::caller::{redrawable, Caller, InProject, Reply};
 use crate::error::AppError;
 
 const CONSENSUS_PER_PAGE: usize = 25;
@@ -160,32 +159,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/projects/{id}/data")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn show(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    query: web::Query<PageQuery>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    render(&me, &pool, &session, project, query.page.unwrap_or(1), None).await
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn show(at: InProject, query: web::Query<PageQuery>) -> Reply {
+    render(&at, query.page.unwrap_or(1), None).await
 }
 
 #[post("/projects/{id}/snapshots")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn freeze(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<FreezeForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    match freeze_from(&pool, project.id, &form, me.user.id).await {
-        Ok(_) => Ok(see_other(&format!("/projects/{}/data#snapshots", project.id))),
-        Err(e @ AppError::Invalid { .. }) => render(&me, &pool, &session, project, 1, Some(e)).await,
-        Err(e) => Err(e),
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn freeze(at: InProject, form: CsrfForm<FreezeForm>) -> Reply {
+    match freeze_from(&at, &form).await {
+        Ok(_) => Ok(see_other(&format!("/projects/{}/data#snapshots", at.project.id))),
+        Err(e) => render(&at, 1, Some(redrawable(e)?)).await,
     }
 }
 
@@ -195,26 +179,16 @@ pub async fn freeze(
 #[get("/snapshots/{id}/export")]
 #[get("/api/snapshots/{id}/export")]
 #[tracing::instrument(skip_all, fields(snapshot = *path))]
-pub async fn export(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<ExportQuery>,
-) -> Result<HttpResponse, AppError> {
-    export_file(&pool, *path, &query.format).await
+pub async fn export(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<ExportQuery>) -> Reply {
+    export_file(&me.pool, *path, &query.format).await
 }
 
 #[get("/api/projects/{id}/data")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_data(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    let counts = projects::project_counts(&pool, project.id).await?;
-    let agreement = agreement::project_agreement(&pool, project.id).await?;
-    let usernames = usernames(&pool).await?;
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_data(at: InProject) -> Reply {
+    let counts = projects::project_counts(&at.pool, at.project.id).await?;
+    let agreement = agreement::project_agreement(&at.pool, at.project.id).await?;
+    let usernames = usernames(&at.pool).await?;
     let usernames = agreement
         .per_annotator
         .iter()
@@ -224,15 +198,9 @@ pub async fn api_data(
 }
 
 #[get("/api/projects/{id}/consensus")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_consensus(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<ApiPaging>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    let all = consensus::consensus_for_project(&pool, project.id).await?;
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_consensus(at: InProject, query: web::Query<ApiPaging>) -> Reply {
+    let all = consensus::consensus_for_project(&at.pool, at.project.id).await?;
     let total = all.len();
     let limit = query.limit.unwrap_or(100).min(1000);
     let tasks = all.into_iter().skip(query.offset.unwrap_or(0)).take(limit).collect();
@@ -240,39 +208,24 @@ pub async fn api_consensus(
 }
 
 #[get("/api/projects/{id}/snapshots")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_snapshots(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    Ok(HttpResponse::Ok().json(snapshots::snapshots(&pool, project.id).await?))
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_snapshots(at: InProject) -> Reply {
+    Ok(HttpResponse::Ok().json(snapshots::snapshots(&at.pool, at.project.id).await?))
 }
 
 #[post("/api/projects/{id}/snapshots")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_freeze(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<FreezeForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    let snapshot = freeze_from(&pool, project.id, &body, me.user.id).await?;
-    Ok(HttpResponse::Created().json(snapshot))
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_freeze(at: InProject, body: CsrfJson<FreezeForm>) -> Reply {
+    Ok(HttpResponse::Created().json(freeze_from(&at, &body).await?))
 }
 
-async fn freeze_from(
-    pool: &PgPool,
-    project_id: i64,
-    form: &FreezeForm,
-    user_id: i64,
-) -> Result<Snapshot, AppError> {
+/// Freezes the snapshot the form describes, recording the caller as its author.
+async fn freeze_from(at: &InProject, form: &FreezeForm) -> Result<Snapshot, AppError> {
     let kind = parse_kind(&form.kind)?;
     let split = if form.split.trim().is_empty() { None } else { Some(Split::parse(&form.split)?) };
     let filter = SnapshotFilter { split };
-    Ok(snapshots::freeze(pool, project_id, kind, &filter, form.name.trim(), Some(user_id)).await?)
+    let name = form.name.trim();
+    Ok(snapshots::freeze(&at.pool, at.project.id, kind, &filter, name, Some(at.user_id())).await?)
 }
 
 fn parse_kind(kind: &str) -> Result<SnapshotKind, AppError> {
@@ -336,14 +289,8 @@ async fn usernames(pool: &PgPool) -> Result<HashMap<i64, String>, AppError> {
 
 /// The data page at consensus page `page`; with `error`, the page says what was wrong,
 /// with the error's status.
-async fn render(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    project: Project,
-    page_number: usize,
-    error: Option<AppError>,
-) -> Result<HttpResponse, AppError> {
+async fn render(at: &InProject, page_number: usize, error: Option<AppError>) -> Reply {
+    let (pool, project) = (&**at.pool, &at.project);
     let counts = projects::project_counts(pool, project.id).await?;
     let agreement = agreement::project_agreement(pool, project.id).await?;
     let names = usernames(pool).await?;
@@ -400,10 +347,9 @@ async fn render(
             done: t.done,
         })
         .collect();
-    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
-    let mut response = page(&DataPage {
-        nav: Nav::new(me, session)?,
-        project,
+    let page = DataPage {
+        nav: at.nav()?,
+        project: project.clone(),
         counts,
         tasks,
         agreement,
@@ -414,10 +360,9 @@ async fn render(
         page: current,
         pages,
         snapshots,
-        error: error.map(|e| e.to_string()),
-    })?;
-    *response.status_mut() = status;
-    Ok(response)
+        error: error.as_ref().map(ToString::to_string),
+    };
+    page_showing(&page, error.as_ref())
 }
 
 fn fraction(value: Option<f64>) -> String {

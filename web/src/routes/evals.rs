@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use actix_session::Session;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{get, post, HttpResponse};
 use askama::Template;
@@ -32,6 +31,7 @@ use super::runs::chart::PALETTE;
 use super::runs::optional;
 use super::{page, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, Researcher};
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -417,14 +417,8 @@ fn diff_pieces(baseline: &str, text: &str) -> Vec<(String, bool)> {
 }
 
 #[get("/evals/{id}")]
-pub async fn show(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    query: web::Query<Query>,
-) -> Result<HttpResponse, AppError> {
-    let report = report(&pool, path.into_inner(), query.baseline).await?;
+pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<Query>) -> Reply {
+    let report = report(&me.pool, path.into_inner(), query.baseline).await?;
     let finished = report.run.status == RunStatus::Succeeded;
     let notice = match (query.ab_tasks, query.ranking_tasks) {
         (Some(0), _) => {
@@ -435,17 +429,12 @@ pub async fn show(
         (_, Some(n)) => Some(format!("{n} prompts were sent back to the annotators as ranking tasks.")),
         _ => None,
     };
-    page(&EvalPage { nav: Nav::new(&me, &session)?, report, finished, notice })
+    page(&EvalPage { nav: me.nav()?, report, finished, notice })
 }
 
 #[get("/api/evals/{id}")]
-pub async fn api_show(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<Query>,
-) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(report(&pool, path.into_inner(), query.baseline).await?))
+pub async fn api_show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<Query>) -> Reply {
+    Ok(HttpResponse::Ok().json(report(&me.pool, path.into_inner(), query.baseline).await?))
 }
 
 /// `POST /api/evals/{id}/ab-batches`: with `a` and `b`, that pair of versions; with only
@@ -574,27 +563,17 @@ async fn create_batch(pool: &PgPool, run_id: i64, request: &AbRequest) -> Result
 }
 
 #[post("/evals/{id}/ab-batches")]
-pub async fn ab_batch(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    form: CsrfForm<AbForm>,
-) -> Result<HttpResponse, AppError> {
+pub async fn ab_batch(me: Caller<Researcher>, path: web::Path<i64>, form: CsrfForm<AbForm>) -> Reply {
     let request = AbRequest::try_from(form.into_inner())?;
     let run_id = path.into_inner();
-    let batch = create_batch(&pool, run_id, &request).await?;
+    let batch = create_batch(&me.pool, run_id, &request).await?;
     Ok(see_other(&format!("/evals/{run_id}?ab_tasks={}#human", batch.task_ids.len())))
 }
 
 /// 201 with the new comparison tasks, and how many were asked already or identical.
 #[post("/api/evals/{id}/ab-batches")]
-pub async fn api_ab_batch(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<AbRequest>,
-) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Created().json(create_batch(&pool, path.into_inner(), &body).await?))
+pub async fn api_ab_batch(me: Caller<Researcher>, path: web::Path<i64>, body: CsrfJson<AbRequest>) -> Reply {
+    Ok(HttpResponse::Created().json(create_batch(&me.pool, path.into_inner(), &body).await?))
 }
 
 /// Ranking tasks for the prompts where the annotators and the reward model disagree:
@@ -610,26 +589,16 @@ async fn send_back(pool: &PgPool, run_id: i64) -> Result<Vec<i64>, AppError> {
 }
 
 #[post("/evals/{id}/ranking-tasks")]
-pub async fn ranking_tasks(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
+pub async fn ranking_tasks(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let run_id = path.into_inner();
-    let created = send_back(&pool, run_id).await?;
+    let created = send_back(&me.pool, run_id).await?;
     Ok(see_other(&format!("/evals/{run_id}?ranking_tasks={}#disagreements", created.len())))
 }
 
 /// 201 with `{"task_ids": [...]}`: empty when there is no disagreement not sent back yet.
 #[post("/api/evals/{id}/ranking-tasks")]
-pub async fn api_ranking_tasks(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    _: CsrfJson<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
-    let task_ids = send_back(&pool, path.into_inner()).await?;
+pub async fn api_ranking_tasks(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfJson<CsrfOnly>) -> Reply {
+    let task_ids = send_back(&me.pool, path.into_inner()).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
 }
 

@@ -1,8 +1,7 @@
 //! The landing page: what the logged-in person can do next. An annotator sees each of
 //! their projects with how many tasks it has left for them, and a button to start.
 
-use actix_session::Session;
-use actix_web::{get, web, HttpResponse};
+use actix_web::get;
 use askama::Template;
 use labeling::domain::Role;
 use labeling::projects::{self, Project};
@@ -11,6 +10,7 @@ use sqlx::PgPool;
 
 use super::{page, Nav};
 use crate::auth::CurrentUser;
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
 /// A project an annotator works in, with the number of tasks it has open for them.
@@ -31,18 +31,14 @@ struct HomePage {
 }
 
 #[get("/")]
-pub async fn home(
-    me: CurrentUser,
-    pool: web::Data<PgPool>,
-    session: Session,
-) -> Result<HttpResponse, AppError> {
-    let nav = Nav::new(&me, &session)?;
+pub async fn home(me: Caller<CurrentUser>) -> Reply {
+    let nav = me.nav()?;
     let role = me.user.role;
     if role != Role::Annotator {
-        let projects = projects::list_projects(&pool).await?;
+        let projects = projects::list_projects(&me.pool).await?;
         return page(&HomePage { nav, role, projects, work: Vec::new() });
     }
-    let work = work_of(&pool, me.user.id).await?;
+    let work = work_of(&me.pool, me.user.id).await?;
     page(&HomePage { nav, role, projects: Vec::new(), work })
 }
 

@@ -49,6 +49,16 @@ pub fn page(template: &impl Template) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(template.render()?))
 }
 
+/// Renders a page that may be showing a refused form's error: with that error's status
+/// (422, 409, …), else 200.
+pub fn page_showing(template: &impl Template, error: Option<&AppError>) -> Result<HttpResponse, AppError> {
+    let mut response = page(template)?;
+    if let Some(error) = error {
+        *response.status_mut() = actix_web::ResponseError::status_code(error);
+    }
+    Ok(response)
+}
+
 /// After a successful form post: back to a page (POST/redirect/GET).
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()

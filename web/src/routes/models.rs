@@ -5,10 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use actix_session::Session;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, put, routes, web, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
@@ -18,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
 
-use super::{page, see_other, Nav};
-use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, CurrentUser, Researcher};
+use super::{page, page_showing, see_other, Nav};
+use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
+use crate::caller::{redrawable, Caller, Reply};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -191,110 +190,85 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[get("/models")]
 #[tracing::instrument(skip_all)]
-pub async fn list(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-) -> Result<HttpResponse, AppError> {
-    let models = versions::list_models(&pool)
+pub async fn list(me: Caller<Researcher>) -> Reply {
+    let models = versions::list_models(&me.pool)
         .await?
         .into_iter()
         .map(|summary| ModelRow { latest: summary.latest.clone().map(version_row), summary })
         .collect();
-    page(&ModelsPage { nav: Nav::new(&me, &session)?, models })
+    page(&ModelsPage { nav: me.nav()?, models })
 }
 
 #[get("/models/{name}")]
 #[tracing::instrument(skip_all, fields(model = %path))]
-pub async fn show_model(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    render_model(&me, &pool, &session, &path, None).await
+pub async fn show_model(me: Caller<Researcher>, path: web::Path<String>) -> Reply {
+    render_model(&me, &path, None).await
 }
 
 #[post("/models/{name}/aliases")]
 #[tracing::instrument(skip_all, fields(model = %path))]
-pub async fn set_alias(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<String>,
-    form: CsrfForm<AliasForm>,
-) -> Result<HttpResponse, AppError> {
+pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: CsrfForm<AliasForm>) -> Reply {
     let number = form.version.trim().parse::<i32>().map_err(|_| AppError::Invalid {
         field: "version".into(),
         reason: format!("{:?} is not a version number", form.version),
     });
     let set = match number {
-        Ok(number) => alias_version(&pool, &path, form.alias.trim(), number).await,
+        Ok(number) => alias_version(&me.pool, &path, form.alias.trim(), number).await,
         Err(e) => Err(e),
     };
     match set {
         Ok(_) => Ok(see_other(&format!("/models/{path}"))),
-        Err(e @ AppError::Invalid { .. }) => render_model(&me, &pool, &session, &path, Some(e)).await,
-        Err(e) => Err(e),
+        Err(e) => render_model(&me, &path, Some(redrawable(e)?)).await,
     }
 }
 
 #[post("/models/{name}/aliases/{alias}/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn remove_alias(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, String)>,
     _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (name, alias) = path.into_inner();
-    unalias(&pool, &name, &alias).await?;
+    unalias(&me.pool, &name, &alias).await?;
     Ok(see_other(&format!("/models/{name}")))
 }
 
 #[get("/models/{name}/versions/{n}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn show_version(
-    me: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     store: web::Data<ArtifactStore>,
-    session: Session,
     path: web::Path<(String, i32)>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    render_version(&me, &pool, &store, &session, version, None).await
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    render_version(&me, &store, version, None).await
 }
 
 #[post("/models/{name}/versions/{n}/tags")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn add_tag(
-    me: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     store: web::Data<ArtifactStore>,
-    session: Session,
     path: web::Path<(String, i32)>,
     form: CsrfForm<TagForm>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    match versions::add_tag(&pool, version.id, form.tag.trim()).await.map_err(AppError::from) {
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    match versions::add_tag(&me.pool, version.id, form.tag.trim()).await.map_err(AppError::from) {
         Ok(_) => Ok(see_other(&version_url(&version))),
-        Err(e @ AppError::Invalid { .. }) => {
-            render_version(&me, &pool, &store, &session, version, Some(e)).await
-        }
-        Err(e) => Err(e),
+        Err(e) => render_version(&me, &store, version, Some(redrawable(e)?)).await,
     }
 }
 
 #[post("/models/{name}/versions/{n}/tags/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn remove_tag(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, i32)>,
     form: CsrfForm<TagForm>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    versions::remove_tag(&pool, version.id, &form.tag).await?;
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    versions::remove_tag(&me.pool, version.id, &form.tag).await?;
     Ok(see_other(&version_url(&version)))
 }
 
@@ -305,45 +279,39 @@ pub async fn remove_tag(
 #[get("/api/models/{name}/versions/{n}/files/{path:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, file = %path.2))]
 pub async fn download(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32, String)>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (name, number, file) = path.into_inner();
-    send_file(&pool, &store, &name, number, file).await
+    send_file(&me.pool, &store, &name, number, file).await
 }
 
 #[get("/api/models")]
 #[tracing::instrument(skip_all)]
-pub async fn api_list(_: Researcher, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(versions::list_models(&pool).await?))
+pub async fn api_list(me: Caller<Researcher>) -> Reply {
+    Ok(HttpResponse::Ok().json(versions::list_models(&me.pool).await?))
 }
 
 #[get("/api/models/{name}")]
 #[tracing::instrument(skip_all, fields(model = %path))]
-pub async fn api_model(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_model(me: Caller<Researcher>, path: web::Path<String>) -> Reply {
     let name = path.into_inner();
-    let versions = versions::list_versions(&pool, &name).await?;
-    let aliases = versions::aliases(&pool, &name).await?;
+    let versions = versions::list_versions(&me.pool, &name).await?;
+    let aliases = versions::aliases(&me.pool, &name).await?;
     Ok(HttpResponse::Ok().json(ModelDetail { name, versions, aliases }))
 }
 
 #[get("/api/models/{name}/versions/{n}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_version(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32)>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    let ancestors = versions::ancestors(&pool, version.id).await?;
-    let descendants = versions::descendants(&pool, version.id).await?;
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    let ancestors = versions::ancestors(&me.pool, version.id).await?;
+    let descendants = versions::descendants(&me.pool, version.id).await?;
     let (files, files_error) = match files_of(&store, &version).await {
         Ok(files) => (Some(files), None),
         Err(e) => (None, Some(e.to_string())),
@@ -354,63 +322,58 @@ pub async fn api_version(
 #[put("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn api_set_alias(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, String)>,
     body: CsrfJson<AliasBody>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (name, alias) = path.into_inner();
-    Ok(HttpResponse::Ok().json(alias_version(&pool, &name, &alias, body.version).await?))
+    Ok(HttpResponse::Ok().json(alias_version(&me.pool, &name, &alias, body.version).await?))
 }
 
 #[delete("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
 pub async fn api_remove_alias(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, String)>,
     _: Csrf<CsrfHeader>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (name, alias) = path.into_inner();
-    unalias(&pool, &name, &alias).await?;
+    unalias(&me.pool, &name, &alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[post("/api/models/{name}/versions/{n}/tags")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_add_tag(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, i32)>,
     body: CsrfJson<TagForm>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    let tags = versions::add_tag(&pool, version.id, body.tag.trim()).await?;
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    let tags = versions::add_tag(&me.pool, version.id, body.tag.trim()).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
 }
 
 #[delete("/api/models/{name}/versions/{n}/tags/{tag:.*}")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, tag = %path.2))]
 pub async fn api_remove_tag(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(String, i32, String)>,
     _: Csrf<CsrfHeader>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
-    let tags = versions::remove_tag(&pool, version.id, &path.2).await?;
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
+    let tags = versions::remove_tag(&me.pool, version.id, &path.2).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
 }
 
 #[get("/api/models/{name}/versions/{n}/files")]
 #[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
 pub async fn api_files(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     store: web::Data<ArtifactStore>,
     path: web::Path<(String, i32)>,
-) -> Result<HttpResponse, AppError> {
-    let version = version_of(&pool, &path.0, path.1).await?;
+) -> Reply {
+    let version = version_of(&me.pool, &path.0, path.1).await?;
     Ok(HttpResponse::Ok().json(files_of(&store, &version).await?))
 }
 
@@ -511,35 +474,26 @@ async fn send_file(
         .body(SizedStream::new(size, chunks)))
 }
 
-async fn render_model(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    name: &str,
-    error: Option<AppError>,
-) -> Result<HttpResponse, AppError> {
-    let versions = versions::list_versions(pool, name).await?;
-    let aliases = versions::aliases(pool, name).await?;
-    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
-    let mut response = page(&ModelPage {
-        nav: Nav::new(me, session)?,
+async fn render_model(me: &Caller<Researcher>, name: &str, error: Option<AppError>) -> Reply {
+    let versions = versions::list_versions(&me.pool, name).await?;
+    let aliases = versions::aliases(&me.pool, name).await?;
+    let page = ModelPage {
+        nav: me.nav()?,
         name: name.to_string(),
         versions: versions.into_iter().map(version_row).collect(),
         aliases,
-        error: error.map(|e| e.to_string()),
-    })?;
-    *response.status_mut() = status;
-    Ok(response)
+        error: error.as_ref().map(ToString::to_string),
+    };
+    page_showing(&page, error.as_ref())
 }
 
 async fn render_version(
-    me: &CurrentUser,
-    pool: &PgPool,
+    me: &Caller<Researcher>,
     store: &web::Data<ArtifactStore>,
-    session: &Session,
     version: ModelVersion,
     error: Option<AppError>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
+    let pool = &me.pool;
     let ancestors = versions::ancestors(pool, version.id).await?;
     let descendants = versions::descendants(pool, version.id).await?;
     let mut snapshots = Vec::with_capacity(version.snapshots.len());
@@ -564,9 +518,8 @@ async fn render_version(
             .collect()),
         Err(e) => Err(e.to_string()),
     };
-    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
-    let mut response = page(&VersionPage {
-        nav: Nav::new(me, session)?,
+    let page = VersionPage {
+        nav: me.nav()?,
         label: label(&version),
         kind: version.kind.as_str(),
         config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,
@@ -578,10 +531,9 @@ async fn render_version(
         files,
         url,
         version,
-        error: error.map(|e| e.to_string()),
-    })?;
-    *response.status_mut() = status;
-    Ok(response)
+        error: error.as_ref().map(ToString::to_string),
+    };
+    page_showing(&page, error.as_ref())
 }
 
 /// `name:n (kind)`.

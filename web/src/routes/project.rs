@@ -1,8 +1,6 @@
 //! A project's settings (researchers): guidelines (Markdown, rendered safely), annotators
 //! and overlap. The same as JSON under /api.
 
-use actix_session::Session;
-use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, put, web, HttpResponse};
 use askama::Template;
 use labeling::domain::{Guidelines, Overlap, SamplesPerTask};
@@ -12,8 +10,9 @@ use labeling::users::{self, User};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{page, see_other, Nav};
-use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, CurrentUser, Researcher};
+use super::{page_showing, see_other, Nav};
+use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
+use crate::caller::{redrawable, Caller, InProject, Reply};
 use crate::error::AppError;
 use crate::markdown;
 
@@ -94,156 +93,105 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/projects/{id}")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn show(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    render(&me, &pool, &session, project, None, None).await
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn show(at: InProject) -> Reply {
+    render(&at, None, None).await
 }
 
 #[post("/projects/{id}/guidelines")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn save_guidelines(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<GuidelinesForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn save_guidelines(at: InProject, form: CsrfForm<GuidelinesForm>) -> Reply {
     let form = form.into_inner();
     if form.action == "preview" {
-        return render(&me, &pool, &session, project, Some(form.guidelines), None).await;
+        return render(&at, Some(form.guidelines), None).await;
     }
     let saved = match Guidelines::parse(form.guidelines.clone()) {
-        Ok(guidelines) => projects::update_guidelines(&pool, project.id, &guidelines).await,
+        Ok(guidelines) => projects::update_guidelines(&at.pool, at.project.id, &guidelines).await,
         Err(e) => Err(e),
     };
-    match saved.map_err(AppError::from) {
-        Ok(()) => Ok(see_other(&format!("/projects/{}", project.id))),
-        Err(e @ AppError::Invalid { .. }) => {
-            render(&me, &pool, &session, project, Some(form.guidelines), Some(e)).await
-        }
-        Err(e) => Err(e),
+    match saved {
+        Ok(()) => Ok(see_other(&format!("/projects/{}", at.project.id))),
+        Err(e) => render(&at, Some(form.guidelines), Some(redrawable(e.into())?)).await,
     }
 }
 
 #[post("/projects/{id}/settings")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn save_settings(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<SettingsForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    let parsed = parse_settings(&form.overlap, &form.samples_per_task);
-    let saved = match parsed {
-        Ok((overlap, k)) => projects::update_settings(&pool, project.id, None, Some(overlap), Some(k))
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn save_settings(at: InProject, form: CsrfForm<SettingsForm>) -> Reply {
+    let saved = match parse_settings(&form.overlap, &form.samples_per_task) {
+        Ok((overlap, k)) => projects::update_settings(&at.pool, at.project.id, None, Some(overlap), Some(k))
             .await
             .map_err(AppError::from),
         Err(e) => Err(e),
     };
     match saved {
-        Ok(_) => Ok(see_other(&format!("/projects/{}", project.id))),
-        Err(e @ AppError::Invalid { .. }) => render(&me, &pool, &session, project, None, Some(e)).await,
-        Err(e) => Err(e),
+        Ok(_) => Ok(see_other(&format!("/projects/{}", at.project.id))),
+        Err(e) => render(&at, None, Some(redrawable(e)?)).await,
     }
 }
 
 #[post("/projects/{id}/members")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn add_member(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<MemberForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    match add_by_username(&pool, project.id, &form.username).await {
-        Ok(()) => Ok(see_other(&format!("/projects/{}#members", project.id))),
-        Err(e @ AppError::Invalid { .. }) => render(&me, &pool, &session, project, None, Some(e)).await,
-        Err(e) => Err(e),
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn add_member(at: InProject, form: CsrfForm<MemberForm>) -> Reply {
+    match add_by_username(&at.pool, at.project.id, &form.username).await {
+        Ok(()) => Ok(see_other(&format!("/projects/{}#members", at.project.id))),
+        Err(e) => render(&at, None, Some(redrawable(e)?)).await,
     }
 }
 
 #[post("/projects/{id}/members/{user_id}/remove")]
 #[tracing::instrument(skip_all, fields(project = path.0, user = path.1))]
 pub async fn remove_member(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(i64, i64)>,
     _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (project_id, user_id) = path.into_inner();
-    let project = projects::get_project(&pool, project_id).await?;
-    if !projects::remove_member(&pool, project.id, user_id).await? {
+    let project = projects::get_project(&me.pool, project_id).await?;
+    if !projects::remove_member(&me.pool, project.id, user_id).await? {
         return Err(AppError::NotFound(format!("user {user_id} is not a member of project {project_id}")));
     }
     Ok(see_other(&format!("/projects/{}#members", project.id)))
 }
 
 #[get("/api/projects/{id}")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_show(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    Ok(HttpResponse::Ok().json(settings(&pool, project).await?))
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_show(at: InProject) -> Reply {
+    Ok(HttpResponse::Ok().json(settings(&at.pool, at.project.clone()).await?))
 }
 
 #[put("/api/projects/{id}")]
 #[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_update(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<SettingsBody>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_update(me: Caller<Researcher>, path: web::Path<i64>, body: CsrfJson<SettingsBody>) -> Reply {
     let body = body.into_inner();
     let guidelines = body.guidelines.map(Guidelines::parse).transpose()?;
     let overlap = body.overlap.map(Overlap::parse).transpose()?;
     let k = body.samples_per_task.map(SamplesPerTask::parse).transpose()?;
-    let project = projects::update_settings(&pool, *path, guidelines.as_ref(), overlap, k).await?;
-    Ok(HttpResponse::Ok().json(settings(&pool, project).await?))
+    let project = projects::update_settings(&me.pool, *path, guidelines.as_ref(), overlap, k).await?;
+    Ok(HttpResponse::Ok().json(settings(&me.pool, project).await?))
 }
 
 #[post("/api/projects/{id}/members")]
-#[tracing::instrument(skip_all, fields(project = *path))]
-pub async fn api_add_member(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<MemberForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, *path).await?;
-    add_by_username(&pool, project.id, &body.username).await?;
-    Ok(HttpResponse::Created().json(projects::members(&pool, project.id).await?))
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_add_member(at: InProject, body: CsrfJson<MemberForm>) -> Reply {
+    add_by_username(&at.pool, at.project.id, &body.username).await?;
+    Ok(HttpResponse::Created().json(projects::members(&at.pool, at.project.id).await?))
 }
 
 #[delete("/api/projects/{id}/members/{username}")]
 #[tracing::instrument(skip_all, fields(project = path.0))]
 pub async fn api_remove_member(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<(i64, String)>,
     _: Csrf<CsrfHeader>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let (project_id, username) = path.into_inner();
-    let project = projects::get_project(&pool, project_id).await?;
-    let user = user_named(&pool, &username).await?;
-    if !projects::remove_member(&pool, project.id, user.id).await? {
+    let project = projects::get_project(&me.pool, project_id).await?;
+    let user = user_named(&me.pool, &username).await?;
+    if !projects::remove_member(&me.pool, project.id, user.id).await? {
         return Err(AppError::NotFound(format!("{username} is not a member of project {project_id}")));
     }
-    Ok(HttpResponse::Ok().json(projects::members(&pool, project.id).await?))
+    Ok(HttpResponse::Ok().json(projects::members(&me.pool, project.id).await?))
 }
 
 /// Overlap and K as typed in the form, each checked with its field's name.
@@ -291,27 +239,18 @@ async fn settings(pool: &PgPool, project: Project) -> Result<ProjectSettings, Ap
 
 /// The project page; with `draft`, the guidelines form shows that text and its preview;
 /// with `error`, the page says what was wrong, with the error's status.
-async fn render(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    project: Project,
-    draft: Option<String>,
-    error: Option<AppError>,
-) -> Result<HttpResponse, AppError> {
-    let members = projects::members(pool, project.id).await?;
+async fn render(at: &InProject, draft: Option<String>, error: Option<AppError>) -> Reply {
+    let members = projects::members(&at.pool, at.project.id).await?;
     let previewing = draft.is_some() && error.is_none();
-    let draft = draft.unwrap_or_else(|| project.guidelines.clone());
-    let status = error.as_ref().map(actix_web::ResponseError::status_code).unwrap_or(StatusCode::OK);
-    let mut response = page(&ProjectPage {
-        nav: Nav::new(me, session)?,
+    let draft = draft.unwrap_or_else(|| at.project.guidelines.clone());
+    let page = ProjectPage {
+        nav: at.nav()?,
         preview_html: markdown::render(&draft),
         draft,
         previewing,
-        project,
+        project: at.project.clone(),
         members,
-        error: error.map(|e| e.to_string()),
-    })?;
-    *response.status_mut() = status;
-    Ok(response)
+        error: error.as_ref().map(ToString::to_string),
+    };
+    page_showing(&page, error.as_ref())
 }

@@ -1,15 +1,14 @@
 //! Projects (researchers): the list, and creating one; and the same as JSON under /api.
 
-use actix_session::Session;
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, HttpResponse};
 use askama::Template;
 use labeling::domain::{Guidelines, Overlap, ProjectName, SamplesPerTask};
 use labeling::projects::{self, NewProject, Project};
 use serde::Deserialize;
-use sqlx::PgPool;
 
 use super::{page, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, Researcher};
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -21,13 +20,9 @@ struct ProjectsPage {
 }
 
 #[get("/projects")]
-pub async fn list(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-) -> Result<HttpResponse, AppError> {
-    let projects = projects::list_projects(&pool).await?;
-    page(&ProjectsPage { nav: Nav::new(&me, &session)?, projects, error: None })
+pub async fn list(me: Caller<Researcher>) -> Reply {
+    let projects = projects::list_projects(&me.pool).await?;
+    page(&ProjectsPage { nav: me.nav()?, projects, error: None })
 }
 
 /// The fields of "create a project", from the page's form or the API's JSON.
@@ -60,28 +55,20 @@ impl ProjectForm {
 }
 
 #[post("/projects")]
-pub async fn create(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    form: CsrfForm<ProjectForm>,
-) -> Result<HttpResponse, AppError> {
+pub async fn create(me: Caller<Researcher>, form: CsrfForm<ProjectForm>) -> Reply {
     let new = form.into_inner().parse(me.user.id)?;
-    projects::create_project(&pool, &new).await?;
+    projects::create_project(&me.pool, &new).await?;
     Ok(see_other("/projects"))
 }
 
 #[get("/api/projects")]
-pub async fn api_list(_: Researcher, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(projects::list_projects(&pool).await?))
+pub async fn api_list(me: Caller<Researcher>) -> Reply {
+    Ok(HttpResponse::Ok().json(projects::list_projects(&me.pool).await?))
 }
 
 #[post("/api/projects")]
-pub async fn api_create(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    body: CsrfJson<ProjectForm>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_create(me: Caller<Researcher>, body: CsrfJson<ProjectForm>) -> Reply {
     let new = body.into_inner().parse(me.user.id)?;
-    let project = projects::create_project(&pool, &new).await?;
+    let project = projects::create_project(&me.pool, &new).await?;
     Ok(HttpResponse::Created().json(project))
 }

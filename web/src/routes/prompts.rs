@@ -2,20 +2,19 @@
 //! and importing JSON lines or CSV with a per-line report. The same as JSON under /api.
 
 use actix_multipart::Multipart;
-use actix_session::Session;
 use actix_web::dev::Payload;
 use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use futures_util::future::{FutureExt, LocalBoxFuture, TryFutureExt};
 use futures_util::StreamExt;
 use labeling::domain::{PromptSource, Split};
-use labeling::projects::{self, Project};
+use labeling::projects::Project;
 use labeling::prompts::{self, ImportLimits, ImportReport, Prompt};
 use serde::Deserialize;
-use sqlx::PgPool;
 
 use super::{page, Nav};
-use crate::auth::{csrf_field, Csrf, CsrfBody, CsrfForm, CsrfJson, CurrentUser, Researcher};
+use crate::auth::{csrf_field, Csrf, CsrfBody, CsrfForm, CsrfJson};
+use crate::caller::{InProject, Reply};
 use crate::error::{urlencode, AppError};
 
 const PER_PAGE: i64 = 50;
@@ -85,77 +84,41 @@ pub struct UploadForm {
 csrf_field!(UploadForm);
 
 #[get("/projects/{id}/prompts")]
-pub async fn list(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    query: web::Query<PageQuery>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    render(&me, &pool, &session, project, query.into_inner(), None).await
+pub async fn list(at: InProject, query: web::Query<PageQuery>) -> Reply {
+    render(&at, query.into_inner(), None, None).await
 }
 
 #[post("/projects/{id}/prompts/upload")]
-pub async fn upload(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<UploadForm>,
-) -> Result<HttpResponse, AppError> {
-    import_and_render(&me, &pool, &session, path.into_inner(), &form).await
+pub async fn upload(at: InProject, form: CsrfForm<UploadForm>) -> Reply {
+    import_and_render(&at, &form).await
 }
 
 /// Asks annotators for demonstrations of the project's prompts (from the page).
 #[post("/projects/{id}/prompts/demonstration-tasks")]
-pub async fn request_demonstrations(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: CsrfForm<DemonstrationsForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    let created = demonstration_tasks(&pool, project.id, &form).await?;
-    render_with(&me, &pool, &session, project, PageQuery::default(), None, Some(created.len())).await
+pub async fn request_demonstrations(at: InProject, form: CsrfForm<DemonstrationsForm>) -> Reply {
+    let created = demonstration_tasks(&at, &form).await?;
+    render(&at, PageQuery::default(), None, Some(created.len())).await
 }
 
 /// The same as JSON: 201 with `{"task_ids": [...]}` (empty when every prompt has one).
 #[post("/api/projects/{id}/demonstration-tasks")]
-pub async fn api_request_demonstrations(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<DemonstrationsForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    let task_ids = demonstration_tasks(&pool, project.id, &body).await?;
+pub async fn api_request_demonstrations(at: InProject, body: CsrfJson<DemonstrationsForm>) -> Reply {
+    let task_ids = demonstration_tasks(&at, &body).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "task_ids": task_ids })))
 }
 
-async fn demonstration_tasks(
-    pool: &PgPool,
-    project_id: i64,
-    form: &DemonstrationsForm,
-) -> Result<Vec<i64>, AppError> {
+async fn demonstration_tasks(at: &InProject, form: &DemonstrationsForm) -> Result<Vec<i64>, AppError> {
     let split = parse_split(&form.split)?;
-    Ok(labeling::tasks::request_demonstrations(pool, project_id, split, form.limit.unwrap_or(i64::MAX))
-        .await?)
+    let limit = form.limit.unwrap_or(i64::MAX);
+    Ok(labeling::tasks::request_demonstrations(&at.pool, at.project.id, split, limit).await?)
 }
 
 /// A prompt file uploaded from the page (`multipart/form-data`: `csrf`, `format` and
 /// `file`). The format `auto` is taken from the file name: `.csv` is CSV, anything else
 /// JSON lines.
 #[post("/projects/{id}/prompts/file")]
-pub async fn upload_file(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-    form: Csrf<FileUpload>,
-) -> Result<HttpResponse, AppError> {
-    import_and_render(&me, &pool, &session, path.into_inner(), &form).await
+pub async fn upload_file(at: InProject, form: Csrf<FileUpload>) -> Reply {
+    import_and_render(&at, &form).await
 }
 
 /// A file upload's fields, read from its multipart body; its `csrf` field is checked by
@@ -228,57 +191,33 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
 }
 
 #[get("/api/projects/{id}/prompts")]
-pub async fn api_list(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<ApiQuery>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
+pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
     let split = parse_split(&query.split)?;
     let limit = query.limit.unwrap_or(PER_PAGE);
     let offset = query.offset.unwrap_or(0);
-    let found = prompts::list_prompts(&pool, project.id, Some(&query.q), split, limit, offset).await?;
+    let found = prompts::list_prompts(&at.pool, at.project.id, Some(&query.q), split, limit, offset).await?;
     Ok(HttpResponse::Ok().json(found))
 }
 
 #[post("/api/projects/{id}/prompts")]
-pub async fn api_import(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    body: CsrfJson<UploadForm>,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(&pool, path.into_inner()).await?;
-    let report = import(&pool, project.id, &body, me.user.id).await?;
-    Ok(HttpResponse::Ok().json(report))
+pub async fn api_import(at: InProject, body: CsrfJson<UploadForm>) -> Reply {
+    Ok(HttpResponse::Ok().json(import(&at, &body).await?))
 }
 
 /// Imports an upload posted from the page, then shows the page with the import's report.
-async fn import_and_render(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    project_id: i64,
-    form: &UploadForm,
-) -> Result<HttpResponse, AppError> {
-    let project = projects::get_project(pool, project_id).await?;
-    let report = import(pool, project.id, form, me.user.id).await?;
-    render(me, pool, session, project, PageQuery::default(), Some(report)).await
+async fn import_and_render(at: &InProject, form: &UploadForm) -> Reply {
+    let report = import(at, form).await?;
+    render(at, PageQuery::default(), Some(report), None).await
 }
 
 /// Imports an upload in its format; a whole-upload refusal becomes a 400.
-async fn import(
-    pool: &PgPool,
-    project_id: i64,
-    form: &UploadForm,
-    user_id: i64,
-) -> Result<ImportReport, AppError> {
+async fn import(at: &InProject, form: &UploadForm) -> Result<ImportReport, AppError> {
     let source = PromptSource::parse("upload")?;
+    let (pool, project_id, user_id) = (&at.pool, at.project.id, Some(at.user_id()));
     let bytes = form.data.as_bytes();
     let report = match form.format.as_str() {
-        "jsonl" => prompts::import_jsonl(pool, project_id, bytes, &source, Some(user_id), &LIMITS).await?,
-        "csv" => prompts::import_csv(pool, project_id, bytes, &source, Some(user_id), &LIMITS).await?,
+        "jsonl" => prompts::import_jsonl(pool, project_id, bytes, &source, user_id, &LIMITS).await?,
+        "csv" => prompts::import_csv(pool, project_id, bytes, &source, user_id, &LIMITS).await?,
         other => {
             return Err(AppError::Invalid {
                 field: "format".into(),
@@ -294,27 +233,15 @@ fn parse_split(split: &str) -> Result<Option<Split>, AppError> {
     Ok(if split.trim().is_empty() { None } else { Some(Split::parse(split)?) })
 }
 
-/// The prompts page for `query`, with an import's report when there was one.
+/// The prompts page for `query`, with an import's report when there was one, or how many
+/// demonstration tasks a request just created.
 async fn render(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    project: Project,
-    query: PageQuery,
-    report: Option<ImportReport>,
-) -> Result<HttpResponse, AppError> {
-    render_with(me, pool, session, project, query, report, None).await
-}
-
-async fn render_with(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    project: Project,
+    at: &InProject,
     query: PageQuery,
     report: Option<ImportReport>,
     requested: Option<usize>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
+    let (pool, project) = (&at.pool, &at.project);
     let split = parse_split(&query.split)?;
     let total = prompts::count_prompts(pool, project.id, Some(&query.q), split).await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
@@ -322,8 +249,8 @@ async fn render_with(
     let offset = (current - 1) * PER_PAGE;
     let found = prompts::list_prompts(pool, project.id, Some(&query.q), split, PER_PAGE, offset).await?;
     page(&PromptsPage {
-        nav: Nav::new(me, session)?,
-        project,
+        nav: at.nav()?,
+        project: project.clone(),
         prompts: found,
         total,
         filters: format!("q={}&split={}", urlencode(&query.q), split.map(Split::as_str).unwrap_or("")),

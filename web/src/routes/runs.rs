@@ -23,6 +23,7 @@ use self::chart::Chart;
 use self::launch::{Control, Problem};
 use super::{page, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser, Researcher};
+use crate::caller::{Caller, Reply};
 use crate::error::{urlencode, AppError};
 
 const STATUSES: [RunStatus; 5] =
@@ -202,15 +203,10 @@ struct QueuePage {
 }
 
 #[get("/runs")]
-pub async fn queue(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    query: web::Query<QueueQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
-    let found = runs::list_of_kind(&pool, &filter, kind).await?;
-    let names = Names::load(&pool).await?;
+    let found = runs::list_of_kind(&me.pool, &filter, kind).await?;
+    let names = Names::load(&me.pool).await?;
     let now = Utc::now();
     let rows: Vec<QueueRow> = found
         .into_iter()
@@ -227,10 +223,10 @@ pub async fn queue(
         .collect();
     let q = query.into_inner();
     page(&QueuePage {
-        nav: Nav::new(&me, &session)?,
+        nav: me.nav()?,
         active: rows.iter().any(|r| !r.run.status.is_finished()),
         rows,
-        projects: projects::list_projects(&pool).await?,
+        projects: projects::list_projects(&me.pool).await?,
         kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
         statuses: STATUSES.iter().map(|s| s.as_str()).collect(),
         query: format!(
@@ -246,13 +242,9 @@ pub async fn queue(
 }
 
 #[get("/api/runs")]
-pub async fn api_list(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    query: web::Query<QueueQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_list(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
-    Ok(HttpResponse::Ok().json(runs::list_of_kind(&pool, &filter, kind).await?))
+    Ok(HttpResponse::Ok().json(runs::list_of_kind(&me.pool, &filter, kind).await?))
 }
 
 // Launching.
@@ -280,24 +272,19 @@ struct LaunchPage {
 /// choose the form; any other parameter pre-fills the field of that name (the compare
 /// page links to an eval run of the versions it shows this way).
 #[get("/runs/new")]
-pub async fn new_form(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+pub async fn new_form(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
     let value_of = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let kind = parse_kind("kind", value_of("kind").unwrap_or("sft"))?;
     let project_id = optional(value_of("project").unwrap_or(""), |t| parse_id("project", t))?;
-    let all = projects::list_projects(&pool).await?;
+    let all = projects::list_projects(&me.pool).await?;
     let project = match project_id {
-        Some(id) => Some(projects::get_project(&pool, id).await?),
+        Some(id) => Some(projects::get_project(&me.pool, id).await?),
         None => all.first().cloned(),
     };
     let prefill: Vec<(String, String)> =
         query.iter().filter(|(n, _)| n != "kind" && n != "project").cloned().collect();
     let input = (!prefill.is_empty()).then_some(prefill.as_slice());
-    let page = launch_page(&me, &pool, &session, kind, all, project, input, Vec::new()).await?;
+    let page = launch_page(&me, &me.pool, &me.session, kind, all, project, input, Vec::new()).await?;
     super::page(&page)
 }
 
@@ -332,28 +319,24 @@ async fn launch_page(
 }
 
 #[post("/runs")]
-pub async fn launch_run(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    form: CsrfForm<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+pub async fn launch_run(me: Caller<Researcher>, form: CsrfForm<Vec<(String, String)>>) -> Reply {
     let pairs = form.into_inner();
     let value_of = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
     let kind = parse_kind("kind", value_of("kind"))?;
-    let project = project_of(&pool, &parse_id("project_id", value_of("project_id"))?).await?;
+    let project = project_of(&me.pool, &parse_id("project_id", value_of("project_id"))?).await?;
     let (config, mut problems) = launch::config_from_form(kind, &pairs);
-    for problem in launch::check(&pool, &project, kind, &config).await? {
+    for problem in launch::check(&me.pool, &project, kind, &config).await? {
         if !problems.iter().any(|p| p.field == problem.field) {
             problems.push(problem);
         }
     }
     if problems.is_empty() {
-        let id = enqueue(&pool, &me, &project, kind, config).await?;
+        let id = enqueue(&me.pool, &me, &project, kind, config).await?;
         return Ok(see_other(&format!("/runs/{id}")));
     }
-    let all = projects::list_projects(&pool).await?;
-    let page = launch_page(&me, &pool, &session, kind, all, Some(project), Some(&pairs), problems).await?;
+    let all = projects::list_projects(&me.pool).await?;
+    let page =
+        launch_page(&me, &me.pool, &me.session, kind, all, Some(project), Some(&pairs), problems).await?;
     Ok(HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY)
         .content_type("text/html; charset=utf-8")
         .body(page.render()?))
@@ -398,20 +381,16 @@ fn empty_object() -> Value {
 }
 
 #[post("/api/runs")]
-pub async fn api_launch(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    body: CsrfJson<LaunchBody>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_launch(me: Caller<Researcher>, body: CsrfJson<LaunchBody>) -> Reply {
     let kind = parse_kind("kind", &body.kind)?;
-    let project = project_of(&pool, &body.project_id).await?;
-    let problems = launch::check(&pool, &project, kind, &body.config).await?;
+    let project = project_of(&me.pool, &body.project_id).await?;
+    let problems = launch::check(&me.pool, &project, kind, &body.config).await?;
     if !problems.is_empty() {
         return Err(AppError::Problems(problems));
     }
     let body = body.into_inner();
-    let id = enqueue(&pool, &me, &project, kind, body.config).await?;
-    Ok(HttpResponse::Created().json(runs::get(&pool, id).await?))
+    let id = enqueue(&me.pool, &me, &project, kind, body.config).await?;
+    Ok(HttpResponse::Created().json(runs::get(&me.pool, id).await?))
 }
 
 /// A kind's contract: its stage settings' defaults and help, and the declarations of
@@ -509,20 +488,15 @@ struct RunPage {
 }
 
 #[get("/runs/{id}")]
-pub async fn show(
-    me: Researcher,
-    pool: web::Data<PgPool>,
-    session: Session,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let run = runs::get(&pool, path.into_inner()).await?;
-    let names = Names::load(&pool).await?;
-    let series = runs::metrics(&pool, run.id).await?;
-    let logs = runs::log_tail(&pool, run.id, LOG_TAIL).await?;
-    let version = versions::of_run(&pool, run.id).await?;
+pub async fn show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
+    let run = runs::get(&me.pool, path.into_inner()).await?;
+    let names = Names::load(&me.pool).await?;
+    let series = runs::metrics(&me.pool, run.id).await?;
+    let logs = runs::log_tail(&me.pool, run.id, LOG_TAIL).await?;
+    let version = versions::of_run(&me.pool, run.id).await?;
     let now = Utc::now();
     page(&RunPage {
-        nav: Nav::new(&me, &session)?,
+        nav: me.nav()?,
         kind: run.kind.as_str(),
         project: names.project(run.project_id),
         created_by: names.user(run.created_by),
@@ -542,13 +516,9 @@ pub async fn show(
 }
 
 #[get("/api/runs/{id}")]
-pub async fn api_show(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    let run = runs::get(&pool, path.into_inner()).await?;
-    let version = versions::of_run(&pool, run.id).await?;
+pub async fn api_show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
+    let run = runs::get(&me.pool, path.into_inner()).await?;
+    let version = versions::of_run(&me.pool, run.id).await?;
     Ok(HttpResponse::Ok().json(RunDetail {
         eta_seconds: eta_seconds(&run, Utc::now()),
         version: version.as_ref().map(VersionLink::from),
@@ -557,12 +527,8 @@ pub async fn api_show(
 }
 
 #[get("/api/runs/{id}/metrics")]
-pub async fn api_metrics(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(runs::metrics(&pool, path.into_inner()).await?))
+pub async fn api_metrics(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
+    Ok(HttpResponse::Ok().json(runs::metrics(&me.pool, path.into_inner()).await?))
 }
 
 /// `?after=<log line id>&limit=` (default 200, at most 1000).
@@ -573,12 +539,7 @@ pub struct LogsQuery {
 }
 
 #[get("/api/runs/{id}/logs")]
-pub async fn api_logs(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    query: web::Query<LogsQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_logs(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<LogsQuery>) -> Reply {
     let limit = query.limit.unwrap_or(LOG_TAIL);
     if !(1..=MAX_LOG_LINES).contains(&limit) {
         return Err(AppError::Invalid {
@@ -586,30 +547,24 @@ pub async fn api_logs(
             reason: format!("must be 1 to {MAX_LOG_LINES}"),
         });
     }
-    Ok(HttpResponse::Ok().json(runs::logs(&pool, path.into_inner(), query.after, limit).await?))
+    Ok(HttpResponse::Ok().json(runs::logs(&me.pool, path.into_inner(), query.after, limit).await?))
 }
 
 #[post("/runs/{id}/cancel")]
-pub async fn cancel(
-    _: Researcher,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
+pub async fn cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let id = path.into_inner();
-    runs::cancel(&pool, id).await?;
+    runs::cancel(&me.pool, id).await?;
     Ok(see_other(&format!("/runs/{id}")))
 }
 
 #[post("/api/runs/{id}/cancel")]
 pub async fn api_cancel(
-    _: Researcher,
-    pool: web::Data<PgPool>,
+    me: Caller<Researcher>,
     path: web::Path<i64>,
     _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Result<HttpResponse, AppError> {
+) -> Reply {
     let id = path.into_inner();
-    let status = runs::cancel(&pool, id).await?;
+    let status = runs::cancel(&me.pool, id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "status": status })))
 }
 

@@ -3,17 +3,15 @@
 //! own; a new token is shown once, on the page that created it, and only its SHA-256 is
 //! kept.
 
-use actix_session::Session;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::HttpResponse;
 use askama::Template;
 use labeling::domain::TokenName;
 use labeling::users::{self, ApiToken};
 use serde::Deserialize;
-use sqlx::PgPool;
 
-use super::{page, see_other, Nav};
-use crate::auth::{csrf_field, CsrfForm, CsrfOnly, CurrentUser};
+use super::{page_showing, see_other, Nav};
+use crate::auth::{csrf_field, CsrfForm, CsrfOnly};
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -41,50 +39,31 @@ struct NewTokenForm {
 }
 csrf_field!(NewTokenForm);
 
-async fn list(me: CurrentUser, pool: web::Data<PgPool>, session: Session) -> Result<HttpResponse, AppError> {
-    render(&me, &pool, &session, None, None, actix_web::http::StatusCode::OK).await
+async fn list(me: Caller) -> Reply {
+    render(&me, None, None).await
 }
 
-async fn create(
-    me: CurrentUser,
-    pool: web::Data<PgPool>,
-    session: Session,
-    form: CsrfForm<NewTokenForm>,
-) -> Result<HttpResponse, AppError> {
+async fn create(me: Caller, form: CsrfForm<NewTokenForm>) -> Reply {
     let name = match TokenName::parse(form.name.trim()) {
         Ok(name) => name,
-        Err(e) => {
-            let error = format!("name: {}", AppError::from(e));
-            let status = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
-            return render(&me, &pool, &session, None, Some(error), status).await;
-        }
+        Err(e) => return render(&me, None, Some(AppError::from(e))).await,
     };
-    let (_, token) = users::create_api_token(&pool, me.user.id, &name).await?;
-    let created = Some((form.name.trim().to_owned(), token));
-    render(&me, &pool, &session, created, None, actix_web::http::StatusCode::OK).await
+    let (_, token) = users::create_api_token(&me.pool, me.user.id, &name).await?;
+    render(&me, Some((form.name.trim().to_owned(), token)), None).await
 }
 
-async fn revoke(
-    me: CurrentUser,
-    pool: web::Data<PgPool>,
-    path: web::Path<i64>,
-    _: CsrfForm<CsrfOnly>,
-) -> Result<HttpResponse, AppError> {
-    users::revoke_token(&pool, me.user.id, path.into_inner()).await?;
+async fn revoke(me: Caller, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
+    users::revoke_token(&me.pool, me.user.id, path.into_inner()).await?;
     Ok(see_other("/tokens"))
 }
 
-async fn render(
-    me: &CurrentUser,
-    pool: &PgPool,
-    session: &Session,
-    created: Option<(String, String)>,
-    error: Option<String>,
-    status: actix_web::http::StatusCode,
-) -> Result<HttpResponse, AppError> {
-    let tokens = users::list_api_tokens(pool, me.user.id).await?;
-    let mut response = page(&TokensPage { nav: Nav::new(me, session)?, tokens, created, error })?;
-    *response.status_mut() = status;
+/// The tokens page; `created` is a token just made (its name and secret, shown this
+/// once); `error`, a refused name.
+async fn render(me: &Caller, created: Option<(String, String)>, error: Option<AppError>) -> Reply {
+    let tokens = users::list_api_tokens(&me.pool, me.user.id).await?;
+    let error_text = error.as_ref().map(|e| format!("name: {e}"));
+    let mut response =
+        page_showing(&TokensPage { nav: me.nav()?, tokens, created, error: error_text }, error.as_ref())?;
     // The page may show a secret: never cache it.
     response.headers_mut().insert(
         actix_web::http::header::CACHE_CONTROL,

@@ -1,7 +1,6 @@
 //! An annotator's own recent work (demonstrations, rankings, votes), newest first, and
 //! how well they agree with the other annotators of each project they worked in.
 
-use actix_session::Session;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, PairCounts};
@@ -13,6 +12,7 @@ use sqlx::PgPool;
 
 use super::form::letter;
 use crate::auth::Annotator;
+use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 use crate::routes::{page, Nav};
 
@@ -151,19 +151,14 @@ pub struct PageQuery {
 }
 
 /// `GET /history?page=`: 25 items a page.
-pub async fn history_page(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    session: Session,
-    query: web::Query<PageQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn history_page(me: Caller<Annotator>, query: web::Query<PageQuery>) -> Reply {
     let current = query.page.unwrap_or(1).max(1);
-    let mut work = submit::work_of(&pool, me.user.id, PER_PAGE + 1, (current - 1) * PER_PAGE).await?;
+    let mut work = submit::work_of(&me.pool, me.user.id, PER_PAGE + 1, (current - 1) * PER_PAGE).await?;
     let more = work.len() as i64 > PER_PAGE;
     work.truncate(PER_PAGE as usize);
-    let agreement = agreement_of(&pool, me.user.id).await?;
+    let agreement = agreement_of(&me.pool, me.user.id).await?;
     page(&HistoryPage {
-        nav: Nav::new(&me, &session)?,
+        nav: me.nav()?,
         lines: work.into_iter().map(|work| WorkLine { work }).collect(),
         agreement,
         page: current,
@@ -185,11 +180,7 @@ struct HistoryJson {
 }
 
 /// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
-pub async fn api_history(
-    me: Annotator,
-    pool: web::Data<PgPool>,
-    query: web::Query<ApiQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn api_history(me: Caller<Annotator>, query: web::Query<ApiQuery>) -> Reply {
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to {MAX_LIMIT}") });
@@ -198,13 +189,13 @@ pub async fn api_history(
     if offset < 0 {
         return Err(AppError::Invalid { field: "offset".into(), reason: "must not be negative".into() });
     }
-    let items = submit::work_of(&pool, me.user.id, limit, offset).await?;
+    let items = submit::work_of(&me.pool, me.user.id, limit, offset).await?;
     Ok(HttpResponse::Ok().json(HistoryJson { items, limit, offset }))
 }
 
 /// `GET /api/me/agreement`: one entry per project worked in.
-pub async fn api_agreement(me: Annotator, pool: web::Data<PgPool>) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(agreement_of(&pool, me.user.id).await?))
+pub async fn api_agreement(me: Caller<Annotator>) -> Reply {
+    Ok(HttpResponse::Ok().json(agreement_of(&me.pool, me.user.id).await?))
 }
 
 #[cfg(test)]

@@ -1,0 +1,109 @@
+//! What a handler works with besides its body, as one extractor: who is asking (admitted
+//! as the handler's user extractor admits), the database and the session; for a page or
+//! an API call under `/projects/{id}`, the project too. A handler's signature then says
+//! its role and its body, and nothing else.
+
+use std::ops::Deref;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::{FutureExt, LocalBoxFuture};
+use labeling::projects::{self, Project};
+use sqlx::PgPool;
+
+use crate::auth::{CurrentUser, Researcher};
+use crate::error::AppError;
+use crate::routes::Nav;
+
+/// What a handler answers: a page, a redirect or JSON, or an error drawn as the path
+/// decides (a page under `/`, JSON under `/api`).
+pub type Reply = Result<HttpResponse, AppError>;
+
+/// The user making the request (extracted as `R`: [`Researcher`], [`crate::auth::Admin`],
+/// [`crate::auth::Annotator`] or [`CurrentUser`]), with the database and their session.
+pub struct Caller<R = CurrentUser> {
+    pub who: R,
+    pub pool: web::Data<PgPool>,
+    pub session: Session,
+}
+
+impl<R: AsRef<CurrentUser>> Caller<R> {
+    /// The header of a page drawn for this user.
+    pub fn nav(&self) -> Result<Nav, AppError> {
+        Nav::new(self.who.as_ref(), &self.session)
+    }
+
+    /// The user's id, as rows they write record it.
+    pub fn user_id(&self) -> i64 {
+        self.who.as_ref().user.id
+    }
+}
+
+impl<R> Deref for Caller<R> {
+    type Target = R;
+
+    fn deref(&self) -> &R {
+        &self.who
+    }
+}
+
+impl<R: FromRequest<Error = AppError> + 'static> FromRequest for Caller<R> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let who = R::from_request(req, payload);
+        let pool = req.app_data::<web::Data<PgPool>>().cloned();
+        let session = req.get_session();
+        async move {
+            let who = who.await?;
+            let pool = pool.ok_or_else(|| AppError::Internal("the app has no database pool".into()))?;
+            Ok(Caller { who, pool, session })
+        }
+        .boxed_local()
+    }
+}
+
+/// A [`Caller`] at a project's page or API: the project is the one the path's `{id}`
+/// names. The user is checked first, so that a stranger hears "log in" (or "not for
+/// your role") and learns nothing of which projects exist; then an id that is not a
+/// number is a 400 and one of no project a 404.
+pub struct InProject<R = Researcher> {
+    pub caller: Caller<R>,
+    pub project: Project,
+}
+
+impl<R> Deref for InProject<R> {
+    type Target = Caller<R>;
+
+    fn deref(&self) -> &Caller<R> {
+        &self.caller
+    }
+}
+
+impl<R: FromRequest<Error = AppError> + 'static> FromRequest for InProject<R> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::<R>::from_request(req, payload);
+        let id = web::Path::<i64>::from_request(req, &mut Payload::None);
+        async move {
+            let caller = caller.await?;
+            let id = id.await?.into_inner();
+            let project = projects::get_project(&caller.pool, id).await.map_err(AppError::from)?;
+            Ok(InProject { caller, project })
+        }
+        .boxed_local()
+    }
+}
+
+/// A form's error that its page draws again beside the form (input that was refused);
+/// any other error passes up as `Err`, to be answered as an error page.
+pub fn redrawable(e: AppError) -> Result<AppError, AppError> {
+    match e {
+        e @ AppError::Invalid { .. } => Ok(e),
+        e => Err(e),
+    }
+}
