@@ -88,15 +88,21 @@ impl<R: FromRequest<Error = AppError> + 'static> FromRequest for InProject<R> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let caller = Caller::<R>::from_request(req, payload);
-        let id = web::Path::<i64>::from_request(req, &mut Payload::None);
+        let path = web::Path::<ProjectPath>::from_request(req, &mut Payload::None);
         async move {
             let caller = caller.await?;
-            let id = id.await?.into_inner();
+            let id = path.await?.id;
             let project = projects::get_project(&caller.pool, id).await.map_err(AppError::from)?;
             Ok(InProject { caller, project })
         }
         .boxed_local()
     }
+}
+
+/// The project's part of a path (`/projects/{id}/…`); the route may name more.
+#[derive(serde::Deserialize)]
+struct ProjectPath {
+    id: i64,
 }
 
 /// A form's error that its page draws again beside the form (input that was refused);

@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use actix_web::body::SizedStream;
+use actix_web::dev::Payload;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{delete, get, post, put, routes, web, HttpResponse};
+use actix_web::{delete, get, post, put, routes, web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
@@ -20,6 +21,7 @@ use super::{page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
 use crate::caller::{redrawable, Caller, Reply};
 use crate::error::AppError;
+use futures_util::future::{FutureExt, LocalBoxFuture};
 
 #[derive(Template)]
 #[template(path = "models.html")]
@@ -223,53 +225,36 @@ pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: Cs
 }
 
 #[post("/models/{name}/aliases/{alias}/remove")]
-#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+#[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn remove_alias(
     me: Caller<Researcher>,
-    path: web::Path<(String, String)>,
+    path: web::Path<AliasPath>,
     _: CsrfForm<CsrfOnly>,
 ) -> Reply {
-    let (name, alias) = path.into_inner();
-    unalias(&me.pool, &name, &alias).await?;
-    Ok(see_other(&format!("/models/{name}")))
+    unalias(&me.pool, &path.name, &path.alias).await?;
+    Ok(see_other(&format!("/models/{}", path.name)))
 }
 
 #[get("/models/{name}/versions/{n}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn show_version(
-    me: Caller<Researcher>,
-    store: web::Data<ArtifactStore>,
-    path: web::Path<(String, i32)>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    render_version(&me, &store, version, None).await
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn show_version(at: AtVersion, store: web::Data<ArtifactStore>) -> Reply {
+    render_version(&at, &store, None).await
 }
 
 #[post("/models/{name}/versions/{n}/tags")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn add_tag(
-    me: Caller<Researcher>,
-    store: web::Data<ArtifactStore>,
-    path: web::Path<(String, i32)>,
-    form: CsrfForm<TagForm>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    match versions::add_tag(&me.pool, version.id, form.tag.trim()).await.map_err(AppError::from) {
-        Ok(_) => Ok(see_other(&version_url(&version))),
-        Err(e) => render_version(&me, &store, version, Some(redrawable(e)?)).await,
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn add_tag(at: AtVersion, store: web::Data<ArtifactStore>, form: CsrfForm<TagForm>) -> Reply {
+    match versions::add_tag(&at.pool, at.version.id, form.tag.trim()).await {
+        Ok(_) => Ok(see_other(&version_url(&at.version))),
+        Err(e) => render_version(&at, &store, Some(redrawable(e.into())?)).await,
     }
 }
 
 #[post("/models/{name}/versions/{n}/tags/remove")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn remove_tag(
-    me: Caller<Researcher>,
-    path: web::Path<(String, i32)>,
-    form: CsrfForm<TagForm>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    versions::remove_tag(&me.pool, version.id, &form.tag).await?;
-    Ok(see_other(&version_url(&version)))
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn remove_tag(at: AtVersion, form: CsrfForm<TagForm>) -> Reply {
+    versions::remove_tag(&at.pool, at.version.id, &form.tag).await?;
+    Ok(see_other(&version_url(&at.version)))
 }
 
 /// One file of a version's checkpoint, checked against its manifest, then streamed (to
@@ -303,15 +288,11 @@ pub async fn api_model(me: Caller<Researcher>, path: web::Path<String>) -> Reply
 }
 
 #[get("/api/models/{name}/versions/{n}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn api_version(
-    me: Caller<Researcher>,
-    store: web::Data<ArtifactStore>,
-    path: web::Path<(String, i32)>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    let ancestors = versions::ancestors(&me.pool, version.id).await?;
-    let descendants = versions::descendants(&me.pool, version.id).await?;
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn api_version(at: AtVersion, store: web::Data<ArtifactStore>) -> Reply {
+    let AtVersion { caller, version } = at;
+    let ancestors = versions::ancestors(&caller.pool, version.id).await?;
+    let descendants = versions::descendants(&caller.pool, version.id).await?;
     let (files, files_error) = match files_of(&store, &version).await {
         Ok(files) => (Some(files), None),
         Err(e) => (None, Some(e.to_string())),
@@ -320,61 +301,102 @@ pub async fn api_version(
 }
 
 #[put("/api/models/{name}/aliases/{alias}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+#[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn api_set_alias(
     me: Caller<Researcher>,
-    path: web::Path<(String, String)>,
+    path: web::Path<AliasPath>,
     body: CsrfJson<AliasBody>,
 ) -> Reply {
-    let (name, alias) = path.into_inner();
-    Ok(HttpResponse::Ok().json(alias_version(&me.pool, &name, &alias, body.version).await?))
+    Ok(HttpResponse::Ok().json(alias_version(&me.pool, &path.name, &path.alias, body.version).await?))
 }
 
 #[delete("/api/models/{name}/aliases/{alias}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, alias = %path.1))]
+#[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn api_remove_alias(
     me: Caller<Researcher>,
-    path: web::Path<(String, String)>,
+    path: web::Path<AliasPath>,
     _: Csrf<CsrfHeader>,
 ) -> Reply {
-    let (name, alias) = path.into_inner();
-    unalias(&me.pool, &name, &alias).await?;
+    unalias(&me.pool, &path.name, &path.alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[post("/api/models/{name}/versions/{n}/tags")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn api_add_tag(
-    me: Caller<Researcher>,
-    path: web::Path<(String, i32)>,
-    body: CsrfJson<TagForm>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    let tags = versions::add_tag(&me.pool, version.id, body.tag.trim()).await?;
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn api_add_tag(at: AtVersion, body: CsrfJson<TagForm>) -> Reply {
+    let tags = versions::add_tag(&at.pool, at.version.id, body.tag.trim()).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
 }
 
 #[delete("/api/models/{name}/versions/{n}/tags/{tag:.*}")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1, tag = %path.2))]
-pub async fn api_remove_tag(
-    me: Caller<Researcher>,
-    path: web::Path<(String, i32, String)>,
-    _: Csrf<CsrfHeader>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    let tags = versions::remove_tag(&me.pool, version.id, &path.2).await?;
+#[tracing::instrument(skip_all, fields(version = at.version.id, tag = %tag))]
+pub async fn api_remove_tag(at: AtVersion, tag: web::Path<TagPath>, _: Csrf<CsrfHeader>) -> Reply {
+    let tags = versions::remove_tag(&at.pool, at.version.id, &tag.tag).await?;
     Ok(HttpResponse::Ok().json(Tags { tags }))
 }
 
 #[get("/api/models/{name}/versions/{n}/files")]
-#[tracing::instrument(skip_all, fields(model = %path.0, version = path.1))]
-pub async fn api_files(
-    me: Caller<Researcher>,
-    store: web::Data<ArtifactStore>,
-    path: web::Path<(String, i32)>,
-) -> Reply {
-    let version = version_of(&me.pool, &path.0, path.1).await?;
-    Ok(HttpResponse::Ok().json(files_of(&store, &version).await?))
+#[tracing::instrument(skip_all, fields(version = at.version.id))]
+pub async fn api_files(at: AtVersion, store: web::Data<ArtifactStore>) -> Reply {
+    Ok(HttpResponse::Ok().json(files_of(&store, &at.version).await?))
+}
+
+/// A researcher at a model version's page or API: the version is the one the path's
+/// `{name}` and `{n}` name, looked up after the role check.
+pub struct AtVersion {
+    caller: Caller<Researcher>,
+    version: ModelVersion,
+}
+
+impl std::ops::Deref for AtVersion {
+    type Target = Caller<Researcher>;
+
+    fn deref(&self) -> &Caller<Researcher> {
+        &self.caller
+    }
+}
+
+/// The parts of a version's path, by name (its route may go on, to a tag or a file).
+#[derive(Deserialize)]
+struct VersionPath {
+    name: String,
+    n: i32,
+}
+
+/// A model's alias, as its path names it.
+#[derive(Deserialize)]
+pub struct AliasPath {
+    name: String,
+    alias: String,
+}
+
+/// The tag a path ends with.
+#[derive(Deserialize)]
+pub struct TagPath {
+    tag: String,
+}
+
+impl std::fmt::Display for TagPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.tag)
+    }
+}
+
+impl FromRequest for AtVersion {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::<Researcher>::from_request(req, payload);
+        let path = web::Path::<VersionPath>::from_request(req, &mut Payload::None);
+        async move {
+            let caller = caller.await?;
+            let path = path.await?;
+            let version = version_of(&caller.pool, &path.name, path.n).await?;
+            Ok(AtVersion { caller, version })
+        }
+        .boxed_local()
+    }
 }
 
 /// The version `name:number`; a malformed name is simply not found.
@@ -487,13 +509,8 @@ async fn render_model(me: &Caller<Researcher>, name: &str, error: Option<AppErro
     page_showing(&page, error.as_ref())
 }
 
-async fn render_version(
-    me: &Caller<Researcher>,
-    store: &web::Data<ArtifactStore>,
-    version: ModelVersion,
-    error: Option<AppError>,
-) -> Reply {
-    let pool = &me.pool;
+async fn render_version(at: &AtVersion, store: &web::Data<ArtifactStore>, error: Option<AppError>) -> Reply {
+    let (pool, version) = (&at.pool, at.version.clone());
     let ancestors = versions::ancestors(pool, version.id).await?;
     let descendants = versions::descendants(pool, version.id).await?;
     let mut snapshots = Vec::with_capacity(version.snapshots.len());
@@ -519,7 +536,7 @@ async fn render_version(
         Err(e) => Err(e.to_string()),
     };
     let page = VersionPage {
-        nav: me.nav()?,
+        nav: at.nav()?,
         label: label(&version),
         kind: version.kind.as_str(),
         config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,

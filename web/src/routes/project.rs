@@ -80,6 +80,18 @@ pub struct MemberForm {
 }
 csrf_field!(MemberForm);
 
+/// A member named in a page's path, by user id.
+#[derive(Deserialize)]
+pub struct MemberId {
+    user_id: i64,
+}
+
+/// A member named in an API path, by username.
+#[derive(Deserialize)]
+pub struct MemberName {
+    username: String,
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(show)
         .service(save_guidelines)
@@ -140,18 +152,13 @@ pub async fn add_member(at: InProject, form: CsrfForm<MemberForm>) -> Reply {
 }
 
 #[post("/projects/{id}/members/{user_id}/remove")]
-#[tracing::instrument(skip_all, fields(project = path.0, user = path.1))]
-pub async fn remove_member(
-    me: Caller<Researcher>,
-    path: web::Path<(i64, i64)>,
-    _: CsrfForm<CsrfOnly>,
-) -> Reply {
-    let (project_id, user_id) = path.into_inner();
-    let project = projects::get_project(&me.pool, project_id).await?;
-    if !projects::remove_member(&me.pool, project.id, user_id).await? {
+#[tracing::instrument(skip_all, fields(project = at.project.id, user = member.user_id))]
+pub async fn remove_member(at: InProject, member: web::Path<MemberId>, _: CsrfForm<CsrfOnly>) -> Reply {
+    let (project_id, user_id) = (at.project.id, member.user_id);
+    if !projects::remove_member(&at.pool, project_id, user_id).await? {
         return Err(AppError::NotFound(format!("user {user_id} is not a member of project {project_id}")));
     }
-    Ok(see_other(&format!("/projects/{}#members", project.id)))
+    Ok(see_other(&format!("/projects/{}#members", at.project.id)))
 }
 
 #[get("/api/projects/{id}")]
@@ -179,19 +186,14 @@ pub async fn api_add_member(at: InProject, body: CsrfJson<MemberForm>) -> Reply 
 }
 
 #[delete("/api/projects/{id}/members/{username}")]
-#[tracing::instrument(skip_all, fields(project = path.0))]
-pub async fn api_remove_member(
-    me: Caller<Researcher>,
-    path: web::Path<(i64, String)>,
-    _: Csrf<CsrfHeader>,
-) -> Reply {
-    let (project_id, username) = path.into_inner();
-    let project = projects::get_project(&me.pool, project_id).await?;
-    let user = user_named(&me.pool, &username).await?;
-    if !projects::remove_member(&me.pool, project.id, user.id).await? {
+#[tracing::instrument(skip_all, fields(project = at.project.id))]
+pub async fn api_remove_member(at: InProject, member: web::Path<MemberName>, _: Csrf<CsrfHeader>) -> Reply {
+    let (project_id, username) = (at.project.id, &member.username);
+    let user = user_named(&at.pool, username).await?;
+    if !projects::remove_member(&at.pool, project_id, user.id).await? {
         return Err(AppError::NotFound(format!("{username} is not a member of project {project_id}")));
     }
-    Ok(HttpResponse::Ok().json(projects::members(&me.pool, project.id).await?))
+    Ok(HttpResponse::Ok().json(projects::members(&at.pool, project_id).await?))
 }
 
 /// Overlap and K as typed in the form, each checked with its field's name.
