@@ -232,6 +232,77 @@ fn an_out_of_range_run_list_limit_is_refused_not_clamped() {
 }
 
 #[test]
+fn every_listing_refuses_an_out_of_range_limit_or_offset_by_name() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("rita").await;
+        let project: i64 = sqlx::query_scalar(
+            "INSERT INTO projects (name, guidelines, overlap, samples_per_task) VALUES ('p', '', 1, 2) RETURNING id",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        let cases = [
+            (format!("/api/projects/{project}/consensus?limit=0"), "limit"),
+            (format!("/api/projects/{project}/consensus?limit=1001"), "limit"),
+            (format!("/api/projects/{project}/prompts?limit=-5"), "limit"),
+            (format!("/api/projects/{project}/prompts?limit=1001"), "limit"),
+            (format!("/api/projects/{project}/prompts?offset=-1"), "offset"),
+        ];
+        for (path, field) in cases {
+            let response = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], field, "{path}: {body}");
+        }
+        for path in [
+            format!("/api/projects/{project}/consensus?limit=1000"),
+            format!("/api/projects/{project}/prompts?limit=1000&offset=0"),
+        ] {
+            let response = app.client.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    });
+}
+
+#[test]
+fn every_answer_carries_the_security_headers() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        for path in ["/login", "/api/projects", "/no-such-page", "/static/task.js"] {
+            let response = app.get(path).await;
+            let header = |name: &str| {
+                response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+            };
+            let csp = header("content-security-policy");
+            assert!(csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe"), "{path}: {csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+            assert_eq!(header("x-frame-options"), "DENY", "{path}");
+            assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+            assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+            // Plain HTTP (no secure cookies): no HSTS.
+            assert_eq!(header("strict-transport-security"), "", "{path}");
+        }
+    });
+}
+
+#[test]
+fn no_page_runs_an_inline_script_that_the_policy_would_block() {
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/templates");
+    for entry in std::fs::read_dir(&templates).unwrap() {
+        let path = entry.unwrap().path();
+        let html = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in html.match_indices("<script") {
+            let tag = &html[at..at + html[at..].find('>').unwrap()];
+            assert!(tag.contains(" src="), "{}: an inline <script> at byte {at}", path.display());
+        }
+        for handler in [" onclick=", " onload=", " onchange=", " onsubmit=", " oninput=", "javascript:"] {
+            assert!(!html.contains(handler), "{}: {handler:?} would not run under the policy", path.display());
+        }
+    }
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

@@ -256,6 +256,40 @@ fn a_missing_project_is_404_on_the_page_and_in_the_api() {
 }
 
 #[test]
+fn who_is_asking_is_checked_before_which_project_the_path_names() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        // Logged out: told to log in, whether or not the project exists.
+        for path in ["/projects/999999", "/projects/999999/data", "/projects/999999/prompts"] {
+            let response = app.get(path).await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(location(&response), format!("/login?next={path}"));
+        }
+        for path in ["/api/projects/999999", "/api/projects/not-a-number/snapshots"] {
+            assert_eq!(app.get(path).await.status(), StatusCode::UNAUTHORIZED, "{path}");
+        }
+        // An annotator: not for their role, whether or not the project exists.
+        app.log_in("ann").await;
+        for path in ["/projects/999999", "/api/projects/999999/data", "/api/projects/not-a-number"] {
+            assert_eq!(app.get(path).await.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        // A researcher: a missing project is a 404, an id that is not a number a 400, and a
+        // member path names both its parts.
+        app.log_in("rita").await;
+        assert_eq!(app.get("/api/projects/999999/data").await.status(), StatusCode::NOT_FOUND);
+        let response = app.get("/api/projects/not-a-number/data").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["status"], 400);
+        let project = new_project(&app, "paths").await;
+        let csrf = hidden_value(&app.get_html("/").await, "csrf");
+        let remove = format!("/projects/{project}/members/999999/remove");
+        let response = app.post_form(&remove, &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.text().await.unwrap().contains(&format!("user 999999 is not a member of project {project}")));
+    });
+}
+
+#[test]
 fn the_api_reads_and_changes_settings_and_members_and_names_bad_fields() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

@@ -705,6 +705,17 @@ fn the_api_refuses_settings_outside_the_contract_naming_every_one_and_queues_not
             assert_eq!(named, fields, "{body}");
             assert_eq!(body["error"]["field"], body["error"]["problems"][0]["field"], "{body}");
         }
+        // A misspelt top-level key is refused by name too, not ignored.
+        let response = client()
+            .post(app.url("/api/runs"))
+            .bearer_auth(&token)
+            .json(&json!({"project_id": project, "kind": "sft", "confg": {"model_name": "s", "base": "base-tiny"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("unknown field `confg`"), "{body}");
         assert_eq!(run_count(&app).await, 0);
     });
 }

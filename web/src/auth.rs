@@ -232,29 +232,23 @@ pub trait CsrfBody: FromRequest + 'static {
     fn into_inner(self) -> Self::Inner;
 }
 
-impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::Form<T> {
-    type Inner = T;
+/// A form or JSON body whose type carries its CSRF token in a field.
+macro_rules! csrf_in_field {
+    ($($body:ident),+) => {$(
+        impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::$body<T> {
+            type Inner = T;
 
-    fn csrf(&self) -> &str {
-        self.0.csrf()
-    }
+            fn csrf(&self) -> &str {
+                self.0.csrf()
+            }
 
-    fn into_inner(self) -> T {
-        self.0
-    }
+            fn into_inner(self) -> T {
+                self.0
+            }
+        }
+    )+};
 }
-
-impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::Json<T> {
-    type Inner = T;
-
-    fn csrf(&self) -> &str {
-        self.0.csrf()
-    }
-
-    fn into_inner(self) -> T {
-        self.0
-    }
-}
+csrf_in_field!(Form, Json);
 
 /// An optional body (an API post where a token caller has nothing to send): a missing
 /// or unreadable body counts as one without a CSRF token.

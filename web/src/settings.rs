@@ -114,12 +114,18 @@ impl Settings {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_environment_overrides_the_file_and_the_file_the_defaults() {
-        let dir = std::env::temp_dir().join(format!("plumb-settings-{}", std::process::id()));
+    /// A `web.toml` holding `text`, in a folder of its own for the test `name`.
+    fn settings_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("plumb-settings-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("web.toml");
-        std::fs::write(&file, "port = 9000\nlogin_attempts = 3\n").unwrap();
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_the_file_the_defaults() {
+        let file = settings_file("good", "port = 9000\nlogin_attempts = 3\n");
         let env = |k: &str| (k == "PLUMB_PORT").then(|| "9100".to_string());
         let s = Settings::load(Some(&file), env).unwrap();
         assert_eq!(
@@ -136,10 +142,7 @@ mod tests {
 
     #[test]
     fn an_unknown_field_in_the_file_is_an_error_naming_it() {
-        let dir = std::env::temp_dir().join(format!("plumb-settings-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("web.toml");
-        std::fs::write(&file, "prot = 9000\n").unwrap();
+        let file = settings_file("bad", "prot = 9000\n");
         let e = Settings::load(Some(&file), |_| None).unwrap_err().to_string();
         assert!(e.contains("prot") && e.contains("web.toml"), "{e}");
     }

@@ -12,7 +12,8 @@ use actix_session::SessionMiddleware;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpServer};
 use registry::artifacts::ArtifactStore;
 use sqlx::PgPool;
@@ -78,6 +79,7 @@ impl Application {
                 .wrap(from_fn(api_errors))
                 .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(metrics::count))
+                .wrap(security_headers(secure))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
@@ -220,4 +222,23 @@ async fn api_errors(
         Some(json) => response.into_response(json),
         None => response,
     })
+}
+
+/// The headers every answer carries: a content security policy that runs only the app's
+/// own scripts (no inline script, no other origin) and lets no page frame it, no MIME
+/// sniffing, and no referrer sent off the site. Behind TLS (`secure_cookies`), HSTS too.
+fn security_headers(secure: bool) -> DefaultHeaders {
+    const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                       img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'";
+    let headers = DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"));
+    if secure {
+        headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        headers
+    }
 }

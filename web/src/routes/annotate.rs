@@ -519,46 +519,46 @@ async fn store_vote(me: &Caller<Annotator>, id: i64, b: form::Ballot) -> Result<
     Ok(submit::submit_vote(&me.pool, me.user.id, id, b.vote, comment, spent, b.key).await?)
 }
 
-async fn demonstration_page(
-    me: Caller<Annotator>,
-    path: web::Path<i64>,
-    form: CsrfForm<DemonstrationForm>,
-) -> Reply {
-    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
-    let result = async {
-        let d = form.demonstration(now_ms())?;
-        store_demonstration(&me, assignment.id, d).await?;
-        go_on(&me, assignment.project_id, "saved").await
-    }
-    .await;
-    refused_or(result, &me, assignment, Kept::Demonstration(form.into_inner())).await
+async fn demonstration_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<DemonstrationForm>) -> Reply {
+    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
+    let form = form.into_inner();
+    let demonstration = form.demonstration(now_ms());
+    let store = async |a: &Assignment| store_demonstration(&me, a.id, demonstration?).await.map(drop);
+    answer(&me, assignment, store, Kept::Demonstration(form)).await
 }
 
-async fn ranking_page(
-    me: Caller<Annotator>,
-    path: web::Path<i64>,
-    form: CsrfForm<Vec<(String, String)>>,
-) -> Reply {
+async fn ranking_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<Vec<(String, String)>>) -> Reply {
     let form = RankingForm::read(form.into_inner())?;
-    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
-    let result = async {
-        let (submission, key) = form.submission(assignment.k(), now_ms())?;
-        submit::submit_ranking(&me.pool, me.user.id, assignment.id, &submission, key).await?;
-        go_on(&me, assignment.project_id, "saved").await
-    }
-    .await;
-    refused_or(result, &me, assignment, Kept::Ranking(form)).await
+    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
+    let store = async |a: &Assignment| {
+        let (submission, key) = form.submission(a.k(), now_ms())?;
+        submit::submit_ranking(&me.pool, me.user.id, a.id, &submission, key).await?;
+        Ok(())
+    };
+    answer(&me, assignment, store, Kept::Ranking(form.clone())).await
 }
 
-async fn vote_page(me: Caller<Annotator>, path: web::Path<i64>, form: CsrfForm<VoteForm>) -> Reply {
-    let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
-    let result = async {
-        let ballot = form.ballot(now_ms())?;
-        store_vote(&me, assignment.id, ballot).await?;
-        go_on(&me, assignment.project_id, "saved").await
-    }
-    .await;
-    refused_or(result, &me, assignment, Kept::Vote(form.into_inner())).await
+async fn vote_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<VoteForm>) -> Reply {
+    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
+    let form = form.into_inner();
+    let ballot = form.ballot(now_ms());
+    let store = async |a: &Assignment| store_vote(&me, a.id, ballot?).await.map(drop);
+    answer(&me, assignment, store, Kept::Vote(form)).await
+}
+
+/// Stores a page's answer to `assignment`, then goes on to the project's next task; a
+/// refused answer is drawn again with what was typed (`kept`) and why.
+async fn answer(
+    me: &Caller<Annotator>,
+    assignment: Assignment,
+    store: impl AsyncFnOnce(&Assignment) -> Result<(), AppError>,
+    kept: Kept,
+) -> Reply {
+    let result = match store(&assignment).await {
+        Ok(()) => go_on(me, assignment.project_id, "saved").await,
+        Err(e) => Err(e),
+    };
+    refused_or(result, me, assignment, kept).await
 }
 
 async fn skip_page(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {

@@ -16,7 +16,7 @@ use labeling::users;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{page_showing, see_other, Nav};
+use super::{list_limit, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, Researcher};
 use crate::caller::{redrawable, Caller, InProject, Reply};
 use crate::error::AppError;
@@ -111,7 +111,7 @@ pub struct PageQuery {
 
 #[derive(Deserialize)]
 pub struct ApiPaging {
-    limit: Option<usize>,
+    limit: Option<i64>,
     offset: Option<usize>,
 }
 
@@ -202,7 +202,7 @@ pub async fn api_data(at: InProject) -> Reply {
 pub async fn api_consensus(at: InProject, query: web::Query<ApiPaging>) -> Reply {
     let all = consensus::consensus_for_project(&at.pool, at.project.id).await?;
     let total = all.len();
-    let limit = query.limit.unwrap_or(100).min(1000);
+    let limit = list_limit(query.limit, 100, 1000)? as usize;
     let tasks = all.into_iter().skip(query.offset.unwrap_or(0)).take(limit).collect();
     Ok(HttpResponse::Ok().json(ConsensusPage { total, tasks }))
 }

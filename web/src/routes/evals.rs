@@ -441,6 +441,7 @@ pub async fn api_show(me: Caller<Researcher>, path: web::Path<i64>, query: web::
 /// `a` (or neither: the run's first version), every other version of the run against it.
 /// `prompts`: ask about the run's first this many prompts (default all, at most 1000).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AbRequest {
     #[serde(default)]
     a: Option<i64>,

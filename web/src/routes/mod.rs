@@ -59,6 +59,16 @@ pub fn page_showing(template: &impl Template, error: Option<&AppError>) -> Resul
     Ok(response)
 }
 
+/// A list's size from `?limit=`: `default` when not asked. An ask outside 1..=`max` is
+/// refused with a 422 naming `limit`, not clamped, so that a script learns that it did
+/// not get what it asked for.
+pub fn list_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, AppError> {
+    match limit.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        n => Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to {max}, not {n}") }),
+    }
+}
+
 /// After a successful form post: back to a page (POST/redirect/GET).
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()

@@ -156,6 +156,7 @@ pub struct AliasForm {
 csrf_field!(AliasForm);
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AliasBody {
     version: i32,
     #[serde(default)]

@@ -63,6 +63,7 @@ csrf_field!(SettingsForm);
 
 /// The API's settings change: any subset of the fields.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     guidelines: Option<String>,
     overlap: Option<i64>,

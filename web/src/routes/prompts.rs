@@ -12,7 +12,7 @@ use labeling::projects::Project;
 use labeling::prompts::{self, ImportLimits, ImportReport, Prompt};
 use serde::Deserialize;
 
-use super::{page, Nav};
+use super::{list_limit, page, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfBody, CsrfForm, CsrfJson};
 use crate::caller::{InProject, Reply};
 use crate::error::{urlencode, AppError};
@@ -193,8 +193,11 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
 #[get("/api/projects/{id}/prompts")]
 pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
     let split = parse_split(&query.split)?;
-    let limit = query.limit.unwrap_or(PER_PAGE);
+    let limit = list_limit(query.limit, PER_PAGE, 1000)?;
     let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(AppError::Invalid { field: "offset".into(), reason: format!("must not be negative, not {offset}") });
+    }
     let found = prompts::list_prompts(&at.pool, at.project.id, Some(&query.q), split, limit, offset).await?;
     Ok(HttpResponse::Ok().json(found))
 }

@@ -21,7 +21,7 @@ use sqlx::PgPool;
 
 use self::chart::Chart;
 use self::launch::{Control, Problem};
-use super::{page, see_other, Nav};
+use super::{list_limit, page, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser, Researcher};
 use crate::caller::{Caller, Reply};
 use crate::error::{urlencode, AppError};
@@ -155,26 +155,14 @@ impl QueueQuery {
         let filter = RunFilter {
             project_id: optional(&self.project, |t| parse_id("project", t))?,
             status: optional(&self.status, parse_status)?,
-            limit: queue_limit(self.limit)?,
+            limit: list_limit(self.limit, 100, 500)?,
         };
         Ok((filter, optional(&self.kind, |t| parse_kind("kind", t))?))
     }
 }
 
-/// How many runs a queue shows: 100 when not asked; an out-of-range ask is refused, not
-/// clamped, so a script learns that it did not get what it asked for.
-fn queue_limit(limit: Option<i64>) -> Result<i64, AppError> {
-    match limit {
-        None => Ok(100),
-        Some(n @ 1..=500) => Ok(n),
-        Some(n) => {
-            Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to 500, not {n}") })
-        }
-    }
-}
-
-/// A queue row.
-struct QueueRow {
+/// A run as the queue lists it, and as its own page heads it.
+struct RunRow {
     run: Run,
     kind: &'static str,
     project: String,
@@ -185,14 +173,47 @@ struct QueueRow {
     duration: String,
 }
 
+impl RunRow {
+    fn new(run: Run, names: &Names, now: DateTime<Utc>) -> RunRow {
+        RunRow {
+            kind: run.kind.as_str(),
+            project: names.project(run.project_id),
+            created_by: names.user(run.created_by),
+            created: time(&run.created_at),
+            started: when(&run.started_at),
+            finished: when(&run.finished_at),
+            duration: run_duration(&run, now).map(duration).unwrap_or_default(),
+            run,
+        }
+    }
+}
+
+/// A menu of the queue's filters: its options as (value, text), and the one chosen.
+struct Filter {
+    name: &'static str,
+    label: &'static str,
+    options: Vec<(String, String)>,
+    selected: String,
+}
+
+impl Filter {
+    fn new(
+        name: &'static str,
+        label: &'static str,
+        selected: &str,
+        options: impl Iterator<Item = (String, String)>,
+    ) -> Filter {
+        Filter { name, label, options: options.collect(), selected: selected.trim().to_owned() }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "runs.html")]
 struct QueuePage {
     nav: Nav,
-    rows: Vec<QueueRow>,
-    projects: Vec<Project>,
-    kinds: Vec<&'static str>,
-    statuses: Vec<&'static str>,
+    rows: Vec<RunRow>,
+    /// The project, kind and status menus.
+    filters: [Filter; 3],
     project: String,
     kind: String,
     status: String,
@@ -208,27 +229,19 @@ pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Rep
     let found = runs::list_of_kind(&me.pool, &filter, kind).await?;
     let names = Names::load(&me.pool).await?;
     let now = Utc::now();
-    let rows: Vec<QueueRow> = found
-        .into_iter()
-        .map(|run| QueueRow {
-            kind: run.kind.as_str(),
-            project: names.project(run.project_id),
-            created_by: names.user(run.created_by),
-            created: time(&run.created_at),
-            started: when(&run.started_at),
-            finished: when(&run.finished_at),
-            duration: run_duration(&run, now).map(duration).unwrap_or_default(),
-            run,
-        })
-        .collect();
+    let rows: Vec<RunRow> = found.into_iter().map(|run| RunRow::new(run, &names, now)).collect();
     let q = query.into_inner();
+    let projects = projects::list_projects(&me.pool).await?;
+    let named = |name: &str| (name.to_owned(), name.to_owned());
     page(&QueuePage {
         nav: me.nav()?,
         active: rows.iter().any(|r| !r.run.status.is_finished()),
         rows,
-        projects: projects::list_projects(&me.pool).await?,
-        kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
-        statuses: STATUSES.iter().map(|s| s.as_str()).collect(),
+        filters: [
+            Filter::new("project", "Project", &q.project, projects.into_iter().map(|p| (p.id.to_string(), p.name))),
+            Filter::new("kind", "Kind", &q.kind, RunKind::ALL.iter().map(|k| k.as_str()).map(named)),
+            Filter::new("status", "Status", &q.status, STATUSES.iter().map(|s| s.as_str()).map(named)),
+        ],
         query: format!(
             "project={}&kind={}&status={}",
             urlencode(q.project.trim()),
@@ -366,6 +379,7 @@ async fn enqueue(
 
 /// `POST /api/runs`: `{"project_id", "kind", "config", "csrf"?}`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LaunchBody {
     project_id: i64,
     kind: String,
@@ -470,14 +484,8 @@ fn chart_groups(series: &[runs::MetricSeries]) -> Vec<ChartGroup> {
 #[template(path = "run.html")]
 struct RunPage {
     nav: Nav,
-    run: Run,
-    kind: &'static str,
-    project: String,
-    created_by: String,
-    created: String,
-    started: String,
-    finished: String,
-    duration: String,
+    /// What the queue shows of the run; the template reads its fields as the page's own.
+    row: RunRow,
     eta: String,
     config: String,
     groups: Vec<ChartGroup>,
@@ -485,6 +493,14 @@ struct RunPage {
     last_log_id: i64,
     version: Option<VersionLink>,
     active: bool,
+}
+
+impl std::ops::Deref for RunPage {
+    type Target = RunRow;
+
+    fn deref(&self) -> &RunRow {
+        &self.row
+    }
 }
 
 #[get("/runs/{id}")]
@@ -497,13 +513,6 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
     let now = Utc::now();
     page(&RunPage {
         nav: me.nav()?,
-        kind: run.kind.as_str(),
-        project: names.project(run.project_id),
-        created_by: names.user(run.created_by),
-        created: time(&run.created_at),
-        started: when(&run.started_at),
-        finished: when(&run.finished_at),
-        duration: run_duration(&run, now).map(duration).unwrap_or_default(),
         eta: eta_seconds(&run, now).map(|s| duration(s.round() as i64)).unwrap_or_default(),
         config: serde_json::to_string_pretty(&run.config).map_err(AppError::internal)?,
         groups: chart_groups(&series),
@@ -511,7 +520,7 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
         logs: logs.into_iter().map(|l: LogLine| (l.id, time(&l.at), l.line)).collect(),
         version: version.as_ref().map(VersionLink::from),
         active: !run.status.is_finished(),
-        run,
+        row: RunRow::new(run, &names, now),
     })
 }
 
@@ -540,13 +549,7 @@ pub struct LogsQuery {
 
 #[get("/api/runs/{id}/logs")]
 pub async fn api_logs(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<LogsQuery>) -> Reply {
-    let limit = query.limit.unwrap_or(LOG_TAIL);
-    if !(1..=MAX_LOG_LINES).contains(&limit) {
-        return Err(AppError::Invalid {
-            field: "limit".into(),
-            reason: format!("must be 1 to {MAX_LOG_LINES}"),
-        });
-    }
+    let limit = list_limit(query.limit, LOG_TAIL, MAX_LOG_LINES)?;
     Ok(HttpResponse::Ok().json(runs::logs(&me.pool, path.into_inner(), query.after, limit).await?))
 }
 
