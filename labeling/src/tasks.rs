@@ -129,11 +129,20 @@ pub async fn create_demonstration_tasks(
     }
     let mut tx = pool.begin().await?;
     ensure_prompts_of_project(&mut tx, project_id, prompt_ids).await?;
+    let ids = insert_demonstration_tasks(&mut tx, project_id, prompt_ids).await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+async fn insert_demonstration_tasks(
+    conn: &mut PgConnection,
+    project_id: i64,
+    prompt_ids: &[i64],
+) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(prompt_ids.len());
     for &prompt_id in prompt_ids {
-        ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
+        ids.push(insert_task(conn, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
     }
-    tx.commit().await?;
     Ok(ids)
 }
 
@@ -169,10 +178,7 @@ pub async fn request_demonstrations(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    let mut ids = Vec::with_capacity(prompt_ids.len());
-    for prompt_id in prompt_ids {
-        ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
-    }
+    let ids = insert_demonstration_tasks(&mut tx, project_id, &prompt_ids).await?;
     tx.commit().await?;
     Ok(ids)
 }
