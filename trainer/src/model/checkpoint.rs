@@ -559,6 +559,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     std::fs::rename(&tmp, path).map_err(io_error(path))
 }
 
+/// For tests: a byte-level model on the CPU, `tiny` cut down to `(n_layer, n_head,
+/// n_embd, n_ctx)`, its weights drawn after seeding libtorch with `seed`.
+#[cfg(test)]
+pub(crate) fn small_byte_model(
+    seed: i64,
+    (n_layer, n_head, n_embd, n_ctx): (i64, i64, i64, i64),
+) -> LanguageModel {
+    tch::manual_seed(seed);
+    let cfg = GptConfig { n_layer, n_head, n_embd, n_ctx, ..GptConfig::tiny(BYTES_VOCAB_SIZE) };
+    LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).expect("a test model's shape is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -466,8 +466,7 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GptConfig;
-    use crate::tokenizer::{TokenizerKind, BYTES_VOCAB_SIZE};
+    use crate::tokenizer::TokenizerKind;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -585,10 +584,7 @@ mod tests {
     }
 
     fn tiny_model(seed: i64) -> LanguageModel {
-        tch::manual_seed(seed);
-        let mut cfg = GptConfig::tiny(BYTES_VOCAB_SIZE);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 32);
-        LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap()
+        crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
     }
 
     /// K = 4 random strings of 4 to 12 letters from "abcd"; the labeler prefers more

@@ -104,16 +104,11 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use crate::config::GptConfig;
     use crate::sampling::{generate, SamplingConfig};
-    use crate::tokenizer::TokenizerKind;
     use rand::{Rng, SeedableRng};
 
     fn tiny_model(seed: i64) -> LanguageModel {
-        tch::manual_seed(seed);
-        let mut cfg = GptConfig::tiny(258);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 32);
-        LanguageModel::new(cfg, TokenizerKind::Bytes, tch::Device::Cpu).unwrap()
+        crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
     }
 
     /// "abc>" → "ABC": a skill a base model cannot know.
