@@ -183,11 +183,7 @@ def bench_sft(model_dir, preset, batch, steps, reps, corpus_ids, enc):
     # matters. Both sides take the demonstrations in file order, so their batches (and
     # padding) are the same.
     write_jsonl(demos, demonstrations(corpus_ids, enc, batch * steps, seed=batch))
-    common = ["--model", str(model_dir), "--data", str(demos), "--batch-size", str(batch),
-              "--steps-per-rep", str(steps)]
-    plumb, peer = run_pair([str(PLUMB_BENCH), "sft", *timing(reps), *common],
-                           [*PEER, "sft", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
-                           reps)
+    plumb, peer = run_training_pair("sft", model_dir, demos, batch, steps, reps)
     checks = {
         "tokens_per_rep": {"plumb": plumb["tokens_per_rep"], "peer": peer["tokens_per_rep"]},
         "same_tokens": plumb["tokens_per_rep"] == peer["tokens_per_rep"],
@@ -210,11 +206,7 @@ def bench_reward(model_dir, preset, batch, steps, reps, corpus_ids, enc):
     name = f"reward_{preset}_b{batch}"
     pairs = WORK / f"{name}.pairs.jsonl"
     write_jsonl(pairs, comparisons(corpus_ids, enc, batch * steps, seed=100 + batch))
-    common = ["--model", str(model_dir), "--data", str(pairs), "--batch-size", str(batch),
-              "--steps-per-rep", str(steps)]
-    plumb, peer = run_pair([str(PLUMB_BENCH), "reward", *timing(reps), *common],
-                           [*PEER, "reward", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
-                           reps)
+    plumb, peer = run_training_pair("reward", model_dir, pairs, batch, steps, reps)
     checks = {
         "pairs_per_rep": {"plumb": plumb["pairs_per_rep"], "peer": peer["pairs_per_rep"]},
         "real_tokens_per_rep": {"plumb": plumb["tokens_per_rep"]["real"],
@@ -538,6 +530,15 @@ def run(cmd):
     proc = subprocess.run(cmd, env=bench_env(), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def run_training_pair(command, model_dir, data, batch, steps, reps):
+    """`run_pair` of a training benchmark (`sft`, `reward`): `steps` optimizer steps of
+    `batch` on `data` per repetition, the peer tokenizing with GPT-2's BPE."""
+    common = [command, *timing(reps), "--model", str(model_dir), "--data", str(data),
+              "--batch-size", str(batch), "--steps-per-rep", str(steps)]
+    return run_pair([str(PLUMB_BENCH), *common],
+                    [*PEER, *common, "--ranks", str(tiktoken_ranks_path())], reps)
 
 
 def run_pair(plumb_cmd, peer_cmd, reps):
