@@ -34,7 +34,7 @@ use crate::data::{Demonstration, Ranking};
 use crate::lm_loop::{epoch_order, split_validation};
 use crate::sampling::SamplingError;
 use crate::tokenizer::Tokenizer;
-use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
+use crate::train::{ensure_finite, lr_at, seed_step, total_steps, AdamW, Progress, RunDir, TrainError};
 
 /// The RM's settings: declared in the run contract.
 pub use spec::RewardConfig;
@@ -395,8 +395,7 @@ pub fn train(
     } else {
         (encoded, encode_rankings(&model, validation, "validation ranking")?)
     };
-    let per_step = cfg.batch_size * cfg.grad_accum;
-    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
+    let total_steps = total_steps(cfg.steps, cfg.epochs, train_set.len(), cfg.batch_size * cfg.grad_accum);
     let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
     let mut state = run
         .resume(STAGE, &mut [("model", &mut model)], &mut [("model", &mut opt)])?

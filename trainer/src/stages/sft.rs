@@ -63,15 +63,7 @@ pub fn train(
     } else {
         (encode(demonstrations)?, encode(validation)?)
     };
-    let per_step = cfg.batch_size * cfg.grad_accum;
-    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
-    let settings = lm_loop::loop_settings!(
-        cfg,
-        "sft",
-        total_steps: total_steps,
-        warmup_steps: cfg.warmup_steps,
-        keep_best: true
-    );
+    let settings = lm_loop::loop_settings!(cfg, "sft", examples: train_set.len(), keep_best: true);
     lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 
