@@ -289,17 +289,22 @@ def bench_tokenizer(docs_path, docs):
     )
 
 
+def run_db_bench(binary, *args, reps):
+    """Runs a benchmark binary that times its own repetitions on the private durable
+    cluster; returns its JSON report and the load average when it started."""
+    started_load = os.getloadavg()[0]
+    out = subprocess.run([str(binary), *args, "--reps", str(reps), "--cluster", str(WORK / "pg")],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]), started_load
+
+
 def bench_ranking_submit():
     """Ranking submits/s through `labeling` (checks, idempotency key, flags, assignment
     state, one transaction) against raw SQL writing the same rows, on the same Postgres,
     at 1 and 16 concurrent clients. Each side gets a fresh database per repetition; the
     private cluster is durable (fsync on), as a real one would be."""
-    reps = REPS or 5
-    started_load = os.getloadavg()[0]
-    out = subprocess.run([str(PLUMB_BENCH_DB), "--clients", "1,16", "--submits", "2000",
-                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
-                         check=True, capture_output=True, text=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report, started_load = run_db_bench(PLUMB_BENCH_DB, "--clients", "1,16", "--submits", "2000",
+                                        reps=REPS or 5)
     results = []
     for r in report["results"]:
         for side in ("plumb", "raw"):
@@ -317,12 +322,8 @@ def bench_web_load():
     """Annotators over HTTP on loopback (next task, the task page, a K = 4 ranking submit)
     at 16 connections, against the same work through `labeling` directly, on the same
     durable Postgres: tasks/s, and p50/p99 latency per request kind."""
-    reps = REPS or 3
-    started_load = os.getloadavg()[0]
-    out = subprocess.run([str(PLUMB_BENCH_WEB), "--connections", "16", "--tasks", "800",
-                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
-                         check=True, capture_output=True, text=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report, started_load = run_db_bench(PLUMB_BENCH_WEB, "--connections", "16", "--tasks", "800",
+                                        reps=REPS or 3)
     for side in ("plumb", "direct"):
         report[side]["load_average_at_start"] = started_load
     return result(
