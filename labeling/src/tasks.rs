@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::annotation::{MAX_K, MIN_K};
-use crate::error::{LabelingError, Result};
+use crate::error::{require_row, LabelingError, Result};
 
 /// What a task asks for. Maps to the Postgres enum `task_kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -160,13 +160,7 @@ pub async fn request_demonstrations(
         return Err(LabelingError::invalid("limit", format!("must be at least 1, not {limit}")));
     }
     let mut tx = pool.begin().await?;
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
-        .bind(project_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if found.is_none() {
-        return Err(LabelingError::not_found("project", project_id));
-    }
+    require_row(&mut tx, "SELECT id FROM projects WHERE id = $1 FOR UPDATE", "project", project_id).await?;
     let prompt_ids: Vec<i64> = sqlx::query_scalar(
         "SELECT p.id FROM prompts p
          WHERE p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
