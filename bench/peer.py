@@ -269,12 +269,23 @@ def repeated(rows, args):
     return Dataset.from_list(rows * (args.warmup + args.reps + 1))
 
 
-def run_trainer(trainer, args):
-    """Trains under the timing callback; returns the seconds of the timed repetitions
-    and the tokens of the last one, counted as the collator made its batches (a step's
-    batch is collated after the previous step's end, so within its repetition)."""
+def run_trainer(trainer_cls, model, config, dataset, args):
+    """Trains `model` with `trainer_cls` (a TRL trainer) under the timing callback;
+    returns the seconds of the timed repetitions, the tokens of the last one, counted as
+    the collator made its batches (a step's batch is collated after the previous step's
+    end, so within its repetition), and every step's loss."""
     from transformers import PrinterCallback
 
+    losses = []
+
+    class Trainer(trainer_cls):
+        def compute_loss(self, *a, **kw):
+            loss = super().compute_loss(*a, **kw)
+            losses.append(loss.detach())
+            return loss
+
+    trainer = Trainer(model=model, args=config, train_dataset=dataset,
+                      processing_class=stub_tokenizer())
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     trainer.remove_callback(PrinterCallback)  # it would print the run's summary on stdout
@@ -284,7 +295,7 @@ def run_trainer(trainer, args):
     trainer.train()
     if len(times) != args.reps:
         raise SystemExit(f"the trainer stopped after {len(times)} of {args.reps} timed repetitions")
-    return times, {k: marks[-1][k] - marks[-2][k] for k in marks[-1]}
+    return times, {k: marks[-1][k] - marks[-2][k] for k in marks[-1]}, [x.item() for x in losses]
 
 
 def sft(args):
@@ -304,19 +315,9 @@ def sft(args):
     steps = (args.warmup + args.reps) * args.steps_per_rep
     dataset = repeated(rows, args)
     model = load_hf(args.model)  # dropout as config.json sets it; Trainer sets train mode
-    losses = []
-
-    class Trainer(SFTTrainer):
-        def compute_loss(self, *a, **kw):
-            loss = super().compute_loss(*a, **kw)
-            losses.append(loss.detach())
-            return loss
-
     config = trainer_args(SFTConfig, args, steps, lr_scheduler_type="cosine",
                           completion_only_loss=True, packing=False, padding_free=False)
-    trainer = Trainer(model=model, args=config, train_dataset=dataset,
-                      processing_class=stub_tokenizer())
-    times, tokens = run_trainer(trainer, args)
+    times, tokens, losses = run_trainer(SFTTrainer, model, config, dataset, args)
     median = statistics.median(times)
     return {
         "batch": args.batch_size,
@@ -325,7 +326,7 @@ def sft(args):
         "tokens_per_s": tokens["real"] / median,
         "median_s": median,
         "times": times,
-        "losses": [x.item() for x in losses],
+        "losses": losses,
         "optimizer": config.optim,
     }
 
@@ -350,19 +351,9 @@ def reward(args):
     # The trunk with a new score head, as plumb's reward model starts.
     model = transformers.GPT2ForSequenceClassification.from_pretrained(
         args.model, num_labels=1, dtype=torch.float32)
-    losses = []
-
-    class Trainer(RewardTrainer):
-        def compute_loss(self, *a, **kw):
-            loss = super().compute_loss(*a, **kw)
-            losses.append(loss.detach())
-            return loss
-
     config = trainer_args(RewardConfig, args, steps, lr_scheduler_type="cosine_with_min_lr",
                           lr_scheduler_kwargs={"min_lr_rate": 0.1}, disable_dropout=True)
-    trainer = Trainer(model=model, args=config, train_dataset=dataset,
-                      processing_class=stub_tokenizer())
-    times, tokens = run_trainer(trainer, args)
+    times, tokens, losses = run_trainer(RewardTrainer, model, config, dataset, args)
     median = statistics.median(times)
     pairs = args.batch_size * args.steps_per_rep
     return {
@@ -373,7 +364,7 @@ def reward(args):
         "pairs_per_s": pairs / median,
         "median_s": median,
         "times": times,
-        "losses": [x.item() for x in losses],
+        "losses": losses,
         "optimizer": config.optim,
     }
 

@@ -183,11 +183,7 @@ def bench_sft(model_dir, preset, batch, steps, reps, corpus_ids, enc):
     # matters. Both sides take the demonstrations in file order, so their batches (and
     # padding) are the same.
     write_jsonl(demos, demonstrations(corpus_ids, enc, batch * steps, seed=batch))
-    common = ["--model", str(model_dir), "--data", str(demos), "--batch-size", str(batch),
-              "--steps-per-rep", str(steps)]
-    plumb, peer = run_pair([str(PLUMB_BENCH), "sft", *timing(reps), *common],
-                           [*PEER, "sft", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
-                           reps)
+    plumb, peer = run_training_pair("sft", model_dir, demos, batch, steps, reps)
     checks = {
         "tokens_per_rep": {"plumb": plumb["tokens_per_rep"], "peer": peer["tokens_per_rep"]},
         "same_tokens": plumb["tokens_per_rep"] == peer["tokens_per_rep"],
@@ -210,11 +206,7 @@ def bench_reward(model_dir, preset, batch, steps, reps, corpus_ids, enc):
     name = f"reward_{preset}_b{batch}"
     pairs = WORK / f"{name}.pairs.jsonl"
     write_jsonl(pairs, comparisons(corpus_ids, enc, batch * steps, seed=100 + batch))
-    common = ["--model", str(model_dir), "--data", str(pairs), "--batch-size", str(batch),
-              "--steps-per-rep", str(steps)]
-    plumb, peer = run_pair([str(PLUMB_BENCH), "reward", *timing(reps), *common],
-                           [*PEER, "reward", *timing(reps), *common, "--ranks", str(tiktoken_ranks_path())],
-                           reps)
+    plumb, peer = run_training_pair("reward", model_dir, pairs, batch, steps, reps)
     checks = {
         "pairs_per_rep": {"plumb": plumb["pairs_per_rep"], "peer": peer["pairs_per_rep"]},
         "real_tokens_per_rep": {"plumb": plumb["tokens_per_rep"]["real"],
@@ -297,17 +289,22 @@ def bench_tokenizer(docs_path, docs):
     )
 
 
+def run_db_bench(binary, *args, reps):
+    """Runs a benchmark binary that times its own repetitions on the private durable
+    cluster; returns its JSON report and the load average when it started."""
+    started_load = os.getloadavg()[0]
+    out = subprocess.run([str(binary), *args, "--reps", str(reps), "--cluster", str(WORK / "pg")],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]), started_load
+
+
 def bench_ranking_submit():
     """Ranking submits/s through `labeling` (checks, idempotency key, flags, assignment
     state, one transaction) against raw SQL writing the same rows, on the same Postgres,
     at 1 and 16 concurrent clients. Each side gets a fresh database per repetition; the
     private cluster is durable (fsync on), as a real one would be."""
-    reps = REPS or 5
-    started_load = os.getloadavg()[0]
-    out = subprocess.run([str(PLUMB_BENCH_DB), "--clients", "1,16", "--submits", "2000",
-                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
-                         check=True, capture_output=True, text=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report, started_load = run_db_bench(PLUMB_BENCH_DB, "--clients", "1,16", "--submits", "2000",
+                                        reps=REPS or 5)
     results = []
     for r in report["results"]:
         for side in ("plumb", "raw"):
@@ -325,12 +322,8 @@ def bench_web_load():
     """Annotators over HTTP on loopback (next task, the task page, a K = 4 ranking submit)
     at 16 connections, against the same work through `labeling` directly, on the same
     durable Postgres: tasks/s, and p50/p99 latency per request kind."""
-    reps = REPS or 3
-    started_load = os.getloadavg()[0]
-    out = subprocess.run([str(PLUMB_BENCH_WEB), "--connections", "16", "--tasks", "800",
-                          "--reps", str(reps), "--cluster", str(WORK / "pg")],
-                         check=True, capture_output=True, text=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report, started_load = run_db_bench(PLUMB_BENCH_WEB, "--connections", "16", "--tasks", "800",
+                                        reps=REPS or 3)
     for side in ("plumb", "direct"):
         report[side]["load_average_at_start"] = started_load
     return result(
@@ -538,6 +531,15 @@ def run(cmd):
     proc = subprocess.run(cmd, env=bench_env(), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def run_training_pair(command, model_dir, data, batch, steps, reps):
+    """`run_pair` of a training benchmark (`sft`, `reward`): `steps` optimizer steps of
+    `batch` on `data` per repetition, the peer tokenizing with GPT-2's BPE."""
+    common = [command, *timing(reps), "--model", str(model_dir), "--data", str(data),
+              "--batch-size", str(batch), "--steps-per-rep", str(steps)]
+    return run_pair([str(PLUMB_BENCH), *common],
+                    [*PEER, *common, "--ranks", str(tiktoken_ranks_path())], reps)
 
 
 def run_pair(plumb_cmd, peer_cmd, reps):

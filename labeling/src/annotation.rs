@@ -98,15 +98,7 @@ impl Ranking {
 
     /// Ordered (better, worse) pairs of sample indices; tied samples give none.
     pub fn pairs(&self) -> Vec<(usize, usize)> {
-        let mut pairs = Vec::new();
-        for (g, better) in self.groups.iter().enumerate() {
-            for worse in &self.groups[g + 1..] {
-                for &w in better {
-                    pairs.extend(worse.iter().map(|&l| (w, l)));
-                }
-            }
-        }
-        pairs
+        better_worse_pairs(&self.groups)
     }
 
     /// Unordered pairs of tied sample indices (both in one group).
@@ -119,6 +111,21 @@ impl Ranking {
         }
         pairs
     }
+}
+
+/// Ordered (better, worse) pairs of a ranking's `groups` (best first): each sample with
+/// every sample of each later group; samples in one group (ties) give none. The pairwise
+/// export and the trainer's K-wise RM loss both take these.
+pub fn better_worse_pairs(groups: &[Vec<usize>]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for (g, better) in groups.iter().enumerate() {
+        for worse in &groups[g + 1..] {
+            for &w in better {
+                pairs.extend(worse.iter().map(|&l| (w, l)));
+            }
+        }
+    }
+    pairs
 }
 
 /// A quality rating on InstructGPT's 1..7 Likert scale.

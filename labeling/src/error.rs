@@ -58,6 +58,21 @@ impl LabelingError {
 /// `Result` with [`LabelingError`].
 pub type Result<T> = std::result::Result<T, LabelingError>;
 
+/// `NotFound` for `what` `id` unless `sql`, given `id` as `$1`, returns a row (`SELECT id
+/// FROM projects WHERE id = $1`; with `FOR UPDATE` it also locks the row).
+pub(crate) async fn require_row(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    what: &'static str,
+    id: i64,
+) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar(sql).bind(id).fetch_optional(conn).await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(LabelingError::not_found(what, id)),
+    }
+}
+
 /// True when `err` is Postgres' unique violation (SQLSTATE 23505) on `constraint`
 /// (any constraint when `None`).
 pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: Option<&str>) -> bool {

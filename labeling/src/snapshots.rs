@@ -33,7 +33,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::annotation::{Ranking, Vote};
 use crate::domain::Split;
-use crate::error::{LabelingError, Result};
+use crate::error::{require_row, LabelingError, Result};
 
 /// What a snapshot lists. Maps to the Postgres enum `snapshot_kind`.
 pub use spec::SnapshotKind;
@@ -256,13 +256,7 @@ pub async fn freeze(
         return Err(LabelingError::invalid("snapshot name", "must be 1 to 200 characters, not blank"));
     }
     let mut tx = consistent_view(pool, false).await?;
-    let project: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1")
-        .bind(project_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if project.is_none() {
-        return Err(LabelingError::not_found("project", project_id));
-    }
+    require_row(&mut tx, "SELECT id FROM projects WHERE id = $1", "project", project_id).await?;
     let items = items(&mut tx, kind, Selection::Project { project_id, split: filter.split }).await?;
     let sha = content_sha256(&items)?;
     let ids: Vec<i64> = items.iter().map(Item::id).collect();

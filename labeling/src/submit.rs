@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::annotation::{time_spent, IdempotencyKey, RankingSubmission, SampleFlag, Vote};
 use crate::domain::{Comment, ResponseText};
-use crate::error::{LabelingError, Result};
+use crate::error::{require_row, LabelingError, Result};
 use crate::tasks::TaskKind;
 
 /// What a submit did: stored a new row, or found the row a previous attempt with the
@@ -167,13 +167,7 @@ pub async fn submit_demonstration(
             (Some((a, overlap)), prompt_id)
         }
         DemonstrationFor::Prompt(prompt_id) => {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM prompts WHERE id = $1")
-                .bind(prompt_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(LabelingError::not_found("prompt", prompt_id));
-            }
+            require_row(&mut tx, "SELECT id FROM prompts WHERE id = $1", "prompt", prompt_id).await?;
             (None, prompt_id)
         }
     };

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::annotation::{MAX_K, MIN_K};
-use crate::error::{LabelingError, Result};
+use crate::error::{require_row, LabelingError, Result};
 
 /// What a task asks for. Maps to the Postgres enum `task_kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -129,11 +129,20 @@ pub async fn create_demonstration_tasks(
     }
     let mut tx = pool.begin().await?;
     ensure_prompts_of_project(&mut tx, project_id, prompt_ids).await?;
+    let ids = insert_demonstration_tasks(&mut tx, project_id, prompt_ids).await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+async fn insert_demonstration_tasks(
+    conn: &mut PgConnection,
+    project_id: i64,
+    prompt_ids: &[i64],
+) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(prompt_ids.len());
     for &prompt_id in prompt_ids {
-        ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
+        ids.push(insert_task(conn, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
     }
-    tx.commit().await?;
     Ok(ids)
 }
 
@@ -151,13 +160,7 @@ pub async fn request_demonstrations(
         return Err(LabelingError::invalid("limit", format!("must be at least 1, not {limit}")));
     }
     let mut tx = pool.begin().await?;
-    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
-        .bind(project_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if found.is_none() {
-        return Err(LabelingError::not_found("project", project_id));
-    }
+    require_row(&mut tx, "SELECT id FROM projects WHERE id = $1 FOR UPDATE", "project", project_id).await?;
     let prompt_ids: Vec<i64> = sqlx::query_scalar(
         "SELECT p.id FROM prompts p
          WHERE p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
@@ -169,10 +172,7 @@ pub async fn request_demonstrations(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    let mut ids = Vec::with_capacity(prompt_ids.len());
-    for prompt_id in prompt_ids {
-        ids.push(insert_task(&mut tx, project_id, prompt_id, TaskKind::Demonstration, &[]).await?);
-    }
+    let ids = insert_demonstration_tasks(&mut tx, project_id, &prompt_ids).await?;
     tx.commit().await?;
     Ok(ids)
 }

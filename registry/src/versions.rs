@@ -377,37 +377,27 @@ pub async fn labels(pool: &PgPool, ids: &[i64]) -> Result<HashMap<i64, String>> 
 pub async fn resolve(pool: &PgPool, reference: &str) -> Result<ModelVersion> {
     let reference = ModelRef::parse(reference)?;
     let id: Option<i64> = match &reference {
-        ModelRef::Latest(model) => {
-            sqlx::query_scalar(
-                "SELECT v.id FROM models m
-                 JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version
-                 WHERE m.name = $1",
-            )
-            .bind(model)
-            .fetch_optional(pool)
-            .await?
-        }
-        ModelRef::Number(model, number) => {
-            sqlx::query_scalar(
-                "SELECT v.id FROM models m JOIN model_versions v ON v.model_id = m.id
-                 WHERE m.name = $1 AND v.version = $2",
-            )
-            .bind(model)
-            .bind(number)
-            .fetch_optional(pool)
-            .await?
-        }
-        ModelRef::Alias(model, alias) => {
-            sqlx::query_scalar(
-                "SELECT a.version_id FROM models m JOIN model_aliases a ON a.model_id = m.id
-                 WHERE m.name = $1 AND a.alias = $2",
-            )
-            .bind(model)
-            .bind(alias)
-            .fetch_optional(pool)
-            .await?
-        }
-    };
+        ModelRef::Latest(model) => sqlx::query_scalar(
+            "SELECT v.id FROM models m
+             JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version
+             WHERE m.name = $1",
+        )
+        .bind(model),
+        ModelRef::Number(model, number) => sqlx::query_scalar(
+            "SELECT v.id FROM models m JOIN model_versions v ON v.model_id = m.id
+             WHERE m.name = $1 AND v.version = $2",
+        )
+        .bind(model)
+        .bind(number),
+        ModelRef::Alias(model, alias) => sqlx::query_scalar(
+            "SELECT a.version_id FROM models m JOIN model_aliases a ON a.model_id = m.id
+             WHERE m.name = $1 AND a.alias = $2",
+        )
+        .bind(model)
+        .bind(alias),
+    }
+    .fetch_optional(pool)
+    .await?;
     let (ModelRef::Latest(model) | ModelRef::Number(model, _) | ModelRef::Alias(model, _)) = &reference;
     match id {
         Some(id) => get(pool, id).await,

@@ -97,6 +97,24 @@ const PROMPTS_LIMIT: Input =
     input("prompts.limit", "At most this many prompts", "The oldest first.", InputKind::Count(1, 1_000_000))
         .absent("all of them");
 
+/// The fields of a [`TrainRun`] (SFT, RM): the new model's name, the version it starts
+/// from and the snapshot of the project it trains on.
+const fn train_run_inputs(
+    base_label: &'static str,
+    base_help: &'static str,
+    bases: &'static [ModelKind],
+    snapshot_label: &'static str,
+    snapshot_help: &'static str,
+    snapshot: SnapshotKind,
+) -> [Input; 3] {
+    [
+        MODEL_NAME,
+        input("base", base_label, base_help, InputKind::Version(bases)).required(),
+        input("snapshot_id", snapshot_label, snapshot_help, InputKind::Snapshot(snapshot))
+            .absent("freeze one when the run starts"),
+    ]
+}
+
 /// The config fields of each kind, in the order the launch form shows them.
 pub fn inputs(kind: RunKind) -> &'static [Input] {
     match kind {
@@ -139,43 +157,25 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             INPUTS
         }
         RunKind::Sft => {
-            const INPUTS: &[Input] = &[
-                MODEL_NAME,
-                input(
-                    "base",
-                    "Base version",
-                    "The version to fine-tune (`name`, `name:3`, `name@alias`).",
-                    InputKind::Version(&[ModelKind::Base, ModelKind::Sft]),
-                )
-                .required(),
-                input(
-                    "snapshot_id",
-                    "Demonstrations",
-                    "A demonstrations snapshot of the project.",
-                    InputKind::Snapshot(SnapshotKind::Demonstrations),
-                )
-                .absent("freeze one when the run starts"),
-            ];
+            const INPUTS: &[Input] = &train_run_inputs(
+                "Base version",
+                "The version to fine-tune (`name`, `name:3`, `name@alias`).",
+                &[ModelKind::Base, ModelKind::Sft],
+                "Demonstrations",
+                "A demonstrations snapshot of the project.",
+                SnapshotKind::Demonstrations,
+            );
             INPUTS
         }
         RunKind::Reward => {
-            const INPUTS: &[Input] = &[
-                MODEL_NAME,
-                input(
-                    "base",
-                    "Initialise from",
-                    "The version whose trunk the reward model starts from, usually the SFT version.",
-                    InputKind::Version(&[ModelKind::Sft, ModelKind::Base]),
-                )
-                .required(),
-                input(
-                    "snapshot_id",
-                    "Rankings",
-                    "A rankings snapshot of the project.",
-                    InputKind::Snapshot(SnapshotKind::Rankings),
-                )
-                .absent("freeze one when the run starts"),
-            ];
+            const INPUTS: &[Input] = &train_run_inputs(
+                "Initialise from",
+                "The version whose trunk the reward model starts from, usually the SFT version.",
+                &[ModelKind::Sft, ModelKind::Base],
+                "Rankings",
+                "A rankings snapshot of the project.",
+                SnapshotKind::Rankings,
+            );
             INPUTS
         }
         RunKind::Ppo => {

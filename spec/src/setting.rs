@@ -178,61 +178,47 @@ pub trait SettingValue {
     fn check(&self, field: &'static str, range: &Range, problems: &mut Problems);
 }
 
-fn check_number(x: f64, integer: bool, field: &'static str, range: &Range, problems: &mut Problems) {
-    if !range.contains(x) {
-        problems.push(field, format!("{}, got {x}", range.requirement(integer)));
-    }
+/// The number types a setting may have: a value is checked against the range; an `Option`
+/// of one only when it is present.
+macro_rules! number_settings {
+    ($(Option<$ty:ty> => $kind:ident;)*) => {$(
+        impl SettingValue for Option<$ty> {
+            const KIND: SettingType = SettingType::$kind;
+            fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
+                if let Some(x) = self {
+                    x.check(field, range, problems)
+                }
+            }
+        }
+    )*};
+    ($($ty:ty => $kind:ident;)*) => {$(
+        impl SettingValue for $ty {
+            const KIND: SettingType = SettingType::$kind;
+            fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
+                let x = *self as f64;
+                if !range.contains(x) {
+                    problems.push(field, format!("{}, got {x}", range.requirement(Self::KIND.is_integer())));
+                }
+            }
+        }
+    )*};
 }
 
-impl SettingValue for f64 {
-    const KIND: SettingType = SettingType::Number;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        check_number(*self, false, field, range, problems)
-    }
+number_settings! {
+    f64 => Number;
+    i64 => Integer;
+    usize => Integer;
+    u64 => Integer;
 }
 
-impl SettingValue for i64 {
-    const KIND: SettingType = SettingType::Integer;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        check_number(*self as f64, true, field, range, problems)
-    }
-}
-
-impl SettingValue for usize {
-    const KIND: SettingType = SettingType::Integer;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        check_number(*self as f64, true, field, range, problems)
-    }
-}
-
-impl SettingValue for u64 {
-    const KIND: SettingType = SettingType::Integer;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        check_number(*self as f64, true, field, range, problems)
-    }
+number_settings! {
+    Option<i64> => OptionalInteger;
+    Option<f64> => OptionalNumber;
 }
 
 impl SettingValue for bool {
     const KIND: SettingType = SettingType::Bool;
     fn check(&self, _: &'static str, _: &Range, _: &mut Problems) {}
-}
-
-impl SettingValue for Option<i64> {
-    const KIND: SettingType = SettingType::OptionalInteger;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        if let Some(x) = self {
-            x.check(field, range, problems)
-        }
-    }
-}
-
-impl SettingValue for Option<f64> {
-    const KIND: SettingType = SettingType::OptionalNumber;
-    fn check(&self, field: &'static str, range: &Range, problems: &mut Problems) {
-        if let Some(x) = self {
-            x.check(field, range, problems)
-        }
-    }
 }
 
 /// What every stage's settings offer: their declarations, and every problem of a value.

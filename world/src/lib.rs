@@ -74,55 +74,66 @@ pub enum WorldError {
     Noise(f64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Skill {
-    Reverse,
-    Uppercase,
-    Sort,
-    Add,
-    Repeat,
-}
-
-impl Skill {
-    pub const ALL: [Skill; 5] = [Skill::Reverse, Skill::Uppercase, Skill::Sort, Skill::Add, Skill::Repeat];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Skill::Reverse => "reverse",
-            Skill::Uppercase => "uppercase",
-            Skill::Sort => "sort",
-            Skill::Add => "add",
-            Skill::Repeat => "repeat",
+/// An enum of named variants (serde writes the names too): `ALL` in order, `name()`,
+/// `FromStr` by name (else the `$unknown` error) and `Display` as the name.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $ty:ident, unknown = $unknown:path {
+            $($variant:ident = $name:literal,)*
         }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $ty {
+            $($variant,)*
+        }
+
+        impl $ty {
+            pub const ALL: [$ty; [$($name),*].len()] = [$($ty::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = WorldError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.into_iter().find(|x| x.name() == s).ok_or_else(|| $unknown(s.to_string()))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    pub enum Skill, unknown = WorldError::UnknownSkill {
+        Reverse = "reverse",
+        Uppercase = "uppercase",
+        Sort = "sort",
+        Add = "add",
+        Repeat = "repeat",
     }
 }
 
-impl FromStr for Skill {
-    type Err = WorldError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Skill::ALL
-            .into_iter()
-            .find(|skill| skill.name() == s)
-            .ok_or_else(|| WorldError::UnknownSkill(s.to_string()))
+named_enum! {
+    /// Which part of the world a task belongs to. The split is a stable hash of the prompt
+    /// text (64-bit FNV-1a, modulo 10: 0 → val, 1 → test, otherwise train), so tasks of
+    /// different splits never share a prompt, while the words and numbers are shared.
+    pub enum Split, unknown = WorldError::UnknownSplit {
+        Train = "train",
+        Val = "val",
+        Test = "test",
     }
-}
-
-impl fmt::Display for Skill {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Which part of the world a task belongs to. The split is a stable hash of the prompt
-/// text (64-bit FNV-1a, modulo 10: 0 → val, 1 → test, otherwise train), so tasks of
-/// different splits never share a prompt, while the words and numbers are shared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    Train,
-    Val,
-    Test,
 }
 
 impl Split {
@@ -132,30 +143,6 @@ impl Split {
             1 => Split::Test,
             _ => Split::Train,
         }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        }
-    }
-}
-
-impl FromStr for Split {
-    type Err = WorldError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Split::Train, Split::Val, Split::Test]
-            .into_iter()
-            .find(|split| split.name() == s)
-            .ok_or_else(|| WorldError::UnknownSplit(s.to_string()))
-    }
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

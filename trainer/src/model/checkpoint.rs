@@ -248,14 +248,7 @@ impl LanguageModel {
     /// An independent copy with the same weights on the same device (PPO's frozen
     /// reference policy, its value model initialised from the reward model).
     pub fn try_clone(&self) -> Result<Self, CheckpointError> {
-        let mut copy = LanguageModel::new(self.config.clone(), self.tokenizer.kind(), self.device())
-            .map_err(|reason| CheckpointError::Config { path: PathBuf::new(), reason })?;
-        if self.score_head.is_some() {
-            copy.add_score_head();
-        }
-        copy.vs.set_kind(self.kind());
-        copy.vs.copy(&self.vs)?;
-        Ok(copy)
+        self.copy_with(self.config.clone())
     }
 
     /// The same weights with another dropout probability (SFT trains with 0.2).
@@ -263,7 +256,11 @@ impl LanguageModel {
         if dropout == self.config.dropout {
             return Ok(self);
         }
-        let config = GptConfig { dropout, ..self.config.clone() };
+        self.copy_with(GptConfig { dropout, ..self.config.clone() })
+    }
+
+    /// A new model of `config` (which must keep the shapes) holding copies of these weights.
+    fn copy_with(&self, config: GptConfig) -> Result<Self, CheckpointError> {
         let mut copy = LanguageModel::new(config, self.tokenizer.kind(), self.device())
             .map_err(|reason| CheckpointError::Config { path: PathBuf::new(), reason })?;
         if self.score_head.is_some() {
@@ -560,6 +557,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// For tests: a byte-level model on the CPU, `tiny` cut down to `(n_layer, n_head,
+/// n_embd, n_ctx)`, its weights drawn after seeding libtorch with `seed`.
+#[cfg(test)]
+pub(crate) fn small_byte_model(
+    seed: i64,
+    (n_layer, n_head, n_embd, n_ctx): (i64, i64, i64, i64),
+) -> LanguageModel {
+    tch::manual_seed(seed);
+    let cfg = GptConfig { n_layer, n_head, n_embd, n_ctx, ..GptConfig::tiny(BYTES_VOCAB_SIZE) };
+    LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).expect("a test model's shape is valid")
 }
 
 #[cfg(test)]

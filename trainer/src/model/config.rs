@@ -38,16 +38,7 @@ pub enum Preset {
     Gpt2Medium,
 }
 
-impl std::str::FromStr for Preset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        super::parse_choice(
-            "preset",
-            s,
-            &[("tiny", Self::Tiny), ("gpt2", Self::Gpt2), ("gpt2-medium", Self::Gpt2Medium)],
-        )
-    }
-}
+choice_words!(Preset, "preset", { "tiny" => Tiny, "gpt2" => Gpt2, "gpt2-medium" => Gpt2Medium });
 
 /// The architecture's hyper-parameters, named as in GPT-2's checkpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

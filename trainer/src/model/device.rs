@@ -12,12 +12,7 @@ pub enum DeviceChoice {
     Auto,
 }
 
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        super::parse_choice("device", s, &[("cpu", Self::Cpu), ("cuda", Self::Cuda), ("auto", Self::Auto)])
-    }
-}
+choice_words!(DeviceChoice, "device", { "cpu" => Cpu, "cuda" => Cuda, "auto" => Auto });
 
 impl DeviceChoice {
     pub fn resolve(self) -> Result<Device, String> {
@@ -42,12 +37,7 @@ pub enum Precision {
     Bf16,
 }
 
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        super::parse_choice("precision", s, &[("auto", Self::Auto), ("f32", Self::F32), ("bf16", Self::Bf16)])
-    }
-}
+choice_words!(Precision, "precision", { "auto" => Auto, "f32" => F32, "bf16" => Bf16 });
 
 impl Precision {
     pub fn kind_on(self, device: Device) -> Kind {

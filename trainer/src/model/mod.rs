@@ -1,5 +1,26 @@
 //! The model: the GPT and its shape, tokenizers, checkpoints, sampling and devices.
 
+/// The words of a choice enum, each naming one variant: `FromStr` (by [`parse_choice`],
+/// so another word is refused with `what` and the words it takes) and `Display`.
+macro_rules! choice_words {
+    ($ty:ty, $what:literal, { $($word:literal => $variant:ident),* $(,)? }) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                super::parse_choice($what, s, &[$(($word, Self::$variant)),*])
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $(Self::$variant => $word,)*
+                })
+            }
+        }
+    };
+}
+
 pub mod checkpoint;
 pub mod config;
 pub mod device;

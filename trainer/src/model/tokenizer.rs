@@ -28,21 +28,7 @@ pub enum TokenizerKind {
     Bytes,
 }
 
-impl std::str::FromStr for TokenizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        super::parse_choice("tokenizer", s, &[("gpt2", Self::Gpt2), ("bytes", Self::Bytes)])
-    }
-}
-
-impl std::fmt::Display for TokenizerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Gpt2 => "gpt2",
-            Self::Bytes => "bytes",
-        })
-    }
-}
+choice_words!(TokenizerKind, "tokenizer", { "gpt2" => Gpt2, "bytes" => Bytes });
 
 #[derive(Clone)]
 pub enum Tokenizer {

@@ -92,17 +92,7 @@ impl Ranking {
 
     /// Ordered (better, worse) sample pairs; samples in one group (ties) give none.
     pub fn pairs(&self) -> Vec<(usize, usize)> {
-        let mut pairs = Vec::new();
-        for (g, better) in self.ranking.iter().enumerate() {
-            for worse in &self.ranking[g + 1..] {
-                for &w in better {
-                    for &l in worse {
-                        pairs.push((w, l));
-                    }
-                }
-            }
-        }
-        pairs
+        labeling::annotation::better_worse_pairs(&self.ranking)
     }
 
     /// The best-ranked samples (the first group).

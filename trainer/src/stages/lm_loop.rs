@@ -44,20 +44,25 @@ pub struct LoopSettings {
     pub keep_best: bool,
 }
 
-/// [`LoopSettings`] from a stage config whose optimizer, schedule, validation and
-/// checkpoint settings carry the loop's names (`PretrainConfig`, `SftConfig`); the loss
-/// metric is `loss/{stage}`.
+/// [`LoopSettings`] from a stage config whose length, optimizer, schedule, validation and
+/// checkpoint settings carry the loop's names (`PretrainConfig`, `SftConfig`), for a
+/// training set of `examples`; the loss metric is `loss/{stage}`.
 macro_rules! loop_settings {
-    ($cfg:expr, $stage:literal, total_steps: $total:expr, warmup_steps: $warmup:expr, keep_best: $keep:expr) => {{
+    ($cfg:expr, $stage:literal, examples: $examples:expr, keep_best: $keep:expr) => {{
         let cfg = $cfg;
         $crate::lm_loop::LoopSettings {
             stage: $stage,
             loss_metric: concat!("loss/", $stage),
-            total_steps: $total,
+            total_steps: $crate::train::total_steps(
+                cfg.steps,
+                cfg.epochs,
+                $examples,
+                cfg.batch_size * cfg.grad_accum,
+            ),
             batch_size: cfg.batch_size,
             grad_accum: cfg.grad_accum,
             lr: cfg.lr,
-            warmup_steps: $warmup,
+            warmup_steps: cfg.warmup_steps,
             final_lr_ratio: cfg.final_lr_ratio,
             weight_decay: cfg.weight_decay,
             grad_clip: cfg.grad_clip,

@@ -1048,15 +1048,10 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use crate::config::GptConfig;
-    use crate::tokenizer::TokenizerKind;
     use rand::{Rng, SeedableRng};
 
     fn policy_model(seed: i64) -> LanguageModel {
-        tch::manual_seed(seed);
-        let mut cfg = GptConfig::tiny(258);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 64);
-        LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap()
+        crate::checkpoint::small_byte_model(seed, (2, 4, 64, 64))
     }
 
     fn is_liked(id: i64) -> bool {
@@ -1070,10 +1065,7 @@ mod learning_tests {
     /// has zero queries and keys, so it averages channel 0 over all earlier tokens into
     /// channel 2; the MLP is off; the head reads channel 2 after ln_f.
     fn lowercase_reward_model() -> LanguageModel {
-        tch::manual_seed(7);
-        let mut cfg = GptConfig::tiny(258);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (1, 1, 16, 64);
-        let mut rm = LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap();
+        let mut rm = crate::checkpoint::small_byte_model(7, (1, 1, 16, 64));
         rm.add_score_head();
         let _guard = tch::no_grad_guard();
         let vars = rm.vs.variables();

@@ -53,15 +53,9 @@ pub fn train(
     let (train_docs, val_docs) = lm_loop::split_validation(documents, cfg.val_fraction, cfg.seed);
     let train_set = pack(&model.tokenizer, &train_docs, seq_len as usize);
     let val_set = pack(&model.tokenizer, &val_docs, seq_len as usize);
-    let per_step = cfg.batch_size * cfg.grad_accum;
-    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
-    let settings = lm_loop::loop_settings!(
-        cfg,
-        "pretrain",
-        total_steps: total_steps,
-        warmup_steps: cfg.warmup_steps.min(total_steps / 10 + 1),
-        keep_best: false
-    );
+    let mut settings = lm_loop::loop_settings!(cfg, "pretrain", examples: train_set.len(), keep_best: false);
+    // Capped at a tenth of the run, so that short runs still decay.
+    settings.warmup_steps = settings.warmup_steps.min(settings.total_steps / 10 + 1);
     lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 

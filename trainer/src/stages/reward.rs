@@ -34,7 +34,7 @@ use crate::data::{Demonstration, Ranking};
 use crate::lm_loop::{epoch_order, split_validation};
 use crate::sampling::SamplingError;
 use crate::tokenizer::Tokenizer;
-use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
+use crate::train::{ensure_finite, lr_at, seed_step, total_steps, AdamW, Progress, RunDir, TrainError};
 
 /// The RM's settings: declared in the run contract.
 pub use spec::RewardConfig;
@@ -395,8 +395,7 @@ pub fn train(
     } else {
         (encoded, encode_rankings(&model, validation, "validation ranking")?)
     };
-    let per_step = cfg.batch_size * cfg.grad_accum;
-    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
+    let total_steps = total_steps(cfg.steps, cfg.epochs, train_set.len(), cfg.batch_size * cfg.grad_accum);
     let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
     let mut state = run
         .resume(STAGE, &mut [("model", &mut model)], &mut [("model", &mut opt)])?
@@ -466,8 +465,7 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GptConfig;
-    use crate::tokenizer::{TokenizerKind, BYTES_VOCAB_SIZE};
+    use crate::tokenizer::TokenizerKind;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -585,10 +583,7 @@ mod tests {
     }
 
     fn tiny_model(seed: i64) -> LanguageModel {
-        tch::manual_seed(seed);
-        let mut cfg = GptConfig::tiny(BYTES_VOCAB_SIZE);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 32);
-        LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).unwrap()
+        crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
     }
 
     /// K = 4 random strings of 4 to 12 letters from "abcd"; the labeler prefers more

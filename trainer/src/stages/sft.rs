@@ -63,15 +63,7 @@ pub fn train(
     } else {
         (encode(demonstrations)?, encode(validation)?)
     };
-    let per_step = cfg.batch_size * cfg.grad_accum;
-    let total_steps = cfg.steps.unwrap_or(cfg.epochs * train_set.len().div_ceil(per_step) as i64);
-    let settings = lm_loop::loop_settings!(
-        cfg,
-        "sft",
-        total_steps: total_steps,
-        warmup_steps: cfg.warmup_steps,
-        keep_best: true
-    );
+    let settings = lm_loop::loop_settings!(cfg, "sft", examples: train_set.len(), keep_best: true);
     lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 
@@ -104,16 +96,11 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use crate::config::GptConfig;
     use crate::sampling::{generate, SamplingConfig};
-    use crate::tokenizer::TokenizerKind;
     use rand::{Rng, SeedableRng};
 
     fn tiny_model(seed: i64) -> LanguageModel {
-        tch::manual_seed(seed);
-        let mut cfg = GptConfig::tiny(258);
-        (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 64, 32);
-        LanguageModel::new(cfg, TokenizerKind::Bytes, tch::Device::Cpu).unwrap()
+        crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
     }
 
     /// "abc>" → "ABC": a skill a base model cannot know.

@@ -55,6 +55,12 @@ pub fn load_config<C: DeserializeOwned>(path: &Path) -> Result<C, TrainError> {
     toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
 }
 
+/// A run's optimizer steps: `steps` when set, else `epochs` passes over `examples` taken
+/// `per_step` to a step (the last step of a pass may take fewer).
+pub fn total_steps(steps: Option<i64>, epochs: i64, examples: usize, per_step: usize) -> i64 {
+    steps.unwrap_or(epochs * examples.div_ceil(per_step) as i64)
+}
+
 /// Warmup then cosine decay: the learning rate at `step` (0-based) of `total`, rising
 /// linearly to `peak` over `warmup` steps, then falling to `peak · final_ratio`.
 pub fn lr_at(step: i64, total: i64, warmup: i64, peak: f64, final_ratio: f64) -> f64 {

@@ -299,6 +299,24 @@ fn report_json(report: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or_else(|_| json!({}))
 }
 
+/// The version an SFT or RM run registers: trained from `base` on `snapshot`.
+fn trained_from<C: serde::Serialize>(
+    spec: &TrainRun<C>,
+    kind: ModelKind,
+    base: &Resolved,
+    snapshot: &Snapshot,
+    report: &impl serde::Serialize,
+) -> Output {
+    Output::Model {
+        model: spec.model_name.clone(),
+        kind,
+        parents: lineage(&[(base, start_role(base))]),
+        snapshots: vec![snapshot.id],
+        config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
+        metrics: report_json(report),
+    }
+}
+
 /// The stage, on this thread, into `out` (resuming from its newest checkpoint when
 /// `resume`: see [`RunDir::resume`]).
 pub(super) fn execute(
@@ -340,26 +358,12 @@ pub(super) fn execute(
         Prepared::Sft { spec, base, snapshot, demonstrations } => {
             let model = LanguageModel::load(&base.dir, device)?;
             let (_, report) = sft::train(&spec.stage, model, &demonstrations, &[], &mut run)?;
-            Output::Model {
-                model: spec.model_name.clone(),
-                kind: ModelKind::Sft,
-                parents: lineage(&[(&base, start_role(&base))]),
-                snapshots: vec![snapshot.id],
-                config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
-                metrics: report_json(&report),
-            }
+            trained_from(&spec, ModelKind::Sft, &base, &snapshot, &report)
         }
         Prepared::Reward { spec, base, snapshot, rankings } => {
             let model = LanguageModel::load(&base.dir, device)?;
             let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run)?;
-            Output::Model {
-                model: spec.model_name.clone(),
-                kind: ModelKind::Reward,
-                parents: lineage(&[(&base, start_role(&base))]),
-                snapshots: vec![snapshot.id],
-                config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
-                metrics: report_json(&report),
-            }
+            trained_from(&spec, ModelKind::Reward, &base, &snapshot, &report)
         }
         Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
             let policy_model = LanguageModel::load(&policy.dir, device)?;
