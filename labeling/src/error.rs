@@ -73,6 +73,16 @@ pub(crate) async fn require_row(
     }
 }
 
+/// The one row that `sql` selects by its `$1`, `key`; none is a "`what` `key` not found".
+pub(crate) async fn row_by<T, K>(pool: &sqlx::PgPool, sql: &str, what: &'static str, key: K) -> Result<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + ToString + Clone + Send,
+{
+    let found = sqlx::query_as::<_, T>(sql).bind(key.clone()).fetch_optional(pool).await?;
+    found.ok_or_else(|| LabelingError::not_found(what, key))
+}
+
 /// True when `err` is Postgres' unique violation (SQLSTATE 23505) on `constraint`
 /// (any constraint when `None`).
 pub(crate) fn is_unique_violation(err: &sqlx::Error, constraint: Option<&str>) -> bool {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::domain::{Guidelines, Overlap, ProjectName, SamplesPerTask, Split};
-use crate::error::{foreign_key_violation, is_unique_violation, LabelingError, Result};
+use crate::error::{foreign_key_violation, is_unique_violation, row_by, LabelingError, Result};
 use crate::users::User;
 
 /// A project as stored. `overlap` and `samples_per_task` hold values that the schema has
@@ -59,12 +59,8 @@ pub async fn create_project(pool: &PgPool, new: &NewProject) -> Result<Project> 
 }
 
 pub async fn get_project(pool: &PgPool, project_id: i64) -> Result<Project> {
-    let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1");
-    sqlx::query_as::<_, Project>(&sql)
-        .bind(project_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| LabelingError::not_found("project", project_id))
+    row_by(pool, &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"), "project", project_id)
+        .await
 }
 
 /// All projects, by name.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::domain::{PromptSource, PromptText, Split};
-use crate::error::{foreign_key_violation, LabelingError, Result};
+use crate::error::{foreign_key_violation, row_by, LabelingError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Prompt {
@@ -132,40 +132,35 @@ pub async fn texts(pool: &PgPool, ids: &[i64]) -> Result<std::collections::HashM
 }
 
 pub async fn get_prompt(pool: &PgPool, prompt_id: i64) -> Result<Prompt> {
-    let sql = format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE id = $1");
-    sqlx::query_as::<_, Prompt>(&sql)
-        .bind(prompt_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| LabelingError::not_found("prompt", prompt_id))
+    row_by(pool, &format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE id = $1"), "prompt", prompt_id).await
 }
 
-/// Imports JSON lines: one object per line, `{"prompt": "...", "split": "val"}`, with
-/// `"text"` accepted for `"prompt"` and the split optional (train). Blank lines are
-/// skipped; other fields are ignored.
-pub async fn import_jsonl(
+/// A file of prompts, by its format.
+#[derive(Clone, Copy, Debug)]
+pub enum PromptFile<'a> {
+    /// JSON lines: one object per line, `{"prompt": "...", "split": "val"}`, with `"text"`
+    /// accepted for `"prompt"` and the split optional (train). Blank lines are skipped;
+    /// other fields are ignored.
+    Jsonl(&'a [u8]),
+    /// CSV with a header row naming a `prompt` (or `text`) column and, optionally, a
+    /// `split` column; fields may be quoted and hold commas and newlines.
+    Csv(&'a [u8]),
+}
+
+/// Imports a file of prompts into the project: every good line is stored (a duplicate of
+/// a stored prompt is reported, not stored again), every bad one reported by line.
+pub async fn import(
     pool: &PgPool,
     project_id: i64,
-    bytes: &[u8],
+    file: PromptFile<'_>,
     source: &PromptSource,
     created_by: Option<i64>,
     limits: &ImportLimits,
 ) -> Result<ImportReport> {
-    let parsed = parse_jsonl(bytes, limits)?;
-    store(pool, project_id, parsed, source, created_by).await
-}
-
-/// Imports CSV with a header row naming a `prompt` (or `text`) column and, optionally, a
-/// `split` column; fields may be quoted and hold commas and newlines.
-pub async fn import_csv(
-    pool: &PgPool,
-    project_id: i64,
-    bytes: &[u8],
-    source: &PromptSource,
-    created_by: Option<i64>,
-    limits: &ImportLimits,
-) -> Result<ImportReport> {
-    let parsed = parse_csv(bytes, limits)?;
+    let parsed = match file {
+        PromptFile::Jsonl(bytes) => parse_jsonl(bytes, limits)?,
+        PromptFile::Csv(bytes) => parse_csv(bytes, limits)?,
+    };
     store(pool, project_id, parsed, source, created_by).await
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::domain::{DisplayName, Password, Role, TokenName, Username};
-use crate::error::{is_unique_violation, LabelingError, Result};
+use crate::error::{is_unique_violation, row_by, LabelingError, Result};
 
 /// A user as the rest of plumb sees one: never with the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -176,21 +176,11 @@ pub async fn list_users(pool: &PgPool) -> Result<Vec<User>> {
 }
 
 pub async fn get_user(pool: &PgPool, user_id: i64) -> Result<User> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    sqlx::query_as::<_, User>(&sql)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| LabelingError::not_found("user", user_id))
+    row_by(pool, &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"), "user", user_id).await
 }
 
 pub async fn get_user_by_username(pool: &PgPool, username: &str) -> Result<User> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-    sqlx::query_as::<_, User>(&sql)
-        .bind(username)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| LabelingError::not_found("user", username))
+    row_by(pool, &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"), "user", username).await
 }
 
 fn token_sha256(token: &str) -> [u8; 32] {

@@ -252,10 +252,10 @@ async fn build(
         }
     }
     let limits = ImportLimits { max_bytes: 64 << 20, max_lines: 1_000_000 };
-    let report = labeling::prompts::import_jsonl(
+    let report = labeling::prompts::import(
         pool,
         project.id,
-        lines.join("\n").as_bytes(),
+        labeling::prompts::PromptFile::Jsonl(lines.join("\n").as_bytes()),
         &PromptSource::parse("demo world")?,
         Some(researcher),
         &limits,

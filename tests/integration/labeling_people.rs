@@ -309,10 +309,16 @@ fn a_jsonl_import_reports_each_bad_line_by_number_and_imports_exactly_the_good_o
         file.extend_from_slice(b"{\"prompt\": \"nul \\u0000 inside\"}\n"); // 9: NUL
         file.extend_from_slice(b"{\"prompt\": \"Uppercase 'x'.\", \"split\": \"val\"}"); // 10, no final newline
 
-        let report =
-            prompts::import_jsonl(&db.pool, p, &file, &upload(), Some(ann.id), &ImportLimits::default())
-                .await
-                .unwrap();
+        let report = prompts::import(
+            &db.pool,
+            p,
+            prompts::PromptFile::Jsonl(&file),
+            &upload(),
+            Some(ann.id),
+            &ImportLimits::default(),
+        )
+        .await
+        .unwrap();
         let (imported, duplicates, errors) = lines(&report);
         assert_eq!(imported, [1, 2, 10]);
         assert_eq!(duplicates, [3]);
@@ -343,10 +349,10 @@ fn an_import_reports_prompts_already_in_the_project_as_duplicates_of_them() {
     with_db(|db| async move {
         let p = project(&db.pool, "summaries").await;
         let limits = ImportLimits::default();
-        let first = prompts::import_jsonl(
+        let first = prompts::import(
             &db.pool,
             p,
-            b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n",
+            prompts::PromptFile::Jsonl(b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n"),
             &upload(),
             None,
             &limits,
@@ -354,10 +360,10 @@ fn an_import_reports_prompts_already_in_the_project_as_duplicates_of_them() {
         .await
         .unwrap();
         let b_id = first.imported[1].prompt_id;
-        let second = prompts::import_jsonl(
+        let second = prompts::import(
             &db.pool,
             p,
-            b"{\"prompt\": \"c\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"b\"}\n",
+            prompts::PromptFile::Jsonl(b"{\"prompt\": \"c\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"b\"}\n"),
             &upload(),
             None,
             &limits,
@@ -388,8 +394,16 @@ fn a_csv_import_reads_quoted_fields_and_reports_bad_rows_by_line() {
             5,Sort 9 8.,holdout\r\n\
             6,\"caf\xe9\",train\r\n\
             7,\"He said \"\"hi\"\".\",TEST\r\n";
-        let report =
-            prompts::import_csv(&db.pool, p, file, &upload(), None, &ImportLimits::default()).await.unwrap();
+        let report = prompts::import(
+            &db.pool,
+            p,
+            prompts::PromptFile::Csv(file),
+            &upload(),
+            None,
+            &ImportLimits::default(),
+        )
+        .await
+        .unwrap();
         let (imported, duplicates, errors) = lines(&report);
         assert_eq!(imported, [2, 3]);
         assert_eq!(duplicates, [6]);
@@ -424,12 +438,21 @@ fn nothing_is_written_when_an_upload_exceeds_the_limits() {
         let file = b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n";
         let few_lines = ImportLimits { max_bytes: 1 << 20, max_lines: 2 };
         let refused =
-            prompts::import_jsonl(&db.pool, p, file, &upload(), None, &few_lines).await.unwrap_err();
+            prompts::import(&db.pool, p, prompts::PromptFile::Jsonl(file), &upload(), None, &few_lines)
+                .await
+                .unwrap_err();
         assert!(matches!(refused, LabelingError::UploadRefused(_)), "{refused:?}");
         let few_bytes = ImportLimits { max_bytes: 10, max_lines: 100 };
-        let refused = prompts::import_csv(&db.pool, p, b"prompt\na\nb\nc\n", &upload(), None, &few_bytes)
-            .await
-            .unwrap_err();
+        let refused = prompts::import(
+            &db.pool,
+            p,
+            prompts::PromptFile::Csv(b"prompt\na\nb\nc\n"),
+            &upload(),
+            None,
+            &few_bytes,
+        )
+        .await
+        .unwrap_err();
         assert!(refused.to_string().contains("13 bytes, more than the limit of 10 bytes"), "{refused}");
         assert!(texts_in(&db.pool, p).await.is_empty());
     });
@@ -441,11 +464,15 @@ fn an_import_into_a_missing_project_or_by_an_unknown_user_is_not_found() {
         let limits = ImportLimits::default();
         let file = b"{\"prompt\": \"a\"}\n";
         let missing =
-            prompts::import_jsonl(&db.pool, 424_242, file, &upload(), None, &limits).await.unwrap_err();
+            prompts::import(&db.pool, 424_242, prompts::PromptFile::Jsonl(file), &upload(), None, &limits)
+                .await
+                .unwrap_err();
         assert!(matches!(missing, LabelingError::NotFound { what: "project", .. }), "{missing:?}");
         let p = project(&db.pool, "summaries").await;
         let ghost =
-            prompts::import_jsonl(&db.pool, p, file, &upload(), Some(424_242), &limits).await.unwrap_err();
+            prompts::import(&db.pool, p, prompts::PromptFile::Jsonl(file), &upload(), Some(424_242), &limits)
+                .await
+                .unwrap_err();
         assert!(matches!(ghost, LabelingError::NotFound { what: "user", .. }), "{ghost:?}");
         assert!(texts_in(&db.pool, p).await.is_empty());
     });
@@ -461,9 +488,16 @@ fn concurrent_imports_of_the_same_prompts_store_each_prompt_once() {
             let pool = db.pool.clone();
             let file = file.clone();
             tokio::spawn(async move {
-                prompts::import_jsonl(&pool, p, &file, &upload(), None, &ImportLimits::default())
-                    .await
-                    .unwrap()
+                prompts::import(
+                    &pool,
+                    p,
+                    prompts::PromptFile::Jsonl(&file),
+                    &upload(),
+                    None,
+                    &ImportLimits::default(),
+                )
+                .await
+                .unwrap()
             })
         });
         let reports: Vec<ImportReport> =
@@ -488,11 +522,20 @@ fn prompts_are_listed_by_substring_and_split_with_wildcards_taken_literally() {
             {\"prompt\": \"snake_case it\", \"split\": \"val\"}\n\
             {\"prompt\": \"snakeXcase it\"}\n\
             {\"prompt\": \"TAKE a break\", \"split\": \"test\"}\n";
-        prompts::import_jsonl(&db.pool, p, file, &upload(), None, &ImportLimits::default()).await.unwrap();
-        prompts::import_jsonl(
+        prompts::import(
+            &db.pool,
+            p,
+            prompts::PromptFile::Jsonl(file),
+            &upload(),
+            None,
+            &ImportLimits::default(),
+        )
+        .await
+        .unwrap();
+        prompts::import(
             &db.pool,
             q,
-            b"{\"prompt\": \"take it\"}",
+            prompts::PromptFile::Jsonl(b"{\"prompt\": \"take it\"}"),
             &upload(),
             None,
             &ImportLimits::default(),

@@ -275,7 +275,10 @@ fn every_answer_carries_the_security_headers() {
                 response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
             };
             let csp = header("content-security-policy");
-            assert!(csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe"), "{path}: {csp}");
+            assert!(
+                csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe"),
+                "{path}: {csp}"
+            );
             assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
             assert_eq!(header("x-frame-options"), "DENY", "{path}");
             assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
@@ -297,7 +300,11 @@ fn no_page_runs_an_inline_script_that_the_policy_would_block() {
             assert!(tag.contains(" src="), "{}: an inline <script> at byte {at}", path.display());
         }
         for handler in [" onclick=", " onload=", " onchange=", " onsubmit=", " oninput=", "javascript:"] {
-            assert!(!html.contains(handler), "{}: {handler:?} would not run under the policy", path.display());
+            assert!(
+                !html.contains(handler),
+                "{}: {handler:?} would not run under the policy",
+                path.display()
+            );
         }
     }
 }

@@ -285,7 +285,11 @@ fn who_is_asking_is_checked_before_which_project_the_path_names() {
         let remove = format!("/projects/{project}/members/999999/remove");
         let response = app.post_form(&remove, &[("csrf", &csrf)]).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        assert!(response.text().await.unwrap().contains(&format!("user 999999 is not a member of project {project}")));
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .contains(&format!("user 999999 is not a member of project {project}")));
     });
 }
 

@@ -519,7 +519,11 @@ async fn store_vote(me: &Caller<Annotator>, id: i64, b: form::Ballot) -> Result<
     Ok(submit::submit_vote(&me.pool, me.user.id, id, b.vote, comment, spent, b.key).await?)
 }
 
-async fn demonstration_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<DemonstrationForm>) -> Reply {
+async fn demonstration_page(
+    me: Caller<Annotator>,
+    id: web::Path<i64>,
+    form: CsrfForm<DemonstrationForm>,
+) -> Reply {
     let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
     let form = form.into_inner();
     let demonstration = form.demonstration(now_ms());
@@ -527,7 +531,11 @@ async fn demonstration_page(me: Caller<Annotator>, id: web::Path<i64>, form: Csr
     answer(&me, assignment, store, Kept::Demonstration(form)).await
 }
 
-async fn ranking_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<Vec<(String, String)>>) -> Reply {
+async fn ranking_page(
+    me: Caller<Annotator>,
+    id: web::Path<i64>,
+    form: CsrfForm<Vec<(String, String)>>,
+) -> Reply {
     let form = RankingForm::read(form.into_inner())?;
     let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
     let store = async |a: &Assignment| {

@@ -12,7 +12,7 @@ use actix_web::{delete, get, post, put, routes, web, FromRequest, HttpRequest, H
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
-use registry::versions::{self, Alias, LineageEntry, ModelSummary, ModelVersion};
+use registry::versions::{self, LineageEntry, ModelSummary, ModelVersion};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
@@ -41,7 +41,7 @@ struct ModelPage {
     nav: Nav,
     name: String,
     versions: Vec<VersionRow>,
-    aliases: Vec<Alias>,
+    aliases: Vec<versions::Alias>,
     error: Option<String>,
 }
 
@@ -137,7 +137,7 @@ struct VersionDetail {
 struct ModelDetail {
     name: String,
     versions: Vec<ModelVersion>,
-    aliases: Vec<Alias>,
+    aliases: Vec<versions::Alias>,
 }
 
 #[derive(Serialize)]
@@ -227,11 +227,7 @@ pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: Cs
 
 #[post("/models/{name}/aliases/{alias}/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
-pub async fn remove_alias(
-    me: Caller<Researcher>,
-    path: web::Path<AliasPath>,
-    _: CsrfForm<CsrfOnly>,
-) -> Reply {
+pub async fn remove_alias(me: Caller<Researcher>, path: web::Path<Alias>, _: CsrfForm<CsrfOnly>) -> Reply {
     unalias(&me.pool, &path.name, &path.alias).await?;
     Ok(see_other(&format!("/models/{}", path.name)))
 }
@@ -305,7 +301,7 @@ pub async fn api_version(at: AtVersion, store: web::Data<ArtifactStore>) -> Repl
 #[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn api_set_alias(
     me: Caller<Researcher>,
-    path: web::Path<AliasPath>,
+    path: web::Path<Alias>,
     body: CsrfJson<AliasBody>,
 ) -> Reply {
     Ok(HttpResponse::Ok().json(alias_version(&me.pool, &path.name, &path.alias, body.version).await?))
@@ -313,11 +309,7 @@ pub async fn api_set_alias(
 
 #[delete("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
-pub async fn api_remove_alias(
-    me: Caller<Researcher>,
-    path: web::Path<AliasPath>,
-    _: Csrf<CsrfHeader>,
-) -> Reply {
+pub async fn api_remove_alias(me: Caller<Researcher>, path: web::Path<Alias>, _: Csrf<CsrfHeader>) -> Reply {
     unalias(&me.pool, &path.name, &path.alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -364,9 +356,9 @@ struct VersionPath {
     n: i32,
 }
 
-/// A model's alias, as its path names it.
+/// A model's alias as a path names it: the model and the alias.
 #[derive(Deserialize)]
-pub struct AliasPath {
+pub struct Alias {
     name: String,
     alias: String,
 }
@@ -412,7 +404,12 @@ async fn version_of(pool: &PgPool, name: &str, number: i32) -> Result<ModelVersi
 
 /// Points `alias` of model `name` at its version `number`; a missing version is an
 /// invalid `version` field.
-async fn alias_version(pool: &PgPool, name: &str, alias: &str, number: i32) -> Result<Alias, AppError> {
+async fn alias_version(
+    pool: &PgPool,
+    name: &str,
+    alias: &str,
+    number: i32,
+) -> Result<versions::Alias, AppError> {
     let version = match versions::resolve(pool, &format!("{name}:{number}")).await {
         Ok(version) => version,
         Err(RegistryError::NoSuchVersion { model, version }) => {

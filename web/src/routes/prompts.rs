@@ -9,7 +9,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture, TryFutureExt};
 use futures_util::StreamExt;
 use labeling::domain::{PromptSource, Split};
 use labeling::projects::Project;
-use labeling::prompts::{self, ImportLimits, ImportReport, Prompt};
+use labeling::prompts::{self, ImportLimits, ImportReport, Prompt, PromptFile};
 use serde::Deserialize;
 
 use super::{list_limit, page, Nav};
@@ -196,7 +196,10 @@ pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
     let limit = list_limit(query.limit, PER_PAGE, 1000)?;
     let offset = query.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(AppError::Invalid { field: "offset".into(), reason: format!("must not be negative, not {offset}") });
+        return Err(AppError::Invalid {
+            field: "offset".into(),
+            reason: format!("must not be negative, not {offset}"),
+        });
     }
     let found = prompts::list_prompts(&at.pool, at.project.id, Some(&query.q), split, limit, offset).await?;
     Ok(HttpResponse::Ok().json(found))
@@ -216,11 +219,10 @@ async fn import_and_render(at: &InProject, form: &UploadForm) -> Reply {
 /// Imports an upload in its format; a whole-upload refusal becomes a 400.
 async fn import(at: &InProject, form: &UploadForm) -> Result<ImportReport, AppError> {
     let source = PromptSource::parse("upload")?;
-    let (pool, project_id, user_id) = (&at.pool, at.project.id, Some(at.user_id()));
     let bytes = form.data.as_bytes();
-    let report = match form.format.as_str() {
-        "jsonl" => prompts::import_jsonl(pool, project_id, bytes, &source, user_id, &LIMITS).await?,
-        "csv" => prompts::import_csv(pool, project_id, bytes, &source, user_id, &LIMITS).await?,
+    let file = match form.format.as_str() {
+        "jsonl" => PromptFile::Jsonl(bytes),
+        "csv" => PromptFile::Csv(bytes),
         other => {
             return Err(AppError::Invalid {
                 field: "format".into(),
@@ -228,7 +230,7 @@ async fn import(at: &InProject, form: &UploadForm) -> Result<ImportReport, AppEr
             })
         }
     };
-    Ok(report)
+    Ok(prompts::import(&at.pool, at.project.id, file, &source, Some(at.user_id()), &LIMITS).await?)
 }
 
 /// An empty split means "any split".

@@ -238,7 +238,12 @@ pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Rep
         active: rows.iter().any(|r| !r.run.status.is_finished()),
         rows,
         filters: [
-            Filter::new("project", "Project", &q.project, projects.into_iter().map(|p| (p.id.to_string(), p.name))),
+            Filter::new(
+                "project",
+                "Project",
+                &q.project,
+                projects.into_iter().map(|p| (p.id.to_string(), p.name)),
+            ),
             Filter::new("kind", "Kind", &q.kind, RunKind::ALL.iter().map(|k| k.as_str()).map(named)),
             Filter::new("status", "Status", &q.status, STATUSES.iter().map(|s| s.as_str()).map(named)),
         ],
