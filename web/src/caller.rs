@@ -12,7 +12,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture};
 use labeling::projects::{self, Project};
 use sqlx::PgPool;
 
-use crate::auth::{CurrentUser, Researcher};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::routes::Nav;
 
@@ -20,7 +20,7 @@ use crate::routes::Nav;
 /// decides (a page under `/`, JSON under `/api`).
 pub type Reply = Result<HttpResponse, AppError>;
 
-/// The user making the request (extracted as `R`: [`Researcher`], [`crate::auth::Admin`],
+/// The user making the request (extracted as `R`: [`crate::auth::Researcher`], [`crate::auth::Admin`],
 /// [`crate::auth::Annotator`] or [`CurrentUser`]), with the database and their session.
 pub struct Caller<R = CurrentUser> {
     pub who: R,
@@ -65,44 +65,65 @@ impl<R: FromRequest<Error = AppError> + 'static> FromRequest for Caller<R> {
     }
 }
 
-/// A [`Caller`] at a project's page or API: the project is the one the path's `{id}`
-/// names. The user is checked first, so that a stranger hears "log in" (or "not for
-/// your role") and learns nothing of which projects exist; then an id that is not a
-/// number is a 400 and one of no project a 404.
-pub struct InProject<R = Researcher> {
-    pub caller: Caller<R>,
-    pub project: Project,
-}
-
-impl<R> Deref for InProject<R> {
-    type Target = Caller<R>;
-
-    fn deref(&self) -> &Caller<R> {
-        &self.caller
-    }
-}
-
-impl<R: FromRequest<Error = AppError> + 'static> FromRequest for InProject<R> {
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::<R>::from_request(req, payload);
-        let path = web::Path::<ProjectPath>::from_request(req, &mut Payload::None);
-        async move {
-            let caller = caller.await?;
-            let id = path.await?.id;
-            let project = projects::get_project(&caller.pool, id).await.map_err(AppError::from)?;
-            Ok(InProject { caller, project })
+/// Declares a [`Caller`] at the page or API of a row that the request's path names, with
+/// the row in the named field. The caller is checked first, so that a stranger hears "log
+/// in" (or "not for your role") and learns nothing of which rows exist; then a path that
+/// does not parse is a 400, and a row that `load` does not find a 404.
+macro_rules! caller_at {
+    ($(#[$doc:meta])* $name:ident { $field:ident: $row:ty }, $path:ty, $load:path) => {
+        $(#[$doc])*
+        pub struct $name<R = $crate::auth::Researcher> {
+            pub caller: $crate::caller::Caller<R>,
+            pub $field: $row,
         }
-        .boxed_local()
-    }
+
+        impl<R> std::ops::Deref for $name<R> {
+            type Target = $crate::caller::Caller<R>;
+
+            fn deref(&self) -> &Self::Target {
+                &self.caller
+            }
+        }
+
+        impl<R> actix_web::FromRequest for $name<R>
+        where
+            R: actix_web::FromRequest<Error = $crate::error::AppError> + 'static,
+        {
+            type Error = actix_web::Error;
+            type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+            fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+                use futures_util::FutureExt;
+                let caller = $crate::caller::Caller::<R>::from_request(req, payload);
+                let path = actix_web::web::Path::<$path>::from_request(req, &mut actix_web::dev::Payload::None);
+                async move {
+                    let caller = caller.await?;
+                    let path = path.await?.into_inner();
+                    let $field = $load(&caller.pool, path).await?;
+                    Ok($name { caller, $field })
+                }
+                .boxed_local()
+            }
+        }
+    };
 }
+pub(crate) use caller_at;
+
+caller_at!(
+    /// A [`Caller`] at a project's page or API: the project that the path's `{id}` names.
+    InProject { project: Project },
+    ProjectPath,
+    load_project
+);
 
 /// The project's part of a path (`/projects/{id}/…`); the route may name more.
 #[derive(serde::Deserialize)]
-struct ProjectPath {
+pub struct ProjectPath {
     id: i64,
+}
+
+async fn load_project(pool: &PgPool, path: ProjectPath) -> Result<Project, AppError> {
+    Ok(projects::get_project(pool, path.id).await?)
 }
 
 /// A form's error that its page draws again beside the form (input that was refused);

@@ -806,22 +806,30 @@ pub fn train(
     ptx_corpus: Option<&[String]>,
     run: &mut RunDir,
 ) -> Result<(LanguageModel, PpoReport), TrainError> {
-    train_with_eval(cfg, policy, reward_model, prompts, ptx_corpus, run, &mut |_, _, _| Ok(Vec::new()))
+    let data = PpoData { prompts, ptx_corpus };
+    train_with_eval(cfg, policy, reward_model, data, run, &mut |_, _, _| Ok(Vec::new()))
+}
+
+/// What PPO learns from: the prompts it samples responses to, and for PPO-ptx the
+/// pretraining documents whose likelihood it keeps up.
+#[derive(Clone, Copy, Debug)]
+pub struct PpoData<'a> {
+    pub prompts: &'a [String],
+    pub ptx_corpus: Option<&'a [String]>,
 }
 
 /// `train`, calling `eval` every `cfg.eval_every` steps and at the end; the metrics it
 /// returns (e.g. `eval/reward` on held-out prompts, via `evaluate`) are logged with the step's.
-#[allow(clippy::too_many_arguments)]
 pub fn train_with_eval(
     cfg: &PpoConfig,
     policy: LanguageModel,
     reward_model: &LanguageModel,
-    prompts: &[String],
-    ptx_corpus: Option<&[String]>,
+    data: PpoData,
     run: &mut RunDir,
     eval: &mut EvalFn,
 ) -> Result<(LanguageModel, PpoReport), TrainError> {
     cfg.validate()?;
+    let PpoData { prompts, ptx_corpus } = data;
     let started = Instant::now();
     if prompts.is_empty() {
         return Err(TrainError::Config("no prompts for PPO".into()));
@@ -1270,16 +1278,9 @@ mod learning_tests {
                 let e = evaluate(policy, reference, &rm, &held_out, cfg, 99)?;
                 Ok(vec![("eval/reward".to_string(), e.reward), ("eval/kl".to_string(), e.kl)])
             };
-            let (policy, report) = train_with_eval(
-                cfg,
-                sft.try_clone().unwrap(),
-                &rm,
-                &train_prompts,
-                Some(&corpus),
-                &mut run,
-                &mut eval,
-            )
-            .unwrap();
+            let data = PpoData { prompts: &train_prompts, ptx_corpus: Some(&corpus) };
+            let (policy, report) =
+                train_with_eval(cfg, sft.try_clone().unwrap(), &rm, data, &mut run, &mut eval).unwrap();
             losses.push(corpus_loss(&policy, &corpus));
             let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
             let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();

@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use actix_web::body::SizedStream;
-use actix_web::dev::Payload;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{delete, get, post, put, routes, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, put, routes, web, HttpResponse};
 use askama::Template;
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
@@ -19,9 +18,8 @@ use tokio::io::AsyncReadExt;
 
 use super::{page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
-use crate::caller::{redrawable, Caller, Reply};
+use crate::caller::{caller_at, redrawable, Caller, Reply};
 use crate::error::AppError;
-use futures_util::future::{FutureExt, LocalBoxFuture};
 
 #[derive(Template)]
 #[template(path = "models.html")]
@@ -334,24 +332,21 @@ pub async fn api_files(at: AtVersion, store: web::Data<ArtifactStore>) -> Reply 
     Ok(HttpResponse::Ok().json(files_of(&store, &at.version).await?))
 }
 
-/// A researcher at a model version's page or API: the version is the one the path's
-/// `{name}` and `{n}` name, looked up after the role check.
-pub struct AtVersion {
-    caller: Caller<Researcher>,
-    version: ModelVersion,
-}
+caller_at!(
+    /// A [`Caller`] at a model version's page or API: the version that the path's `{name}`
+    /// and `{n}` name.
+    AtVersion { version: ModelVersion },
+    VersionPath,
+    load_version
+);
 
-impl std::ops::Deref for AtVersion {
-    type Target = Caller<Researcher>;
-
-    fn deref(&self) -> &Caller<Researcher> {
-        &self.caller
-    }
+async fn load_version(pool: &PgPool, path: VersionPath) -> Result<ModelVersion, AppError> {
+    version_of(pool, &path.name, path.n).await
 }
 
 /// The parts of a version's path, by name (its route may go on, to a tag or a file).
 #[derive(Deserialize)]
-struct VersionPath {
+pub struct VersionPath {
     name: String,
     n: i32,
 }
@@ -372,23 +367,6 @@ pub struct TagPath {
 impl std::fmt::Display for TagPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.tag)
-    }
-}
-
-impl FromRequest for AtVersion {
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::<Researcher>::from_request(req, payload);
-        let path = web::Path::<VersionPath>::from_request(req, &mut Payload::None);
-        async move {
-            let caller = caller.await?;
-            let path = path.await?;
-            let version = version_of(&caller.pool, &path.name, path.n).await?;
-            Ok(AtVersion { caller, version })
-        }
-        .boxed_local()
     }
 }
 
