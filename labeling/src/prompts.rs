@@ -547,6 +547,15 @@ fn missing_reference(err: sqlx::Error, project_id: i64, created_by: Option<i64>)
 mod tests {
     use super::*;
 
+    /// The file parsed under the default limits (which it must keep).
+    fn parse_ok(file: PromptFile) -> Parsed {
+        match file {
+            PromptFile::Jsonl(bytes) => parse_jsonl(bytes, &ImportLimits::default()),
+            PromptFile::Csv(bytes) => parse_csv(bytes, &ImportLimits::default()),
+        }
+        .unwrap()
+    }
+
     fn lines_of(parsed: &Parsed) -> Vec<usize> {
         parsed.candidates.iter().map(|c| c.line).collect()
     }
@@ -557,11 +566,7 @@ mod tests {
 
     #[test]
     fn json_lines_accept_prompt_or_text_and_default_to_train() {
-        let parsed = parse_jsonl(
-            b"{\"prompt\": \"a\"}\n{\"text\": \"b\", \"split\": \"val\"}\r\n\n{\"prompt\": \"c\", \"split\": null, \"id\": 7}\n",
-            &ImportLimits::default(),
-        )
-        .unwrap();
+        let parsed = parse_ok(PromptFile::Jsonl(b"{\"prompt\": \"a\"}\n{\"text\": \"b\", \"split\": \"val\"}\r\n\n{\"prompt\": \"c\", \"split\": null, \"id\": 7}\n"));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         assert_eq!(lines_of(&parsed), [1, 2, 4]);
         let splits: Vec<Split> = parsed.candidates.iter().map(|c| c.split).collect();
@@ -570,11 +575,7 @@ mod tests {
 
     #[test]
     fn each_bad_json_line_is_reported_with_its_number_and_field() {
-        let parsed = parse_jsonl(
-            b"{\"prompt\": \"ok\"}\n{\"prompt\": \n\xff\xfe\n{\"prompt\": \"  \"}\n{\"prompt\": \"x\", \"split\": \"dev\"}\n[1]\n{\"prompt\": 3}\n{\"prompt\": \"a\\u0000b\"}\n{}\n",
-            &ImportLimits::default(),
-        )
-        .unwrap();
+        let parsed = parse_ok(PromptFile::Jsonl(b"{\"prompt\": \"ok\"}\n{\"prompt\": \n\xff\xfe\n{\"prompt\": \"  \"}\n{\"prompt\": \"x\", \"split\": \"dev\"}\n[1]\n{\"prompt\": 3}\n{\"prompt\": \"a\\u0000b\"}\n{}\n"));
         assert_eq!(lines_of(&parsed), [1]);
         assert!(error_on(&parsed, 2).message.contains("not valid JSON"));
         assert!(error_on(&parsed, 3).message.contains("UTF-8"));
@@ -588,11 +589,8 @@ mod tests {
 
     #[test]
     fn a_prompt_repeated_in_the_file_is_a_duplicate_of_its_first_line() {
-        let parsed = parse_jsonl(
-            b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"text\": \"a\"}\n",
-            &ImportLimits::default(),
-        )
-        .unwrap();
+        let parsed =
+            parse_ok(PromptFile::Jsonl(b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"text\": \"a\"}\n"));
         assert_eq!(lines_of(&parsed), [1, 2]);
         assert_eq!(parsed.duplicates, [LineDuplicate { line: 3, of: DuplicateOf::EarlierLine(1) }]);
     }
@@ -610,11 +608,9 @@ mod tests {
 
     #[test]
     fn csv_fields_may_be_quoted_and_hold_commas_and_newlines() {
-        let parsed = parse_csv(
+        let parsed = parse_ok(PromptFile::Csv(
             b"id,Prompt,split\r\n1,\"say \"\"hi\"\", then, bye\",val\r\n2,\"two\nlines\",\r\n3,plain\r\n",
-            &ImportLimits::default(),
-        )
-        .unwrap();
+        ));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         assert_eq!(lines_of(&parsed), [2, 3, 5]);
         assert_eq!(parsed.candidates[0].text.as_str(), "say \"hi\", then, bye");
@@ -632,11 +628,9 @@ mod tests {
 
     #[test]
     fn bad_csv_rows_are_reported_with_their_line_numbers() {
-        let parsed = parse_csv(
+        let parsed = parse_ok(PromptFile::Csv(
             b"\xEF\xBB\xBFsplit,prompt\ntrain,ok\ndev,x\ntrain,\xff\ntrain\ntest,\"\"\n",
-            &ImportLimits::default(),
-        )
-        .unwrap();
+        ));
         assert_eq!(lines_of(&parsed), [2]);
         assert_eq!(error_on(&parsed, 3).field, "split");
         assert!(error_on(&parsed, 4).message.contains("UTF-8"));

@@ -1056,6 +1056,7 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
+    use crate::train::temp_run;
     use rand::{Rng, SeedableRng};
 
     fn policy_model(seed: i64) -> LanguageModel {
@@ -1131,12 +1132,6 @@ mod learning_tests {
         }
     }
 
-    fn run_dir() -> (tempfile::TempDir, RunDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::open(dir.path(), false).unwrap();
-        (dir, run)
-    }
-
     fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
         let rm = lowercase_reward_model();
         let encoded = encode_prompts(model, &rm, prompts, cfg).unwrap();
@@ -1208,7 +1203,7 @@ mod learning_tests {
         let reference = sft.try_clone().unwrap();
         let before = evaluate(&sft, &reference, &rm, &held_out, &cfg, 99).unwrap();
         let share_before = lowercase_share(&sft, &held_out, &cfg);
-        let (_dir, mut run) = run_dir();
+        let (_dir, mut run) = temp_run();
         let (policy, report) = train(&cfg, sft, &rm, &train_prompts, None, &mut run).unwrap();
         let after = evaluate(&policy, &reference, &rm, &held_out, &cfg, 99).unwrap();
         let share_after = lowercase_share(&policy, &held_out, &cfg);
@@ -1273,7 +1268,7 @@ mod learning_tests {
         let initial = corpus_loss(&sft, &corpus);
         let mut losses = Vec::new();
         for cfg in [&plain, &ptx] {
-            let (_dir, mut run) = run_dir();
+            let (_dir, mut run) = temp_run();
             let mut eval = |_: i64, policy: &LanguageModel, reference: &LanguageModel| {
                 let e = evaluate(policy, reference, &rm, &held_out, cfg, 99)?;
                 Ok(vec![("eval/reward".to_string(), e.reward), ("eval/kl".to_string(), e.kl)])
@@ -1349,7 +1344,7 @@ mod learning_tests {
         let rm = lowercase_reward_model();
         let train_prompts = prompts(16, 4);
         let healthy = PpoConfig { batch_size: 16, checkpoint_every: 2, ..config(2) };
-        let (dir, mut run) = run_dir();
+        let (dir, mut run) = temp_run();
         train(&healthy, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap();
         let saved = std::fs::read(dir.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
         // Resumed with a learning rate that blows the weights up in step 2's first update.

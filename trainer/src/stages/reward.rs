@@ -466,6 +466,7 @@ pub fn train(
 mod tests {
     use super::*;
     use crate::tokenizer::TokenizerKind;
+    use crate::train::temp_run;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -622,8 +623,7 @@ mod tests {
 
     #[test]
     fn a_tiny_reward_model_learns_which_sample_has_more_as() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         let cfg = RewardConfig { lr: 2e-3, warmup_steps: 5, batch_size: 16, ..quick_config(40) };
         let (train_set, held_out) = (letter_rankings(400, 1), letter_rankings(100, 2));
         let (_, report) = train(&cfg, tiny_model(0), &train_set, &held_out, &[], &mut run).unwrap();
@@ -639,8 +639,7 @@ mod tests {
 
     #[test]
     fn the_bias_centres_the_demonstrations_at_zero() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         let demos: Vec<Demonstration> = ["aab", "dcba", "aaaa", "b"]
             .iter()
             .map(|r| Demonstration { prompt: "a?".into(), response: r.to_string() })
@@ -664,8 +663,7 @@ mod tests {
 
     #[test]
     fn without_demonstrations_the_best_samples_are_centred_at_zero() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (_dir, mut run) = temp_run();
         let rankings = letter_rankings(12, 4);
         let (model, _) = train(&quick_config(2), tiny_model(0), &rankings, &[], &[], &mut run).unwrap();
         let best: Vec<(String, String)> = rankings
@@ -725,8 +723,7 @@ mod tests {
 
     #[test]
     fn a_nan_loss_stops_training_at_its_step_keeping_the_last_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (_dir, mut run) = temp_run();
         let cfg = RewardConfig { lr: 1e30, checkpoint_every: 1, ..quick_config(5) };
         let err = train(&cfg, tiny_model(0), &letter_rankings(16, 6), &[], &[], &mut run).unwrap_err();
         let message = err.to_string();
@@ -758,8 +755,7 @@ mod tests {
     fn a_long_prompt_loses_its_beginning_and_a_response_too_long_names_its_ranking() {
         let t = Tokenizer::new(TokenizerKind::Bytes);
         assert_eq!(sequence(&t, 5, "abcdef", "xy").unwrap(), vec![101, 102, 120, 121, 256]);
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (_dir, mut run) = temp_run();
         let mut rankings = letter_rankings(3, 7);
         rankings[1] =
             Ranking::new("a?".into(), vec!["a".into(), "b".repeat(40)], vec![vec![0], vec![1]]).unwrap();

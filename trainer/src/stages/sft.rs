@@ -97,6 +97,7 @@ mod tests {
 mod learning_tests {
     use super::*;
     use crate::sampling::{generate, SamplingConfig};
+    use crate::train::temp_run;
     use rand::{Rng, SeedableRng};
 
     fn tiny_model(seed: i64) -> LanguageModel {
@@ -148,8 +149,7 @@ mod learning_tests {
             uppercase_demos(64, 2).into_iter().filter(|d| !train_set.contains(d)).collect();
         let base = tiny_model(0);
         let before = accuracy(&base, &held_out);
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         let (tuned, report) = train(&config(250), base, &train_set, &held_out, &mut run).unwrap();
         let after = accuracy(&tuned, &held_out);
         eprintln!("held-out exact match: base {before:.2} → SFT {after:.2}; {report:?}");
@@ -254,8 +254,7 @@ mod learning_tests {
     fn a_nan_loss_stops_the_run_and_names_the_step() {
         let demos = uppercase_demos(32, 4);
         let cfg = SftConfig { lr: 1e30, ..config(20) };
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (_dir, mut run) = temp_run();
         let err = train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, TrainError::NonFinite { .. }), "{text}");

@@ -235,6 +235,15 @@ pub struct RunDir {
     stop: Option<Arc<AtomicBool>>,
 }
 
+/// A run directory in a fresh temporary folder, for tests; the folder goes with the
+/// `TempDir`.
+#[cfg(test)]
+pub(crate) fn temp_run() -> (tempfile::TempDir, RunDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::open(dir.path(), false).unwrap();
+    (dir, run)
+}
+
 impl RunDir {
     /// Opens `out` for a new run, or to continue one when `resume` is set. A directory
     /// that already holds a run is not overwritten without `resume`.
@@ -626,8 +635,7 @@ mod tests {
 
     #[test]
     fn a_directory_holding_a_run_is_not_overwritten_without_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         run.log(0, &[("loss", 1.0)]).unwrap();
         drop(run);
         let err = RunDir::open(dir.path(), false).err().unwrap().to_string();
@@ -651,8 +659,7 @@ mod tests {
 
     #[test]
     fn resume_restores_the_newest_checkpoint_and_drops_the_lines_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         let model = tiny_model();
         let mut opt = AdamW::new(&model.vs, 0.9, 0.999, 1e-8, 0.0);
         opt.steps = 2;
@@ -680,8 +687,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_carries_the_best_model_and_resume_puts_it_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, run) = temp_run();
         let (best, mut last) = (tiny_model(), tiny_model());
         run.save_best(&best).unwrap();
         let checkpoint =
@@ -710,8 +716,7 @@ mod tests {
 
     #[test]
     fn a_run_without_a_checkpoint_resumes_from_the_start_with_no_metrics() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut run = RunDir::open(dir.path(), false).unwrap();
+        let (dir, mut run) = temp_run();
         run.log(0, &[("loss", 1.0)]).unwrap();
         drop(run);
         let mut run = RunDir::open(dir.path(), true).unwrap();
@@ -723,8 +728,7 @@ mod tests {
 
     #[test]
     fn a_nan_loss_names_the_step_and_the_last_good_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::open(dir.path(), false).unwrap();
+        let (_dir, run) = temp_run();
         let err = ensure_finite(7, "loss", f64::NAN, &run).unwrap_err().to_string();
         assert!(err.starts_with("step 7: loss is NaN; training stopped."), "{err}");
     }
