@@ -240,6 +240,7 @@ async fn build(
     )
     .await?;
     labeling::projects::add_member(pool, project.id, annotator).await?;
+    let launcher = Launcher { pool, project: project.id, researcher };
     let (_, token) =
         labeling::users::create_api_token(pool, annotator, &TokenName::parse("simulated annotator")?).await?;
 
@@ -274,18 +275,16 @@ async fn build(
             println!("registered base:{}", version.version);
         }
         None => {
-            launch(
-                pool,
-                project.id,
-                researcher,
-                RunKind::Pretrain,
-                json!({ "model_name": "base", "preset": "tiny", "corpus": "demo_world",
+            launcher
+                .launch(
+                    "Pretraining a tiny GPT on the demo world's corpus",
+                    RunKind::Pretrain,
+                    json!({ "model_name": "base", "preset": "tiny", "corpus": "demo_world",
                         "corpus_documents": 4000,
                         "stage": { "steps": scale.pretrain_steps, "seq_len": 64, "batch_size": 16,
                                    "warmup_steps": 10.min(scale.pretrain_steps), "eval_every": 0 } }),
-                "Pretraining a tiny GPT on the demo world's corpus",
-            )
-            .await?;
+                )
+                .await?;
         }
     }
 
@@ -295,64 +294,52 @@ async fn build(
     let tally = simulate(url, &token, 0.5).await?;
     println!("{tally}");
 
-    launch(
-        pool,
-        project.id,
-        researcher,
+    launcher.launch(
+        "SFT on the demonstrations",
         RunKind::Sft,
         json!({ "model_name": "sft", "base": "base",
                 "stage": { "steps": scale.sft_steps, "lr": 3e-3, "batch_size": 16, "dropout": 0.0,
                            "warmup_steps": 10.min(scale.sft_steps), "eval_every": 0, "checkpoint_every": 100 } }),
-        "SFT on the demonstrations",
     )
     .await?;
-    launch(
-        pool,
-        project.id,
-        researcher,
-        RunKind::Sample,
-        json!({ "version": "sft", "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
+    launcher
+        .launch(
+            "Sampling 4 responses per prompt from the SFT policy for ranking",
+            RunKind::Sample,
+            json!({ "version": "sft", "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
                 "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 } }),
-        "Sampling 4 responses per prompt from the SFT policy for ranking",
-    )
-    .await?;
+        )
+        .await?;
     step("The simulated annotator ranks them through the API");
     let tally = simulate(url, &token, 0.0).await?;
     println!("{tally}");
 
-    launch(
-        pool,
-        project.id,
-        researcher,
-        RunKind::Reward,
-        json!({ "model_name": "rm", "base": "sft",
+    launcher
+        .launch(
+            "Reward model from the SFT model, on the rankings",
+            RunKind::Reward,
+            json!({ "model_name": "rm", "base": "sft",
                 "stage": { "steps": scale.rm_steps, "lr": 3e-4, "batch_size": 4, "eval_every": 0,
                            "checkpoint_every": 100 } }),
-        "Reward model from the SFT model, on the rankings",
-    )
-    .await?;
-    launch(
-        pool,
-        project.id,
-        researcher,
-        RunKind::Ppo,
-        json!({ "model_name": "policy", "policy": "sft", "reward": "rm",
+        )
+        .await?;
+    launcher
+        .launch(
+            "PPO of the SFT policy against the reward model",
+            RunKind::Ppo,
+            json!({ "model_name": "policy", "policy": "sft", "reward": "rm",
                 "stage": { "steps": scale.ppo_steps, "batch_size": 64, "minibatch_size": 16, "ppo_epochs": 2,
                            "lr": 1e-4, "value_lr": 1e-3, "warmup_steps": 0, "max_new_tokens": 20,
                            "kl_coef": 1.0, "reward_clip": 3.0, "checkpoint_every": 2 } }),
-        "PPO of the SFT policy against the reward model",
-    )
-    .await?;
-    let eval = launch(
-        pool,
-        project.id,
-        researcher,
+        )
+        .await?;
+    let eval = launcher.launch(
+        "Evaluating base, SFT and the policy on held-out prompts",
         RunKind::Eval,
         json!({ "versions": ["base", "sft", "policy"], "reward": "rm", "reference": "sft",
                 "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 },
                 "skills": { "shots": [0, 1, 3], "per_skill": scale.skill_tasks },
                 "probes": [{ "template": "the {group} is", "groups": ["cat", "sun", "ship"], "samples": 64, "top": 5 }] }),
-        "Evaluating base, SFT and the policy on held-out prompts",
     )
     .await?;
     report_eval(pool, eval).await?;
@@ -417,44 +404,50 @@ async fn human_eval(
 }
 
 /// Enqueues a run, shows its progress until it ends, and fails unless it succeeded.
-async fn launch(
-    pool: &PgPool,
+/// Where the demo launches its runs: its database, its project, and its researcher as
+/// the runs' author.
+struct Launcher<'a> {
+    pool: &'a PgPool,
     project: i64,
     researcher: i64,
-    kind: RunKind,
-    config: Value,
-    what: &str,
-) -> Result<i64> {
-    step(what);
-    let id = runs::enqueue(
-        pool,
-        &NewRun { project_id: Some(project), kind, config, created_by: Some(researcher) },
-    )
-    .await?;
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} run {msg} [{bar:40}] {percent:>3}% {elapsed_precise} ETA {eta}",
+}
+
+impl Launcher<'_> {
+    /// Queues a run (`what` it does, its `kind` and `config`) and follows it to its end
+    /// with a progress bar; its id, once it succeeded.
+    async fn launch(&self, what: &str, kind: RunKind, config: Value) -> Result<i64> {
+        let (pool, project, researcher) = (self.pool, self.project, self.researcher);
+        step(what);
+        let id = runs::enqueue(
+            pool,
+            &NewRun { project_id: Some(project), kind, config, created_by: Some(researcher) },
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("{id}"));
-    let run = loop {
-        let run = runs::get(pool, id).await?;
-        bar.set_position((run.progress as f64 * 1000.0) as u64);
-        if run.status.is_finished() {
-            break run;
+        .await?;
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} run {msg} [{bar:40}] {percent:>3}% {elapsed_precise} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{id}"));
+        let run = loop {
+            let run = runs::get(pool, id).await?;
+            bar.set_position((run.progress as f64 * 1000.0) as u64);
+            if run.status.is_finished() {
+                break run;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        bar.finish();
+        if run.status != RunStatus::Succeeded {
+            bail!("run {id} ({what}) {}: {}", run.status, run.error.unwrap_or_default());
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    bar.finish();
-    if run.status != RunStatus::Succeeded {
-        bail!("run {id} ({what}) {}: {}", run.status, run.error.unwrap_or_default());
+        if let Some(version) = versions::of_run(pool, id).await? {
+            println!("registered {}:{}", version.model, version.version);
+        }
+        Ok(id)
     }
-    if let Some(version) = versions::of_run(pool, id).await? {
-        println!("registered {}:{}", version.model, version.version);
-    }
-    Ok(id)
 }
 
 /// The simulated annotator through the API until no task is left; its summary.

@@ -524,11 +524,10 @@ async fn demonstration_page(
     id: web::Path<i64>,
     form: CsrfForm<DemonstrationForm>,
 ) -> Reply {
-    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
     let form = form.into_inner();
     let demonstration = form.demonstration(now_ms());
     let store = async |a: &Assignment| store_demonstration(&me, a.id, demonstration?).await.map(drop);
-    answer(&me, assignment, store, Kept::Demonstration(form)).await
+    answer(&me, *id, store, Kept::Demonstration(form)).await
 }
 
 async fn ranking_page(
@@ -537,31 +536,30 @@ async fn ranking_page(
     form: CsrfForm<Vec<(String, String)>>,
 ) -> Reply {
     let form = RankingForm::read(form.into_inner())?;
-    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
     let store = async |a: &Assignment| {
         let (submission, key) = form.submission(a.k(), now_ms())?;
         submit::submit_ranking(&me.pool, me.user.id, a.id, &submission, key).await?;
         Ok(())
     };
-    answer(&me, assignment, store, Kept::Ranking(form.clone())).await
+    answer(&me, *id, store, Kept::Ranking(form.clone())).await
 }
 
 async fn vote_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<VoteForm>) -> Reply {
-    let assignment = tasks::assignment(&me.pool, *id, me.user.id).await?;
     let form = form.into_inner();
     let ballot = form.ballot(now_ms());
     let store = async |a: &Assignment| store_vote(&me, a.id, ballot?).await.map(drop);
-    answer(&me, assignment, store, Kept::Vote(form)).await
+    answer(&me, *id, store, Kept::Vote(form)).await
 }
 
-/// Stores a page's answer to `assignment`, then goes on to the project's next task; a
-/// refused answer is drawn again with what was typed (`kept`) and why.
+/// Stores a page's answer to the caller's assignment `id`, then goes on to the project's
+/// next task; a refused answer is drawn again with what was typed (`kept`) and why.
 async fn answer(
     me: &Caller<Annotator>,
-    assignment: Assignment,
+    id: i64,
     store: impl AsyncFnOnce(&Assignment) -> Result<(), AppError>,
     kept: Kept,
 ) -> Reply {
+    let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
     let result = match store(&assignment).await {
         Ok(()) => go_on(me, assignment.project_id, "saved").await,
         Err(e) => Err(e),
