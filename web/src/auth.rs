@@ -250,6 +250,10 @@ macro_rules! csrf_in_field {
 }
 csrf_in_field!(Form, Json);
 
+/// The body of an API post that sends nothing else: none from a token caller, a JSON
+/// `{"csrf": ...}` from a browser session.
+pub type CsrfOnlyJson = Csrf<Option<web::Json<CsrfOnly>>>;
+
 /// An optional body (an API post where a token caller has nothing to send): a missing
 /// or unreadable body counts as one without a CSRF token.
 impl<B: CsrfBody> CsrfBody for Option<B> {

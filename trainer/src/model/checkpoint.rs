@@ -571,6 +571,25 @@ pub(crate) fn small_byte_model(
     LanguageModel::new(cfg, TokenizerKind::Bytes, Device::Cpu).expect("a test model's shape is valid")
 }
 
+/// For tests: `n` random words, seeded, each of a length in `lengths` and of letters in
+/// `letters`.
+#[cfg(test)]
+pub(crate) fn random_words(
+    n: usize,
+    seed: u64,
+    lengths: std::ops::RangeInclusive<usize>,
+    letters: std::ops::RangeInclusive<u8>,
+) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let len = rng.random_range(lengths.clone());
+            (0..len).map(|_| rng.random_range(letters.clone()) as char).collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

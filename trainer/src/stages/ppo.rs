@@ -1057,7 +1057,6 @@ mod tests {
 mod learning_tests {
     use super::*;
     use crate::train::temp_run;
-    use rand::{Rng, SeedableRng};
 
     fn policy_model(seed: i64) -> LanguageModel {
         crate::checkpoint::small_byte_model(seed, (2, 4, 64, 64))
@@ -1102,14 +1101,8 @@ mod learning_tests {
 
     /// Prompts without lowercase letters, so the response decides the score.
     fn prompts(n: usize, seed: u64) -> Vec<String> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                let len = rng.random_range(2..=5);
-                let word: String = (0..len).map(|_| rng.random_range(b'A'..=b'Z') as char).collect();
-                format!("{word}:")
-            })
-            .collect()
+        let words = crate::checkpoint::random_words(n, seed, 2..=5, b'A'..=b'Z');
+        words.into_iter().map(|word| format!("{word}:")).collect()
     }
 
     /// β = 0.5 makes the KL-regularised optimum π_ref·exp(r/β) modest: about 0.4 of

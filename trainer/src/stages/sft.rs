@@ -98,7 +98,6 @@ mod learning_tests {
     use super::*;
     use crate::sampling::{generate, SamplingConfig};
     use crate::train::temp_run;
-    use rand::{Rng, SeedableRng};
 
     fn tiny_model(seed: i64) -> LanguageModel {
         crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
@@ -106,13 +105,10 @@ mod learning_tests {
 
     /// "abc>" → "ABC": a skill a base model cannot know.
     fn uppercase_demos(n: usize, seed: u64) -> Vec<Demonstration> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                let len = rng.random_range(2..=4);
-                let word: String = (0..len).map(|_| rng.random_range(b'a'..=b'h') as char).collect();
-                Demonstration { prompt: format!("{word}>"), response: word.to_uppercase() }
-            })
+        let words = crate::checkpoint::random_words(n, seed, 2..=4, b'a'..=b'h');
+        words
+            .into_iter()
+            .map(|word| Demonstration { prompt: format!("{word}>"), response: word.to_uppercase() })
             .collect()
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::HttpResponse;
+use actix_web::{get, post, HttpResponse};
 use askama::Template;
 use chrono::{DateTime, SecondsFormat, Utc};
 use labeling::annotation::IdempotencyKey;
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
 use super::{page, see_other, Nav};
-use crate::auth::{Annotator, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser};
+use crate::auth::{Annotator, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson, CurrentUser};
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 use crate::markdown;
@@ -38,24 +38,24 @@ pub const LEASE: Duration = Duration::from_secs(60 * 60);
 /// `/assignments/...`, `/history`) and their JSON API (`/api/me/...`, `/api/projects/{id}/tasks/next`,
 /// `/api/assignments/...`).
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.route("/tasks", web::get().to(tasks_page))
-        .route("/projects/{id}/guidelines", web::get().to(guidelines_page))
-        .route("/projects/{id}/next", web::post().to(next_page))
-        .route("/assignments/{id}", web::get().to(assignment_page))
-        .route("/assignments/{id}/skip", web::post().to(skip_page))
-        .route("/assignments/{id}/demonstration", web::post().to(demonstration_page))
-        .route("/assignments/{id}/ranking", web::post().to(ranking_page))
-        .route("/assignments/{id}/vote", web::post().to(vote_page))
-        .route("/history", web::get().to(history::history_page))
-        .route("/api/me/projects", web::get().to(api_projects))
-        .route("/api/projects/{id}/tasks/next", web::post().to(api_next))
-        .route("/api/assignments/{id}", web::get().to(api_assignment))
-        .route("/api/assignments/{id}/skip", web::post().to(api_skip))
-        .route("/api/assignments/{id}/demonstration", web::post().to(api_demonstration))
-        .route("/api/assignments/{id}/ranking", web::post().to(api_ranking))
-        .route("/api/assignments/{id}/vote", web::post().to(api_vote))
-        .route("/api/me/history", web::get().to(history::api_history))
-        .route("/api/me/agreement", web::get().to(history::api_agreement));
+    cfg.service(tasks_page)
+        .service(guidelines_page)
+        .service(next_page)
+        .service(assignment_page)
+        .service(skip_page)
+        .service(demonstration_page)
+        .service(ranking_page)
+        .service(vote_page)
+        .service(history::history_page)
+        .service(api_projects)
+        .service(api_next)
+        .service(api_assignment)
+        .service(api_skip)
+        .service(api_demonstration)
+        .service(api_ranking)
+        .service(api_vote)
+        .service(history::api_history)
+        .service(history::api_agreement);
 }
 
 // ---------------------------------------------------------------------------------
@@ -140,6 +140,7 @@ fn note_text(note: &str) -> Option<&'static str> {
     }
 }
 
+#[get("/tasks")]
 async fn tasks_page(me: Caller<Annotator>, query: web::Query<NoteQuery>) -> Reply {
     let researcher = is_researcher(&me);
     let projects = projects_to_work_on(&me).await?;
@@ -156,6 +157,7 @@ struct GuidelinesPage {
     guidelines_html: String,
 }
 
+#[get("/projects/{id}/guidelines")]
 async fn guidelines_page(me: Caller<Annotator>, path: web::Path<i64>) -> Reply {
     let project = project_to_work_on(&me, path.into_inner()).await?;
     let guidelines_html = markdown::render(&project.guidelines);
@@ -163,6 +165,7 @@ async fn guidelines_page(me: Caller<Annotator>, path: web::Path<i64>) -> Reply {
 }
 
 /// `GET /api/me/projects`: the projects whose tasks `me` may take (a researcher: all).
+#[get("/api/me/projects")]
 async fn api_projects(me: Caller<Annotator>) -> Reply {
     Ok(HttpResponse::Ok().json(projects_to_work_on(&me).await?))
 }
@@ -177,6 +180,7 @@ struct NoTaskPage {
     project: Project,
 }
 
+#[post("/projects/{id}/next")]
 async fn next_page(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let project_id = path.into_inner();
     match lease_next(&me, project_id).await? {
@@ -221,11 +225,8 @@ fn assignment_json(a: &Assignment, state: AssignmentState, expired: bool) -> Ass
 
 /// `POST /api/projects/{id}/tasks/next`: 200 with the assignment, or 204 when no task
 /// is left for this annotator.
-async fn api_next(
-    me: Caller<Annotator>,
-    path: web::Path<i64>,
-    _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Reply {
+#[post("/api/projects/{id}/tasks/next")]
+async fn api_next(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfOnlyJson) -> Reply {
     match lease_next(&me, path.into_inner()).await? {
         Some(a) => Ok(HttpResponse::Ok().json(assignment_json(&a, AssignmentState::Leased, false))),
         None => Ok(HttpResponse::NoContent().finish()),
@@ -233,6 +234,7 @@ async fn api_next(
 }
 
 /// `GET /api/assignments/{id}`: the assignment (only its own annotator's).
+#[get("/api/assignments/{id}")]
 async fn api_assignment(me: Caller<Annotator>, path: web::Path<i64>) -> Reply {
     let id = path.into_inner();
     let a = tasks::assignment(&me.pool, id, me.user.id).await?;
@@ -377,6 +379,7 @@ enum Kept {
     Vote(VoteForm),
 }
 
+#[get("/assignments/{id}")]
 async fn assignment_page(me: Caller<Annotator>, path: web::Path<i64>, query: web::Query<NoteQuery>) -> Reply {
     let id = path.into_inner();
     let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
@@ -519,6 +522,7 @@ async fn store_vote(me: &Caller<Annotator>, id: i64, b: form::Ballot) -> Result<
     Ok(submit::submit_vote(&me.pool, me.user.id, id, b.vote, comment, spent, b.key).await?)
 }
 
+#[post("/assignments/{id}/demonstration")]
 async fn demonstration_page(
     me: Caller<Annotator>,
     id: web::Path<i64>,
@@ -530,6 +534,7 @@ async fn demonstration_page(
     answer(&me, *id, store, Kept::Demonstration(form)).await
 }
 
+#[post("/assignments/{id}/ranking")]
 async fn ranking_page(
     me: Caller<Annotator>,
     id: web::Path<i64>,
@@ -544,6 +549,7 @@ async fn ranking_page(
     answer(&me, *id, store, Kept::Ranking(form.clone())).await
 }
 
+#[post("/assignments/{id}/vote")]
 async fn vote_page(me: Caller<Annotator>, id: web::Path<i64>, form: CsrfForm<VoteForm>) -> Reply {
     let form = form.into_inner();
     let ballot = form.ballot(now_ms());
@@ -567,12 +573,14 @@ async fn answer(
     refused_or(result, me, assignment, kept).await
 }
 
+#[post("/assignments/{id}/skip")]
 async fn skip_page(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
     tasks::skip(&me.pool, assignment.id, me.user.id).await?;
     go_on(&me, assignment.project_id, "skipped").await
 }
 
+#[post("/api/assignments/{id}/demonstration")]
 async fn api_demonstration(
     me: Caller<Annotator>,
     path: web::Path<i64>,
@@ -583,6 +591,7 @@ async fn api_demonstration(
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
+#[post("/api/assignments/{id}/ranking")]
 async fn api_ranking(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<RankingBody>) -> Reply {
     // K comes from the task, so the assignment is read (and its owner checked) first.
     let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
@@ -601,6 +610,7 @@ async fn api_ranking(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 
+#[post("/api/assignments/{id}/vote")]
 async fn api_vote(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<VoteBody>) -> Reply {
     let ballot = body.ballot()?;
     let submitted = store_vote(&me, path.into_inner(), ballot).await?;
@@ -608,11 +618,8 @@ async fn api_vote(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<Vo
 }
 
 /// `POST /api/assignments/{id}/skip`: `{assignment_id, state: "skipped"}`.
-async fn api_skip(
-    me: Caller<Annotator>,
-    path: web::Path<i64>,
-    _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Reply {
+#[post("/api/assignments/{id}/skip")]
+async fn api_skip(me: Caller<Annotator>, path: web::Path<i64>, _: CsrfOnlyJson) -> Reply {
     let id = path.into_inner();
     tasks::skip(&me.pool, id, me.user.id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "assignment_id": id, "state": AssignmentState::Skipped })))

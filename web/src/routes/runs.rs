@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use self::chart::Chart;
 use self::launch::{Control, Problem};
 use super::{list_limit, page, see_other, Nav};
-use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfJson, CsrfOnly, CurrentUser, Researcher};
+use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson, CurrentUser, Researcher};
 use crate::caller::{Caller, Reply};
 use crate::error::{urlencode, AppError};
 
@@ -566,11 +566,7 @@ pub async fn cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<Cs
 }
 
 #[post("/api/runs/{id}/cancel")]
-pub async fn api_cancel(
-    me: Caller<Researcher>,
-    path: web::Path<i64>,
-    _: Csrf<Option<web::Json<CsrfOnly>>>,
-) -> Reply {
+pub async fn api_cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfOnlyJson) -> Reply {
     let id = path.into_inner();
     let status = runs::cancel(&me.pool, id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "status": status })))

@@ -1,7 +1,7 @@
 //! An annotator's own recent work (demonstrations, rankings, votes), newest first, and
 //! how well they agree with the other annotators of each project they worked in.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, PairCounts};
 use labeling::projects;
@@ -151,6 +151,7 @@ pub struct PageQuery {
 }
 
 /// `GET /history?page=`: 25 items a page.
+#[get("/history")]
 pub async fn history_page(me: Caller<Annotator>, query: web::Query<PageQuery>) -> Reply {
     let current = query.page.unwrap_or(1).max(1);
     let mut work = submit::work_of(&me.pool, me.user.id, PER_PAGE + 1, (current - 1) * PER_PAGE).await?;
@@ -180,6 +181,7 @@ struct HistoryJson {
 }
 
 /// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
+#[get("/api/me/history")]
 pub async fn api_history(me: Caller<Annotator>, query: web::Query<ApiQuery>) -> Reply {
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -194,6 +196,7 @@ pub async fn api_history(me: Caller<Annotator>, query: web::Query<ApiQuery>) -> 
 }
 
 /// `GET /api/me/agreement`: one entry per project worked in.
+#[get("/api/me/agreement")]
 pub async fn api_agreement(me: Caller<Annotator>) -> Reply {
     Ok(HttpResponse::Ok().json(agreement_of(&me.pool, me.user.id).await?))
 }
