@@ -804,6 +804,14 @@ mod tests {
         score(task, response, Finish::Eos)
     }
 
+    /// The responses' scores for `task` (ended by EOS), asserted to fall strictly in the
+    /// order given.
+    fn assert_scores_fall(task: &Task, responses: &[&str]) -> Vec<f64> {
+        let scores: Vec<f64> = responses.iter().map(|r| eos(task, r)).collect();
+        assert!(scores.windows(2).all(|w| w[0] > w[1]), "{responses:?}: {scores:?}");
+        scores
+    }
+
     /// Every task of a skill in the generated ranges.
     fn every_task(skill: Skill) -> Vec<Task> {
         let instructions: Vec<Instruction> = match skill {
@@ -1002,10 +1010,8 @@ mod tests {
 
     #[test]
     fn partial_credit_grows_with_closeness() {
-        let t = task("Sort the digits 97531.\n");
-        let (one_off, two_off, all_off) = (eos(&t, "13559"), eos(&t, "31579"), eos(&t, "xxxxx"));
-        assert!(one_off > two_off && two_off > all_off, "{one_off} {two_off} {all_off}");
-        assert!((all_off - -0.4).abs() < 1e-12);
+        let scores = assert_scores_fall(&task("Sort the digits 97531.\n"), &["13559", "31579", "xxxxx"]);
+        assert!((scores[2] - -0.4).abs() < 1e-12);
     }
 
     #[test]
@@ -1023,9 +1029,7 @@ mod tests {
 
     #[test]
     fn rambling_scores_below_the_concise_answer() {
-        let t = task("Add 12 and 5.\n");
-        let (concise, short, long) = (eos(&t, "17"), eos(&t, "17 ok"), eos(&t, "17 is the sum of them"));
-        assert!(concise > short && short > long, "{concise} {short} {long}");
+        assert_scores_fall(&task("Add 12 and 5.\n"), &["17", "17 ok", "17 is the sum of them"]);
     }
 
     #[test]

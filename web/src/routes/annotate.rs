@@ -24,6 +24,7 @@ use labeling::tasks::{self, Assignment, AssignmentState, TaskKind, TaskPrompt, T
 use serde::{Deserialize, Serialize};
 
 use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
+use super::home::ProjectWork;
 use super::{page, see_other, Nav};
 use crate::auth::{Annotator, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson, CurrentUser};
 use crate::caller::{Caller, Reply};
@@ -116,7 +117,8 @@ fn now_ms() -> i64 {
 #[template(path = "tasks.html")]
 struct TasksPage {
     nav: Nav,
-    projects: Vec<Project>,
+    /// The projects the person may take tasks in, each with its open tasks.
+    work: Vec<ProjectWork>,
     researcher: bool,
     note: Option<&'static str>,
     /// The project that has no task left for this person, after "Next task" or a submit.
@@ -145,7 +147,8 @@ async fn tasks_page(me: Caller<Annotator>, query: web::Query<NoteQuery>) -> Repl
     let researcher = is_researcher(&me);
     let projects = projects_to_work_on(&me).await?;
     let done = query.done.and_then(|id| projects.iter().find(|p| p.id == id).cloned());
-    page(&TasksPage { nav: me.nav()?, projects, researcher, note: note_text(&query.note), done })
+    let work = super::home::work_in(&me.pool, me.user.id, projects).await?;
+    page(&TasksPage { nav: me.nav()?, work, researcher, note: note_text(&query.note), done })
 }
 
 #[derive(Template)]

@@ -13,10 +13,10 @@ use crate::auth::CurrentUser;
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
-/// A project an annotator works in, with the number of tasks it has open for them.
-struct ProjectWork {
-    project: Project,
-    open: i64,
+/// A project someone may take tasks in, with the number of tasks it has open for them.
+pub struct ProjectWork {
+    pub project: Project,
+    pub open: i64,
 }
 
 #[derive(Template)]
@@ -38,12 +38,17 @@ pub async fn home(me: Caller<CurrentUser>) -> Reply {
         let projects = projects::list_projects(&me.pool).await?;
         return page(&HomePage { nav, role, projects, work: Vec::new() });
     }
-    let work = work_of(&me.pool, me.user.id).await?;
+    let projects = projects::projects_of_member(&me.pool, me.user.id).await?;
+    let work = work_in(&me.pool, me.user.id, projects).await?;
     page(&HomePage { nav, role, projects: Vec::new(), work })
 }
 
-async fn work_of(pool: &PgPool, annotator_id: i64) -> Result<Vec<ProjectWork>, AppError> {
-    let projects = projects::projects_of_member(pool, annotator_id).await?;
+/// The projects, each with the number of tasks it has open for `annotator_id`.
+pub async fn work_in(
+    pool: &PgPool,
+    annotator_id: i64,
+    projects: Vec<Project>,
+) -> Result<Vec<ProjectWork>, AppError> {
     let ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
     let open = tasks::open_task_counts(pool, annotator_id, &ids).await?;
     Ok(projects

@@ -578,9 +578,9 @@ mod tests {
 
     #[test]
     fn durations_read_at_a_glance() {
-        assert_eq!(duration(12), "12s");
-        assert_eq!(duration(200), "3m 20s");
-        assert_eq!(duration(3720), "1h 02m");
+        for (seconds, text) in [(12, "12s"), (200, "3m 20s"), (3720, "1h 02m")] {
+            assert_eq!(duration(seconds), text);
+        }
     }
 
     #[test]

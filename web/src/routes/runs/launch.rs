@@ -422,51 +422,62 @@ mod tests {
         items.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
+    /// The config of a form that must be accepted as it is.
+    fn accepted(kind: RunKind, items: &[(&str, &str)]) -> Value {
+        let (config, problems) = config_from_form(kind, &pairs(items));
+        assert_eq!(problems, [], "{items:?}");
+        config
+    }
+
+    /// The fields that a form's problems name, in order.
+    fn refused_fields(kind: RunKind, items: &[(&str, &str)]) -> Vec<String> {
+        config_from_form(kind, &pairs(items)).1.into_iter().map(|p| p.field).collect()
+    }
+
     #[test]
     fn a_form_turns_into_a_config_with_typed_stage_settings() {
-        let form = pairs(&[
-            ("model_name", "sft-a"),
-            ("base", "base:1"),
-            ("snapshot_id", ""),
-            ("stage.epochs", "3"),
-            ("stage.lr", "1e-4"),
-            ("stage.steps", ""),
-            ("stage.dropout", "0"),
-        ]);
-        let (config, problems) = config_from_form(RunKind::Sft, &form);
-        assert_eq!(problems, []);
+        let config = accepted(
+            RunKind::Sft,
+            &[
+                ("model_name", "sft-a"),
+                ("base", "base:1"),
+                ("snapshot_id", ""),
+                ("stage.epochs", "3"),
+                ("stage.lr", "1e-4"),
+                ("stage.steps", ""),
+                ("stage.dropout", "0"),
+            ],
+        );
         assert_eq!(
             config,
             json!({"model_name": "sft-a", "base": "base:1",
                    "stage": {"epochs": 3, "lr": 0.0001, "steps": null, "dropout": 0.0}})
         );
-        let (config, problems) =
-            config_from_form(RunKind::Sample, &pairs(&[("version", "v"), ("stage.stop_at_eos", "false")]));
-        assert_eq!((problems, &config["stage"]), (vec![], &json!({"stop_at_eos": false})));
+        let config = accepted(RunKind::Sample, &[("version", "v"), ("stage.stop_at_eos", "false")]);
+        assert_eq!(config["stage"], json!({"stop_at_eos": false}));
     }
 
     #[test]
     fn an_eval_form_makes_few_shot_counts_and_one_probe_of_the_config() {
-        let form = pairs(&[
-            ("versions", "sft:1, policy:1"),
-            ("prompts.split", "test"),
-            ("skills.shots", "0, 1,3"),
-            ("skills.per_skill", ""),
-            ("probes.template", "The {group} worker was very"),
-            ("probes.groups", "young, old ,"),
-        ]);
-        let (config, problems) = config_from_form(RunKind::Eval, &form);
-        assert_eq!(problems, []);
+        let config = accepted(
+            RunKind::Eval,
+            &[
+                ("versions", "sft:1, policy:1"),
+                ("prompts.split", "test"),
+                ("skills.shots", "0, 1,3"),
+                ("skills.per_skill", ""),
+                ("probes.template", "The {group} worker was very"),
+                ("probes.groups", "young, old ,"),
+            ],
+        );
         assert_eq!(config["skills"], json!({"shots": [0, 1, 3]}));
         assert_eq!(
             config["probes"],
             json!([{"template": "The {group} worker was very", "groups": ["young", "old"]}])
         );
         assert!(spec::check(RunKind::Eval, &config).is_empty(), "{}", spec::check(RunKind::Eval, &config));
-        let form = pairs(&[("versions", "sft:1"), ("skills.shots", "0,x"), ("probes.groups", "young")]);
-        let (_, problems) = config_from_form(RunKind::Eval, &form);
-        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["skills.shots", "probes.template"]);
+        let form = [("versions", "sft:1"), ("skills.shots", "0,x"), ("probes.groups", "young")];
+        assert_eq!(refused_fields(RunKind::Eval, &form), ["skills.shots", "probes.template"]);
     }
 
     #[test]
@@ -486,16 +497,15 @@ mod tests {
 
     #[test]
     fn a_missing_required_field_is_a_problem() {
-        let (_, problems) = config_from_form(RunKind::Ppo, &pairs(&[("model_name", "p")]));
-        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["policy", "reward"]);
+        assert_eq!(refused_fields(RunKind::Ppo, &[("model_name", "p")]), ["policy", "reward"]);
     }
 
     #[test]
     fn a_pretraining_form_names_its_corpus_or_its_snapshot_never_both() {
-        let form = pairs(&[("model_name", "b"), ("corpus", "demo_world"), ("snapshot_id", "4")]);
-        let (config, problems) = config_from_form(RunKind::Pretrain, &form);
-        assert_eq!(problems, []);
+        let config = accepted(
+            RunKind::Pretrain,
+            &[("model_name", "b"), ("corpus", "demo_world"), ("snapshot_id", "4")],
+        );
         assert_eq!((config.get("corpus"), &config["snapshot_id"]), (None, &json!(4)));
     }
 }
