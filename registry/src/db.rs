@@ -224,15 +224,20 @@ impl Cluster {
 
     fn pg(&self, program: &'static str, args: &[&std::ffi::OsStr]) -> Result<String, DbError> {
         let binary = pg_binary(program)?;
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&binary);
-            c
-        } else {
-            Command::new(&binary)
+        // As root the server runs as `postgres`, through runuser (in /usr/sbin, which a
+        // minimal PATH may leave out).
+        let launcher = if is_root() { Some(runuser()) } else { None };
+        let mut command = match &launcher {
+            Some(runuser) => {
+                let mut c = Command::new(runuser);
+                c.args(["-u", "postgres", "--"]).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
         };
         command.args(args).current_dir("/");
-        let output = command.output().map_err(|e| DbError::Io(binary.clone(), e))?;
+        let output =
+            command.output().map_err(|e| DbError::Io(launcher.unwrap_or_else(|| binary.clone()), e))?;
         let text =
             format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if !output.status.success() {
@@ -432,6 +437,15 @@ pub fn is_root() -> bool {
 
 /// Where Debian installs PostgreSQL's server programs, one directory per major version;
 /// it does not put them on PATH.
+/// `runuser`: where util-linux installs it, else as PATH finds it.
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
+}
+
 const DEBIAN_POSTGRESQL: &str = "/usr/lib/postgresql";
 
 /// `initdb` and `pg_ctl`: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin.
