@@ -92,11 +92,26 @@ pub async fn authenticate(pool: &PgPool, username: &str, password: &Password) ->
 
 /// Disables (or re-enables) a user: a disabled user can neither log in nor use a token.
 pub async fn set_disabled(pool: &PgPool, user_id: i64, disabled: bool) -> Result<()> {
-    let done = sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
-        .bind(user_id)
-        .bind(disabled)
-        .execute(pool)
-        .await?;
+    update_user(pool, user_id, "UPDATE users SET disabled = $2 WHERE id = $1", disabled).await
+}
+
+/// Replaces a user's password (with a new argon2id hash).
+pub async fn set_password(pool: &PgPool, user_id: i64, password: &Password) -> Result<()> {
+    let hash = hash_password(password).await?;
+    update_user(pool, user_id, "UPDATE users SET password_hash = $2 WHERE id = $1", hash).await
+}
+
+/// Gives a user another role; it applies from their next request.
+pub async fn set_role(pool: &PgPool, user_id: i64, role: Role) -> Result<()> {
+    update_user(pool, user_id, "UPDATE users SET role = $2 WHERE id = $1", role).await
+}
+
+/// Runs `sql`, an UPDATE of the user `$1` to `value` (`$2`); no such user is a not found.
+async fn update_user<V>(pool: &PgPool, user_id: i64, sql: &str, value: V) -> Result<()>
+where
+    V: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let done = sqlx::query(sql).bind(user_id).bind(value).execute(pool).await?;
     LabelingError::unless_touched(done.rows_affected(), "user", user_id)
 }
 

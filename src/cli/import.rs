@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use registry::artifacts::ArtifactStore;
-use registry::db::Database;
 use registry::versions::{self, ModelKind, NewVersion};
 use serde_json::json;
 use trainer::LanguageModel;
@@ -31,12 +30,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let artifacts_dir =
         std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
     let store = ArtifactStore::new(&artifacts_dir)?;
-    let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        database.ensure_started().await?;
-        let pool = database.connect(2).await?;
-        registry::db::migrate(&pool).await?;
+    super::with_database(&args.home, async |pool| {
         let (version, already) = import_checkpoint(&pool, &store, &args.model_dir, &args.name).await?;
         println!(
             "{}",

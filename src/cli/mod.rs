@@ -17,6 +17,7 @@ mod serve;
 mod shutdown;
 #[cfg(feature = "trainer")]
 mod train;
+mod users;
 #[cfg(feature = "trainer")]
 mod worker;
 mod world;
@@ -38,6 +39,8 @@ enum Command {
     Db(db::DbArgs),
     /// The web app: annotators' and researchers' pages and the JSON API.
     Serve(serve::ServeArgs),
+    /// A team's people: add, list, disable and enable users, set passwords and roles.
+    Users(users::UsersArgs),
     /// Initialise a GPT checkpoint with random weights.
     #[cfg(feature = "trainer")]
     Init(model::InitArgs),
@@ -84,6 +87,7 @@ impl Cli {
         match self.command {
             Command::Db(args) => db::run(args),
             Command::Serve(args) => serve::run(args),
+            Command::Users(args) => users::run(args),
             #[cfg(feature = "trainer")]
             Command::Init(args) => model::init(args),
             #[cfg(feature = "trainer")]
@@ -123,4 +127,18 @@ pub(crate) fn init_logs(json: bool, default: &str) {
     } else {
         builder.init();
     }
+}
+
+/// Runs `work` on a one-thread runtime with plumb's database: the server that
+/// `DATABASE_URL` names, or the private cluster under `home` (started if it is not
+/// running), migrated to this version.
+fn with_database<T>(home: &std::path::Path, work: impl AsyncFnOnce(sqlx::PgPool) -> Result<T>) -> Result<T> {
+    let database = registry::db::Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), home);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        database.ensure_started().await?;
+        let pool = database.connect(2).await?;
+        registry::db::migrate(&pool).await?;
+        work(pool).await
+    })
 }

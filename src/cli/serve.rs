@@ -31,6 +31,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let _cluster = database.start_owned().await?;
         let pool = database.connect(20).await?;
         registry::db::migrate(&pool).await?;
+        let users = labeling::users::list_users(&pool).await?;
+        if !users.iter().any(|u| u.role == labeling::domain::Role::Admin && !u.disabled) {
+            println!(
+                "No admin yet. Make the first with\n  plumb users add --username NAME --role admin --password-stdin"
+            );
+        }
         let app = web::Application::build(&settings, pool).context("starting the web app")?;
         println!(
             "plumb is serving http://{}:{} (database: {})",

@@ -43,9 +43,15 @@ pub fn plumb(args: &[&str], stdin: &str) -> Output {
 
 /// Runs `plumb` with extra environment variables; the output whatever the exit status.
 pub fn plumb_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    plumb_in(args, env, "")
+}
+
+/// Runs `plumb` with extra environment variables and `stdin`; the output whatever the
+/// exit status.
+pub fn plumb_in(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_plumb"));
     command.args(args).env_remove("RUST_BACKTRACE").envs(env.iter().copied());
-    run(command, "")
+    run(command, stdin)
 }
 
 /// Runs `plumb`, expecting success, and parses its JSON lines.

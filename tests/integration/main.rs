@@ -17,6 +17,7 @@ mod labeling_work;
 mod loop_api;
 mod registry;
 mod schema;
+mod users_cli;
 mod web_annotate;
 mod web_app;
 mod web_data;
