@@ -74,11 +74,16 @@ pub async fn create_user(
 /// a disabled user all give [`LabelingError::InvalidCredentials`], and all take one
 /// argon2 verification, so neither the answer nor its timing tells them apart.
 pub async fn authenticate(pool: &PgPool, username: &str, password: &Password) -> Result<User> {
-    let row: Option<(i64, String, bool)> =
+    // No username holds a NUL byte (and Postgres cannot take one in text): such a name is
+    // an unknown user, checked like any other.
+    let row: Option<(i64, String, bool)> = if username.contains('\0') {
+        None
+    } else {
         sqlx::query_as("SELECT id, password_hash, disabled FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(pool)
-            .await?;
+            .await?
+    };
     let (id, stored, disabled) = match row {
         Some((id, hash, disabled)) => (Some(id), hash, disabled),
         None => (None, dummy_hash().to_owned(), true),

@@ -169,6 +169,22 @@ fn a_login_next_that_is_not_a_local_path_goes_home() {
 }
 
 #[test]
+fn a_login_with_a_nul_byte_in_the_username_is_refused_like_a_wrong_password() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let csrf = app.csrf().await;
+        let wrong =
+            app.post_form("/login", &[("username", "nobody"), ("password", PASSWORD), ("csrf", &csrf)]).await;
+        let csrf = app.csrf().await;
+        let nul =
+            app.post_form("/login", &[("username", "rita\0"), ("password", PASSWORD), ("csrf", &csrf)]).await;
+        assert_eq!(nul.status(), wrong.status());
+        assert_eq!(nul.status(), StatusCode::UNAUTHORIZED);
+        assert!(nul.text().await.unwrap().contains("Wrong username or password"), "the page says so");
+    });
+}
+
+#[test]
 fn a_nul_byte_in_a_path_or_a_query_is_a_bad_request() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
