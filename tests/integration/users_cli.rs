@@ -65,3 +65,47 @@ fn a_team_is_managed_from_the_command_line_and_a_disabled_user_cannot_log_in() {
         assert_eq!(names, ["ada", "ann"]);
     });
 }
+
+/// The lines `plumb serve` prints up to the one saying where it serves; the server is
+/// stopped then.
+fn serve_banner(url: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .arg("serve")
+        .envs([("DATABASE_URL", url), ("PLUMB_PORT", "0"), ("PLUMB_HOST", "127.0.0.1")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("plumb serve starts");
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let serving = line.starts_with("plumb is serving");
+        lines.push(line);
+        if serving {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lines.last().is_some_and(|l| l.starts_with("plumb is serving")), "{lines:?}");
+    lines
+}
+
+#[test]
+fn a_fresh_server_says_how_to_make_the_first_admin_until_there_is_one() {
+    with_db(|db| async move {
+        let url = db.url();
+        let banner = serve_banner(&url).join("\n");
+        assert!(banner.contains("plumb users add --username NAME --role admin --password-stdin"), "{banner}");
+        let env = [("DATABASE_URL", url.as_str())];
+        let out = plumb_in(
+            &["users", "add", "--username", "ada", "--role", "admin", "--password-stdin"],
+            &env,
+            "pw of ada\n",
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let banner = serve_banner(&url).join("\n");
+        assert!(!banner.contains("No admin yet"), "{banner}");
+    });
+}
