@@ -501,6 +501,34 @@ fn metrics_count_requests_by_route_pattern() {
 }
 
 #[test]
+fn with_a_metrics_token_set_metrics_answers_only_its_bearer() {
+    with_db(|db| async move {
+        let settings = web::Settings {
+            port: 0,
+            metrics_token: Some(web::settings::Secret::new("scrape-me")),
+            ..web::Settings::default()
+        };
+        let app = web::Application::build(&settings, db.pool.clone()).expect("building the app");
+        let url = format!("http://127.0.0.1:{}/metrics", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let c = client();
+        for token in [None, Some("wrong"), Some("scrape-me-too")] {
+            let request = c.get(&url);
+            let request = match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{token:?}");
+            assert_eq!(response.json::<Value>().await.unwrap()["error"]["status"], 403);
+        }
+        let response = c.get(&url).bearer_auth("scrape-me").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.text().await.unwrap().contains("plumb_http_requests_total"));
+    });
+}
+
+#[test]
 fn an_upload_over_the_size_limit_is_refused() {
     with_db(|db| async move {
         let artifacts = tempfile::tempdir().unwrap();

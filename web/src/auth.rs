@@ -352,7 +352,7 @@ async fn refuse_as_the_user_extractor_would(req: &HttpRequest) -> Result<(), App
     admits.check(&authenticate(req).await?)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -47,6 +47,9 @@ pub struct Settings {
     /// The artifact store that model versions' checkpoints live in (downloads are read
     /// from it). None: `artifacts/` in plumb's state directory.
     pub artifacts: Option<PathBuf>,
+    /// The bearer token that `/metrics` asks of a scraper. None: `/metrics` answers only
+    /// requests from this machine (loopback).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             login_attempts: 5,
             login_window_s: 300,
             artifacts: None,
+            metrics_token: None,
         }
     }
 }
@@ -77,7 +81,7 @@ pub enum SettingsError {
 impl Settings {
     /// Defaults, then `file` (a TOML table of the fields above) if given, then the
     /// environment (`PLUMB_HOST`, `PLUMB_PORT`, `PLUMB_SESSION_KEY`, `PLUMB_SECURE_COOKIES`,
-    /// `PLUMB_ARTIFACTS`).
+    /// `PLUMB_ARTIFACTS`, `PLUMB_METRICS_TOKEN`).
     pub fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -105,6 +109,9 @@ impl Settings {
         }
         if let Some(dir) = env("PLUMB_ARTIFACTS") {
             settings.artifacts = Some(PathBuf::from(dir));
+        }
+        if let Some(token) = env("PLUMB_METRICS_TOKEN") {
+            settings.metrics_token = Some(Secret::new(token));
         }
         Ok(settings)
     }

@@ -57,6 +57,7 @@ impl Application {
         };
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
+        let metrics_access = web::Data::new(routes::health::MetricsAccess(settings.metrics_token.clone()));
         let artifacts = web::Data::new(ArtifactStore::new(
             settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
         )?);
@@ -83,6 +84,7 @@ impl Application {
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
+                .app_data(metrics_access.clone())
                 .app_data(limiter.clone())
                 .app_data(artifacts.clone())
                 .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
