@@ -9,7 +9,8 @@ use registry::db::Database;
 #[derive(Args)]
 pub struct ServeArgs {
     /// A TOML file of web settings (host, port, session_key, secure_cookies,
-    /// max_body_bytes, login_attempts, login_window_s); PLUMB_* variables override it.
+    /// max_body_bytes, login_attempts, login_window_s, artifacts, and `[metrics]` token);
+    /// PLUMB_* variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// plumb's state directory; the private Postgres cluster lives in its `pg/`.

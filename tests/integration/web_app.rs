@@ -505,7 +505,7 @@ fn with_a_metrics_token_set_metrics_answers_only_its_bearer() {
     with_db(|db| async move {
         let settings = web::Settings {
             port: 0,
-            metrics_token: Some(web::settings::Secret::new("scrape-me")),
+            metrics: web::settings::MetricsSettings { token: Some(web::settings::Secret::new("scrape-me")) },
             ..web::Settings::default()
         };
         let app = web::Application::build(&settings, db.pool.clone()).expect("building the app");

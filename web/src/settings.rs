@@ -47,9 +47,17 @@ pub struct Settings {
     /// The artifact store that model versions' checkpoints live in (downloads are read
     /// from it). None: `artifacts/` in plumb's state directory.
     pub artifacts: Option<PathBuf>,
-    /// The bearer token that `/metrics` asks of a scraper. None: `/metrics` answers only
-    /// requests from this machine (loopback).
-    pub metrics_token: Option<Secret>,
+    /// Who may read `/metrics` (a `[metrics]` table).
+    pub metrics: MetricsSettings,
+}
+
+/// Who may read `/metrics`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The bearer token asked of a scraper. None: `/metrics` answers only requests from
+    /// this machine (loopback).
+    pub token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -63,7 +71,7 @@ impl Default for Settings {
             login_attempts: 5,
             login_window_s: 300,
             artifacts: None,
-            metrics_token: None,
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -111,7 +119,7 @@ impl Settings {
             settings.artifacts = Some(PathBuf::from(dir));
         }
         if let Some(token) = env("PLUMB_METRICS_TOKEN") {
-            settings.metrics_token = Some(Secret::new(token));
+            settings.metrics.token = Some(Secret::new(token));
         }
         Ok(settings)
     }

@@ -57,7 +57,7 @@ impl Application {
         };
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
-        let metrics_access = web::Data::new(routes::health::MetricsAccess(settings.metrics_token.clone()));
+        let metrics_access = web::Data::new(routes::health::MetricsAccess(settings.metrics.token.clone()));
         let artifacts = web::Data::new(ArtifactStore::new(
             settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
         )?);

@@ -43,9 +43,9 @@ pub async fn metrics(
     };
     if !allowed {
         let message = if access.0.is_some() {
-            "/metrics needs its bearer token (the metrics_token setting)"
+            "/metrics needs its bearer token (the metrics.token setting)"
         } else {
-            "/metrics answers only this machine unless the metrics_token setting is set"
+            "/metrics answers only this machine unless the metrics.token setting is set"
         };
         return HttpResponse::Forbidden()
             .json(serde_json::json!({ "error": { "status": 403, "message": message } }));
