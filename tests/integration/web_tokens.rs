@@ -62,3 +62,28 @@ fn an_annotator_makes_a_token_uses_it_on_the_api_and_revokes_it() {
         assert!(app.get_html("/tokens").await.contains("revoked"));
     });
 }
+
+#[test]
+fn a_token_cannot_mint_another_token() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("ann").await;
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM api_tokens")
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap()
+        };
+        let before = count().await;
+        let response = client()
+            .post(app.url("/tokens"))
+            .bearer_auth(&token)
+            .form(&[("name", "child")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.text().await.unwrap().contains("logged-in session"));
+        assert_eq!(count().await, before, "no token was made");
+    });
+}

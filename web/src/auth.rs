@@ -152,6 +152,11 @@ async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     }
 }
 
+/// Whether the request authenticates with an API token rather than a session.
+pub fn by_token(req: &HttpRequest) -> bool {
+    bearer_token(req).is_some()
+}
+
 fn bearer_token(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ")?.trim();

@@ -4,13 +4,14 @@
 //! kept.
 
 use actix_web::web::{self, ServiceConfig};
+use actix_web::HttpRequest;
 use askama::Template;
 use labeling::domain::TokenName;
 use labeling::users::{self, ApiToken};
 use serde::Deserialize;
 
 use super::{page_showing, see_other, Nav};
-use crate::auth::{csrf_field, CsrfForm, CsrfOnly};
+use crate::auth::{self, csrf_field, CsrfForm, CsrfOnly};
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
@@ -43,7 +44,14 @@ async fn list(me: Caller) -> Reply {
     render(&me, None, None).await
 }
 
-async fn create(me: Caller, form: CsrfForm<NewTokenForm>) -> Reply {
+/// A new token, made only from a logged-in session: a token never mints another (which
+/// would outlive its parent's revocation).
+async fn create(req: HttpRequest, me: Caller, form: CsrfForm<NewTokenForm>) -> Reply {
+    if auth::by_token(&req) {
+        return Err(AppError::Forbidden(
+            "an API token is made from a logged-in session, not with another token".into(),
+        ));
+    }
     let name = match TokenName::parse(form.name.trim()) {
         Ok(name) => name,
         Err(e) => return render(&me, None, Some(AppError::from(e))).await,
