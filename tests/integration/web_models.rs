@@ -342,6 +342,19 @@ fn aliases_are_set_moved_and_removed_and_bad_ones_are_refused() {
         let response =
             client().put(&url).bearer_auth(&token).json(&json!({"version": 7})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        for number in [0, -3] {
+            let response = client()
+                .put(&url)
+                .bearer_auth(&token)
+                .json(&json!({"version": number}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{number}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], "version", "{body}");
+            assert!(!body["error"]["message"].as_str().unwrap().contains("no model named"), "{body}");
+        }
         let body: Value = client()
             .get(app.url("/api/models/tiny"))
             .bearer_auth(&token)

@@ -388,6 +388,10 @@ async fn alias_version(
     alias: &str,
     number: i32,
 ) -> Result<versions::Alias, AppError> {
+    if number < 1 {
+        let reason = format!("versions are numbered from 1, not {number}");
+        return Err(AppError::Invalid { field: "version".into(), reason });
+    }
     let version = match versions::resolve(pool, &format!("{name}:{number}")).await {
         Ok(version) => version,
         Err(RegistryError::NoSuchVersion { model, version }) => {
