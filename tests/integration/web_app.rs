@@ -326,6 +326,32 @@ fn no_page_runs_an_inline_script_that_the_policy_would_block() {
 }
 
 #[test]
+fn an_undeclared_method_on_an_api_path_is_a_405_naming_the_allowed_ones() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let token = app.token_for("rita").await;
+        let c = &app.client;
+        for (request, allow) in [
+            (c.delete(app.url("/api/projects")), "GET, POST"),
+            (c.patch(app.url("/api/runs/1")), "GET"),
+            (c.put(app.url("/api/me/projects")), "GET"),
+        ] {
+            let response = request.bearer_auth(&token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+            let mut allowed: Vec<String> =
+                response.headers()["allow"].to_str().unwrap().split(", ").map(str::to_owned).collect();
+            allowed.sort();
+            assert_eq!(allowed.join(", "), allow);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["status"], 405, "{body}");
+        }
+        let response = c.get(app.url("/api/no-such-thing")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["status"], 404);
+    });
+}
+
+#[test]
 fn the_api_answers_a_logged_out_request_with_401_json() {
     with_db(|db| async move {
         let app = spawn_app(db).await;

@@ -169,8 +169,18 @@ impl RootSpanBuilder for RequestSpan {
     }
 }
 
+/// No route took the request: a 405 naming the methods the API declares for its path
+/// (an `Allow` header too), else a 404.
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
-    Err(AppError::NotFound(format!("no page at {}", req.path())))
+    let allowed =
+        if req.path().starts_with("/api/") { routes::api_doc::methods_at(req.path()) } else { Vec::new() };
+    if allowed.is_empty() {
+        return Err(AppError::NotFound(format!("no page at {}", req.path())));
+    }
+    let message = format!("{} {} is not allowed: use {}", req.method(), req.path(), allowed.join(" or "));
+    Ok(actix_web::HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allowed.join(", ")))
+        .json(serde_json::json!({ "error": { "status": 405, "message": message } })))
 }
 
 /// A path that does not parse (`/api/runs/abc`): the API says which parameter is wrong

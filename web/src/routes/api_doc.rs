@@ -1023,6 +1023,18 @@ impl Op {
     }
 }
 
+/// The methods that the document declares for a request path (none when it names no
+/// operation): what a 405 lists in its `Allow` header.
+pub fn methods_at(path: &str) -> Vec<&'static str> {
+    static ROUTES: std::sync::OnceLock<Vec<(&'static str, actix_web::dev::ResourceDef)>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let ops = operations().into_iter().flat_map(|(_, ops)| ops);
+        ops.map(|op| (op.method, actix_web::dev::ResourceDef::new(op.path))).collect()
+    });
+    routes.iter().filter(|(_, def)| def.is_match(path)).map(|(method, _)| *method).collect()
+}
+
 /// Every operation, grouped under its tag.
 fn operations() -> Vec<(&'static str, Vec<Op>)> {
     vec![
