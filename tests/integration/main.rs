@@ -18,6 +18,7 @@ mod loop_api;
 mod registry;
 mod schema;
 mod users_cli;
+mod web_account;
 mod web_annotate;
 mod web_app;
 mod web_data;

@@ -124,6 +124,7 @@ impl Application {
                 .configure(routes::evals::configure)
                 .configure(routes::models::configure)
                 .configure(routes::tokens::configure)
+                .configure(routes::account::configure)
                 .configure(routes::api_doc::configure)
                 .default_service(web::to(not_found))
         })

@@ -1,6 +1,7 @@
 //! Handlers: each coordinates (parse, call `labeling`/`registry`, render) and leaves the
 //! work to named functions. A page's askama template struct sits beside its handler.
 
+pub mod account;
 pub mod annotate;
 pub mod api_doc;
 pub mod assets;
