@@ -74,9 +74,9 @@ pub async fn create_user(
 /// a disabled user all give [`LabelingError::InvalidCredentials`], and all take one
 /// argon2 verification, so neither the answer nor its timing tells them apart.
 pub async fn authenticate(pool: &PgPool, username: &str, password: &Password) -> Result<User> {
-    // No username holds a NUL byte (and Postgres cannot take one in text): such a name is
-    // an unknown user, checked like any other.
-    let row: Option<(i64, String, bool)> = if username.contains('\0') {
+    // A name that no username can be (a NUL byte, which Postgres cannot even take, spaces,
+    // capitals) is an unknown user, checked like any other.
+    let row: Option<(i64, String, bool)> = if Username::parse(username).is_err() {
         None
     } else {
         sqlx::query_as("SELECT id, password_hash, disabled FROM users WHERE username = $1")

@@ -161,6 +161,12 @@ impl Browser {
     }
 
     /// Logs `username` in through the login form (the test users' password).
+    /// Presses "Next task" (or "Start") of `project` on the page shown.
+    pub async fn take_next_task(&self, project: i64) {
+        let button = format!("li[data-project-id='{project}'] button.next-task");
+        self.find(&button).await.click().await.unwrap();
+    }
+
     pub async fn log_in(&self, username: &str) {
         self.goto("/login").await;
         self.find("#username").await.send_keys(username).await.unwrap();

@@ -126,12 +126,7 @@ fn an_annotator_ranks_with_the_keyboard_and_by_dragging_and_postgres_holds_exact
 
         browser.goto("/tasks").await;
         browser.screenshot("annotator-tasks").await;
-        browser
-            .find(&format!("li[data-project-id='{project}'] button.next-task"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.take_next_task(project).await;
         browser.find("#ranking-form").await;
         assert!(browser.path().await.starts_with("/assignments/"));
         browser.screenshot("ranking-before").await;

@@ -68,12 +68,7 @@ fn an_annotator_votes_on_a_b_comparisons_with_one_key_each() {
         let browser = Browser::start(&app.address).await;
         browser.log_in("ann").await;
         browser.goto("/tasks").await;
-        browser
-            .find(&format!("li[data-project-id='{project}'] button.next-task"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.take_next_task(project).await;
 
         let mut voted = BTreeMap::new();
         for (n, (key, vote)) in
@@ -126,12 +121,7 @@ fn a_demonstration_is_typed_at_once_and_sent_with_ctrl_enter() {
         let browser = Browser::start(&app.address).await;
         browser.log_in("ann").await;
         browser.goto("/tasks").await;
-        browser
-            .find(&format!("li[data-project-id='{project}'] button.next-task"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.take_next_task(project).await;
         browser.find("#demonstration-form").await;
 
         assert_eq!(browser.focused_id().await, "text", "the response field has the focus");

@@ -53,8 +53,7 @@ fn at_phone_width_the_tasks_ranking_and_history_pages_fit_without_sideways_scrol
             browser.goto("/tasks").await;
             check(&browser, size, "tasks").await;
 
-            let next = format!("li[data-project-id='{project}'] button.next-task");
-            browser.find(&next).await.click().await.unwrap();
+            browser.take_next_task(project).await;
             browser.find("#ranking-form.enhanced").await;
             check(&browser, size, "ranking").await;
             for (position, rank) in ["3", "1", "2"].into_iter().enumerate() {

@@ -23,8 +23,7 @@ async fn open_task(app: &TestApp) -> Browser {
     let browser = Browser::start(&app.address).await;
     browser.log_in("ann").await;
     browser.goto("/tasks").await;
-    let next = format!("li[data-project-id='{project}'] button.next-task");
-    browser.find(&next).await.click().await.unwrap();
+    browser.take_next_task(project).await;
     browser.find("#ranking-form.enhanced").await;
     browser
 }

@@ -152,9 +152,27 @@ async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     }
 }
 
-/// Whether the request authenticates with an API token rather than a session.
-pub fn by_token(req: &HttpRequest) -> bool {
-    bearer_token(req).is_some()
+/// A request from a logged-in browser session, never with an API token: what makes a
+/// token or changes a password (a leaked token must not mint its own successors or take
+/// the account). A token request is refused with 403, after the user extractor's own
+/// answer.
+pub struct SessionOnly;
+
+impl FromRequest for SessionOnly {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        async move {
+            if bearer_token(&req).is_none() {
+                return Ok(SessionOnly);
+            }
+            refuse_as_the_user_extractor_would(&req).await?;
+            Err(AppError::Forbidden("this is done from a logged-in session, not with an API token".into()))
+        }
+        .boxed_local()
+    }
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<String> {

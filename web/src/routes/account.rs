@@ -1,8 +1,7 @@
 //! A person's own password: anyone logged in changes it by giving the current one, from a
-//! browser session (never with an API token, which would let a leaked token take the
-//! account).
+//! browser session ([`SessionOnly`]).
 
-use actix_web::{get, post, web, HttpRequest};
+use actix_web::{get, post, web};
 use askama::Template;
 use labeling::domain::Password;
 use labeling::error::LabelingError;
@@ -10,7 +9,7 @@ use labeling::users;
 use serde::Deserialize;
 
 use super::{page, page_showing, Nav};
-use crate::auth::{self, csrf_field, CsrfForm, CurrentUser};
+use crate::auth::{csrf_field, CsrfForm, CurrentUser, SessionOnly};
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
@@ -47,12 +46,7 @@ pub async fn show(me: Caller<CurrentUser>) -> Reply {
 }
 
 #[post("/account/password")]
-pub async fn change(req: HttpRequest, me: Caller<CurrentUser>, form: CsrfForm<PasswordForm>) -> Reply {
-    if auth::by_token(&req) {
-        return Err(AppError::Forbidden(
-            "a password is changed from a logged-in session, not with a token".into(),
-        ));
-    }
+pub async fn change(me: Caller<CurrentUser>, _: SessionOnly, form: CsrfForm<PasswordForm>) -> Reply {
     let outcome = new_password(&me, &form).await;
     let error = outcome.as_ref().err();
     let shown =

@@ -70,6 +70,18 @@ pub fn list_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, App
     }
 }
 
+/// Where a list starts, from `?offset=`: 0 when not asked; a negative one is a 422
+/// naming `offset`.
+pub fn list_offset(offset: Option<i64>) -> Result<i64, AppError> {
+    match offset.unwrap_or(0) {
+        n if n >= 0 => Ok(n),
+        n => Err(AppError::Invalid {
+            field: "offset".into(),
+            reason: format!("must not be negative, not {n}"),
+        }),
+    }
+}
+
 /// After a successful form post: back to a page (POST/redirect/GET).
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()

@@ -12,7 +12,7 @@ use labeling::projects::Project;
 use labeling::prompts::{self, ImportLimits, ImportReport, Prompt, PromptFile};
 use serde::Deserialize;
 
-use super::{list_limit, page, Nav};
+use super::{list_limit, list_offset, page, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfBody, CsrfForm, CsrfJson};
 use crate::caller::{InProject, Reply};
 use crate::error::{urlencode, AppError};
@@ -194,13 +194,7 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
 pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
     let split = parse_split(&query.split)?;
     let limit = list_limit(query.limit, PER_PAGE, 1000)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(AppError::Invalid {
-            field: "offset".into(),
-            reason: format!("must not be negative, not {offset}"),
-        });
-    }
+    let offset = list_offset(query.offset)?;
     let found = prompts::list_prompts(&at.pool, at.project.id, Some(&query.q), split, limit, offset).await?;
     Ok(HttpResponse::Ok().json(found))
 }

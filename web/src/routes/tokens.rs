@@ -4,14 +4,13 @@
 //! kept.
 
 use actix_web::web::{self, ServiceConfig};
-use actix_web::HttpRequest;
 use askama::Template;
 use labeling::domain::TokenName;
 use labeling::users::{self, ApiToken};
 use serde::Deserialize;
 
 use super::{page_showing, see_other, Nav};
-use crate::auth::{self, csrf_field, CsrfForm, CsrfOnly};
+use crate::auth::{csrf_field, CsrfForm, CsrfOnly, SessionOnly};
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
 
@@ -46,12 +45,7 @@ async fn list(me: Caller) -> Reply {
 
 /// A new token, made only from a logged-in session: a token never mints another (which
 /// would outlive its parent's revocation).
-async fn create(req: HttpRequest, me: Caller, form: CsrfForm<NewTokenForm>) -> Reply {
-    if auth::by_token(&req) {
-        return Err(AppError::Forbidden(
-            "an API token is made from a logged-in session, not with another token".into(),
-        ));
-    }
+async fn create(me: Caller, _: SessionOnly, form: CsrfForm<NewTokenForm>) -> Reply {
     let name = match TokenName::parse(form.name.trim()) {
         Ok(name) => name,
         Err(e) => return render(&me, None, Some(AppError::from(e))).await,

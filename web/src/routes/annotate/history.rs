@@ -14,6 +14,7 @@ use super::form::letter;
 use crate::auth::Annotator;
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
+use crate::routes::{list_limit, list_offset};
 use crate::routes::{page, Nav};
 
 const PER_PAGE: i64 = 25;
@@ -183,14 +184,8 @@ struct HistoryJson {
 /// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
 #[get("/api/me/history")]
 pub async fn api_history(me: Caller<Annotator>, query: web::Query<ApiQuery>) -> Reply {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(AppError::Invalid { field: "limit".into(), reason: format!("must be 1 to {MAX_LIMIT}") });
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(AppError::Invalid { field: "offset".into(), reason: "must not be negative".into() });
-    }
+    let limit = list_limit(query.limit, 50, MAX_LIMIT)?;
+    let offset = list_offset(query.offset)?;
     let items = submit::work_of(&me.pool, me.user.id, limit, offset).await?;
     Ok(HttpResponse::Ok().json(HistoryJson { items, limit, offset }))
 }
