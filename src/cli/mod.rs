@@ -130,13 +130,13 @@ pub(crate) fn init_logs(json: bool, default: &str) {
 }
 
 /// Runs `work` on a one-thread runtime with plumb's database: the server that
-/// `DATABASE_URL` names, or the private cluster under `home` (started if it is not
-/// running), migrated to this version.
+/// `DATABASE_URL` names, or the private cluster under `home` (started for the work, and
+/// stopped after it, when it was not running), migrated to this version.
 fn with_database<T>(home: &std::path::Path, work: impl AsyncFnOnce(sqlx::PgPool) -> Result<T>) -> Result<T> {
     let database = registry::db::Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), home);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        database.ensure_started().await?;
+        let _cluster = database.start_owned().await?;
         let pool = database.connect(2).await?;
         registry::db::migrate(&pool).await?;
         work(pool).await

@@ -1,5 +1,5 @@
-//! Annotators on a phone (issue 15): at 390 px wide the tasks, ranking and history pages
-//! do not scroll sideways, the header wraps with "Log out" in reach, and the history
+//! Annotators on a phone (issue 15): at 390 px wide the tasks, ranking, history, home and
+//! password pages do not scroll sideways, the header wraps with "Log out" in reach, and the history
 //! tables fit. Each page is also shot at desktop width, into target/screenshots/.
 
 use crate::browser::Browser;
@@ -78,6 +78,11 @@ fn at_phone_width_the_tasks_ranking_and_history_pages_fit_without_sideways_scrol
                 .await
                 .unwrap();
             assert_eq!(fits, serde_json::json!(true), "a history table is wider than the {size} page");
+
+            for (path, page) in [("/", "home"), ("/account/password", "password")] {
+                browser.goto(path).await;
+                check(&browser, size, page).await;
+            }
         }
 
         // "Log out" works from the phone's wrapped header.
