@@ -24,6 +24,7 @@ const ASSETS: &[Asset] = &[
     Asset { name: "task.css", content_type: CSS, body: include_str!("../../static/task.css") },
     Asset { name: "task.js", content_type: JS, body: include_str!("../../static/task.js") },
     Asset { name: "ranking.js", content_type: JS, body: include_str!("../../static/ranking.js") },
+    Asset { name: "confirm.js", content_type: JS, body: include_str!("../../static/confirm.js") },
 ];
 
 pub fn configure(cfg: &mut ServiceConfig) {
