@@ -225,6 +225,11 @@ pub fn agreement(rankings: &[TaskRanks]) -> AgreementReport {
 
 /// Agreement on a project's ranking tasks.
 pub async fn project_agreement(pool: &PgPool, project_id: i64) -> Result<AgreementReport> {
+    Ok(agreement(&project_rankings(pool, project_id).await?))
+}
+
+/// The rankings with an order of a project's ranking tasks, by task and annotator.
+pub async fn project_rankings(pool: &PgPool, project_id: i64) -> Result<Vec<TaskRanks>> {
     let rows: Vec<(i64, i64, Vec<i16>)> = sqlx::query_as(
         "SELECT r.task_id, r.annotator_id, r.ranks FROM rankings r JOIN tasks t ON t.id = r.task_id
          WHERE t.project_id = $1 AND t.kind = 'ranking' AND r.ranks IS NOT NULL
@@ -233,11 +238,10 @@ pub async fn project_agreement(pool: &PgPool, project_id: i64) -> Result<Agreeme
     .bind(project_id)
     .fetch_all(pool)
     .await?;
-    let rankings: Vec<TaskRanks> = rows
+    Ok(rows
         .into_iter()
         .map(|(task_id, annotator_id, ranks)| TaskRanks { task_id, annotator_id, ranks })
-        .collect();
-    Ok(agreement(&rankings))
+        .collect())
 }
 
 #[cfg(test)]

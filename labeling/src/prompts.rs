@@ -4,6 +4,12 @@
 //! whole), then stores the good lines with one multi-row INSERT in one transaction.
 //! `ON CONFLICT DO NOTHING` on the per-project text hash makes a concurrent import of the
 //! same prompts a duplicate to report, never a failed transaction.
+//!
+//! A prompt is stored without surrounding whitespace, so `"  hello \n"` is a duplicate
+//! of `"hello"`, in a file and against the project alike. Trimming what is stored (rather
+//! than comparing trimmed texts) keeps one rule in one place: the unique text hash in
+//! the database, which also settles concurrent imports; and a sampler or an export never
+//! sees stray blanks that an annotator would not see on the page.
 
 use std::collections::HashMap;
 
@@ -93,8 +99,16 @@ pub struct LineError {
 
 const PROMPT_COLUMNS: &str = "id, project_id, text, source, split, created_by, created_at";
 
-/// Adds one prompt. A prompt already in the project is a `Conflict` naming its id.
+/// A prompt's text as stored: without surrounding whitespace (see the module's doc).
+/// Whitespace-only text is still refused, as the empty string it trims to.
+pub fn stored_text(text: &str) -> Result<PromptText> {
+    PromptText::parse(text.trim())
+}
+
+/// Adds one prompt, stored without surrounding whitespace. A prompt already in the
+/// project is a `Conflict` naming its id.
 pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
+    let text = stored_text(new.text.as_str())?;
     let sql = format!(
         "INSERT INTO prompts (project_id, text, split, source, created_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (project_id, text_sha256) DO NOTHING
@@ -102,7 +116,7 @@ pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
     );
     let inserted = sqlx::query_as::<_, Prompt>(&sql)
         .bind(new.project_id)
-        .bind(new.text.as_str())
+        .bind(text.as_str())
         .bind(new.split)
         .bind(new.source.as_str())
         .bind(new.created_by)
@@ -115,7 +129,7 @@ pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
     let existing: Option<i64> =
         sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND text_sha256 = text_sha256($2)")
             .bind(new.project_id)
-            .bind(new.text.as_str())
+            .bind(text.as_str())
             .fetch_optional(pool)
             .await?;
     Err(LabelingError::Conflict(match existing {
@@ -175,8 +189,103 @@ pub async fn list_prompts(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Prompt>> {
-    let sql = format!("SELECT {PROMPT_COLUMNS} FROM prompts WHERE {FILTER} ORDER BY id LIMIT $4 OFFSET $5");
-    Ok(sqlx::query_as::<_, Prompt>(&sql)
+    let listed = list_prompts_by(pool, project_id, search, split, PromptOrder::Oldest, limit, offset).await?;
+    Ok(listed.into_iter().map(|l| l.prompt).collect())
+}
+
+/// How a list of prompts is sorted. Ties (same text, same counts) fall back to id order,
+/// so that paging never shows a prompt twice or skips one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PromptOrder {
+    /// First added first (id order).
+    #[default]
+    Oldest,
+    Newest,
+    /// By text, A to Z (the database's collation).
+    Text,
+    /// Most tasks (of any kind) first.
+    MostTasks,
+    /// Most demonstrations first.
+    MostDemonstrations,
+}
+
+impl PromptOrder {
+    pub const ALL: [PromptOrder; 5] = [
+        PromptOrder::Oldest,
+        PromptOrder::Newest,
+        PromptOrder::Text,
+        PromptOrder::MostTasks,
+        PromptOrder::MostDemonstrations,
+    ];
+
+    /// The order's name in URLs: `oldest`, `newest`, `text`, `tasks` or `demonstrations`;
+    /// any other is an invalid `sort`.
+    pub fn parse(name: &str) -> Result<PromptOrder> {
+        PromptOrder::ALL.into_iter().find(|o| o.as_str() == name.trim()).ok_or_else(|| {
+            LabelingError::invalid(
+                "sort",
+                format!("{name:?} is not oldest, newest, text, tasks or demonstrations"),
+            )
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptOrder::Oldest => "oldest",
+            PromptOrder::Newest => "newest",
+            PromptOrder::Text => "text",
+            PromptOrder::MostTasks => "tasks",
+            PromptOrder::MostDemonstrations => "demonstrations",
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            PromptOrder::Oldest => "p.id",
+            PromptOrder::Newest => "p.id DESC",
+            PromptOrder::Text => "p.text, p.id",
+            PromptOrder::MostTasks => "tasks DESC, p.id",
+            PromptOrder::MostDemonstrations => "demonstrations DESC, p.id",
+        }
+    }
+}
+
+/// A prompt in a list, with how much work it has drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ListedPrompt {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub prompt: Prompt,
+    /// Tasks of any kind on the prompt.
+    pub tasks: i64,
+    pub demonstrations: i64,
+}
+
+/// [`list_prompts`] in `order`, with each prompt's task and demonstration counts.
+pub async fn list_prompts_by(
+    pool: &PgPool,
+    project_id: i64,
+    search: Option<&str>,
+    split: Option<Split>,
+    order: PromptOrder,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ListedPrompt>> {
+    // The counts are aggregated over the project once (not per row), which an ORDER BY on
+    // them needs anyway; both tables are indexed by project or by prompt.
+    let sql = format!(
+        "SELECT p.id, p.project_id, p.text, p.source, p.split, p.created_by, p.created_at,
+             coalesce(t.n, 0) AS tasks, coalesce(d.n, 0) AS demonstrations
+         FROM prompts p
+         LEFT JOIN (SELECT prompt_id, count(*) AS n FROM tasks WHERE project_id = $1 GROUP BY prompt_id) t
+             ON t.prompt_id = p.id
+         LEFT JOIN (SELECT d.prompt_id, count(*) AS n FROM demonstrations d
+                    JOIN prompts q ON q.id = d.prompt_id WHERE q.project_id = $1 GROUP BY d.prompt_id) d
+             ON d.prompt_id = p.id
+         WHERE {FILTER} ORDER BY {} LIMIT $4 OFFSET $5",
+        order.sql()
+    );
+    Ok(sqlx::query_as::<_, ListedPrompt>(&sql)
         .bind(project_id)
         .bind(search.filter(|s| !s.is_empty()).map(like_pattern))
         .bind(split)
@@ -193,7 +302,7 @@ pub async fn count_prompts(
     search: Option<&str>,
     split: Option<Split>,
 ) -> Result<i64> {
-    let sql = format!("SELECT count(*) FROM prompts WHERE {FILTER}");
+    let sql = format!("SELECT count(*) FROM prompts p WHERE {FILTER}");
     Ok(sqlx::query_scalar(&sql)
         .bind(project_id)
         .bind(search.filter(|s| !s.is_empty()).map(like_pattern))
@@ -202,9 +311,9 @@ pub async fn count_prompts(
         .await?)
 }
 
-const FILTER: &str = "project_id = $1
-    AND ($2::text IS NULL OR text ILIKE $2 ESCAPE '\\')
-    AND ($3::split IS NULL OR split = $3)";
+const FILTER: &str = "p.project_id = $1
+    AND ($2::text IS NULL OR p.text ILIKE $2 ESCAPE '\\')
+    AND ($3::split IS NULL OR p.split = $3)";
 
 /// `%search%` with the LIKE wildcards and the escape character in `search` escaped.
 fn like_pattern(search: &str) -> String {
@@ -330,7 +439,7 @@ fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, 
     let serde_json::Value::String(prompt) = prompt else {
         return Err(line_error(line, "prompt", "must be a string"));
     };
-    let prompt = PromptText::parse(prompt.as_str()).map_err(|e| invalid_on(line, e))?;
+    let prompt = stored_text(prompt).map_err(|e| invalid_on(line, e))?;
     let split = match object.get("split") {
         None | Some(serde_json::Value::Null) => Split::default(),
         Some(serde_json::Value::String(s)) => Split::parse(s).map_err(|e| invalid_on(line, e))?,
@@ -432,7 +541,7 @@ fn parse_csv_record(
     let prompt = field(prompt_at, "prompt")?.ok_or_else(|| {
         line_error(line, "prompt", format!("is missing: the row has {} fields", record.len()))
     })?;
-    let prompt = PromptText::parse(prompt).map_err(|e| invalid_on(line, e))?;
+    let prompt = stored_text(prompt).map_err(|e| invalid_on(line, e))?;
     let split = match split_at.map(|at| field(at, "split")).transpose()?.flatten() {
         None => Split::default(),
         Some(s) if s.trim().is_empty() => Split::default(),
@@ -593,6 +702,18 @@ mod tests {
             parse_ok(PromptFile::Jsonl(b"{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"text\": \"a\"}\n"));
         assert_eq!(lines_of(&parsed), [1, 2]);
         assert_eq!(parsed.duplicates, [LineDuplicate { line: 3, of: DuplicateOf::EarlierLine(1) }]);
+    }
+
+    #[test]
+    fn a_prompt_differing_only_in_surrounding_whitespace_is_a_duplicate() {
+        let parsed = parse_ok(PromptFile::Jsonl(
+            b"{\"prompt\": \"hello\"}\n{\"prompt\": \"  hello \\n\"}\n{\"prompt\": \" \\t \"}\n",
+        ));
+        assert_eq!(lines_of(&parsed), [1]);
+        assert_eq!(parsed.duplicates, [LineDuplicate { line: 2, of: DuplicateOf::EarlierLine(1) }]);
+        assert_eq!(error_on(&parsed, 3).field, "prompt", "whitespace alone is still blank");
+        let csv = parse_ok(PromptFile::Csv(b"prompt\n\"  two words\n\"\n"));
+        assert_eq!(csv.candidates[0].text.as_str(), "two words");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod browser;
 mod browser_annotate;
 mod browser_fast_answers;
 mod browser_phone;
+mod browser_project;
 mod browser_ranking;
 mod browser_research;
 mod db;

@@ -70,9 +70,22 @@ async fn ranking_task(pool: &PgPool, project: i64, prompt: i64, k: usize) -> i64
 
 /// `annotator` takes their next task and ranks its samples in `groups`.
 async fn rank_next(pool: &PgPool, project: i64, annotator: i64, k: usize, groups: &[&[usize]]) {
+    rank_next_in(pool, project, annotator, k, groups, None).await
+}
+
+/// [`rank_next`], having spent `time_spent_ms` on it.
+async fn rank_next_in(
+    pool: &PgPool,
+    project: i64,
+    annotator: i64,
+    k: usize,
+    groups: &[&[usize]],
+    time_spent_ms: Option<i64>,
+) {
     let assignment = tasks::next_task(pool, project, annotator, LEASE).await.unwrap().expect("a task");
     let input = RankingInput {
         ranking: Some(groups.iter().map(|g| g.to_vec()).collect()),
+        time_spent_ms,
         ..RankingInput::default()
     };
     let submission = RankingSubmission::parse(k, input).unwrap();
@@ -110,6 +123,14 @@ async fn ranked_project(app: &TestApp) -> i64 {
     project
 }
 
+/// The JSON that `rita` gets with a token from the API's GET `path`.
+async fn api_get(app: &TestApp, path: &str) -> Value {
+    let token = app.token_for("rita").await;
+    let response = client().get(app.url(path)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    response.json().await.unwrap()
+}
+
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
 }
@@ -145,16 +166,7 @@ fn the_data_page_counts_prompts_tasks_and_submissions() {
         );
         assert!(html.contains("<tr data-kind=\"demonstration\"><th scope=\"row\">demonstration</th><td>0</td><td>1</td><td>0</td></tr>"), "{html}");
 
-        let token = app.token_for("rita").await;
-        let body: Value = client()
-            .get(app.url(&format!("/api/projects/{project}/data")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = api_get(&app, &format!("/api/projects/{project}/data")).await;
         assert_eq!(body["counts"]["prompts"], json!({"train": 2, "val": 1, "test": 0}));
         assert_eq!(body["counts"]["rankings"], 4);
         assert_eq!(body["counts"]["annotators_active_7d"], 2);
@@ -192,16 +204,7 @@ fn agreement_shows_per_annotator_as_a_table_and_an_svg_chart() {
         assert!(chart.contains("width=\"333\""), "{chart}");
         assert!(!html.contains("<script"), "no script on the page");
 
-        let token = app.token_for("rita").await;
-        let body: Value = client()
-            .get(app.url(&format!("/api/projects/{project}/data")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = api_get(&app, &format!("/api/projects/{project}/data")).await;
         assert_eq!(body["agreement"]["project"]["pairs"], json!({"agreed": 5, "compared": 6}));
         let bea = user_id(&app.db.pool, "bea").await;
         assert_eq!(body["usernames"][bea.to_string()], "bea");
@@ -233,16 +236,7 @@ fn consensus_is_listed_per_task_and_paged() {
         assert!(html.contains(&format!("data-task=\"{}\"", task_ids[25])), "{html}");
         assert!(!html.contains(&format!("data-task=\"{}\"", task_ids[26])), "never ranked");
 
-        let token = app.token_for("rita").await;
-        let body: Value = client()
-            .get(app.url(&format!("/api/projects/{project}/consensus?limit=2&offset=25")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = api_get(&app, &format!("/api/projects/{project}/consensus?limit=2&offset=25")).await;
         assert_eq!(body["total"], 26);
         assert_eq!(body["tasks"].as_array().unwrap().len(), 1);
         assert_eq!(body["tasks"][0]["task_id"], task_ids[25]);
@@ -453,5 +447,83 @@ fn the_api_freezes_and_lists_snapshots() {
         .await;
         let id = created["id"].as_i64().unwrap();
         assert_eq!(lines, snapshots::export(&app.db.pool, id, ExportFormat::Prompts).await.unwrap());
+    });
+}
+
+/// Two ranking tasks of K = 3 with overlap 3. `ann` orders both 0 > 1 > 2 in 10 s and
+/// 20 s, `bea` the same in 12 s and untimed, `cal` both 2 > 1 > 0 in 3 s and 5 s. Against
+/// the consensus of the other two, `ann` and `bea` compare no pair (the others' mean
+/// positions are all 1) and `cal` disagrees on all 6; `cal`'s median of 4 s is under half
+/// of 13.5 s, the median of the others' medians (15 s and 12 s).
+pub(crate) async fn annotated_project(app: &TestApp) -> (i64, [i64; 3]) {
+    let pool = &app.db.pool;
+    let (project, prompts) = project_with_prompts(pool, 3, &["train", "train"]).await;
+    for &prompt in &prompts {
+        ranking_task(pool, project, prompt, 3).await;
+    }
+    let ann = user_id(pool, "ann").await;
+    let bea = add_annotator(pool, "bea").await;
+    let cal = add_annotator(pool, "cal").await;
+    let best_first: &[&[usize]] = &[&[0], &[1], &[2]];
+    let worst_first: &[&[usize]] = &[&[2], &[1], &[0]];
+    for (who, groups, times) in [
+        (ann, best_first, [Some(10_000), Some(20_000)]),
+        (bea, best_first, [Some(12_000), None]),
+        (cal, worst_first, [Some(3_000), Some(5_000)]),
+    ] {
+        for ms in times {
+            rank_next_in(pool, project, who, 3, groups, ms).await;
+        }
+    }
+    (project, [ann, bea, cal])
+}
+
+/// The project of [`annotated_project`]: known medians, agreement and outlier flags.
+#[test]
+fn annotator_statistics_show_medians_agreement_with_the_others_and_outliers() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let (project, [ann, bea, cal]) = annotated_project(&app).await;
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/projects/{project}/data")).await;
+        let table = html.split("id=\"annotator-table\"").nth(1).unwrap();
+        let table = &table[..table.find("</table>").unwrap()];
+        assert!(html.contains("id=\"annotator-table\" class=\"stack\""), "stacks on phones");
+        let row = |name: &str| {
+            let from = table.find(&format!("data-annotator=\"{name}\"")).unwrap_or_else(|| panic!("{name}"));
+            let rest = &table[from..];
+            rest[..rest.find("</tr>").unwrap()].to_string()
+        };
+        let (ann_row, bea_row, cal_row) = (row("ann"), row("bea"), row("cal"));
+        assert!(ann_row.contains("data-label=\"Rankings\">2<"), "{ann_row}");
+        assert!(ann_row.contains("data-median=\"ranking\">15.0 s<"), "{ann_row}");
+        assert!(bea_row.contains("data-median=\"ranking\">12.0 s<"), "{bea_row}");
+        assert!(cal_row.contains("data-median=\"ranking\">4.0 s<"), "{cal_row}");
+        assert!(ann_row.contains("data-consensus>n/a<"), "{ann_row}");
+        assert!(cal_row.contains("data-consensus>0 / 6 (0.000)<"), "{cal_row}");
+        assert!(!ann_row.contains("data-outlier") && !bea_row.contains("data-outlier"), "{table}");
+        assert_eq!(cal_row.matches("data-outlier").count(), 2, "{cal_row}");
+        assert!(
+            cal_row.contains("too fast on rankings: median 4.0 s against 13.5 s for the others"),
+            "{cal_row}"
+        );
+        assert!(cal_row.contains("low agreement"), "{cal_row}");
+
+        let body = api_get(&app, &format!("/api/projects/{project}/data")).await;
+        let stats = body["annotators"].as_array().unwrap();
+        assert_eq!(stats.len(), 3);
+        let of = |id: i64| stats.iter().find(|s| s["annotator_id"] == id).unwrap();
+        assert_eq!(body["usernames"][cal.to_string()], "cal");
+        assert_eq!(of(ann)["median_time_ms"]["ranking"], 15_000.0);
+        assert_eq!(of(ann)["done"], json!({ "demonstration": 0, "ranking": 2, "comparison": 0 }));
+        assert_eq!(of(cal)["consensus_pairs"], json!({ "agreed": 0, "compared": 6 }));
+        assert_eq!(
+            of(cal)["outliers"],
+            json!([
+                { "reason": "too_fast", "kind": "ranking", "median_time_ms": 4_000.0, "others_median_time_ms": 13_500.0 },
+                { "reason": "low_agreement", "agreement": 0.0 },
+            ])
+        );
+        assert_eq!(of(bea)["outliers"], json!([]));
     });
 }

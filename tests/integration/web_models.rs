@@ -59,14 +59,14 @@ async fn register(
 
 /// base `tiny:1` → sft `tiny-sft:1` → policy `tiny-ppo:1` (with reward `tiny-rm:1`,
 /// trained from the sft, as its reward parent).
-struct Lineage {
-    base: ModelVersion,
-    sft: ModelVersion,
-    rm: ModelVersion,
-    ppo: ModelVersion,
+pub(crate) struct Lineage {
+    pub base: ModelVersion,
+    pub sft: ModelVersion,
+    pub rm: ModelVersion,
+    pub ppo: ModelVersion,
 }
 
-async fn lineage(app: &TestApp) -> Lineage {
+pub(crate) async fn lineage(app: &TestApp) -> Lineage {
     let base = register(app, "tiny", ModelKind::Base, &[], put_checkpoint(app, 1)).await;
     let sft = register(app, "tiny-sft", ModelKind::Sft, &[(base.id, "base")], put_checkpoint(app, 2)).await;
     let rm = register(app, "tiny-rm", ModelKind::Reward, &[(sft.id, "sft")], put_checkpoint(app, 3)).await;
@@ -83,6 +83,36 @@ async fn lineage(app: &TestApp) -> Lineage {
 
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The lineage graph's data (`data-graph` of `#lineage-graph`), as lineage.js reads it.
+fn graph_data(html: &str) -> Value {
+    let attribute = between(html, "data-graph=\"", "\" data-title");
+    let json = attribute["data-graph=\"".len()..]
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// The graph's edges as (parent, child, roles), sorted.
+fn edges(graph: &Value) -> Vec<(i64, i64, String)> {
+    let mut edges: Vec<(i64, i64, String)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let roles: Vec<&str> =
+                e["roles"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+            (e["from"].as_i64().unwrap(), e["to"].as_i64().unwrap(), roles.join(", "))
+        })
+        .collect();
+    edges.sort();
+    edges
 }
 
 fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
@@ -142,28 +172,31 @@ fn a_version_page_shows_config_metrics_and_its_lineage_graph() {
         assert!(between(&html, "id=\"metric-table\"", "</table>").contains("1.2346"), "{html}");
         assert!(html.contains(&l.sft.artifact_sha256));
 
-        let graph = between(&html, "<svg", "</svg>");
+        let graph = graph_data(&html);
         for (label, url) in [
             ("tiny:1 (base)", "/models/tiny/versions/1"),
             ("tiny-sft:1 (sft)", "/models/tiny-sft/versions/1"),
             ("tiny-rm:1 (reward)", "/models/tiny-rm/versions/1"),
             ("tiny-ppo:1 (policy)", "/models/tiny-ppo/versions/1"),
         ] {
-            assert!(graph.contains(&format!(">{label}<")), "{label} in {graph}");
-            assert!(graph.contains(&format!("href=\"{url}\"")), "{url} in {graph}");
+            let node = graph["nodes"].as_array().unwrap().iter().find(|n| n["label"] == label);
+            assert_eq!(node.unwrap_or_else(|| panic!("{label} in {graph}"))["url"], url);
         }
-        assert!(graph.contains("aria-current=\"page\""), "the version itself is marked");
+        let current: Vec<&Value> =
+            graph["nodes"].as_array().unwrap().iter().filter(|n| n["current"] == true).collect();
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0]["id"], l.sft.id, "the version itself is marked");
         // Four links: base→sft, sft→rm, sft→ppo, rm→ppo.
-        assert_eq!(graph.matches("class=\"edge\"").count(), 4, "{graph}");
-        assert!(graph.contains("data-role=\"reward\"") && graph.contains("data-role=\"base\""), "{graph}");
-        // Layered left to right: base, sft, rm, ppo in columns 0..3.
-        let x_of = |label: &str| {
-            let node = &graph[..graph.find(&format!(">{label}</text>")).unwrap()];
-            let rect = &node[node.rfind("<rect x=\"").unwrap() + 9..];
-            rect[..rect.find('"').unwrap()].parse::<u32>().unwrap()
-        };
-        let xs = ["tiny:1 (base)", "tiny-sft:1 (sft)", "tiny-rm:1 (reward)", "tiny-ppo:1 (policy)"].map(x_of);
-        assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        assert_eq!(
+            edges(&graph),
+            [
+                (l.base.id, l.sft.id, "base".to_string()),
+                (l.sft.id, l.rm.id, "sft".to_string()),
+                (l.sft.id, l.ppo.id, "sft".to_string()),
+                (l.rm.id, l.ppo.id, "reward".to_string()),
+            ]
+        );
+        assert!(html.contains("src=\"/static/lineage.js\"") && html.contains("vendor/dagre/dagre.min.js"));
 
         let ancestors = between(&html, "id=\"ancestor-table\"", "</table>");
         assert!(ancestors.contains("tiny:1 (base)") && ancestors.contains("base"), "{ancestors}");
@@ -503,5 +536,46 @@ fn a_session_needs_its_csrf_token_to_change_the_registry() {
         let response = app.client.delete(&url).header("X-CSRF-Token", &csrf).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert!(versions::aliases(&app.db.pool, "tiny").await.unwrap().is_empty());
+    });
+}
+
+/// The policy was trained from the SFT and the reward model, and the reward model from
+/// the SFT too: the SFT reaches the policy by two paths but is listed once, and the graph
+/// has an edge into the policy from each of its two parents.
+#[test]
+fn a_policy_lists_each_parent_once_and_its_graph_has_an_edge_from_both() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let l = lineage(&app).await;
+        app.log_in("rita").await;
+        let html = app.get_html("/models/tiny-ppo/versions/1").await;
+        let ancestors = between(&html, "id=\"ancestor-table\"", "</table>");
+        assert_eq!(ancestors.matches("<tr><td>").count(), 3, "sft, rm and base once each: {ancestors}");
+        assert_eq!(ancestors.matches(">tiny-sft:1 (sft)<").count(), 1, "{ancestors}");
+        let graph = graph_data(&html);
+        assert_eq!(graph["nodes"].as_array().unwrap().len(), 4, "{graph}");
+        let links = edges(&graph);
+        assert!(links.contains(&(l.sft.id, l.ppo.id, "sft".into())), "{links:?}");
+        assert!(links.contains(&(l.rm.id, l.ppo.id, "reward".into())), "{links:?}");
+        assert_eq!(links.len(), 4, "{links:?}");
+
+        // A parent in two roles (an SFT that is also the reference) is one edge naming both.
+        let policy = register(
+            &app,
+            "tiny-ppo",
+            ModelKind::Policy,
+            &[(l.sft.id, "sft"), (l.sft.id, "reference"), (l.rm.id, "reward")],
+            put_checkpoint(&app, 5),
+        )
+        .await;
+        let html = app.get_html("/models/tiny-ppo/versions/2").await;
+        let into_policy: Vec<(i64, i64, String)> =
+            edges(&graph_data(&html)).into_iter().filter(|(_, to, _)| *to == policy.id).collect();
+        assert_eq!(
+            into_policy,
+            [(l.sft.id, policy.id, "reference, sft".into()), (l.rm.id, policy.id, "reward".into())]
+        );
+        let ancestors = between(&html, "id=\"ancestor-table\"", "</table>");
+        assert!(ancestors.contains("<td>reference, sft</td>"), "{ancestors}");
     });
 }

@@ -306,3 +306,111 @@ fn a_researcher_asks_for_demonstrations_once_per_prompt_by_split_and_limit() {
         assert_eq!(demonstration_tasks(&app, project).await.len(), 4);
     });
 }
+
+/// The ids of the prompts the page lists, in its order.
+fn listed_ids(html: &str) -> Vec<i64> {
+    html.split("<tr data-prompt=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn prompts_sort_by_age_text_and_tasks_and_page_by_number() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "many").await;
+        app.log_in("rita").await;
+        // 120 prompts, stored in the order 119, 118, …, 0 so that text order is not id order.
+        let data: String = (0..120).rev().map(|i| format!("{{\"prompt\": \"prompt {i:03}\"}}\n")).collect();
+        assert!(upload(&app, project, "jsonl", &data).await.text().await.unwrap().contains("120 imported"));
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 ORDER BY id")
+            .bind(project)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+        // Two demonstration tasks on the 61st prompt stored, one on the 5th.
+        labeling::tasks::create_demonstration_tasks(&app.db.pool, project, &[ids[60], ids[4]]).await.unwrap();
+        labeling::tasks::create_demonstration_tasks(&app.db.pool, project, &[ids[60]]).await.unwrap();
+
+        let path = |query: &str| format!("/projects/{project}/prompts?{query}");
+        let oldest = app.get_html(&path("")).await;
+        assert_eq!(listed_ids(&oldest), ids[..50], "the oldest first by default, 50 a page");
+        assert!(oldest.contains("120 prompts · page 1 of 3"), "{oldest}");
+        let pager = oldest.split("id=\"prompt-pages\"").nth(1).unwrap();
+        assert!(pager.contains("aria-current=\"page\""), "{pager}");
+        assert!(
+            pager.contains(">2</a>") && pager.contains(">3</a>") && pager.contains(">Next</a>"),
+            "{pager}"
+        );
+        assert!(!pager.contains(">Previous</a>"), "{pager}");
+
+        let newest = app.get_html(&path("sort=newest&page=3")).await;
+        assert_eq!(listed_ids(&newest), ids[..20].iter().rev().copied().collect::<Vec<_>>());
+        assert!(newest.contains("page 3 of 3") && newest.contains(">Previous</a>"), "{newest}");
+        assert!(
+            newest.contains("sort=newest&amp;page=2") || newest.contains("sort=newest&page=2"),
+            "{newest}"
+        );
+
+        let by_text = app.get_html(&path("sort=text")).await;
+        assert_eq!(listed_ids(&by_text)[..2], [ids[119], ids[118]], "prompt 000, prompt 001");
+        let by_tasks = app.get_html(&path("sort=tasks")).await;
+        assert_eq!(listed_ids(&by_tasks)[..3], [ids[60], ids[4], ids[0]], "2 tasks, 1 task, then by id");
+        let row = by_tasks.split(&format!("data-prompt=\"{}\"", ids[60])).nth(1).unwrap();
+        assert!(row.contains("data-label=\"Tasks\">2<"), "{row}");
+        let searched = app.get_html(&path("q=prompt+11&sort=text&page=1")).await;
+        assert!(searched.contains("10 prompts") && !searched.contains("id=\"prompt-pages\""), "{searched}");
+    });
+}
+
+#[test]
+fn a_bad_page_or_sort_is_refused_naming_the_field() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "paged").await;
+        app.log_in("rita").await;
+        upload(&app, project, "jsonl", "{\"prompt\": \"only\"}\n").await;
+        for (query, field) in [
+            ("page=0", "page"),
+            ("page=-3", "page"),
+            ("page=two", "page"),
+            ("page=2", "page"),
+            ("sort=best", "sort"),
+        ] {
+            let response = app.get(&format!("/projects/{project}/prompts?{query}")).await;
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+            let body = response.text().await.unwrap();
+            assert!(body.contains(&format!("{field}:")), "{query}: {body}");
+        }
+        assert_eq!(app.get(&format!("/projects/{project}/prompts?page=1")).await.status(), StatusCode::OK);
+        let token = app.token_for("rita").await;
+        let api = client()
+            .get(app.url(&format!("/api/projects/{project}/prompts?sort=best")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(api.json::<Value>().await.unwrap()["error"]["field"], "sort");
+    });
+}
+
+#[test]
+fn a_prompt_differing_only_in_surrounding_whitespace_is_refused_as_a_duplicate() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "blanks").await;
+        app.log_in("rita").await;
+        upload(&app, project, "jsonl", "{\"prompt\": \"hello\"}\n").await;
+        let existing = stored_texts(&app, project).await;
+        let response =
+            upload(&app, project, "csv", "prompt\n\"  hello \n\"\n\"\tsecond \"\n\" second\"\n").await;
+        let html = response.text().await.unwrap();
+        assert!(html.contains("1 imported") && html.contains("2 duplicates"), "{html}");
+        assert!(html.contains("line 2: already in the project"), "{html}");
+        assert!(html.contains("the same as line 4"), "{html}");
+        assert_eq!(existing, ["hello"]);
+        assert_eq!(stored_texts(&app, project).await, ["hello", "second"], "stored without the blanks");
+    });
+}

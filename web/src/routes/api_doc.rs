@@ -452,14 +452,41 @@ fn data_schemas() -> Value {
             "project": object(&["pairs", "agreement_rate", "kendall_tau"], rates(json!({}))),
             "tasks_shared": described(count(), "Tasks ranked (with an order) by at least two annotators."),
         })),
-        "DataSummary": object(&["counts", "agreement", "usernames"], json!({
+        "DataSummary": object(&["counts", "agreement", "annotators", "usernames"], json!({
             "counts": schema("ProjectCounts"),
             "agreement": schema("AgreementReport"),
+            "annotators": described(array(schema("AnnotatorStats")), "One entry per annotator who submitted anything, by user id."),
             "usernames": described(
                 json!({ "type": "object", "additionalProperties": text() }),
-                "The usernames of the annotators the agreement report names, by user id.",
+                "The usernames of the annotators the agreement report and the statistics name, by user id.",
             ),
         })),
+        "AnnotatorStats": object(
+            &["annotator_id", "done", "median_time_ms", "consensus_tasks", "consensus_pairs", "consensus_agreement", "outliers"],
+            json!({
+                "annotator_id": int(),
+                "done": described(object(&["demonstration", "ranking", "comparison"], json!({ "demonstration": count(), "ranking": count(), "comparison": count() })), "Submissions by kind of task."),
+                "median_time_ms": described(
+                    object(&["demonstration", "ranking", "comparison"], json!({ "demonstration": nullable(number()), "ranking": nullable(number()), "comparison": nullable(number()) })),
+                    "Median time spent per submission, by kind; null with no timed submission.",
+                ),
+                "consensus_tasks": described(count(), "Ranking tasks compared with the Borda consensus of the other annotators who ranked them (leave-one-out)."),
+                "consensus_pairs": object(&["agreed", "compared"], json!({ "agreed": count(), "compared": count() })),
+                "consensus_agreement": described(nullable(number()), "agreed / compared: the pairwise-order agreement with the others' consensus; null when no pair was compared."),
+                "outliers": described(
+                    array(json!({ "oneOf": [
+                        object(&["reason", "kind", "median_time_ms", "others_median_time_ms"], json!({
+                            "reason": one_of(&["too_fast"]),
+                            "kind": one_of(&["demonstration", "ranking", "comparison"]),
+                            "median_time_ms": number(),
+                            "others_median_time_ms": number(),
+                        })),
+                        object(&["reason", "agreement"], json!({ "reason": one_of(&["low_agreement"]), "agreement": number() })),
+                    ] })),
+                    "Too fast: a median time under half the median of the other annotators' medians in a kind (with at least two others timed). Low agreement: under 0.5 over at least 3 sample pairs.",
+                ),
+            }),
+        ),
         "Ranking": object(&["k", "groups"], json!({
             "k": count(),
             "groups": described(array(array(count())), "Groups of sample indices, best first; a group's samples are tied."),
@@ -1110,6 +1137,7 @@ fn project_ops() -> Vec<Op> {
                 id_param("project"),
                 query_param("q", text(), "Only prompts containing this text."),
                 query_param("split", one_of(&["", "train", "val", "test"]), "Only this split; empty: any."),
+                query_param("sort", one_of(&["", "oldest", "newest", "text", "tasks", "demonstrations"]), "The order: oldest first (empty), newest first, by text, most tasks or most demonstrations first; ties by id."),
                 query_param("limit", json!({ "type": "integer", "default": 50 }), "How many to return."),
                 query_param("offset", json!({ "type": "integer", "default": 0 }), "How many to skip."),
             ])
@@ -1193,9 +1221,9 @@ fn annotation_ops() -> Vec<Op> {
 
 fn data_ops() -> Vec<Op> {
     vec![
-        op("GET", "/api/projects/{id}/data", "projectData", "A project's counts and agreement")
+        op("GET", "/api/projects/{id}/data", "projectData", "A project's counts, agreement and annotator statistics")
             .params([id_param("project")])
-            .ok(200, "Counts of prompts, tasks and submissions, and the agreement report.", schema("DataSummary"))
+            .ok(200, "Counts of prompts, tasks and submissions, the agreement report, and each annotator's work, median times, agreement with the others' consensus and outlier flags.", schema("DataSummary"))
             .errors(&[404]),
         op("GET", "/api/projects/{id}/consensus", "projectConsensus", "The consensus ranking of each ranking task")
             .params([id_param("project")])

@@ -1,6 +1,7 @@
 //! Static assets (scripts and styles), compiled into the binary so that the app is one
 //! file to deploy, at `/static/<name>` with an hour's cache lifetime. An entry:
-//! `Asset { name: "x.js", content_type: JS, body: include_str!("../../static/x.js") }`.
+//! `Asset { name: "x.js", content_type: JS, body: include_str!("../../static/x.js") }`; a
+//! vendored file's name keeps its folder (`vendor/dagre/dagre.min.js`).
 
 use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::web::{self, ServiceConfig};
@@ -25,10 +26,18 @@ const ASSETS: &[Asset] = &[
     Asset { name: "task.js", content_type: JS, body: include_str!("../../static/task.js") },
     Asset { name: "ranking.js", content_type: JS, body: include_str!("../../static/ranking.js") },
     Asset { name: "confirm.js", content_type: JS, body: include_str!("../../static/confirm.js") },
+    Asset { name: "lineage.js", content_type: JS, body: include_str!("../../static/lineage.js") },
+    // dagre 3.1.4 (npm package `@dagrejs/dagre`, MIT licence, vendor/dagre/LICENSE and
+    // dagre.min.js.LEGAL.txt): the layered layout of the version page's lineage graph.
+    Asset {
+        name: "vendor/dagre/dagre.min.js",
+        content_type: JS,
+        body: include_str!("../../static/vendor/dagre/dagre.min.js"),
+    },
 ];
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.route("/static/{name}", web::get().to(serve));
+    cfg.route("/static/{name:.+}", web::get().to(serve));
 }
 
 async fn serve(name: web::Path<String>) -> Result<HttpResponse, AppError> {

@@ -1,5 +1,7 @@
-//! A project's data (researchers): counts, agreement per annotator, consensus per task,
-//! snapshots and their exports as training files. The same as JSON under /api.
+//! A project's data (researchers): counts, statistics per annotator (work done, median
+//! time, agreement with the others' consensus, outliers), agreement per annotator,
+//! consensus per task, snapshots and their exports as training files. The same as JSON
+//! under /api.
 
 use std::collections::HashMap;
 
@@ -7,6 +9,7 @@ use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionT
 use actix_web::{get, post, routes, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, AgreementReport};
+use labeling::annotator_stats::{self, AnnotatorStats, Outlier};
 use labeling::consensus::{self, TaskConsensus};
 use labeling::domain::Split;
 use labeling::projects::{self, Project, ProjectCounts};
@@ -33,6 +36,7 @@ struct DataPage {
     agreement: AgreementReport,
     rows: Vec<AgreementRow>,
     chart: BarChart,
+    annotators: Vec<AnnotatorRow>,
     consensus: Vec<ConsensusRow>,
     consensus_total: usize,
     page: usize,
@@ -50,6 +54,20 @@ struct AgreementRow {
     compared: usize,
     rate: String,
     tau: String,
+}
+
+/// One annotator's line of the statistics table.
+struct AnnotatorRow {
+    username: String,
+    demonstrations: usize,
+    rankings: usize,
+    votes: usize,
+    /// Median time per demonstration, ranking and vote: `12.5 s`, or `–` when untimed.
+    median_times: [String; 3],
+    /// `agreed / compared (rate)` with the others' consensus, or `n/a`.
+    consensus: String,
+    /// What makes the annotator an outlier, in words; empty when nothing does.
+    outliers: Vec<String>,
 }
 
 /// One task's line of the consensus table.
@@ -133,12 +151,14 @@ pub struct ExportQuery {
     format: String,
 }
 
-/// The counts and agreement, as the API returns them.
+/// The counts, agreement and annotator statistics, as the API returns them.
 #[derive(Serialize)]
 struct DataSummary {
     counts: ProjectCounts,
     agreement: AgreementReport,
-    /// Usernames of the annotators the agreement report names, by user id.
+    annotators: Vec<AnnotatorStats>,
+    /// Usernames of the annotators the agreement report and the statistics name, by
+    /// user id.
     usernames: HashMap<i64, String>,
 }
 
@@ -188,13 +208,14 @@ pub async fn export(me: Caller<Researcher>, path: web::Path<i64>, query: web::Qu
 pub async fn api_data(at: InProject) -> Reply {
     let counts = projects::project_counts(&at.pool, at.project.id).await?;
     let agreement = agreement::project_agreement(&at.pool, at.project.id).await?;
+    let annotators = annotator_stats::project_annotator_stats(&at.pool, at.project.id).await?;
     let usernames = usernames(&at.pool).await?;
-    let usernames = agreement
-        .per_annotator
-        .iter()
-        .filter_map(|a| Some((a.annotator_id, usernames.get(&a.annotator_id)?.clone())))
+    let named = agreement.per_annotator.iter().map(|a| a.annotator_id);
+    let usernames = named
+        .chain(annotators.iter().map(|a| a.annotator_id))
+        .filter_map(|id| Some((id, usernames.get(&id)?.clone())))
         .collect();
-    Ok(HttpResponse::Ok().json(DataSummary { counts, agreement, usernames }))
+    Ok(HttpResponse::Ok().json(DataSummary { counts, agreement, annotators, usernames }))
 }
 
 #[get("/api/projects/{id}/consensus")]
@@ -294,14 +315,17 @@ async fn render(at: &InProject, page_number: usize, error: Option<AppError>) -> 
     let counts = projects::project_counts(pool, project.id).await?;
     let agreement = agreement::project_agreement(pool, project.id).await?;
     let names = usernames(pool).await?;
+    let username = |id: i64| names.get(&id).cloned().unwrap_or_else(|| format!("user {id}"));
+    let annotators = annotator_stats::project_annotator_stats(pool, project.id)
+        .await?
+        .iter()
+        .map(|a| annotator_row(username(a.annotator_id), a))
+        .collect();
     let rows: Vec<AgreementRow> = agreement
         .per_annotator
         .iter()
         .map(|a| AgreementRow {
-            username: names
-                .get(&a.annotator_id)
-                .cloned()
-                .unwrap_or_else(|| format!("user {}", a.annotator_id)),
+            username: username(a.annotator_id),
             partners: a.partners,
             tasks_shared: a.tasks_shared,
             agreed: a.pairs.agreed,
@@ -355,6 +379,7 @@ async fn render(at: &InProject, page_number: usize, error: Option<AppError>) -> 
         agreement,
         rows,
         chart,
+        annotators,
         consensus,
         consensus_total,
         page: current,
@@ -367,6 +392,48 @@ async fn render(at: &InProject, page_number: usize, error: Option<AppError>) -> 
 
 fn fraction(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into())
+}
+
+fn annotator_row(username: String, stats: &AnnotatorStats) -> AnnotatorRow {
+    let seconds =
+        |ms: Option<f64>| ms.map(|ms| format!("{:.1} s", ms / 1000.0)).unwrap_or_else(|| "–".into());
+    let times = &stats.median_time_ms;
+    let pairs = stats.consensus_pairs;
+    AnnotatorRow {
+        username,
+        demonstrations: stats.done.demonstration,
+        rankings: stats.done.ranking,
+        votes: stats.done.comparison,
+        median_times: [seconds(times.demonstration), seconds(times.ranking), seconds(times.comparison)],
+        consensus: match stats.consensus_agreement {
+            Some(rate) => format!("{} / {} ({rate:.3})", pairs.agreed, pairs.compared),
+            None => "n/a".into(),
+        },
+        outliers: stats
+            .outliers
+            .iter()
+            .map(|o| match o {
+                Outlier::TooFast { kind, median_time_ms, others_median_time_ms } => format!(
+                    "too fast on {}: median {} against {} for the others",
+                    kind_name(*kind),
+                    seconds(Some(*median_time_ms)),
+                    seconds(Some(*others_median_time_ms))
+                ),
+                Outlier::LowAgreement { agreement } => {
+                    format!("low agreement with the others' consensus ({agreement:.3})")
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A task kind as the page names it.
+fn kind_name(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Demonstration => "demonstrations",
+        TaskKind::Ranking => "rankings",
+        TaskKind::Comparison => "A/B votes",
+    }
 }
 
 fn consensus_row(task: &TaskConsensus) -> ConsensusRow {

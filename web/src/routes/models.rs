@@ -3,7 +3,7 @@
 //!
 //! A version's address is its model's name and number: `/models/{name}/versions/{n}`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
@@ -65,18 +65,22 @@ struct VersionPage {
     metrics: Vec<(String, String)>,
     ancestors: Vec<LinkRow>,
     descendants: Vec<LinkRow>,
-    graph: LineageGraph,
+    /// [`LineageGraph`] as JSON, for lineage.js to lay out and draw.
+    graph: String,
     snapshots: Vec<SnapshotRow>,
     /// The artifact's files, or why they cannot be listed.
     files: Result<Vec<FileRow>, String>,
     error: Option<String>,
 }
 
-/// A version in another's lineage, as a line of a table.
+/// A version in another's lineage, as a line of a table: once, however many paths reach
+/// it (a policy's SFT parent is also its reward model's parent).
 struct LinkRow {
     label: String,
     url: String,
+    /// The roles of the links that reach it, `sft, reference`.
     role: String,
+    /// Generations away along the shortest path.
     depth: i32,
 }
 
@@ -94,30 +98,28 @@ struct FileRow {
     url: String,
 }
 
-/// The lineage as an SVG picture: versions in columns by generation, left to right.
+/// The lineage as a graph for lineage.js: the version, its ancestors and descendants
+/// (each once), and one edge from each parent to each child it was trained into, with
+/// the roles it played (a version may be a `sft` and a `reference` parent of one child).
+#[derive(Serialize, Debug, PartialEq)]
 struct LineageGraph {
-    width: u32,
-    height: u32,
-    nodes: Vec<Node>,
-    edges: Vec<Edge>,
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
 }
 
-struct Node {
-    x: u32,
-    y: u32,
+#[derive(Serialize, Debug, PartialEq)]
+struct GraphNode {
+    id: i64,
     label: String,
-    /// The label cut to fit the box.
-    short: String,
     url: String,
     current: bool,
 }
 
-struct Edge {
-    /// An SVG path from the parent's right side to the child's left side.
-    d: String,
-    role: String,
-    label_x: u32,
-    label_y: u32,
+#[derive(Serialize, Debug, PartialEq)]
+struct GraphEdge {
+    from: i64,
+    to: i64,
+    roles: Vec<String>,
 }
 
 /// A version with its lineage and files, as the API returns it.
@@ -521,9 +523,10 @@ async fn render_version(at: &AtVersion, store: &web::Data<ArtifactStore>, error:
         kind: version.kind.as_str(),
         config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,
         metrics: metric_list(&version.metrics),
-        graph: lineage_graph(&version, &ancestors, &descendants),
-        ancestors: ancestors.iter().map(link_row).collect(),
-        descendants: descendants.iter().map(link_row).collect(),
+        graph: serde_json::to_string(&lineage_graph(&version, &ancestors, &descendants))
+            .map_err(AppError::internal)?,
+        ancestors: link_rows(&ancestors),
+        descendants: link_rows(&descendants),
         snapshots,
         files,
         url,
@@ -559,13 +562,25 @@ fn version_row(version: ModelVersion) -> VersionRow {
     }
 }
 
-fn link_row(entry: &LineageEntry) -> LinkRow {
-    LinkRow {
-        label: label(&entry.version),
-        url: version_url(&entry.version),
-        role: entry.role.clone(),
-        depth: entry.depth,
+/// One row per version of a lineage list (which has one entry per link), with the
+/// roles of its links and its shortest depth; nearest first, then by id.
+fn link_rows(entries: &[LineageEntry]) -> Vec<LinkRow> {
+    let mut by_version: BTreeMap<i64, (&ModelVersion, BTreeSet<&str>, i32)> = BTreeMap::new();
+    for entry in entries {
+        let row =
+            by_version.entry(entry.version.id).or_insert((&entry.version, BTreeSet::new(), entry.depth));
+        row.1.insert(&entry.role);
+        row.2 = row.2.min(entry.depth);
     }
+    let mut rows: Vec<(i32, i64, LinkRow)> = by_version
+        .into_iter()
+        .map(|(id, (version, roles, depth))| {
+            let role = roles.into_iter().collect::<Vec<_>>().join(", ");
+            (depth, id, LinkRow { label: label(version), url: version_url(version), role, depth })
+        })
+        .collect();
+    rows.sort_by_key(|(depth, id, _)| (*depth, *id));
+    rows.into_iter().map(|(_, _, row)| row).collect()
 }
 
 /// A metrics object as (name, value) pairs by name; numbers to 4 decimals.
@@ -601,91 +616,43 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Lays the version, its ancestors and its descendants out in columns: each version one
-/// column right of its rightmost parent (longest-path layering), so that every edge runs
-/// from a parent on the left to a child on the right; within a column, by name and number.
+/// The version, its ancestors and its descendants as a graph: each version once (by
+/// model name and number), each parent → child link once with all its roles.
 fn lineage_graph(
     version: &ModelVersion,
     ancestors: &[LineageEntry],
     descendants: &[LineageEntry],
 ) -> LineageGraph {
-    const BOX_W: u32 = 200;
-    const BOX_H: u32 = 36;
-    const COL: u32 = 260;
-    const ROW: u32 = 56;
-    const PAD: u32 = 10;
-    const LABEL_CHARS: usize = 28;
-
-    let mut nodes: HashMap<i64, &ModelVersion> = HashMap::from([(version.id, version)]);
-    let mut edges: HashSet<(i64, i64, &str)> = HashSet::new();
+    let mut nodes: BTreeMap<i64, &ModelVersion> = BTreeMap::from([(version.id, version)]);
+    let mut edges: BTreeMap<(i64, i64), BTreeSet<&str>> = BTreeMap::new();
     for entry in ancestors {
         nodes.insert(entry.version.id, &entry.version);
-        edges.insert((entry.version.id, entry.via, entry.role.as_str()));
+        edges.entry((entry.version.id, entry.via)).or_default().insert(&entry.role);
     }
     for entry in descendants {
         nodes.insert(entry.version.id, &entry.version);
-        edges.insert((entry.via, entry.version.id, entry.role.as_str()));
+        edges.entry((entry.via, entry.version.id)).or_default().insert(&entry.role);
     }
-    let mut column: HashMap<i64, u32> = nodes.keys().map(|&id| (id, 0)).collect();
-    // A DAG settles within as many rounds as it has versions.
-    for _ in 0..=nodes.len() {
-        let mut changed = false;
-        for &(parent, child, _) in &edges {
-            let wanted = column[&parent] + 1;
-            if column[&child] < wanted {
-                column.insert(child, wanted);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let mut by_column: BTreeMap<u32, Vec<&ModelVersion>> = BTreeMap::new();
-    for (id, v) in &nodes {
-        by_column.entry(column[id]).or_default().push(v);
-    }
-    let mut place: HashMap<i64, (u32, u32)> = HashMap::new();
-    let mut placed = Vec::new();
-    let mut rows = 0;
-    for (col, mut versions) in by_column {
-        versions.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
-        rows = rows.max(versions.len() as u32);
-        for (row, v) in versions.into_iter().enumerate() {
-            let (x, y) = (PAD + col * COL, PAD + row as u32 * ROW);
-            place.insert(v.id, (x, y));
-            let full = label(v);
-            let short = if full.chars().count() > LABEL_CHARS {
-                format!("{}…", full.chars().take(LABEL_CHARS - 1).collect::<String>())
-            } else {
-                full.clone()
-            };
-            placed.push(Node { x, y, label: full, short, url: version_url(v), current: v.id == version.id });
-        }
-    }
-    let columns = column.values().max().copied().unwrap_or(0) + 1;
-    let mut edges: Vec<(i64, i64, &str)> = edges.into_iter().collect();
-    edges.sort();
-    let edges = edges
-        .into_iter()
-        .map(|(parent, child, role)| {
-            let (px, py) = place[&parent];
-            let (cx, cy) = place[&child];
-            let (x1, y1, x2, y2) = (px + BOX_W, py + BOX_H / 2, cx, cy + BOX_H / 2);
-            let bend = (x2.saturating_sub(x1)) / 2;
-            Edge {
-                d: format!("M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}", x1 + bend, x2 - bend),
-                role: role.to_string(),
-                label_x: (x1 + x2) / 2,
-                label_y: (y1 + y2) / 2 - 4,
-            }
-        })
-        .collect();
+    let mut nodes: Vec<&ModelVersion> = nodes.into_values().collect();
+    nodes.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
     LineageGraph {
-        width: 2 * PAD + (columns - 1) * COL + BOX_W,
-        height: 2 * PAD + (rows.max(1) - 1) * ROW + BOX_H,
-        nodes: placed,
-        edges,
+        nodes: nodes
+            .into_iter()
+            .map(|v| GraphNode {
+                id: v.id,
+                label: label(v),
+                url: version_url(v),
+                current: v.id == version.id,
+            })
+            .collect(),
+        edges: edges
+            .into_iter()
+            .map(|((from, to), roles)| GraphEdge {
+                from,
+                to,
+                roles: roles.into_iter().map(str::to_owned).collect(),
+            })
+            .collect(),
     }
 }
 

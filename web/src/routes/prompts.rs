@@ -1,5 +1,6 @@
-//! Prompts (researchers): a project's prompts, searched, filtered by split and paged;
-//! and importing JSON lines or CSV with a per-line report. The same as JSON under /api.
+//! Prompts (researchers): a project's prompts, searched, filtered by split, sorted and
+//! paged by number; and importing JSON lines or CSV with a per-line report. The same as
+//! JSON under /api.
 
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
@@ -9,7 +10,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture, TryFutureExt};
 use futures_util::StreamExt;
 use labeling::domain::{PromptSource, Split};
 use labeling::projects::Project;
-use labeling::prompts::{self, ImportLimits, ImportReport, Prompt, PromptFile};
+use labeling::prompts::{self, ImportLimits, ImportReport, ListedPrompt, PromptFile, PromptOrder};
 use serde::Deserialize;
 
 use super::{list_limit, list_offset, page, Nav};
@@ -27,36 +28,46 @@ const LIMITS: ImportLimits = ImportLimits { max_bytes: 10 * 1024 * 1024, max_lin
 struct PromptsPage {
     nav: Nav,
     project: Project,
-    prompts: Vec<Prompt>,
+    prompts: Vec<ListedPrompt>,
     total: i64,
     q: String,
     split: String,
+    sort: &'static str,
+    /// (name in URLs, what the menu says).
+    sorts: [(&'static str, &'static str); 5],
     page: i64,
     pages: i64,
-    /// `q=…&split=…`, URL-encoded, for the paging links.
+    /// The page numbers to link, `None` for a gap (`…`).
+    links: Vec<Option<i64>>,
+    /// `q=…&split=…&sort=…`, URL-encoded, for the paging links.
     filters: String,
     report: Option<ImportReport>,
     /// How many demonstration tasks the researcher's request just created.
     requested: Option<usize>,
 }
 
-/// The page's filters: `?q=&split=&page=` (empty means "any").
+/// The page's filters: `?q=&split=&sort=&page=` (empty means "any", the oldest first,
+/// page 1). The page is read as text so that a bad one is refused naming `page`.
 #[derive(Deserialize, Default)]
 pub struct PageQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
     split: String,
-    page: Option<i64>,
+    #[serde(default)]
+    sort: String,
+    page: Option<String>,
 }
 
-/// The API's filters: `?q=&split=&limit=&offset=`.
+/// The API's filters: `?q=&split=&sort=&limit=&offset=`.
 #[derive(Deserialize)]
 pub struct ApiQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
     split: String,
+    #[serde(default)]
+    sort: String,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -193,10 +204,13 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
 #[get("/api/projects/{id}/prompts")]
 pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
     let split = parse_split(&query.split)?;
+    let order = parse_order(&query.sort)?;
     let limit = list_limit(query.limit, PER_PAGE, 1000)?;
     let offset = list_offset(query.offset)?;
-    let found = prompts::list_prompts(&at.pool, at.project.id, Some(&query.q), split, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(found))
+    let found =
+        prompts::list_prompts_by(&at.pool, at.project.id, Some(&query.q), split, order, limit, offset)
+            .await?;
+    Ok(HttpResponse::Ok().json(found.into_iter().map(|l| l.prompt).collect::<Vec<_>>()))
 }
 
 #[post("/api/projects/{id}/prompts")]
@@ -232,6 +246,49 @@ fn parse_split(split: &str) -> Result<Option<Split>, AppError> {
     Ok(if split.trim().is_empty() { None } else { Some(Split::parse(split)?) })
 }
 
+/// An empty sort means the oldest first.
+fn parse_order(sort: &str) -> Result<PromptOrder, AppError> {
+    Ok(if sort.trim().is_empty() { PromptOrder::default() } else { PromptOrder::parse(sort)? })
+}
+
+/// The page asked for, 1 when none: a whole number from 1 to `pages`, else a 422 naming
+/// `page` (a page past the end is a mistake to say, not to hide by showing another).
+fn parse_page(page: Option<&str>, pages: i64) -> Result<i64, AppError> {
+    let Some(page) = page.map(str::trim).filter(|p| !p.is_empty()) else { return Ok(1) };
+    match page.parse::<i64>() {
+        Ok(n) if (1..=pages).contains(&n) => Ok(n),
+        _ => Err(AppError::Invalid {
+            field: "page".into(),
+            reason: format!("{page:?} is not a page: there are pages 1 to {pages}"),
+        }),
+    }
+}
+
+/// The page numbers a pager links: the first and last, and two either side of the
+/// current one; `None` where numbers are left out.
+fn page_links(current: i64, pages: i64) -> Vec<Option<i64>> {
+    let mut links = Vec::new();
+    for n in 1..=pages {
+        if n == 1 || n == pages || (n - current).abs() <= 2 {
+            links.push(Some(n));
+        } else if links.last() != Some(&None) {
+            links.push(None);
+        }
+    }
+    links
+}
+
+/// What the sort menu says for an order.
+fn sort_label(order: PromptOrder) -> &'static str {
+    match order {
+        PromptOrder::Oldest => "oldest first",
+        PromptOrder::Newest => "newest first",
+        PromptOrder::Text => "text A–Z",
+        PromptOrder::MostTasks => "most tasks",
+        PromptOrder::MostDemonstrations => "most demonstrations",
+    }
+}
+
 /// The prompts page for `query`, with an import's report when there was one, or how many
 /// demonstration tasks a request just created.
 async fn render(
@@ -242,22 +299,53 @@ async fn render(
 ) -> Reply {
     let (pool, project) = (&at.pool, &at.project);
     let split = parse_split(&query.split)?;
+    let order = parse_order(&query.sort)?;
     let total = prompts::count_prompts(pool, project.id, Some(&query.q), split).await?;
     let pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
-    let current = query.page.unwrap_or(1).clamp(1, pages);
+    let current = parse_page(query.page.as_deref(), pages)?;
     let offset = (current - 1) * PER_PAGE;
-    let found = prompts::list_prompts(pool, project.id, Some(&query.q), split, PER_PAGE, offset).await?;
+    let found =
+        prompts::list_prompts_by(pool, project.id, Some(&query.q), split, order, PER_PAGE, offset).await?;
+    let split_name = split.map(Split::as_str).unwrap_or("");
     page(&PromptsPage {
         nav: at.nav()?,
         project: project.clone(),
         prompts: found,
         total,
-        filters: format!("q={}&split={}", urlencode(&query.q), split.map(Split::as_str).unwrap_or("")),
+        filters: format!("q={}&split={split_name}&sort={}", urlencode(&query.q), order.as_str()),
         q: query.q,
-        split: split.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        split: split_name.to_owned(),
+        sort: order.as_str(),
+        sorts: PromptOrder::ALL.map(|o| (o.as_str(), sort_label(o))),
         page: current,
         pages,
+        links: page_links(current, pages),
         report,
         requested,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pager_links_the_ends_and_two_pages_either_side() {
+        assert_eq!(page_links(1, 1), [Some(1)]);
+        assert_eq!(page_links(1, 4), [Some(1), Some(2), Some(3), Some(4)]);
+        assert_eq!(
+            page_links(6, 12),
+            [Some(1), None, Some(4), Some(5), Some(6), Some(7), Some(8), None, Some(12)]
+        );
+    }
+
+    #[test]
+    fn a_page_that_is_not_a_whole_number_in_range_is_refused_naming_page() {
+        assert_eq!(parse_page(None, 3).unwrap(), 1);
+        assert_eq!(parse_page(Some("3"), 3).unwrap(), 3);
+        for bad in ["0", "-1", "4", "two", "1.5"] {
+            let err = parse_page(Some(bad), 3).unwrap_err();
+            assert!(matches!(&err, AppError::Invalid { field, .. } if field == "page"), "{bad}: {err}");
+        }
+    }
 }
