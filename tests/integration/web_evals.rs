@@ -27,9 +27,9 @@ use crate::web_app::{hidden_value, spawn_app, TestApp};
 const PROMPTS: usize = 6;
 const LABELS: [&str; 3] = ["base", "sft", "policy"];
 
-struct EvalWorld {
+pub(crate) struct EvalWorld {
     project: i64,
-    run: i64,
+    pub(crate) run: i64,
     /// base, sft, policy.
     versions: [i64; 3],
     prompts: Vec<i64>,
@@ -60,7 +60,7 @@ async fn register(app: &TestApp, model: &str) -> i64 {
 /// run of base, sft and policy. Each sample's text says its version. The reward model
 /// scores policy > sft > base, except on the first prompt, where it prefers base; sft
 /// wrote the same text as base on the last prompt.
-async fn eval_world(app: &TestApp) -> EvalWorld {
+pub(crate) async fn eval_world(app: &TestApp) -> EvalWorld {
     let pool = &app.db.pool;
     let new = NewProject {
         name: ProjectName::parse("evals").unwrap(),
@@ -184,8 +184,10 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
             .await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
-        assert_eq!(location, format!("/evals/{}?ab_tasks=11#human", w.run));
-        assert!(app.get_html(&location).await.contains("11 A/B tasks are waiting for the annotators."));
+        assert_eq!(location, format!("/evals/{}?ab_tasks=11", w.run), "no fragment: the notice is on top");
+        let after = app.get_html(&location).await;
+        let notice = after.find("11 A/B tasks are waiting for the annotators.").unwrap();
+        assert!(notice < after.find("id=\"eval-summary\"").unwrap(), "the notice comes before the results");
 
         // A pair through the API: sft against policy on the first four prompts; asking
         // again asks nothing twice.
@@ -280,16 +282,18 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
         // The page shows the leaderboard and the disagreements; sending them back makes
         // one ranking task of the prompt with every version's sample, once.
         let page = app.get_html(&format!("/evals/{}?baseline={base}", w.run)).await;
-        for needle in
-            ["id=\"leaderboard\"", "policy:1", "id=\"disagreements-table\"", "Send these prompts back"]
-        {
+        for needle in [
+            "id=\"leaderboard\"",
+            "policy:1",
+            "id=\"disagreements-table\"",
+            "Send these prompts back",
+            "data-confirm=\"Send 1 prompt back as a ranking task?\"",
+            "/static/confirm.js",
+        ] {
             assert!(page.contains(needle), "{needle} not in the page");
         }
         let response = app.post_form(&format!("/evals/{}/ranking-tasks", w.run), &[("csrf", &csrf)]).await;
-        assert_eq!(
-            response.headers()["location"],
-            format!("/evals/{}?ranking_tasks=1#disagreements", w.run).as_str()
-        );
+        assert_eq!(response.headers()["location"], format!("/evals/{}?ranking_tasks=1", w.run).as_str());
         let sent: Vec<(i64, i16)> =
             sqlx::query_as("SELECT prompt_id, k FROM tasks WHERE project_id = $1 AND kind = 'ranking'")
                 .bind(w.project)
@@ -323,5 +327,92 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    });
+}
+
+/// The prompt-by-prompt table of `html`: its rows' prompt ids, in order.
+fn prompt_rows(html: &str) -> Vec<i64> {
+    let table = &html[html.find("id=\"eval-prompts\"").unwrap()..];
+    table
+        .split("<tr data-prompt-id=\"")
+        .skip(1)
+        .map(|row| row.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_prompt_table_pages_sorts_by_score_gap_filters_and_marks_undecodable_bytes() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let w = eval_world(&app).await;
+        let pool = &app.db.pool;
+        // The fourth prompt has the widest gap (policy scored 9), the third a narrow one.
+        for (prompt, reward) in [(3, 9.0_f32), (2, 0.5)] {
+            sqlx::query("UPDATE eval_samples SET reward = $1 WHERE run_id = $2 AND prompt_id = $3 AND version_id = $4")
+                .bind(reward)
+                .bind(w.run)
+                .bind(w.prompts[prompt])
+                .bind(w.versions[2])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "UPDATE eval_samples SET text = 'bad \u{FFFD} byte' WHERE run_id = $1 AND prompt_id = $2",
+        )
+        .bind(w.run)
+        .bind(w.prompts[1])
+        .execute(pool)
+        .await
+        .unwrap();
+        app.log_in("rita").await;
+        let base = format!("/evals/{}", w.run);
+
+        let first = app.get_html(&format!("{base}?per_page=4")).await;
+        assert_eq!(prompt_rows(&first), w.prompts[..4]);
+        assert!(first.contains("page 1 of 2") && first.contains("id=\"page-next\""), "{first}");
+        let second = app.get_html(&format!("{base}?per_page=4&page=2")).await;
+        assert_eq!(prompt_rows(&second), w.prompts[4..]);
+        assert!(second.contains("id=\"page-prev\"") && !second.contains("id=\"page-next\""));
+        // The A/B form still offers every prompt of the run, not the page's.
+        assert!(first.contains("data-prompts=\"6\""), "{first}");
+        assert!(
+            first.contains("data-confirm=\"Create up to 12 blind A/B tasks (6 prompts × 2 pairs)"),
+            "{first}"
+        );
+        assert!(first.contains("/static/eval.js"));
+
+        // The widest gap first, the narrowest (0.5 – 0 on the third prompt … 1) last.
+        let by_gap = prompt_rows(&app.get_html(&format!("{base}?sort=gap")).await);
+        assert_eq!(by_gap[0], w.prompts[3], "{by_gap:?}");
+        assert_eq!(by_gap[5], w.prompts[2], "{by_gap:?}");
+        assert_eq!(
+            by_gap[1..5],
+            [w.prompts[0], w.prompts[1], w.prompts[4], w.prompts[5]],
+            "ties keep prompt order"
+        );
+
+        // The filter finds text in the samples (any case) and in the prompts.
+        let found = app.get_html(&format!("{base}?q=BAD")).await;
+        assert_eq!(prompt_rows(&found), [w.prompts[1]]);
+        assert!(found.contains("1 of 6 prompts contain"), "{found}");
+        assert_eq!(prompt_rows(&app.get_html(&format!("{base}?q=digits%205")).await), [w.prompts[5]]);
+        assert!(prompt_rows(&app.get_html(&format!("{base}?q=nowhere")).await).is_empty());
+
+        // Undecodable bytes are a labelled marker, never a raw U+FFFD.
+        assert!(found.contains("bad <span class=\"bad-byte\" title=\"undecodable byte\""), "{found}");
+        assert!(!found.contains('\u{FFFD}'), "no raw replacement character");
+
+        for (query, field) in [
+            ("per_page=0", "per_page"),
+            ("per_page=100000", "per_page"),
+            ("page=3&per_page=4", "page"),
+            ("page=0", "page"),
+            ("sort=shuffle", "sort"),
+        ] {
+            let response = app.get(&format!("{base}?{query}")).await;
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+            assert!(response.text().await.unwrap().contains(field), "{query} names {field}");
+        }
     });
 }

@@ -20,7 +20,7 @@ use crate::web_app::{client, hidden_value, run_defaults, spawn_app, TestApp};
 
 const KINDS: [&str; 6] = ["pretrain", "sft", "reward", "ppo", "sample", "eval"];
 
-async fn new_project(app: &TestApp, name: &str) -> i64 {
+pub(crate) async fn new_project(app: &TestApp, name: &str) -> i64 {
     let new = NewProject {
         name: ProjectName::parse(name).unwrap(),
         guidelines: Guidelines::default(),
@@ -40,7 +40,7 @@ async fn freeze(app: &TestApp, project: i64, kind: SnapshotKind) -> i64 {
 
 /// Registers a version (its artifact record has no files behind it: no page here reads
 /// them).
-async fn register(
+pub(crate) async fn register(
     app: &TestApp,
     model: &str,
     kind: ModelKind,
@@ -68,17 +68,17 @@ async fn run_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM runs").fetch_one(&app.db.pool).await.unwrap()
 }
 
-async fn enqueue(app: &TestApp, project: i64, kind: RunKind, config: Value) -> i64 {
+pub(crate) async fn enqueue(app: &TestApp, project: i64, kind: RunKind, config: Value) -> i64 {
     let new = NewRun { project_id: Some(project), kind, config, created_by: None };
     runs::enqueue(&app.db.pool, &new).await.unwrap()
 }
 
-fn metric(name: &str, step: i64, value: f64) -> Metric {
+pub(crate) fn metric(name: &str, step: i64, value: f64) -> Metric {
     Metric { name: name.into(), step, value }
 }
 
 /// A worker's claim of the oldest queued run.
-async fn claim(app: &TestApp) -> i64 {
+pub(crate) async fn claim(app: &TestApp) -> i64 {
     runs::claim(&app.db.pool, "w1", Duration::from_secs(60)).await.unwrap().unwrap().id
 }
 
@@ -608,10 +608,7 @@ fn compare_shows_two_versions_side_by_side_with_their_curves() {
         let (a, b) = (made[0].id, made[1].id);
         app.log_in("rita").await;
         let picker = app.get_html("/compare").await;
-        assert!(
-            picker.contains(&format!("name=\"v\" value=\"{a}\"")) && picker.contains("sft-a:2"),
-            "{picker}"
-        );
+        assert!(picker.contains("name=\"v\" value=\"sft-a:1\"") && picker.contains("sft-a:2"), "{picker}");
         assert!(picker.contains("their eval runs"));
         let html = app.get_html(&format!("/compare?v={a}&v={b}")).await;
         for needle in [
@@ -643,7 +640,86 @@ fn compare_shows_two_versions_side_by_side_with_their_curves() {
         assert_eq!(app.get(&format!("/api/compare?v={a}")).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(app.get_html(&format!("/compare?v={a}")).await.contains("Pick at least two versions"));
         assert_eq!(app.get(&format!("/compare?v={a}&v=999999")).await.status(), StatusCode::NOT_FOUND);
-        assert_eq!(app.get("/compare?v=abc").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // A bare name is the model's latest version: none here.
+        assert_eq!(app.get("/compare?v=abc").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/compare?v=a%20b").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    });
+}
+
+#[test]
+fn compare_picks_versions_by_name_refuses_bad_ones_and_shows_only_differences() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        for (lr, loss) in [(1e-4, 0.5), (3e-4, 0.4)] {
+            let run = enqueue(&app, project, RunKind::Sft, json!({})).await;
+            claim(&app).await;
+            runs::report(&app.db.pool, run, "w1", 1, Some(1), &[metric("val/loss", 1, loss)]).await.unwrap();
+            runs::finish(&app.db.pool, run, "w1").await.unwrap();
+            let config = json!({"stage": {"lr": lr, "epochs": 16}});
+            let metrics = json!({"val/loss": loss, "val/accuracy": 1.0 - loss, "grad_norm": loss, "lr": lr});
+            register(&app, "sft-b", ModelKind::Sft, Some(run), config, metrics).await;
+        }
+        app.log_in("rita").await;
+        let html = app.get_html("/compare?v=sft-b:1&v=sft-b:2").await;
+        assert!(html.contains("id=\"compare-versions\"") && html.contains("sft-b:2"), "{html}");
+        // charts.js draws the curves from the page: one series per version, named.
+        let curves =
+            html.split("data-curves=\"").nth(1).unwrap().split('"').next().unwrap().replace("&#34;", "\"");
+        let curves: Value = serde_json::from_str(&curves).unwrap();
+        assert_eq!(curves[0]["name"], "val/loss");
+        assert_eq!(curves[0]["series"][1]["label"], "sft-b:2");
+        assert!(html.contains("/static/charts.js"));
+        // Best only where lower or higher is better: loss and accuracy, not grad_norm or lr.
+        let row = |name: &str| {
+            let at = html.find(&format!("<tr data-metric=\"{name}\">")).unwrap();
+            html[at..at + html[at..].find("</tr>").unwrap()].to_owned()
+        };
+        assert!(row("val/loss").contains("(lower is better)") && row("val/loss").contains("class=\"best\""));
+        assert!(row("val/accuracy").contains("(higher is better)") && row("val/accuracy").contains("(best)"));
+        for neither in ["grad_norm", "lr"] {
+            assert!(
+                !row(neither).contains("best") && !row(neither).contains("is better"),
+                "{}",
+                row(neither)
+            );
+        }
+        let body: Value = app.get("/api/compare?v=sft-b:1&v=sft-b:2").await.json().await.unwrap();
+        let metric_row =
+            |name: &str| body["metrics"].as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
+        assert_eq!(metric_row("grad_norm").unwrap()["best"], Value::Null);
+        assert_eq!(metric_row("grad_norm").unwrap()["lower_is_better"], Value::Null);
+        assert_eq!(metric_row("val/accuracy").unwrap()["best"], 1);
+        // Every key by default, with a link to the differences only; then only the lr.
+        assert!(html.contains("stage.epochs") && html.contains("stage.lr"));
+        assert!(
+            html.contains("href=\"/compare?v=sft-b%3A1&#38;v=sft-b%3A2&#38;only=differences\""),
+            "{html}"
+        );
+        let differences = app.get_html("/compare?v=sft-b:1&v=sft-b:2&only=differences").await;
+        assert!(differences.contains("stage.lr") && !differences.contains("stage.epochs"));
+        assert!(differences.contains("Show every key"));
+        // A bad version is refused naming it, never a 500.
+        for (bad, status) in [
+            ("sft-b:9", StatusCode::NOT_FOUND),
+            ("ghost:1", StatusCode::NOT_FOUND),
+            ("sft-b:zero", StatusCode::UNPROCESSABLE_ENTITY),
+            ("sft-b:", StatusCode::UNPROCESSABLE_ENTITY),
+        ] {
+            let response = app.get(&format!("/compare?v=sft-b:1&v={bad}")).await;
+            assert_eq!(response.status(), status, "{bad}");
+            assert!(response.text().await.unwrap().contains(bad), "{bad} is named");
+            let response = app.get(&format!("/api/compare?v=sft-b:1&v={bad}")).await;
+            assert_eq!(response.status(), status, "{bad}");
+            let error: Value = response.json().await.unwrap();
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        let refused: Value = app.get("/api/compare?v=sft-b:zero&v=sft-b:1").await.json().await.unwrap();
+        assert_eq!(refused["error"]["field"], "v", "{refused}");
+        assert_eq!(
+            app.get("/compare?v=sft-b:1&v=sft-b:2&only=same").await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     });
 }
 

@@ -1,7 +1,8 @@
 //! Compare (researchers): pick model versions, then see them side by side: kind, lineage,
-//! snapshots, final metrics (best per row marked), configs (differing keys marked) and
-//! the training curves of the runs that made them, overlaid. The same under
-//! `/api/compare`. Generations, reward-model scores and human A/B votes are an eval run's
+//! snapshots, final metrics (the best marked where "best" means something), configs
+//! (differing keys marked, or only those shown) and the training curves of the runs that
+//! made them, overlaid. The same under `/api/compare`. Versions are named in the query as
+//! `?v=policy:1&v=sft:1` (a version id works too). Generations, reward-model scores and human A/B votes are an eval run's
 //! (`routes/evals.rs`): the page lists the eval runs of the versions it shows and links
 //! to a launch form pre-filled with an eval run of them.
 
@@ -11,7 +12,7 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{get, HttpResponse};
 use askama::Template;
 use registry::runs::{self, MetricSeries};
-use registry::versions::{self, ModelKind, ModelVersion};
+use registry::versions::{self, ModelKind, ModelRef, ModelVersion};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -42,12 +43,13 @@ pub struct Compared {
     pub parent_labels: Vec<String>,
 }
 
-/// A final metric across the versions; `best` is the index of the best value.
+/// A final metric across the versions; `best` is the index of the best value, for the
+/// metrics whose better direction is known (`lower_is_better` is then not null).
 #[derive(Serialize)]
 pub struct MetricRow {
     pub name: String,
     pub values: Vec<Option<Value>>,
-    pub lower_is_better: bool,
+    pub lower_is_better: Option<bool>,
     pub best: Option<usize>,
 }
 
@@ -130,31 +132,75 @@ impl Comparison {
     }
 }
 
-/// `?v=ID&v=ID…`: the version ids, in order, without repeats.
-fn selected(query: &[(String, String)]) -> Result<Vec<i64>, AppError> {
-    let mut ids = Vec::new();
-    for (name, value) in query.iter().filter(|(n, _)| n == "v") {
-        let id: i64 = value.trim().parse().map_err(|_| AppError::Invalid {
-            field: name.clone(),
-            reason: format!("{value:?} is not a version id"),
-        })?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    if ids.len() > MAX_VERSIONS {
+/// How a `?v=` names a version: `name:n` (as the app's links do), or its id.
+#[derive(Debug, PartialEq)]
+enum Pick {
+    Id(i64),
+    Named(ModelRef),
+}
+
+/// `?v=…&v=…`: the versions asked for, in order; a malformed one is refused naming it.
+fn picks(query: &[(String, String)]) -> Result<Vec<(String, Pick)>, AppError> {
+    let picks = query
+        .iter()
+        .filter(|(name, _)| name == "v")
+        .map(|(_, value)| {
+            let value = value.trim();
+            let pick = match value.parse::<i64>() {
+                Ok(id) => Pick::Id(id),
+                Err(_) => Pick::Named(ModelRef::parse(value).map_err(|_| AppError::Invalid {
+                    field: "v".into(),
+                    reason: format!("{value:?} is not a version: write model:n, e.g. sft:1"),
+                })?),
+            };
+            Ok((value.to_owned(), pick))
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    if picks.len() > MAX_VERSIONS {
         return Err(AppError::Invalid {
             field: "v".into(),
             reason: format!("compare at most {MAX_VERSIONS} versions"),
         });
     }
+    Ok(picks)
+}
+
+/// The ids of the versions that `?v=` names, in order, without repeats; one that does not
+/// exist is a 404 naming it.
+async fn selected(pool: &PgPool, query: &[(String, String)]) -> Result<Vec<i64>, AppError> {
+    let mut ids = Vec::new();
+    for (value, pick) in picks(query)? {
+        let found = match pick {
+            Pick::Id(id) => versions::get(pool, id).await,
+            Pick::Named(_) => versions::resolve(pool, &value).await,
+        };
+        let id = found.map_err(|e| match AppError::from(e) {
+            AppError::NotFound(why) => AppError::NotFound(format!("v={value}: {why}")),
+            other => other,
+        })?;
+        if !ids.contains(&id.id) {
+            ids.push(id.id);
+        }
+    }
     Ok(ids)
 }
 
-/// Loss-like metrics are better low; the rest (accuracy, reward …) high.
-fn lower_is_better(name: &str) -> bool {
+/// Whether lower values of a metric are better (losses, perplexity, KL), higher ones
+/// (accuracy, reward, win rate, score), or neither is known (learning rate, clip
+/// fraction, tokens per second …): None, and no value is marked best.
+fn lower_is_better(name: &str) -> Option<bool> {
     let name = name.to_ascii_lowercase();
-    ["loss", "kl", "perplexity", "error", "seconds", "time"].iter().any(|w| name.contains(w))
+    let words: Vec<&str> = name.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
+    if has(&["loss", "perplexity", "kl"]) {
+        Some(true)
+    } else if has(&["accuracy", "reward", "score", "winrate"])
+        || words.windows(2).any(|w| w == ["win", "rate"])
+    {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// A JSON object's leaves by dotted path (`{"a": {"b": 1}}` → `a.b`).
@@ -192,10 +238,10 @@ fn metric_rows(versions: &[ModelVersion]) -> Vec<MetricRow> {
     keys.into_iter()
         .map(|name| {
             let values: Vec<Option<Value>> = flat.iter().map(|m| m.get(&name).cloned()).collect();
-            let lower = lower_is_better(&name);
+            let direction = lower_is_better(&name);
             let numbers: Vec<(usize, f64)> =
                 values.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_ref()?.as_f64()?))).collect();
-            let best = if numbers.len() >= 2 {
+            let best = if let (Some(lower), true) = (direction, numbers.len() >= 2) {
                 let pick = numbers.iter().copied().reduce(|a, b| {
                     let better = if lower { b.1 < a.1 } else { b.1 > a.1 };
                     if better {
@@ -208,7 +254,7 @@ fn metric_rows(versions: &[ModelVersion]) -> Vec<MetricRow> {
             } else {
                 None
             };
-            MetricRow { name, values, lower_is_better: lower, best }
+            MetricRow { name, values, lower_is_better: direction, best }
         })
         .collect()
 }
@@ -326,6 +372,22 @@ fn cell(value: &Option<Value>) -> String {
     }
 }
 
+/// One chart of the compare page's curves for charts.js: one series per version, in its
+/// colour.
+#[derive(Serialize)]
+struct ChartData<'a> {
+    name: &'a str,
+    series: Vec<SeriesData<'a>>,
+}
+
+#[derive(Serialize)]
+struct SeriesData<'a> {
+    label: &'a str,
+    color: &'static str,
+    steps: &'a [i64],
+    values: &'a [f64],
+}
+
 #[derive(Template)]
 #[template(path = "compare.html")]
 struct ComparePage {
@@ -334,10 +396,53 @@ struct ComparePage {
     models: Vec<(String, Vec<ModelVersion>)>,
     selected: Vec<i64>,
     comparison: Option<Comparison>,
+    /// The server-drawn curves, shown without script.
     charts: Vec<Chart>,
+    /// Show only the config keys whose values differ (`?only=differences`).
+    only_differences: bool,
 }
 
 impl ComparePage {
+    /// The curves as charts.js draws them (the `data-curves` of `#compare-curves`).
+    fn curves_json(&self) -> Result<String, AppError> {
+        let Some(c) = &self.comparison else { return Ok("[]".into()) };
+        let color_of =
+            |id: i64| c.versions.iter().find(|v| v.version.id == id).map_or(PALETTE[0], |v| v.color);
+        let charts: Vec<ChartData> = c
+            .curves
+            .iter()
+            .map(|curve| ChartData {
+                name: &curve.name,
+                series: curve
+                    .series
+                    .iter()
+                    .map(|s| SeriesData {
+                        label: &s.label,
+                        color: color_of(s.version_id),
+                        steps: &s.steps,
+                        values: &s.values,
+                    })
+                    .collect(),
+            })
+            .collect();
+        serde_json::to_string(&charts).map_err(AppError::internal)
+    }
+
+    /// This comparison's page with the config table showing all keys or only differing ones.
+    fn link(&self, only_differences: bool) -> String {
+        let Some(c) = &self.comparison else { return "/compare".into() };
+        let mut query: Vec<(&str, &str)> = c.versions.iter().map(|v| ("v", v.label.as_str())).collect();
+        if only_differences {
+            query.push(("only", "differences"));
+        }
+        format!("/compare?{}", serde_urlencoded::to_string(&query).unwrap_or_default())
+    }
+
+    /// How the picker names a version: `model:n`.
+    fn pick(&self, v: &ModelVersion) -> String {
+        format!("{}:{}", v.model, v.version)
+    }
+
     fn cell(&self, value: &Option<Value>) -> String {
         cell(value)
     }
@@ -351,9 +456,22 @@ impl ComparePage {
     }
 }
 
+/// `?only=differences`: the config table shows only the keys whose values differ.
+fn only_differences(query: &[(String, String)]) -> Result<bool, AppError> {
+    match query.iter().find(|(name, _)| name == "only").map(|(_, value)| value.as_str()) {
+        None | Some("") => Ok(false),
+        Some("differences") => Ok(true),
+        Some(other) => Err(AppError::Invalid {
+            field: "only".into(),
+            reason: format!("{other:?} is not a choice: only=differences"),
+        }),
+    }
+}
+
 #[get("/compare")]
 pub async fn compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
-    let ids = selected(&query)?;
+    let ids = selected(&me.pool, &query).await?;
+    let only_differences = only_differences(&query)?;
     let mut models: Vec<(String, Vec<ModelVersion>)> = Vec::new();
     for model in versions::list_models(&me.pool).await? {
         let all = versions::list_versions(&me.pool, &model.name).await?;
@@ -366,16 +484,17 @@ pub async fn compare(me: Caller<Researcher>, query: web::Query<Vec<(String, Stri
         selected: ids,
         charts: comparison.as_ref().map(Comparison::charts).unwrap_or_default(),
         comparison,
+        only_differences,
     })
 }
 
 #[get("/api/compare")]
 pub async fn api_compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
-    let ids = selected(&query)?;
+    let ids = selected(&me.pool, &query).await?;
     if ids.len() < 2 {
         return Err(AppError::Invalid {
             field: "v".into(),
-            reason: "pick at least two versions: ?v=ID&v=ID".into(),
+            reason: "pick at least two versions: ?v=sft:1&v=policy:1".into(),
         });
     }
     Ok(HttpResponse::Ok().json(comparison(&me.pool, &ids).await?))
@@ -387,11 +506,16 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn losses_are_better_low_and_accuracies_high() {
-        assert!(lower_is_better("val/loss"));
-        assert!(lower_is_better("objective/kl"));
-        assert!(!lower_is_better("val/accuracy"));
-        assert!(!lower_is_better("objective/reward"));
+    fn losses_are_better_low_accuracies_high_and_other_metrics_neither() {
+        for lower in ["val/loss", "objective/kl", "val/perplexity", "loss/reward"] {
+            assert_eq!(lower_is_better(lower), Some(true), "{lower}");
+        }
+        for higher in ["val/accuracy", "objective/reward", "eval/win_rate", "oracle_score"] {
+            assert_eq!(lower_is_better(higher), Some(false), "{higher}");
+        }
+        for neither in ["lr", "grad_norm", "ppo/clipfrac", "tokens_per_second", "skill"] {
+            assert_eq!(lower_is_better(neither), None, "{neither}");
+        }
     }
 
     #[test]
@@ -403,9 +527,15 @@ mod tests {
     }
 
     #[test]
-    fn the_query_lists_versions_once_each() {
-        let q = vec![("v".to_string(), "3".to_string()), ("v".into(), "5".into()), ("v".into(), "3".into())];
-        assert_eq!(selected(&q).unwrap(), [3, 5]);
-        assert!(selected(&[("v".into(), "x".into())]).is_err());
+    fn a_version_is_picked_by_name_or_id_and_a_malformed_one_is_refused() {
+        let q = vec![("v".to_string(), "policy:2".to_string()), ("v".into(), "5".into())];
+        let picked: Vec<Pick> = picks(&q).unwrap().into_iter().map(|(_, p)| p).collect();
+        assert_eq!(picked, [Pick::Named(ModelRef::Number("policy".into(), 2)), Pick::Id(5)]);
+        for bad in ["sft:zero", "sft:0", ":1", "a b"] {
+            match picks(&[("v".into(), bad.into())]) {
+                Err(AppError::Invalid { field, reason }) => assert!(field == "v" && reason.contains(bad)),
+                other => panic!("{bad}: {:?}", other.map(|p| p.len())),
+            }
+        }
     }
 }

@@ -52,6 +52,128 @@ pub struct Query {
     ab_tasks: Option<usize>,
     #[serde(default)]
     ranking_tasks: Option<usize>,
+    /// The page's prompt-by-prompt table: its page (from 1), rows per page, order
+    /// (`prompt` or `gap`) and text filter. The JSON report lists every prompt.
+    page: Option<i64>,
+    #[serde(alias = "per-page")]
+    per_page: Option<i64>,
+    sort: Option<String>,
+    #[serde(default)]
+    q: String,
+}
+
+/// Rows of the prompt-by-prompt table per page, by default and at most.
+const PROMPTS_PER_PAGE: i64 = 50;
+const MAX_PROMPTS_PER_PAGE: i64 = 500;
+
+/// The order of the prompt-by-prompt table.
+#[derive(Clone, Copy, PartialEq)]
+enum PromptOrder {
+    /// As the prompts were added.
+    Prompt,
+    /// The widest spread of reward-model scores between the versions first.
+    Gap,
+}
+
+impl PromptOrder {
+    fn parse(sort: Option<&str>) -> Result<PromptOrder, AppError> {
+        match sort.unwrap_or("prompt") {
+            "prompt" | "" => Ok(PromptOrder::Prompt),
+            "gap" => Ok(PromptOrder::Gap),
+            other => Err(AppError::Invalid {
+                field: "sort".into(),
+                reason: format!("{other:?} is not an order: sort=prompt or sort=gap"),
+            }),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PromptOrder::Prompt => "prompt",
+            PromptOrder::Gap => "gap",
+        }
+    }
+}
+
+/// The page of the prompt-by-prompt table shown: the rows that contain the filter's text,
+/// in the order asked for, one page of them.
+struct PromptTable {
+    rows: Vec<PromptRow>,
+    /// Prompts of the run, and those the filter kept.
+    total: usize,
+    matching: usize,
+    page: i64,
+    pages: i64,
+    per_page: i64,
+    order: PromptOrder,
+    filter: String,
+}
+
+/// The spread between a prompt's best and worst reward-model scores (None with fewer
+/// than two scores).
+fn score_gap(row: &PromptRow) -> Option<f32> {
+    let scores: Vec<f32> = row.samples.iter().filter_map(|s| s.as_ref()?.reward).collect();
+    if scores.len() < 2 {
+        return None;
+    }
+    let (lo, hi) =
+        scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    Some(hi - lo)
+}
+
+impl PromptTable {
+    /// Filters, orders and cuts `rows` as `query` asks; a page or size out of range is a
+    /// 422 naming `page` or `per_page`.
+    fn new(mut rows: Vec<PromptRow>, query: &Query) -> Result<PromptTable, AppError> {
+        let order = PromptOrder::parse(query.sort.as_deref())?;
+        let per_page = query.per_page.unwrap_or(PROMPTS_PER_PAGE);
+        if !(1..=MAX_PROMPTS_PER_PAGE).contains(&per_page) {
+            return Err(AppError::Invalid {
+                field: "per_page".into(),
+                reason: format!("must be 1 to {MAX_PROMPTS_PER_PAGE}, not {per_page}"),
+            });
+        }
+        let total = rows.len();
+        let filter = query.q.trim().to_owned();
+        if !filter.is_empty() {
+            let needle = filter.to_lowercase();
+            let contains = |text: &str| text.to_lowercase().contains(&needle);
+            rows.retain(|r| contains(&r.prompt) || r.samples.iter().flatten().any(|s| contains(&s.text)));
+        }
+        if order == PromptOrder::Gap {
+            // Widest first; prompts without two scores last, in prompt order (a stable sort).
+            rows.sort_by(|a, b| match (score_gap(a), score_gap(b)) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (x, y) => y.is_some().cmp(&x.is_some()),
+            });
+        }
+        let matching = rows.len();
+        let pages = (matching as i64 + per_page - 1) / per_page;
+        let page = query.page.unwrap_or(1);
+        if page < 1 || page > pages.max(1) {
+            return Err(AppError::Invalid {
+                field: "page".into(),
+                reason: format!("must be 1 to {}, not {page}", pages.max(1)),
+            });
+        }
+        let rows = rows.into_iter().skip(((page - 1) * per_page) as usize).take(per_page as usize).collect();
+        Ok(PromptTable { rows, total, matching, page, pages, per_page, order, filter })
+    }
+}
+
+/// `text` in pieces, each undecodable byte (U+FFFD, the replacement character) a piece of
+/// its own marked true, so that the page shows it as a labelled marker.
+fn undecodable_marked(text: &str) -> Vec<(String, bool)> {
+    let mut pieces: Vec<(String, bool)> = Vec::new();
+    for (i, part) in text.split('\u{FFFD}').enumerate() {
+        if i > 0 {
+            pieces.push(("\u{FFFD}".into(), true));
+        }
+        if !part.is_empty() {
+            pieces.push((part.to_owned(), false));
+        }
+    }
+    pieces
 }
 
 /// One evaluated version: its summary and its win rates against the baseline.
@@ -236,13 +358,78 @@ fn human_win_rate(votes: &[VersionVote], version: i64, baseline: i64) -> Option<
 #[template(path = "eval.html")]
 struct EvalPage {
     nav: Nav,
+    /// The report, its prompts moved into `table`.
     report: EvalReport,
+    table: PromptTable,
     finished: bool,
     /// What the last form did, shown once.
     notice: Option<String>,
 }
 
 impl EvalPage {
+    /// `text` with its undecodable bytes marked (see [`undecodable_marked`]).
+    fn marked(&self, text: &str) -> Vec<(String, bool)> {
+        undecodable_marked(text)
+    }
+
+    /// This page with the prompt table at `page`, in `order`, keeping the baseline, size
+    /// and filter.
+    fn table_link(&self, page: i64, order: PromptOrder) -> String {
+        let mut query: Vec<(&str, String)> = vec![
+            ("baseline", self.report.baseline.to_string()),
+            ("sort", order.as_str().into()),
+            ("per_page", self.table.per_page.to_string()),
+        ];
+        if !self.table.filter.is_empty() {
+            query.push(("q", self.table.filter.clone()));
+        }
+        query.push(("page", page.to_string()));
+        let encoded = serde_urlencoded::to_string(&query).unwrap_or_default();
+        format!("/evals/{}?{encoded}#eval-prompts-heading", self.report.run.id)
+    }
+
+    /// Another page of the table in its order.
+    fn page_link(&self, page: i64) -> String {
+        self.table_link(page, self.table.order)
+    }
+
+    /// The table's first page in `order`.
+    fn order_link(&self, order: PromptOrder) -> String {
+        self.table_link(1, order)
+    }
+
+    fn is_gap_order(&self) -> bool {
+        self.table.order == PromptOrder::Gap
+    }
+
+    fn gap(&self, row: &PromptRow) -> String {
+        score_gap(row).map_or("—".to_owned(), |g| format!("{g:.3}"))
+    }
+
+    /// The send-back form's confirmation: one ranking task per prompt, however many
+    /// pairs of it disagree.
+    fn send_back_confirm(&self) -> String {
+        let mut prompts: Vec<i64> =
+            self.report.human.disagreements.iter().map(|d| d.disagreement.prompt_id).collect();
+        prompts.sort_unstable();
+        prompts.dedup();
+        match prompts.len() {
+            1 => "Send 1 prompt back as a ranking task?".to_owned(),
+            n => format!("Send {n} prompts back as ranking tasks?"),
+        }
+    }
+
+    /// The A/B form's confirmation with its default values: every other version against
+    /// the baseline on the default number of prompts (eval.js recounts as they change).
+    fn ab_confirm(&self) -> String {
+        let pairs = self.report.versions.len().saturating_sub(1);
+        let prompts = self.ab_prompts_default();
+        format!(
+            "Create up to {} blind A/B tasks ({prompts} prompts × {pairs} pairs) for the annotators?",
+            pairs * prompts
+        )
+    }
+
     fn baseline_label(&self) -> &str {
         self.report.versions.iter().find(|v| v.version_id == self.report.baseline).map_or("", |v| &v.label)
     }
@@ -336,7 +523,7 @@ impl EvalPage {
 
     /// The A/B form's default number of prompts: all, up to the most a batch asks.
     fn ab_prompts_default(&self) -> usize {
-        self.report.prompts.len().min(ab::MAX_BATCH_PROMPTS)
+        self.table.total.min(ab::MAX_BATCH_PROMPTS)
     }
 
     /// The leaderboard's plotted range: every interval, padded.
@@ -418,7 +605,8 @@ fn diff_pieces(baseline: &str, text: &str) -> Vec<(String, bool)> {
 
 #[get("/evals/{id}")]
 pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<Query>) -> Reply {
-    let report = report(&me.pool, path.into_inner(), query.baseline).await?;
+    let mut report = report(&me.pool, path.into_inner(), query.baseline).await?;
+    let table = PromptTable::new(std::mem::take(&mut report.prompts), &query)?;
     let finished = report.run.status == RunStatus::Succeeded;
     let notice = match (query.ab_tasks, query.ranking_tasks) {
         (Some(0), _) => {
@@ -429,7 +617,7 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Quer
         (_, Some(n)) => Some(format!("{n} prompts were sent back to the annotators as ranking tasks.")),
         _ => None,
     };
-    page(&EvalPage { nav: me.nav()?, report, finished, notice })
+    page(&EvalPage { nav: me.nav()?, report, table, finished, notice })
 }
 
 #[get("/api/evals/{id}")]
@@ -568,7 +756,8 @@ pub async fn ab_batch(me: Caller<Researcher>, path: web::Path<i64>, form: CsrfFo
     let request = AbRequest::try_from(form.into_inner())?;
     let run_id = path.into_inner();
     let batch = create_batch(&me.pool, run_id, &request).await?;
-    Ok(see_other(&format!("/evals/{run_id}?ab_tasks={}#human", batch.task_ids.len())))
+    // No fragment: the notice at the top of the page says what the form did.
+    Ok(see_other(&format!("/evals/{run_id}?ab_tasks={}", batch.task_ids.len())))
 }
 
 /// 201 with the new comparison tasks, and how many were asked already or identical.
@@ -593,7 +782,7 @@ async fn send_back(pool: &PgPool, run_id: i64) -> Result<Vec<i64>, AppError> {
 pub async fn ranking_tasks(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let run_id = path.into_inner();
     let created = send_back(&me.pool, run_id).await?;
-    Ok(see_other(&format!("/evals/{run_id}?ranking_tasks={}#disagreements", created.len())))
+    Ok(see_other(&format!("/evals/{run_id}?ranking_tasks={}", created.len())))
 }
 
 /// 201 with `{"task_ids": [...]}`: empty when there is no disagreement not sent back yet.
@@ -605,7 +794,21 @@ pub async fn api_ranking_tasks(me: Caller<Researcher>, path: web::Path<i64>, _: 
 
 #[cfg(test)]
 mod tests {
-    use super::diff_pieces;
+    use super::{diff_pieces, undecodable_marked};
+
+    #[test]
+    fn undecodable_bytes_are_pieces_of_their_own() {
+        assert_eq!(undecodable_marked("ok"), [("ok".to_owned(), false)]);
+        assert_eq!(
+            undecodable_marked("a\u{FFFD}\u{FFFD}b"),
+            [
+                ("a".to_owned(), false),
+                ("\u{FFFD}".into(), true),
+                ("\u{FFFD}".into(), true),
+                ("b".into(), false)
+            ]
+        );
+    }
 
     #[test]
     fn the_differences_from_the_baseline_are_marked() {
