@@ -5,6 +5,7 @@
 
 mod browser;
 mod browser_annotate;
+mod browser_charts;
 mod browser_fast_answers;
 mod browser_phone;
 mod browser_project;

@@ -780,8 +780,11 @@ fn run_schemas() -> Value {
                 array(object(&["name", "values", "lower_is_better", "best"], json!({
                     "name": text(),
                     "values": described(array(json!({})), "One final value (any JSON, or null) per version."),
-                    "lower_is_better": boolean(),
-                    "best": described(nullable(count()), "The index of the best value."),
+                    "lower_is_better": described(
+                        nullable(boolean()),
+                        "Null where neither direction is better (learning rate, clip fraction …).",
+                    ),
+                    "best": described(nullable(count()), "The index of the best value, if a direction is better."),
                 }))),
                 "Final metrics across the versions.",
             ),
@@ -1371,8 +1374,8 @@ fn run_ops() -> Vec<Op> {
                 "required": true,
                 "style": "form",
                 "explode": true,
-                "schema": { "type": "array", "items": int(), "minItems": 2, "maxItems": 8 },
-                "description": "Version ids, 2 to 8: `?v=3&v=5`.",
+                "schema": { "type": "array", "items": text(), "minItems": 2, "maxItems": 8 },
+                "description": "Versions, 2 to 8, as `model:n` (or a version id): `?v=sft:1&v=policy:2`.",
             })])
             .ok(200, "The comparison.", schema("Comparison"))
             .errors(&[404, 422]),

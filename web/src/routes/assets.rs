@@ -34,6 +34,20 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("../../static/vendor/dagre/dagre.min.js"),
     },
+    Asset { name: "analytics.css", content_type: CSS, body: include_str!("../../static/analytics.css") },
+    Asset { name: "eval.js", content_type: JS, body: include_str!("../../static/eval.js") },
+    // uPlot 1.6.32 (npm package `uplot`, MIT licence, vendor/uplot/LICENSE): the run and
+    // compare pages' charts, loaded by charts.js.
+    Asset {
+        name: "vendor/uplot/uPlot.iife.min.js",
+        content_type: JS,
+        body: include_str!("../../static/vendor/uplot/uPlot.iife.min.js"),
+    },
+    Asset {
+        name: "vendor/uplot/uPlot.min.css",
+        content_type: CSS,
+        body: include_str!("../../static/vendor/uplot/uPlot.min.css"),
+    },
 ];
 
 pub fn configure(cfg: &mut ServiceConfig) {
