@@ -1,7 +1,8 @@
 //! A researcher's project pages in a real browser: the prompts page (its forms above the
 //! list, sorted and paged by number), the data page's annotator statistics with an
-//! outlier, and a policy version's lineage laid out by dagre with an edge from each of
-//! its two parents. Each page is shot into target/screenshots/.
+//! outlier, a policy version's lineage laid out by dagre with an edge from each of its
+//! two parents, and a model's page with its versions' lineage. Each page is shot into
+//! target/screenshots/.
 
 use serde_json::json;
 
@@ -89,6 +90,13 @@ fn a_researcher_sees_paged_prompts_annotator_statistics_and_a_two_parent_lineage
         assert!(drawn["smallest_text"].as_f64().unwrap() >= 11.0, "{drawn}");
         scroll_to(&browser, "#lineage").await;
         browser.screenshot("version-two-parent-lineage").await;
+
+        browser.goto("/models/tiny-sft").await;
+        browser.find("#lineage-graph svg [data-node]").await;
+        let script = "return document.querySelectorAll('#lineage-graph svg [data-node]').length";
+        assert_eq!(browser.client.execute(script, vec![]).await.unwrap(), json!(4), "base, sft, rm, policy");
+        scroll_to(&browser, "#lineage").await;
+        browser.screenshot("model-lineage").await;
         browser.close().await;
     });
 }

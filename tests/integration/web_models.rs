@@ -579,3 +579,46 @@ fn a_policy_lists_each_parent_once_and_its_graph_has_an_edge_from_both() {
         assert!(ancestors.contains("<td>reference, sft</td>"), "{ancestors}");
     });
 }
+
+/// A model's page draws its versions with their direct parents and children, and lists
+/// each version's parents once, linked, for readers without scripts.
+#[test]
+fn the_model_page_draws_its_versions_with_their_parents_and_children() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let l = lineage(&app).await;
+        app.log_in("rita").await;
+        let html = app.get_html("/models/tiny-ppo").await;
+        let row = between(&html, "data-version=\"1\"", "</tr>");
+        let parents = between(row, "data-parents", "</td>");
+        assert!(
+            parents.contains("href=\"/models/tiny-sft/versions/1\">tiny-sft:1 (sft)</a> (sft)"),
+            "{parents}"
+        );
+        assert!(
+            parents.contains("href=\"/models/tiny-rm/versions/1\">tiny-rm:1 (reward)</a> (reward)"),
+            "{parents}"
+        );
+        assert_eq!(parents.matches("<a ").count(), 2, "{parents}");
+        let graph = graph_data(&html);
+        assert_eq!(
+            edges(&graph),
+            [(l.sft.id, l.ppo.id, "sft".to_string()), (l.rm.id, l.ppo.id, "reward".to_string())]
+        );
+
+        let graph = graph_data(&app.get_html("/models/tiny-sft").await);
+        let current: Vec<&Value> =
+            graph["nodes"].as_array().unwrap().iter().filter(|n| n["current"] == true).collect();
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0]["id"], l.sft.id);
+        assert_eq!(
+            edges(&graph),
+            [
+                (l.base.id, l.sft.id, "base".to_string()),
+                (l.sft.id, l.rm.id, "sft".to_string()),
+                (l.sft.id, l.ppo.id, "sft".to_string()),
+            ],
+            "one generation either side"
+        );
+    });
+}

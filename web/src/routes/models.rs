@@ -38,7 +38,10 @@ struct ModelRow {
 struct ModelPage {
     nav: Nav,
     name: String,
-    versions: Vec<VersionRow>,
+    /// Each version with the versions it was trained from.
+    versions: Vec<(VersionRow, Vec<LinkRow>)>,
+    /// [`LineageGraph`] of the versions, their parents and their children, as JSON.
+    graph: String,
     aliases: Vec<versions::Alias>,
     error: Option<String>,
 }
@@ -481,10 +484,26 @@ async fn send_file(
 async fn render_model(me: &Caller<Researcher>, name: &str, error: Option<AppError>) -> Reply {
     let versions = versions::list_versions(&me.pool, name).await?;
     let aliases = versions::aliases(&me.pool, name).await?;
+    // Direct links only: a model's page shows one generation either side of its versions.
+    let (mut parents, mut children) = (Vec::new(), Vec::new());
+    for version in &versions {
+        parents.extend(versions::ancestors(&me.pool, version.id).await?.into_iter().filter(|e| e.depth == 1));
+        children
+            .extend(versions::descendants(&me.pool, version.id).await?.into_iter().filter(|e| e.depth == 1));
+    }
+    let graph = lineage_graph(&versions.iter().collect::<Vec<_>>(), &parents, &children);
     let page = ModelPage {
         nav: me.nav()?,
         name: name.to_string(),
-        versions: versions.into_iter().map(version_row).collect(),
+        graph: serde_json::to_string(&graph).map_err(AppError::internal)?,
+        versions: versions
+            .into_iter()
+            .map(|v| {
+                let trained_from: Vec<LineageEntry> =
+                    parents.iter().filter(|e| e.via == v.id).cloned().collect();
+                (version_row(v), link_rows(&trained_from))
+            })
+            .collect(),
         aliases,
         error: error.as_ref().map(ToString::to_string),
     };
@@ -523,7 +542,7 @@ async fn render_version(at: &AtVersion, store: &web::Data<ArtifactStore>, error:
         kind: version.kind.as_str(),
         config: serde_json::to_string_pretty(&version.config).map_err(AppError::internal)?,
         metrics: metric_list(&version.metrics),
-        graph: serde_json::to_string(&lineage_graph(&version, &ancestors, &descendants))
+        graph: serde_json::to_string(&lineage_graph(&[&version], &ancestors, &descendants))
             .map_err(AppError::internal)?,
         ancestors: link_rows(&ancestors),
         descendants: link_rows(&descendants),
@@ -616,14 +635,15 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// The version, its ancestors and its descendants as a graph: each version once (by
-/// model name and number), each parent → child link once with all its roles.
+/// The versions `shown` (marked current), their ancestors and their descendants as a
+/// graph: each version once (by model name and number), each parent → child link once
+/// with all its roles.
 fn lineage_graph(
-    version: &ModelVersion,
+    shown: &[&ModelVersion],
     ancestors: &[LineageEntry],
     descendants: &[LineageEntry],
 ) -> LineageGraph {
-    let mut nodes: BTreeMap<i64, &ModelVersion> = BTreeMap::from([(version.id, version)]);
+    let mut nodes: BTreeMap<i64, &ModelVersion> = shown.iter().map(|v| (v.id, *v)).collect();
     let mut edges: BTreeMap<(i64, i64), BTreeSet<&str>> = BTreeMap::new();
     for entry in ancestors {
         nodes.insert(entry.version.id, &entry.version);
@@ -642,7 +662,7 @@ fn lineage_graph(
                 id: v.id,
                 label: label(v),
                 url: version_url(v),
-                current: v.id == version.id,
+                current: shown.iter().any(|s| s.id == v.id),
             })
             .collect(),
         edges: edges
