@@ -1,6 +1,7 @@
 //! The researchers' charts in a real browser: a run's metric with a single point is drawn
-//! as a point by uPlot, a stage's training loss and val/loss share one chart, the compare
-//! page overlays two versions' curves, and the eval page shows its paged prompt table.
+//! as a point by uPlot, a stage's training loss and val/loss share one chart, hovering
+//! shows values, a running run's chart grows as its worker reports, the compare page
+//! overlays two versions' curves, and the eval page shows its paged prompt table.
 //! Screenshots: target/screenshots/charts-run.png, charts-compare.png, charts-eval.png.
 
 use ::registry::runs::{self, RunKind};
@@ -80,6 +81,31 @@ fn uplot_draws_a_single_point_overlays_train_and_val_and_compares_two_runs() {
         browser.find("figure.uplot-chart[data-metric='loss'][data-points='5'] canvas").await;
         scroll_to(&browser, "run-charts").await;
         browser.screenshot("charts-run").await;
+
+        // Hovering a step shows its values in the legend.
+        browser
+            .client
+            .execute(
+                "var over = document.querySelector(\"figure[data-metric='loss'] .u-over\");
+                 var box = over.getBoundingClientRect();
+                 over.dispatchEvent(new MouseEvent('mouseenter', {clientX: box.left + 1, clientY: box.top + 5}));
+                 over.dispatchEvent(new MouseEvent('mousemove', {clientX: box.left + 1, clientY: box.top + 5}));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let step = browser.find("figure[data-metric='loss'] .u-legend .u-series:first-child .u-value").await;
+        assert_eq!(step.text().await.unwrap(), "1", "the cursor is on the first step");
+
+        // A running run's page draws what its worker reports next, without a reload.
+        let running = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        claim(&app).await;
+        runs::report(pool, running, "w1", 1, Some(4), &[metric("loss/sft", 1, 2.0)]).await.unwrap();
+        browser.goto(&format!("/runs/{running}")).await;
+        browser.find("figure.uplot-chart[data-metric='loss/sft'][data-points='1']").await;
+        runs::report(pool, running, "w1", 2, Some(4), &[metric("loss/sft", 2, 1.5)]).await.unwrap();
+        browser.find("figure.uplot-chart[data-metric='loss/sft'][data-points='2']").await;
+        runs::finish(pool, running, "w1").await.unwrap();
 
         let (a, b) = (&made[0].1, &made[1].1);
         browser.goto(&format!("/compare?v=sft-c:{}&v=sft-c:{}", a.version, b.version)).await;
