@@ -32,6 +32,10 @@ pub enum RegistryError {
     ProjectNotFound(i64),
     #[error("user {0} does not exist")]
     UserNotFound(i64),
+    #[error("a run's name must be one line of at most 200 characters (this one has {0})")]
+    BadRunName(usize),
+    #[error("a run's notes must be at most 10000 characters (these have {0})")]
+    BadRunNotes(usize),
 
     // Models and versions.
     #[error(

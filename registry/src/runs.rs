@@ -7,9 +7,12 @@
 //! the worker learns it at its next heartbeat and calls [`finish_cancelled`].
 //!
 //! A worker name identifies one worker process (host and pid, say): the lease is checked
-//! by it.
+//! by it. Each claim and heartbeat also records that the worker was there (`workers`), so
+//! that a queued run can say when no worker is online ([`worker_online`]).
+//!
+//! Researchers give a run a [`RunName`] and [`RunNotes`] to tell runs apart.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,6 +39,9 @@ pub struct Run {
     pub id: i64,
     pub project_id: Option<i64>,
     pub kind: RunKind,
+    /// Empty when the researcher gave none (pages then say "run #id").
+    pub name: String,
+    pub notes: String,
     pub config: serde_json::Value,
     pub status: RunStatus,
     pub created_by: Option<i64>,
@@ -122,23 +128,75 @@ impl Default for RunFilter {
     }
 }
 
-const RUN_COLUMNS: &str = "id, project_id, kind, config, status, created_by, created_at, started_at, \
+const RUN_COLUMNS: &str = "id, project_id, kind, name, notes, config, status, created_by, created_at, started_at, \
      finished_at, worker, attempts, lease_until, heartbeat_at, cancel_requested, step, total_steps, progress, error";
 
 const MAX_METRIC_NAME: usize = 200;
 
+/// A run's name: one line of at most [`RunName::MAX_CHARS`] characters, trimmed (the
+/// `runs.name` CHECK). Empty means none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunName(String);
+
+impl RunName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<RunName> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length > Self::MAX_CHARS || text.chars().any(char::is_control) {
+            return Err(RegistryError::BadRunName(length));
+        }
+        Ok(RunName(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A run's notes: free text of at most [`RunNotes::MAX_CHARS`] characters (the
+/// `runs.notes` CHECK), kept as written but for surrounding blank space.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunNotes(String);
+
+impl RunNotes {
+    pub const MAX_CHARS: usize = 10_000;
+
+    pub fn parse(text: &str) -> Result<RunNotes> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length > Self::MAX_CHARS || text.contains('\0') {
+            return Err(RegistryError::BadRunNotes(length));
+        }
+        Ok(RunNotes(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Puts a run on the queue; returns its id.
 pub async fn enqueue(pool: &PgPool, run: &NewRun) -> Result<i64> {
+    enqueue_named(pool, run, &RunName::default(), &RunNotes::default()).await
+}
+
+/// Puts a run on the queue under a name and with notes; returns its id.
+pub async fn enqueue_named(pool: &PgPool, run: &NewRun, name: &RunName, notes: &RunNotes) -> Result<i64> {
     if !run.config.is_object() {
         return Err(RegistryError::ConfigNotObject(json_type(&run.config)));
     }
     sqlx::query_scalar(
-        "INSERT INTO runs (project_id, kind, config, created_by) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO runs (project_id, kind, config, created_by, name, notes)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(run.project_id)
     .bind(run.kind)
     .bind(&run.config)
     .bind(run.created_by)
+    .bind(name.as_str())
+    .bind(notes.as_str())
     .fetch_one(pool)
     .await
     .map_err(|e| match violated(&e) {
@@ -156,10 +214,15 @@ pub async fn enqueue(pool: &PgPool, run: &NewRun) -> Result<i64> {
 /// resume), and not asked to cancel; `None` when there is none.
 ///
 /// The same statement finishes, as cancelled, running runs that were asked to cancel and
-/// whose worker stopped renewing its lease: nobody else would.
+/// whose worker stopped renewing its lease: nobody else would. It also records that
+/// `worker` is online.
 pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Option<ClaimedRun>> {
     let claimed = sqlx::query_as(
-        "WITH abandoned AS (
+        "WITH present AS (
+             INSERT INTO workers (name, last_seen) VALUES ($1, now())
+             ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen
+         ),
+         abandoned AS (
              UPDATE runs SET status = 'cancelled', finished_at = now(), lease_until = NULL
              WHERE id IN (SELECT id FROM runs
                           WHERE status = 'running' AND cancel_requested AND lease_until <= now()
@@ -186,12 +249,17 @@ pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Optio
     Ok(claimed)
 }
 
-/// Renews the worker's lease, and says whether the run was asked to cancel.
+/// Renews the worker's lease (and records that it is online), and says whether the run
+/// was asked to cancel.
 /// `LeaseLost` when the run is no longer this worker's: another worker took it after the
 /// lease expired, or it was finished.
 pub async fn heartbeat(pool: &PgPool, run_id: i64, worker: &str, lease: Duration) -> Result<Heartbeat> {
     let cancel_requested: Option<bool> = sqlx::query_scalar(
-        "UPDATE runs SET lease_until = now() + make_interval(secs => $3), heartbeat_at = now()
+        "WITH present AS (
+             INSERT INTO workers (name, last_seen) VALUES ($2, now())
+             ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen
+         )
+         UPDATE runs SET lease_until = now() + make_interval(secs => $3), heartbeat_at = now()
          WHERE id = $1 AND worker = $2 AND status = 'running'
          RETURNING cancel_requested",
     )
@@ -502,17 +570,121 @@ fn json_type(value: &serde_json::Value) -> &'static str {
 /// Runs of `kind` (any kind when `None`) that `filter` admits, newest first: the run
 /// queue page's filters.
 pub async fn list_of_kind(pool: &PgPool, filter: &RunFilter, kind: Option<RunKind>) -> Result<Vec<Run>> {
+    search(pool, filter, kind, "").await
+}
+
+/// Like [`list_of_kind`], of the runs whose name or notes contain `text` (any case);
+/// every run when `text` is blank.
+pub async fn search(
+    pool: &PgPool,
+    filter: &RunFilter,
+    kind: Option<RunKind>,
+    text: &str,
+) -> Result<Vec<Run>> {
+    let text = text.trim();
+    let pattern = (!text.is_empty()).then(|| format!("%{}%", like_escaped(text)));
     Ok(sqlx::query_as(&format!(
         "SELECT {RUN_COLUMNS} FROM runs
          WHERE ($1::bigint IS NULL OR project_id = $1) AND ($2::run_status IS NULL OR status = $2)
            AND ($3::run_kind IS NULL OR kind = $3)
+           AND ($5::text IS NULL OR name ILIKE $5 OR notes ILIKE $5)
          ORDER BY id DESC LIMIT $4"
     ))
     .bind(filter.project_id)
     .bind(filter.status)
     .bind(kind)
     .bind(filter.limit.max(0))
+    .bind(pattern)
     .fetch_all(pool)
+    .await?)
+}
+
+/// `text` for a LIKE pattern: its `%`, `_` and `\` match themselves.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Renames a run and replaces its notes; returns the run as it is now.
+pub async fn describe(pool: &PgPool, run_id: i64, name: &RunName, notes: &RunNotes) -> Result<Run> {
+    sqlx::query_as(&format!("UPDATE runs SET name = $2, notes = $3 WHERE id = $1 RETURNING {RUN_COLUMNS}"))
+        .bind(run_id)
+        .bind(name.as_str())
+        .bind(notes.as_str())
+        .fetch_optional(pool)
+        .await?
+        .ok_or(RegistryError::RunNotFound(run_id))
+}
+
+/// The metrics that say how a run is going at a glance, in the order a run list shows
+/// them: the first [`HEADLINE_COUNT`] of these that a run reports.
+pub const HEADLINE_METRICS: [&str; 8] = [
+    "loss/pretrain",
+    "loss/sft",
+    "loss/reward",
+    "val/loss",
+    "val/accuracy",
+    "objective/reward",
+    "objective/kl",
+    "eval/reward",
+];
+pub const HEADLINE_COUNT: usize = 3;
+
+/// What a run list shows of a run beyond its row: its headline metrics' latest values
+/// and the version it registered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunOutcome {
+    /// (metric, value at the latest step), in [`HEADLINE_METRICS`] order.
+    pub headline: Vec<(String, f64)>,
+    /// The registered version as `model:n`, and its tags.
+    pub registered: Option<(String, Vec<String>)>,
+}
+
+/// The outcome of each of `run_ids` (those with neither metrics nor a version are left
+/// out), in two queries.
+pub async fn outcomes(pool: &PgPool, run_ids: &[i64]) -> Result<HashMap<i64, RunOutcome>> {
+    let latest: Vec<(i64, String, f64)> = sqlx::query_as(
+        "SELECT DISTINCT ON (run_id, name) run_id, name, value FROM run_metrics
+         WHERE run_id = ANY($1) AND name = ANY($2)
+         ORDER BY run_id, name, step DESC",
+    )
+    .bind(run_ids)
+    .bind(&HEADLINE_METRICS[..])
+    .fetch_all(pool)
+    .await?;
+    let registered: Vec<(i64, String, Vec<String>)> = sqlx::query_as(
+        "SELECT v.run_id, m.name || ':' || v.version, v.tags FROM model_versions v
+         JOIN models m ON m.id = v.model_id WHERE v.run_id = ANY($1)",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<i64, RunOutcome> = HashMap::new();
+    for name in HEADLINE_METRICS {
+        for (run_id, _, value) in latest.iter().filter(|(_, n, _)| n == name) {
+            let headline = &mut out.entry(*run_id).or_default().headline;
+            if headline.len() < HEADLINE_COUNT {
+                headline.push((name.to_owned(), *value));
+            }
+        }
+    }
+    for (run_id, label, tags) in registered {
+        out.entry(run_id).or_default().registered = Some((label, tags));
+    }
+    Ok(out)
+}
+
+/// How recently a worker must have asked for a run or renewed a lease to count as
+/// online: well over a worker's poll (2 s) and heartbeat (5 s) intervals, so that one
+/// slow query does not make a worker look gone.
+pub const WORKER_ONLINE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Whether any worker was seen within [`WORKER_ONLINE_WITHIN`].
+pub async fn worker_online(pool: &PgPool) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workers WHERE last_seen > now() - make_interval(secs => $1))",
+    )
+    .bind(WORKER_ONLINE_WITHIN.as_secs_f64())
+    .fetch_one(pool)
     .await?)
 }
 
@@ -545,4 +717,30 @@ pub async fn log_tail(pool: &PgPool, run_id: i64, limit: i64) -> Result<Vec<LogL
         get(pool, run_id).await?;
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_name_is_one_trimmed_line_of_at_most_200_characters() {
+        assert_eq!(RunName::parse("  lr sweep ").unwrap().as_str(), "lr sweep");
+        assert_eq!(RunName::parse(&"é".repeat(200)).unwrap().as_str().chars().count(), 200);
+        assert!(matches!(RunName::parse(&"é".repeat(201)), Err(RegistryError::BadRunName(201))));
+        assert!(RunName::parse("two\nlines").is_err());
+    }
+
+    #[test]
+    fn run_notes_keep_their_lines_up_to_10000_characters() {
+        assert_eq!(RunNotes::parse(" a\n\nb \n").unwrap().as_str(), "a\n\nb");
+        assert!(RunNotes::parse(&"x".repeat(10_000)).is_ok());
+        assert!(matches!(RunNotes::parse(&"x".repeat(10_001)), Err(RegistryError::BadRunNotes(10_001))));
+        assert!(RunNotes::parse("nul \0 byte").is_err());
+    }
+
+    #[test]
+    fn like_patterns_match_percent_and_underscore_as_themselves() {
+        assert_eq!(like_escaped(r"50%_a\b"), r"50\%\_a\\b");
+    }
 }

@@ -11,6 +11,7 @@ mod browser_phone;
 mod browser_project;
 mod browser_ranking;
 mod browser_research;
+mod browser_runs;
 mod db;
 mod helpers;
 mod labeling_people;

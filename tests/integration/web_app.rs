@@ -333,7 +333,7 @@ fn an_undeclared_method_on_an_api_path_is_a_405_naming_the_allowed_ones() {
         let c = &app.client;
         for (request, allow) in [
             (c.delete(app.url("/api/projects")), "GET, POST"),
-            (c.patch(app.url("/api/runs/1")), "GET"),
+            (c.put(app.url("/api/runs/1")), "GET, PATCH"),
             (c.put(app.url("/api/me/projects")), "GET"),
         ] {
             let response = request.bearer_auth(&token).send().await.unwrap();

@@ -62,6 +62,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/runs"),
     ("GET", "/api/run-defaults/{kind}"),
     ("GET", "/api/runs/{id}"),
+    ("PATCH", "/api/runs/{id}"),
     ("GET", "/api/runs/{id}/metrics"),
     ("GET", "/api/runs/{id}/logs"),
     ("POST", "/api/runs/{id}/cancel"),
@@ -75,7 +76,7 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/openapi.json"),
 ];
 
-const METHODS: [&str; 4] = ["get", "post", "put", "delete"];
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 async fn document(app: &TestApp) -> Value {
     let response = client().get(app.url("/api/openapi.json")).send().await.unwrap();

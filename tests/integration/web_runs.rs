@@ -129,6 +129,29 @@ fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
 }
 
+/// The id of the run a launch form's post went to.
+fn launched(response: &reqwest::Response) -> i64 {
+    let path = location(response);
+    path.strip_prefix("/runs/").and_then(|p| p.strip_suffix("?done=launched")).unwrap().parse().unwrap()
+}
+
+/// Text as a page's HTML writes it.
+fn unescaped(html: &str) -> String {
+    [
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&#60;", "<"),
+        ("&#62;", ">"),
+        ("&quot;", "\""),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+    ]
+    .iter()
+    .fold(html.to_owned(), |text, (entity, c)| text.replace(entity, c))
+    .replace("&#38;", "&")
+    .replace("&amp;", "&")
+}
+
 #[test]
 fn every_run_route_needs_a_researcher() {
     with_db(|db| async move {
@@ -245,7 +268,7 @@ fn launching_an_sft_run_through_the_form_enqueues_exactly_that_config() {
         let listed = runs::list(&app.db.pool, &Default::default()).await.unwrap();
         assert_eq!(listed.len(), 1);
         let run = &listed[0];
-        assert_eq!(location(&response), format!("/runs/{}", run.id));
+        assert_eq!(location(&response), format!("/runs/{}?done=launched", run.id));
         let mut stage = run_defaults().of("sft").unwrap().clone();
         stage["lr"] = json!(3e-5);
         stage["steps"] = json!(40);
@@ -259,7 +282,7 @@ fn launching_an_sft_run_through_the_form_enqueues_exactly_that_config() {
         let fields = [("model_name", "sft-b"), ("base", "base-tiny"), ("snapshot_id", "")];
         let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &[])).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        let id: i64 = location(&response).trim_start_matches("/runs/").parse().unwrap();
+        let id = launched(&response);
         let config = runs::get(&app.db.pool, id).await.unwrap().config;
         assert!(config.get("snapshot_id").is_none() && config["stage"] == *run_defaults().of("sft").unwrap());
     });
@@ -501,17 +524,24 @@ fn cancel_stops_a_queued_run_asks_a_running_one_and_refuses_a_finished_one() {
         let queued = enqueue(&app, project, RunKind::Sft, json!({})).await;
         assert_eq!(claim(&app).await, running);
         app.log_in("rita").await;
-        let csrf = hidden_value(&app.get_html(&format!("/runs/{queued}")).await, "csrf");
+        let html = app.get_html(&format!("/runs/{queued}")).await;
+        let asks = format!("id=\"run-cancel\" data-confirm=\"Cancel run #{queued} (sft, step 0)?\"");
+        assert!(html.contains(&asks) && html.contains("src=\"/static/confirm.js\""), "{html}");
+        let csrf = hidden_value(&html, "csrf");
         let response = app.post_form(&format!("/runs/{queued}/cancel"), &[("csrf", &csrf)]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&response), format!("/runs/{queued}"));
+        assert_eq!(location(&response), format!("/runs/{queued}?done=cancelled"));
         assert_eq!(runs::get(&app.db.pool, queued).await.unwrap().status, RunStatus::Cancelled);
+        let html = app.get_html(&location(&response)).await;
+        assert!(html.contains(&format!("id=\"run-notice\">Cancelled run #{queued}.")), "{html}");
         // A running run is asked; its worker stops at its next heartbeat.
         let response = app.post_form(&format!("/runs/{running}/cancel"), &[("csrf", &csrf)]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let run = runs::get(&app.db.pool, running).await.unwrap();
         assert!(run.cancel_requested && run.status == RunStatus::Running);
         assert!(app.get_html(&format!("/runs/{running}")).await.contains("cancel requested"));
+        let html = app.get_html(&location(&response)).await;
+        assert!(html.contains("id=\"run-notice\">Cancel requested: the worker stops"), "{html}");
         runs::finish_cancelled(&app.db.pool, running, "w1").await.unwrap();
         // A finished run cannot be cancelled: a clear refusal.
         let done = enqueue(&app, project, RunKind::Sft, json!({})).await;
@@ -828,5 +858,254 @@ fn every_field_and_setting_of_every_run_kind_is_on_its_launch_form() {
                 assert!(text.contains(&help), "{kind}: no help for {}", setting.name);
             }
         }
+    });
+}
+
+#[test]
+fn a_run_is_launched_with_a_name_and_notes_each_checked_and_named_when_refused() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        let token = app.token_for("rita").await;
+        let launch = |body: Value| client().post(app.url("/api/runs")).bearer_auth(&token).json(&body).send();
+        let config = json!({"model_name": "s", "base": "base-tiny:1"});
+        let body = json!({"project_id": project, "kind": "sft", "config": config,
+                          "name": "  lr sweep A ", "notes": "Halves the lr.\nWatch val/loss."});
+        let response = launch(body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let run: Value = response.json().await.unwrap();
+        assert_eq!(
+            (run["name"].as_str(), run["notes"].as_str()),
+            (Some("lr sweep A"), Some("Halves the lr.\nWatch val/loss."))
+        );
+        // Without a name, the kind and the version it starts from.
+        let response = launch(json!({"project_id": project, "kind": "sft", "config": config})).await.unwrap();
+        let run: Value = response.json().await.unwrap();
+        assert_eq!(run["name"], "sft of base-tiny:1");
+        let listed = client().get(app.url("/api/runs")).bearer_auth(&token).send().await.unwrap();
+        let listed: Value = listed.json().await.unwrap();
+        assert_eq!(listed[1]["name"], "lr sweep A");
+        // Too long, or two lines: a 422 naming the field; unknown fields are still refused.
+        let refusals = [
+            (json!({"name": "n".repeat(201)}), "name"),
+            (json!({"name": "one\ntwo"}), "name"),
+            (json!({"notes": "n".repeat(10_001)}), "notes"),
+        ];
+        for (extra, field) in refusals {
+            let mut body = json!({"project_id": project, "kind": "sft", "config": config});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let response = launch(body).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["field"], field, "{error}");
+        }
+        let body = json!({"project_id": project, "kind": "sft", "config": config, "title": "x"});
+        let response = launch(body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(run_count(&app).await, 2);
+        // The form: the name's problem is shown next to it, and nothing is queued.
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/runs/new?kind=sft&project={project}")).await;
+        let csrf = hidden_value(&html, "csrf");
+        let long = "n".repeat(201);
+        let fields = [("model_name", "s"), ("base", "base-tiny:1"), ("name", &*long), ("notes", "x")];
+        let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &[])).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("id=\"e-name\"") && html.contains("at most 200 characters"), "{html}");
+        assert_eq!(run_count(&app).await, 2);
+        let fields = [("model_name", "s"), ("base", "base-tiny:1"), ("name", "by form"), ("notes", "x")];
+        let response = post_pairs(&app, "/runs", &sft_form(&csrf, project, &fields, &[])).await;
+        let run = runs::get(&app.db.pool, launched(&response)).await.unwrap();
+        assert_eq!((run.name.as_str(), run.notes.as_str()), ("by form", "x"));
+        let html = app.get_html(&location(&response)).await;
+        assert!(html.contains("id=\"run-notice\">Launched by form: it is queued."), "{html}");
+        assert!(html.contains("<h1>by form</h1>"), "{html}");
+    });
+}
+
+#[test]
+fn a_runs_name_and_notes_are_edited_on_its_page_and_through_the_api() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        app.log_in("rita").await;
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        assert!(html.contains(&format!("<h1>run #{run}</h1>")) && html.contains("No notes yet"), "{html}");
+        let csrf = hidden_value(&html, "csrf");
+        let path = format!("/runs/{run}/describe");
+        let form = [("csrf", &*csrf), ("name", "baseline"), ("notes", "<b>first</b> try")];
+        let response = app.post_form(&path, &form).await;
+        assert_eq!(location(&response), format!("/runs/{run}?done=saved"));
+        let html = app.get_html(&location(&response)).await;
+        assert!(html.contains("id=\"run-notice\">Saved the name and notes."), "{html}");
+        assert!(html.contains("<h1>baseline</h1>") && !html.contains("<b>first</b>"), "escaped: {html}");
+        assert!(unescaped(&html).contains("<b>first</b> try"), "{html}");
+        let forged = [("csrf", "forged"), ("name", "x"), ("notes", "")];
+        assert_eq!(app.post_form(&path, &forged).await.status(), StatusCode::FORBIDDEN);
+        let long = "n".repeat(10_001);
+        let response = app.post_form(&path, &[("csrf", &*csrf), ("name", "b"), ("notes", &long)]).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // The API changes what it is given and keeps the rest.
+        let token = app.token_for("rita").await;
+        let patch = |body: Value| {
+            client().patch(app.url(&format!("/api/runs/{run}"))).bearer_auth(&token).json(&body).send()
+        };
+        let response = patch(json!({"notes": "second try"})).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let changed: Value = response.json().await.unwrap();
+        assert_eq!(
+            (changed["name"].as_str(), changed["notes"].as_str()),
+            (Some("baseline"), Some("second try"))
+        );
+        let response = patch(json!({"name": "x".repeat(201)})).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["field"], "name");
+        assert_eq!(patch(json!({"nmae": "x"})).await.unwrap().status(), StatusCode::BAD_REQUEST);
+        let stored = runs::get(&app.db.pool, run).await.unwrap();
+        assert_eq!((stored.name.as_str(), stored.notes.as_str()), ("baseline", "second try"));
+        // An annotator may not.
+        app.log_in("ann").await;
+        let csrf = hidden_value(&app.get_html("/").await, "csrf");
+        let response = app.post_form(&path, &[("csrf", &*csrf), ("name", "mine"), ("notes", "")]).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    });
+}
+
+#[test]
+fn the_run_list_shows_each_runs_model_key_metrics_and_tags_and_filters_by_text() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let pool = &app.db.pool;
+        let named = |name: &str, notes: &str, config: Value| {
+            let new = NewRun { project_id: Some(project), kind: RunKind::Sft, config, created_by: None };
+            let (name, notes) = (runs::RunName::parse(name).unwrap(), runs::RunNotes::parse(notes).unwrap());
+            async move { runs::enqueue_named(pool, &new, &name, &notes).await.unwrap() }
+        };
+        let done = named("lr sweep", "the BIG one", json!({"model_name": "sft-a", "base": "base:1"})).await;
+        let other = named("dropout", "", json!({"base": "base:2"})).await;
+        claim(&app).await;
+        let reported = [
+            metric("loss/sft", 1, 2.5),
+            metric("loss/sft", 2, 1.25),
+            metric("val/loss", 2, 1.5),
+            metric("val/perplexity", 2, 4.5),
+        ];
+        runs::report(pool, done, "w1", 2, Some(2), &reported).await.unwrap();
+        runs::finish(pool, done, "w1").await.unwrap();
+        let version = register(&app, "sft-a", ModelKind::Sft, Some(done), json!({}), json!({})).await;
+        versions::add_tag(pool, version.id, "champion").await.unwrap();
+        app.log_in("rita").await;
+        let html = app.get_html("/runs").await;
+        assert!(html.contains("<table id=\"run-queue\" class=\"stack\""), "phone width: one card per run");
+        let row = row_of(&html, done);
+        for needle in [
+            ">lr sweep</a>",
+            "data-label=\"Model\"",
+            "from base:1 → <strong>sft-a:1</strong>",
+            "loss/sft 1.250",
+            "val/loss 1.500",
+            "<span class=\"tag\">champion</span>",
+        ] {
+            assert!(row.contains(needle), "{needle}: {row}");
+        }
+        assert!(!row.contains("val/perplexity"), "only the headline metrics: {row}");
+        assert!(row_of(&html, other).contains("from base:2"));
+        // The text filter matches the name or the notes, in any case.
+        for (q, shown) in [("big", done), ("DROP", other)] {
+            let html = app.get_html(&format!("/runs?q={q}")).await;
+            let hidden = if shown == done { other } else { done };
+            assert!(html.contains(&format!("data-run-id=\"{shown}\"")), "{q}");
+            assert!(!html.contains(&format!("data-run-id=\"{hidden}\"")), "{q}");
+            assert!(html.contains(&format!("value=\"{q}\"")), "the filter keeps its text");
+        }
+        let html = app.get_html("/runs?q=50%25").await;
+        assert!(html.contains("match these filters"), "% is matched as itself");
+        let listed: Value = app.get("/api/runs?q=sweep").await.json().await.unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(listed[0]["id"], done);
+    });
+}
+
+/// The HTML of the run list's row of run `id`.
+fn row_of(html: &str, id: i64) -> String {
+    let at = html.find(&format!("data-run-id=\"{id}\"")).unwrap_or_else(|| panic!("no row {id}"));
+    html[at..].split("</tr>").next().unwrap().to_owned()
+}
+
+#[test]
+fn a_queued_run_says_when_no_worker_is_online() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        let note = "No worker is online: start one with <code>plumb worker</code>";
+        app.log_in("rita").await;
+        assert!(app.get_html(&format!("/runs/{run}")).await.contains(note));
+        assert!(app.get_html("/runs").await.contains(note));
+        // A worker last seen long ago is not online.
+        sqlx::query("INSERT INTO workers (name, last_seen) VALUES ('old', now() - interval '10 minutes')")
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        assert!(app.get_html(&format!("/runs/{run}")).await.contains(note));
+        // A worker that asks for a run is online (its claim records it).
+        let other = new_project(&app, "q").await;
+        let taken = enqueue(&app, other, RunKind::Sft, json!({})).await;
+        runs::cancel(&app.db.pool, run).await.unwrap();
+        assert_eq!(claim(&app).await, taken);
+        let queued = enqueue(&app, project, RunKind::Sft, json!({})).await;
+        let html = app.get_html(&format!("/runs/{queued}")).await;
+        assert!(!html.contains("No worker is online"), "{html}");
+        assert!(!app.get_html("/runs").await.contains("No worker is online"));
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM workers WHERE name = 'w1'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(seen, 1);
+    });
+}
+
+#[test]
+fn clone_this_run_opens_the_launch_form_filled_as_the_run_was_launched() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "p").await;
+        register(&app, "base-tiny", ModelKind::Base, None, json!({}), json!({})).await;
+        app.log_in("rita").await;
+        let csrf =
+            hidden_value(&app.get_html(&format!("/runs/new?kind=sft&project={project}")).await, "csrf");
+        let fields = [("model_name", "sft-c"), ("base", "base-tiny:1"), ("name", "warm & \"quoted\"")];
+        let form = sft_form(&csrf, project, &fields, &[("stage.lr", "3e-5"), ("stage.dropout", "0.3")]);
+        let original = launched(&post_pairs(&app, "/runs", &form).await);
+        let html = app.get_html(&format!("/runs/{original}")).await;
+        let clone = unescaped(&body_of_link(&html, "run-clone"));
+        assert!(clone.starts_with("/runs/new?kind=sft&name="), "{clone}");
+        let form_html = app.get_html(&clone).await;
+        assert!(unescaped(&form_html).contains("value=\"warm & \"quoted\" (copy)\""), "{form_html}");
+        for needle in [
+            "id=\"f-base\" name=\"base\" value=\"base-tiny:1\"",
+            &format!("id=\"f-stage.lr\" name=\"stage.lr\" value=\"{}\"", form_text(&json!(3e-5))),
+            "id=\"f-stage.dropout\" name=\"stage.dropout\" value=\"0.3\"",
+        ] {
+            assert!(form_html.contains(needle), "{needle}: {form_html}");
+        }
+        // Launched as it is, the copy has the same config.
+        let pairs: Vec<(String, String)> = reqwest::Url::parse(&app.url(&clone))
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .filter(|(n, _)| n != "project")
+            .chain([("csrf".to_owned(), csrf.clone()), ("project_id".to_owned(), project.to_string())])
+            .collect();
+        let copy = launched(&post_pairs(&app, "/runs", &pairs).await);
+        let (a, b) =
+            (runs::get(&app.db.pool, original).await.unwrap(), runs::get(&app.db.pool, copy).await.unwrap());
+        assert_eq!(b.config, a.config);
+        assert_eq!(b.name, "warm & \"quoted\" (copy)");
     });
 }

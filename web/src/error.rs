@@ -76,6 +76,8 @@ impl From<RegistryError> for AppError {
             R::BadReference(_) => invalid("reference", &e),
             R::VersionOfAnotherModel { .. } => invalid("version", &e),
             R::ConfigNotObject(_) => invalid("config", &e),
+            R::BadRunName(_) => invalid("name", &e),
+            R::BadRunNotes(_) => invalid("notes", &e),
             R::NotAnObject(field) => invalid(field, &e),
             R::NonFiniteMetric { .. } | R::BadMetricName(_) | R::DuplicateMetric { .. } => {
                 invalid("metrics", &e)

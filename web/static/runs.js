@@ -8,8 +8,6 @@
   var query = table.dataset.query || "";
   var finished = ["succeeded", "failed", "cancelled"];
 
-  function when(t) { return t ? t.replace("T", " ").slice(0, 19) : ""; }
-
   function update(run) {
     var row = table.querySelector('tr[data-run-id="' + run.id + '"]');
     if (!row) return;
@@ -21,8 +19,6 @@
     if (progress && run.total_steps) { progress.max = run.total_steps; progress.value = run.step; }
     var steps = row.querySelector('[data-field="steps"]');
     if (steps) steps.textContent = run.total_steps ? run.step + "/" + run.total_steps : (run.step > 0 ? "step " + run.step : "");
-    row.querySelector('[data-field="started"]').textContent = when(run.started_at);
-    row.querySelector('[data-field="finished"]').textContent = when(run.finished_at);
   }
 
   function poll() {

@@ -46,7 +46,8 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// How often the lease is renewed and metrics are streamed (well under `lease`).
     pub heartbeat: Duration,
-    /// How long to wait before asking again when the queue is empty.
+    /// How long to wait before asking again when the queue is empty. Each ask (and each
+    /// heartbeat) records that the worker is online (`runs::WORKER_ONLINE_WITHIN`).
     pub poll: Duration,
 }
 

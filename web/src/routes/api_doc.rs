@@ -610,11 +610,13 @@ fn run_schemas() -> Value {
         "RunKind": one_of(&["pretrain", "sft", "reward", "ppo", "sample", "eval"]),
         "RunStatus": one_of(&["queued", "running", "succeeded", "failed", "cancelled"]),
         "Run": object(
-            &["id", "project_id", "kind", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error"],
+            &["id", "project_id", "kind", "name", "notes", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error"],
             json!({
                 "id": int(),
                 "project_id": nullable(int()),
                 "kind": schema("RunKind"),
+                "name": described(text(), "At most 200 characters on one line; empty when none was given."),
+                "notes": described(text(), "The researcher's notes: at most 10000 characters."),
                 "config": described(any_object(), "The run config (docs/runs.md)."),
                 "status": schema("RunStatus"),
                 "created_by": nullable(int()),
@@ -651,7 +653,16 @@ fn run_schemas() -> Value {
             "project_id": described(int(), "A missing project is a 422 on `project_id`."),
             "kind": schema("RunKind"),
             "config": described(any_object(), "The run config: its keys by kind and the `stage` settings are in docs/runs.md. Default `{}`."),
+            "name": described(text(), "At most 200 characters on one line. Default: `<kind> of <the version it starts from>`, or none."),
+            "notes": described(text(), "Free text, at most 10000 characters. Default empty."),
         })),
+        "RunDescription": described(
+            body_object(&[], json!({
+                "name": described(text(), "At most 200 characters on one line; empty removes the name."),
+                "notes": described(text(), "At most 10000 characters."),
+            })),
+            "Either or both; what is left out stays as it is.",
+        ),
         "RunCancelled": object(&["id", "status"], json!({
             "id": int(),
             "status": described(schema("RunStatus"), "`cancelled`, or `running` while the worker is asked to stop."),
@@ -1331,6 +1342,7 @@ fn run_ops() -> Vec<Op> {
                 query_param("project", text(), "Only this project's runs (an id); empty: any."),
                 query_param("kind", one_of(&["", "pretrain", "sft", "reward", "ppo", "sample", "eval"]), "Only this kind; empty: any."),
                 query_param("status", one_of(&["", "queued", "running", "succeeded", "failed", "cancelled"]), "Only this status; empty: any."),
+                query_param("q", text(), "Only runs whose name or notes contain this text (any case)."),
                 query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 100 }), "How many to return: 1 to 500 (anything else is a 422)."),
             ])
             .ok(200, "The runs.", array(schema("Run")))
@@ -1344,6 +1356,11 @@ fn run_ops() -> Vec<Op> {
             .params([run()])
             .ok(200, "The run.", schema("RunDetail"))
             .errors(&[404]),
+        op("PATCH", "/api/runs/{id}", "describeRun", "Rename a run or change its notes")
+            .params([run()])
+            .body(schema("RunDescription"))
+            .ok(200, "The run as changed.", schema("Run"))
+            .errors(&[400, 404, 422]),
         op("GET", "/api/runs/{id}/metrics", "runMetrics", "A run's metric series")
             .params([run()])
             .ok(200, "One series per metric, by name.", array(schema("MetricSeries")))

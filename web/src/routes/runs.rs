@@ -1,5 +1,8 @@
-//! Runs (researchers): launch forms pre-filled with each stage's defaults, the queue, and
-//! a run's page with live progress, curves, logs and cancel. The same under `/api/runs`.
+//! Runs (researchers): launch forms pre-filled with each stage's defaults (or with a run
+//! to clone), the queue with each run's model, headline metrics and tags, and a run's
+//! page with live progress, curves, logs, its name and notes, and cancel. The same under
+//! `/api/runs`. After an action the page it lands on says what happened (`?done=`), and a
+//! queued run says when no worker is online to take it.
 
 pub mod chart;
 mod launch;
@@ -9,11 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{get, post, HttpResponse};
+use actix_web::{get, patch, post, HttpResponse};
 use askama::Template;
 use chrono::{DateTime, Utc};
 use labeling::projects::{self, Project};
-use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunStatus};
+use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunName, RunNotes, RunOutcome, RunStatus};
 use registry::versions::{self, ModelVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,9 +41,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(launch_run)
         .service(show)
         .service(cancel)
+        .service(describe)
         .service(api_list)
         .service(api_launch)
         .service(api_show)
+        .service(api_describe)
         .service(api_metrics)
         .service(api_logs)
         .service(api_cancel)
@@ -137,8 +142,8 @@ impl Names {
 
 // The queue.
 
-/// `?project=&kind=&status=` (empty: any) and, for the API, `limit` (default 100, at
-/// most 500).
+/// `?project=&kind=&status=&q=` (empty: any; `q` is text in the name or notes) and, for
+/// the API, `limit` (default 100, at most 500).
 #[derive(Deserialize, Default)]
 pub struct QueueQuery {
     #[serde(default)]
@@ -147,6 +152,8 @@ pub struct QueueQuery {
     kind: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    q: String,
     limit: Option<i64>,
 }
 
@@ -161,10 +168,26 @@ impl QueueQuery {
     }
 }
 
+/// What pages call a run: its name, or `run #id` when it has none.
+fn title(run: &Run) -> String {
+    if run.name.is_empty() {
+        format!("run #{}", run.id)
+    } else {
+        run.name.clone()
+    }
+}
+
 /// A run as the queue lists it, and as its own page heads it.
 struct RunRow {
     run: Run,
+    title: String,
     kind: &'static str,
+    /// The version it starts from (a reference, as launched); empty when none.
+    starts_from: String,
+    /// The version it registered (`model:n`) and that version's tags.
+    registered: Option<(String, Vec<String>)>,
+    /// Its headline metrics' latest values, as (name, text).
+    headline: Vec<(String, String)>,
     project: String,
     created_by: String,
     created: String,
@@ -174,8 +197,12 @@ struct RunRow {
 }
 
 impl RunRow {
-    fn new(run: Run, names: &Names, now: DateTime<Utc>) -> RunRow {
+    fn new(run: Run, outcome: RunOutcome, names: &Names, now: DateTime<Utc>) -> RunRow {
         RunRow {
+            title: title(&run),
+            starts_from: launch::starts_from(run.kind, &run.config).unwrap_or_default(),
+            registered: outcome.registered,
+            headline: outcome.headline.into_iter().map(|(name, value)| (name, metric_text(value))).collect(),
             kind: run.kind.as_str(),
             project: names.project(run.project_id),
             created_by: names.user(run.created_by),
@@ -186,6 +213,34 @@ impl RunRow {
             run,
         }
     }
+}
+
+/// A metric's value in four significant digits.
+fn metric_text(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&magnitude) {
+        return format!("{value:.3e}");
+    }
+    let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+    format!("{value:.decimals$}")
+}
+
+/// The queue's rows for `found`, each with its outcome.
+async fn rows(pool: &PgPool, found: Vec<Run>) -> Result<Vec<RunRow>, AppError> {
+    let ids: Vec<i64> = found.iter().map(|r| r.id).collect();
+    let mut outcomes = runs::outcomes(pool, &ids).await?;
+    let names = Names::load(pool).await?;
+    let now = Utc::now();
+    Ok(found
+        .into_iter()
+        .map(|run| {
+            let outcome = outcomes.remove(&run.id).unwrap_or_default();
+            RunRow::new(run, outcome, &names, now)
+        })
+        .collect())
 }
 
 /// A menu of the queue's filters: its options as (value, text), and the one chosen.
@@ -217,25 +272,29 @@ struct QueuePage {
     project: String,
     kind: String,
     status: String,
+    /// The text filter (name or notes).
+    q: String,
     /// The filters as a query string, for the refreshing script.
     query: String,
     /// Whether any row is queued or running (then the page refreshes them).
     active: bool,
+    /// A row is queued and no worker is online to take it.
+    no_worker: bool,
 }
 
 #[get("/runs")]
 pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
-    let found = runs::list_of_kind(&me.pool, &filter, kind).await?;
-    let names = Names::load(&me.pool).await?;
-    let now = Utc::now();
-    let rows: Vec<RunRow> = found.into_iter().map(|run| RunRow::new(run, &names, now)).collect();
+    let found = runs::search(&me.pool, &filter, kind, &query.q).await?;
+    let rows = rows(&me.pool, found).await?;
     let q = query.into_inner();
     let projects = projects::list_projects(&me.pool).await?;
     let named = |name: &str| (name.to_owned(), name.to_owned());
+    let any_queued = rows.iter().any(|r| r.run.status == RunStatus::Queued);
     page(&QueuePage {
         nav: me.nav()?,
         active: rows.iter().any(|r| !r.run.status.is_finished()),
+        no_worker: any_queued && !runs::worker_online(&me.pool).await?,
         rows,
         filters: [
             Filter::new(
@@ -248,21 +307,23 @@ pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Rep
             Filter::new("status", "Status", &q.status, STATUSES.iter().map(|s| s.as_str()).map(named)),
         ],
         query: format!(
-            "project={}&kind={}&status={}",
+            "project={}&kind={}&status={}&q={}",
             urlencode(q.project.trim()),
             urlencode(q.kind.trim()),
-            urlencode(q.status.trim())
+            urlencode(q.status.trim()),
+            urlencode(q.q.trim())
         ),
         project: q.project.trim().to_owned(),
         kind: q.kind.trim().to_owned(),
         status: q.status.trim().to_owned(),
+        q: q.q.trim().to_owned(),
     })
 }
 
 #[get("/api/runs")]
 pub async fn api_list(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
-    Ok(HttpResponse::Ok().json(runs::list_of_kind(&me.pool, &filter, kind).await?))
+    Ok(HttpResponse::Ok().json(runs::search(&me.pool, &filter, kind, &query.q).await?))
 }
 
 // Launching.
@@ -275,20 +336,25 @@ struct LaunchPage {
     kind: &'static str,
     projects: Vec<Project>,
     project: Option<Project>,
-    /// The config fields (references, snapshot, model name …).
-    fields: Vec<Control>,
-    /// One per stage setting, pre-filled with the defaults.
-    stage: Vec<Control>,
+    /// Shown first: the name, the required fields and the versions the run starts from,
+    /// the stage's key settings, and the notes.
+    essentials: Vec<Control>,
+    /// Folded under "Advanced settings": the other fields and stage settings, each
+    /// pre-filled with its default.
+    advanced: Vec<Control>,
     /// Problems with no field of their own on the form (an unknown stage setting …).
     problems: Vec<Problem>,
     /// Whether a field shows a problem of its own.
     any_field_error: bool,
+    /// Whether a folded field does (then the fold opens).
+    advanced_error: bool,
 }
 
 /// `?kind=sft&project=3`; without a project, the first one.
 /// `GET /runs/new?kind=eval&project=3&versions=sft:1,policy:1`: `kind` and `project`
 /// choose the form; any other parameter pre-fills the field of that name (the compare
-/// page links to an eval run of the versions it shows this way).
+/// page links to an eval run of the versions it shows this way, and a run page's "Clone
+/// this run" to its kind, config and name).
 #[get("/runs/new")]
 pub async fn new_form(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
     let value_of = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
@@ -321,17 +387,42 @@ async fn launch_page(
         Some(project) => launch::controls(pool, project, kind, input, &problems).await?,
         None => (Vec::new(), Vec::new()),
     };
-    let shown: Vec<&str> = fields.iter().chain(&stage).map(|c| c.name.as_str()).collect();
-    let problems = problems.into_iter().filter(|p| !shown.contains(&p.field.as_str())).collect();
+    let typed = |name: &str| {
+        input.and_then(|pairs| pairs.iter().find(|(n, _)| n == name)).map_or("", |(_, v)| v.as_str())
+    };
+    let error = |name: &str| problems.iter().find(|p| p.field == name).map(|p| p.message.clone());
+    let name = launch::text_control(
+        "name",
+        "Name",
+        "What the run is called on its page and in the run list: one line, at most 200 characters. \
+         Empty: the kind and the version it starts from (\"sft of base:1\").",
+        false,
+        typed("name"),
+        error("name"),
+    );
+    let notes = launch::text_control(
+        "notes",
+        "Notes",
+        "Why this run, what to look at: at most 10000 characters; editable on the run page later.",
+        true,
+        typed("notes"),
+        error("notes"),
+    );
+    let (key, other): (Vec<Control>, Vec<Control>) =
+        fields.into_iter().chain(stage).partition(|c| c.essential);
+    let essentials: Vec<Control> = std::iter::once(name).chain(key).chain(std::iter::once(notes)).collect();
+    let shown: Vec<&str> = essentials.iter().chain(&other).map(|c| c.name.as_str()).collect();
+    let problems = problems.iter().filter(|p| !shown.contains(&p.field.as_str())).cloned().collect();
     Ok(LaunchPage {
-        any_field_error: fields.iter().chain(&stage).any(|c| c.error.is_some()),
+        any_field_error: essentials.iter().chain(&other).any(|c| c.error.is_some()),
+        advanced_error: other.iter().any(|c| c.error.is_some()),
         nav: Nav::new(me, session)?,
         kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
         kind: kind.as_str(),
         projects,
         project,
-        fields,
-        stage,
+        essentials,
+        advanced: other,
         problems,
     })
 }
@@ -343,14 +434,16 @@ pub async fn launch_run(me: Caller<Researcher>, form: CsrfForm<Vec<(String, Stri
     let kind = parse_kind("kind", value_of("kind"))?;
     let project = project_of(&me.pool, &parse_id("project_id", value_of("project_id"))?).await?;
     let (config, mut problems) = launch::config_from_form(kind, &pairs);
+    let about = described(value_of("name"), value_of("notes"));
+    problems.extend(about.as_ref().err().into_iter().flatten().cloned());
     for problem in launch::check(&me.pool, &project, kind, &config).await? {
         if !problems.iter().any(|p| p.field == problem.field) {
             problems.push(problem);
         }
     }
-    if problems.is_empty() {
-        let id = enqueue(&me.pool, &me, &project, kind, config).await?;
-        return Ok(see_other(&format!("/runs/{id}")));
+    if let (true, Ok((name, notes))) = (problems.is_empty(), about) {
+        let id = enqueue(&me.pool, &me, &project, kind, config, name, notes).await?;
+        return Ok(see_other(&format!("/runs/{id}?done=launched")));
     }
     let all = projects::list_projects(&me.pool).await?;
     let page =
@@ -371,18 +464,39 @@ async fn project_of(pool: &PgPool, id: &i64) -> Result<Project, AppError> {
     }
 }
 
+/// A run's name and notes as typed, or the problems with them (each naming its field).
+fn described(name: &str, notes: &str) -> Result<(RunName, RunNotes), Vec<Problem>> {
+    let name = RunName::parse(name).map_err(|e| Problem::new("name", e.to_string()));
+    let notes = RunNotes::parse(notes).map_err(|e| Problem::new("notes", e.to_string()));
+    match (name, notes) {
+        (Ok(name), Ok(notes)) => Ok((name, notes)),
+        (name, notes) => Err(name.err().into_iter().chain(notes.err()).collect()),
+    }
+}
+
+/// The name of a run launched without one: its kind and the version it starts from
+/// ("sft of base:1"); none when it starts from no version.
+fn default_name(kind: RunKind, config: &Value) -> RunName {
+    let Some(reference) = launch::starts_from(kind, config) else { return RunName::default() };
+    let name: String = format!("{kind} of {reference}").chars().take(RunName::MAX_CHARS).collect();
+    RunName::parse(&name).unwrap_or_default()
+}
+
 async fn enqueue(
     pool: &PgPool,
     me: &CurrentUser,
     project: &Project,
     kind: RunKind,
     config: Value,
+    name: RunName,
+    notes: RunNotes,
 ) -> Result<i64, AppError> {
+    let name = if name.as_str().is_empty() { default_name(kind, &config) } else { name };
     let new = runs::NewRun { project_id: Some(project.id), kind, config, created_by: Some(me.user.id) };
-    Ok(runs::enqueue(pool, &new).await?)
+    Ok(runs::enqueue_named(pool, &new, &name, &notes).await?)
 }
 
-/// `POST /api/runs`: `{"project_id", "kind", "config", "csrf"?}`.
+/// `POST /api/runs`: `{"project_id", "kind", "config", "name"?, "notes"?, "csrf"?}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchBody {
@@ -390,6 +504,10 @@ pub struct LaunchBody {
     kind: String,
     #[serde(default = "empty_object")]
     config: Value,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
     #[serde(default)]
     csrf: String,
 }
@@ -402,13 +520,14 @@ fn empty_object() -> Value {
 #[post("/api/runs")]
 pub async fn api_launch(me: Caller<Researcher>, body: CsrfJson<LaunchBody>) -> Reply {
     let kind = parse_kind("kind", &body.kind)?;
+    let (name, notes) = (RunName::parse(&body.name)?, RunNotes::parse(&body.notes)?);
     let project = project_of(&me.pool, &body.project_id).await?;
     let problems = launch::check(&me.pool, &project, kind, &body.config).await?;
     if !problems.is_empty() {
         return Err(AppError::Problems(problems));
     }
     let body = body.into_inner();
-    let id = enqueue(&me.pool, &me, &project, kind, body.config).await?;
+    let id = enqueue(&me.pool, &me, &project, kind, body.config, name, notes).await?;
     Ok(HttpResponse::Created().json(runs::get(&me.pool, id).await?))
 }
 
@@ -498,6 +617,14 @@ struct RunPage {
     last_log_id: i64,
     version: Option<VersionLink>,
     active: bool,
+    /// What the action that led here did (launch, cancel, save), said at the top.
+    notice: Option<String>,
+    /// The run is queued and no worker is online to take it.
+    no_worker: bool,
+    /// The launch form pre-filled with this run's kind, project, config and name.
+    clone_url: String,
+    /// What the cancel button asks before it cancels.
+    cancel_question: String,
 }
 
 impl std::ops::Deref for RunPage {
@@ -508,25 +635,117 @@ impl std::ops::Deref for RunPage {
     }
 }
 
+/// `?done=launched|cancelled|saved`: the action that led to a run's page.
+#[derive(Deserialize)]
+pub struct RunQuery {
+    #[serde(default)]
+    done: String,
+}
+
+/// What a run's page says at its top after `done`.
+fn notice(done: &str, run: &Run) -> Option<String> {
+    let title = title(run);
+    match done {
+        "launched" => Some(format!("Launched {title}: it is {}.", run.status)),
+        "cancelled" if run.status == RunStatus::Running => {
+            Some(format!("Cancel requested: the worker stops {title} at its next heartbeat."))
+        }
+        "cancelled" => Some(format!("Cancelled {title}.")),
+        "saved" => Some("Saved the name and notes.".to_owned()),
+        _ => None,
+    }
+}
+
+/// "Cancel run #12 (sft, step 40 of 100)?"
+fn cancel_question(run: &Run) -> String {
+    let name = if run.name.is_empty() { String::new() } else { format!(", {}", run.name) };
+    let steps = match run.total_steps {
+        Some(total) => format!("step {} of {total}", run.step),
+        None => format!("step {}", run.step),
+    };
+    format!("Cancel run #{}{name} ({}, {steps})?", run.id, run.kind)
+}
+
+/// The launch form pre-filled as `run` was launched, named "<name> (copy)".
+fn clone_url(run: &Run) -> String {
+    let base: String = title(run).chars().take(RunName::MAX_CHARS - " (copy)".len()).collect();
+    let mut url =
+        format!("/runs/new?kind={}&name={}", run.kind, urlencode(&format!("{} (copy)", base.trim())));
+    if let Some(project) = run.project_id {
+        url.push_str(&format!("&project={project}"));
+    }
+    for (name, value) in launch::form_of_config(run.kind, &run.config) {
+        url.push_str(&format!("&{}={}", urlencode(&name), urlencode(&value)));
+    }
+    url
+}
+
 #[get("/runs/{id}")]
-pub async fn show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
+pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<RunQuery>) -> Reply {
     let run = runs::get(&me.pool, path.into_inner()).await?;
-    let names = Names::load(&me.pool).await?;
     let series = runs::metrics(&me.pool, run.id).await?;
     let logs = runs::log_tail(&me.pool, run.id, LOG_TAIL).await?;
     let version = versions::of_run(&me.pool, run.id).await?;
-    let now = Utc::now();
+    let no_worker = run.status == RunStatus::Queued && !runs::worker_online(&me.pool).await?;
+    let row = rows(&me.pool, vec![run]).await?.remove(0);
+    let run = &row.run;
     page(&RunPage {
         nav: me.nav()?,
-        eta: eta_seconds(&run, now).map(|s| duration(s.round() as i64)).unwrap_or_default(),
+        eta: eta_seconds(run, Utc::now()).map(|s| duration(s.round() as i64)).unwrap_or_default(),
         config: serde_json::to_string_pretty(&run.config).map_err(AppError::internal)?,
         groups: chart_groups(&series),
         last_log_id: logs.last().map(|l| l.id).unwrap_or(0),
         logs: logs.into_iter().map(|l: LogLine| (l.id, time(&l.at), l.line)).collect(),
         version: version.as_ref().map(VersionLink::from),
         active: !run.status.is_finished(),
-        row: RunRow::new(run, &names, now),
+        notice: notice(&query.done, run),
+        no_worker,
+        clone_url: clone_url(run),
+        cancel_question: cancel_question(run),
+        row,
     })
+}
+
+/// A run page's name and notes form.
+#[derive(Deserialize)]
+pub struct DescribeForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    csrf: String,
+}
+csrf_field!(DescribeForm);
+
+#[post("/runs/{id}/describe")]
+pub async fn describe(me: Caller<Researcher>, path: web::Path<i64>, form: CsrfForm<DescribeForm>) -> Reply {
+    let id = path.into_inner();
+    runs::describe(&me.pool, id, &RunName::parse(&form.name)?, &RunNotes::parse(&form.notes)?).await?;
+    Ok(see_other(&format!("/runs/{id}?done=saved")))
+}
+
+/// `PATCH /api/runs/{id}`: `{"name"?, "notes"?, "csrf"?}`; what is left out stays.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeBody {
+    name: Option<String>,
+    notes: Option<String>,
+    #[serde(default)]
+    csrf: String,
+}
+csrf_field!(DescribeBody);
+
+#[patch("/api/runs/{id}")]
+pub async fn api_describe(
+    me: Caller<Researcher>,
+    path: web::Path<i64>,
+    body: CsrfJson<DescribeBody>,
+) -> Reply {
+    let run = runs::get(&me.pool, path.into_inner()).await?;
+    let name = RunName::parse(body.name.as_deref().unwrap_or(&run.name))?;
+    let notes = RunNotes::parse(body.notes.as_deref().unwrap_or(&run.notes))?;
+    Ok(HttpResponse::Ok().json(runs::describe(&me.pool, run.id, &name, &notes).await?))
 }
 
 #[get("/api/runs/{id}")]
@@ -562,7 +781,7 @@ pub async fn api_logs(me: Caller<Researcher>, path: web::Path<i64>, query: web::
 pub async fn cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let id = path.into_inner();
     runs::cancel(&me.pool, id).await?;
-    Ok(see_other(&format!("/runs/{id}")))
+    Ok(see_other(&format!("/runs/{id}?done=cancelled")))
 }
 
 #[post("/api/runs/{id}/cancel")]
@@ -581,6 +800,14 @@ mod tests {
         for (seconds, text) in [(12, "12s"), (200, "3m 20s"), (3720, "1h 02m")] {
             assert_eq!(duration(seconds), text);
         }
+    }
+
+    #[test]
+    fn metric_values_show_four_significant_digits() {
+        for (value, text) in [(0.0, "0"), (2.345678, "2.346"), (0.012346, "0.01235"), (-123.456, "-123.5")] {
+            assert_eq!(metric_text(value), text);
+        }
+        assert_eq!(metric_text(1.5e-6), "1.500e-6");
     }
 
     #[test]

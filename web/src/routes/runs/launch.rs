@@ -231,6 +231,42 @@ pub fn config_from_form(kind: RunKind, pairs: &[(String, String)]) -> (Value, Ve
     (Value::Object(config), problems)
 }
 
+/// The launch form's fields of a run's config: what `config_from_form` reads back into
+/// the same config (a clone of the run starts from them).
+pub fn form_of_config(kind: RunKind, config: &Value) -> Vec<(String, String)> {
+    let Some(config) = config.as_object() else { return Vec::new() };
+    let mut pairs = Vec::new();
+    for input in spec::inputs(kind) {
+        // The config holds a list of probes; the form asks for the first.
+        let value = match input.name.strip_prefix("probes.") {
+            Some(key) => config.get("probes").and_then(|p| p.get(0)).and_then(|p| p.get(key)),
+            None => lookup(config, input.name),
+        };
+        let text = match value {
+            Some(Value::Array(items)) => items.iter().map(form_text).collect::<Vec<_>>().join(", "),
+            Some(value) => form_text(value),
+            None => continue,
+        };
+        pairs.push((input.name.to_owned(), text));
+    }
+    let stage = config.get("stage").and_then(Value::as_object).into_iter().flatten();
+    pairs.extend(stage.map(|(key, value)| (format!("stage.{key}"), form_text(value))));
+    pairs
+}
+
+/// The reference of the version a run starts from (its first version field that is
+/// set: `base`, `policy`, `version`, `versions`), as the run list shows it.
+pub fn starts_from(kind: RunKind, config: &Value) -> Option<String> {
+    let config = config.as_object()?;
+    spec::inputs(kind).iter().find_map(|input| match (input.kind, lookup(config, input.name)?) {
+        (InputKind::Version(_), Value::String(reference)) => Some(reference.clone()),
+        (InputKind::Versions(_), Value::Array(items)) => {
+            Some(items.iter().map(form_text).collect::<Vec<_>>().join(", "))
+        }
+        _ => None,
+    })
+}
+
 /// One control of the launch form, ready to render.
 pub struct Control {
     pub name: String,
@@ -238,16 +274,18 @@ pub struct Control {
     pub help: String,
     /// What the field takes, in words ("at least 1", "in [0, 1)").
     pub requirement: String,
-    /// `text`, `select`, `number` or `bool`.
+    /// `text`, `textarea`, `select`, `number` or `bool`.
     pub control: &'static str,
     /// A number input's `step`, `min` and `max` attributes ("" when none).
     pub step: &'static str,
     pub min: String,
     pub max: String,
     pub required: bool,
-    /// Stage settings shown first; the rest fold under "Advanced".
+    /// Shown first; the rest fold under "Advanced settings".
     pub essential: bool,
     pub value: String,
+    /// A stage setting's default, as the form writes it ("" for none).
+    pub default: Option<String>,
     pub error: Option<String>,
     /// A select's (value, label) options.
     pub options: Vec<(String, String)>,
@@ -322,6 +360,7 @@ pub async fn controls(
             _ => (String::new(), String::new()),
         };
         let absent = if spec.absent.is_empty() { String::new() } else { format!(" Empty: {}.", spec.absent) };
+        let starts_from = matches!(spec.kind, InputKind::Version(_) | InputKind::Versions(_));
         fields.push(Control {
             name: spec.name.to_owned(),
             label: spec.label.to_owned(),
@@ -332,8 +371,9 @@ pub async fn controls(
             min,
             max,
             required: spec.required,
-            essential: true,
+            essential: spec.required || starts_from,
             value: typed(spec.name).unwrap_or(initial),
+            default: None,
             error: error(spec.name),
             options,
             suggestions,
@@ -360,6 +400,7 @@ pub async fn controls(
                 required: !setting.kind.is_optional(),
                 essential: setting.essential,
                 value: typed(&name).unwrap_or_else(|| form_text(&defaults[setting.name])),
+                default: Some(form_text(&defaults[setting.name])),
                 error: error(&name),
                 options: Vec::new(),
                 suggestions: Vec::new(),
@@ -368,6 +409,35 @@ pub async fn controls(
         })
         .collect();
     Ok((fields, stage))
+}
+
+/// A launch form's free-text control that is no part of the config (the run's name and
+/// notes).
+pub fn text_control(
+    name: &str,
+    label: &str,
+    help: &str,
+    textarea: bool,
+    value: &str,
+    error: Option<String>,
+) -> Control {
+    Control {
+        name: name.to_owned(),
+        label: label.to_owned(),
+        help: help.to_owned(),
+        requirement: String::new(),
+        control: if textarea { "textarea" } else { "text" },
+        step: "",
+        min: String::new(),
+        max: String::new(),
+        required: false,
+        essential: true,
+        value: value.to_owned(),
+        default: None,
+        error,
+        options: Vec::new(),
+        suggestions: Vec::new(),
+    }
 }
 
 /// Every registered version (newest first within each model).
@@ -498,6 +568,23 @@ mod tests {
     #[test]
     fn a_missing_required_field_is_a_problem() {
         assert_eq!(refused_fields(RunKind::Ppo, &[("model_name", "p")]), ["policy", "reward"]);
+    }
+
+    #[test]
+    fn a_runs_config_fills_a_form_that_reads_back_into_the_same_config() {
+        let config = json!({
+            "versions": ["sft:1", "policy:2"],
+            "prompts": {"split": "test", "limit": 5},
+            "skills": {"shots": [0, 3]},
+            "probes": [{"template": "The {group} one", "groups": ["a", "b"]}],
+            "stage": {"max_new_tokens": 12, "temperature": 0.5},
+        });
+        let (back, problems) = config_from_form(RunKind::Eval, &form_of_config(RunKind::Eval, &config));
+        assert_eq!(problems, []);
+        assert_eq!(back, config);
+        assert_eq!(starts_from(RunKind::Eval, &config).as_deref(), Some("sft:1, policy:2"));
+        assert_eq!(starts_from(RunKind::Ppo, &json!({"policy": "sft@best"})).as_deref(), Some("sft@best"));
+        assert_eq!(starts_from(RunKind::Pretrain, &json!({"preset": "tiny"})), None);
     }
 
     #[test]
