@@ -256,7 +256,7 @@ pub async fn ab_progress(pool: &PgPool, run_id: i64) -> Result<AbProgress> {
          JOIN task_samples ts ON ts.task_id = t.id AND ts.position = 0
          JOIN samples s ON s.id = ts.sample_id
          JOIN sample_batches b ON b.id = s.batch_id
-         LEFT JOIN comparison_votes v ON v.task_id = t.id
+         LEFT JOIN current_comparison_votes v ON v.task_id = t.id
          WHERE t.kind = 'comparison' AND b.run_id = $1",
     )
     .bind(run_id)

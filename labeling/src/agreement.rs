@@ -231,7 +231,7 @@ pub async fn project_agreement(pool: &PgPool, project_id: i64) -> Result<Agreeme
 /// The rankings with an order of a project's ranking tasks, by task and annotator.
 pub async fn project_rankings(pool: &PgPool, project_id: i64) -> Result<Vec<TaskRanks>> {
     let rows: Vec<(i64, i64, Vec<i16>)> = sqlx::query_as(
-        "SELECT r.task_id, r.annotator_id, r.ranks FROM rankings r JOIN tasks t ON t.id = r.task_id
+        "SELECT r.task_id, r.annotator_id, r.ranks FROM current_rankings r JOIN tasks t ON t.id = r.task_id
          WHERE t.project_id = $1 AND t.kind = 'ranking' AND r.ranks IS NOT NULL
          ORDER BY r.task_id, r.annotator_id",
     )

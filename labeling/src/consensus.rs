@@ -93,7 +93,7 @@ pub async fn consensus_for_task(pool: &PgPool, task_id: i64) -> Result<TaskConse
         ));
     }
     let rows: Vec<(Option<Vec<i16>>,)> =
-        sqlx::query_as("SELECT ranks FROM rankings WHERE task_id = $1 ORDER BY id")
+        sqlx::query_as("SELECT ranks FROM current_rankings WHERE task_id = $1 ORDER BY id")
             .bind(task_id)
             .fetch_all(pool)
             .await?;
@@ -109,7 +109,7 @@ pub async fn consensus_for_task(pool: &PgPool, task_id: i64) -> Result<TaskConse
 /// The consensus of every ranking task of a project that has rankings, by task id.
 pub async fn consensus_for_project(pool: &PgPool, project_id: i64) -> Result<Vec<TaskConsensus>> {
     let rows: Vec<(i64, i64, i16, Option<Vec<i16>>)> = sqlx::query_as(
-        "SELECT t.id, t.prompt_id, t.k, r.ranks FROM rankings r JOIN tasks t ON t.id = r.task_id
+        "SELECT t.id, t.prompt_id, t.k, r.ranks FROM current_rankings r JOIN tasks t ON t.id = r.task_id
          WHERE t.project_id = $1 AND t.kind = 'ranking' ORDER BY t.id, r.id",
     )
     .bind(project_id)

@@ -17,6 +17,10 @@ pub struct Project {
     pub guidelines: String,
     pub overlap: i32,
     pub samples_per_task: i32,
+    /// Whether annotators may revise their answers (each revision a new row).
+    pub revisions_allowed: bool,
+    /// Whether each annotator sees a ranking task's samples in an order of their own.
+    pub shuffle_samples: bool,
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
@@ -31,7 +35,8 @@ pub struct NewProject {
     pub created_by: Option<i64>,
 }
 
-const PROJECT_COLUMNS: &str = "id, name, guidelines, overlap, samples_per_task, created_by, created_at";
+const PROJECT_COLUMNS: &str =
+    "id, name, guidelines, overlap, samples_per_task, revisions_allowed, shuffle_samples, created_by, created_at";
 
 /// Creates a project. A taken name is a `Conflict`; an unknown creator is `NotFound`.
 pub async fn create_project(pool: &PgPool, new: &NewProject) -> Result<Project> {
@@ -267,13 +272,13 @@ pub async fn project_counts(pool: &PgPool, project_id: i64) -> Result<ProjectCou
     ) = sqlx::query_as(
         "WITH work AS (
                  SELECT 'demonstration' AS what, d.annotator_id, d.created_at
-                 FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
+                 FROM current_demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
                  UNION ALL
                  SELECT 'ranking', r.annotator_id, r.created_at
-                 FROM rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
+                 FROM current_rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
                  UNION ALL
                  SELECT 'vote', v.annotator_id, v.created_at
-                 FROM comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1
+                 FROM current_comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1
              )
              SELECT count(*) FILTER (WHERE what = 'demonstration'),
                  count(*) FILTER (WHERE what = 'ranking'),
@@ -297,26 +302,33 @@ pub async fn project_counts(pool: &PgPool, project_id: i64) -> Result<ProjectCou
     })
 }
 
-/// Changes any of a project's guidelines, overlap and K in one statement; `None` keeps
-/// the current value. Returns the project as updated.
-pub async fn update_settings(
-    pool: &PgPool,
-    project_id: i64,
-    guidelines: Option<&Guidelines>,
-    overlap: Option<Overlap>,
-    samples_per_task: Option<SamplesPerTask>,
-) -> Result<Project> {
+/// Changes any of a project's settings in one statement; those `change` leaves out
+/// keep their value. Returns the project as updated.
+pub async fn update_settings(pool: &PgPool, project_id: i64, change: &SettingsChange) -> Result<Project> {
     let sql = format!(
         "UPDATE projects SET guidelines = COALESCE($2, guidelines), overlap = COALESCE($3, overlap),
-             samples_per_task = COALESCE($4, samples_per_task)
+             samples_per_task = COALESCE($4, samples_per_task),
+             revisions_allowed = COALESCE($5, revisions_allowed), shuffle_samples = COALESCE($6, shuffle_samples)
          WHERE id = $1 RETURNING {PROJECT_COLUMNS}"
     );
     sqlx::query_as::<_, Project>(&sql)
         .bind(project_id)
-        .bind(guidelines.map(Guidelines::as_str))
-        .bind(overlap.map(Overlap::get))
-        .bind(samples_per_task.map(SamplesPerTask::get))
+        .bind(change.guidelines.as_ref().map(Guidelines::as_str))
+        .bind(change.overlap.map(Overlap::get))
+        .bind(change.samples_per_task.map(SamplesPerTask::get))
+        .bind(change.revisions_allowed)
+        .bind(change.shuffle_samples)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| LabelingError::not_found("project", project_id))
+}
+
+/// A change to a project's settings: the ones given change, the others stay.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub guidelines: Option<Guidelines>,
+    pub overlap: Option<Overlap>,
+    pub samples_per_task: Option<SamplesPerTask>,
+    pub revisions_allowed: Option<bool>,
+    pub shuffle_samples: Option<bool>,
 }

@@ -134,13 +134,13 @@ async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection
     // `x` is the item's table, `p` its prompt's row.
     let (from, item_kind) = match kind {
         SnapshotKind::Prompts => ("prompts x JOIN prompts p ON p.id = x.id", "true"),
-        SnapshotKind::Demonstrations => ("demonstrations x JOIN prompts p ON p.id = x.prompt_id", "true"),
+        SnapshotKind::Demonstrations => ("current_demonstrations x JOIN prompts p ON p.id = x.prompt_id", "true"),
         SnapshotKind::Rankings => (
-            "rankings x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
+            "current_rankings x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
             "t.kind = 'ranking'",
         ),
         SnapshotKind::Comparisons => (
-            "comparison_votes x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
+            "current_comparison_votes x JOIN tasks t ON t.id = x.task_id JOIN prompts p ON p.id = t.prompt_id",
             "t.kind = 'comparison'",
         ),
     };

@@ -9,6 +9,10 @@
 //! and the same content gets the stored row's id back (`AlreadyStored`) however many
 //! retries race, since the key is unique and inserts use `ON CONFLICT DO NOTHING`; the
 //! same key with different content (time spent aside) is a `Conflict`.
+//!
+//! An answered assignment may be revised while its project allows it (`revise_*`): the
+//! revision is a new row that supersedes the current answer, which must be the one the
+//! annotator saw (else a `Conflict`); nothing is overwritten.
 
 use sqlx::{PgConnection, PgPool};
 
@@ -51,6 +55,8 @@ struct OpenAssignment {
     /// The assignment's state and whether its lease has expired, read under the lock.
     state: String,
     expired: bool,
+    /// Whether the project lets annotators revise their answers.
+    revisable: bool,
 }
 
 impl OpenAssignment {
@@ -71,15 +77,16 @@ async fn lock_assignment(
     annotator_id: i64,
     kind: TaskKind,
 ) -> Result<(OpenAssignment, i32)> {
-    let task: Option<(i64, TaskKind, i16, i64, i32)> = sqlx::query_as(
-        "SELECT t.id, t.kind, t.k, t.prompt_id, p.overlap FROM tasks t JOIN projects p ON p.id = t.project_id
+    let task: Option<(i64, TaskKind, i16, i64, i32, bool)> = sqlx::query_as(
+        "SELECT t.id, t.kind, t.k, t.prompt_id, p.overlap, p.revisions_allowed
+         FROM tasks t JOIN projects p ON p.id = t.project_id
          WHERE t.id = (SELECT task_id FROM assignments WHERE id = $1)
          FOR NO KEY UPDATE OF t",
     )
     .bind(assignment_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((task_id, task_kind, k, prompt_id, overlap)) = task else {
+    let Some((task_id, task_kind, k, prompt_id, overlap, revisable)) = task else {
         return Err(LabelingError::not_found("assignment", assignment_id));
     };
     let (owner, state, expired): (i64, String, bool) = sqlx::query_as(
@@ -97,7 +104,7 @@ async fn lock_assignment(
             format!("assignment {assignment_id} is a {task_kind:?} task, not a {kind:?} task").to_lowercase(),
         ));
     }
-    Ok((OpenAssignment { id: assignment_id, task_id, k, prompt_id, state, expired }, overlap))
+    Ok((OpenAssignment { id: assignment_id, task_id, k, prompt_id, state, expired, revisable }, overlap))
 }
 
 /// The assignment must still be leased. A lease that expired is accepted only while
@@ -124,6 +131,64 @@ async fn ensure_open(conn: &mut PgConnection, a: &OpenAssignment, overlap: i32) 
         }
     }
     Ok(())
+}
+
+/// Whether the submit is a first answer or a revision of the answer `previous`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    First,
+    Revision { previous: i64 },
+}
+
+impl Answer {
+    fn supersedes(self) -> Option<i64> {
+        match self {
+            Answer::First => None,
+            Answer::Revision { previous } => Some(previous),
+        }
+    }
+
+    /// A first answer needs the assignment open; a revision needs it answered, the
+    /// project to allow revisions, and `previous` to be the answer that stands in
+    /// `table` (the annotator revises what they saw, not what another tab stored since).
+    async fn check(
+        self,
+        conn: &mut PgConnection,
+        a: &OpenAssignment,
+        overlap: i32,
+        table: &str,
+    ) -> Result<()> {
+        let Answer::Revision { previous } = self else { return ensure_open(conn, a, overlap).await };
+        if a.state != "submitted" {
+            return Err(LabelingError::Conflict(format!(
+                "assignment {} is {}: only an answered task can be revised",
+                a.id, a.state
+            )));
+        }
+        if !a.revisable {
+            return Err(LabelingError::Forbidden("this project does not allow answers to be revised".into()));
+        }
+        let current: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT id FROM current_{table} WHERE assignment_id = $1"))
+                .bind(a.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if current != Some(previous) {
+            return Err(LabelingError::Conflict(format!(
+                "answer {previous} is not the current answer of assignment {}: reload the task to see it",
+                a.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks the assignment submitted (a revision's already is).
+    async fn finish(self, conn: &mut PgConnection, assignment_id: i64) -> Result<()> {
+        if self == Answer::First {
+            finish(conn, assignment_id).await?;
+        }
+        Ok(())
+    }
 }
 
 async fn finish(conn: &mut PgConnection, assignment_id: i64) -> Result<()> {
@@ -158,6 +223,41 @@ pub async fn submit_demonstration(
     time_spent_ms: Option<i64>,
     key: IdempotencyKey,
 ) -> Result<Submitted> {
+    store_demonstration(pool, annotator_id, target, Answer::First, response, time_spent_ms, key).await
+}
+
+/// Stores a revision of the demonstration `previous` that answered `assignment_id`.
+pub async fn revise_demonstration(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    previous: i64,
+    response: &ResponseText,
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    let target = DemonstrationFor::Assignment(assignment_id);
+    store_demonstration(
+        pool,
+        annotator_id,
+        target,
+        Answer::Revision { previous },
+        response,
+        time_spent_ms,
+        key,
+    )
+    .await
+}
+
+async fn store_demonstration(
+    pool: &PgPool,
+    annotator_id: i64,
+    target: DemonstrationFor,
+    answer: Answer,
+    response: &ResponseText,
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
     let time_spent_ms = time_spent(time_spent_ms)?;
     let mut tx = pool.begin().await?;
     let (assignment, prompt_id) = match target {
@@ -182,12 +282,12 @@ pub async fn submit_demonstration(
         }
     }
     if let Some((a, overlap)) = &assignment {
-        ensure_open(&mut tx, a, *overlap).await?;
+        answer.check(&mut tx, a, *overlap, "demonstrations").await?;
     }
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO demonstrations
-             (prompt_id, annotator_id, task_id, assignment_id, response, time_spent_ms, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+             (prompt_id, annotator_id, task_id, assignment_id, response, time_spent_ms, idempotency_key, supersedes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(prompt_id)
@@ -197,6 +297,7 @@ pub async fn submit_demonstration(
     .bind(response.as_str())
     .bind(time_spent_ms)
     .bind(key.uuid())
+    .bind(answer.supersedes())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -205,7 +306,7 @@ pub async fn submit_demonstration(
         return replayed(row.0, same(&row), key);
     };
     if let Some((a, _)) = &assignment {
-        finish(&mut tx, a.id).await?;
+        answer.finish(&mut tx, a.id).await?;
     }
     tx.commit().await?;
     Ok(Submitted::Stored(id))
@@ -243,6 +344,29 @@ pub async fn submit_ranking(
     submission: &RankingSubmission,
     key: IdempotencyKey,
 ) -> Result<Submitted> {
+    store_ranking(pool, annotator_id, assignment_id, Answer::First, submission, key).await
+}
+
+/// Stores a revision of the ranking `previous` that answered `assignment_id`.
+pub async fn revise_ranking(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    previous: i64,
+    submission: &RankingSubmission,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    store_ranking(pool, annotator_id, assignment_id, Answer::Revision { previous }, submission, key).await
+}
+
+async fn store_ranking(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    answer: Answer,
+    submission: &RankingSubmission,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
     let mut tx = pool.begin().await?;
     let (a, overlap) = lock_assignment(&mut tx, assignment_id, annotator_id, TaskKind::Ranking).await?;
     if submission.k() != a.k as usize {
@@ -252,6 +376,9 @@ pub async fn submit_ranking(
         ));
     }
     let ranks = submission.ranking().map(|r| r.ranks());
+    if let Some(ranks) = &ranks {
+        ensure_twins_tied(&mut tx, a.task_id, ranks).await?;
+    }
     let likert = submission.likert_column();
     let flags: Vec<(i16, SampleFlag)> = submission.flags().iter().map(|&(p, f)| (p as i16, f)).collect();
     let mine = |stored: &StoredRanking, stored_flags: &[(i16, SampleFlag)]| {
@@ -268,11 +395,11 @@ pub async fn submit_ranking(
             return replayed(stored.id, mine(&stored, &stored_flags), key);
         }
     }
-    ensure_open(&mut tx, &a, overlap).await?;
+    answer.check(&mut tx, &a, overlap, "rankings").await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO rankings (task_id, k, annotator_id, assignment_id, ranks, all_bad, likert, comment,
-                               time_spent_ms, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                               time_spent_ms, idempotency_key, supersedes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(a.task_id)
@@ -285,6 +412,7 @@ pub async fn submit_ranking(
     .bind(submission.comment().as_str())
     .bind(submission.time_spent_ms())
     .bind(key.uuid())
+    .bind(answer.supersedes())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -305,9 +433,32 @@ pub async fn submit_ranking(
         .execute(&mut *tx)
         .await?;
     }
-    finish(&mut tx, a.id).await?;
+    answer.finish(&mut tx, a.id).await?;
     tx.commit().await?;
     Ok(Submitted::Stored(id))
+}
+
+/// Samples of the task with the very same text are one response shown once: a ranking
+/// must tie them.
+async fn ensure_twins_tied(conn: &mut PgConnection, task_id: i64, ranks: &[i16]) -> Result<()> {
+    let twins: Vec<(i16, i16)> = sqlx::query_as(
+        "SELECT a.position, b.position
+         FROM task_samples a JOIN samples sa ON sa.id = a.sample_id
+         JOIN task_samples b ON b.task_id = a.task_id AND b.position > a.position
+         JOIN samples sb ON sb.id = b.sample_id
+         WHERE a.task_id = $1 AND sa.text = sb.text",
+    )
+    .bind(task_id)
+    .fetch_all(conn)
+    .await?;
+    let rank_of = |p: i16| ranks.get(p as usize).copied();
+    match twins.into_iter().find(|&(x, y)| rank_of(x) != rank_of(y)) {
+        Some((x, y)) => Err(LabelingError::invalid(
+            "ranking",
+            format!("samples {x} and {y} have the very same text and must be tied"),
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn stored_ranking(
@@ -341,6 +492,32 @@ pub async fn submit_vote(
     time_spent_ms: Option<i64>,
     key: IdempotencyKey,
 ) -> Result<Submitted> {
+    store_vote(pool, annotator_id, assignment_id, Answer::First, (vote, comment), time_spent_ms, key).await
+}
+
+/// Stores a revision of the vote `previous` that answered `assignment_id`.
+pub async fn revise_vote(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    previous: i64,
+    (vote, comment): (Vote, &Comment),
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
+    let answer = Answer::Revision { previous };
+    store_vote(pool, annotator_id, assignment_id, answer, (vote, comment), time_spent_ms, key).await
+}
+
+async fn store_vote(
+    pool: &PgPool,
+    annotator_id: i64,
+    assignment_id: i64,
+    answer: Answer,
+    (vote, comment): (Vote, &Comment),
+    time_spent_ms: Option<i64>,
+    key: IdempotencyKey,
+) -> Result<Submitted> {
     let time_spent_ms = time_spent(time_spent_ms)?;
     let mut tx = pool.begin().await?;
     let (a, overlap) = lock_assignment(&mut tx, assignment_id, annotator_id, TaskKind::Comparison).await?;
@@ -352,11 +529,11 @@ pub async fn submit_vote(
             return replayed(row.0, same(&row), key);
         }
     }
-    ensure_open(&mut tx, &a, overlap).await?;
+    answer.check(&mut tx, &a, overlap, "comparison_votes").await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO comparison_votes (task_id, annotator_id, assignment_id, vote, comment, time_spent_ms,
-                                       idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                       idempotency_key, supersedes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(a.task_id)
@@ -366,13 +543,14 @@ pub async fn submit_vote(
     .bind(comment.as_str())
     .bind(time_spent_ms)
     .bind(key.uuid())
+    .bind(answer.supersedes())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
         let row = stored_vote(&mut tx, key).await?.ok_or_else(|| key_reused(key))?;
         return replayed(row.0, same(&row), key);
     };
-    finish(&mut tx, a.id).await?;
+    answer.finish(&mut tx, a.id).await?;
     tx.commit().await?;
     Ok(Submitted::Stored(id))
 }
@@ -406,7 +584,7 @@ pub struct VersionVote {
 pub(crate) const VERSION_VOTES: &str = "
     SELECT v.id AS vote_id, v.task_id, t.prompt_id, v.annotator_id,
            sa.model_version_id AS version_a, sb.model_version_id AS version_b, v.vote
-    FROM comparison_votes v
+    FROM current_comparison_votes v
     JOIN tasks t ON t.id = v.task_id
     JOIN task_samples ta ON ta.task_id = t.id AND ta.position = 0
     JOIN samples sa ON sa.id = ta.sample_id
@@ -448,6 +626,8 @@ pub struct Work {
     /// A demonstration's first `HISTORY_SNIPPET_CHARS` characters.
     pub response: Option<String>,
     pub comment: String,
+    /// The order a ranking's samples were shown in (positions, first shown first).
+    pub sample_order: Option<Vec<i16>>,
 }
 
 /// How much of a prompt or a demonstration the history shows.
@@ -460,19 +640,22 @@ pub async fn work_of(pool: &PgPool, annotator_id: i64, limit: i64, offset: i64) 
              SELECT 'demonstration'::task_kind AS kind, d.id, d.task_id, d.assignment_id, p.project_id,
                     pr.name AS project_name, d.prompt_id, left(p.text, $4) AS prompt, d.created_at,
                     NULL::smallint[] AS ranks, NULL::boolean AS all_bad, NULL::ab_vote AS vote,
-                    left(d.response, $4) AS response, '' AS comment
-             FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id JOIN projects pr ON pr.id = p.project_id
+                    left(d.response, $4) AS response, '' AS comment, NULL::smallint[] AS sample_order
+             FROM current_demonstrations d JOIN prompts p ON p.id = d.prompt_id
+                  JOIN projects pr ON pr.id = p.project_id
              WHERE d.annotator_id = $1
              UNION ALL
              SELECT 'ranking'::task_kind, r.id, r.task_id, r.assignment_id, t.project_id, pr.name, t.prompt_id,
-                    left(p.text, $4), r.created_at, r.ranks, r.all_bad, NULL::ab_vote, NULL::text, r.comment
-             FROM rankings r JOIN tasks t ON t.id = r.task_id JOIN prompts p ON p.id = t.prompt_id
-                  JOIN projects pr ON pr.id = t.project_id
+                    left(p.text, $4), r.created_at, r.ranks, r.all_bad, NULL::ab_vote, NULL::text, r.comment,
+                    a.sample_order
+             FROM current_rankings r JOIN tasks t ON t.id = r.task_id JOIN prompts p ON p.id = t.prompt_id
+                  JOIN projects pr ON pr.id = t.project_id JOIN assignments a ON a.id = r.assignment_id
              WHERE r.annotator_id = $1
              UNION ALL
              SELECT 'comparison'::task_kind, v.id, v.task_id, v.assignment_id, t.project_id, pr.name, t.prompt_id,
-                    left(p.text, $4), v.created_at, NULL::smallint[], NULL::boolean, v.vote, NULL::text, v.comment
-             FROM comparison_votes v JOIN tasks t ON t.id = v.task_id JOIN prompts p ON p.id = t.prompt_id
+                    left(p.text, $4), v.created_at, NULL::smallint[], NULL::boolean, v.vote, NULL::text, v.comment,
+                    NULL::smallint[]
+             FROM current_comparison_votes v JOIN tasks t ON t.id = v.task_id JOIN prompts p ON p.id = t.prompt_id
                   JOIN projects pr ON pr.id = t.project_id
              WHERE v.annotator_id = $1
          ) w
@@ -485,4 +668,89 @@ pub async fn work_of(pool: &PgPool, annotator_id: i64, limit: i64, offset: i64) 
     .bind(HISTORY_SNIPPET_CHARS)
     .fetch_all(pool)
     .await?)
+}
+
+/// The answer that stands for an assignment (its latest revision), as its annotator
+/// sees it again.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CurrentAnswer {
+    Demonstration {
+        id: i64,
+        response: String,
+    },
+    Ranking {
+        id: i64,
+        ranks: Option<Vec<i16>>,
+        all_bad: bool,
+        likert: Vec<Option<i16>>,
+        flags: Vec<(i16, SampleFlag)>,
+        comment: String,
+    },
+    Vote {
+        id: i64,
+        vote: Vote,
+        comment: String,
+    },
+}
+
+impl CurrentAnswer {
+    /// The stored row's id: what a revision names as the answer it supersedes.
+    pub fn id(&self) -> i64 {
+        match self {
+            CurrentAnswer::Demonstration { id, .. }
+            | CurrentAnswer::Ranking { id, .. }
+            | CurrentAnswer::Vote { id, .. } => *id,
+        }
+    }
+}
+
+/// The current answer of assignment `assignment_id` of kind `kind`, if it was answered.
+pub async fn current_answer(
+    pool: &PgPool,
+    assignment_id: i64,
+    kind: TaskKind,
+) -> Result<Option<CurrentAnswer>> {
+    let answer = match kind {
+        TaskKind::Demonstration => {
+            let row: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, response FROM current_demonstrations WHERE assignment_id = $1")
+                    .bind(assignment_id)
+                    .fetch_optional(pool)
+                    .await?;
+            row.map(|(id, response)| CurrentAnswer::Demonstration { id, response })
+        }
+        TaskKind::Comparison => {
+            let row: Option<(i64, Vote, String)> = sqlx::query_as(
+                "SELECT id, vote, comment FROM current_comparison_votes WHERE assignment_id = $1",
+            )
+            .bind(assignment_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|(id, vote, comment)| CurrentAnswer::Vote { id, vote, comment })
+        }
+        TaskKind::Ranking => {
+            let row: Option<(i64, Option<Vec<i16>>, bool, Option<Vec<Option<i16>>>, String)> = sqlx::query_as(
+                "SELECT id, ranks, all_bad, likert, comment FROM current_rankings WHERE assignment_id = $1",
+            )
+            .bind(assignment_id)
+            .fetch_optional(pool)
+            .await?;
+            let Some((id, ranks, all_bad, likert, comment)) = row else { return Ok(None) };
+            let flags = sqlx::query_as(
+                "SELECT position, flag FROM ranking_flags WHERE ranking_id = $1 ORDER BY position, flag",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            Some(CurrentAnswer::Ranking {
+                id,
+                ranks,
+                all_bad,
+                likert: likert.unwrap_or_default(),
+                flags,
+                comment,
+            })
+        }
+    };
+    Ok(answer)
 }

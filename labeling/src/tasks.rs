@@ -50,7 +50,8 @@ pub struct Assignment {
     pub kind: TaskKind,
     pub lease_until: DateTime<Utc>,
     pub prompt: TaskPrompt,
-    /// By position: for a comparison, position 0 is side A. No model version is shown.
+    /// In the order to show them: the assignment's own order for a ranking, by position
+    /// otherwise (for a comparison, position 0 is side A). No model version is shown.
     pub samples: Vec<TaskSample>,
 }
 
@@ -70,8 +71,12 @@ pub struct TaskPrompt {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskSample {
     pub id: i64,
+    /// The sample's position in the task: what ranks, ratings and flags refer to.
     pub position: usize,
     pub text: String,
+    /// The position of the sample shown before this one with the very same text, if
+    /// any: such a sample is shown once, and a ranking must tie the two.
+    pub same_as: Option<usize>,
 }
 
 /// The most characters a sample may hold (the schema's CHECK).
@@ -478,9 +483,15 @@ pub async fn next_task(
             passed.push(task_id);
             continue;
         }
+        // A ranking task's samples are shown in an order of the annotator's own, drawn
+        // once (a renewed lease keeps it), unless the project keeps task order.
         let leased: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO assignments (task_id, annotator_id, lease_until)
-             VALUES ($1, $2, now() + $3 * interval '1 second')
+            "INSERT INTO assignments (task_id, annotator_id, lease_until, sample_order)
+             SELECT $1, $2, now() + $3 * interval '1 second',
+                    CASE WHEN t.kind = 'ranking' AND p.shuffle_samples THEN
+                        ARRAY(SELECT i::smallint FROM generate_series(0, t.k - 1) i ORDER BY random())
+                    END
+             FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.id = $1
              ON CONFLICT (task_id, annotator_id) DO UPDATE
                  SET leased_at = now(), lease_until = EXCLUDED.lease_until
                  WHERE assignments.state = 'leased'
@@ -564,16 +575,20 @@ async fn load_assignment(conn: &mut PgConnection, id: i64) -> Result<Assignment>
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    let samples = sqlx::query_as::<_, (i16, i64, String)>(
-        "SELECT ts.position, s.id, s.text FROM task_samples ts JOIN samples s ON s.id = ts.sample_id
-         WHERE ts.task_id = $1 ORDER BY ts.position",
+    let rows = sqlx::query_as::<_, (i16, i64, String)>(
+        "SELECT ts.position, s.id, s.text
+         FROM assignments a JOIN task_samples ts ON ts.task_id = a.task_id JOIN samples s ON s.id = ts.sample_id
+         WHERE a.id = $1
+         ORDER BY coalesce(array_position(a.sample_order, ts.position), ts.position)",
     )
-    .bind(task_id)
+    .bind(id)
     .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(position, id, text)| TaskSample { id, position: usize::try_from(position).unwrap_or(0), text })
-    .collect();
+    .await?;
+    let mut samples: Vec<TaskSample> = Vec::with_capacity(rows.len());
+    for (position, id, text) in rows {
+        let same_as = samples.iter().find(|s| s.same_as.is_none() && s.text == text).map(|s| s.position);
+        samples.push(TaskSample { id, position: usize::try_from(position).unwrap_or(0), text, same_as });
+    }
     Ok(Assignment {
         id,
         task_id,

@@ -14,8 +14,9 @@ use crate::db::with_db;
 use crate::web_app::{spawn_app, TestApp};
 
 const PROMPT: &str = "What is the capital of France?";
-/// A is garbage; B and C are the same good answer.
-const SAMPLES: [&str; 3] = ["zq#@ ## !!", "Paris is the capital", "Paris is the capital"];
+/// A is garbage; B and C are the same good answer in other words (the very same text
+/// would be shown once: see browser_sample_order).
+const SAMPLES: [&str; 3] = ["zq#@ ## !!", "Paris is the capital", "Paris is the capital city"];
 
 /// Logs `ann` in and opens the project's ranking task.
 async fn open_task(app: &TestApp) -> Browser {

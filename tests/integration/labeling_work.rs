@@ -157,7 +157,7 @@ fn samples_for_a_prompt_of_another_project_are_rejected_and_nothing_written() {
 }
 
 #[test]
-fn a_ranking_task_shows_its_prompt_and_samples_in_the_order_given() {
+fn a_ranking_task_holds_its_samples_at_the_positions_given_shown_in_an_order_of_the_assignment() {
     with_db(|db| async move {
         let pool = &db.pool;
         let w = world(pool, "p", 1, 1, 1).await;
@@ -167,8 +167,17 @@ fn a_ranking_task_shows_its_prompt_and_samples_in_the_order_given() {
         let a = next(pool, &w, w.annotators[0]).await;
         assert_eq!((a.task_id, a.kind, a.k(), a.project_id), (task, TaskKind::Ranking, 4, w.project));
         assert_eq!(a.prompt.text, "p: prompt 0");
-        assert_eq!(a.samples.iter().map(|s| s.id).collect::<Vec<_>>(), s);
-        assert_eq!(a.samples.iter().map(|s| s.position).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        let mut by_position = a.samples.clone();
+        by_position.sort_by_key(|s| s.position);
+        assert_eq!(by_position.iter().map(|s| s.id).collect::<Vec<_>>(), s);
+        assert_eq!(by_position.iter().map(|s| s.position).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        // Shown in the order recorded for the assignment, every time it is read.
+        let order: Vec<i16> = sqlx::query_scalar("SELECT sample_order FROM assignments WHERE id = $1")
+            .bind(a.id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(a.samples.iter().map(|s| s.position as i16).collect::<Vec<_>>(), order);
         assert_eq!(tasks::assignment(pool, a.id, w.annotators[0]).await.unwrap(), a);
     });
 }

@@ -27,7 +27,9 @@
   function cards() { return Array.prototype.slice.call(list.querySelectorAll('.sample-card')); }
   function selectOf(card) { return card.querySelector('select.rank-select'); }
   function labelOf(card) { return card.getAttribute('data-label'); }
-  function positionOf(card) { return Number(card.getAttribute('data-position')); }
+  // The order the server drew for this assignment: unranked cards keep it.
+  var shown = cards();
+  function slotOf(card) { return shown.indexOf(card); }
   function rankOf(card) {
     var v = parseInt(selectOf(card).value, 10);
     return isNaN(v) ? null : v;
@@ -84,7 +86,7 @@
     var index = function (c) { return all.indexOf(c); };
     var order = all.filter(ranked).sort(function (a, b) { return rankOf(a) - rankOf(b) || index(a) - index(b); })
       .concat(all.filter(function (c) { return !ranked(c); })
-        .sort(function (a, b) { return positionOf(a) - positionOf(b); }));
+        .sort(function (a, b) { return slotOf(a) - slotOf(b); }));
     var active = document.activeElement;
     if (order.some(function (c, i) { return c !== all[i]; })) {
       order.forEach(function (card) { list.appendChild(card); });

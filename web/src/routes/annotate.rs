@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use labeling::annotation::IdempotencyKey;
 use labeling::domain::Role;
 use labeling::projects::{self, Project};
-use labeling::submit::{self, DemonstrationFor, Submitted};
+use labeling::submit::{self, CurrentAnswer, DemonstrationFor, Submitted};
 use labeling::tasks::{self, Assignment, AssignmentState, TaskKind, TaskPrompt, TaskSample};
 use serde::{Deserialize, Serialize};
 
@@ -132,12 +132,16 @@ pub struct NoteQuery {
     #[serde(default)]
     note: String,
     done: Option<i64>,
+    /// On an answered task: show its form again, filled in with the answer, to revise it.
+    #[serde(default)]
+    revise: bool,
 }
 
 fn note_text(note: &str) -> Option<&'static str> {
     match note {
         "saved" => Some("Saved. Thank you!"),
         "skipped" => Some("Skipped: the task goes to someone else."),
+        "revised" => Some("Your revised answer is saved; the earlier one is kept beside it."),
         _ => None,
     }
 }
@@ -264,6 +268,8 @@ struct TaskView {
     idempotency_key: String,
     /// When the page was rendered (Unix ms): the time spent when the page sends none.
     rendered_at: i64,
+    /// The id of the answer the form revises ("" for a first answer).
+    revises: String,
 }
 
 impl TaskView {
@@ -299,6 +305,8 @@ const FLAGS: [(&str, &str); 5] = [
 struct SampleCard {
     position: usize,
     letter: char,
+    /// The letters of samples with the very same text, shown only as this card.
+    twins: String,
     sample_id: i64,
     text: String,
     rank: String,
@@ -371,12 +379,19 @@ struct DonePage {
     project: Project,
     prompt: String,
     submitted: bool,
+    /// The answer that stands, as words ("B > A = C", "A better", the demonstration).
+    answer: Option<String>,
+    /// Whether the page offers to revise the answer.
+    revisable: bool,
+    note: Option<&'static str>,
     csrf: String,
 }
 
-/// What a refused form held, to show it again with the reason.
+/// What the form shows: nothing yet, the stored answer (to revise it), or what a
+/// refused form held (to show it again with the reason).
 enum Kept {
     Nothing,
+    Stored,
     Demonstration(DemonstrationForm),
     Ranking(RankingForm),
     Vote(VoteForm),
@@ -387,11 +402,14 @@ async fn assignment_page(me: Caller<Annotator>, path: web::Path<i64>, query: web
     let id = path.into_inner();
     let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
     let note = note_text(&query.note);
-    render_task(&me, assignment, note, Kept::Nothing, None).await
+    let kept = if query.revise { Kept::Stored } else { Kept::Nothing };
+    render_task(&me, assignment, note, kept, None).await
 }
 
-/// The task page for `assignment` (or, once it is answered, a page saying so), with a
-/// refused form's content and reason when there was one (then with status 422).
+/// The task page for `assignment`, with a refused form's content and reason when there
+/// was one (then with status 422). Once the task is answered, a page showing the answer
+/// (and offering to revise it while the project allows), or with `Kept::Stored` the
+/// form again, filled in with the answer that stands.
 async fn render_task(
     me: &Caller<Annotator>,
     assignment: Assignment,
@@ -402,16 +420,34 @@ async fn render_task(
     let nav = me.nav()?;
     let project = projects::get_project(&me.pool, assignment.project_id).await?;
     let (state, lease_expired) = tasks::assignment_state(&me.pool, assignment.id, me.user.id).await?;
+    let mut kept = kept;
     if state != AssignmentState::Leased {
-        let csrf = nav.csrf.clone();
-        return page(&DonePage {
-            nav,
-            assignment_id: assignment.id,
-            project,
-            prompt: assignment.prompt.text,
-            submitted: state == AssignmentState::Submitted,
-            csrf,
-        });
+        let answer = match state {
+            AssignmentState::Submitted => {
+                submit::current_answer(&me.pool, assignment.id, assignment.kind).await?
+            }
+            _ => None,
+        };
+        let revisable = project.revisions_allowed && answer.is_some();
+        match (&kept, answer) {
+            (Kept::Stored, Some(answer)) if revisable => kept = stored_form(&answer),
+            (Kept::Nothing | Kept::Stored, answer) => {
+                let csrf = nav.csrf.clone();
+                return page(&DonePage {
+                    nav,
+                    assignment_id: assignment.id,
+                    answer: answer.map(|a| answer_text(&a, &assignment.samples)),
+                    project,
+                    prompt: assignment.prompt.text,
+                    submitted: state == AssignmentState::Submitted,
+                    revisable,
+                    note,
+                    csrf,
+                });
+            }
+            // A refused revision: its form again, with the reason.
+            _ => {}
+        }
     }
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let task = TaskView {
@@ -425,6 +461,7 @@ async fn render_task(
         error,
         idempotency_key: IdempotencyKey::new().to_string(),
         rendered_at: now_ms(),
+        revises: kept.revises().to_owned(),
     };
     let html = match assignment.kind {
         TaskKind::Demonstration => {
@@ -454,20 +491,37 @@ async fn render_task(
     Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html))
 }
 
+/// The ranking page: one card per distinct text, in the order the assignment shows its
+/// samples, each lettered by its place in that order. A sample with the very text of
+/// one shown before it has no card of its own: its twin's card names it, and the submit
+/// gives it the twin's rank.
 fn ranking_view(nav: Nav, task: TaskView, samples: Vec<TaskSample>, kept: RankingForm) -> RankingPage {
-    let k = samples.len();
-    let cards = samples
-        .into_iter()
-        .map(|s| SampleCard {
-            letter: form::letter(s.position),
+    let letters: Vec<(usize, char)> =
+        samples.iter().enumerate().map(|(slot, s)| (s.position, form::letter(slot))).collect();
+    let twins_of = |position: usize| -> String {
+        let twins = samples.iter().filter(|t| t.same_as == Some(position));
+        twins
+            .filter_map(|t| letters.iter().find(|l| l.0 == t.position))
+            .map(|l| l.1.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cards: Vec<SampleCard> = samples
+        .iter()
+        .zip(&letters)
+        .filter(|(s, _)| s.same_as.is_none())
+        .map(|(s, &(_, letter))| SampleCard {
+            letter,
+            twins: twins_of(s.position),
             rank: kept.rank(s.position).to_string(),
             likert: kept.likert_of(s.position).to_string(),
             flags: kept.flags_of(s.position),
             position: s.position,
             sample_id: s.id,
-            text: s.text,
+            text: s.text.clone(),
         })
         .collect();
+    let k = cards.len();
     RankingPage {
         nav,
         task,
@@ -493,6 +547,60 @@ async fn refused_or(result: Reply, me: &Caller<Annotator>, assignment: Assignmen
     }
 }
 
+impl Kept {
+    /// The id of the answer a kept form revises ("" for none).
+    fn revises(&self) -> &str {
+        match self {
+            Kept::Nothing | Kept::Stored => "",
+            Kept::Demonstration(f) => &f.revises,
+            Kept::Ranking(f) => &f.revises,
+            Kept::Vote(f) => &f.revises,
+        }
+    }
+}
+
+/// The form of an answered task, filled in with its `answer`, to revise it.
+fn stored_form(answer: &CurrentAnswer) -> Kept {
+    let revises = answer.id().to_string();
+    match answer {
+        CurrentAnswer::Demonstration { response, .. } => {
+            Kept::Demonstration(DemonstrationForm { text: response.clone(), revises, ..Default::default() })
+        }
+        CurrentAnswer::Vote { comment, .. } => {
+            Kept::Vote(VoteForm { comment: comment.clone(), revises, ..Default::default() })
+        }
+        CurrentAnswer::Ranking { ranks, all_bad, likert, flags, comment, .. } => {
+            let numbered = |values: &[i16], offset: i16| -> std::collections::BTreeMap<usize, String> {
+                values.iter().enumerate().map(|(i, v)| (i, (v + offset).to_string())).collect()
+            };
+            let rated: Vec<i16> = likert.iter().map(|l| l.unwrap_or(0)).collect();
+            let mut rated = numbered(&rated, 0);
+            rated.retain(|_, v| v != "0");
+            Kept::Ranking(RankingForm {
+                ranks: ranks.as_deref().map(|r| numbered(r, 1)).unwrap_or_default(),
+                likert: rated,
+                flags: flags.iter().map(|(p, f)| (*p as usize, f.as_str().to_owned())).collect(),
+                all_bad: *all_bad,
+                comment: comment.clone(),
+                revises,
+                ..Default::default()
+            })
+        }
+    }
+}
+
+/// An answer in words, with a ranking's samples in the letters they were shown with.
+fn answer_text(answer: &CurrentAnswer, shown: &[TaskSample]) -> String {
+    match answer {
+        CurrentAnswer::Demonstration { response, .. } => response.clone(),
+        CurrentAnswer::Vote { vote, .. } => history::vote_text(*vote).to_owned(),
+        CurrentAnswer::Ranking { ranks, all_bad, .. } => {
+            let order: Vec<i16> = shown.iter().map(|s| s.position as i16).collect();
+            history::ranking_text(ranks.as_deref(), *all_bad, Some(&order))
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Submits and skips: one function per kind, shared by the page and the API.
 
@@ -515,14 +623,39 @@ async fn store_demonstration(
     id: i64,
     d: form::Demonstration,
 ) -> Result<Submitted, AppError> {
-    let target = DemonstrationFor::Assignment(id);
-    Ok(submit::submit_demonstration(&me.pool, me.user.id, target, &d.response, d.time_spent_ms, d.key)
-        .await?)
+    let (pool, me) = (&me.pool, me.user.id);
+    Ok(match d.revises {
+        None => {
+            let target = DemonstrationFor::Assignment(id);
+            submit::submit_demonstration(pool, me, target, &d.response, d.time_spent_ms, d.key).await?
+        }
+        Some(previous) => {
+            submit::revise_demonstration(pool, me, id, previous, &d.response, d.time_spent_ms, d.key).await?
+        }
+    })
 }
 
 async fn store_vote(me: &Caller<Annotator>, id: i64, b: form::Ballot) -> Result<Submitted, AppError> {
-    let (comment, spent) = (&b.comment, b.time_spent_ms);
-    Ok(submit::submit_vote(&me.pool, me.user.id, id, b.vote, comment, spent, b.key).await?)
+    let (pool, me, spent) = (&me.pool, me.user.id, b.time_spent_ms);
+    Ok(match b.revises {
+        None => submit::submit_vote(pool, me, id, b.vote, &b.comment, spent, b.key).await?,
+        Some(previous) => {
+            submit::revise_vote(pool, me, id, previous, (b.vote, &b.comment), spent, b.key).await?
+        }
+    })
+}
+
+async fn store_ranking(
+    me: &Caller<Annotator>,
+    id: i64,
+    (submission, key): (labeling::annotation::RankingSubmission, IdempotencyKey),
+    revises: Option<i64>,
+) -> Result<Submitted, AppError> {
+    let (pool, me) = (&me.pool, me.user.id);
+    Ok(match revises {
+        None => submit::submit_ranking(pool, me, id, &submission, key).await?,
+        Some(previous) => submit::revise_ranking(pool, me, id, previous, &submission, key).await?,
+    })
 }
 
 #[post("/assignments/{id}/demonstration")]
@@ -543,13 +676,14 @@ async fn ranking_page(
     id: web::Path<i64>,
     form: CsrfForm<Vec<(String, String)>>,
 ) -> Reply {
-    let form = RankingForm::read(form.into_inner())?;
+    let mut form = RankingForm::read(form.into_inner())?;
+    let kept = Kept::Ranking(form.clone());
     let store = async |a: &Assignment| {
-        let (submission, key) = form.submission(a.k(), now_ms())?;
-        submit::submit_ranking(&me.pool, me.user.id, a.id, &submission, key).await?;
-        Ok(())
+        form.tie_twins(&a.samples.iter().map(|s| (s.position, s.same_as)).collect::<Vec<_>>());
+        let submission = form.submission(a.k(), now_ms())?;
+        store_ranking(&me, a.id, submission, form.revises()?).await.map(drop)
     };
-    answer(&me, *id, store, Kept::Ranking(form.clone())).await
+    answer(&me, *id, store, kept).await
 }
 
 #[post("/assignments/{id}/vote")]
@@ -570,6 +704,8 @@ async fn answer(
 ) -> Reply {
     let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
     let result = match store(&assignment).await {
+        // A revision stays on its task, which now shows the revised answer.
+        Ok(()) if !kept.revises().is_empty() => Ok(see_other(&format!("/assignments/{id}?note=revised"))),
         Ok(()) => go_on(me, assignment.project_id, "saved").await,
         Err(e) => Err(e),
     };
@@ -608,8 +744,9 @@ async fn api_ranking(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson
             .to_lowercase(),
         });
     }
-    let (submission, key) = body.into_inner().submission(assignment.k())?;
-    let submitted = submit::submit_ranking(&me.pool, me.user.id, assignment.id, &submission, key).await?;
+    let body = body.into_inner();
+    let revises = body.revises;
+    let submitted = store_ranking(&me, assignment.id, body.submission(assignment.k())?, revises).await?;
     Ok(HttpResponse::Ok().json(SubmittedJson::from(submitted)))
 }
 

@@ -225,13 +225,15 @@ fn common_schemas() -> Value {
 fn project_schemas() -> Value {
     json!({
         "Project": object(
-            &["id", "name", "guidelines", "overlap", "samples_per_task", "created_by", "created_at"],
+            &["id", "name", "guidelines", "overlap", "samples_per_task", "revisions_allowed", "shuffle_samples", "created_by", "created_at"],
             json!({
                 "id": int(),
                 "name": text(),
                 "guidelines": described(text(), "Markdown."),
                 "overlap": described(json!({ "type": "integer", "minimum": 1, "maximum": 20 }), "How many annotators do each task."),
                 "samples_per_task": described(json!({ "type": "integer", "minimum": 2, "maximum": 9 }), "K: samples per ranking task."),
+                "revisions_allowed": described(boolean(), "Whether annotators may revise their answers; each revision is a new row that supersedes the answer it replaces."),
+                "shuffle_samples": described(boolean(), "Whether each annotator sees a ranking task's samples in an order drawn for them (recorded per assignment); ranks refer to samples either way."),
                 "created_by": nullable(int()),
                 "created_at": time(),
             }),
@@ -252,6 +254,8 @@ fn project_schemas() -> Value {
                 "guidelines": text(),
                 "overlap": json!({ "type": "integer", "minimum": 1, "maximum": 20 }),
                 "samples_per_task": json!({ "type": "integer", "minimum": 2, "maximum": 9 }),
+                "revisions_allowed": boolean(),
+                "shuffle_samples": boolean(),
             })),
             "Any subset of the settings; the others stay as they are.",
         ),
@@ -305,6 +309,10 @@ fn annotation_schemas() -> Value {
         "Chosen by the client per submission: a retry with the same key and content stores nothing new (`stored: false`); the same key with other content is a 409.",
     );
     let time_spent = described(nullable(int()), "Milliseconds spent on the task, if measured.");
+    let revises = described(
+        int(),
+        "To revise an answered task (while its project allows revisions): the id of the answer that stands. The revision is stored as a new row; a stale id is a 409.",
+    );
     json!({
         "Assignment": object(
             &["assignment_id", "task_id", "kind", "project_id", "prompt", "samples", "k", "lease_until", "lease_expired", "state"],
@@ -315,8 +323,13 @@ fn annotation_schemas() -> Value {
                 "project_id": int(),
                 "prompt": object(&["id", "text"], json!({ "id": int(), "text": text() })),
                 "samples": described(
-                    array(object(&["id", "position", "text"], json!({ "id": int(), "position": count(), "text": text() }))),
-                    "By position (for a comparison, position 0 is side A); never the models behind them. Empty for a demonstration.",
+                    array(object(&["id", "position", "text", "same_as"], json!({
+                        "id": int(),
+                        "position": described(count(), "The sample's position in the task: what ranks, ratings and flags refer to."),
+                        "text": text(),
+                        "same_as": described(nullable(count()), "The position of an earlier-listed sample with the very same text: the page shows it once, and a ranking must tie the two."),
+                    }))),
+                    "In the order to show them: a ranking task's in an order drawn for this assignment (recorded, so that every annotator sees their own order and ranks still refer to positions); by position otherwise (for a comparison, position 0 is side A). Never the models behind them. Empty for a demonstration.",
                 ),
                 "k": described(count(), "How many samples the task shows."),
                 "lease_until": described(time(), "The task returns to the queue after this (a submit is still accepted while no one else has taken it)."),
@@ -328,6 +341,7 @@ fn annotation_schemas() -> Value {
             "text": described(text(), "The ideal response; blank is a 422 on `text`."),
             "idempotency_key": key,
             "time_spent_ms": time_spent,
+            "revises": revises,
         })),
         "RankingSubmit": described(
             body_object(&["idempotency_key"], json!({
@@ -347,6 +361,7 @@ fn annotation_schemas() -> Value {
                 "comment": text(),
                 "idempotency_key": key,
                 "time_spent_ms": time_spent,
+                "revises": revises,
             })),
             "A ranking of a ranking task's K samples. A ranking of another kind of task is a 422 on `assignment`.",
         ),
@@ -355,6 +370,7 @@ fn annotation_schemas() -> Value {
             "comment": text(),
             "idempotency_key": key,
             "time_spent_ms": time_spent,
+            "revises": revises,
         })),
         "Submitted": object(&["id", "stored"], json!({
             "id": described(int(), "The stored row's id (demonstration, ranking or vote)."),
@@ -366,7 +382,7 @@ fn annotation_schemas() -> Value {
         })),
         "Work": described(
             object(
-                &["kind", "id", "task_id", "assignment_id", "project_id", "project_name", "prompt_id", "prompt", "created_at", "ranks", "all_bad", "vote", "response", "comment"],
+                &["kind", "id", "task_id", "assignment_id", "project_id", "project_name", "prompt_id", "prompt", "created_at", "ranks", "all_bad", "vote", "response", "comment", "sample_order"],
                 json!({
                     "kind": described(schema("TaskKind"), "`comparison` for an A/B vote."),
                     "id": described(int(), "The row's id in its own table."),
@@ -382,9 +398,10 @@ fn annotation_schemas() -> Value {
                     "vote": nullable(one_of(&["a", "b", "tie", "both_bad"])),
                     "response": described(nullable(text()), "A demonstration's first 200 characters."),
                     "comment": text(),
+                    "sample_order": described(nullable(array(count())), "A ranking's sample positions in the order they were shown (the first shown first); null otherwise."),
                 }),
             ),
-            "One piece of one's own submitted work.",
+            "One piece of one's own submitted work: the answer that stands (a revised answer's latest revision).",
         ),
         "History": object(&["items", "limit", "offset"], json!({
             "items": described(array(schema("Work")), "Newest first."),

@@ -5,7 +5,7 @@ use actix_web::{delete, get, post, put, web, HttpResponse};
 use askama::Template;
 use labeling::domain::{Guidelines, Overlap, SamplesPerTask};
 use labeling::error::LabelingError;
-use labeling::projects::{self, Project};
+use labeling::projects::{self, Project, SettingsChange};
 use labeling::users::{self, User};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -56,6 +56,11 @@ csrf_field!(GuidelinesForm);
 pub struct SettingsForm {
     overlap: String,
     samples_per_task: String,
+    /// The checkboxes: present ("on") when ticked.
+    #[serde(default)]
+    revisions_allowed: Option<String>,
+    #[serde(default)]
+    shuffle_samples: Option<String>,
     #[serde(default)]
     csrf: String,
 }
@@ -68,6 +73,8 @@ pub struct SettingsBody {
     guidelines: Option<String>,
     overlap: Option<i64>,
     samples_per_task: Option<i64>,
+    revisions_allowed: Option<bool>,
+    shuffle_samples: Option<bool>,
     #[serde(default)]
     csrf: String,
 }
@@ -132,9 +139,16 @@ pub async fn save_guidelines(at: InProject, form: CsrfForm<GuidelinesForm>) -> R
 #[tracing::instrument(skip_all, fields(project = at.project.id))]
 pub async fn save_settings(at: InProject, form: CsrfForm<SettingsForm>) -> Reply {
     let saved = match parse_settings(&form.overlap, &form.samples_per_task) {
-        Ok((overlap, k)) => projects::update_settings(&at.pool, at.project.id, None, Some(overlap), Some(k))
-            .await
-            .map_err(AppError::from),
+        Ok((overlap, k)) => {
+            let change = SettingsChange {
+                overlap: Some(overlap),
+                samples_per_task: Some(k),
+                revisions_allowed: Some(form.revisions_allowed.is_some()),
+                shuffle_samples: Some(form.shuffle_samples.is_some()),
+                ..Default::default()
+            };
+            projects::update_settings(&at.pool, at.project.id, &change).await.map_err(AppError::from)
+        }
         Err(e) => Err(e),
     };
     match saved {
@@ -172,10 +186,14 @@ pub async fn api_show(at: InProject) -> Reply {
 #[tracing::instrument(skip_all, fields(project = *path))]
 pub async fn api_update(me: Caller<Researcher>, path: web::Path<i64>, body: CsrfJson<SettingsBody>) -> Reply {
     let body = body.into_inner();
-    let guidelines = body.guidelines.map(Guidelines::parse).transpose()?;
-    let overlap = body.overlap.map(Overlap::parse).transpose()?;
-    let k = body.samples_per_task.map(SamplesPerTask::parse).transpose()?;
-    let project = projects::update_settings(&me.pool, *path, guidelines.as_ref(), overlap, k).await?;
+    let change = SettingsChange {
+        guidelines: body.guidelines.map(Guidelines::parse).transpose()?,
+        overlap: body.overlap.map(Overlap::parse).transpose()?,
+        samples_per_task: body.samples_per_task.map(SamplesPerTask::parse).transpose()?,
+        revisions_allowed: body.revisions_allowed,
+        shuffle_samples: body.shuffle_samples,
+    };
+    let project = projects::update_settings(&me.pool, *path, &change).await?;
     Ok(HttpResponse::Ok().json(settings(&me.pool, project).await?))
 }
 

@@ -66,6 +66,45 @@ pub fn letter(position: usize) -> char {
     char::from(b'A' + (position.min(25) as u8))
 }
 
+/// The letter the sample at `position` was shown with, in an assignment that showed its
+/// samples in `order` (positions in the order shown; by position when there is none).
+pub fn shown_letter(position: usize, order: Option<&[i16]>) -> char {
+    let slot = order.and_then(|o| o.iter().position(|&p| usize::try_from(p) == Ok(position)));
+    letter(slot.unwrap_or(position))
+}
+
+/// A ranks array (group of each sample by position, 0 the best) as "B > A = C", in the
+/// letters the samples were shown with (see `shown_letter`).
+pub fn order_text(ranks: &[i16], order: Option<&[i16]>) -> String {
+    let groups = ranks.iter().copied().max().map_or(0, |m| m + 1);
+    (0..groups)
+        .map(|g| {
+            let mut letters: Vec<char> = ranks
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r == g)
+                .map(|(i, _)| shown_letter(i, order))
+                .collect();
+            letters.sort_unstable();
+            letters.iter().map(char::to_string).collect::<Vec<_>>().join(" = ")
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+/// The `revises` field of a page's form: empty for a first answer, else the id of the
+/// answer being revised.
+fn parse_revises(text: &str) -> Result<Option<i64>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<i64>().map(Some).map_err(|_| AppError::Invalid {
+        field: "revises".into(),
+        reason: format!("{text:?} is not the id of an answer"),
+    })
+}
+
 fn parse_key(text: &str) -> Result<IdempotencyKey, AppError> {
     Ok(IdempotencyKey::parse(text)?)
 }
@@ -94,6 +133,8 @@ pub struct RankingForm {
     pub comment: String,
     pub time_spent_ms: String,
     pub rendered_at: String,
+    /// The id of the answer this one revises; empty for a first answer.
+    pub revises: String,
 }
 
 impl RankingForm {
@@ -123,11 +164,36 @@ impl RankingForm {
                     "comment" => form.comment = value,
                     "time_spent_ms" => form.time_spent_ms = value,
                     "rendered_at" => form.rendered_at = value,
+                    "revises" => form.revises = value,
                     _ => {}
                 }
             }
         }
         Ok(form)
+    }
+
+    /// The id of the answer this form revises, if it revises one.
+    pub fn revises(&self) -> Result<Option<i64>, AppError> {
+        parse_revises(&self.revises)
+    }
+
+    /// Gives each sample shown only through its twin (`twin_of[i]` = `Some(j)`: the
+    /// sample at `i` has the very text of the one at `j`) the twin's rank, rating and
+    /// flags: identical responses are one response, tied.
+    pub fn tie_twins(&mut self, twin_of: &[(usize, Option<usize>)]) {
+        for &(position, twin) in twin_of {
+            let Some(twin) = twin else { continue };
+            for values in [&mut self.ranks, &mut self.likert] {
+                match values.get(&twin).cloned() {
+                    Some(v) => values.insert(position, v),
+                    None => values.remove(&position),
+                };
+            }
+            self.flags.retain(|(p, _)| *p != position);
+            let copied: Vec<(usize, String)> =
+                self.flags.iter().filter(|(p, _)| *p == twin).map(|(_, f)| (position, f.clone())).collect();
+            self.flags.extend(copied);
+        }
     }
 
     /// The rank picked for the sample at `position` ("" when none).
@@ -216,6 +282,8 @@ pub struct DemonstrationForm {
     #[serde(default)]
     pub rendered_at: String,
     #[serde(default)]
+    pub revises: String,
+    #[serde(default)]
     pub csrf: String,
 }
 csrf_field!(DemonstrationForm);
@@ -230,6 +298,8 @@ pub struct DemonstrationBody {
     #[serde(default)]
     pub time_spent_ms: Option<i64>,
     #[serde(default)]
+    pub revises: Option<i64>,
+    #[serde(default)]
     pub csrf: String,
 }
 csrf_field!(DemonstrationBody);
@@ -239,6 +309,8 @@ pub struct Demonstration {
     pub response: ResponseText,
     pub time_spent_ms: Option<i64>,
     pub key: IdempotencyKey,
+    /// The answer this one revises, if any.
+    pub revises: Option<i64>,
 }
 
 impl DemonstrationForm {
@@ -247,6 +319,7 @@ impl DemonstrationForm {
             response: ResponseText::parse(self.text.clone()).map_err(|e| renamed(e, "response", "text"))?,
             time_spent_ms: time_spent(&self.time_spent_ms, &self.rendered_at, now_ms)?,
             key: parse_key(&self.idempotency_key)?,
+            revises: parse_revises(&self.revises)?,
         })
     }
 }
@@ -257,6 +330,7 @@ impl DemonstrationBody {
             response: ResponseText::parse(self.text.clone()).map_err(|e| renamed(e, "response", "text"))?,
             time_spent_ms: self.time_spent_ms,
             key: parse_key(&self.idempotency_key)?,
+            revises: self.revises,
         })
     }
 }
@@ -274,6 +348,8 @@ pub struct RankingBody {
     pub input: RankingInput,
     #[serde(default)]
     pub idempotency_key: String,
+    #[serde(default)]
+    pub revises: Option<i64>,
     #[serde(default)]
     pub csrf: String,
 }
@@ -317,6 +393,8 @@ pub struct VoteForm {
     #[serde(default)]
     pub rendered_at: String,
     #[serde(default)]
+    pub revises: String,
+    #[serde(default)]
     pub csrf: String,
 }
 csrf_field!(VoteForm);
@@ -334,6 +412,8 @@ pub struct VoteBody {
     #[serde(default)]
     pub time_spent_ms: Option<i64>,
     #[serde(default)]
+    pub revises: Option<i64>,
+    #[serde(default)]
     pub csrf: String,
 }
 csrf_field!(VoteBody);
@@ -344,6 +424,8 @@ pub struct Ballot {
     pub comment: Comment,
     pub time_spent_ms: Option<i64>,
     pub key: IdempotencyKey,
+    /// The answer this one revises, if any.
+    pub revises: Option<i64>,
 }
 
 impl VoteForm {
@@ -353,6 +435,7 @@ impl VoteForm {
             comment: Comment::parse(self.comment.clone())?,
             time_spent_ms: time_spent(&self.time_spent_ms, &self.rendered_at, now_ms)?,
             key: parse_key(&self.idempotency_key)?,
+            revises: parse_revises(&self.revises)?,
         })
     }
 }
@@ -364,6 +447,7 @@ impl VoteBody {
             comment: Comment::parse(self.comment.clone())?,
             time_spent_ms: self.time_spent_ms,
             key: parse_key(&self.idempotency_key)?,
+            revises: self.revises,
         })
     }
 }

@@ -4,13 +4,14 @@
 use actix_web::{get, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, PairCounts};
+use labeling::annotation::Vote;
 use labeling::projects;
 use labeling::submit::{self, Work};
 use labeling::tasks::TaskKind;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::form::letter;
+use super::form::order_text;
 use crate::auth::Annotator;
 use crate::caller::{Caller, Reply};
 use crate::error::AppError;
@@ -101,39 +102,31 @@ impl WorkLine {
         match w.kind {
             TaskKind::Demonstration => w.response.clone().unwrap_or_default(),
             TaskKind::Ranking => {
-                let order = w.ranks.as_deref().map(order_text);
-                match (order, w.all_bad == Some(true)) {
-                    (Some(order), true) => format!("{order} (all bad)"),
-                    (Some(order), false) => order,
-                    (None, _) => "all bad".into(),
-                }
+                ranking_text(w.ranks.as_deref(), w.all_bad == Some(true), w.sample_order.as_deref())
             }
-            TaskKind::Comparison => match w.vote.map(|v| v.as_str()) {
-                Some("a") => "A better".into(),
-                Some("b") => "B better".into(),
-                Some("tie") => "tie".into(),
-                Some("both_bad") => "both bad".into(),
-                _ => String::new(),
-            },
+            TaskKind::Comparison => w.vote.map_or("", vote_text).into(),
         }
     }
 }
 
-/// A ranks array (group of each sample, 0 the best) as "B > A = C".
-fn order_text(ranks: &[i16]) -> String {
-    let groups = ranks.iter().copied().max().map_or(0, |m| m + 1);
-    (0..groups)
-        .map(|g| {
-            ranks
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| **r == g)
-                .map(|(i, _)| letter(i).to_string())
-                .collect::<Vec<_>>()
-                .join(" = ")
-        })
-        .collect::<Vec<_>>()
-        .join(" > ")
+/// A ranking in words: its order in the letters the samples were shown with (see
+/// `order_text`), and whether all were bad.
+pub(super) fn ranking_text(ranks: Option<&[i16]>, all_bad: bool, shown: Option<&[i16]>) -> String {
+    match (ranks.map(|r| order_text(r, shown)), all_bad) {
+        (Some(order), true) => format!("{order} (all bad)"),
+        (Some(order), false) => order,
+        (None, _) => "all bad".into(),
+    }
+}
+
+/// An A/B vote in words.
+pub(super) fn vote_text(vote: Vote) -> &'static str {
+    match vote {
+        Vote::A => "A better",
+        Vote::B => "B better",
+        Vote::Tie => "tie",
+        Vote::BothBad => "both bad",
+    }
 }
 
 #[derive(Template)]
@@ -202,7 +195,13 @@ mod tests {
 
     #[test]
     fn a_ranks_array_reads_best_first_with_ties_joined() {
-        assert_eq!(order_text(&[1, 0, 1, 2]), "B > A = C > D");
-        assert_eq!(order_text(&[0, 0]), "A = B");
+        assert_eq!(order_text(&[1, 0, 1, 2], None), "B > A = C > D");
+        assert_eq!(order_text(&[0, 0], None), "A = B");
+    }
+
+    #[test]
+    fn a_ranks_array_reads_in_the_letters_the_samples_were_shown_with() {
+        // Position 2 was shown first (A), position 0 second (B), position 1 third (C).
+        assert_eq!(order_text(&[1, 0, 1], Some(&[2, 0, 1])), "C > A = B");
     }
 }
