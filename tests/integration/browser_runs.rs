@@ -68,6 +68,7 @@ fn a_researcher_clones_a_finished_run_and_launches_the_copy() {
         browser.find("#launch-submit").await.click().await.unwrap();
         let notice = browser.find("#run-notice").await.text().await.unwrap();
         assert!(notice.starts_with("Launched lower lr (copy)"), "{notice}");
+        browser.screenshot("run-page-launched").await;
         let listed = runs::list(pool, &Default::default()).await.unwrap();
         assert_eq!(listed.len(), 2);
         let (copy, first) = (&listed[0], &listed[1]);
