@@ -30,6 +30,7 @@ mod web_data;
 mod web_evals;
 mod web_models;
 mod web_openapi;
+mod web_pages;
 mod web_project;
 mod web_prompts;
 mod web_runs;

@@ -124,6 +124,13 @@ pub struct Annotator(CurrentUser);
 role_extractor!(Annotator, Admits::Anyone);
 
 /// The user behind the request's API token or session cookie.
+/// The site's header for whoever made `req`, if they are logged in: for a page drawn
+/// outside any handler (an error page).
+pub(crate) async fn nav_of(req: &HttpRequest) -> Option<crate::routes::Nav> {
+    let me = authenticate(req).await.ok()?;
+    Some(crate::routes::Nav::new(&me, &req.get_session()).ok()?.at(req.path()))
+}
+
 async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let pool = || req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
     let next = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();

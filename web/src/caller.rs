@@ -26,12 +26,14 @@ pub struct Caller<R = CurrentUser> {
     pub who: R,
     pub pool: web::Data<PgPool>,
     pub session: Session,
+    /// The request's path, for the header to mark where the page is.
+    pub path: String,
 }
 
 impl<R: AsRef<CurrentUser>> Caller<R> {
     /// The header of a page drawn for this user.
     pub fn nav(&self) -> Result<Nav, AppError> {
-        Nav::new(self.who.as_ref(), &self.session)
+        Ok(Nav::new(self.who.as_ref(), &self.session)?.at(&self.path))
     }
 
     /// The user's id, as rows they write record it.
@@ -56,10 +58,11 @@ impl<R: FromRequest<Error = AppError> + 'static> FromRequest for Caller<R> {
         let who = R::from_request(req, payload);
         let pool = req.app_data::<web::Data<PgPool>>().cloned();
         let session = req.get_session();
+        let path = req.path().to_owned();
         async move {
             let who = who.await?;
             let pool = pool.ok_or_else(|| AppError::Internal("the app has no database pool".into()))?;
-            Ok(Caller { who, pool, session })
+            Ok(Caller { who, pool, session, path })
         }
         .boxed_local()
     }

@@ -8,6 +8,8 @@ use askama::Template;
 use labeling::error::LabelingError;
 use registry::error::RegistryError;
 
+use crate::routes::Nav;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Not logged in: pages redirect to the login page, the API answers 401.
@@ -118,6 +120,8 @@ struct ErrorPage<'a> {
     status: u16,
     title: &'a str,
     message: String,
+    /// The site's header, when the page is drawn for someone logged in.
+    nav: Option<Nav>,
 }
 
 impl ResponseError for AppError {
@@ -135,7 +139,7 @@ impl ResponseError for AppError {
     }
 
     /// An HTML error page; logged out, a redirect to the login page. `/api` requests get
-    /// [`AppError::json_response`] instead (the `api_errors` middleware swaps it in).
+    /// [`AppError::json_response`] instead (the `error_bodies` middleware swaps it in).
     fn error_response(&self) -> HttpResponse {
         if let AppError::Internal(cause) = self {
             tracing::error!(error = %cause, "request failed");
@@ -145,11 +149,20 @@ impl ResponseError for AppError {
                 .insert_header((header::LOCATION, format!("/login?next={}", urlencode(next))))
                 .finish();
         }
+        self.page_response(None)
+    }
+}
+
+impl AppError {
+    /// The HTML error page, with the site's header when `nav` is given (the
+    /// `error_bodies` middleware draws it again so for a logged-in reader).
+    pub fn page_response(&self, nav: Option<Nav>) -> HttpResponse {
         let status = self.status_code();
         let page = ErrorPage {
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
             message: self.to_string(),
+            nav,
         };
         let mut response = self.builder();
         match page.render() {
@@ -157,9 +170,7 @@ impl ResponseError for AppError {
             Err(_) => response.body(self.to_string()),
         }
     }
-}
 
-impl AppError {
     fn builder(&self) -> actix_web::HttpResponseBuilder {
         let mut response = HttpResponse::build(self.status_code());
         match self {

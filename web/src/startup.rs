@@ -19,7 +19,7 @@ use registry::artifacts::ArtifactStore;
 use sqlx::PgPool;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
-use crate::auth::LoginLimiter;
+use crate::auth::{self, LoginLimiter};
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
 use crate::routes;
@@ -76,8 +76,9 @@ impl Application {
                 .cookie_secure(secure)
                 .build();
             App::new()
+                // Inside the session's middleware, so that an error page can still read the session.
+                .wrap(from_fn(error_bodies))
                 .wrap(session)
-                .wrap(from_fn(api_errors))
                 .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(metrics::count))
                 .wrap(security_headers(secure))
@@ -219,22 +220,32 @@ async fn refuse_nul(
     Ok(req.into_response(response))
 }
 
-/// `/api` requests get errors as JSON; pages get the HTML error page.
-async fn api_errors(
+/// `/api` requests get errors as JSON; pages get the HTML error page, with the site's
+/// header when the reader is logged in.
+async fn error_bodies(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let api = req.path().starts_with("/api/");
     let response = next.call(req).await?.map_into_boxed_body();
-    if !api {
+    let Some(error) = response.response().error().and_then(|e| e.as_error::<AppError>()) else {
+        return Ok(response);
+    };
+    if api {
+        let json = error.json_response();
+        return Ok(response.into_response(json));
+    }
+    // An error page keeps the site's header for a reader who is logged in.
+    if matches!(error, AppError::Unauthenticated { .. }) {
         return Ok(response);
     }
-    let json =
-        response.response().error().and_then(|e| e.as_error::<AppError>()).map(AppError::json_response);
-    Ok(match json {
-        Some(json) => response.into_response(json),
-        None => response,
-    })
+    // Cloned only now: a handler may need the request to itself while it runs.
+    let request = response.request().clone();
+    let page = match auth::nav_of(&request).await {
+        Some(nav) => error.page_response(Some(nav)),
+        None => return Ok(response),
+    };
+    Ok(response.into_response(page))
 }
 
 /// The headers every answer carries: a content security policy that runs only the app's

@@ -33,6 +33,8 @@ pub struct Nav {
     pub csrf: String,
     pub username: String,
     pub researcher: bool,
+    /// The path of the page drawn, to mark its link in the header ("" when unknown).
+    pub path: String,
 }
 
 impl Nav {
@@ -41,7 +43,25 @@ impl Nav {
             csrf: auth::csrf_token(session)?,
             username: me.user.username.clone(),
             researcher: matches!(me.user.role, Role::Researcher | Role::Admin),
+            path: String::new(),
         })
+    }
+
+    /// The header of the page at `path`.
+    pub fn at(self, path: &str) -> Nav {
+        Nav { path: path.to_owned(), ..self }
+    }
+
+    /// Whether the header's link to `section` is the current page's: the section itself
+    /// or a page under it (`/runs/7` is under `/runs`; a run's launch form too).
+    pub fn is_in(&self, section: &str) -> bool {
+        let under = |s: &str| self.path == s || self.path.starts_with(&format!("{s}/"));
+        match section {
+            "/tasks" => under("/tasks") || under("/assignments"),
+            "/models" => under("/models") || under("/versions"),
+            "/compare" => under("/compare") || under("/evals"),
+            _ => under(section),
+        }
     }
 }
 
