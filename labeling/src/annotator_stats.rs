@@ -21,7 +21,9 @@
 //!   (worse than a coin flip on each pair), over at least [`MIN_PAIRS`] sample pairs.
 //!
 //! Only people are annotators: every submission is attributed to a user account (the
-//! schema has no other kind of author), and imported prompts carry no annotator.
+//! schema has no other kind of author), and imported prompts carry no annotator. Only
+//! the answers that stand count (the `current_*` views): a revision replaces the answer
+//! it supersedes, with its own time spent.
 
 use std::collections::BTreeMap;
 
@@ -211,13 +213,13 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 pub async fn project_annotator_stats(pool: &PgPool, project_id: i64) -> Result<Vec<AnnotatorStats>> {
     let rows: Vec<(i64, TaskKind, Option<i32>)> = sqlx::query_as(
         "SELECT d.annotator_id, 'demonstration'::task_kind, d.time_spent_ms
-         FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
+         FROM current_demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
          UNION ALL
          SELECT r.annotator_id, 'ranking', r.time_spent_ms
-         FROM rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
+         FROM current_rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
          UNION ALL
          SELECT v.annotator_id, 'comparison', v.time_spent_ms
-         FROM comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1",
+         FROM current_comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1",
     )
     .bind(project_id)
     .fetch_all(pool)

@@ -527,3 +527,39 @@ fn annotator_statistics_show_medians_agreement_with_the_others_and_outliers() {
         assert_eq!(of(bea)["outliers"], json!([]));
     });
 }
+
+/// In the project of [`annotated_project`], `cal` revises their first ranking to
+/// 0 > 1 > 2 in 40 s: the revision replaces the answer, so `cal` has still done 2, their
+/// median is that of 40 s and 5 s, they agree on 3 of 6 pairs, and nothing flags them.
+#[test]
+fn a_revised_answer_counts_once_with_its_own_time() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let pool = &app.db.pool;
+        let (project, [_, _, cal]) = annotated_project(&app).await;
+        let (previous, assignment): (i64, i64) = sqlx::query_as(
+            "SELECT id, assignment_id FROM rankings WHERE annotator_id = $1 ORDER BY id LIMIT 1",
+        )
+        .bind(cal)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let input = RankingInput {
+            ranking: Some(vec![vec![0], vec![1], vec![2]]),
+            time_spent_ms: Some(40_000),
+            ..RankingInput::default()
+        };
+        let revision = RankingSubmission::parse(3, input).unwrap();
+        submit::revise_ranking(pool, cal, assignment, previous, &revision, IdempotencyKey::new())
+            .await
+            .unwrap();
+
+        app.log_in("rita").await;
+        let body = api_get(&app, &format!("/api/projects/{project}/data")).await;
+        let stats = body["annotators"].as_array().unwrap().iter().find(|s| s["annotator_id"] == cal).unwrap();
+        assert_eq!(stats["done"]["ranking"], 2);
+        assert_eq!(stats["median_time_ms"]["ranking"], 22_500.0);
+        assert_eq!(stats["consensus_pairs"], json!({ "agreed": 3, "compared": 6 }));
+        assert_eq!(stats["outliers"], json!([]));
+    });
+}
