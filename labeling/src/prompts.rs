@@ -5,11 +5,11 @@
 //! `ON CONFLICT DO NOTHING` on the per-project text hash makes a concurrent import of the
 //! same prompts a duplicate to report, never a failed transaction.
 //!
-//! A prompt is stored without surrounding whitespace, so `"  hello \n"` is a duplicate
-//! of `"hello"`, in a file and against the project alike. Trimming what is stored (rather
-//! than comparing trimmed texts) keeps one rule in one place: the unique text hash in
-//! the database, which also settles concurrent imports; and a sampler or an export never
-//! sees stray blanks that an annotator would not see on the page.
+//! A prompt is stored exactly as given: surrounding whitespace such as a trailing newline
+//! is part of what a model is prompted with. But `"  hello \n"` is a duplicate of
+//! `"hello"`, in a file and against the project alike: the duplicate key is the text
+//! without surrounding whitespace ([`prompt_key`]), and the database's unique key (the
+//! `prompt_key` SQL function, which also settles concurrent imports) is the same rule.
 
 use std::collections::HashMap;
 
@@ -99,19 +99,19 @@ pub struct LineError {
 
 const PROMPT_COLUMNS: &str = "id, project_id, text, source, split, created_by, created_at";
 
-/// A prompt's text as stored: without surrounding whitespace (see the module's doc).
-/// Whitespace-only text is still refused, as the empty string it trims to.
-pub fn stored_text(text: &str) -> Result<PromptText> {
-    PromptText::parse(text.trim())
+/// What two prompts that are the same prompt share: the text without surrounding ASCII
+/// whitespace (the characters the database's `prompt_key` trims).
+pub fn prompt_key(text: &str) -> &str {
+    text.trim_matches([' ', '\t', '\n', '\r', '\x0c', '\x0b'])
 }
 
-/// Adds one prompt, stored without surrounding whitespace. A prompt already in the
-/// project is a `Conflict` naming its id.
+/// Adds one prompt, as given. A prompt already in the project (whatever its surrounding
+/// whitespace) is a `Conflict` naming its id.
 pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
-    let text = stored_text(new.text.as_str())?;
+    let text = &new.text;
     let sql = format!(
         "INSERT INTO prompts (project_id, text, split, source, created_by) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (project_id, text_sha256) DO NOTHING
+         ON CONFLICT (project_id, text_key) DO NOTHING
          RETURNING {PROMPT_COLUMNS}"
     );
     let inserted = sqlx::query_as::<_, Prompt>(&sql)
@@ -127,7 +127,7 @@ pub async fn add_prompt(pool: &PgPool, new: &NewPrompt) -> Result<Prompt> {
         return Ok(prompt);
     }
     let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND text_sha256 = text_sha256($2)")
+        sqlx::query_scalar("SELECT id FROM prompts WHERE project_id = $1 AND text_key = prompt_key($2)")
             .bind(new.project_id)
             .bind(text.as_str())
             .fetch_optional(pool)
@@ -356,10 +356,10 @@ impl Parsed {
         match row {
             Err(e) => self.errors.push(e),
             Ok((text, split)) => {
-                if let Some(&first) = seen.get(text.as_str()) {
+                if let Some(&first) = seen.get(prompt_key(text.as_str())) {
                     self.duplicates.push(LineDuplicate { line, of: DuplicateOf::EarlierLine(first) });
                 } else {
-                    seen.insert(text.as_str().to_owned(), line);
+                    seen.insert(prompt_key(text.as_str()).to_owned(), line);
                     self.candidates.push(Candidate { line, text, split });
                 }
             }
@@ -439,7 +439,7 @@ fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, 
     let serde_json::Value::String(prompt) = prompt else {
         return Err(line_error(line, "prompt", "must be a string"));
     };
-    let prompt = stored_text(prompt).map_err(|e| invalid_on(line, e))?;
+    let prompt = PromptText::parse(prompt).map_err(|e| invalid_on(line, e))?;
     let split = match object.get("split") {
         None | Some(serde_json::Value::Null) => Split::default(),
         Some(serde_json::Value::String(s)) => Split::parse(s).map_err(|e| invalid_on(line, e))?,
@@ -541,7 +541,7 @@ fn parse_csv_record(
     let prompt = field(prompt_at, "prompt")?.ok_or_else(|| {
         line_error(line, "prompt", format!("is missing: the row has {} fields", record.len()))
     })?;
-    let prompt = stored_text(prompt).map_err(|e| invalid_on(line, e))?;
+    let prompt = PromptText::parse(prompt).map_err(|e| invalid_on(line, e))?;
     let split = match split_at.map(|at| field(at, "split")).transpose()?.flatten() {
         None => Split::default(),
         Some(s) if s.trim().is_empty() => Split::default(),
@@ -579,11 +579,11 @@ async fn store(
              ), inserted AS (
                  INSERT INTO prompts (project_id, text, split, source, created_by)
                  SELECT $1, text, split, $5, $6 FROM input ORDER BY line
-                 ON CONFLICT (project_id, text_sha256) DO NOTHING
-                 RETURNING id, text_sha256
+                 ON CONFLICT (project_id, text_key) DO NOTHING
+                 RETURNING id, text_key
              )
              SELECT input.line, inserted.id
-             FROM input JOIN inserted ON inserted.text_sha256 = text_sha256(input.text)",
+             FROM input JOIN inserted ON inserted.text_key = prompt_key(input.text)",
         )
         .bind(project_id)
         .bind(&texts)
@@ -609,7 +609,7 @@ async fn store(
         } else {
             sqlx::query_as::<_, (i64, i64)>(
                 "SELECT u.line, p.id FROM UNNEST($2::text[], $3::bigint[]) AS u (text, line)
-                 JOIN prompts p ON p.project_id = $1 AND p.text_sha256 = text_sha256(u.text)",
+                 JOIN prompts p ON p.project_id = $1 AND p.text_key = prompt_key(u.text)",
             )
             .bind(project_id)
             .bind(&rest_texts)
@@ -712,8 +712,9 @@ mod tests {
         assert_eq!(lines_of(&parsed), [1]);
         assert_eq!(parsed.duplicates, [LineDuplicate { line: 2, of: DuplicateOf::EarlierLine(1) }]);
         assert_eq!(error_on(&parsed, 3).field, "prompt", "whitespace alone is still blank");
+        assert_eq!(parsed.candidates[0].text.as_str(), "hello");
         let csv = parse_ok(PromptFile::Csv(b"prompt\n\"  two words\n\"\n"));
-        assert_eq!(csv.candidates[0].text.as_str(), "two words");
+        assert_eq!(csv.candidates[0].text.as_str(), "  two words\n", "stored as given");
     }
 
     #[test]

@@ -120,8 +120,12 @@ fn the_same_prompt_text_is_stored_once_per_project() {
         let e =
             refused(&db.pool, "INSERT INTO prompts (project_id, text) VALUES (1, 'Ünïcode prompt')").await;
         assert!(e.contains("unique"), "{e}");
+        // Surrounding whitespace does not make another prompt.
+        let e = refused(&db.pool, "INSERT INTO prompts (project_id, text) VALUES (1, E' Ünïcode prompt\n')")
+            .await;
+        assert!(e.contains("unique"), "{e}");
         let hash: Vec<u8> =
-            sqlx::query_scalar("SELECT text_sha256 FROM prompts").fetch_one(&db.pool).await.unwrap();
+            sqlx::query_scalar("SELECT text_key FROM prompts").fetch_one(&db.pool).await.unwrap();
         use sha2::Digest;
         assert_eq!(hash, sha2::Sha256::digest("Ünïcode prompt".as_bytes()).to_vec());
     });

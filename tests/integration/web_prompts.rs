@@ -411,6 +411,6 @@ fn a_prompt_differing_only_in_surrounding_whitespace_is_refused_as_a_duplicate()
         assert!(html.contains("line 2: already in the project"), "{html}");
         assert!(html.contains("the same as line 4"), "{html}");
         assert_eq!(existing, ["hello"]);
-        assert_eq!(stored_texts(&app, project).await, ["hello", "second"], "stored without the blanks");
+        assert_eq!(stored_texts(&app, project).await, ["hello", "\tsecond "], "stored as given");
     });
 }
