@@ -948,6 +948,10 @@ fn a_runs_name_and_notes_are_edited_on_its_page_and_through_the_api() {
         let long = "n".repeat(10_001);
         let response = app.post_form(&path, &[("csrf", &*csrf), ("name", "b"), ("notes", &long)]).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("id=\"e-notes\"") && html.contains("at most 10000 characters"), "{html}");
+        assert!(html.contains(&format!(">{long}</textarea>")), "what was typed is kept");
+        assert_eq!(runs::get(&app.db.pool, run).await.unwrap().name, "baseline", "nothing was saved");
         // The API changes what it is given and keeps the rest.
         let token = app.token_for("rita").await;
         let patch = |body: Value| {

@@ -24,7 +24,7 @@ use sqlx::PgPool;
 
 use self::chart::Chart;
 use self::launch::{Control, Problem};
-use super::{list_limit, page, see_other, Nav};
+use super::{list_limit, page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson, CurrentUser, Researcher};
 use crate::caller::{Caller, Reply};
 use crate::error::{urlencode, AppError};
@@ -625,6 +625,15 @@ struct RunPage {
     clone_url: String,
     /// What the cancel button asks before it cancels.
     cancel_question: String,
+    /// The name and notes form as refused (what was typed, and why), if it was.
+    refused: Option<Refused>,
+}
+
+/// A refused name and notes form: what was typed, and the problems with it.
+struct Refused {
+    name: String,
+    notes: String,
+    problems: Vec<Problem>,
 }
 
 impl std::ops::Deref for RunPage {
@@ -682,14 +691,24 @@ fn clone_url(run: &Run) -> String {
 
 #[get("/runs/{id}")]
 pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<RunQuery>) -> Reply {
-    let run = runs::get(&me.pool, path.into_inner()).await?;
+    page(&run_page(&me, path.into_inner(), &query.done, None).await?)
+}
+
+/// Run `id`'s page, after the action `done`, with the name and notes form as `refused`.
+async fn run_page(
+    me: &Caller<Researcher>,
+    id: i64,
+    done: &str,
+    refused: Option<Refused>,
+) -> Result<RunPage, AppError> {
+    let run = runs::get(&me.pool, id).await?;
     let series = runs::metrics(&me.pool, run.id).await?;
     let logs = runs::log_tail(&me.pool, run.id, LOG_TAIL).await?;
     let version = versions::of_run(&me.pool, run.id).await?;
     let no_worker = run.status == RunStatus::Queued && !runs::worker_online(&me.pool).await?;
     let row = rows(&me.pool, vec![run]).await?.remove(0);
     let run = &row.run;
-    page(&RunPage {
+    Ok(RunPage {
         nav: me.nav()?,
         eta: eta_seconds(run, Utc::now()).map(|s| duration(s.round() as i64)).unwrap_or_default(),
         config: serde_json::to_string_pretty(&run.config).map_err(AppError::internal)?,
@@ -698,10 +717,11 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Quer
         logs: logs.into_iter().map(|l: LogLine| (l.id, time(&l.at), l.line)).collect(),
         version: version.as_ref().map(VersionLink::from),
         active: !run.status.is_finished(),
-        notice: notice(&query.done, run),
+        notice: notice(done, run),
         no_worker,
         clone_url: clone_url(run),
         cancel_question: cancel_question(run),
+        refused,
         row,
     })
 }
@@ -721,8 +741,18 @@ csrf_field!(DescribeForm);
 #[post("/runs/{id}/describe")]
 pub async fn describe(me: Caller<Researcher>, path: web::Path<i64>, form: CsrfForm<DescribeForm>) -> Reply {
     let id = path.into_inner();
-    runs::describe(&me.pool, id, &RunName::parse(&form.name)?, &RunNotes::parse(&form.notes)?).await?;
-    Ok(see_other(&format!("/runs/{id}?done=saved")))
+    match described(&form.name, &form.notes) {
+        Ok((name, notes)) => {
+            runs::describe(&me.pool, id, &name, &notes).await?;
+            Ok(see_other(&format!("/runs/{id}?done=saved")))
+        }
+        Err(problems) => {
+            let error = AppError::Problems(problems.clone());
+            let form = form.into_inner();
+            let refused = Refused { name: form.name, notes: form.notes, problems };
+            page_showing(&run_page(&me, id, "", Some(refused)).await?, Some(&error))
+        }
+    }
 }
 
 /// `PATCH /api/runs/{id}`: `{"name"?, "notes"?, "csrf"?}`; what is left out stays.
