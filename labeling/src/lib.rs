@@ -10,6 +10,7 @@ pub mod ab;
 pub mod agreement;
 pub mod annotation;
 pub mod annotator_stats;
+pub mod audit;
 pub mod consensus;
 pub mod domain;
 pub mod error;

@@ -106,6 +106,18 @@ pub async fn set_password(pool: &PgPool, user_id: i64, password: &Password) -> R
     update_user(pool, user_id, "UPDATE users SET password_hash = $2 WHERE id = $1", hash).await
 }
 
+/// A password made for a new user, or for one whose password an admin reset: 20
+/// characters from an alphabet without look-alikes (no `0`/`o`, `1`/`l`/`i`), about 99
+/// bits. It is shown once, to be passed on and changed at /account/password; only its
+/// hash is stored.
+pub fn one_time_password() -> Password {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let text: String =
+        (0..20).map(|_| char::from(ALPHABET[rand::Rng::random_range(&mut rng, 0..ALPHABET.len())])).collect();
+    Password::parse(text).expect("20 characters are a valid password")
+}
+
 /// Gives a user another role; it applies from their next request.
 pub async fn set_role(pool: &PgPool, user_id: i64, role: Role) -> Result<()> {
     update_user(pool, user_id, "UPDATE users SET role = $2 WHERE id = $1", role).await

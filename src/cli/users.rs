@@ -1,12 +1,14 @@
 //! `plumb users`: a team's people from the command line, the first admin included. Each
 //! command prints the user it touched (or every user) as JSON lines; a password is only
-//! ever read from standard input, never from the command line.
+//! ever read from standard input, never from the command line. Each change is written to
+//! the audit log without an actor (whoever runs this holds the database).
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use labeling::audit::{self, Action};
 use labeling::domain::{DisplayName, Password, Role, Username};
 use labeling::users::{self, User};
 use serde_json::json;
@@ -64,6 +66,8 @@ pub fn run(args: UsersArgs) -> Result<()> {
                 let user =
                     users::create_user(&pool, &Username::parse(&username)?, &display_name, role, &password)
                         .await?;
+                let details = json!({ "role": role, "display_name": user.display_name });
+                record(&pool, Action::UserCreate, &user, details).await?;
                 print_user(&user);
             }
             UsersCommand::List => {
@@ -77,12 +81,14 @@ pub fn run(args: UsersArgs) -> Result<()> {
                 let password = password_from_stdin(password_stdin)?;
                 let user = named(&pool, &username).await?;
                 users::set_password(&pool, user.id, &password).await?;
+                record(&pool, Action::UserPasswordReset, &user, json!({})).await?;
                 print_user(&user);
             }
             UsersCommand::Role { username, role } => {
                 let role = Role::parse(&role)?;
                 let user = named(&pool, &username).await?;
                 users::set_role(&pool, user.id, role).await?;
+                record(&pool, Action::UserRole, &user, json!({ "from": user.role, "to": role })).await?;
                 print_user(&users::get_user(&pool, user.id).await?);
             }
         }
@@ -97,8 +103,15 @@ async fn named(pool: &PgPool, username: &str) -> Result<User> {
 async fn set_disabled(pool: &PgPool, username: &str, disabled: bool) -> Result<()> {
     let user = named(pool, username).await?;
     users::set_disabled(pool, user.id, disabled).await?;
+    let action = if disabled { Action::UserDisable } else { Action::UserEnable };
+    record(pool, action, &user, json!({})).await?;
     print_user(&users::get_user(pool, user.id).await?);
     Ok(())
+}
+
+/// Writes `action` on `user` to the audit log, as the command line's (no actor).
+async fn record(pool: &PgPool, action: Action, user: &User, details: serde_json::Value) -> Result<()> {
+    Ok(audit::record(pool, None, action, &audit::user_subject(&user.username), details).await?)
 }
 
 /// The password on standard input's first line (without its line ending).

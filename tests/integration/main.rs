@@ -23,6 +23,7 @@ mod registry;
 mod schema;
 mod users_cli;
 mod web_account;
+mod web_admin;
 mod web_annotate;
 mod web_answers;
 mod web_app;

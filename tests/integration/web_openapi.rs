@@ -72,6 +72,10 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/evals/{id}"),
     ("POST", "/api/evals/{id}/ab-batches"),
     ("POST", "/api/evals/{id}/ranking-tasks"),
+    // tokens.rs
+    ("GET", "/api/tokens"),
+    ("POST", "/api/tokens"),
+    ("DELETE", "/api/tokens/{id}"),
     // api_doc.rs
     ("GET", "/api/openapi.json"),
 ];
@@ -290,6 +294,8 @@ impl Fixtures {
             "id" if path.starts_with("/api/assignments/") => self.assignment.to_string(),
             "id" if path.starts_with("/api/snapshots/") => self.snapshot.to_string(),
             "id" if path.starts_with("/api/runs/") || path.starts_with("/api/evals/") => self.run.to_string(),
+            // No such token: revoking the caller's own would end the test's token.
+            "id" if path.starts_with("/api/tokens/") => "999999".into(),
             "name" => "tiny".into(),
             "n" => "1".into(),
             "path" => "config.json".into(),

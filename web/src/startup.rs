@@ -126,6 +126,7 @@ impl Application {
                 .configure(routes::models::configure)
                 .configure(routes::tokens::configure)
                 .configure(routes::account::configure)
+                .configure(routes::admin::configure)
                 .configure(routes::api_doc::configure)
                 .default_service(web::to(not_found))
         })

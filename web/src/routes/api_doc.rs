@@ -45,6 +45,7 @@ pub fn document() -> Value {
             { "name": "data", "description": "A project's counts, agreement, consensus, dataset snapshots and their exports (researchers)." },
             { "name": "models", "description": "The model registry: models, versions, lineage, tags, aliases, checkpoint files (researchers)." },
             { "name": "runs", "description": "Training, sampling and evaluation runs: launch, follow, cancel; comparing versions (researchers)." },
+            { "name": "tokens", "description": "Your own API tokens: list, make (from a logged-in session), revoke." },
             { "name": "meta", "description": "This document." },
         ],
         "security": [{ "bearer": [] }, { "session": [] }],
@@ -62,7 +63,11 @@ Every route but this document needs a logged-in caller, in one of two ways:
 
 - **API token** (scripts, the simulated annotator): `Authorization: Bearer plumb_…`, a \
 token issued to a user (it starts with `plumb_` and is shown once, when it is made). \
-Token callers need no CSRF token.
+Token callers need no CSRF token. A token has a *scope*: an `annotate` token acts as an \
+annotator whatever its user's role (only the `logged-in` routes: tasks, assignments, \
+`/api/me/…`; researchers' routes answer 403), a `research` token with its user's role. \
+It expires (7 to 365 days after it is made, 90 by default) and may be revoked, for good; \
+an expired or revoked token, or a disabled user's, is a 401.
 - **Session cookie** (the browser): the `plumb_session` cookie set by `POST /login`. \
 Every state-changing request of a session must carry the session's CSRF token (the \
 `csrf` hidden field of the app's pages): in the JSON body's `csrf` field, or, for a \
@@ -191,6 +196,7 @@ fn schemas() -> Value {
         data_schemas(),
         model_schemas(),
         run_schemas(),
+        token_schemas(),
     ] {
         if let Value::Object(group) = group {
             all.extend(group);
@@ -1101,6 +1107,7 @@ fn operations() -> Vec<(&'static str, Vec<Op>)> {
         ("data", data_ops()),
         ("models", model_ops()),
         ("runs", run_ops()),
+        ("tokens", token_ops()),
         ("meta", meta_ops()),
     ]
 }
@@ -1114,6 +1121,52 @@ fn paths() -> Value {
         }
     }
     Value::Object(paths)
+}
+
+fn token_schemas() -> Value {
+    json!({
+        "ApiToken": object(&["id", "user_id", "name", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"], json!({
+            "id": int(),
+            "user_id": int(),
+            "name": described(text(), "What it is for."),
+            "scope": described(one_of(&["annotate", "research"]), "`annotate`: acts as an annotator; `research`: with its user's role."),
+            "created_at": time(),
+            "expires_at": described(time(), "From then on it is refused (401)."),
+            "last_used_at": described(nullable(time()), "When it was last used, to the minute; null if never."),
+            "revoked_at": described(nullable(time()), "When it was revoked (for good); null if it was not."),
+        })),
+        "NewApiToken": body_object(&["name"], json!({
+            "name": described(text(), "1 to 200 characters; otherwise a 422 on `name`."),
+            "scope": described(one_of(&["annotate", "research"]), "Default: `annotate` for annotators, `research` for researchers and admins. An annotator asking for `research`, or another value, is a 422 on `scope`."),
+            "expires_in_days": described(json!({ "type": "integer", "minimum": 1, "maximum": 365, "default": 90 }), "How long it works; outside 1..=365, a 422 on `expires_in_days`."),
+        })),
+        "CreatedApiToken": {
+            "allOf": [schema("ApiToken"), object(&["token"], json!({
+                "token": described(text(), "The token itself, `plumb_` and 64 hexadecimal digits: shown this once (only its SHA-256 is kept)."),
+            }))],
+        },
+    })
+}
+
+fn token_ops() -> Vec<Op> {
+    vec![
+        op("GET", "/api/tokens", "listTokens", "Your API tokens, newest first")
+            .role(Role::LoggedIn)
+            .about("Revoked and expired ones included.")
+            .ok(200, "The tokens (never their secrets).", array(schema("ApiToken"))),
+        op("POST", "/api/tokens", "createToken", "Make an API token")
+            .role(Role::LoggedIn)
+            .about("Only from a logged-in session (with its CSRF token): a request with an API token is a 403, so that a leaked token cannot mint its successors.")
+            .body(schema("NewApiToken"))
+            .ok(201, "The token, shown this once.", schema("CreatedApiToken"))
+            .errors(&[403, 422]),
+        op("DELETE", "/api/tokens/{id}", "revokeToken", "Revoke one of your API tokens")
+            .role(Role::LoggedIn)
+            .about("For good: it is refused (401) from then on. Revoking it again is harmless and answers the same, with the first revocation time. Another user's token is a 404.")
+            .params([id_param("token"), csrf_header_param()])
+            .ok(200, "The token as revoked.", schema("ApiToken"))
+            .errors(&[403, 404]),
+    ]
 }
 
 fn meta_ops() -> Vec<Op> {

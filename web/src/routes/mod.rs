@@ -2,6 +2,7 @@
 //! work to named functions. A page's askama template struct sits beside its handler.
 
 pub mod account;
+pub mod admin;
 pub mod annotate;
 pub mod api_doc;
 pub mod assets;
@@ -33,6 +34,8 @@ pub struct Nav {
     pub csrf: String,
     pub username: String,
     pub researcher: bool,
+    /// Whether the header links to the admin pages.
+    pub admin: bool,
     /// The path of the page drawn, to mark its link in the header ("" when unknown).
     pub path: String,
 }
@@ -43,6 +46,7 @@ impl Nav {
             csrf: auth::csrf_token(session)?,
             username: me.user.username.clone(),
             researcher: matches!(me.user.role, Role::Researcher | Role::Admin),
+            admin: me.user.role == Role::Admin,
             path: String::new(),
         })
     }

@@ -9,6 +9,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{delete, get, post, put, routes, web, HttpResponse};
 use askama::Template;
+use labeling::audit::{self, Action};
 use registry::artifacts::{ArtifactFile, ArtifactStore};
 use registry::error::RegistryError;
 use registry::versions::{self, LineageEntry, ModelSummary, ModelVersion};
@@ -219,7 +220,7 @@ pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: Cs
         reason: format!("{:?} is not a version number", form.version),
     });
     let set = match number {
-        Ok(number) => alias_version(&me.pool, &path, form.alias.trim(), number).await,
+        Ok(number) => alias_version(&me, &path, form.alias.trim(), number).await,
         Err(e) => Err(e),
     };
     match set {
@@ -231,7 +232,7 @@ pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: Cs
 #[post("/models/{name}/aliases/{alias}/remove")]
 #[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn remove_alias(me: Caller<Researcher>, path: web::Path<Alias>, _: CsrfForm<CsrfOnly>) -> Reply {
-    unalias(&me.pool, &path.name, &path.alias).await?;
+    unalias(&me, &path.name, &path.alias).await?;
     Ok(see_other(&format!("/models/{}", path.name)))
 }
 
@@ -307,13 +308,13 @@ pub async fn api_set_alias(
     path: web::Path<Alias>,
     body: CsrfJson<AliasBody>,
 ) -> Reply {
-    Ok(HttpResponse::Ok().json(alias_version(&me.pool, &path.name, &path.alias, body.version).await?))
+    Ok(HttpResponse::Ok().json(alias_version(&me, &path.name, &path.alias, body.version).await?))
 }
 
 #[delete("/api/models/{name}/aliases/{alias}")]
 #[tracing::instrument(skip_all, fields(model = %path.name, alias = %path.alias))]
 pub async fn api_remove_alias(me: Caller<Researcher>, path: web::Path<Alias>, _: Csrf<CsrfHeader>) -> Reply {
-    unalias(&me.pool, &path.name, &path.alias).await?;
+    unalias(&me, &path.name, &path.alias).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -385,10 +386,10 @@ async fn version_of(pool: &PgPool, name: &str, number: i32) -> Result<ModelVersi
     }
 }
 
-/// Points `alias` of model `name` at its version `number`; a missing version is an
-/// invalid `version` field.
+/// Points `alias` of model `name` at its version `number`, in the audit log as the
+/// caller's; a missing version is an invalid `version` field.
 async fn alias_version(
-    pool: &PgPool,
+    me: &Caller<Researcher>,
     name: &str,
     alias: &str,
     number: i32,
@@ -397,6 +398,7 @@ async fn alias_version(
         let reason = format!("versions are numbered from 1, not {number}");
         return Err(AppError::Invalid { field: "version".into(), reason });
     }
+    let pool = me.pool.get_ref();
     let version = match versions::resolve(pool, &format!("{name}:{number}")).await {
         Ok(version) => version,
         Err(RegistryError::NoSuchVersion { model, version }) => {
@@ -410,13 +412,19 @@ async fn alias_version(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(versions::set_alias(pool, name, alias, version.id).await?)
+    let set = versions::set_alias(pool, name, alias, version.id).await?;
+    let (subject, details) = (audit::alias_subject(name, alias), serde_json::json!({ "version": number }));
+    audit::record(pool, Some(me.user_id()), Action::AliasSet, &subject, details).await?;
+    Ok(set)
 }
 
-async fn unalias(pool: &PgPool, name: &str, alias: &str) -> Result<(), AppError> {
-    if !versions::remove_alias(pool, name, alias).await? {
+/// Removes `alias` of model `name`, in the audit log as the caller's.
+async fn unalias(me: &Caller<Researcher>, name: &str, alias: &str) -> Result<(), AppError> {
+    if !versions::remove_alias(&me.pool, name, alias).await? {
         return Err(RegistryError::AliasNotFound { model: name.into(), alias: alias.into() }.into());
     }
+    let (subject, details) = (audit::alias_subject(name, alias), serde_json::json!({}));
+    audit::record(me.pool.get_ref(), Some(me.user_id()), Action::AliasDelete, &subject, details).await?;
     Ok(())
 }
 
