@@ -20,10 +20,14 @@ pub enum LabelingError {
     /// The request clashes with data already stored (a taken name, a finished task).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// Username or password wrong, the user disabled, or an API token unknown or revoked:
-    /// one error for all, so that the answer does not tell which.
+    /// Username or password wrong, the user disabled, or an API token unknown: one error
+    /// for all, so that the answer does not tell which.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// An API token that exists but no longer works (revoked or expired), saying which:
+    /// its holder may learn it, since the token itself is the proof of having had it.
+    #[error("{0}")]
+    TokenRefused(String),
     /// An upload refused as a whole (too large, too many lines, not a table).
     #[error("upload refused: {0}")]
     UploadRefused(String),

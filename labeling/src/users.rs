@@ -30,9 +30,122 @@ pub struct ApiToken {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
+    pub scope: TokenScope,
     pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// When it was last used, to the minute (see [`user_for_token`]).
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiToken {
+    /// "revoked", "expired" or "active": whether it works now, and if not, why.
+    pub fn state(&self) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at <= Utc::now() {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// What an API token may do. Maps to the Postgres enum `token_scope`. A request with a
+/// token acts with the lower of its user's role and its scope ([`TokenScope::cap`]), so
+/// that every role check in the app applies the scope without knowing of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "token_scope", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Only what an annotator may do: take and answer tasks, read one's own work.
+    Annotate,
+    /// Whatever the token's user may do.
+    Research,
+}
+
+impl TokenScope {
+    pub const ALL: [TokenScope; 2] = [TokenScope::Annotate, TokenScope::Research];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Annotate => "annotate",
+            TokenScope::Research => "research",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<TokenScope> {
+        TokenScope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s.trim())
+            .ok_or_else(|| LabelingError::invalid("scope", format!("{s:?} is not annotate or research")))
+    }
+
+    /// The scope of a token made without asking for one: what its user's role may do.
+    pub fn default_for(role: Role) -> TokenScope {
+        match role {
+            Role::Annotator => TokenScope::Annotate,
+            Role::Researcher | Role::Admin => TokenScope::Research,
+        }
+    }
+
+    /// The role that a request with a token of this scope acts with, for a user of `role`:
+    /// never more than the scope allows.
+    pub fn cap(self, role: Role) -> Role {
+        match self {
+            TokenScope::Annotate => Role::Annotator,
+            TokenScope::Research => role,
+        }
+    }
+
+    /// The scopes a user of `role` may give a token: none above their own role.
+    pub fn allowed_for(role: Role) -> Vec<TokenScope> {
+        match role {
+            Role::Annotator => vec![TokenScope::Annotate],
+            Role::Researcher | Role::Admin => TokenScope::ALL.to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a new API token works, in days: 1 to 365, 90 unless asked otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLifetime(u16);
+
+impl TokenLifetime {
+    pub const DEFAULT: TokenLifetime = TokenLifetime(90);
+    pub const MAX_DAYS: i64 = 365;
+    /// The lifetimes the tokens page offers.
+    pub const CHOICES: [u16; 4] = [7, 30, 90, 365];
+
+    /// `days` as a lifetime; outside 1..=365 it is refused naming `expires_in_days`.
+    pub fn parse(days: i64) -> Result<TokenLifetime> {
+        match u16::try_from(days) {
+            Ok(days) if (1..=Self::MAX_DAYS).contains(&i64::from(days)) => Ok(TokenLifetime(days)),
+            _ => Err(LabelingError::invalid(
+                "expires_in_days",
+                format!("must be a whole number of days from 1 to {}, not {days}", Self::MAX_DAYS),
+            )),
+        }
+    }
+
+    pub fn days(self) -> u16 {
+        self.0
+    }
+}
+
+/// A token to make: its name, the scope asked for (none: [`TokenScope::default_for`] the
+/// user's role) and how long it works.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    pub name: TokenName,
+    pub scope: Option<TokenScope>,
+    pub lifetime: TokenLifetime,
 }
 
 /// What every plaintext token starts with, so that a leaked one is recognisable (and
@@ -40,6 +153,8 @@ pub struct ApiToken {
 pub const TOKEN_PREFIX: &str = "plumb_";
 
 const USER_COLUMNS: &str = "id, username, display_name, role, disabled, created_at";
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, scope, created_at, expires_at, last_used_at, revoked_at";
 
 /// Creates a user with an argon2id hash of `password`. A taken username is a `Conflict`.
 pub async fn create_user(
@@ -132,73 +247,125 @@ where
     LabelingError::unless_touched(done.rows_affected(), "user", user_id)
 }
 
-/// Creates an API token for a user and returns its id and the plaintext, which is not
-/// stored anywhere (only its SHA-256 is) and cannot be shown again.
+/// Creates an API token for a user with the defaults (the scope of their role, 90 days)
+/// and returns its id and the plaintext, which cannot be shown again.
 pub async fn create_api_token(pool: &PgPool, user_id: i64, name: &TokenName) -> Result<(i64, String)> {
+    let new = NewApiToken { name: name.clone(), scope: None, lifetime: TokenLifetime::DEFAULT };
+    let (record, token) = create_scoped_api_token(pool, user_id, &new).await?;
+    Ok((record.id, token))
+}
+
+/// Creates an API token for a user and returns its record and the plaintext, which is
+/// not stored anywhere (only its SHA-256 is) and cannot be shown again. A scope above
+/// the user's role (a research token for an annotator) is refused naming `scope`.
+pub async fn create_scoped_api_token(
+    pool: &PgPool,
+    user_id: i64,
+    new: &NewApiToken,
+) -> Result<(ApiToken, String)> {
     let user = get_user(pool, user_id).await?;
     if user.disabled {
         return Err(LabelingError::Forbidden(format!("user {} is disabled", user.username)));
     }
+    let scope = new.scope.unwrap_or(TokenScope::default_for(user.role));
+    if !TokenScope::allowed_for(user.role).contains(&scope) {
+        return Err(LabelingError::invalid("scope", format!("an {} cannot make a {scope} token", user.role)));
+    }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO api_tokens (user_id, name, token_sha256) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(name.as_str())
-    .bind(token_sha256(&token).as_slice())
-    .fetch_one(pool)
-    .await?;
-    Ok((id, token))
+    let sql = format!(
+        "INSERT INTO api_tokens (user_id, name, token_sha256, scope, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(days => $5))
+         RETURNING {TOKEN_COLUMNS}"
+    );
+    let record = sqlx::query_as::<_, ApiToken>(&sql)
+        .bind(user_id)
+        .bind(new.name.as_str())
+        .bind(token_sha256(&token).as_slice())
+        .bind(scope)
+        .bind(i32::from(new.lifetime.days()))
+        .fetch_one(pool)
+        .await?;
+    Ok((record, token))
 }
 
-/// The user that owns this token. An unknown or revoked token, or a disabled user, give
-/// [`LabelingError::InvalidCredentials`]. Records when the token was used, at most once a
-/// minute, so that a busy script does not turn every request into a row update.
+/// A token found by its hash, with what decides whether it still works.
+#[derive(sqlx::FromRow)]
+struct TokenHolder {
+    scope: TokenScope,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    expired: bool,
+    #[sqlx(flatten)]
+    user: User,
+}
+
+/// The user that this token acts as, with the role it acts with: the lower of the user's
+/// role and the token's scope ([`TokenScope::cap`]), so that an `annotate` token of a
+/// researcher is refused researchers' routes. An unknown token or a disabled user give
+/// [`LabelingError::InvalidCredentials`]; a revoked or expired token,
+/// [`LabelingError::TokenRefused`] saying which. Records when the token was used, at
+/// most once a minute, so that a busy script does not turn every request into a row
+/// update.
 pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<User> {
     // A data-modifying CTE runs whether or not the outer query reads it.
     let sql = format!(
         "WITH hit AS (
-             SELECT t.id AS token_id, t.last_used_at, u.*
+             SELECT t.id AS token_id, t.last_used_at, t.scope, t.revoked_at, t.expires_at,
+                    t.expires_at <= now() AS expired, u.*
              FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND NOT u.disabled
+             WHERE t.token_sha256 = $1
          ), touch AS (
              UPDATE api_tokens SET last_used_at = now()
              FROM hit
              WHERE api_tokens.id = hit.token_id
+               AND hit.revoked_at IS NULL AND NOT hit.expired AND NOT hit.disabled
                AND (hit.last_used_at IS NULL OR hit.last_used_at < now() - interval '1 minute')
          )
-         SELECT {USER_COLUMNS} FROM hit"
+         SELECT scope, revoked_at, expires_at, expired, {USER_COLUMNS} FROM hit"
     );
-    sqlx::query_as::<_, User>(&sql)
+    let holder = sqlx::query_as::<_, TokenHolder>(&sql)
         .bind(token_sha256(token).as_slice())
         .fetch_optional(pool)
         .await?
-        .ok_or(LabelingError::InvalidCredentials)
+        .ok_or(LabelingError::InvalidCredentials)?;
+    let minute = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    match holder {
+        TokenHolder { user, .. } if user.disabled => Err(LabelingError::InvalidCredentials),
+        TokenHolder { revoked_at: Some(at), .. } => {
+            Err(LabelingError::TokenRefused(format!("this API token was revoked at {}", minute(at))))
+        }
+        TokenHolder { expired: true, expires_at, .. } => {
+            Err(LabelingError::TokenRefused(format!("this API token expired at {}", minute(expires_at))))
+        }
+        TokenHolder { scope, mut user, .. } => {
+            user.role = scope.cap(user.role);
+            Ok(user)
+        }
+    }
 }
 
-/// Revokes one of a user's tokens; revoking it again keeps the first revocation time.
-pub async fn revoke_token(pool: &PgPool, user_id: i64, token_id: i64) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND user_id = $2",
-    )
-    .bind(token_id)
-    .bind(user_id)
-    .execute(pool)
-    .await?;
-    LabelingError::unless_touched(done.rows_affected(), "API token", token_id)
+/// Revokes one of a user's tokens, for good, and returns its record. Revoking it again
+/// is harmless: it keeps the first revocation time (the database refuses any other
+/// change to it). Another user's token, or none, is not found.
+pub async fn revoke_token(pool: &PgPool, user_id: i64, token_id: i64) -> Result<ApiToken> {
+    let sql = format!(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND user_id = $2
+         RETURNING {TOKEN_COLUMNS}"
+    );
+    sqlx::query_as::<_, ApiToken>(&sql)
+        .bind(token_id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| LabelingError::not_found("API token", token_id))
 }
 
-/// A user's tokens, newest first, revoked ones included.
+/// A user's tokens, newest first, revoked and expired ones included.
 pub async fn list_api_tokens(pool: &PgPool, user_id: i64) -> Result<Vec<ApiToken>> {
-    Ok(sqlx::query_as::<_, ApiToken>(
-        "SELECT id, user_id, name, created_at, last_used_at, revoked_at
-         FROM api_tokens WHERE user_id = $1 ORDER BY id DESC",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await?)
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC");
+    Ok(sqlx::query_as::<_, ApiToken>(&sql).bind(user_id).fetch_all(pool).await?)
 }
 
 /// All users, by username.
@@ -286,5 +453,42 @@ mod tests {
         let real = hash_password_blocking(&Password::parse("12345678").unwrap()).unwrap();
         let params = |h: &str| h.split('$').nth(3).unwrap().to_owned();
         assert_eq!(params(dummy_hash()), params(&real));
+    }
+
+    #[test]
+    fn an_annotate_token_acts_as_an_annotator_whatever_its_users_role() {
+        for role in Role::ALL {
+            assert_eq!(TokenScope::Annotate.cap(role), Role::Annotator);
+            assert_eq!(TokenScope::Research.cap(role), role);
+        }
+    }
+
+    #[test]
+    fn an_annotator_may_make_only_annotate_tokens_and_others_either() {
+        assert_eq!(TokenScope::allowed_for(Role::Annotator), [TokenScope::Annotate]);
+        assert_eq!(TokenScope::allowed_for(Role::Researcher), TokenScope::ALL);
+        assert_eq!(TokenScope::allowed_for(Role::Admin), TokenScope::ALL);
+        assert_eq!(TokenScope::default_for(Role::Annotator), TokenScope::Annotate);
+        assert_eq!(TokenScope::default_for(Role::Researcher), TokenScope::Research);
+    }
+
+    #[test]
+    fn a_lifetime_outside_one_to_365_days_is_refused_naming_expires_in_days() {
+        assert_eq!(TokenLifetime::parse(1).unwrap().days(), 1);
+        assert_eq!(TokenLifetime::parse(365).unwrap().days(), 365);
+        for days in [0, -7, 366, 70_000] {
+            match TokenLifetime::parse(days) {
+                Err(LabelingError::Invalid { field, .. }) => assert_eq!(field, "expires_in_days"),
+                other => panic!("{days} days: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_scope_is_annotate_or_research() {
+        assert_eq!(TokenScope::parse("research").unwrap(), TokenScope::Research);
+        assert!(
+            matches!(TokenScope::parse("admin"), Err(LabelingError::Invalid { field, .. }) if field == "scope")
+        );
     }
 }

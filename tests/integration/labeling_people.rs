@@ -173,7 +173,7 @@ fn a_token_works_until_revoked_and_its_plaintext_is_not_in_the_database() {
 
         users::revoke_token(&db.pool, bot.id, token_id).await.unwrap();
         let revoked = users::user_for_token(&db.pool, &token).await.unwrap_err();
-        assert!(matches!(revoked, LabelingError::InvalidCredentials), "{revoked:?}");
+        assert!(matches!(revoked, LabelingError::TokenRefused(_)), "{revoked:?}");
         assert!(users::list_api_tokens(&db.pool, bot.id).await.unwrap()[0].revoked_at.is_some());
     });
 }

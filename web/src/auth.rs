@@ -138,6 +138,8 @@ async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
         return match users::user_for_token(pool(), &token).await {
             Ok(user) => Ok(CurrentUser { user }),
             Err(labeling::error::LabelingError::InvalidCredentials) => {
+        // The user comes with the role the token acts with (its scope caps it), so every
+        // role check below applies the scope: an `annotate` token is an annotator here.
                 Err(AppError::Unauthenticated { next })
             }
             Err(e) => Err(e.into()),

@@ -15,6 +15,9 @@ pub enum AppError {
     /// Not logged in: pages redirect to the login page, the API answers 401.
     #[error("log in first")]
     Unauthenticated { next: String },
+    /// An API token that no longer works (revoked, expired): 401, saying which.
+    #[error("{0}")]
+    TokenRefused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -60,6 +63,7 @@ impl From<LabelingError> for AppError {
             LabelingError::Conflict(m) => AppError::Conflict(m),
             LabelingError::UploadRefused(m) => AppError::BadRequest(m),
             LabelingError::InvalidCredentials => AppError::BadRequest("invalid credentials".into()),
+            LabelingError::TokenRefused(m) => AppError::TokenRefused(m),
             other => AppError::internal(other),
         }
     }
@@ -127,7 +131,7 @@ struct ErrorPage<'a> {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Unauthenticated { .. } | AppError::TokenRefused(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -177,7 +181,7 @@ impl AppError {
             AppError::TooManyRequests { retry_after_s } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
             }
-            AppError::Unauthenticated { .. } => {
+            AppError::Unauthenticated { .. } | AppError::TokenRefused(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             _ => {}
