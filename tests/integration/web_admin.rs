@@ -58,7 +58,8 @@ fn row(
 async fn admin_page(app: &TestApp) -> String {
     assert_eq!(app.log_in("ada").await.status(), StatusCode::SEE_OTHER);
     let page = app.get_html("/admin/users").await;
-    assert!(page.contains("Admin") && page.contains("data-user=\"ann\""), "{page}");
+    let marked = "href=\"/admin/users\" aria-current=\"page\">Admin</a>";
+    assert!(page.contains(marked) && page.contains("data-user=\"ann\""), "{page}");
     hidden_value(&page, "csrf")
 }
 
@@ -67,6 +68,8 @@ fn an_admin_creates_a_user_whose_one_time_password_logs_them_in() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
         let csrf = admin_page(&app).await;
+        let stale = [("username", "forged"), ("role", "admin"), ("csrf", "0000")];
+        assert_eq!(app.post_form("/admin/users", &stale).await.status(), StatusCode::FORBIDDEN, "CSRF");
         let form =
             [("username", "newbie"), ("display_name", "New Bie"), ("role", "researcher"), ("csrf", &csrf)];
         let response = app.post_form("/admin/users", &form).await;
