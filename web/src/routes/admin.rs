@@ -12,7 +12,7 @@ use labeling::audit::{self, Action, Entry};
 use labeling::domain::{DisplayName, Role, Username};
 use labeling::users::{self, User};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{list_limit, list_offset, page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, Admin, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson};
@@ -246,14 +246,7 @@ async fn create_user(me: &Caller<Admin>, new: NewUser) -> Result<OneTimePassword
     let password = users::one_time_password();
     let user = users::create_user(&me.pool, &username, &display_name, role, &password).await?;
     let details = json!({ "role": role, "display_name": user.display_name });
-    audit::record(
-        me.pool.get_ref(),
-        Some(me.user_id()),
-        Action::UserCreate,
-        &audit::user_subject(&user.username),
-        details,
-    )
-    .await?;
+    record(me, Action::UserCreate, &user, details).await?;
     Ok(OneTimePassword { user, password: password.expose_secret().to_owned() })
 }
 
@@ -266,14 +259,7 @@ async fn set_disabled(me: &Caller<Admin>, user_id: i64, disabled: bool) -> Resul
     let user = users::get_user(&me.pool, user_id).await?;
     users::set_disabled(&me.pool, user_id, disabled).await?;
     let action = if disabled { Action::UserDisable } else { Action::UserEnable };
-    audit::record(
-        me.pool.get_ref(),
-        Some(me.user_id()),
-        action,
-        &audit::user_subject(&user.username),
-        json!({}),
-    )
-    .await?;
+    record(me, action, &user, json!({})).await?;
     Ok(User { disabled, ..user })
 }
 
@@ -287,14 +273,7 @@ async fn set_role(me: &Caller<Admin>, user_id: i64, role: &str) -> Result<User, 
     let user = users::get_user(&me.pool, user_id).await?;
     users::set_role(&me.pool, user_id, role).await?;
     let details = json!({ "from": user.role, "to": role });
-    audit::record(
-        me.pool.get_ref(),
-        Some(me.user_id()),
-        Action::UserRole,
-        &audit::user_subject(&user.username),
-        details,
-    )
-    .await?;
+    record(me, Action::UserRole, &user, details).await?;
     Ok(User { role, ..user })
 }
 
@@ -303,10 +282,14 @@ async fn new_password(me: &Caller<Admin>, user_id: i64) -> Result<OneTimePasswor
     let user = users::get_user(&me.pool, user_id).await?;
     let password = users::one_time_password();
     users::set_password(&me.pool, user_id, &password).await?;
-    let subject = audit::user_subject(&user.username);
-    audit::record(me.pool.get_ref(), Some(me.user_id()), Action::UserPasswordReset, &subject, json!({}))
-        .await?;
+    record(me, Action::UserPasswordReset, &user, json!({})).await?;
     Ok(OneTimePassword { user, password: password.expose_secret().to_owned() })
+}
+
+/// Writes `action` on `user` to the audit log, as the admin's.
+async fn record(me: &Caller<Admin>, action: Action, user: &User, details: Value) -> Result<(), AppError> {
+    let subject = audit::user_subject(&user.username);
+    Ok(audit::record(me.pool.get_ref(), Some(me.user_id()), action, &subject, details).await?)
 }
 
 /// A form's refusal that the users page draws again above the table (bad input, a taken
