@@ -729,13 +729,16 @@ pub async fn current_answer(
             row.map(|(id, vote, comment)| CurrentAnswer::Vote { id, vote, comment })
         }
         TaskKind::Ranking => {
-            let row: Option<(i64, Option<Vec<i16>>, bool, Option<Vec<Option<i16>>>, String)> = sqlx::query_as(
-                "SELECT id, ranks, all_bad, likert, comment FROM current_rankings WHERE assignment_id = $1",
+            let row: Option<StoredRanking> = sqlx::query_as(
+                "SELECT id, assignment_id, annotator_id, ranks, all_bad, likert, comment
+                 FROM current_rankings WHERE assignment_id = $1",
             )
             .bind(assignment_id)
             .fetch_optional(pool)
             .await?;
-            let Some((id, ranks, all_bad, likert, comment)) = row else { return Ok(None) };
+            let Some(StoredRanking { id, ranks, all_bad, likert, comment, .. }) = row else {
+                return Ok(None);
+            };
             let flags = sqlx::query_as(
                 "SELECT position, flag FROM ranking_flags WHERE ranking_id = $1 ORDER BY position, flag",
             )

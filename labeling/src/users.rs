@@ -212,7 +212,12 @@ pub async fn authenticate(pool: &PgPool, username: &str, password: &Password) ->
 
 /// Disables (or re-enables) a user: a disabled user can neither log in nor use a token.
 pub async fn set_disabled(pool: &PgPool, user_id: i64, disabled: bool) -> Result<()> {
-    update_user(pool, user_id, "UPDATE users SET disabled = $2 WHERE id = $1", disabled).await
+    update_user(pool, user_id, "UPDATE users SET disabled = $2 WHERE id = $1", disabled).await?;
+    if disabled {
+        // Their login sessions end for good: enabling them again does not revive one.
+        crate::sessions::end_all(pool, user_id, None).await?;
+    }
+    Ok(())
 }
 
 /// Replaces a user's password (with a new argon2id hash).

@@ -9,8 +9,9 @@ use registry::db::Database;
 #[derive(Args)]
 pub struct ServeArgs {
     /// A TOML file of web settings (host, port, session_key, secure_cookies,
-    /// max_body_bytes, login_attempts, login_window_s, artifacts, and `[metrics]` token);
-    /// PLUMB_* variables override it.
+    /// max_body_bytes, login_attempts, login_window_s, login_max_wait_s,
+    /// login_attempts_per_address, trusted_proxies, session_idle_s, session_absolute_s,
+    /// artifacts, and `[metrics]` token); PLUMB_* variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// plumb's state directory; the private Postgres cluster lives in its `pg/`.

@@ -97,6 +97,11 @@ fn a_ranking_shown_in_its_own_order_is_stored_by_sample_and_can_be_revised() {
         assert_eq!(stored.len(), 2);
         assert_eq!(stored[0].0, ranks, "the first answer is kept");
         assert!(stored[1].1.is_some());
+
+        // A page that is not there keeps the site's header, with the way out.
+        browser.goto("/assignments/999999").await;
+        assert!(browser.find("body > header form[action='/logout']").await.is_displayed().await.unwrap());
+        browser.screenshot("error-page").await;
         browser.close().await;
     });
 }

@@ -12,6 +12,7 @@ mod browser_project;
 mod browser_ranking;
 mod browser_research;
 mod browser_sample_order;
+mod browser_team;
 mod browser_runs;
 mod db;
 mod helpers;
@@ -35,6 +36,8 @@ mod web_pages;
 mod web_project;
 mod web_prompts;
 mod web_runs;
+mod web_sessions;
+mod web_throttle;
 mod web_tokens;
 
 #[cfg(feature = "trainer")]

@@ -1,19 +1,21 @@
-//! Who is asking: a session cookie (people in a browser) or an `Authorization: Bearer`
+//! Who is asking: a login session (people in a browser; its secret in the cookie, the
+//! session in Postgres: `labeling::sessions`) or an `Authorization: Bearer`
 //! API token (scripts, the simulated annotator). A handler says whom it admits and what
 //! it checks in its signature: a user extractor ([`Researcher`], [`Admin`],
 //! [`Annotator`], or [`CurrentUser`] for anyone logged in) and, for a post, a [`Csrf`]
 //! body. Also the session's CSRF token and the login rate limit.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, FutureExt, LocalBoxFuture, Ready, TryFutureExt};
 use labeling::domain::Role;
+use labeling::sessions::{self, SessionLimits};
+use labeling::throttle::ThrottleRules;
 use labeling::users::{self, User};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
@@ -22,7 +24,8 @@ use sqlx::PgPool;
 
 use crate::error::AppError;
 
-const USER_ID: &str = "user_id";
+/// The cookie's key for the login session's secret (see `labeling::sessions`).
+const LOGIN: &str = "login";
 const CSRF: &str = "csrf";
 
 /// The person or script making the request. Extracting it fails with
@@ -123,7 +126,6 @@ role_extractor!(Admin, Admits::Admins);
 pub struct Annotator(CurrentUser);
 role_extractor!(Annotator, Admits::Anyone);
 
-/// The user behind the request's API token or session cookie.
 /// The site's header for whoever made `req`, if they are logged in: for a page drawn
 /// outside any handler (an error page).
 pub(crate) async fn nav_of(req: &HttpRequest) -> Option<crate::routes::Nav> {
@@ -131,32 +133,50 @@ pub(crate) async fn nav_of(req: &HttpRequest) -> Option<crate::routes::Nav> {
     Some(crate::routes::Nav::new(&me, &req.get_session()).ok()?.at(req.path()))
 }
 
+/// The user behind the request's API token or login session.
 async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
     let pool = || req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
     let next = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     if let Some(token) = bearer_token(req) {
+        // The user comes with the role the token acts with (its scope caps it), so every
+        // role check below applies the scope: an `annotate` token is an annotator here.
         return match users::user_for_token(pool(), &token).await {
             Ok(user) => Ok(CurrentUser { user }),
             Err(labeling::error::LabelingError::InvalidCredentials) => {
-        // The user comes with the role the token acts with (its scope caps it), so every
-        // role check below applies the scope: an `annotate` token is an annotator here.
                 Err(AppError::Unauthenticated { next })
             }
             Err(e) => Err(e.into()),
         };
     }
     let session = req.get_session();
-    let Some(user_id) =
-        session.get::<i64>(USER_ID).map_err(|_| AppError::Unauthenticated { next: next.clone() })?
+    let Some(secret) =
+        session.get::<String>(LOGIN).map_err(|_| AppError::Unauthenticated { next: next.clone() })?
     else {
         return Err(AppError::Unauthenticated { next });
     };
-    match users::get_user(pool(), user_id).await {
-        Ok(user) if !user.disabled => Ok(CurrentUser { user }),
-        Ok(_) | Err(labeling::error::LabelingError::NotFound { .. }) => {
+    match sessions::user_for_session(pool(), &secret, session_limits(req)).await {
+        Ok((user, _)) => Ok(CurrentUser { user }),
+        // Logged out elsewhere, expired, or the user disabled: the cookie is spent.
+        Err(labeling::error::LabelingError::InvalidCredentials) => {
             session.purge();
             Err(AppError::Unauthenticated { next })
         }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long login sessions last (app data from the settings).
+fn session_limits(req: &HttpRequest) -> SessionLimits {
+    *req.app_data::<web::Data<SessionLimits>>().expect("the session limits are app data").get_ref()
+}
+
+/// The id of the login session the request comes from, if it comes from one that stands.
+pub async fn login_session_id(req: &HttpRequest) -> Result<Option<i64>, AppError> {
+    let pool = req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
+    let Ok(Some(secret)) = req.get_session().get::<String>(LOGIN) else { return Ok(None) };
+    match sessions::user_for_session(pool, &secret, session_limits(req)).await {
+        Ok((_, id)) => Ok(Some(id)),
+        Err(labeling::error::LabelingError::InvalidCredentials) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -190,16 +210,29 @@ fn bearer_token(req: &HttpRequest) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-/// Starts a session for `user`: a new session id (no fixation) and a new CSRF token.
-pub fn log_in(session: &Session, user: &User) -> Result<(), AppError> {
+/// Starts a login session for `user`, recorded in Postgres with the browser and address
+/// it came from; the cookie gets its secret, a new id (no fixation) and a new CSRF token.
+pub async fn log_in(req: &HttpRequest, session: &Session, user: &User) -> Result<(), AppError> {
+    let pool = req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
+    let agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let (_, secret) =
+        sessions::start(pool, user.id, session_limits(req), agent.unwrap_or_default(), &address).await?;
     session.renew();
-    session.insert(USER_ID, user.id).map_err(AppError::internal)?;
+    session.insert(LOGIN, secret).map_err(AppError::internal)?;
     session.insert(CSRF, new_token()).map_err(AppError::internal)?;
     Ok(())
 }
 
-pub fn log_out(session: &Session) {
+/// Ends the request's login session, in Postgres (so that a copy of the cookie is spent
+/// too) and in the browser.
+pub async fn log_out(req: &HttpRequest, session: &Session) -> Result<(), AppError> {
+    if let Ok(Some(secret)) = session.get::<String>(LOGIN) {
+        let pool = req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
+        sessions::end(pool, &secret).await?;
+    }
     session.purge();
+    Ok(())
 }
 
 /// The session's CSRF token, made on first use (also for the login form itself).
@@ -394,43 +427,43 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// Failed logins per (username, client address): after `attempts` failures within
-/// `window`, further tries are refused until the oldest failure leaves the window.
-pub struct LoginLimiter {
-    attempts: u32,
-    window: Duration,
-    failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
+/// The login throttle's rules and where a request comes from: the peer's address, or,
+/// when the peer is a trusted proxy, the first address in `X-Forwarded-For` (from the
+/// right) that is not a trusted proxy. A client cannot pick its own address by sending
+/// the header: it is read only from proxies named in the settings.
+pub struct LoginThrottle {
+    pub rules: ThrottleRules,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether the remembered-browser cookie goes only over HTTPS.
+    pub secure_cookies: bool,
 }
 
-impl LoginLimiter {
-    pub fn new(attempts: u32, window: Duration) -> Self {
-        LoginLimiter { attempts, window, failures: Mutex::new(HashMap::new()) }
-    }
+/// The cookie that marks a browser as one that logged in before (see
+/// `labeling::throttle`), sent only to the login form's handler.
+pub const DEVICE_COOKIE: &str = "plumb_device";
 
-    /// `Err(TooManyRequests)` when this key has used up its attempts.
-    pub fn check(&self, username: &str, client: &str, now: Instant) -> Result<(), AppError> {
-        let mut failures = self.failures.lock().expect("limiter lock");
-        let key = (username.to_string(), client.to_string());
-        let Some(times) = failures.get_mut(&key) else { return Ok(()) };
-        times.retain(|t| now.duration_since(*t) < self.window);
-        if times.len() as u32 >= self.attempts {
-            let retry = self.window.saturating_sub(now.duration_since(times[0]));
-            return Err(AppError::TooManyRequests { retry_after_s: retry.as_secs().max(1) });
+impl LoginThrottle {
+    pub fn client_address(&self, req: &HttpRequest) -> String {
+        let Some(peer) = req.peer_addr().map(|a| a.ip()) else { return String::new() };
+        let trusted = |ip: &std::net::IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
+        if !trusted(&peer) {
+            return peer.to_string();
         }
-        Ok(())
+        let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+        let hops: Vec<std::net::IpAddr> =
+            forwarded.flat_map(|v| v.split(',')).filter_map(|h| h.trim().parse().ok()).collect();
+        hops.iter().rev().find(|ip| !trusted(ip)).unwrap_or(&peer).to_string()
     }
 
-    pub fn record_failure(&self, username: &str, client: &str, now: Instant) {
-        let mut failures = self.failures.lock().expect("limiter lock");
-        // Bound the memory an attacker can make us use: forget the oldest keys.
-        if failures.len() > 100_000 {
-            failures.clear();
-        }
-        failures.entry((username.to_string(), client.to_string())).or_default().push(now);
-    }
-
-    pub fn record_success(&self, username: &str, client: &str) {
-        self.failures.lock().expect("limiter lock").remove(&(username.to_string(), client.to_string()));
+    /// The long-lived cookie that remembers this browser for `username`'s account.
+    pub fn device_cookie(&self, secret: String) -> actix_web::cookie::Cookie<'static> {
+        actix_web::cookie::Cookie::build(DEVICE_COOKIE, secret)
+            .path("/login")
+            .http_only(true)
+            .secure(self.secure_cookies)
+            .same_site(actix_web::cookie::SameSite::Strict)
+            .max_age(actix_web::cookie::time::Duration::days(365))
+            .finish()
     }
 }
 
@@ -438,19 +471,37 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_login_is_refused_after_too_many_failures_and_allowed_again_later() {
-        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            limiter.check("ann", "1.2.3.4", t0).unwrap();
-            limiter.record_failure("ann", "1.2.3.4", t0);
+    fn throttle(proxies: &[&str]) -> LoginThrottle {
+        let rules = ThrottleRules {
+            free: 5,
+            max_wait: Duration::from_secs(900),
+            per_address: 50,
+            window: Duration::from_secs(300),
+        };
+        let trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        LoginThrottle { rules, trusted_proxies, secure_cookies: false }
+    }
+
+    fn from(peer: &str, forwarded: Option<&str>) -> HttpRequest {
+        let mut request =
+            actix_web::test::TestRequest::post().peer_addr(format!("{peer}:4000").parse().unwrap());
+        if let Some(f) = forwarded {
+            request = request.insert_header(("X-Forwarded-For", f));
         }
-        assert!(matches!(limiter.check("ann", "1.2.3.4", t0), Err(AppError::TooManyRequests { .. })));
-        // Another address, or another user, is not affected.
-        limiter.check("ann", "5.6.7.8", t0).unwrap();
-        limiter.check("bob", "1.2.3.4", t0).unwrap();
-        limiter.check("ann", "1.2.3.4", t0 + Duration::from_secs(61)).unwrap();
+        request.to_http_request()
+    }
+
+    #[test]
+    fn the_client_address_is_read_from_x_forwarded_for_only_behind_a_trusted_proxy() {
+        let direct = throttle(&[]);
+        assert_eq!(direct.client_address(&from("203.0.113.7", Some("198.51.100.1"))), "203.0.113.7");
+        let proxied = throttle(&["10.0.0.0/8"]);
+        assert_eq!(proxied.client_address(&from("10.0.0.2", Some("198.51.100.1"))), "198.51.100.1");
+        // A client's own forged entry sits left of what the proxy appended: not read.
+        let forged = from("10.0.0.2", Some("1.2.3.4, 198.51.100.1, 10.0.0.9"));
+        assert_eq!(proxied.client_address(&forged), "198.51.100.1");
+        assert_eq!(proxied.client_address(&from("10.0.0.2", None)), "10.0.0.2");
+        assert_eq!(proxied.client_address(&from("203.0.113.7", Some("1.2.3.4"))), "203.0.113.7");
     }
 
     #[test]

@@ -41,9 +41,21 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// The largest request body accepted (uploads of prompts), in bytes.
     pub max_body_bytes: usize,
-    /// Failed logins allowed per username and address within `login_window_s`.
+    /// Failed logins an account may have before each further one doubles a wait (1 s,
+    /// 2 s, … at most `login_max_wait_s`); a browser that logged in as it before is not
+    /// held. Failures are remembered for `login_window_s`.
     pub login_attempts: u32,
     pub login_window_s: u64,
+    pub login_max_wait_s: u64,
+    /// Failed logins one client address may have within `login_window_s`.
+    pub login_attempts_per_address: u32,
+    /// The proxies (addresses or CIDR blocks, e.g. "10.0.0.0/8") whose `X-Forwarded-For`
+    /// names the client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// A login session ends after this long without a request (seconds).
+    pub session_idle_s: u64,
+    /// A login session ends this long after logging in, however busy (seconds).
+    pub session_absolute_s: u64,
     /// The artifact store that model versions' checkpoints live in (downloads are read
     /// from it). None: `artifacts/` in plumb's state directory.
     pub artifacts: Option<PathBuf>,
@@ -70,6 +82,11 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024 * 1024,
             login_attempts: 5,
             login_window_s: 300,
+            login_max_wait_s: 900,
+            login_attempts_per_address: 50,
+            trusted_proxies: Vec::new(),
+            session_idle_s: 12 * 3600,
+            session_absolute_s: 7 * 24 * 3600,
             artifacts: None,
             metrics: MetricsSettings::default(),
         }

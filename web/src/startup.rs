@@ -19,11 +19,13 @@ use registry::artifacts::ArtifactStore;
 use sqlx::PgPool;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
-use crate::auth::{self, LoginLimiter};
+use crate::auth::{self, LoginThrottle};
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
 use crate::routes;
 use crate::settings::Settings;
+use labeling::sessions::SessionLimits;
+use labeling::throttle::ThrottleRules;
 
 pub struct Application {
     port: u16,
@@ -38,6 +40,8 @@ pub enum StartError {
     SessionKey,
     #[error("the artifact store: {0}")]
     Artifacts(#[from] registry::error::RegistryError),
+    #[error("settings: {0}")]
+    Settings(String),
 }
 
 impl Application {
@@ -61,10 +65,31 @@ impl Application {
         let artifacts = web::Data::new(ArtifactStore::new(
             settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
         )?);
-        let limiter = web::Data::new(LoginLimiter::new(
-            settings.login_attempts,
-            Duration::from_secs(settings.login_window_s),
-        ));
+        let mut trusted_proxies = Vec::with_capacity(settings.trusted_proxies.len());
+        for proxy in &settings.trusted_proxies {
+            let net =
+                proxy.parse::<ipnet::IpNet>().or_else(|_| proxy.parse::<std::net::IpAddr>().map(Into::into));
+            trusted_proxies.push(net.map_err(|_| {
+                StartError::Settings(format!("trusted_proxies: {proxy:?} is not an address or a CIDR block"))
+            })?);
+        }
+        let limiter = web::Data::new(LoginThrottle {
+            rules: ThrottleRules {
+                free: settings.login_attempts,
+                max_wait: Duration::from_secs(settings.login_max_wait_s),
+                per_address: settings.login_attempts_per_address,
+                window: Duration::from_secs(settings.login_window_s),
+            },
+            trusted_proxies,
+            secure_cookies: settings.secure_cookies,
+        });
+        if settings.session_idle_s == 0 || settings.session_absolute_s == 0 {
+            return Err(StartError::Settings("session_idle_s and session_absolute_s must be above 0".into()));
+        }
+        let session_limits = web::Data::new(SessionLimits {
+            idle: Duration::from_secs(settings.session_idle_s),
+            absolute: Duration::from_secs(settings.session_absolute_s),
+        });
         let secure = settings.secure_cookies;
         let max_body = settings.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -87,6 +112,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(metrics_access.clone())
                 .app_data(limiter.clone())
+                .app_data(session_limits.clone())
                 .app_data(artifacts.clone())
                 .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, _| {
                     AppError::BadRequest(format!("the form could not be read: {e}")).into()

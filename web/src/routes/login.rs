@@ -1,7 +1,5 @@
 //! Logging in and out.
 
-use std::time::Instant;
-
 use actix_session::Session;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -11,7 +9,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::{page, see_other};
-use crate::auth::{self, csrf_field, CsrfForm, CsrfOnly, LoginLimiter};
+use labeling::throttle::{self, Verdict};
+
+use crate::auth::{self, csrf_field, CsrfForm, CsrfOnly, LoginThrottle, DEVICE_COOKIE};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -43,18 +43,27 @@ pub struct LoginForm {
 }
 csrf_field!(LoginForm);
 
-#[tracing::instrument(skip(pool, session, limiter, form), fields(username = %form.username))]
+/// Logs in, unless the throttle says to wait (429 with Retry-After): per account (not
+/// for a browser that logged in as it before) and per client address.
+#[tracing::instrument(skip(pool, session, limits, form), fields(username = %form.username))]
 #[post("/login")]
 pub async fn login(
     req: HttpRequest,
     pool: web::Data<PgPool>,
     session: Session,
-    limiter: web::Data<LoginLimiter>,
+    limits: web::Data<LoginThrottle>,
     form: CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let client = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let client = limits.client_address(&req);
     let username = form.username.trim().to_lowercase();
-    limiter.check(&username, &client, Instant::now())?;
+    let device = req.cookie(DEVICE_COOKIE).map(|c| c.value().to_owned());
+    let known_device = match &device {
+        Some(secret) => throttle::is_known_device(&pool, secret, &username).await?,
+        None => false,
+    };
+    if let Verdict::Wait { seconds } = throttle::check(&pool, &username, &client, known_device).await? {
+        return Err(AppError::TooManyRequests { retry_after_s: seconds });
+    }
     let next = safe_next(form.next.as_deref());
     let user = match Password::parse(form.password.clone()) {
         Ok(password) => labeling::users::authenticate(&pool, &username, &password).await,
@@ -62,13 +71,18 @@ pub async fn login(
     };
     match user {
         Ok(user) => {
-            limiter.record_success(&username, &client);
-            auth::log_in(&session, &user)?;
+            throttle::record_success(&pool, &username).await?;
+            auth::log_in(&req, &session, &user).await?;
             tracing::info!(user_id = user.id, "logged in");
-            Ok(see_other(&next))
+            let mut response = see_other(&next);
+            if !known_device {
+                let secret = throttle::remember_device(&pool, user.id).await?;
+                response.add_cookie(&limits.device_cookie(secret)).map_err(AppError::internal)?;
+            }
+            Ok(response)
         }
         Err(LabelingError::InvalidCredentials) => {
-            limiter.record_failure(&username, &client, Instant::now());
+            throttle::record_failure(&pool, &username, &client, limits.rules).await?;
             let page = LoginPage {
                 csrf: auth::csrf_token(&session)?,
                 next,
@@ -82,8 +96,12 @@ pub async fn login(
 }
 
 #[post("/logout")]
-pub async fn logout(session: Session, _: CsrfForm<CsrfOnly>) -> Result<HttpResponse, AppError> {
-    auth::log_out(&session);
+pub async fn logout(
+    req: HttpRequest,
+    session: Session,
+    _: CsrfForm<CsrfOnly>,
+) -> Result<HttpResponse, AppError> {
+    auth::log_out(&req, &session).await?;
     Ok(see_other("/login"))
 }
 

@@ -416,7 +416,7 @@ async fn launch_page(
     Ok(LaunchPage {
         any_field_error: essentials.iter().chain(&other).any(|c| c.error.is_some()),
         advanced_error: other.iter().any(|c| c.error.is_some()),
-        nav: Nav::new(me, session)?,
+        nav: Nav::new(me, session)?.at("/runs/new"),
         kinds: RunKind::ALL.iter().map(|k| k.as_str()).collect(),
         kind: kind.as_str(),
         projects,
