@@ -1,8 +1,8 @@
 //! User administration over HTTP: an admin creates a user (whose one-time password logs
 //! them in), disables and re-enables them (a disabled user's login, session and token are
-//! refused), changes a role and resets a password, from the page and the API; an admin
-//! cannot lock themselves out; nobody else gets in; and each change, alias changes and the
-//! command line's included, is in the append-only audit log.
+//! refused), changes a role and resets a password (which ends the user's sessions), from
+//! the page and the API; an admin cannot lock themselves out; nobody else gets in; and each
+//! change, alias changes and the command line's included, is in the append-only audit log.
 
 use ::registry::artifacts::ArtifactStore;
 use ::registry::versions::{self, ModelKind, NewVersion};
@@ -274,6 +274,8 @@ fn an_admin_changes_a_role_and_resets_a_password() {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["cache-control"], "no-store");
         let password = shown_password(&response.text().await.unwrap());
+        let response = rita_browser.get(app.url("/tasks")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "a reset ends her open session");
         assert_eq!(
             log_in_as(&app, "rita", PASSWORD).await.0,
             StatusCode::UNAUTHORIZED,

@@ -10,6 +10,7 @@ use actix_web::{get, post, put, web, HttpResponse};
 use askama::Template;
 use labeling::audit::{self, Action, Entry};
 use labeling::domain::{DisplayName, Role, Username};
+use labeling::sessions;
 use labeling::users::{self, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -277,11 +278,13 @@ async fn set_role(me: &Caller<Admin>, user_id: i64, role: &str) -> Result<User, 
     Ok(User { role, ..user })
 }
 
-/// Replaces the user's password with a one-time password.
+/// Replaces the user's password with a one-time password and ends their login sessions
+/// (a reset is what an admin does when an account may be in other hands).
 async fn new_password(me: &Caller<Admin>, user_id: i64) -> Result<OneTimePassword, AppError> {
     let user = users::get_user(&me.pool, user_id).await?;
     let password = users::one_time_password();
     users::set_password(&me.pool, user_id, &password).await?;
+    sessions::end_all(&me.pool, user_id, None).await?;
     record(me, Action::UserPasswordReset, &user, json!({})).await?;
     Ok(OneTimePassword { user, password: password.expose_secret().to_owned() })
 }
