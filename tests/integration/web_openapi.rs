@@ -72,6 +72,14 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/evals/{id}"),
     ("POST", "/api/evals/{id}/ab-batches"),
     ("POST", "/api/evals/{id}/ranking-tasks"),
+    // admin.rs
+    ("GET", "/api/admin/users"),
+    ("POST", "/api/admin/users"),
+    ("POST", "/api/admin/users/{id}/disable"),
+    ("POST", "/api/admin/users/{id}/enable"),
+    ("PUT", "/api/admin/users/{id}/role"),
+    ("POST", "/api/admin/users/{id}/password"),
+    ("GET", "/api/admin/audit"),
     // tokens.rs
     ("GET", "/api/tokens"),
     ("POST", "/api/tokens"),
@@ -294,6 +302,8 @@ impl Fixtures {
             "id" if path.starts_with("/api/assignments/") => self.assignment.to_string(),
             "id" if path.starts_with("/api/snapshots/") => self.snapshot.to_string(),
             "id" if path.starts_with("/api/runs/") || path.starts_with("/api/evals/") => self.run.to_string(),
+            // The researcher the operations run as is refused before the user is looked up.
+            "id" if path.starts_with("/api/admin/users/") => "1".into(),
             // No such token: revoking the caller's own would end the test's token.
             "id" if path.starts_with("/api/tokens/") => "999999".into(),
             "name" => "tiny".into(),
@@ -483,7 +493,7 @@ fn the_document_is_served_without_login_as_openapi_3_1_json() {
             let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{what} has no responses"));
             assert!(responses.keys().any(|s| s.starts_with('2')), "{what} has no success response");
             let role = op["x-plumb-role"].as_str().unwrap_or_else(|| panic!("{what} names no role"));
-            assert!(["public", "logged-in", "researcher"].contains(&role), "{what}: role {role}");
+            assert!(["public", "logged-in", "researcher", "admin"].contains(&role), "{what}: role {role}");
             if role != "public" {
                 assert!(responses.contains_key("401"), "{what} documents no 401");
             }
@@ -653,7 +663,7 @@ fn the_roles_are_as_documented() {
             let response = send(&app, Some(&ann), &method, &url, &op).await;
             let (status, body) = check_response(&doc, &format!("{what} as ann"), &op, response).await;
             match role.as_str() {
-                "researcher" => {
+                "researcher" | "admin" => {
                     let unreadable = op.get("requestBody").is_some() && status == StatusCode::BAD_REQUEST;
                     assert!(status == StatusCode::FORBIDDEN || unreadable, "{what} as ann: {status} {body}");
                 }

@@ -45,6 +45,7 @@ pub fn document() -> Value {
             { "name": "data", "description": "A project's counts, agreement, consensus, dataset snapshots and their exports (researchers)." },
             { "name": "models", "description": "The model registry: models, versions, lineage, tags, aliases, checkpoint files (researchers)." },
             { "name": "runs", "description": "Training, sampling and evaluation runs: launch, follow, cancel; comparing versions (researchers)." },
+            { "name": "admin", "description": "Users, their roles and passwords, and the audit log (admins)." },
             { "name": "tokens", "description": "Your own API tokens: list, make (from a logged-in session), revoke." },
             { "name": "meta", "description": "This document." },
         ],
@@ -76,7 +77,8 @@ a 403.
 
 Roles: *annotators* take tasks in the projects they are members of; *researchers* (and \
 admins) may use every route. Each operation's description names the role it needs, \
-also as `x-plumb-role` (`researcher`, `logged-in` or `public`).
+also as `x-plumb-role` (`admin`, `researcher`, `logged-in` or `public`). The `/api/admin` \
+routes are for admins only.
 
 Errors are JSON: `{\"error\": {\"status\", \"message\", \"field\"?}}`; `field` names the \
 request field at fault on a 422. Without credentials the API answers 401 (never a \
@@ -196,6 +198,7 @@ fn schemas() -> Value {
         data_schemas(),
         model_schemas(),
         run_schemas(),
+        admin_schemas(),
         token_schemas(),
     ] {
         if let Value::Object(group) = group {
@@ -945,6 +948,8 @@ enum Role {
     LoggedIn,
     /// Researchers and admins; annotators get 403.
     Researcher,
+    /// Admins; researchers and annotators get 403.
+    Admin,
 }
 
 impl Role {
@@ -953,6 +958,7 @@ impl Role {
             Role::Public => "public",
             Role::LoggedIn => "logged-in",
             Role::Researcher => "researcher",
+            Role::Admin => "admin",
         }
     }
 
@@ -961,6 +967,7 @@ impl Role {
             Role::Public => "No login needed.",
             Role::LoggedIn => "Role: any logged-in user (annotator, researcher or admin).",
             Role::Researcher => "Role: researcher (researchers and admins; annotators get 403).",
+            Role::Admin => "Role: admin (researchers and annotators get 403).",
         }
     }
 }
@@ -1055,7 +1062,7 @@ impl Op {
         if !matches!(self.role, Role::Public) {
             responses.insert("401".into(), error_response(401));
         }
-        if matches!(self.role, Role::Researcher) {
+        if matches!(self.role, Role::Researcher | Role::Admin) {
             responses.insert("403".into(), error_response(403));
         }
         let description = if self.description.is_empty() {
@@ -1107,6 +1114,7 @@ fn operations() -> Vec<(&'static str, Vec<Op>)> {
         ("data", data_ops()),
         ("models", model_ops()),
         ("runs", run_ops()),
+        ("admin", admin_ops()),
         ("tokens", token_ops()),
         ("meta", meta_ops()),
     ]
@@ -1486,5 +1494,85 @@ fn run_ops() -> Vec<Op> {
             .body(body_object(&[], json!({})))
             .ok(201, "The new tasks.", object(&["task_ids"], json!({ "task_ids": array(int()) })))
             .errors(&[400, 404, 409]),
+    ]
+}
+
+fn admin_schemas() -> Value {
+    json!({
+        "NewUser": body_object(&["username", "role"], json!({
+            "username": described(text(), "`^[a-z0-9][a-z0-9_.-]{0,63}$`; a bad one is a 422 on `username`, a taken one a 409."),
+            "display_name": described(text(), "At most 200 characters. Default: the username."),
+            "role": described(one_of(&["admin", "researcher", "annotator"]), "Another value is a 422 on `role`."),
+        })),
+        "RoleChange": body_object(&["role"], json!({
+            "role": described(one_of(&["admin", "researcher", "annotator"]), "Another value is a 422 on `role`; an admin taking away their own admin role, too."),
+        })),
+        "OneTimePassword": object(&["user", "password"], json!({
+            "user": schema("User"),
+            "password": described(text(), "Made by the server and shown this once (only its hash is stored): pass it on; the user changes it at /account/password."),
+        })),
+        "AuditEntry": object(&["id", "at", "actor_id", "actor", "action", "subject", "details"], json!({
+            "id": int(),
+            "at": time(),
+            "actor_id": described(nullable(int()), "Who made the change; null for the command line."),
+            "actor": described(nullable(text()), "Their username."),
+            "action": described(text(), "`user.create`, `user.disable`, `user.enable`, `user.role`, `user.password_reset`, `alias.set`, `alias.delete`."),
+            "subject": described(text(), "What was changed: `user ann`, `alias policy@prod`."),
+            "details": described(any_object(), "The rest: a new user's role, a role's `from` and `to`, an alias's version."),
+        })),
+        "AuditList": object(&["entries", "limit", "offset"], json!({
+            "entries": described(array(schema("AuditEntry")), "Newest first."),
+            "limit": int(),
+            "offset": int(),
+        })),
+    })
+}
+
+fn admin_ops() -> Vec<Op> {
+    let user = || id_param("user");
+    vec![
+        op("GET", "/api/admin/users", "listUsers", "Every user, by username")
+            .role(Role::Admin)
+            .ok(200, "The users.", array(schema("User"))),
+        op("POST", "/api/admin/users", "createUser", "Create a user with a role and a one-time password")
+            .role(Role::Admin)
+            .about("The password is made by the server and answered this once. Written to the audit log.")
+            .body(schema("NewUser"))
+            .ok(201, "The new user and their one-time password.", schema("OneTimePassword"))
+            .errors(&[409, 422]),
+        op("POST", "/api/admin/users/{id}/disable", "disableUser", "Disable a user")
+            .role(Role::Admin)
+            .about("They can no longer log in; their sessions and API tokens stop working at their next request. Disabling yourself is a 422 on `disabled`. Written to the audit log.")
+            .params([user()])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "The user as changed.", schema("User"))
+            .errors(&[404, 422]),
+        op("POST", "/api/admin/users/{id}/enable", "enableUser", "Re-enable a disabled user")
+            .role(Role::Admin)
+            .about("Written to the audit log.")
+            .params([user()])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "The user as changed.", schema("User"))
+            .errors(&[404]),
+        op("PUT", "/api/admin/users/{id}/role", "changeUserRole", "Give a user another role")
+            .role(Role::Admin)
+            .about("It applies from their next request. Written to the audit log.")
+            .params([user()])
+            .body(schema("RoleChange"))
+            .ok(200, "The user as changed.", schema("User"))
+            .errors(&[404, 422]),
+        op("POST", "/api/admin/users/{id}/password", "resetUserPassword", "Reset a user's password to a one-time password")
+            .role(Role::Admin)
+            .about("The new password is made by the server and answered this once; the user's login sessions end. Written to the audit log.")
+            .params([user()])
+            .optional_body(schema("CsrfOnly"))
+            .ok(200, "The user and their one-time password.", schema("OneTimePassword"))
+            .errors(&[404]),
+        op("GET", "/api/admin/audit", "listAudit", "The audit log, newest first")
+            .role(Role::Admin)
+            .params([query_param("action", text(), "Only this action (`user.create` …); empty: all. An unknown one is a 422 on `action`.")])
+            .params(paging_params(50, 500))
+            .ok(200, "A page of the audit log.", schema("AuditList"))
+            .errors(&[422]),
     ]
 }
