@@ -1,5 +1,6 @@
 //! The audit log: who created, disabled, re-enabled, re-roled or reset the password of a
-//! user, and who pointed or removed a model alias, and when. Append-only (the database
+//! user, who pointed or removed a model alias, who made or revoked an API token, and who
+//! launched or cancelled a run, and when. Append-only (the database
 //! refuses to update or delete an entry), so an admin can trust what it says.
 
 use chrono::{DateTime, Utc};
@@ -19,10 +20,14 @@ pub enum Action {
     UserPasswordReset,
     AliasSet,
     AliasDelete,
+    TokenCreate,
+    TokenRevoke,
+    RunLaunch,
+    RunCancel,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 11] = [
         Action::UserCreate,
         Action::UserDisable,
         Action::UserEnable,
@@ -30,6 +35,10 @@ impl Action {
         Action::UserPasswordReset,
         Action::AliasSet,
         Action::AliasDelete,
+        Action::TokenCreate,
+        Action::TokenRevoke,
+        Action::RunLaunch,
+        Action::RunCancel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +50,10 @@ impl Action {
             Action::UserPasswordReset => "user.password_reset",
             Action::AliasSet => "alias.set",
             Action::AliasDelete => "alias.delete",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+            Action::RunLaunch => "run.launch",
+            Action::RunCancel => "run.cancel",
         }
     }
 
@@ -76,6 +89,16 @@ pub fn user_subject(username: &str) -> String {
 /// How an entry names a model's alias: `alias policy@prod`.
 pub fn alias_subject(model: &str, alias: &str) -> String {
     format!("alias {model}@{alias}")
+}
+
+/// How an entry names an API token: `token script (#4)`.
+pub fn token_subject(name: &str, id: i64) -> String {
+    format!("token {name} (#{id})")
+}
+
+/// How an entry names a run: `run #12`.
+pub fn run_subject(id: i64) -> String {
+    format!("run #{id}")
 }
 
 /// Appends an entry: `actor` (`None` for the command line) did `action` to `subject`;

@@ -28,6 +28,7 @@ mod web_admin;
 mod web_annotate;
 mod web_answers;
 mod web_app;
+mod web_audit;
 mod web_data;
 mod web_evals;
 mod web_models;

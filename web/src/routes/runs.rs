@@ -15,6 +15,7 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{get, patch, post, HttpResponse};
 use askama::Template;
 use chrono::{DateTime, Utc};
+use labeling::audit::{self, Action};
 use labeling::projects::{self, Project};
 use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunName, RunNotes, RunOutcome, RunStatus};
 use registry::versions::{self, ModelVersion};
@@ -493,7 +494,19 @@ async fn enqueue(
 ) -> Result<i64, AppError> {
     let name = if name.as_str().is_empty() { default_name(kind, &config) } else { name };
     let new = runs::NewRun { project_id: Some(project.id), kind, config, created_by: Some(me.user.id) };
-    Ok(runs::enqueue_named(pool, &new, &name, &notes).await?)
+    let id = runs::enqueue_named(pool, &new, &name, &notes).await?;
+    let details = serde_json::json!({ "kind": kind.as_str(), "name": name.as_str(), "project": project.id });
+    audit::record(pool, Some(me.user.id), Action::RunLaunch, &audit::run_subject(id), details).await?;
+    Ok(id)
+}
+
+/// Asks run `id` to stop, and writes it in the audit log; the run's status after.
+async fn cancel_run(me: &Caller<Researcher>, id: i64) -> Result<RunStatus, AppError> {
+    let status = runs::cancel(&me.pool, id).await?;
+    let details = serde_json::json!({ "status": status });
+    audit::record(me.pool.get_ref(), Some(me.user_id()), Action::RunCancel, &audit::run_subject(id), details)
+        .await?;
+    Ok(status)
 }
 
 /// `POST /api/runs`: `{"project_id", "kind", "config", "name"?, "notes"?, "csrf"?}`.
@@ -810,14 +823,14 @@ pub async fn api_logs(me: Caller<Researcher>, path: web::Path<i64>, query: web::
 #[post("/runs/{id}/cancel")]
 pub async fn cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
     let id = path.into_inner();
-    runs::cancel(&me.pool, id).await?;
+    cancel_run(&me, id).await?;
     Ok(see_other(&format!("/runs/{id}?done=cancelled")))
 }
 
 #[post("/api/runs/{id}/cancel")]
 pub async fn api_cancel(me: Caller<Researcher>, path: web::Path<i64>, _: CsrfOnlyJson) -> Reply {
     let id = path.into_inner();
-    let status = runs::cancel(&me.pool, id).await?;
+    let status = cancel_run(&me, id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "status": status })))
 }
 

@@ -14,6 +14,7 @@
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{delete, get, post, HttpResponse};
 use askama::Template;
+use labeling::audit::{self, Action};
 use labeling::domain::{Role, TokenName};
 use labeling::users::{self, ApiToken, NewApiToken, TokenLifetime, TokenScope};
 use serde::{Deserialize, Serialize};
@@ -116,14 +117,25 @@ async fn create(me: Caller, _: SessionOnly, form: CsrfForm<NewTokenForm>) -> Rep
         Err(e) => Err(e),
     };
     match made {
-        Ok((record, token)) => render(&me, Some((record.name, token)), None).await,
+        Ok((record, token)) => {
+            audited(&me, Action::TokenCreate, &record).await?;
+            render(&me, Some((record.name, token)), None).await
+        }
         Err(e) => render(&me, None, Some(redrawable(e)?)).await,
     }
 }
 
 async fn revoke(me: Caller, path: web::Path<i64>, _: CsrfForm<CsrfOnly>) -> Reply {
-    users::revoke_token(&me.pool, me.user.id, path.into_inner()).await?;
+    let record = users::revoke_token(&me.pool, me.user.id, path.into_inner()).await?;
+    audited(&me, Action::TokenRevoke, &record).await?;
     Ok(see_other("/tokens"))
+}
+
+/// Writes the audit log's entry for a token made or revoked by its owner.
+async fn audited(me: &Caller, action: Action, token: &ApiToken) -> Result<(), AppError> {
+    let subject = audit::token_subject(&token.name, token.id);
+    let details = serde_json::json!({ "scope": token.scope, "expires_at": token.expires_at });
+    Ok(audit::record(me.pool.get_ref(), Some(me.user_id()), action, &subject, details).await?)
 }
 
 /// The tokens page; `created` is a token just made (its name and secret, shown this
@@ -165,10 +177,13 @@ async fn api_list(me: Caller) -> Reply {
 async fn api_create(me: Caller, _: SessionOnly, body: CsrfJson<NewTokenBody>) -> Reply {
     let new = new_token(&body.name, body.scope.as_deref(), body.expires_in_days)?;
     let (record, token) = users::create_scoped_api_token(&me.pool, me.user.id, &new).await?;
+    audited(&me, Action::TokenCreate, &record).await?;
     Ok(HttpResponse::Created().json(CreatedToken { record, token }))
 }
 
 #[delete("/api/tokens/{id}")]
 async fn api_revoke(me: Caller, path: web::Path<i64>, _: Csrf<CsrfHeader>) -> Reply {
-    Ok(HttpResponse::Ok().json(users::revoke_token(&me.pool, me.user.id, path.into_inner()).await?))
+    let record = users::revoke_token(&me.pool, me.user.id, path.into_inner()).await?;
+    audited(&me, Action::TokenRevoke, &record).await?;
+    Ok(HttpResponse::Ok().json(record))
 }
