@@ -31,6 +31,7 @@ mod web_app;
 mod web_audit;
 mod web_data;
 mod web_evals;
+mod web_hostile;
 mod web_models;
 mod web_openapi;
 mod web_pages;

@@ -317,20 +317,50 @@ csrf_in_field!(Form, Json);
 
 /// The body of an API post that sends nothing else: none from a token caller, a JSON
 /// `{"csrf": ...}` from a browser session.
-pub type CsrfOnlyJson = Csrf<Option<web::Json<CsrfOnly>>>;
+pub type CsrfOnlyJson = Csrf<CsrfOnlyBody>;
 
-/// An optional body (an API post where a token caller has nothing to send): a missing
-/// or unreadable body counts as one without a CSRF token.
-impl<B: CsrfBody> CsrfBody for Option<B> {
-    type Inner = Option<B::Inner>;
+/// What an API post that sends nothing else may send: no body (or blanks), or a JSON
+/// object with at most `csrf`. Anything else (another field, another JSON value, text
+/// that is not JSON, a body over the size limit) is a 400 saying what is wrong, so that
+/// nothing the caller meant is silently ignored.
+pub struct CsrfOnlyBody(String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictCsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl FromRequest for CsrfOnlyBody {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        async move {
+            let bytes =
+                bytes.await.map_err(|e| AppError::BadRequest(format!("the body could not be read: {e}")))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(CsrfOnlyBody(String::new()));
+            }
+            let body: StrictCsrfOnly = serde_json::from_slice(&bytes).map_err(|e| {
+                AppError::BadRequest(format!("the body may be empty or {{\"csrf\": …}}, no more: {e}"))
+            })?;
+            Ok(CsrfOnlyBody(body.csrf))
+        }
+        .boxed_local()
+    }
+}
+
+impl CsrfBody for CsrfOnlyBody {
+    type Inner = ();
 
     fn csrf(&self) -> &str {
-        self.as_ref().map_or("", CsrfBody::csrf)
+        &self.0
     }
 
-    fn into_inner(self) -> Self::Inner {
-        self.map(CsrfBody::into_inner)
-    }
+    fn into_inner(self) {}
 }
 
 /// The CSRF token of a request without a body to carry it (an API `DELETE` from a
@@ -394,6 +424,11 @@ impl<B: CsrfBody> Csrf<B> {
 }
 
 async fn check_csrf(req: &HttpRequest, submitted: &str) -> Result<(), AppError> {
+    // No token has a control character: such a value is refused even where a token
+    // caller's `csrf` would not be looked at.
+    if submitted.chars().any(char::is_control) {
+        return Err(AppError::Invalid { field: "csrf".into(), reason: "is not a CSRF token".into() });
+    }
     let authenticates = req.extensions().get::<Admits>().is_some();
     if authenticates && bearer_token(req).is_some() {
         // The user extractor refuses the request if the token is not valid.
