@@ -31,7 +31,8 @@ pub(crate) async fn ranking_tasks(app: &TestApp, prompts: &[&str], samples: &[&s
     };
     let project = labeling::projects::create_project(pool, &new).await.unwrap().id;
     // These tests find cards by where they stand: the samples keep task order.
-    let keep_order = labeling::projects::SettingsChange { shuffle_samples: Some(false), ..Default::default() };
+    let keep_order =
+        labeling::projects::SettingsChange { shuffle_samples: Some(false), ..Default::default() };
     labeling::projects::update_settings(pool, project, &keep_order).await.unwrap();
     let ann = labeling::users::get_user_by_username(pool, "ann").await.unwrap().id;
     labeling::projects::add_member(pool, project, ann).await.unwrap();

@@ -40,7 +40,8 @@ async fn world(app: &TestApp, guidelines: &str, overlap: i64) -> World {
     let project = labeling::projects::create_project(&app.db.pool, &new).await.unwrap().id;
     // These tests read samples where they stand: the project keeps task order (the order
     // per assignment is tested in web_answers).
-    let keep_order = labeling::projects::SettingsChange { shuffle_samples: Some(false), ..Default::default() };
+    let keep_order =
+        labeling::projects::SettingsChange { shuffle_samples: Some(false), ..Default::default() };
     labeling::projects::update_settings(&app.db.pool, project, &keep_order).await.unwrap();
     let ann = user_id(app, "ann").await;
     labeling::projects::add_member(&app.db.pool, project, ann).await.unwrap();
