@@ -7,13 +7,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::error::{LabelingError, Result};
-use crate::users::{self, User};
+use crate::users::{self, new_secret, secret_sha256, User};
 
 /// How long sessions last: without use (`idle`) and at most (`absolute`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,15 +43,13 @@ pub async fn start(
     user_agent: &str,
     address: &str,
 ) -> Result<(i64, String)> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
+    let secret = new_secret();
     let id = sqlx::query_scalar(
         "INSERT INTO login_sessions (user_id, token_sha256, expires_at, user_agent, address)
          VALUES ($1, $2, now() + $3 * interval '1 second', $4, $5) RETURNING id",
     )
     .bind(user_id)
-    .bind(sha256(&secret).as_slice())
+    .bind(secret_sha256(&secret).as_slice())
     .bind(limits.absolute.as_secs_f64())
     .bind(user_agent.chars().take(300).collect::<String>())
     .bind(address.chars().take(100).collect::<String>())
@@ -71,7 +67,7 @@ pub async fn user_for_session(pool: &PgPool, secret: &str, limits: SessionLimits
          WHERE s.token_sha256 = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
            AND s.last_seen_at > now() - $2 * interval '1 second' AND NOT u.disabled",
     )
-    .bind(sha256(secret).as_slice())
+    .bind(secret_sha256(secret).as_slice())
     .bind(limits.idle.as_secs_f64())
     .bind(SEEN_EVERY_S)
     .fetch_optional(pool)
@@ -91,7 +87,7 @@ pub async fn end(pool: &PgPool, secret: &str) -> Result<()> {
     sqlx::query(
         "UPDATE login_sessions SET revoked_at = now() WHERE token_sha256 = $1 AND revoked_at IS NULL",
     )
-    .bind(sha256(secret).as_slice())
+    .bind(secret_sha256(secret).as_slice())
     .execute(pool)
     .await?;
     Ok(())
@@ -139,8 +135,4 @@ pub async fn list(pool: &PgPool, user_id: i64, limits: SessionLimits) -> Result<
     .bind(limits.idle.as_secs_f64())
     .fetch_all(pool)
     .await?)
-}
-
-fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }

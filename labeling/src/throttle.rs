@@ -14,11 +14,10 @@
 
 use std::time::Duration;
 
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::error::Result;
+use crate::users::{new_secret, secret_sha256};
 
 /// How the throttle counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +42,7 @@ pub enum Verdict {
 /// An account's key: named by the SHA-256 of the name typed, so that any text (a NUL
 /// byte, a megabyte) makes a key of one size.
 fn account_key(username: &str) -> String {
-    format!("account:{}", hex::encode(Sha256::digest(username.as_bytes())))
+    format!("account:{}", hex::encode(secret_sha256(username)))
 }
 
 fn address_key(address: &str) -> String {
@@ -149,11 +148,9 @@ pub async fn record_success(pool: &PgPool, username: &str) -> Result<()> {
 /// Remembers this browser as one that logged in as `user_id`; returns the secret for its
 /// long-lived cookie.
 pub async fn remember_device(pool: &PgPool, user_id: i64) -> Result<String> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
+    let secret = new_secret();
     sqlx::query("INSERT INTO login_devices (token_sha256, user_id) VALUES ($1, $2)")
-        .bind(Sha256::digest(secret.as_bytes()).as_slice())
+        .bind(secret_sha256(&secret).as_slice())
         .bind(user_id)
         .execute(pool)
         .await?;
@@ -169,7 +166,7 @@ pub async fn is_known_device(pool: &PgPool, secret: &str, username: &str) -> Res
         "SELECT EXISTS (SELECT 1 FROM login_devices d JOIN users u ON u.id = d.user_id
                         WHERE d.token_sha256 = $1 AND u.username = $2)",
     )
-    .bind(Sha256::digest(secret.as_bytes()).as_slice())
+    .bind(secret_sha256(secret).as_slice())
     .bind(username)
     .fetch_one(pool)
     .await?)

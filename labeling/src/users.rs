@@ -276,9 +276,7 @@ pub async fn create_scoped_api_token(
     if !TokenScope::allowed_for(user.role).contains(&scope) {
         return Err(LabelingError::invalid("scope", format!("an {} cannot make a {scope} token", user.role)));
     }
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+    let token = format!("{TOKEN_PREFIX}{}", new_secret());
     let sql = format!(
         "INSERT INTO api_tokens (user_id, name, token_sha256, scope, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(days => $5))
@@ -287,7 +285,7 @@ pub async fn create_scoped_api_token(
     let record = sqlx::query_as::<_, ApiToken>(&sql)
         .bind(user_id)
         .bind(new.name.as_str())
-        .bind(token_sha256(&token).as_slice())
+        .bind(secret_sha256(&token).as_slice())
         .bind(scope)
         .bind(i32::from(new.lifetime.days()))
         .fetch_one(pool)
@@ -331,7 +329,7 @@ pub async fn user_for_token(pool: &PgPool, token: &str) -> Result<User> {
          SELECT scope, revoked_at, expires_at, expired, {USER_COLUMNS} FROM hit"
     );
     let holder = sqlx::query_as::<_, TokenHolder>(&sql)
-        .bind(token_sha256(token).as_slice())
+        .bind(secret_sha256(token).as_slice())
         .fetch_optional(pool)
         .await?
         .ok_or(LabelingError::InvalidCredentials)?;
@@ -387,8 +385,17 @@ pub async fn get_user_by_username(pool: &PgPool, username: &str) -> Result<User>
     row_by(pool, &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"), "user", username).await
 }
 
-fn token_sha256(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// The SHA-256 of a secret (an API token, a login session's or a remembered browser's):
+/// what the database keeps instead of the secret.
+pub(crate) fn secret_sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A new secret: 32 random bytes, as hex.
+pub(crate) fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// argon2id, version 19, the crate's default cost (19 MiB, 2 passes, 1 lane), off the

@@ -129,7 +129,7 @@ async fn post_ranking(app: &TestApp, assignment: i64, fields: &[(&str, &str)]) -
 }
 
 /// The API with `token`: (status, body or Null).
-async fn api(
+pub(crate) async fn api(
     app: &TestApp,
     token: &str,
     method: &str,
@@ -138,6 +138,7 @@ async fn api(
 ) -> (StatusCode, Value) {
     let request = match method {
         "GET" => client().get(app.url(path)),
+        "PUT" => client().put(app.url(path)),
         _ => client().post(app.url(path)),
     };
     let request = request.bearer_auth(token);

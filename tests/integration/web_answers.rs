@@ -12,7 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::db::with_db;
-use crate::web_app::{client, hidden_value, spawn_app, TestApp};
+use crate::web_annotate::api;
+use crate::web_app::{hidden_value, spawn_app, TestApp};
 
 /// A project with `ann` as its annotator; `shuffle` says whether samples are shown in an
 /// order per assignment.
@@ -52,30 +53,6 @@ async fn ranking_task(app: &TestApp, project: i64, prompt_text: &str, texts: &[&
         texts.iter().map(|t| NewSample { prompt_id: p, text: t.to_string(), logprobs: None }).collect();
     let ids = tasks::add_samples(&app.db.pool, project, None, None, &json!({}), &new).await.unwrap();
     tasks::create_ranking_task(&app.db.pool, project, p, &ids).await.unwrap()
-}
-
-/// The API as `ann`, with a token: (status, body or Null).
-async fn api(
-    app: &TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let request = match method {
-        "GET" => client().get(app.url(path)),
-        "PUT" => client().put(app.url(path)),
-        _ => client().post(app.url(path)),
-    };
-    let request = request.bearer_auth(token);
-    let request = match body {
-        Some(body) => request.json(&body),
-        None => request,
-    };
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
 }
 
 fn key() -> String {

@@ -155,7 +155,10 @@ async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
         return Err(AppError::Unauthenticated { next });
     };
     match sessions::user_for_session(pool(), &secret, session_limits(req)).await {
-        Ok((user, _)) => Ok(CurrentUser { user }),
+        Ok((user, id)) => {
+            req.extensions_mut().insert(LoginSessionId(id));
+            Ok(CurrentUser { user })
+        }
         // Logged out elsewhere, expired, or the user disabled: the cookie is spent.
         Err(labeling::error::LabelingError::InvalidCredentials) => {
             session.purge();
@@ -170,16 +173,15 @@ fn session_limits(req: &HttpRequest) -> SessionLimits {
     *req.app_data::<web::Data<SessionLimits>>().expect("the session limits are app data").get_ref()
 }
 
-/// The id of the login session the request comes from, if it comes from one that stands.
-pub async fn login_session_id(req: &HttpRequest) -> Result<Option<i64>, AppError> {
-    let pool = req.app_data::<web::Data<PgPool>>().expect("the pool is app data");
-    let Ok(Some(secret)) = req.get_session().get::<String>(LOGIN) else { return Ok(None) };
-    match sessions::user_for_session(pool, &secret, session_limits(req)).await {
-        Ok((_, id)) => Ok(Some(id)),
-        Err(labeling::error::LabelingError::InvalidCredentials) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// The id of the login session the request comes from, as authenticating it found it
+/// (none for a token, or before a user extractor ran).
+pub fn login_session_id(req: &HttpRequest) -> Option<i64> {
+    req.extensions().get::<LoginSessionId>().map(|s| s.0)
 }
+
+/// What [`authenticate`] records on a request that came from a login session.
+#[derive(Clone, Copy)]
+struct LoginSessionId(i64);
 
 /// A request from a logged-in browser session, never with an API token: what makes a
 /// token or changes a password (a leaked token must not mint its own successors or take

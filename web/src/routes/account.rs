@@ -78,7 +78,7 @@ pub async fn change(
 ) -> Reply {
     let outcome = new_password(&me, &form).await;
     let ended = match &outcome {
-        Ok(()) => Some(sessions::end_all(&me.pool, me.user_id(), auth::login_session_id(&req).await?).await?),
+        Ok(()) => Some(sessions::end_all(&me.pool, me.user_id(), auth::login_session_id(&req)).await?),
         Err(_) => None,
     };
     let error = outcome.as_ref().err();
@@ -96,7 +96,9 @@ pub async fn end_session(
     _: CsrfForm<CsrfOnly>,
 ) -> Reply {
     sessions::end_one(&me.pool, me.user_id(), *path).await?;
-    if auth::login_session_id(&req).await?.is_none() {
+    // Signing this browser out is logging out.
+    if auth::login_session_id(&req) == Some(*path) {
+        auth::log_out(&req, &me.session).await?;
         return Ok(see_other("/login"));
     }
     Ok(see_other("/account/password?ended=1#sessions"))
@@ -110,7 +112,7 @@ pub async fn end_others(
     _: SessionOnly,
     _: CsrfForm<CsrfOnly>,
 ) -> Reply {
-    let keep = auth::login_session_id(&req).await?;
+    let keep = auth::login_session_id(&req);
     let ended = sessions::end_all(&me.pool, me.user_id(), keep).await?;
     Ok(see_other(&format!("/account/password?ended={ended}#sessions")))
 }
@@ -142,7 +144,7 @@ async fn account_page(
         changed,
         error,
         sessions: sessions::list(&me.pool, me.user_id(), limits).await?,
-        this_session: auth::login_session_id(req).await?,
+        this_session: auth::login_session_id(req),
         ended,
     })
 }
