@@ -5,19 +5,24 @@
 //! its launch form and checks `POST /api/runs` with them, and docs/runs.md lists them
 //! ([`docs::markdown`]).
 
+pub mod chat;
 pub mod docs;
 pub mod eval;
 pub mod kinds;
+pub mod precision;
 pub mod problem;
 pub mod run;
 pub mod setting;
 pub mod stages;
 
 pub use kinds::{ModelKind, RunKind, SnapshotKind, UnknownKind};
+pub use precision::Precision;
 pub use problem::{Problem, Problems};
 pub use run::{
     check, inputs, lookup, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
     PromptSet, RunSpec, SampleRun, SkillsSpec, TrainRun,
 };
-pub use setting::{Range, Setting, SettingType, StageSettings};
-pub use stages::{PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};
+pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};
+pub use stages::{
+    DpoConfig, DpoLoss, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig, SftConfig,
+};

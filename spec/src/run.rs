@@ -19,7 +19,7 @@ use crate::setting::{SettingType, StageSettings};
 use crate::stages::{PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};
 
 /// The model architectures a fresh pretraining run can start from.
-pub const PRESETS: &[&str] = &["tiny", "gpt2", "gpt2-medium"];
+pub const PRESETS: &[&str] = &["tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"];
 /// The tokenizers a fresh model can have: bytes (256 ids + EOS) or GPT-2's BPE.
 pub const TOKENIZERS: &[&str] = &["bytes", "gpt2"];
 /// The corpora a pretraining run can name (a prompts snapshot is the other source).
@@ -595,11 +595,14 @@ pub fn stage_problems<C: StageSettings>(stage: &Value, run_kind: RunKind) -> Res
         let fits = match (setting.kind, value) {
             (kind, Value::Null) => kind.is_optional(),
             (SettingType::Bool, v) => v.is_boolean(),
+            (SettingType::Choice(names), v) => v.as_str().is_some_and(|name| names.contains(&name)),
             (kind, Value::Number(n)) if kind.is_integer() => n.is_i64() || n.is_u64(),
             (_, Value::Number(_)) => setting.kind != SettingType::Bool,
             _ => false,
         };
-        if !fits {
+        if let (false, SettingType::Choice(_)) = (fits, setting.kind) {
+            problems.push(field, format!("must be {}, not {value}", setting.requirement()));
+        } else if !fits {
             problems.push(field, format!("must be {}, not {}", setting.kind.describe(), json_type(value)));
         } else if let Some(x) = value.as_f64().filter(|_| setting.kind != SettingType::Bool) {
             if !setting.range.contains(x) {

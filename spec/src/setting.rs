@@ -16,6 +16,8 @@ pub enum SettingType {
     OptionalInteger,
     /// A number, or none.
     OptionalNumber,
+    /// One of these names (a JSON string; the form: a select).
+    Choice(&'static [&'static str]),
 }
 
 impl SettingType {
@@ -35,6 +37,7 @@ impl SettingType {
             SettingType::Bool => "true or false",
             SettingType::OptionalInteger => "a whole number or empty",
             SettingType::OptionalNumber => "a number or empty",
+            SettingType::Choice(_) => "one of its names",
         }
     }
 }
@@ -159,6 +162,7 @@ impl Setting {
     pub fn requirement(&self) -> String {
         match self.kind {
             SettingType::Bool => "true or false".into(),
+            SettingType::Choice(names) => names.join(" or "),
             kind => {
                 let range = self.range.requirement(kind.is_integer());
                 let range = range.strip_prefix("must be ").unwrap_or(&range).to_owned();
@@ -221,6 +225,18 @@ impl SettingValue for bool {
     fn check(&self, _: &'static str, _: &Range, _: &mut Problems) {}
 }
 
+/// A setting that is one of a few names, as a Rust enum: its names, in the order the
+/// form and the docs list them (the first is not necessarily the default).
+pub trait SettingChoice {
+    const NAMES: &'static [&'static str];
+}
+
+impl<T: SettingChoice> SettingValue for T {
+    const KIND: SettingType = SettingType::Choice(T::NAMES);
+    // serde admits only the names, so a value of the type is always one of them.
+    fn check(&self, _: &'static str, _: &Range, _: &mut Problems) {}
+}
+
 /// What every stage's settings offer: their declarations, and every problem of a value.
 pub trait StageSettings: Default + serde::Serialize + serde::de::DeserializeOwned {
     /// The stage's name, which prefixes its problems when it stands alone (`ppo.lr`).
@@ -236,7 +252,27 @@ pub trait StageSettings: Default + serde::Serialize + serde::de::DeserializeOwne
 /// go in `$cross`, a function of the config and the problems found so far.
 #[macro_export]
 macro_rules! stage_settings {
+    // The settings every stage shares, whatever it trains, are declared here once and
+    // appended to each stage's own.
     (
+        $(#[doc = $sdoc:literal])*
+        pub struct $name:ident for $stage:literal, cross = $cross:path { $($own:tt)* }
+    ) => {
+        $crate::stage_settings! {
+            @define
+            $(#[doc = $sdoc])*
+            pub struct $name for $stage, cross = $cross {
+                $($own)*
+                /// Compute precision: bf16 is mixed precision (bf16 matrix products and
+                /// attention, f32 norms, softmaxes, losses, master weights and AdamW
+                /// state; frozen models wholly in bf16); auto is bf16 on CUDA, f32 on the
+                /// CPU.
+                pub precision: $crate::Precision = $crate::Precision::Auto, $crate::setting::Range::ANY;
+            }
+        }
+    };
+    (
+        @define
         $(#[doc = $sdoc:literal])*
         pub struct $name:ident for $stage:literal, cross = $cross:path {
             $(

@@ -1,8 +1,10 @@
 //! Every stage's settings, declared once (see [`crate::stage_settings`]): the trainer
 //! runs them, the worker parses them, the web's launch form and docs/runs.md show them.
 
+use serde::{Deserialize, Serialize};
+
 use crate::problem::Problems;
-use crate::setting::Range;
+use crate::setting::{Bound, Range, SettingChoice};
 use crate::stage_settings;
 
 fn no_cross_checks<C>(_: &C, _: &mut Problems) {}
@@ -45,6 +47,10 @@ stage_settings! {
         pub checkpoint_every: i64 = 1000, Range::at_least(0.0);
         /// Seeds the data order and dropout: the same seed gives the same model.
         pub seed: u64 = 0, Range::ANY;
+        /// Activation checkpointing: keep only each block's input in the forward pass
+        /// and recompute the block in the backward pass (about a third more compute for
+        /// a fraction of the activation memory), so that larger models and batches fit.
+        pub checkpoint_activations: bool = false, Range::ANY;
     }
 }
 
@@ -90,6 +96,10 @@ stage_settings! {
         pub checkpoint_every: i64 = 500, Range::at_least(0.0);
         /// Seeds the batch order and dropout: the same seed gives the same model.
         pub seed: u64 = 0, Range::ANY;
+        /// Activation checkpointing: keep only each block's input in the forward pass
+        /// and recompute the block in the backward pass (about a third more compute for
+        /// a fraction of the activation memory), so that larger models and batches fit.
+        pub checkpoint_activations: bool = false, Range::ANY;
     }
 }
 
@@ -138,6 +148,10 @@ stage_settings! {
         pub checkpoint_every: i64 = 500, Range::at_least(0.0);
         /// Seeds the batch order (and dropout): the same seed gives the same RM.
         pub seed: u64 = 0, Range::ANY;
+        /// Activation checkpointing: keep only each block's input in the forward pass
+        /// and recompute the block in the backward pass (about a third more compute for
+        /// a fraction of the activation memory), so that larger models and batches fit.
+        pub checkpoint_activations: bool = false, Range::ANY;
     }
 }
 
@@ -234,7 +248,99 @@ stage_settings! {
     }
 }
 
+/// DPO's loss on a pair's log-ratio difference h = (log π(y_w) − log π_ref(y_w)) −
+/// (log π(y_l) − log π_ref(y_l)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpoLoss {
+    /// −log σ(β·h), Rafailov et al. 2023, eq. 7; with label smoothing ε, conservative
+    /// DPO: −(1 − ε)·log σ(β·h) − ε·log σ(−β·h).
+    #[default]
+    Sigmoid,
+    /// (h − 1/(2β))², IPO (Azar et al. 2023, eq. 17): it regresses h towards a margin
+    /// instead of pushing it to infinity, so it does not overfit deterministic
+    /// preferences.
+    Ipo,
+}
+
+impl SettingChoice for DpoLoss {
+    const NAMES: &'static [&'static str] = &["sigmoid", "ipo"];
+}
+
+impl std::str::FromStr for DpoLoss {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sigmoid" => Ok(DpoLoss::Sigmoid),
+            "ipo" => Ok(DpoLoss::Ipo),
+            other => Err(format!("unknown loss `{other}` (expected sigmoid or ipo)")),
+        }
+    }
+}
+
+/// [0, 0.5): a label-smoothing ε of 0.5 would make every preference a coin flip.
+const LABEL_SMOOTHING: Range = Range { low: Bound::Inclusive(0.0), high: Bound::Exclusive(0.5) };
+
 stage_settings! {
+    /// DPO's settings. Defaults follow Rafailov et al. 2023 (§6 and appendix B: β 0.1,
+    /// batch 64, warmup 150 steps) where they apply to small GPTs; the learning rate is
+    /// one measured to learn on the tiny and gpt2 presets (the paper's 1e-6 is for
+    /// 2.8B–6B models).
+    pub struct DpoConfig for "dpo", cross = no_cross_checks {
+        /// Passes over the rankings.
+                pub epochs: i64 = 1, Range::at_least(1.0), essential;
+        /// Optimizer steps in all; overrides `epochs` when set.
+                pub steps: Option<i64> = None, Range::at_least(1.0), essential;
+        /// Peak learning rate (the paper: 1e-6 for 2.8B–6B models).
+                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant after
+        /// the warmup, as the paper does.
+        pub final_lr_ratio: f64 = 1.0, Range::UNIT;
+        /// Linear warmup steps (the paper: 150).
+        pub warmup_steps: i64 = 10, Range::at_least(0.0);
+        /// Rankings per micro-batch, each with all K of its samples (the paper: 64 pairs).
+                pub batch_size: usize = 16, Range::at_least(1.0), essential;
+        /// Micro-batches per optimizer step.
+        pub grad_accum: usize = 1, Range::at_least(1.0);
+        /// β, the strength of the KL constraint to the reference (the SFT model): the
+        /// implicit reward is β·(log π − log π_ref). The paper: 0.1 (0.5 for summaries).
+                pub beta: f64 = 0.1, Range::POSITIVE, essential;
+        /// sigmoid: DPO's loss (with `label_smoothing`, conservative DPO); ipo: IPO's
+        /// squared loss (Azar et al. 2023).
+                pub loss: DpoLoss = DpoLoss::Sigmoid, Range::ANY, essential;
+        /// ε, the assumed share of flipped preference labels (conservative DPO, Mitchell
+        /// 2023); 0 is plain DPO. Only the sigmoid loss uses it.
+        pub label_smoothing: f64 = 0.0, LABEL_SMOOTHING;
+        /// Residual dropout while training. TRL's DPOTrainer disables dropout, so that
+        /// the policy's log-probs are comparable with the reference's.
+        pub dropout: f64 = 0.0, Range::FRACTION;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// Global gradient-norm clip.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.999, Range::FRACTION;
+        /// AdamW's ε.
+        pub eps: f64 = 1e-8, Range::POSITIVE;
+        /// Share of prompts held out for validation when no validation rankings are
+        /// given. Rankings of one prompt stay on one side of the split.
+        pub val_fraction: f64 = 0.05, Range::FRACTION;
+        /// Validate every N steps (and at the end).
+        pub eval_every: i64 = 100, Range::at_least(0.0);
+        /// Write a checkpoint every N steps (0: only the final policy).
+        pub checkpoint_every: i64 = 500, Range::at_least(0.0);
+        /// Seeds the batch order (and dropout): the same seed gives the same policy.
+        pub seed: u64 = 0, Range::ANY;
+    }
+}
+
+// Sampling trains nothing, so it takes no stage's shared settings (`@define`): the
+// precision it samples in is the model's (`plumb generate --precision`).
+stage_settings! {
+    @define
     /// How samples are drawn: for ranking batches (`sample` runs), evaluations and the
     /// `plumb generate` command.
     pub struct SamplingConfig for "sampling", cross = no_cross_checks {
@@ -254,6 +360,157 @@ stage_settings! {
     }
 }
 
+/// Settings of RLOO and GRPO that relate to each other: a minibatch is some of a step's
+/// samples.
+fn samples_per_step_checks(batch_size: usize, per_prompt: usize, minibatch_size: usize, problems: &mut Problems) {
+    let samples = batch_size * per_prompt;
+    if samples >= 1 && minibatch_size > samples {
+        problems.push(
+            "minibatch_size",
+            format!("must be between 1 and the samples per step ({samples}), got {minibatch_size}"),
+        );
+    }
+}
+
+fn rloo_cross_checks(c: &RlooConfig, problems: &mut Problems) {
+    samples_per_step_checks(c.batch_size, c.k, c.minibatch_size, problems);
+}
+
+stage_settings! {
+    /// RLOO's settings (Ahmadian et al. 2024, "Back to Basics"): REINFORCE on whole
+    /// responses, each sample's baseline the mean reward of the other k − 1 samples of
+    /// its prompt, and the KL to the reference as a penalty in the reward, as TRL's
+    /// RLOOTrainer has it. Defaults are measured to learn on the demo world's tiny models.
+    pub struct RlooConfig for "rloo", cross = rloo_cross_checks {
+        /// RL iterations, each on `batch_size` prompts × k fresh samples.
+                pub steps: i64 = 100, Range::at_least(1.0), essential;
+        /// Prompts per step.
+                pub batch_size: usize = 16, Range::at_least(1.0), essential;
+        /// k, samples per prompt. Ahmadian et al.: 2 or 4.
+                pub k: usize = 4, Range::at_least(2.0), essential;
+        /// Samples per gradient step.
+        pub minibatch_size: usize = 32, Range::at_least(1.0);
+        /// Passes over each rollout (TRL: 1, plain REINFORCE; more reuse each rollout
+        /// under the clipped ratio).
+        pub update_epochs: usize = 1, Range::at_least(1.0);
+        /// The policy's peak learning rate; the default suits small GPTs.
+                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// Linear warmup steps.
+        pub warmup_steps: i64 = 0, Range::at_least(0.0);
+        /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
+        pub final_lr_ratio: f64 = 1.0, Range::UNIT;
+        /// Global gradient-norm clip.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.999, Range::FRACTION;
+        /// AdamW's ε.
+        pub eps: f64 = 1e-5, Range::POSITIVE;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// ε: each response's ratio π/π_old is clipped to [1 − ε, 1 + ε] (TRL: 0.2); it
+        /// only acts from a rollout's second minibatch or epoch on.
+        pub clip_ratio: f64 = 0.2, Range::POSITIVE;
+        /// β, the KL penalty: each sample's reward is its score − β·Σ(log π − log
+        /// π_ref). TRL: 0.05.
+                pub kl_coef: f64 = 0.05, Range::NON_NEGATIVE, essential;
+        /// Whiten the advantages over each step's samples (TRL's normalize_advantage;
+        /// off in Ahmadian et al.).
+        pub whiten_advantages: bool = false, Range::ANY;
+        /// Sampling temperature of rollouts.
+        pub temperature: f64 = 1.0, Range::POSITIVE;
+        /// Longest response, EOS included.
+        pub max_new_tokens: i64 = 64, Range::at_least(1.0);
+        /// Added to the score of a sample that did not end with EOS.
+        pub missing_eos_penalty: f64 = -1.0, Range::ANY;
+        /// Clip the score to ±c (none: no clipping).
+        pub reward_clip: Option<f64> = None, Range::POSITIVE;
+        /// Seed of prompt order, sampling and minibatch order.
+        pub seed: u64 = 0, Range::ANY;
+        /// Write a checkpoint every N steps (0: only the final policy).
+        pub checkpoint_every: i64 = 50, Range::at_least(0.0);
+        /// Call the caller's evaluation every N steps and at the end (0: never).
+        pub eval_every: i64 = 0, Range::at_least(0.0);
+    }
+}
+
+fn grpo_cross_checks(c: &GrpoConfig, problems: &mut Problems) {
+    samples_per_step_checks(c.batch_size, c.group_size, c.minibatch_size, problems);
+}
+
+stage_settings! {
+    /// GRPO's settings (Shao et al. 2024, DeepSeekMath §4.1): G samples per prompt, each
+    /// sample's advantage its reward normalised within its group, PPO's clipped ratio
+    /// per token, and the KL to the reference in the loss (the k3 estimator), without a
+    /// value model. Two later variants are settings: Dr. GRPO (`scale_rewards` and
+    /// `length_normalise` off) and DAPO's clip-higher (`clip_high`). Defaults are
+    /// measured to learn on the demo world's tiny models.
+    pub struct GrpoConfig for "grpo", cross = grpo_cross_checks {
+        /// RL iterations, each on `batch_size` prompts × G fresh samples.
+                pub steps: i64 = 100, Range::at_least(1.0), essential;
+        /// Prompts per step.
+                pub batch_size: usize = 16, Range::at_least(1.0), essential;
+        /// G, samples per prompt. DeepSeekMath: 64.
+                pub group_size: usize = 4, Range::at_least(2.0), essential;
+        /// Samples per gradient step.
+        pub minibatch_size: usize = 32, Range::at_least(1.0);
+        /// μ, passes over each rollout. DeepSeekMath: 1.
+        pub update_epochs: usize = 1, Range::at_least(1.0);
+        /// The policy's peak learning rate (DeepSeekMath: 1e-6 at 7B); the default suits
+        /// small GPTs.
+                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// Linear warmup steps.
+        pub warmup_steps: i64 = 0, Range::at_least(0.0);
+        /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
+        pub final_lr_ratio: f64 = 1.0, Range::UNIT;
+        /// Global gradient-norm clip.
+        pub grad_clip: f64 = 1.0, Range::POSITIVE;
+        /// AdamW's β1.
+        pub beta1: f64 = 0.9, Range::FRACTION;
+        /// AdamW's β2.
+        pub beta2: f64 = 0.999, Range::FRACTION;
+        /// AdamW's ε.
+        pub eps: f64 = 1e-5, Range::POSITIVE;
+        /// AdamW's weight decay.
+        pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
+        /// ε: the ratio π/π_old of each token is clipped to [1 − ε, 1 + ε]
+        /// (DeepSeekMath: 0.2); its upper end is `clip_high` when that is set.
+        pub clip_ratio: f64 = 0.2, Range::POSITIVE;
+        /// ε_high, a separate upper clip: DAPO's clip-higher (Yu et al. 2025: 0.28),
+        /// which lets unlikely tokens with positive advantage grow and keeps entropy up.
+        /// None: GRPO's symmetric clip.
+        pub clip_high: Option<f64> = None, Range::POSITIVE;
+        /// β, the weight of the KL to the reference in the loss, per token with the k3
+        /// estimator π_ref/π − log(π_ref/π) − 1. DeepSeekMath: 0.04; 0 drops the KL
+        /// term (DAPO, Dr. GRPO).
+                pub kl_coef: f64 = 0.04, Range::NON_NEGATIVE, essential;
+        /// Divide each group's centred rewards by the group's standard deviation (GRPO).
+        /// false: Dr. GRPO (Liu et al. 2025), which only centres them, so that groups
+        /// with nearly equal rewards are not given large advantages.
+        pub scale_rewards: bool = true, Range::ANY;
+        /// Average each sample's token losses over its own length, then over samples
+        /// (GRPO). false: Dr. GRPO's unnormalised length, each sample's token losses
+        /// summed and divided by `max_new_tokens`, which removes the bias towards long
+        /// wrong answers.
+        pub length_normalise: bool = true, Range::ANY;
+        /// Sampling temperature of rollouts.
+        pub temperature: f64 = 1.0, Range::POSITIVE;
+        /// Longest response, EOS included.
+        pub max_new_tokens: i64 = 64, Range::at_least(1.0);
+        /// Added to the score of a sample that did not end with EOS.
+        pub missing_eos_penalty: f64 = -1.0, Range::ANY;
+        /// Clip the score to ±c (none: no clipping).
+        pub reward_clip: Option<f64> = None, Range::POSITIVE;
+        /// Seed of prompt order, sampling and minibatch order.
+        pub seed: u64 = 0, Range::ANY;
+        /// Write a checkpoint every N steps (0: only the final policy).
+        pub checkpoint_every: i64 = 50, Range::at_least(0.0);
+        /// Call the caller's evaluation every N steps and at the end (0: never).
+        pub eval_every: i64 = 0, Range::at_least(0.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +522,7 @@ mod tests {
         SftConfig::default().validate().unwrap();
         RewardConfig::default().validate().unwrap();
         PpoConfig::default().validate().unwrap();
+        DpoConfig::default().validate().unwrap();
         SamplingConfig::default().validate().unwrap();
     }
 
@@ -304,6 +562,7 @@ mod tests {
         check::<SftConfig>();
         check::<RewardConfig>();
         check::<PpoConfig>();
+        check::<DpoConfig>();
         check::<SamplingConfig>();
     }
 

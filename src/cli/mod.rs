@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod annotate;
+mod data;
 mod db;
 #[cfg(feature = "trainer")]
 mod demo;
@@ -41,6 +42,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// A team's people: add, list, disable and enable users, set passwords and roles.
     Users(users::UsersArgs),
+    /// A project's data: import preference pairs, rankings or demonstrations (trl, hh,
+    /// messages, kwise); export a snapshot as a training file.
+    Data(data::DataArgs),
     /// Initialise a GPT checkpoint with random weights.
     #[cfg(feature = "trainer")]
     Init(model::InitArgs),
@@ -62,9 +66,20 @@ enum Command {
     /// Train a reward model on rankings, or score responses with one.
     #[cfg(feature = "trainer")]
     Reward(train::RewardArgs),
-    /// PPO(-ptx) of an SFT policy against a reward model.
+    /// PPO(-ptx) of an SFT policy against a reward model or a reward program.
     #[cfg(feature = "trainer")]
     Ppo(train::PpoArgs),
+    /// RLOO (REINFORCE with leave-one-out baselines) of an SFT policy against a reward
+    /// model or a reward program.
+    #[cfg(feature = "trainer")]
+    Rloo(train::RlooArgs),
+    /// GRPO (group-normalised advantages, clipped ratio, KL in the loss) of an SFT policy
+    /// against a reward model or a reward program.
+    #[cfg(feature = "trainer")]
+    Grpo(train::GrpoArgs),
+    /// Direct preference optimisation of an SFT policy on rankings, without a reward model.
+    #[cfg(feature = "trainer")]
+    Dpo(train::DpoArgs),
     /// The demo world: tasks with checkable answers, a corpus and the oracle annotator.
     World(world::WorldArgs),
     /// A simulated annotator: takes tasks through plumb serve's JSON API and answers them
@@ -88,6 +103,7 @@ impl Cli {
             Command::Db(args) => db::run(args),
             Command::Serve(args) => serve::run(args),
             Command::Users(args) => users::run(args),
+            Command::Data(args) => data::run(args),
             #[cfg(feature = "trainer")]
             Command::Init(args) => model::init(args),
             #[cfg(feature = "trainer")]
@@ -110,6 +126,12 @@ impl Cli {
             Command::Reward(args) => train::reward(args),
             #[cfg(feature = "trainer")]
             Command::Ppo(args) => train::ppo(args),
+            #[cfg(feature = "trainer")]
+            Command::Rloo(args) => train::rloo(args),
+            #[cfg(feature = "trainer")]
+            Command::Grpo(args) => train::grpo(args),
+            #[cfg(feature = "trainer")]
+            Command::Dpo(args) => train::dpo(args),
             Command::World(args) => world::run(args),
             Command::Annotate(args) => annotate::run(args),
         }

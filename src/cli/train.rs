@@ -1,4 +1,5 @@
-//! The training stages from files: pretrain, sft, reward train|score, ppo.
+//! The training stages from files: pretrain, sft, reward train|score, ppo, dpo, rloo,
+//! grpo.
 //!
 //! Each reads its typed config from `--config FILE.toml` (defaults for absent fields),
 //! then applies the flags, validates, trains into `--out`, and prints its report as one
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use trainer::train::{load_config, RunDir};
-use trainer::{data, ppo, pretrain, reward, sft, DeviceChoice, LanguageModel};
+use trainer::reward_program::RewardProgram;
+use trainer::rollout;
+use trainer::train::{load_config, RunDir, TrainError};
+use trainer::{data, dpo, grpo, ppo, pretrain, reward, rloo, sft, DeviceChoice, LanguageModel};
 
 use super::jsonl;
 
@@ -34,6 +37,29 @@ macro_rules! override_common {
         }
         if let Some(seed) = $stage.seed {
             $cfg.seed = seed;
+        }
+    }};
+}
+
+/// Applies `--lr`, `--batch-size`, `--seed`, `--epochs` and `--steps` to an RL stage's
+/// config: its steps are iterations, and an epoch is one pass of rollouts over the
+/// `prompts` prompts (`--steps` wins).
+macro_rules! override_rl {
+    ($cfg:expr, $stage:expr, $prompts:expr) => {{
+        if let Some(lr) = $stage.lr {
+            $cfg.lr = lr;
+        }
+        if let Some(batch_size) = $stage.batch_size {
+            $cfg.batch_size = batch_size;
+        }
+        if let Some(seed) = $stage.seed {
+            $cfg.seed = seed;
+        }
+        if let Some(epochs) = $stage.epochs {
+            $cfg.steps = epochs * $prompts.div_ceil($cfg.batch_size.max(1)) as i64;
+        }
+        if let Some(steps) = $stage.steps {
+            $cfg.steps = steps;
         }
     }};
 }
@@ -145,9 +171,10 @@ pub struct PpoArgs {
     /// The SFT policy to start from (also the frozen reference).
     #[arg(long)]
     policy: PathBuf,
-    /// The reward model (its trunk and head also initialise the value model).
-    #[arg(long)]
-    reward: PathBuf,
+    /// The rewards; a reward model's trunk and head also initialise the value model
+    /// (with a program, the policy's trunk and a new head do).
+    #[command(flatten)]
+    reward: RewardSource,
     /// Prompts: {"prompt"} lines.
     #[arg(long)]
     prompts: PathBuf,
@@ -166,6 +193,30 @@ pub struct PpoArgs {
     /// Most tokens per response.
     #[arg(long)]
     max_new_tokens: Option<i64>,
+    #[command(flatten)]
+    stage: StageArgs,
+}
+
+#[derive(Args)]
+pub struct DpoArgs {
+    /// The SFT policy to start from; also the frozen reference.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Rankings: {"prompt", "samples", "ranking"} or {"prompt", "chosen", "rejected"} lines.
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation rankings (default: a held-out share of --data's prompts).
+    #[arg(long)]
+    val_data: Option<PathBuf>,
+    /// β, the strength of the KL constraint to the reference (the paper: 0.1).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// sigmoid (DPO) or ipo (IPO).
+    #[arg(long)]
+    loss: Option<dpo::DpoLoss>,
+    /// ε, the assumed share of flipped labels (conservative DPO); sigmoid loss only.
+    #[arg(long)]
+    label_smoothing: Option<f64>,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -276,22 +327,7 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: ppo::PpoConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.prompts)?;
-    if let Some(lr) = s.lr {
-        cfg.lr = lr;
-    }
-    if let Some(batch_size) = s.batch_size {
-        cfg.batch_size = batch_size;
-    }
-    if let Some(seed) = s.seed {
-        cfg.seed = seed;
-    }
-    // PPO counts iterations; an epoch is one pass of rollouts over the prompts.
-    if let Some(epochs) = s.epochs {
-        cfg.steps = epochs * prompts.len().div_ceil(cfg.batch_size.max(1)) as i64;
-    }
-    if let Some(steps) = s.steps {
-        cfg.steps = steps;
-    }
+    override_rl!(cfg, s, prompts.len());
     if let Some(coef) = args.ptx_coef {
         cfg.ptx_coef = coef;
     }
@@ -308,13 +344,174 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
     cfg.validate()?;
     let ptx = args.ptx_data.as_deref().map(data::read_corpus).transpose()?;
     let policy = load_model(&args.policy, s)?;
-    let reward_model = load_model(&args.reward, s)?;
-    anyhow::ensure!(
-        reward_model.score_head.is_some(),
-        "{} has no reward head: train one with `plumb reward train`",
-        args.reward.display()
-    );
+    let rewarder = args.reward.load(s)?;
     let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = ppo::train(&cfg, policy, &reward_model, &prompts, ptx.as_deref(), &mut run)?;
+    let data = ppo::PpoData { prompts: &prompts, ptx_corpus: ptx.as_deref() };
+    let (_, report) = ppo::train_with_eval(&cfg, policy, rewarder.reward(), data, &mut run, &mut no_eval)?;
+    finish(&s.out, &cfg, &report)
+}
+
+/// The evaluation hook of a run from the command line: none.
+fn no_eval(_: i64, _: &LanguageModel, _: &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> {
+    Ok(Vec::new())
+}
+
+/// Where an RL stage's rewards come from: a reward model, or a program.
+#[derive(Args)]
+pub struct RewardSource {
+    /// A reward model trained by `plumb reward train`.
+    #[arg(long, required_unless_present = "reward_cmd", conflicts_with = "reward_cmd")]
+    reward: Option<PathBuf>,
+    /// A reward program, run under `sh -c` once per batch: it reads {"prompt",
+    /// "response"} JSON lines on stdin and writes one {"reward": number} line each, in
+    /// order (the demo world's oracle: "plumb world reward"). A program that fails,
+    /// hangs past --reward-timeout or writes a bad line fails the run.
+    #[arg(long)]
+    reward_cmd: Option<String>,
+    /// Seconds the reward program may take for one batch.
+    #[arg(long, default_value_t = 60.0)]
+    reward_timeout: f64,
+}
+
+/// A loaded reward source.
+enum Rewarder {
+    Model(LanguageModel),
+    Program(RewardProgram),
+}
+
+impl RewardSource {
+    fn load(&self, stage: &StageArgs) -> Result<Rewarder> {
+        match (&self.reward, &self.reward_cmd) {
+            (_, Some(command)) => {
+                anyhow::ensure!(
+                    self.reward_timeout.is_finite() && self.reward_timeout > 0.0,
+                    "--reward-timeout must be a positive number of seconds, got {}",
+                    self.reward_timeout
+                );
+                let timeout = std::time::Duration::from_secs_f64(self.reward_timeout);
+                Ok(Rewarder::Program(RewardProgram::new(command, timeout)))
+            }
+            (Some(dir), None) => {
+                let model = load_model(dir, stage)?;
+                anyhow::ensure!(
+                    model.score_head.is_some(),
+                    "{} has no reward head: train one with `plumb reward train`",
+                    dir.display()
+                );
+                Ok(Rewarder::Model(model))
+            }
+            (None, None) => anyhow::bail!("give --reward RM_DIR or --reward-cmd CMD"),
+        }
+    }
+}
+
+impl Rewarder {
+    fn reward(&self) -> rollout::Reward<'_> {
+        match self {
+            Rewarder::Model(model) => rollout::Reward::Model(model),
+            Rewarder::Program(program) => rollout::Reward::Program(program),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RlooArgs {
+    /// The SFT policy to start from (also the frozen reference).
+    #[arg(long)]
+    policy: PathBuf,
+    #[command(flatten)]
+    reward: RewardSource,
+    /// Prompts: {"prompt"} lines.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// k, samples per prompt (Ahmadian et al.: 2 or 4).
+    #[arg(long)]
+    k: Option<usize>,
+    /// β, the KL penalty in each sample's reward (TRL: 0.05).
+    #[arg(long)]
+    kl_coef: Option<f64>,
+    /// Most tokens per response.
+    #[arg(long)]
+    max_new_tokens: Option<i64>,
+    #[command(flatten)]
+    stage: StageArgs,
+}
+
+pub fn rloo(args: RlooArgs) -> Result<()> {
+    let s = &args.stage;
+    let mut cfg: rloo::RlooConfig = base_config(s)?;
+    let prompts = data::read_prompts(&args.prompts)?;
+    override_rl!(cfg, s, prompts.len());
+    cfg.k = args.k.unwrap_or(cfg.k);
+    cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
+    cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
+    cfg.validate()?;
+    let policy = load_model(&args.policy, s)?;
+    let rewarder = args.reward.load(s)?;
+    let mut run = RunDir::open(&s.out, s.resume)?;
+    let (_, report) = rloo::train(&cfg, policy, rewarder.reward(), &prompts, &mut run, &mut no_eval)?;
+    finish(&s.out, &cfg, &report)
+}
+
+#[derive(Args)]
+pub struct GrpoArgs {
+    /// The SFT policy to start from (also the frozen reference).
+    #[arg(long)]
+    policy: PathBuf,
+    #[command(flatten)]
+    reward: RewardSource,
+    /// Prompts: {"prompt"} lines.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// G, samples per prompt (DeepSeekMath: 64).
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// β, the weight of the k3 KL to the reference in the loss (DeepSeekMath: 0.04).
+    #[arg(long)]
+    kl_coef: Option<f64>,
+    /// ε, the clip of the ratio π/π_old (DeepSeekMath: 0.2).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// ε_high, a separate upper clip: DAPO's clip-higher (0.28).
+    #[arg(long)]
+    clip_high: Option<f64>,
+    /// Most tokens per response.
+    #[arg(long)]
+    max_new_tokens: Option<i64>,
+    #[command(flatten)]
+    stage: StageArgs,
+}
+
+pub fn grpo(args: GrpoArgs) -> Result<()> {
+    let s = &args.stage;
+    let mut cfg: grpo::GrpoConfig = base_config(s)?;
+    let prompts = data::read_prompts(&args.prompts)?;
+    override_rl!(cfg, s, prompts.len());
+    cfg.group_size = args.group_size.unwrap_or(cfg.group_size);
+    cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
+    cfg.clip_ratio = args.clip.unwrap_or(cfg.clip_ratio);
+    cfg.clip_high = args.clip_high.or(cfg.clip_high);
+    cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
+    cfg.validate()?;
+    let policy = load_model(&args.policy, s)?;
+    let rewarder = args.reward.load(s)?;
+    let mut run = RunDir::open(&s.out, s.resume)?;
+    let (_, report) = grpo::train(&cfg, policy, rewarder.reward(), &prompts, &mut run, &mut no_eval)?;
+    finish(&s.out, &cfg, &report)
+}
+
+pub fn dpo(args: DpoArgs) -> Result<()> {
+    let s = &args.stage;
+    let mut cfg: dpo::DpoConfig = base_config(s)?;
+    override_common!(cfg, s);
+    cfg.beta = args.beta.unwrap_or(cfg.beta);
+    cfg.loss = args.loss.unwrap_or(cfg.loss);
+    cfg.label_smoothing = args.label_smoothing.unwrap_or(cfg.label_smoothing);
+    cfg.validate()?;
+    let rankings = data::read_rankings(&args.data)?;
+    let validation = args.val_data.as_deref().map(data::read_rankings).transpose()?.unwrap_or_default();
+    let policy = load_model(&args.policy, s)?;
+    let mut run = RunDir::open(&s.out, s.resume)?;
+    let (_, report) = dpo::train(&cfg, policy, &rankings, &validation, &mut run)?;
     finish(&s.out, &cfg, &report)
 }

@@ -9,8 +9,8 @@ pub mod stages;
 pub mod worker;
 
 // The parts by their short names, as the stages, the worker and the CLI call them.
-pub use model::{checkpoint, config, device, gpt, sampling, tokenizer};
-pub use stages::{data, lm_loop, ppo, pretrain, reward, sft, train};
+pub use model::{checkpoint, config, device, gpt, memory, sampling, tokenizer};
+pub use stages::{data, dpo, grpo, lm_loop, ppo, pretrain, reward, reward_program, rloo, rollout, sft, train};
 /// The demo world lives in its own crate, without tch.
 pub use world;
 

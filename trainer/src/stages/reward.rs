@@ -215,7 +215,7 @@ pub fn encode_rankings(
 
 /// Splits rankings into train and validation by prompt, so that no held-out prompt was
 /// trained on: a seeded `val_fraction` share of the distinct prompts is held out.
-fn split_by_prompt(rankings: &[Ranking], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn split_by_prompt(rankings: &[Ranking], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut seen = HashSet::new();
     let prompts: Vec<&str> = rankings.iter().map(Ranking::prompt).filter(|p| seen.insert(*p)).collect();
     let (_, held_out) = split_validation(&prompts, fraction, seed);
@@ -224,7 +224,7 @@ fn split_by_prompt(rankings: &[Ranking], fraction: f64, seed: u64) -> (Vec<usize
 }
 
 /// Right-padded ids (B, T) and attention mask (B, T).
-fn pad_right(sequences: &[&[i64]], pad: i64, device: Device) -> (Tensor, Tensor) {
+pub(crate) fn pad_right(sequences: &[&[i64]], pad: i64, device: Device) -> (Tensor, Tensor) {
     let len = sequences.iter().map(|s| s.len()).max().unwrap_or(1);
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
     for s in sequences {
@@ -287,7 +287,7 @@ pub fn accumulate_gradients(
             batch.iter().zip(&rewards).map(|(c, r)| ranking_loss(r, &c.pairs, c.k())).collect();
         let loss = Tensor::stack(&losses, 0).sum(Kind::Float) / prompts;
         tally.loss += loss.double_value(&[]);
-        loss.backward();
+        model.backward(&loss);
         for (c, r) in batch.iter().zip(&rewards) {
             let r = Vec::<f32>::try_from(r.detach().to_device(Device::Cpu))?;
             tally.correct += correct_pairs(&r, &c.pairs);
@@ -318,8 +318,9 @@ fn evaluate(model: &LanguageModel, set: &[Comparisons], batch_size: usize) -> Re
     Ok(Agreement { loss: loss / set.len().max(1) as f64, accuracy: correct as f64 / compared.max(1) as f64 })
 }
 
-/// The rankings of micro-batch number `index` (counting across epochs).
-fn micro_batch(set: &[Comparisons], batch_size: usize, seed: u64, index: i64) -> Vec<&Comparisons> {
+/// The rankings of micro-batch number `index` (counting across epochs); DPO draws its
+/// batches of rankings the same way.
+pub(crate) fn micro_batch<T>(set: &[T], batch_size: usize, seed: u64, index: i64) -> Vec<&T> {
     let per_epoch = set.len().div_ceil(batch_size).max(1) as i64;
     let (epoch, position) = (index / per_epoch, (index % per_epoch) as usize);
     let order = epoch_order(set.len(), seed, epoch as u64);
@@ -385,6 +386,8 @@ pub fn train(
     seed_step(cfg.seed, -1);
     model.add_score_head();
     model.set_trainable(true);
+    model.train_in(cfg.precision);
+    model.set_checkpointing(cfg.checkpoint_activations);
 
     let encoded = encode_rankings(&model, rankings, "ranking")?;
     let references = centring_references(&model, rankings, &encoded, demonstrations)?;
@@ -396,6 +399,9 @@ pub fn train(
         (encoded, encode_rankings(&model, validation, "validation ranking")?)
     };
     let total_steps = total_steps(cfg.steps, cfg.epochs, train_set.len(), cfg.batch_size * cfg.grad_accum);
+    let sequences = train_set.iter().map(|c| c.sequences.len()).max().unwrap_or(1) * cfg.batch_size;
+    let longest = train_set.iter().flat_map(|c| c.sequences.iter().map(Vec::len)).max().unwrap_or(1);
+    crate::memory::plan("reward", &model, sequences as i64, longest as i64).map_err(TrainError::Config)?;
     let mut opt = AdamW::new(&model.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
     let mut state = run
         .resume(STAGE, &mut [("model", &mut model)], &mut [("model", &mut opt)])?

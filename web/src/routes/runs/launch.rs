@@ -147,6 +147,8 @@ fn parse_setting(kind: SettingType, raw: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("must be true or false, not {raw:?}")),
         },
+        // The contract's check names the choices when the text is none of them.
+        SettingType::Choice(_) => Ok(Value::from(raw)),
     }
 }
 
@@ -388,6 +390,11 @@ pub async fn controls(
                 SettingType::Bool => ("bool", ""),
                 SettingType::Integer | SettingType::OptionalInteger => ("number", "1"),
                 SettingType::Number | SettingType::OptionalNumber => ("number", "any"),
+                SettingType::Choice(_) => ("select", ""),
+            };
+            let options = match setting.kind {
+                SettingType::Choice(names) => names.iter().map(|n| (n.to_string(), n.to_string())).collect(),
+                _ => Vec::new(),
             };
             Control {
                 label: setting.name.to_owned(),
@@ -402,7 +409,7 @@ pub async fn controls(
                 value: typed(&name).unwrap_or_else(|| form_text(&defaults[setting.name])),
                 default: Some(form_text(&defaults[setting.name])),
                 error: error(&name),
-                options: Vec::new(),
+                options,
                 suggestions: Vec::new(),
                 name,
             }
