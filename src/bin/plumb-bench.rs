@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use trainer::lm_loop::Example;
 use trainer::ppo::{Learner, PpoConfig};
 use trainer::reward::{Comparisons, RewardConfig};
+use trainer::rollout::Reward;
 use trainer::sft::SftConfig;
 use trainer::tch::nn::OptimizerConfig;
 use trainer::tch::{self, Device, Kind, Reduction, Tensor};
@@ -472,7 +473,8 @@ fn ppo_step(
     let mut step = 0i64;
     let mut stats = Vec::new();
     let times = timing.run(|| {
-        stats.push(trainer::ppo::step(&cfg, step, &prompts, &mut learner, &reward_model, None)?);
+        let reward = Reward::Model(&reward_model);
+        stats.push(trainer::ppo::step(&cfg, step, &prompts, &mut learner, reward, None)?);
         step += 1;
         Ok(())
     })?;

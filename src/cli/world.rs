@@ -50,6 +50,9 @@ enum WorldCommand {
     /// The oracle's score of responses: {"prompt", "response"} (or generate's
     /// {"prompt", "completion", "finish_reason"}) on stdin → {"score", "correct"}.
     Score,
+    /// The oracle as a reward program for `--reward-cmd "plumb world reward"`:
+    /// {"prompt", "response"} lines on stdin → {"reward"} lines, the oracle's score.
+    Reward,
 }
 
 /// Which tasks to draw.
@@ -93,6 +96,11 @@ struct Scored {
     correct: bool,
 }
 
+#[derive(Serialize)]
+struct Reward {
+    reward: f64,
+}
+
 pub fn run(args: WorldArgs) -> Result<()> {
     let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(match &args.out {
         Some(path) => Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
@@ -108,7 +116,13 @@ pub fn run(args: WorldArgs) -> Result<()> {
             let oracle = Oracle::new(noise)?;
             write_all(&mut out, world::rankings(&draw.tasks(), k.into(), &oracle, draw.seed))?
         }
-        WorldCommand::Score => score(&mut out)?,
+        WorldCommand::Score => {
+            let scored = read_scored()?;
+            write_all(&mut out, scored.iter().map(|&(score, correct)| Scored { score, correct }))?
+        }
+        WorldCommand::Reward => {
+            write_all(&mut out, read_scored()?.into_iter().map(|(reward, _)| Reward { reward }))?
+        }
     }
     Ok(out.flush()?)
 }
@@ -117,9 +131,9 @@ fn write_all<T: Serialize>(out: &mut impl Write, records: impl IntoIterator<Item
     records.into_iter().try_for_each(|record| jsonl::write_line(out, &record))
 }
 
-/// Every prompt is parsed before anything is written, so an unknown prompt stops the
-/// command with no output.
-fn score(out: &mut impl Write) -> Result<()> {
+/// The oracle's (score, correct) of each response on stdin. Every prompt is parsed before
+/// anything is written, so an unknown prompt stops the command with no output.
+fn read_scored() -> Result<Vec<(f64, bool)>> {
     let lines: Vec<ResponseLine> = jsonl::read_all(io::stdin().lock(), "stdin")?;
     let tasks = lines
         .iter()
@@ -130,11 +144,11 @@ fn score(out: &mut impl Write) -> Result<()> {
             })
         })
         .collect::<Result<Vec<Task>>>()?;
-    write_all(
-        out,
-        lines.iter().zip(&tasks).map(|(line, task)| Scored {
-            score: world::score(task, &line.response, line.finish_reason),
-            correct: world::is_correct(task, &line.response),
-        }),
-    )
+    Ok(lines
+        .iter()
+        .zip(&tasks)
+        .map(|(line, task)| {
+            (world::score(task, &line.response, line.finish_reason), world::is_correct(task, &line.response))
+        })
+        .collect())
 }

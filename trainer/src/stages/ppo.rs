@@ -29,31 +29,24 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{epoch_order, Example};
-use crate::sampling::{generate_streams, Generation, SamplingConfig};
-use crate::train::{ensure_finite, lr_at, AdamW, Progress, RunDir, TrainError};
+use crate::rollout::{
+    self, encode_prompts, in_chunks, layout_logprobs, masked_mean, penalised_scores, run_steps, Layout,
+    Reward, Rollout, RunSettings, StepSummary, MINIBATCH_SEED,
+};
+pub use crate::rollout::{EvalFn, Evaluation};
+use crate::sampling::SamplingConfig;
+use crate::train::{lr_at, AdamW, RunDir, TrainError};
 
 /// PPO's settings: declared in the run contract.
 pub use spec::PpoConfig;
 
 /// How rollouts are sampled: at PPO's temperature, from the whole distribution.
 fn rollout_sampling(cfg: &PpoConfig, seed: u64) -> SamplingConfig {
-    SamplingConfig {
-        max_new_tokens: cfg.max_new_tokens,
-        temperature: cfg.temperature,
-        top_k: None,
-        top_p: None,
-        seed,
-        stop_at_eos: true,
-    }
+    rollout::rollout_sampling(cfg.max_new_tokens, cfg.temperature, seed)
 }
 
 // ---------------------------------------------------------------------------------------
 // The small pure pieces, each as the literature writes it.
-
-/// Mean of `x` over the positions where `mask` is 1.
-pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
-    (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
-}
 
 /// Variance (the population's, as lm-human-preferences' `tf.nn.moments`) over the mask.
 fn masked_var(x: &Tensor, mask: &Tensor) -> Tensor {
@@ -114,13 +107,11 @@ pub fn policy_loss(
     mask: &Tensor,
     clip_ratio: f64,
 ) -> (Tensor, Tensor, Tensor) {
-    let log_ratio = logprobs - old_logprobs;
-    let ratio = log_ratio.exp();
-    let pg_losses = -advantages * &ratio;
-    let pg_losses_clipped = -advantages * ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio);
-    let pg_loss = masked_mean(&pg_losses.maximum(&pg_losses_clipped), mask);
-    let clipfrac = masked_mean(&pg_losses_clipped.gt_tensor(&pg_losses).to_kind(Kind::Float), mask);
-    let approx_kl = masked_mean(&log_ratio.square(), mask) * 0.5;
+    let (pg_losses, clipped) =
+        rollout::clipped_surrogate(logprobs, old_logprobs, advantages, clip_ratio, clip_ratio);
+    let pg_loss = masked_mean(&pg_losses, mask);
+    let clipfrac = masked_mean(&clipped, mask);
+    let approx_kl = masked_mean(&(logprobs - old_logprobs).square(), mask) * 0.5;
     (pg_loss, clipfrac.detach(), approx_kl.detach())
 }
 
@@ -162,119 +153,14 @@ pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> f
 // ---------------------------------------------------------------------------------------
 // Models on the batch layout.
 
-/// Prompts left-padded to P columns, then responses right-padded to R columns.
-struct Layout {
-    ids: Tensor,           // (B, P + R)
-    attention: Tensor,     // (B, P + R), 1 on real tokens
-    response_mask: Tensor, // (B, R) f32
-    prompt_cols: i64,
-    response_cols: i64,
-}
-
-impl Layout {
-    fn new(prompts: &[Vec<i64>], responses: &[Vec<i64>], pad: i64, device: Device) -> Self {
-        let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let r = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let (mut ids, mut attention, mut response_mask) = (Vec::new(), Vec::new(), Vec::new());
-        for (prompt, response) in prompts.iter().zip(responses) {
-            let (left, right) = (p - prompt.len(), r - response.len());
-            ids.extend(std::iter::repeat_n(pad, left).chain(prompt.iter().copied()));
-            ids.extend(response.iter().copied().chain(std::iter::repeat_n(pad, right)));
-            attention.extend(std::iter::repeat_n(0i64, left).chain(std::iter::repeat_n(1, prompt.len())));
-            attention.extend(std::iter::repeat_n(1i64, response.len()).chain(std::iter::repeat_n(0, right)));
-            response_mask
-                .extend(std::iter::repeat_n(1f32, response.len()).chain(std::iter::repeat_n(0.0, right)));
-        }
-        let b = prompts.len() as i64;
-        let (p, r) = (p as i64, r as i64);
-        Layout {
-            ids: Tensor::from_slice(&ids).view([b, p + r]).to_device(device),
-            attention: Tensor::from_slice(&attention).view([b, p + r]).to_device(device),
-            response_mask: Tensor::from_slice(&response_mask).view([b, r]).to_device(device),
-            prompt_cols: p,
-            response_cols: r,
-        }
-    }
-
-    fn responses(&self) -> Tensor {
-        self.ids.narrow(1, self.prompt_cols, self.response_cols)
-    }
-}
-
-/// The model's logits / temperature at the positions that predict the response tokens:
-/// (B, P + R) → (B, R, V).
-fn response_logits(
-    model: &LanguageModel,
-    ids: &Tensor,
-    attention: &Tensor,
-    prompt_cols: i64,
-    response_cols: i64,
-    temperature: f64,
-    train: bool,
-) -> Tensor {
-    let hidden = model.gpt.forward_masked(ids, Some(attention), None, train); // (B, T, C)
-    let hidden = hidden.narrow(1, prompt_cols - 1, response_cols); // (B, R, C)
-    model.lm_head.forward(&hidden).to_kind(Kind::Float) / temperature
-}
-
-/// log π(token) of each response token (B, R) from `response_logits`.
-fn logprobs_of(logits: &Tensor, responses: &Tensor) -> Tensor {
-    // Padding ids may lie outside the vocabulary; they are masked by callers.
-    let targets = responses.clamp_max(logits.size()[2] - 1).unsqueeze(2);
-    logits.log_softmax(-1, Kind::Float).gather(2, &targets, false).squeeze_dim(2)
-}
-
-/// The entropy of π at each response position (B, R).
-fn entropy_of(logits: &Tensor) -> Tensor {
-    let logp = logits.log_softmax(-1, Kind::Float);
-    -(logp.exp() * logp).sum_dim_intlist(-1, false, Kind::Float)
-}
-
-/// The value model's V at the positions before each response token: (B, R).
-fn response_values(
-    value: &LanguageModel,
-    ids: &Tensor,
-    attention: &Tensor,
-    prompt_cols: i64,
-    response_cols: i64,
-    train: bool,
-) -> Result<Tensor, TrainError> {
+/// The value model's V at the positions before each response token of the rows `rows`
+/// of `layout`: (B, R).
+fn response_values(value: &LanguageModel, layout: &Layout, rows: &Tensor) -> Result<Tensor, TrainError> {
+    let (ids, attention) = (layout.ids.index_select(0, rows), layout.attention.index_select(0, rows));
     let scores = value
-        .scores(ids, Some(attention), train)
+        .scores(&ids, Some(&attention), false)
         .ok_or_else(|| TrainError::Config("the value model has no score head".into()))?;
-    Ok(scores.narrow(1, prompt_cols - 1, response_cols))
-}
-
-/// The reward model's score of each prompt ++ response (B,), without gradients: its
-/// scalar head at the last token, which is the EOS of a sample that ended (the token the
-/// RM was trained to score at); a sample cut off at `max_new_tokens` is read at its last
-/// token and pays `missing_eos_penalty` instead.
-pub fn rm_score(
-    reward_model: &LanguageModel,
-    prompts: &[Vec<i64>],
-    responses: &[Vec<i64>],
-) -> Result<Tensor, TrainError> {
-    let sequences: Vec<Vec<i64>> =
-        prompts.iter().zip(responses).map(|(p, r)| [p.as_slice(), r].concat()).collect();
-    crate::reward::score_ids(reward_model, &sequences)
-}
-
-/// `f` on row ranges of at most `size` of `n` rows, its tensors concatenated along rows.
-fn in_chunks<const K: usize>(
-    n: i64,
-    size: i64,
-    mut f: impl FnMut(i64, i64) -> Result<[Tensor; K], TrainError>,
-) -> Result<[Tensor; K], TrainError> {
-    let mut parts: Vec<Vec<Tensor>> = (0..K).map(|_| Vec::new()).collect();
-    let mut start = 0;
-    while start < n {
-        let len = size.min(n - start);
-        for (part, t) in parts.iter_mut().zip(f(start, len)?) {
-            part.push(t);
-        }
-        start += len;
-    }
-    Ok(std::array::from_fn(|k| Tensor::cat(&parts[k], 0)))
+    Ok(scores.narrow(1, layout.prompt_cols - 1, layout.response_cols))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,7 +232,8 @@ pub struct Learner {
     pub policy: LanguageModel,
     /// The frozen initial policy (the SFT model) that the KL penalty is measured against.
     pub reference: LanguageModel,
-    /// Trunk and scalar head, initialised from the reward model.
+    /// Trunk and scalar head, initialised from the reward model (or, for rewards from a
+    /// program, from the policy with a new scalar head).
     pub value: LanguageModel,
     pub policy_opt: AdamW,
     pub value_opt: AdamW,
@@ -356,27 +243,28 @@ pub struct Learner {
 
 impl Learner {
     /// The policy trains from `policy`, the reference is a frozen copy of it, and the
-    /// value model a trainable copy of the reward model.
+    /// value model a trainable copy of `value_from` (the reward model, or the policy),
+    /// given a scalar head if it has none.
     pub fn new(
         cfg: &PpoConfig,
         mut policy: LanguageModel,
-        reward_model: &LanguageModel,
+        value_from: &LanguageModel,
     ) -> Result<Self, TrainError> {
-        if reward_model.score_head.is_none() {
-            return Err(TrainError::Config("the reward model has no score head".into()));
-        }
-        if reward_model.tokenizer.kind() != policy.tokenizer.kind() {
+        if value_from.tokenizer.kind() != policy.tokenizer.kind() {
             return Err(TrainError::Config(format!(
-                "the policy uses the {} tokenizer but the reward model {}",
+                "the policy uses the {} tokenizer but the value model {}",
                 policy.tokenizer.kind(),
-                reward_model.tokenizer.kind()
+                value_from.tokenizer.kind()
             )));
         }
         let mut reference = policy.try_clone()?;
-        reference.set_trainable(false);
+        reference.freeze_in(cfg.precision);
         policy.set_trainable(true);
-        let mut value = reward_model.try_clone()?;
+        policy.train_in(cfg.precision);
+        let mut value = value_from.try_clone()?;
+        value.add_score_head();
         value.set_trainable(true);
+        value.train_in(cfg.precision);
         let adamw = |m: &LanguageModel| AdamW::new(&m.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
         Ok(Learner {
             policy_opt: adamw(&policy),
@@ -442,35 +330,11 @@ impl StepStats {
     }
 }
 
-/// A sampled batch and what the updates start from: per-token tensors (B, R).
-struct Rollout {
-    layout: Layout,
-    logprobs: Tensor,
+/// What PPO's updates start from beside the rollout: per-token tensors (B, R).
+struct Experience {
     values: Tensor,
     advantages: Tensor,
     returns: Tensor,
-}
-
-/// Samples from the policy: one random stream per episode, numbered across steps.
-fn sample(
-    policy: &LanguageModel,
-    prompts: &[Vec<i64>],
-    cfg: &PpoConfig,
-    step: i64,
-) -> Result<Vec<Generation>, TrainError> {
-    let first_stream = step as u64 * prompts.len() as u64;
-    Ok(generate_streams(policy, prompts, &rollout_sampling(&cfg, cfg.seed), first_stream)?)
-}
-
-/// The score PPO maximises: the reward model's, plus the missing-EOS penalty, clipped.
-fn task_scores(raw: &Tensor, samples: &[Generation], cfg: &PpoConfig) -> Tensor {
-    let missing: Vec<f32> = samples.iter().map(|s| if s.stopped_at_eos { 0.0 } else { 1.0 }).collect();
-    let missing = Tensor::from_slice(&missing).to_device(raw.device());
-    let scores = raw + missing * cfg.missing_eos_penalty;
-    match cfg.reward_clip {
-        Some(c) => scores.clamp(-c, c),
-        None => scores,
-    }
 }
 
 /// One PPO iteration on `prompts` (token ids; an empty prompt stands for EOS): sample,
@@ -481,54 +345,41 @@ pub fn step(
     step: i64,
     prompts: &[Vec<i64>],
     learner: &mut Learner,
-    reward_model: &LanguageModel,
+    reward: Reward,
     ptx: Option<&PtxCorpus>,
 ) -> Result<StepStats, TrainError> {
     let eos = learner.policy.tokenizer.eos_id();
     let prompts: Vec<Vec<i64>> =
         prompts.iter().map(|p| if p.is_empty() { vec![eos] } else { p.clone() }).collect();
     let b = prompts.len() as i64;
-    let device = learner.policy.device();
-    let chunk = cfg.minibatch_size as i64;
 
-    // 1. Sample.
-    let started = Instant::now();
-    let samples = sample(&learner.policy, &prompts, cfg, step)?;
-    let generation_seconds = started.elapsed().as_secs_f64();
-    let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
-    let layout = Layout::new(&prompts, &responses, learner.policy.tokenizer.pad_id(), device);
-    let mask = &layout.response_mask;
-    let (p, r) = (layout.prompt_cols, layout.response_cols);
-
-    // 2. Score, and the log-probs and values the updates start from.
-    let (raw_scores, logprobs, ref_logprobs, entropy, values) = {
+    // 1–2. Sample (one random stream per episode, numbered across steps), score, and the
+    // reference's log-probs; the sampler's log-probs are the old ones.
+    let rollout = rollout::rollout(
+        &learner.policy,
+        &learner.reference,
+        reward,
+        &prompts,
+        &rollout_sampling(cfg, cfg.seed),
+        step as u64 * b as u64,
+        cfg.minibatch_size,
+    )?;
+    let mask = &rollout.layout.response_mask;
+    let values = {
         let _guard = tch::no_grad_guard();
-        let [raw_scores] = in_chunks(b, chunk, |start, len| {
-            let range = start as usize..(start + len) as usize;
-            Ok([rm_score(reward_model, &prompts[range.clone()], &responses[range])?.to_device(device)])
+        let [values] = in_chunks(b, cfg.minibatch_size as i64, |start, len| {
+            let rows = Tensor::arange_start(start, start + len, (Kind::Int64, mask.device()));
+            Ok([response_values(&learner.value, &rollout.layout, &rows)?])
         })?;
-        let [logprobs, ref_logprobs, entropy, values] = in_chunks(b, chunk, |start, len| {
-            let ids = layout.ids.narrow(0, start, len);
-            let attention = layout.attention.narrow(0, start, len);
-            let targets = ids.narrow(1, p, r);
-            let logits = response_logits(&learner.policy, &ids, &attention, p, r, cfg.temperature, false);
-            let ref_logits =
-                response_logits(&learner.reference, &ids, &attention, p, r, cfg.temperature, false);
-            let values = response_values(&learner.value, &ids, &attention, p, r, false)?;
-            Ok([
-                logprobs_of(&logits, &targets),
-                logprobs_of(&ref_logits, &targets),
-                entropy_of(&logits),
-                values,
-            ])
-        })?;
-        (raw_scores, logprobs * mask, ref_logprobs * mask, entropy * mask, values * mask)
+        values * mask
     };
-    let scores = task_scores(&raw_scores, &samples, cfg);
+    let scores =
+        penalised_scores(&rollout.scores, &rollout.samples, cfg.missing_eos_penalty, cfg.reward_clip);
 
     // 3. KL-penalised rewards.
     let kl_coef = learner.kl_coef;
-    let mut rewards = token_rewards(&scores, &kl_penalty(&logprobs, &ref_logprobs, mask, kl_coef), mask);
+    let penalty = kl_penalty(&rollout.logprobs, &rollout.ref_logprobs, mask, kl_coef);
+    let mut rewards = token_rewards(&scores, &penalty, mask);
     if cfg.whiten_rewards {
         rewards = whiten(&rewards, mask, false);
     }
@@ -536,38 +387,31 @@ pub fn step(
     // 4. Advantages.
     let (advantages, returns) = gae(&rewards, &values, mask, cfg.gamma, cfg.lam);
     let advantages = whiten(&advantages, mask, true);
-    let rollout = Rollout { layout, logprobs, values, advantages, returns };
+    let experience = Experience { values, advantages, returns };
 
     // 5. Train.
     let started = Instant::now();
-    let updates = train_epochs(cfg, step, &rollout, learner, ptx)?;
+    let updates = train_epochs(cfg, step, &rollout, &experience, learner, ptx)?;
     let training_seconds = started.elapsed().as_secs_f64();
 
     // 6. Statistics.
-    let per_sample =
-        |x: &Tensor| x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-    let lengths: Vec<usize> = samples.iter().map(|s| s.ids.len()).collect();
     let stats = StepStats {
         reward: scores.mean(Kind::Float).double_value(&[]),
-        kl: per_sample(&(&rollout.logprobs - &ref_logprobs)),
-        entropy: per_sample(&entropy),
+        kl: rollout.kl(),
+        entropy: rollout.entropy(),
         pg_loss: updates.pg_loss,
         vf_loss: updates.vf_loss,
         ptx_loss: updates.ptx_loss,
         clipfrac: updates.clipfrac,
         vf_clipfrac: updates.vf_clipfrac,
         approx_kl: updates.approx_kl,
-        explained_variance: explained_variance(
-            &rollout.values,
-            &rollout.returns,
-            &rollout.layout.response_mask,
-        ),
+        explained_variance: explained_variance(&experience.values, &experience.returns, mask),
         kl_coef,
-        response_length: lengths.iter().sum::<usize>() as f64 / lengths.len().max(1) as f64,
-        eos_rate: samples.iter().filter(|s| s.stopped_at_eos).count() as f64 / samples.len().max(1) as f64,
-        generation_seconds,
+        response_length: rollout.response_length(),
+        eos_rate: rollout.eos_rate(),
+        generation_seconds: rollout.generation_seconds,
         training_seconds,
-        tokens: lengths.iter().sum::<usize>() as u64,
+        tokens: rollout.tokens(),
     };
 
     // 7. The KL controller.
@@ -593,11 +437,11 @@ fn train_epochs(
     cfg: &PpoConfig,
     step: i64,
     rollout: &Rollout,
+    experience: &Experience,
     learner: &mut Learner,
     ptx: Option<&PtxCorpus>,
 ) -> Result<Updates, TrainError> {
     let layout = &rollout.layout;
-    let (p, r) = (layout.prompt_cols, layout.response_cols);
     let b = layout.ids.size()[0] as usize;
     let device = learner.policy.device();
     let pad = learner.policy.tokenizer.pad_id();
@@ -616,14 +460,11 @@ fn train_epochs(
             let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
             let index = Tensor::from_slice(&indices).to_device(device);
             let pick = |t: &Tensor| t.index_select(0, &index);
-            let (mb_ids, mb_attention, mb_mask) =
-                (pick(&layout.ids), pick(&layout.attention), pick(&layout.response_mask));
-            let (mb_old_logprobs, mb_advantages) = (pick(&rollout.logprobs), pick(&rollout.advantages));
-            let (mb_old_values, mb_returns) = (pick(&rollout.values), pick(&rollout.returns));
+            let mb_mask = pick(&layout.response_mask);
+            let (mb_old_logprobs, mb_advantages) = (pick(&rollout.logprobs), pick(&experience.advantages));
+            let (mb_old_values, mb_returns) = (pick(&experience.values), pick(&experience.returns));
 
-            let mb_logits =
-                response_logits(&learner.policy, &mb_ids, &mb_attention, p, r, cfg.temperature, false);
-            let mb_logprobs = logprobs_of(&mb_logits, &mb_ids.narrow(1, p, r));
+            let mb_logprobs = layout_logprobs(&learner.policy, layout, &index, cfg.temperature);
             let (pg_loss, clipfrac, approx_kl) =
                 policy_loss(&mb_logprobs, &mb_old_logprobs, &mb_advantages, &mb_mask, cfg.clip_ratio);
             let mut loss = pg_loss.shallow_clone();
@@ -644,7 +485,7 @@ fn train_epochs(
             learner.policy_opt.clip_grad_norm(cfg.grad_clip);
             learner.policy_opt.step(lr);
 
-            let mb_values = response_values(&learner.value, &mb_ids, &mb_attention, p, r, false)?;
+            let mb_values = response_values(&learner.value, layout, &index)?;
             let (vf_loss, vf_clipfrac) =
                 value_loss(&mb_values, &mb_old_values, &mb_returns, &mb_mask, cfg.value_clip);
             learner.value_opt.zero_grad();
@@ -672,25 +513,15 @@ fn train_epochs(
     })
 }
 
-/// Seeds of the minibatch order and the PPO-ptx windows, mixed into `seed` so that each
-/// draws a sequence of its own.
-const MINIBATCH_SEED: u64 = 0x6d69_6e69_6261_7463;
+/// Seed of the PPO-ptx windows, mixed into `seed` so that they draw a sequence of their
+/// own (the minibatch order has `MINIBATCH_SEED`).
 const PTX_SEED: u64 = 0x7074_7800_0000_0000;
 
 // ---------------------------------------------------------------------------------------
 // Evaluation on held-out prompts.
 
-/// A policy on held-out prompts: mean reward-model score (without the missing-EOS
-/// penalty), mean summed KL to the reference, mean length and share ending with EOS.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub reward: f64,
-    pub kl: f64,
-    pub length: f64,
-    pub eos_rate: f64,
-}
-
-/// Samples each prompt once (at `cfg.temperature`, from `seed`) and measures it.
+/// Samples each prompt once (at `cfg.temperature`, from `seed`) and measures it against
+/// the reward model (without the missing-EOS penalty) and the reference.
 pub fn evaluate(
     policy: &LanguageModel,
     reference: &LanguageModel,
@@ -699,62 +530,8 @@ pub fn evaluate(
     cfg: &PpoConfig,
     seed: u64,
 ) -> Result<Evaluation, TrainError> {
-    let prompts = encode_prompts(policy, reward_model, prompts, cfg)?;
-    let _guard = tch::no_grad_guard();
-    let (mut reward, mut kl, mut length, mut eos) = (0.0, 0.0, 0.0, 0.0);
-    for (i, batch) in prompts.chunks(cfg.batch_size).enumerate() {
-        let first_stream = (i * cfg.batch_size) as u64;
-        let samples = generate_streams(policy, batch, &rollout_sampling(&cfg, seed), first_stream)?;
-        let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
-        let layout = Layout::new(batch, &responses, policy.tokenizer.pad_id(), policy.device());
-        let (p, r) = (layout.prompt_cols, layout.response_cols);
-        let targets = layout.responses();
-        let lp = logprobs_of(
-            &response_logits(policy, &layout.ids, &layout.attention, p, r, cfg.temperature, false),
-            &targets,
-        );
-        let ref_lp = logprobs_of(
-            &response_logits(reference, &layout.ids, &layout.attention, p, r, cfg.temperature, false),
-            &targets,
-        );
-        kl += ((lp - ref_lp) * &layout.response_mask).sum(Kind::Float).double_value(&[]);
-        reward += rm_score(reward_model, batch, &responses)?.sum(Kind::Float).double_value(&[]);
-        length += responses.iter().map(Vec::len).sum::<usize>() as f64;
-        eos += samples.iter().filter(|s| s.stopped_at_eos).count() as f64;
-    }
-    let n = prompts.len().max(1) as f64;
-    Ok(Evaluation { reward: reward / n, kl: kl / n, length: length / n, eos_rate: eos / n })
-}
-
-/// Tokenised prompts; an empty one becomes EOS, and a long one loses tokens from the
-/// left so that it and the longest response fit both models' context.
-fn encode_prompts(
-    policy: &LanguageModel,
-    reward_model: &LanguageModel,
-    prompts: &[String],
-    cfg: &PpoConfig,
-) -> Result<Vec<Vec<i64>>, TrainError> {
-    let n_ctx = policy.config.n_ctx.min(reward_model.config.n_ctx);
-    let room = n_ctx - cfg.max_new_tokens;
-    if room < 1 {
-        return Err(TrainError::Config(format!(
-            "ppo.max_new_tokens {} leaves no room for a prompt in the context of {n_ctx}",
-            cfg.max_new_tokens
-        )));
-    }
-    let eos = policy.tokenizer.eos_id();
-    Ok(prompts
-        .iter()
-        .map(|text| {
-            let mut ids = policy.tokenizer.encode(text);
-            if ids.is_empty() {
-                ids.push(eos);
-            }
-            let overflow = ids.len().saturating_sub(room as usize);
-            ids.drain(..overflow);
-            ids
-        })
-        .collect())
+    let sampling = rollout_sampling(cfg, seed);
+    rollout::evaluate(policy, reference, Reward::Model(reward_model), prompts, &sampling, cfg.batch_size)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -790,10 +567,6 @@ pub struct PpoReport {
     pub generation_share: f64,
 }
 
-/// Evaluation hook of `train_with_eval`: given (step, policy, reference), the metrics to log.
-pub type EvalFn<'a> =
-    dyn FnMut(i64, &LanguageModel, &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> + 'a;
-
 /// PPO from the SFT `policy` against the frozen `reward_model`, on `prompts` (PPO-ptx on
 /// `ptx_corpus` when `cfg.ptx_coef` is set). The reference policy is a frozen copy of
 /// `policy`, so a resumed run must be given the same SFT model. The final policy is saved
@@ -807,7 +580,7 @@ pub fn train(
     run: &mut RunDir,
 ) -> Result<(LanguageModel, PpoReport), TrainError> {
     let data = PpoData { prompts, ptx_corpus };
-    train_with_eval(cfg, policy, reward_model, data, run, &mut |_, _, _| Ok(Vec::new()))
+    train_with_eval(cfg, policy, Reward::Model(reward_model), data, run, &mut |_, _, _| Ok(Vec::new()))
 }
 
 /// What PPO learns from: the prompts it samples responses to, and for PPO-ptx the
@@ -818,12 +591,14 @@ pub struct PpoData<'a> {
     pub ptx_corpus: Option<&'a [String]>,
 }
 
-/// `train`, calling `eval` every `cfg.eval_every` steps and at the end; the metrics it
-/// returns (e.g. `eval/reward` on held-out prompts, via `evaluate`) are logged with the step's.
+/// `train` against `reward` (a reward model, or a program: then the value model starts
+/// from the policy with a new scalar head), calling `eval` every `cfg.eval_every` steps
+/// and at the end; the metrics it returns (e.g. `eval/reward` on held-out prompts, via
+/// `evaluate`) are logged with the step's.
 pub fn train_with_eval(
     cfg: &PpoConfig,
     policy: LanguageModel,
-    reward_model: &LanguageModel,
+    reward: Reward,
     data: PpoData,
     run: &mut RunDir,
     eval: &mut EvalFn,
@@ -831,10 +606,16 @@ pub fn train_with_eval(
     cfg.validate()?;
     let PpoData { prompts, ptx_corpus } = data;
     let started = Instant::now();
-    if prompts.is_empty() {
-        return Err(TrainError::Config("no prompts for PPO".into()));
-    }
-    let encoded = encode_prompts(&policy, reward_model, prompts, cfg)?;
+    reward.check(&policy)?;
+    let encoded = encode_prompts(&policy, reward.n_ctx(&policy), prompts, cfg.max_new_tokens, "ppo")?;
+    let policy_copy;
+    let value_from = match reward {
+        Reward::Model(model) => model,
+        Reward::Program(_) => {
+            policy_copy = policy.try_clone()?;
+            &policy_copy
+        }
+    };
     let ptx = match (cfg.ptx_coef > 0.0, ptx_corpus) {
         (true, Some(documents)) => Some(PtxCorpus::new(&policy, documents, cfg.ptx_seq_len)?),
         (true, None) => {
@@ -845,91 +626,66 @@ pub fn train_with_eval(
         }
         (false, _) => None,
     };
-    let mut learner = Learner::new(cfg, policy, reward_model)?;
+    let mut learner = Learner::new(cfg, policy, value_from)?;
     let Learner { policy, value, policy_opt, value_opt, .. } = &mut learner;
     let resumed: Option<PpoState> = run.resume(
         "ppo",
         &mut [("policy", policy), ("value", value)],
         &mut [("policy", policy_opt), ("value", value_opt)],
     )?;
-    let mut done = 0;
+    let mut first = 0;
     if let Some(state) = resumed {
         learner.kl_coef = state.kl_coef;
-        done = state.step;
+        first = state.step;
     }
-
-    run.set_total_steps(cfg.steps)?;
-    let mut progress = Progress::new("ppo", cfg.steps, done);
-    let mut last: Option<StepStats> = None;
-    let mut generation_seconds = 0.0;
-    while done < cfg.steps {
-        let s = done;
-        let batch: Vec<Vec<i64>> = batch_indices(encoded.len(), cfg.batch_size, cfg.seed, s)
-            .into_iter()
-            .map(|i| encoded[i].clone())
-            .collect();
-        let stats = step(cfg, s, &batch, &mut learner, reward_model, ptx.as_ref())?;
-        let mut checks = vec![
-            ("objective/reward", stats.reward),
-            ("objective/kl", stats.kl),
-            ("loss/policy", stats.pg_loss),
-            ("loss/value", stats.vf_loss),
-        ];
-        checks.extend(stats.ptx_loss.map(|v| ("loss/ptx", v)));
-        for (what, value) in checks {
-            ensure_finite(s, what, value, run)?;
-        }
-        generation_seconds += stats.generation_seconds;
-        done += 1;
-
-        let mut metrics: Vec<(String, f64)> =
-            stats.metrics().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        if cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps) {
-            metrics.extend(eval(s, &learner.policy, &learner.reference)?);
-        }
-        let named: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        run.log(s, &named)?;
-        progress.step(s, stats.tokens, &format!("reward {:.3} kl {:.3}", stats.reward, stats.kl));
-        if run.checkpoint_due(done, cfg.checkpoint_every) {
+    let settings = RunSettings {
+        stage: "ppo",
+        steps: cfg.steps,
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        checkpoint_every: cfg.checkpoint_every,
+        eval_every: cfg.eval_every,
+    };
+    let outcome = run_steps(
+        &settings,
+        &mut learner,
+        first,
+        &encoded,
+        run,
+        |learner, s, batch| {
+            let stats = step(cfg, s, batch, learner, reward, ptx.as_ref())?;
+            Ok(StepSummary {
+                reward: stats.reward,
+                kl: stats.kl,
+                tokens: stats.tokens,
+                generation_seconds: stats.generation_seconds,
+                metrics: stats.metrics(),
+                finite: &["objective/reward", "objective/kl", "loss/policy", "loss/value", "loss/ptx"],
+            })
+        },
+        |learner, s| eval(s, &learner.policy, &learner.reference),
+        |learner, run, done| {
             run.save_checkpoint(
                 done,
                 &[("policy", &learner.policy), ("value", &learner.value)],
                 &[("policy", &learner.policy_opt), ("value", &learner.value_opt)],
-                &PpoState::of(&learner, done),
-            )?;
-        }
-        run.stop_if_requested(s)?;
-        last = Some(stats);
-    }
-    progress.finish();
+                &PpoState::of(learner, done),
+            )
+            .map(drop)
+        },
+    )?;
 
-    learner.policy.save(run.path(), serde_json::to_value(PpoState::of(&learner, done)).ok())?;
+    learner.policy.save(run.path(), serde_json::to_value(PpoState::of(&learner, outcome.steps)).ok())?;
     let seconds = started.elapsed().as_secs_f64();
     let report = PpoReport {
-        steps: done,
-        final_reward: last.as_ref().map_or(f64::NAN, |s| s.reward),
-        final_kl: last.as_ref().map_or(f64::NAN, |s| s.kl),
+        steps: outcome.steps,
+        final_reward: outcome.last.map_or(f64::NAN, |(reward, _)| reward),
+        final_kl: outcome.last.map_or(f64::NAN, |(_, kl)| kl),
         kl_coef: learner.kl_coef,
         seconds,
-        generation_share: generation_seconds / seconds.max(1e-9),
+        generation_share: outcome.generation_seconds / seconds.max(1e-9),
     };
     Ok((learner.policy, report))
-}
-
-/// The prompts of step `step`: consecutive slices of seeded shuffles of all prompts, one
-/// shuffle per pass, so every prompt is used once per pass and a resumed run repeats them.
-fn batch_indices(n: usize, batch_size: usize, seed: u64, step: i64) -> Vec<usize> {
-    let first = step as usize * batch_size;
-    let mut indices = Vec::with_capacity(batch_size);
-    let mut order = (usize::MAX, Vec::new());
-    for g in first..first + batch_size {
-        let epoch = g / n;
-        if order.0 != epoch {
-            order = (epoch, epoch_order(n, seed, epoch as u64));
-        }
-        indices.push(order.1[g % n]);
-    }
-    indices
 }
 
 #[cfg(test)]
@@ -1043,26 +799,22 @@ mod tests {
         assert!((adaptive_kl_coef(0.1, 0.0, 6.0, 10000.0, 512) - 0.1 * 0.98976).abs() < 1e-12);
         assert_eq!(adaptive_kl_coef(0.1, 6.0, 6.0, 10000.0, 512), 0.1);
     }
-
-    #[test]
-    fn every_prompt_is_used_once_per_pass() {
-        let mut seen: Vec<usize> = (0..5).flat_map(|s| batch_indices(10, 4, 3, s)).collect();
-        assert_eq!(seen.len(), 20);
-        seen.sort();
-        assert_eq!(seen, (0..10).flat_map(|i| [i, i]).collect::<Vec<_>>());
-    }
 }
 
+/// Also the RLOO and GRPO stages' learning tests: a hand-built reward model that likes
+/// lowercase letters, and prompts without any.
 #[cfg(test)]
-mod learning_tests {
+pub(crate) mod learning_tests {
     use super::*;
+    use crate::rollout::{logprobs_of, response_logits};
+    use crate::sampling::generate_streams;
     use crate::train::temp_run;
 
-    fn policy_model(seed: i64) -> LanguageModel {
+    pub(crate) fn policy_model(seed: i64) -> LanguageModel {
         crate::checkpoint::small_byte_model(seed, (2, 4, 64, 64))
     }
 
-    fn is_liked(id: i64) -> bool {
+    pub(crate) fn is_liked(id: i64) -> bool {
         (i64::from(b'a')..=i64::from(b'z')).contains(&id)
     }
 
@@ -1072,7 +824,7 @@ mod learning_tests {
     /// and −c otherwise (channel 1 the opposite, channel 2 zero); the one attention layer
     /// has zero queries and keys, so it averages channel 0 over all earlier tokens into
     /// channel 2; the MLP is off; the head reads channel 2 after ln_f.
-    fn lowercase_reward_model() -> LanguageModel {
+    pub(crate) fn lowercase_reward_model() -> LanguageModel {
         let mut rm = crate::checkpoint::small_byte_model(7, (1, 1, 16, 64));
         rm.add_score_head();
         let _guard = tch::no_grad_guard();
@@ -1100,7 +852,7 @@ mod learning_tests {
     }
 
     /// Prompts without lowercase letters, so the response decides the score.
-    fn prompts(n: usize, seed: u64) -> Vec<String> {
+    pub(crate) fn prompts(n: usize, seed: u64) -> Vec<String> {
         let words = crate::checkpoint::random_words(n, seed, 2..=5, b'A'..=b'Z');
         words.into_iter().map(|word| format!("{word}:")).collect()
     }
@@ -1125,9 +877,23 @@ mod learning_tests {
         }
     }
 
+    fn encode(
+        model: &LanguageModel,
+        rm: &LanguageModel,
+        prompts: &[String],
+        cfg: &PpoConfig,
+    ) -> Vec<Vec<i64>> {
+        let n_ctx = Reward::Model(rm).n_ctx(model);
+        encode_prompts(model, n_ctx, prompts, cfg.max_new_tokens, "ppo").unwrap()
+    }
+
+    fn rm_score(rm: &LanguageModel, prompts: &[Vec<i64>], responses: &[Vec<i64>]) -> Tensor {
+        Reward::Model(rm).score(rm, prompts, responses, 64).unwrap()
+    }
+
     fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
         let rm = lowercase_reward_model();
-        let encoded = encode_prompts(model, &rm, prompts, cfg).unwrap();
+        let encoded = encode(model, &rm, prompts, cfg);
         let samples = generate_streams(model, &encoded, &rollout_sampling(&cfg, 99), 0).unwrap();
         let tokens: Vec<i64> = samples.iter().flat_map(|s| s.ids.iter().copied()).collect();
         tokens.iter().filter(|&&id| is_liked(id)).count() as f64 / tokens.len() as f64
@@ -1139,7 +905,7 @@ mod learning_tests {
         let p = vec![b'Q' as i64, b':' as i64];
         let responses: Vec<Vec<i64>> =
             ["ABCD", "aBCD", "abCD", "abcd"].iter().map(|s| s.bytes().map(i64::from).collect()).collect();
-        let scores = values_of(&rm_score(&rm, &vec![p; 4], &responses).unwrap());
+        let scores = values_of(&rm_score(&rm, &vec![p; 4], &responses));
         assert!(scores.windows(2).all(|w| w[1] > w[0] + 0.1), "{scores:?}");
     }
 
@@ -1153,7 +919,7 @@ mod learning_tests {
         let eos = rm.tokenizer.eos_id();
         let prompts = vec![vec![65i64, 66], vec![67i64, 68, 69, 70, 71]];
         let responses = vec![vec![97i64, 98, eos], vec![99i64]];
-        let batched = values_of(&rm_score(&rm, &prompts, &responses).unwrap());
+        let batched = values_of(&rm_score(&rm, &prompts, &responses));
         for i in 0..2 {
             let ids: Vec<i64> = [prompts[i].as_slice(), &responses[i]].concat();
             let all = rm.scores(&Tensor::from_slice(&ids).unsqueeze(0), None, false).unwrap();
@@ -1169,7 +935,7 @@ mod learning_tests {
         let policy = policy_model(0);
         let rm = lowercase_reward_model();
         let cfg = config(1);
-        let encoded = encode_prompts(&policy, &rm, &prompts(6, 1), &cfg).unwrap();
+        let encoded = encode(&policy, &rm, &prompts(6, 1), &cfg);
         let samples = generate_streams(&policy, &encoded, &rollout_sampling(&cfg, 5), 0).unwrap();
         let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
         let layout = Layout::new(&encoded, &responses, policy.tokenizer.pad_id(), Device::Cpu);
@@ -1268,7 +1034,8 @@ mod learning_tests {
             };
             let data = PpoData { prompts: &train_prompts, ptx_corpus: Some(&corpus) };
             let (policy, report) =
-                train_with_eval(cfg, sft.try_clone().unwrap(), &rm, data, &mut run, &mut eval).unwrap();
+                train_with_eval(cfg, sft.try_clone().unwrap(), Reward::Model(&rm), data, &mut run, &mut eval)
+                    .unwrap();
             losses.push(corpus_loss(&policy, &corpus));
             let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
             let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();

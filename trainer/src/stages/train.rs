@@ -29,6 +29,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Sampling(#[from] SamplingError),
+    #[error(transparent)]
+    RewardProgram(#[from] crate::reward_program::RewardProgramError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{path}: {source}")]

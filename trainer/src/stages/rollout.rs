@@ -1,0 +1,733 @@
+//! The rollout and update engine that PPO, RLOO and GRPO share.
+//!
+//! A rollout (`rollout`): the policy samples responses, the reward (a reward model or a
+//! reward program) scores them, and the frozen reference gives log π_ref of each
+//! response token for the KL. The sampler's own log π of each token are the old
+//! log-probs the updates start from: it computes them as the forward pass does
+//! (log-softmax of logits / temperature, before any truncation), and dropout is off in
+//! rollouts and updates alike, so a second policy forward would only repeat them.
+//!
+//! Tensors of a batch use one layout: prompts left-padded to P columns, then responses
+//! right-padded to R columns, so response token t sits in column P + t and is predicted
+//! from column P + t − 1; per-token tensors are (B, R) with a response mask.
+//!
+//! The critic-free stages (RLOO, GRPO) also share their minibatch updates
+//! (`update_epochs`) and their run (`train_policy`: resume, checkpoints, metrics and
+//! evaluation); each brings only its advantages and its loss.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::LanguageModel;
+use crate::lm_loop::epoch_order;
+use crate::reward_program::RewardProgram;
+use crate::sampling::{generate_streams, Generation, SamplingConfig};
+use crate::train::{ensure_finite, AdamW, Progress, RunDir, TrainError};
+
+// ---------------------------------------------------------------------------------------
+// Small pure pieces.
+
+/// Mean of `x` over the positions where `mask` is 1.
+pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
+    (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// The per-element terms of PPO's clipped surrogate, max(−A·ρ, −A·clip(ρ, 1 − ε_low,
+/// 1 + ε_high)) with ρ = exp(log π − log π_old), and where the clipped term was the
+/// larger (as f32). PPO clips symmetrically (ε_low = ε_high); DAPO's clip-higher
+/// (Yu et al. 2025) raises only ε_high, so unlikely tokens with positive advantage may
+/// grow further.
+pub fn clipped_surrogate(
+    logprobs: &Tensor,
+    old_logprobs: &Tensor,
+    advantages: &Tensor,
+    clip_low: f64,
+    clip_high: f64,
+) -> (Tensor, Tensor) {
+    let ratio = (logprobs - old_logprobs).exp();
+    let losses = -advantages * &ratio;
+    let losses_clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high);
+    let clipped = losses_clipped.gt_tensor(&losses).to_kind(Kind::Float);
+    (losses.maximum(&losses_clipped), clipped)
+}
+
+/// Each sample's score with `missing_eos_penalty` added when it was cut at the length
+/// limit instead of ending with EOS, clipped to ±`clip` when given.
+pub fn penalised_scores(
+    raw: &Tensor,
+    samples: &[Generation],
+    missing_eos_penalty: f64,
+    clip: Option<f64>,
+) -> Tensor {
+    let missing: Vec<f32> = samples.iter().map(|s| if s.stopped_at_eos { 0.0 } else { 1.0 }).collect();
+    let missing = Tensor::from_slice(&missing).to_device(raw.device());
+    let scores = raw + missing * missing_eos_penalty;
+    match clip {
+        Some(c) => scores.clamp(-c, c),
+        None => scores,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where rewards come from.
+
+/// The reward a rollout is scored by.
+#[derive(Clone, Copy)]
+pub enum Reward<'a> {
+    /// A reward model: its scalar head at the sample's last token, the EOS of a sample
+    /// that ended (the token the RM was trained to score at).
+    Model(&'a LanguageModel),
+    /// A program that reads `{"prompt", "response"}` lines and writes `{"reward"}` lines,
+    /// run once per batch on the decoded texts (the response without its EOS).
+    Program(&'a RewardProgram),
+}
+
+impl Reward<'_> {
+    /// A reward model must have a score head and read the policy's tokens.
+    pub fn check(&self, policy: &LanguageModel) -> Result<(), TrainError> {
+        let Reward::Model(model) = self else { return Ok(()) };
+        if model.score_head.is_none() {
+            return Err(TrainError::Config("the reward model has no score head".into()));
+        }
+        if model.tokenizer.kind() != policy.tokenizer.kind() {
+            return Err(TrainError::Config(format!(
+                "the policy uses the {} tokenizer but the reward model {}",
+                policy.tokenizer.kind(),
+                model.tokenizer.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The context that prompt ++ response must fit: the policy's, and the RM's.
+    pub fn n_ctx(&self, policy: &LanguageModel) -> i64 {
+        match self {
+            Reward::Model(model) => policy.config.n_ctx.min(model.config.n_ctx),
+            Reward::Program(_) => policy.config.n_ctx,
+        }
+    }
+
+    /// The score of each prompt ++ response (B,) in f32 on the policy's device, without
+    /// gradients; a reward model reads at most `chunk` sequences at a time.
+    pub fn score(
+        &self,
+        policy: &LanguageModel,
+        prompts: &[Vec<i64>],
+        responses: &[Vec<i64>],
+        chunk: usize,
+    ) -> Result<Tensor, TrainError> {
+        let device = policy.device();
+        match self {
+            Reward::Model(model) => {
+                let mut parts = Vec::new();
+                for (prompts, responses) in prompts.chunks(chunk).zip(responses.chunks(chunk)) {
+                    let sequences: Vec<Vec<i64>> =
+                        prompts.iter().zip(responses).map(|(p, r)| [p.as_slice(), r].concat()).collect();
+                    parts.push(crate::reward::score_ids(model, &sequences)?.to_device(device));
+                }
+                Ok(Tensor::cat(&parts, 0))
+            }
+            Reward::Program(program) => {
+                let decode = |ids: &[i64]| policy.tokenizer.decode(ids);
+                let pairs: Vec<(String, String)> =
+                    prompts.iter().zip(responses).map(|(p, r)| (decode(p), decode(r))).collect();
+                let rewards: Vec<f32> = program.score(&pairs)?.into_iter().map(|r| r as f32).collect();
+                Ok(Tensor::from_slice(&rewards).to_device(device))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Models on the batch layout.
+
+/// Prompts left-padded to P columns, then responses right-padded to R columns.
+pub struct Layout {
+    pub ids: Tensor,           // (B, P + R)
+    pub attention: Tensor,     // (B, P + R), 1 on real tokens
+    pub response_mask: Tensor, // (B, R) f32
+    pub prompt_cols: i64,
+    pub response_cols: i64,
+}
+
+impl Layout {
+    pub fn new(prompts: &[Vec<i64>], responses: &[Vec<i64>], pad: i64, device: Device) -> Self {
+        let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let r = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let (mut ids, mut attention, mut response_mask) = (Vec::new(), Vec::new(), Vec::new());
+        for (prompt, response) in prompts.iter().zip(responses) {
+            let (left, right) = (p - prompt.len(), r - response.len());
+            ids.extend(std::iter::repeat_n(pad, left).chain(prompt.iter().copied()));
+            ids.extend(response.iter().copied().chain(std::iter::repeat_n(pad, right)));
+            attention.extend(std::iter::repeat_n(0i64, left).chain(std::iter::repeat_n(1, prompt.len())));
+            attention.extend(std::iter::repeat_n(1i64, response.len()).chain(std::iter::repeat_n(0, right)));
+            response_mask
+                .extend(std::iter::repeat_n(1f32, response.len()).chain(std::iter::repeat_n(0.0, right)));
+        }
+        let b = prompts.len() as i64;
+        let (p, r) = (p as i64, r as i64);
+        Layout {
+            ids: Tensor::from_slice(&ids).view([b, p + r]).to_device(device),
+            attention: Tensor::from_slice(&attention).view([b, p + r]).to_device(device),
+            response_mask: Tensor::from_slice(&response_mask).view([b, r]).to_device(device),
+            prompt_cols: p,
+            response_cols: r,
+        }
+    }
+
+    pub fn responses(&self) -> Tensor {
+        self.ids.narrow(1, self.prompt_cols, self.response_cols)
+    }
+
+    /// Per-token values of each response (such as the sampler's log-probs) as (B, R),
+    /// 0 on padding.
+    pub fn per_token(&self, rows: &[&[f32]], device: Device) -> Tensor {
+        let r = self.response_cols as usize;
+        let mut flat = Vec::with_capacity(rows.len() * r);
+        for row in rows {
+            flat.extend(row.iter().copied().chain(std::iter::repeat_n(0.0, r - row.len())));
+        }
+        Tensor::from_slice(&flat).view([rows.len() as i64, r as i64]).to_device(device)
+    }
+}
+
+/// The model's logits / temperature at the positions that predict the response tokens:
+/// (B, P + R) → (B, R, V).
+pub fn response_logits(
+    model: &LanguageModel,
+    ids: &Tensor,
+    attention: &Tensor,
+    prompt_cols: i64,
+    response_cols: i64,
+    temperature: f64,
+    train: bool,
+) -> Tensor {
+    let hidden = model.gpt.forward_masked(ids, Some(attention), None, train); // (B, T, C)
+    let hidden = hidden.narrow(1, prompt_cols - 1, response_cols); // (B, R, C)
+    model.lm_head.forward(&hidden).to_kind(Kind::Float) / temperature
+}
+
+/// log π(token) of each response token (B, R) from `response_logits`.
+pub fn logprobs_of(logits: &Tensor, responses: &Tensor) -> Tensor {
+    // Padding ids may lie outside the vocabulary; they are masked by callers.
+    let targets = responses.clamp_max(logits.size()[2] - 1).unsqueeze(2);
+    logits.log_softmax(-1, Kind::Float).gather(2, &targets, false).squeeze_dim(2)
+}
+
+/// log π(token) of each response token of the rows `rows` of `layout` (B, R).
+pub fn layout_logprobs(model: &LanguageModel, layout: &Layout, rows: &Tensor, temperature: f64) -> Tensor {
+    let (p, r) = (layout.prompt_cols, layout.response_cols);
+    let ids = layout.ids.index_select(0, rows);
+    let attention = layout.attention.index_select(0, rows);
+    let logits = response_logits(model, &ids, &attention, p, r, temperature, false);
+    logprobs_of(&logits, &ids.narrow(1, p, r))
+}
+
+/// `f` on row ranges of at most `size` of `n` rows, its tensors concatenated along rows.
+pub fn in_chunks<const K: usize>(
+    n: i64,
+    size: i64,
+    mut f: impl FnMut(i64, i64) -> Result<[Tensor; K], TrainError>,
+) -> Result<[Tensor; K], TrainError> {
+    let mut parts: Vec<Vec<Tensor>> = (0..K).map(|_| Vec::new()).collect();
+    let mut start = 0;
+    while start < n {
+        let len = size.min(n - start);
+        for (part, t) in parts.iter_mut().zip(f(start, len)?) {
+            part.push(t);
+        }
+        start += len;
+    }
+    Ok(std::array::from_fn(|k| Tensor::cat(&parts[k], 0)))
+}
+
+/// How rollouts are sampled: at the stage's temperature, from the whole distribution.
+pub fn rollout_sampling(max_new_tokens: i64, temperature: f64, seed: u64) -> SamplingConfig {
+    SamplingConfig {
+        max_new_tokens,
+        temperature,
+        top_k: None,
+        top_p: None,
+        seed,
+        stop_at_eos: true,
+        ..SamplingConfig::default()
+    }
+}
+
+/// Tokenised prompts; an empty one becomes EOS, and a long one loses tokens from the
+/// left so that it and the longest response fit `n_ctx`. `stage` names the setting in
+/// the error.
+pub fn encode_prompts(
+    policy: &LanguageModel,
+    n_ctx: i64,
+    prompts: &[String],
+    max_new_tokens: i64,
+    stage: &str,
+) -> Result<Vec<Vec<i64>>, TrainError> {
+    let room = n_ctx - max_new_tokens;
+    if room < 1 {
+        return Err(TrainError::Config(format!(
+            "{stage}.max_new_tokens {max_new_tokens} leaves no room for a prompt in the context of {n_ctx}"
+        )));
+    }
+    let eos = policy.tokenizer.eos_id();
+    Ok(prompts
+        .iter()
+        .map(|text| {
+            let mut ids = policy.tokenizer.encode(text);
+            if ids.is_empty() {
+                ids.push(eos);
+            }
+            let overflow = ids.len().saturating_sub(room as usize);
+            ids.drain(..overflow);
+            ids
+        })
+        .collect())
+}
+
+/// The prompts of step `step`: consecutive slices of seeded shuffles of all prompts, one
+/// shuffle per pass, so every prompt is used once per pass and a resumed run repeats them.
+pub fn batch_indices(n: usize, batch_size: usize, seed: u64, step: i64) -> Vec<usize> {
+    let first = step as usize * batch_size;
+    let mut indices = Vec::with_capacity(batch_size);
+    let mut order = (usize::MAX, Vec::new());
+    for g in first..first + batch_size {
+        let epoch = g / n;
+        if order.0 != epoch {
+            order = (epoch, epoch_order(n, seed, epoch as u64));
+        }
+        indices.push(order.1[g % n]);
+    }
+    indices
+}
+
+// ---------------------------------------------------------------------------------------
+// The rollout.
+
+/// A sampled and scored batch: per-token tensors (B, R), 0 on padding.
+pub struct Rollout {
+    pub samples: Vec<Generation>,
+    pub layout: Layout,
+    /// log π_old of each response token: the sampler's.
+    pub logprobs: Tensor,
+    /// log π_ref of each response token.
+    pub ref_logprobs: Tensor,
+    /// The reward's score of each sample (B,), before any penalty.
+    pub scores: Tensor,
+    pub generation_seconds: f64,
+}
+
+impl Rollout {
+    /// Mean over samples of the summed log π_old − log π_ref: the sampled KL in nats.
+    pub fn kl(&self) -> f64 {
+        per_sample_mean(&(&self.logprobs - &self.ref_logprobs))
+    }
+
+    /// Mean over samples of −Σ log π_old, the sampled estimate of the summed entropy.
+    pub fn entropy(&self) -> f64 {
+        per_sample_mean(&-&self.logprobs)
+    }
+
+    /// Response tokens sampled.
+    pub fn tokens(&self) -> u64 {
+        self.samples.iter().map(|s| s.ids.len() as u64).sum()
+    }
+
+    /// Mean tokens per response, EOS included.
+    pub fn response_length(&self) -> f64 {
+        self.tokens() as f64 / self.samples.len().max(1) as f64
+    }
+
+    /// Share of responses that ended with EOS.
+    pub fn eos_rate(&self) -> f64 {
+        self.samples.iter().filter(|s| s.stopped_at_eos).count() as f64 / self.samples.len().max(1) as f64
+    }
+
+    /// The rollout's metrics as `metrics.jsonl` names them, with `scores` the samples'
+    /// scores after penalties (B,).
+    pub fn metrics(&self, scores: &Tensor) -> Vec<(&'static str, f64)> {
+        vec![
+            ("objective/reward", scores.mean(Kind::Float).double_value(&[])),
+            ("objective/kl", self.kl()),
+            ("objective/entropy", self.entropy()),
+            ("response/length", self.response_length()),
+            ("response/eos_rate", self.eos_rate()),
+            ("time/generation", self.generation_seconds),
+        ]
+    }
+}
+
+/// Mean over rows of each row's sum.
+fn per_sample_mean(x: &Tensor) -> f64 {
+    x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[])
+}
+
+/// Samples one response per prompt (prompt i from random stream `first_stream + i`),
+/// scores them with `reward`, and reads the reference's log-probs, `chunk` rows at a
+/// time, without gradients.
+pub fn rollout(
+    policy: &LanguageModel,
+    reference: &LanguageModel,
+    reward: Reward,
+    prompts: &[Vec<i64>],
+    sampling: &SamplingConfig,
+    first_stream: u64,
+    chunk: usize,
+) -> Result<Rollout, TrainError> {
+    let started = Instant::now();
+    let samples = generate_streams(policy, prompts, sampling, first_stream)?;
+    let generation_seconds = started.elapsed().as_secs_f64();
+    let device = policy.device();
+    let responses: Vec<Vec<i64>> = samples.iter().map(|s| s.ids.clone()).collect();
+    let layout = Layout::new(prompts, &responses, policy.tokenizer.pad_id(), device);
+    let rows: Vec<&[f32]> = samples.iter().map(|s| s.logprobs.as_slice()).collect();
+    let logprobs = layout.per_token(&rows, device);
+    let _guard = tch::no_grad_guard();
+    let [ref_logprobs] = in_chunks(prompts.len() as i64, chunk as i64, |start, len| {
+        let rows = Tensor::arange_start(start, start + len, (Kind::Int64, device));
+        Ok([layout_logprobs(reference, &layout, &rows, sampling.temperature)])
+    })?;
+    let ref_logprobs = ref_logprobs * &layout.response_mask;
+    let scores = reward.score(policy, prompts, &responses, chunk)?;
+    Ok(Rollout { samples, layout, logprobs, ref_logprobs, scores, generation_seconds })
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation on held-out prompts.
+
+/// A policy on held-out prompts: mean reward (without the missing-EOS penalty), mean
+/// summed KL to the reference, mean length and share ending with EOS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub reward: f64,
+    pub kl: f64,
+    pub length: f64,
+    pub eos_rate: f64,
+}
+
+/// Samples each prompt once (with `sampling`, `batch_size` prompts at a time) and
+/// measures it.
+pub fn evaluate(
+    policy: &LanguageModel,
+    reference: &LanguageModel,
+    reward: Reward,
+    prompts: &[String],
+    sampling: &SamplingConfig,
+    batch_size: usize,
+) -> Result<Evaluation, TrainError> {
+    let prompts = encode_prompts(policy, reward.n_ctx(policy), prompts, sampling.max_new_tokens, "eval")?;
+    let (mut reward_sum, mut kl, mut length, mut eos) = (0.0, 0.0, 0.0, 0.0);
+    for (i, batch) in prompts.chunks(batch_size).enumerate() {
+        let first_stream = (i * batch_size) as u64;
+        let r = rollout(policy, reference, reward, batch, sampling, first_stream, batch_size)?;
+        let n = batch.len() as f64;
+        kl += r.kl() * n;
+        reward_sum += r.scores.sum(Kind::Float).double_value(&[]);
+        length += r.tokens() as f64;
+        eos += r.eos_rate() * n;
+    }
+    let n = prompts.len().max(1) as f64;
+    Ok(Evaluation { reward: reward_sum / n, kl: kl / n, length: length / n, eos_rate: eos / n })
+}
+
+// ---------------------------------------------------------------------------------------
+// The critic-free stages' updates and run.
+
+/// What a critic-free stage trains: the policy, its optimiser, and the frozen reference
+/// (the SFT model) that the KL is measured against.
+pub struct PolicyLearner {
+    pub policy: LanguageModel,
+    pub reference: LanguageModel,
+    pub opt: AdamW,
+}
+
+impl PolicyLearner {
+    /// The policy trains from `policy`; the reference is a frozen copy of it.
+    pub fn new(mut policy: LanguageModel, opt: impl Fn(&LanguageModel) -> AdamW) -> Result<Self, TrainError> {
+        let mut reference = policy.try_clone()?;
+        reference.set_trainable(false);
+        policy.set_trainable(true);
+        Ok(PolicyLearner { opt: opt(&policy), policy, reference })
+    }
+}
+
+/// How a critic-free stage passes over a rollout.
+#[derive(Clone, Copy, Debug)]
+pub struct Updates {
+    /// Passes over each rollout (μ in GRPO's paper).
+    pub epochs: usize,
+    /// Samples per gradient step.
+    pub minibatch_size: usize,
+    /// This step's learning rate.
+    pub lr: f64,
+    pub grad_clip: f64,
+    pub temperature: f64,
+    /// Seeds the minibatch order, one stream per (step, epoch).
+    pub seed: u64,
+}
+
+/// `updates.epochs` passes over the rollout's samples in shuffled minibatches, one AdamW
+/// step each. `loss` is given the minibatch's rows (indices into the rollout) and their
+/// new log π (B_mb, R), and returns the loss to minimise followed by statistics; the
+/// means of all K over the minibatches are returned.
+pub fn update_epochs<const K: usize>(
+    learner: &mut PolicyLearner,
+    rollout: &Rollout,
+    updates: &Updates,
+    step: i64,
+    mut loss: impl FnMut(&Tensor, &Tensor) -> [Tensor; K],
+) -> [f64; K] {
+    let b = rollout.samples.len();
+    let device = learner.policy.device();
+    let mut sums = [0.0f64; K];
+    let mut n = 0usize;
+    for epoch in 0..updates.epochs {
+        let stream = step as u64 * updates.epochs as u64 + epoch as u64;
+        for indices in epoch_order(b, updates.seed ^ MINIBATCH_SEED, stream).chunks(updates.minibatch_size) {
+            let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+            let rows = Tensor::from_slice(&indices).to_device(device);
+            let mb_logprobs = layout_logprobs(&learner.policy, &rollout.layout, &rows, updates.temperature);
+            let terms = loss(&rows, &mb_logprobs);
+            learner.opt.zero_grad();
+            terms[0].backward();
+            learner.opt.clip_grad_norm(updates.grad_clip);
+            learner.opt.step(updates.lr);
+            for (sum, t) in sums.iter_mut().zip(&terms) {
+                *sum += t.double_value(&[]);
+            }
+            n += 1;
+        }
+    }
+    sums.map(|s| s / n.max(1) as f64)
+}
+
+/// Seed of the minibatch order, mixed into the stage's seed so that it draws a sequence
+/// of its own.
+pub const MINIBATCH_SEED: u64 = 0x6d69_6e69_6261_7463;
+
+/// What one step of an RL stage did.
+pub struct StepSummary {
+    /// Mean score of the samples (with the missing-EOS penalty).
+    pub reward: f64,
+    /// Mean over samples of the summed log π − log π_ref.
+    pub kl: f64,
+    pub tokens: u64,
+    pub generation_seconds: f64,
+    /// Every metric as `metrics.jsonl` names them.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// The metrics that stop the run when they are not finite (a loss that blew up).
+    pub finite: &'static [&'static str],
+}
+
+/// Evaluation hook of a run: given (step, policy, reference), the metrics to log.
+pub type EvalFn<'a> =
+    dyn FnMut(i64, &LanguageModel, &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> + 'a;
+
+/// The run settings the RL stages share.
+#[derive(Clone, Copy, Debug)]
+pub struct RunSettings {
+    /// The stage's name, in its checkpoints and progress.
+    pub stage: &'static str,
+    pub steps: i64,
+    /// Prompts per step.
+    pub batch_size: usize,
+    pub seed: u64,
+    pub checkpoint_every: i64,
+    pub eval_every: i64,
+}
+
+/// How a run's steps went.
+pub struct Outcome {
+    /// Steps completed.
+    pub steps: i64,
+    /// The last step's reward and KL.
+    pub last: Option<(f64, f64)>,
+    pub generation_seconds: f64,
+}
+
+/// The loop of an RL stage, from step `first` (after a resume) to `settings.steps`:
+/// `step` on `settings.batch_size` prompts at a time, its metrics checked and logged
+/// (with `eval`'s every `eval_every` steps and at the end), `checkpoint` when one is due,
+/// and a stop when the run is asked to.
+#[allow(clippy::too_many_arguments)]
+pub fn run_steps<L>(
+    settings: &RunSettings,
+    learner: &mut L,
+    first: i64,
+    prompts: &[Vec<i64>],
+    run: &mut RunDir,
+    mut step: impl FnMut(&mut L, i64, &[Vec<i64>]) -> Result<StepSummary, TrainError>,
+    mut eval: impl FnMut(&L, i64) -> Result<Vec<(String, f64)>, TrainError>,
+    checkpoint: impl Fn(&L, &mut RunDir, i64) -> Result<(), TrainError>,
+) -> Result<Outcome, TrainError> {
+    if prompts.is_empty() {
+        return Err(TrainError::Config(format!("no prompts for {}", settings.stage)));
+    }
+    run.set_total_steps(settings.steps)?;
+    let mut progress = Progress::new(settings.stage, settings.steps, first);
+    let mut outcome = Outcome { steps: first, last: None, generation_seconds: 0.0 };
+    while outcome.steps < settings.steps {
+        let s = outcome.steps;
+        let batch: Vec<Vec<i64>> = batch_indices(prompts.len(), settings.batch_size, settings.seed, s)
+            .into_iter()
+            .map(|i| prompts[i].clone())
+            .collect();
+        let summary = step(learner, s, &batch)?;
+        for (what, value) in summary.metrics.iter().filter(|(name, _)| summary.finite.contains(name)) {
+            ensure_finite(s, what, *value, run)?;
+        }
+        outcome.generation_seconds += summary.generation_seconds;
+        let done = s + 1;
+        outcome.steps = done;
+
+        let mut metrics: Vec<(String, f64)> =
+            summary.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        if settings.eval_every > 0 && (done % settings.eval_every == 0 || done == settings.steps) {
+            metrics.extend(eval(learner, s)?);
+        }
+        let named: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        run.log(s, &named)?;
+        progress.step(s, summary.tokens, &format!("reward {:.3} kl {:.3}", summary.reward, summary.kl));
+        if run.checkpoint_due(done, settings.checkpoint_every) {
+            checkpoint(learner, run, done)?;
+        }
+        run.stop_if_requested(s)?;
+        outcome.last = Some((summary.reward, summary.kl));
+    }
+    progress.finish();
+    Ok(outcome)
+}
+
+/// Where a critic-free run stands, saved in each checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PolicyState {
+    stage: String,
+    /// Steps completed.
+    step: i64,
+}
+
+/// What a critic-free run did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub steps: i64,
+    /// `objective/reward` and `objective/kl` of the last step.
+    pub final_reward: f64,
+    pub final_kl: f64,
+    pub seconds: f64,
+    /// Share of this run's time spent sampling rollouts.
+    pub generation_share: f64,
+}
+
+/// A critic-free stage's run: resumed from the run's latest checkpoint, `run_steps`, and
+/// the final policy saved into `run.path()`.
+pub fn train_policy(
+    settings: &RunSettings,
+    learner: &mut PolicyLearner,
+    prompts: &[Vec<i64>],
+    run: &mut RunDir,
+    eval: &mut EvalFn,
+    step: impl FnMut(&mut PolicyLearner, i64, &[Vec<i64>]) -> Result<StepSummary, TrainError>,
+) -> Result<PolicyReport, TrainError> {
+    let started = Instant::now();
+    let PolicyLearner { policy, opt, .. } = learner;
+    let resumed: Option<PolicyState> =
+        run.resume(settings.stage, &mut [("policy", policy)], &mut [("policy", opt)])?;
+    let state = |step: i64| PolicyState { stage: settings.stage.into(), step };
+    let outcome = run_steps(
+        settings,
+        learner,
+        resumed.map_or(0, |state| state.step),
+        prompts,
+        run,
+        step,
+        |learner, s| eval(s, &learner.policy, &learner.reference),
+        |learner, run, done| {
+            let models = [("policy", &learner.policy)];
+            run.save_checkpoint(done, &models, &[("policy", &learner.opt)], &state(done)).map(drop)
+        },
+    )?;
+    learner.policy.save(run.path(), serde_json::to_value(state(outcome.steps)).ok())?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(PolicyReport {
+        steps: outcome.steps,
+        final_reward: outcome.last.map_or(f64::NAN, |(reward, _)| reward),
+        final_kl: outcome.last.map_or(f64::NAN, |(_, kl)| kl),
+        seconds,
+        generation_share: outcome.generation_seconds / seconds.max(1e-9),
+    })
+}
+
+/// `per_prompt` samples of each prompt of step `step` (one random stream per sample,
+/// numbered across steps), prompt i's samples in rows i·per_prompt .. (i + 1)·per_prompt:
+/// the rollout of RLOO and GRPO.
+pub fn grouped_rollout(
+    learner: &PolicyLearner,
+    reward: Reward,
+    prompts: &[Vec<i64>],
+    per_prompt: usize,
+    sampling: &SamplingConfig,
+    step: i64,
+    chunk: usize,
+) -> Result<Rollout, TrainError> {
+    let repeated: Vec<Vec<i64>> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_prompt)).collect();
+    let first_stream = step as u64 * repeated.len() as u64;
+    rollout(&learner.policy, &learner.reference, reward, &repeated, sampling, first_stream, chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(rows: &[&[f32]]) -> Tensor {
+        let b = rows.len() as i64;
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_slice(&flat).view([b, -1])
+    }
+
+    fn values(x: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
+    }
+
+    /// ρ = 1.5 and 0.5 with A = 1, ρ = 1.1 and 0.7 with A = −1, ε_low = 0.2, ε_high = 0.3:
+    /// clip-higher lets ρ = 1.5 count up to 1.3 (not PPO's 1.2).
+    #[test]
+    fn the_clipped_surrogate_with_clip_higher_takes_the_pessimistic_term() {
+        let ratios = [1.5f64, 0.5, 1.1, 0.7];
+        let old = t(&[&[-1.0, -1.0, -1.0, -1.0]]);
+        let new = &old + Tensor::from_slice(&ratios.map(|r| r.ln() as f32)).unsqueeze(0);
+        let advantages = t(&[&[1.0, 1.0, -1.0, -1.0]]);
+        let (losses, clipped) = clipped_surrogate(&new, &old, &advantages, 0.2, 0.3);
+        // max(−1.5, −1.3), max(−0.5, −0.8), max(1.1, 1.1), max(0.7, 0.8)
+        let expected = [-1.3, -0.5, 1.1, 0.8];
+        for (a, e) in values(&losses).iter().zip(expected) {
+            assert!((a - e).abs() < 1e-6, "{:?}", values(&losses));
+        }
+        assert_eq!(values(&clipped), [1.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_sample_cut_at_the_length_limit_pays_the_penalty() {
+        let sample = |stopped_at_eos| Generation { ids: vec![1], logprobs: vec![0.0], stopped_at_eos };
+        let raw = Tensor::from_slice(&[1.0f32, 2.5]);
+        let scores = penalised_scores(&raw, &[sample(true), sample(false)], -1.0, Some(2.0));
+        assert_eq!(values(&scores), [1.0, 1.5]);
+    }
+
+    #[test]
+    fn per_token_values_are_padded_with_zeros() {
+        let layout = Layout::new(&[vec![5], vec![6, 7]], &[vec![1, 2, 3], vec![4]], 0, Device::Cpu);
+        let x = layout.per_token(&[&[0.5, 0.25, 0.125], &[1.0]], Device::Cpu);
+        assert_eq!(values(&x), [0.5, 0.25, 0.125, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn every_prompt_is_used_once_per_pass() {
+        let mut seen: Vec<usize> = (0..5).flat_map(|s| batch_indices(10, 4, 3, s)).collect();
+        assert_eq!(seen.len(), 20);
+        seen.sort();
+        assert_eq!(seen, (0..10).flat_map(|i| [i, i]).collect::<Vec<_>>());
+    }
+}
