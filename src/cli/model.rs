@@ -15,7 +15,7 @@ use super::jsonl;
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// Model size: tiny, gpt2 or gpt2-medium.
+    /// Model size: tiny, gpt2, gpt2-medium, gpt2-large or gpt2-xl.
     #[arg(long)]
     preset: Preset,
     /// gpt2 (GPT-2's BPE, 50,257 ids) or bytes (256 bytes + EOS + PAD).
@@ -160,7 +160,7 @@ fn load(args: &ModelArgs) -> Result<LanguageModel> {
     let device = args.device.resolve().map_err(anyhow::Error::msg)?;
     let mut model = LanguageModel::load(&args.model, device)
         .with_context(|| format!("loading the model in {}", args.model.display()))?;
-    model.set_kind(args.precision.kind_on(device));
+    model.set_kind(trainer::device::compute_kind(args.precision, device));
     Ok(model)
 }
 

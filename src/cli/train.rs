@@ -18,8 +18,8 @@ use trainer::{data, dpo, grpo, ppo, pretrain, reward, rloo, sft, DeviceChoice, L
 
 use super::jsonl;
 
-/// Applies `--epochs`, `--steps`, `--lr`, `--batch-size` and `--seed` to a stage config
-/// with those fields (`--steps` wins over `--epochs`).
+/// Applies `--epochs`, `--steps`, `--lr`, `--batch-size`, `--seed` and `--precision` to a
+/// stage config with those fields (`--steps` wins over `--epochs`).
 macro_rules! override_common {
     ($cfg:expr, $stage:expr) => {{
         if let Some(epochs) = $stage.epochs {
@@ -38,10 +38,13 @@ macro_rules! override_common {
         if let Some(seed) = $stage.seed {
             $cfg.seed = seed;
         }
+        if let Some(precision) = $stage.precision {
+            $cfg.precision = precision;
+        }
     }};
 }
 
-/// Applies `--lr`, `--batch-size`, `--seed`, `--epochs` and `--steps` to an RL stage's
+/// Applies `--lr`, `--batch-size`, `--seed`, `--precision`, `--epochs` and `--steps` to an RL stage's
 /// config: its steps are iterations, and an epoch is one pass of rollouts over the
 /// `prompts` prompts (`--steps` wins).
 macro_rules! override_rl {
@@ -54,6 +57,9 @@ macro_rules! override_rl {
         }
         if let Some(seed) = $stage.seed {
             $cfg.seed = seed;
+        }
+        if let Some(precision) = $stage.precision {
+            $cfg.precision = precision;
         }
         if let Some(epochs) = $stage.epochs {
             $cfg.steps = epochs * $prompts.div_ceil($cfg.batch_size.max(1)) as i64;
@@ -83,7 +89,11 @@ pub struct StageArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
-    /// cpu, cuda or auto.
+    /// auto (bf16 on CUDA, f32 on the CPU), f32 or bf16: mixed precision, with f32 master
+    /// weights and optimiser state.
+    #[arg(long)]
+    precision: Option<trainer::Precision>,
+    /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
     /// Continue the run in --out from its latest checkpoint.

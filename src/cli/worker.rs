@@ -16,7 +16,8 @@ use trainer::DeviceChoice;
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// cpu, cuda or auto (CUDA when available).
+    /// cpu, cuda, cuda:N or auto (the first GPU when there is one). Several workers share
+    /// a machine's GPUs with one `--device cuda:N` each.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
     /// The name runs record as their worker (default: host name and process id).

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::{Attention, GptConfig};
+use crate::device::{compute_kind, Precision};
 use crate::gpt::{Gpt, KvCache, LmHead, ScalarHead};
 use crate::tokenizer::{Tokenizer, TokenizerKind, BYTES_VOCAB_SIZE, GPT2_VOCAB_SIZE};
 
@@ -266,8 +267,10 @@ impl LanguageModel {
         if self.score_head.is_some() {
             copy.add_score_head();
         }
-        copy.vs.set_kind(self.kind());
+        copy.vs.set_kind(self.gpt.wte().kind());
         copy.vs.copy(&self.vs)?;
+        copy.compute_in(self.kind());
+        copy.set_checkpointing(self.gpt.checkpointing());
         Ok(copy)
     }
 
@@ -309,14 +312,59 @@ impl LanguageModel {
         self.vs.device()
     }
 
-    /// The floating-point kind of the weights (f32, or bf16 after `set_kind`).
+    /// The floating-point kind matrix products and attention compute in (f32, or bf16
+    /// after `set_kind` or `compute_in`).
     pub fn kind(&self) -> Kind {
-        self.gpt.wte().kind()
+        self.gpt.compute_kind()
     }
 
-    /// Casts the weights, for reduced-precision inference.
+    /// Casts the weights and computes in their kind, for reduced-precision inference.
     pub fn set_kind(&mut self, kind: Kind) {
         self.vs.set_kind(kind);
+        self.compute_in(kind);
+    }
+
+    /// Computes matrix products and attention in `kind` while the weights keep theirs:
+    /// with f32 weights and bf16, mixed-precision training (see `gpt`'s module doc).
+    pub fn compute_in(&mut self, kind: Kind) {
+        self.gpt.set_compute_kind(kind);
+        self.lm_head.set_compute_kind(kind);
+    }
+
+    /// Prepares a model that trains in `precision`: its weights (the master weights)
+    /// become f32 if they are not, and matrix products compute in the precision's kind.
+    pub fn train_in(&mut self, precision: Precision) {
+        if self.gpt.wte().kind() != Kind::Float {
+            self.vs.set_kind(Kind::Float);
+        }
+        self.compute_in(compute_kind(precision, self.device()));
+    }
+
+    /// Prepares a model that does not train (PPO's reference and reward models): frozen,
+    /// without gradients, and under bf16 held wholly in bf16, which halves its memory.
+    pub fn freeze_in(&mut self, precision: Precision) {
+        self.set_trainable(false);
+        self.set_kind(compute_kind(precision, self.device()));
+    }
+
+    /// Turns activation checkpointing on or off (see `gpt`'s module doc); its backward
+    /// passes go through [`LanguageModel::backward`].
+    pub fn set_checkpointing(&mut self, on: bool) {
+        self.gpt.set_checkpointing(on);
+    }
+
+    /// Backpropagates `loss` into the weights: `loss.backward()`, then, with activation
+    /// checkpointing, the recomputed blocks'. A loss of several models (a policy and its
+    /// value model) calls `loss.backward()` once and then [`LanguageModel::finish_backward`]
+    /// of each.
+    pub fn backward(&self, loss: &Tensor) {
+        loss.backward();
+        self.finish_backward();
+    }
+
+    /// The checkpointed blocks' part of a backward pass that `loss.backward()` began.
+    pub fn finish_backward(&self) {
+        self.gpt.backward_checkpointed();
     }
 
     /// f32 logits (B, V) of the next token after the last position of `ids` (B, T).

@@ -36,9 +36,21 @@ pub enum Preset {
     Gpt2,
     /// GPT-2 medium, 355M parameters with the GPT-2 vocabulary.
     Gpt2Medium,
+    /// GPT-2 large, 774M parameters with the GPT-2 vocabulary.
+    Gpt2Large,
+    /// GPT-2 XL, 1.5B parameters with the GPT-2 vocabulary.
+    Gpt2Xl,
 }
 
-choice_words!(Preset, "preset", { "tiny" => Tiny, "gpt2" => Gpt2, "gpt2-medium" => Gpt2Medium });
+choice_words!(Preset, "preset", {
+    "tiny" => Tiny, "gpt2" => Gpt2, "gpt2-medium" => Gpt2Medium, "gpt2-large" => Gpt2Large, "gpt2-xl" => Gpt2Xl
+});
+
+impl Preset {
+    /// Every preset, smallest first.
+    pub const ALL: [Preset; 5] =
+        [Preset::Tiny, Preset::Gpt2, Preset::Gpt2Medium, Preset::Gpt2Large, Preset::Gpt2Xl];
+}
 
 /// The architecture's hyper-parameters, named as in GPT-2's checkpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,6 +75,8 @@ impl GptConfig {
             Preset::Tiny => (4, 4, 128, 256),
             Preset::Gpt2 => (12, 12, 768, 1024),
             Preset::Gpt2Medium => (24, 16, 1024, 1024),
+            Preset::Gpt2Large => (36, 20, 1280, 1024),
+            Preset::Gpt2Xl => (48, 25, 1600, 1024),
         };
         GptConfig {
             vocab_size,
@@ -132,6 +146,18 @@ mod tests {
         let cfg = GptConfig::gpt2();
         assert_eq!((cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx), (12, 12, 768, 1024));
         assert_eq!(cfg.vocab_size, 50257);
+    }
+
+    #[test]
+    fn the_large_presets_have_gpt2s_shapes() {
+        let shape = |p| {
+            let c = GptConfig::preset(p, 50257);
+            c.validate().unwrap();
+            (c.n_layer, c.n_head, c.n_embd, c.head_dim())
+        };
+        assert_eq!(shape(Preset::Gpt2Large), (36, 20, 1280, 64));
+        assert_eq!(shape(Preset::Gpt2Xl), (48, 25, 1600, 64));
+        assert_eq!("gpt2-xl".parse::<Preset>(), Ok(Preset::Gpt2Xl));
     }
 
     #[test]

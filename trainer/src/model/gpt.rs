@@ -6,6 +6,25 @@
 //!
 //! The trunk (`Gpt`) returns hidden states; the LM head and the scalar (reward or
 //! value) head are small separate modules on top of it.
+//!
+//! Mixed precision casts per operation, as autocast would: each linear layer (and the
+//! LM head) casts its input and weights to the compute kind, so matrix products and
+//! attention run in bf16, while layer norms see the f32 residual stream and the
+//! log-softmax and losses are computed in f32 by the callers. tch 0.24's `autocast`
+//! only switches CUDA's autocast and does nothing on a machine without CUDA, so the
+//! cast is written out here: one code path that the CPU tests check and CUDA runs.
+//! The weights that train stay f32 (the master weights, which AdamW updates); the
+//! bf16 copies are made in the forward pass and freed with its graph.
+//!
+//! Activation checkpointing: tch binds no custom autograd function and no
+//! `torch.utils.checkpoint`, so a checkpointed forward pass runs the blocks without a
+//! graph, keeping each block's input, and [`Gpt::backward_checkpointed`] walks the
+//! blocks backwards after `loss.backward()`: it recomputes a block from its input with
+//! a graph and backpropagates the gradient of its output into it (as `(out · grad).sum()`,
+//! whose gradient with respect to `out` is `grad`). Stages call
+//! `LanguageModel::backward`, which does both.
+
+use std::sync::Mutex;
 
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -26,11 +45,12 @@ impl Conv1D {
         Conv1D { weight, bias }
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        // (.., in) -> (.., out), one addmm over all rows as GPT-2 computes it.
+    /// (.., in) -> (.., out) in `kind`, one addmm over all rows as GPT-2 computes it.
+    fn forward(&self, xs: &Tensor, kind: Kind) -> Tensor {
         let mut size = xs.size();
         let n_in = size[size.len() - 1];
-        let out = self.bias.addmm(&xs.reshape([-1, n_in]), &self.weight);
+        let xs = xs.to_kind(kind).reshape([-1, n_in]);
+        let out = self.bias.to_kind(kind).addmm(&xs, &self.weight.to_kind(kind));
         if let Some(last) = size.last_mut() {
             *last = self.weight.size()[1];
         }
@@ -39,6 +59,7 @@ impl Conv1D {
 }
 
 /// Which keys each query may see, in the form `scaled_dot_product_attention` takes.
+#[derive(Debug)]
 pub enum AttnMask {
     /// Plain causal attention over a whole unpadded sequence: the fused kernels apply it.
     Causal,
@@ -110,11 +131,12 @@ impl CausalSelfAttention {
         mask: &AttnMask,
         cache: Option<(&mut LayerCache, i64)>,
         train: bool,
+        kind: Kind,
     ) -> Tensor {
         let size = xs.size(); // (B, T, C)
         let (b, t, c) = (size[0], size[1], size[2]);
         let heads = |x: &Tensor| x.view([b, t, self.n_head, c / self.n_head]).transpose(1, 2);
-        let qkv = self.c_attn.forward(xs).split(c, 2);
+        let qkv = self.c_attn.forward(xs, kind).split(c, 2);
         let (q, k, v) = (heads(&qkv[0]), heads(&qkv[1]), heads(&qkv[2])); // (B, H, T, D)
         let (k, v) = match cache {
             Some((cache, past)) => {
@@ -135,7 +157,7 @@ impl CausalSelfAttention {
             }
         }; // (B, H, T, D)
         let y = y.transpose(1, 2).contiguous().view([b, t, c]);
-        self.c_proj.forward(&y).dropout(self.dropout, train)
+        self.c_proj.forward(&y, kind).dropout(self.dropout, train)
     }
 }
 
@@ -156,9 +178,9 @@ impl Mlp {
         }
     }
 
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let h = self.c_fc.forward(xs).gelu("tanh");
-        self.c_proj.forward(&h).dropout(self.dropout, train)
+    fn forward_t(&self, xs: &Tensor, train: bool, kind: Kind) -> Tensor {
+        let h = self.c_fc.forward(xs, kind).gelu("tanh");
+        self.c_proj.forward(&h, kind).dropout(self.dropout, train)
     }
 }
 
@@ -187,9 +209,12 @@ impl Block {
         mask: &AttnMask,
         cache: Option<(&mut LayerCache, i64)>,
         train: bool,
+        kind: Kind,
     ) -> Tensor {
-        let xs = xs + self.attn.forward_t(&self.ln_1.forward(xs), mask, cache, train);
-        &xs + self.mlp.forward_t(&self.ln_2.forward(&xs), train)
+        // The residual stream keeps the embeddings' kind (f32 under mixed precision):
+        // adding a bf16 branch to it promotes the sum to f32.
+        let xs = xs + self.attn.forward_t(&self.ln_1.forward(xs), mask, cache, train, kind);
+        &xs + self.mlp.forward_t(&self.ln_2.forward(&xs), train, kind)
     }
 }
 
@@ -204,6 +229,21 @@ fn layer_norm(p: nn::Path, cfg: &GptConfig) -> nn::LayerNorm {
     nn::layer_norm(p, vec![cfg.n_embd], c)
 }
 
+/// What a checkpointed forward pass keeps for [`Gpt::backward_checkpointed`].
+#[derive(Debug)]
+struct Segment {
+    /// The embeddings, with their graph back to `wte` and `wpe`.
+    embeddings: Tensor,
+    /// Each block's input, without a graph.
+    inputs: Vec<Tensor>,
+    /// Each block's dropout seed, so that its recomputation draws the same masks
+    /// (empty without dropout).
+    seeds: Vec<i64>,
+    mask: AttnMask,
+    /// The last block's output as a leaf: `loss.backward()` leaves its gradient here.
+    output: Tensor,
+}
+
 /// The GPT-2 trunk: embeddings, blocks and the final layer norm; returns hidden states.
 #[derive(Debug)]
 pub struct Gpt {
@@ -212,6 +252,13 @@ pub struct Gpt {
     h: Vec<Block>,
     ln_f: nn::LayerNorm,
     cfg: GptConfig,
+    /// The kind matrix products compute in (see the module's doc).
+    compute: Kind,
+    /// Whether a training forward pass keeps only each block's input (see the module's
+    /// doc).
+    checkpointing: bool,
+    /// Checkpointed forward passes whose backward is not done yet.
+    pending: Mutex<Vec<Segment>>,
 }
 
 impl Gpt {
@@ -230,11 +277,34 @@ impl Gpt {
             h,
             ln_f: layer_norm(p / "ln_f", cfg),
             cfg: cfg.clone(),
+            compute: Kind::Float,
+            checkpointing: false,
+            pending: Mutex::new(Vec::new()),
         }
     }
 
     pub fn config(&self) -> &GptConfig {
         &self.cfg
+    }
+
+    /// The kind matrix products compute in.
+    pub fn compute_kind(&self) -> Kind {
+        self.compute
+    }
+
+    /// Computes matrix products and attention in `kind`, whatever the weights' kind.
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        self.compute = kind;
+    }
+
+    pub fn checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// Turns activation checkpointing on or off for training forward passes; with it
+    /// on, a backward pass must go through [`Gpt::backward_checkpointed`].
+    pub fn set_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
     }
 
     /// Token embedding matrix (V, C), which the LM head shares.
@@ -284,14 +354,65 @@ impl Gpt {
         let mask = self.attention_mask(attention_mask, &key_positions, past, t);
 
         let mut xs = (self.wte.forward(&ids) + self.wpe.forward(&positions)).dropout(self.cfg.dropout, train); // (B, T, C)
+        if train && self.checkpointing && cache.is_none() {
+            return self.forward_checkpointed(xs, mask);
+        }
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], past));
-            xs = block.forward_t(&xs, &mask, layer_cache, train);
+            xs = block.forward_t(&xs, &mask, layer_cache, train, self.compute);
         }
         if let Some(c) = cache {
             c.len = total;
         }
         self.ln_f.forward(&xs)
+    }
+
+    /// The blocks of a training pass without their graphs, keeping each block's input;
+    /// returns the hidden states, whose graph starts at the last block's output.
+    fn forward_checkpointed(&self, embeddings: Tensor, mask: AttnMask) -> Tensor {
+        let mut inputs = Vec::with_capacity(self.h.len());
+        let mut seeds = Vec::new();
+        let mut xs = embeddings.detach();
+        {
+            let _guard = tch::no_grad_guard();
+            for block in &self.h {
+                inputs.push(xs.shallow_clone());
+                if self.cfg.dropout > 0.0 {
+                    seeds.push(draw_seed());
+                    tch::manual_seed(seeds[seeds.len() - 1]);
+                }
+                xs = block.forward_t(&xs, &mask, None, true, self.compute);
+            }
+        }
+        let output = xs.detach().set_requires_grad(true);
+        let hidden = self.ln_f.forward(&output);
+        let segment = Segment { embeddings, inputs, seeds, mask, output };
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(segment);
+        hidden
+    }
+
+    /// The backward pass of the blocks of every checkpointed forward pass since the last
+    /// call, after `loss.backward()` has reached their outputs: each block is recomputed
+    /// from its input, last block first, and its output's gradient backpropagated into
+    /// its weights and input. Does nothing without checkpointed passes.
+    pub fn backward_checkpointed(&self) {
+        let segments = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for segment in segments.into_iter().rev() {
+            let mut grad = segment.output.grad();
+            if !grad.defined() {
+                continue; // this pass did not reach the loss
+            }
+            for (i, block) in self.h.iter().enumerate().rev() {
+                let input = segment.inputs[i].detach().set_requires_grad(true);
+                if let Some(&seed) = segment.seeds.get(i) {
+                    tch::manual_seed(seed);
+                }
+                let out = block.forward_t(&input, &segment.mask, None, true, self.compute);
+                (out * &grad).sum(Kind::Float).backward();
+                grad = input.grad();
+            }
+            (segment.embeddings * grad).sum(Kind::Float).backward();
+        }
     }
 
     /// Builds the attention mask of `forward_masked`; the fused causal kernel when it can.
@@ -326,20 +447,33 @@ impl Gpt {
     }
 }
 
+/// A seed for one block's dropout masks, drawn from libtorch's generator so that it
+/// follows the run's seed.
+fn draw_seed() -> i64 {
+    Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0])
+}
+
 /// The language-model head, tied to the token embedding as in GPT-2.
 #[derive(Debug)]
 pub struct LmHead {
     weight: Tensor, // (V, C), shared with `wte`
+    /// The kind its matrix product computes in (the trunk's).
+    compute: Kind,
 }
 
 impl LmHead {
     pub fn tied(gpt: &Gpt) -> Self {
-        LmHead { weight: gpt.wte().shallow_clone() }
+        LmHead { weight: gpt.wte().shallow_clone(), compute: gpt.compute_kind() }
     }
 
-    /// Logits (.., V) from hidden states (.., C).
+    /// Logits (.., V) from hidden states (.., C), in the compute kind: callers take the
+    /// log-softmax in f32.
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear::<Tensor>(&self.weight, None)
+        hidden.to_kind(self.compute).linear::<Tensor>(&self.weight.to_kind(self.compute), None)
+    }
+
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        self.compute = kind;
     }
 }
 
@@ -361,9 +495,10 @@ impl ScalarHead {
         ScalarHead { linear: nn::linear(p, cfg.n_embd, 1, c) }
     }
 
-    /// One scalar per position: (.., C) -> (..).
+    /// One scalar per position: (.., C) -> (..), in the head's own kind (f32 under mixed
+    /// precision: it is one dot product per position).
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        self.linear.forward(hidden).squeeze_dim(-1)
+        self.linear.forward(&hidden.to_kind(self.linear.ws.kind())).squeeze_dim(-1)
     }
 }
 
@@ -472,12 +607,12 @@ mod tests {
         let xs = Tensor::randn([1, t, 128], (Kind::Float, Device::Cpu));
         let mask =
             gpt.attention_mask(None, &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0), 0, t);
-        let base = attn.forward_t(&xs, &mask, None, false);
+        let base = attn.forward_t(&xs, &mask, None, false, Kind::Float);
         let q = t - 1;
         for k in 0..t {
             let perturbed = xs.copy();
             let _ = perturbed.narrow(1, k, 1).fill_(3.0);
-            let out = attn.forward_t(&perturbed, &mask, None, false);
+            let out = attn.forward_t(&perturbed, &mask, None, false, Kind::Float);
             let moved = max_abs_diff(&base.narrow(1, q, 1), &out.narrow(1, q, 1));
             if attention.allows(q, k) {
                 assert!(moved > 1e-4, "key {k} is allowed but has no effect");

@@ -25,10 +25,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod gpt;
+pub mod memory;
 pub mod sampling;
 pub mod tokenizer;
 
-/// One of a command-line word's `choices` (`--device cuda`), or an error that names
+/// One of a command-line word's `choices` (`--tokenizer bytes`), or an error that names
 /// `what` was asked for and lists the words it takes.
 pub(crate) fn parse_choice<T: Copy>(what: &str, s: &str, choices: &[(&str, T)]) -> Result<T, String> {
     if let Some(&(_, value)) = choices.iter().find(|(word, _)| *word == s) {
@@ -45,15 +46,8 @@ pub(crate) fn parse_choice<T: Copy>(what: &str, s: &str, choices: &[(&str, T)]) 
 
 #[cfg(test)]
 mod tests {
-    use super::device::DeviceChoice;
-
     #[test]
     fn an_unknown_choice_is_refused_with_the_words_it_takes() {
-        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda));
-        assert_eq!(
-            "tpu".parse::<DeviceChoice>().unwrap_err(),
-            "unknown device `tpu` (expected cpu, cuda or auto)"
-        );
         assert_eq!(
             "x".parse::<super::tokenizer::TokenizerKind>().unwrap_err(),
             "unknown tokenizer `x` (expected gpt2 or bytes)"

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
+use crate::device::Precision;
 use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
 
 /// One training sequence and which of its tokens are predicted.
@@ -42,6 +43,8 @@ pub struct LoopSettings {
     pub seed: u64,
     /// Keep the weights with the lowest validation loss as the final model.
     pub keep_best: bool,
+    pub precision: Precision,
+    pub checkpoint_activations: bool,
 }
 
 /// [`LoopSettings`] from a stage config whose length, optimizer, schedule, validation and
@@ -72,6 +75,8 @@ macro_rules! loop_settings {
             checkpoint_every: cfg.checkpoint_every,
             seed: cfg.seed,
             keep_best: $keep,
+            precision: cfg.precision,
+            checkpoint_activations: cfg.checkpoint_activations,
         }
     }};
 }
@@ -173,7 +178,7 @@ pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) ->
         let (sum, _) = nll(model, batch, true);
         let loss = sum / step_tokens.max(1.0);
         step_loss += loss.double_value(&[]);
-        loss.backward();
+        model.backward(&loss);
     }
     (step_loss, step_tokens)
 }
@@ -193,6 +198,11 @@ pub fn run(
     }
     let started = std::time::Instant::now();
     model.set_trainable(true);
+    model.train_in(settings.precision);
+    model.set_checkpointing(settings.checkpoint_activations);
+    let longest = train.iter().map(|e| e.ids.len()).max().unwrap_or(1) as i64;
+    crate::memory::plan(settings.stage, &model, settings.batch_size as i64, longest)
+        .map_err(TrainError::Config)?;
     let (b1, b2) = settings.betas;
     let mut opt = AdamW::new(&model.vs, b1, b2, settings.eps, settings.weight_decay);
     let mut state = run

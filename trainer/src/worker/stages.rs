@@ -367,7 +367,9 @@ pub(super) fn execute(
         }
         Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
             let policy_model = LanguageModel::load(&policy.dir, device)?;
-            let reward_model = LanguageModel::load(&reward.dir, device)?;
+            let mut reward_model = LanguageModel::load(&reward.dir, device)?;
+            // Frozen, and under bf16 held in bf16 (the value model starts from its rounded weights).
+            reward_model.freeze_in(spec.stage.precision);
             let (_, report) = ppo::train(&spec.stage, policy_model, &reward_model, &prompts, None, &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
