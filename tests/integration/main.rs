@@ -55,6 +55,8 @@ mod import;
 #[cfg(feature = "trainer")]
 mod parity;
 #[cfg(feature = "trainer")]
+mod precision;
+#[cfg(feature = "trainer")]
 mod simulate;
 #[cfg(feature = "trainer")]
 mod stages;
