@@ -46,7 +46,7 @@ stage_settings! {
         /// Write a checkpoint every N steps (0: only the final model).
         pub checkpoint_every: i64 = 1000, Range::at_least(0.0);
         /// Seeds the data order and dropout: the same seed gives the same model.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Activation checkpointing: keep only each block's input in the forward pass
         /// and recompute the block in the backward pass (about a third more compute for
         /// a fraction of the activation memory), so that larger models and batches fit.
@@ -95,7 +95,7 @@ stage_settings! {
         /// Write a checkpoint every N steps (0: only the final model).
         pub checkpoint_every: i64 = 500, Range::at_least(0.0);
         /// Seeds the batch order and dropout: the same seed gives the same model.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Activation checkpointing: keep only each block's input in the forward pass
         /// and recompute the block in the backward pass (about a third more compute for
         /// a fraction of the activation memory), so that larger models and batches fit.
@@ -147,7 +147,7 @@ stage_settings! {
         /// Write a checkpoint every N steps (0: only the final model).
         pub checkpoint_every: i64 = 500, Range::at_least(0.0);
         /// Seeds the batch order (and dropout): the same seed gives the same RM.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Activation checkpointing: keep only each block's input in the forward pass
         /// and recompute the block in the backward pass (about a third more compute for
         /// a fraction of the activation memory), so that larger models and batches fit.
@@ -239,7 +239,7 @@ stage_settings! {
         /// Tokens per pretraining window (none: the policy's n_ctx).
         pub ptx_seq_len: Option<i64> = None, Range::at_least(1.0);
         /// Seed of prompt order, sampling, minibatch order and pretraining windows.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
         /// Call the caller's evaluation every N steps and at the end (0: never); the
@@ -333,7 +333,7 @@ stage_settings! {
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 500, Range::at_least(0.0);
         /// Seeds the batch order (and dropout): the same seed gives the same policy.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
     }
 }
 
@@ -354,7 +354,7 @@ stage_settings! {
         pub top_p: Option<f64> = None, Range::OPEN_UNIT;
         /// Seed of the sampling generator: the same seed and prompt order give the same
         /// samples. Prompt i draws from its own stream, so it does not depend on others.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Stop a sample at the first EOS.
         pub stop_at_eos: bool = true, Range::ANY;
     }
@@ -362,7 +362,12 @@ stage_settings! {
 
 /// Settings of RLOO and GRPO that relate to each other: a minibatch is some of a step's
 /// samples.
-fn samples_per_step_checks(batch_size: usize, per_prompt: usize, minibatch_size: usize, problems: &mut Problems) {
+fn samples_per_step_checks(
+    batch_size: usize,
+    per_prompt: usize,
+    minibatch_size: usize,
+    problems: &mut Problems,
+) {
     let samples = batch_size * per_prompt;
     if samples >= 1 && minibatch_size > samples {
         problems.push(
@@ -427,7 +432,7 @@ stage_settings! {
         /// Clip the score to ±c (none: no clipping).
         pub reward_clip: Option<f64> = None, Range::POSITIVE;
         /// Seed of prompt order, sampling and minibatch order.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
         /// Call the caller's evaluation every N steps and at the end (0: never).
@@ -457,9 +462,11 @@ stage_settings! {
         pub minibatch_size: usize = 32, Range::at_least(1.0);
         /// μ, passes over each rollout. DeepSeekMath: 1.
         pub update_epochs: usize = 1, Range::at_least(1.0);
-        /// The policy's peak learning rate (DeepSeekMath: 1e-6 at 7B); the default suits
-        /// small GPTs.
-                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// The policy's peak learning rate (DeepSeekMath: 1e-6 at 7B). The default suits
+        /// small GPTs, and is half RLOO's: group-normalised advantages are of unit scale
+        /// however close the rewards, so a higher rate soon exploits a reward model's
+        /// errors.
+                pub lr: f64 = 5e-5, Range::POSITIVE, essential;
         /// Linear warmup steps.
         pub warmup_steps: i64 = 0, Range::at_least(0.0);
         /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
@@ -503,7 +510,7 @@ stage_settings! {
         /// Clip the score to ±c (none: no clipping).
         pub reward_clip: Option<f64> = None, Range::POSITIVE;
         /// Seed of prompt order, sampling and minibatch order.
-        pub seed: u64 = 0, Range::ANY;
+        pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
         /// Call the caller's evaluation every N steps and at the end (0: never).

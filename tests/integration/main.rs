@@ -14,6 +14,7 @@ mod browser_research;
 mod browser_runs;
 mod browser_sample_order;
 mod browser_team;
+mod data_formats;
 mod db;
 mod helpers;
 mod labeling_people;
@@ -29,6 +30,7 @@ mod web_annotate;
 mod web_answers;
 mod web_app;
 mod web_audit;
+mod web_conformance;
 mod web_data;
 mod web_evals;
 mod web_hostile;
@@ -60,6 +62,10 @@ mod precision;
 mod simulate;
 #[cfg(feature = "trainer")]
 mod stages;
+#[cfg(feature = "trainer")]
+mod stages_dpo;
+#[cfg(feature = "trainer")]
+mod stages_rl;
 #[cfg(feature = "trainer")]
 mod worker;
 #[cfg(feature = "trainer")]
