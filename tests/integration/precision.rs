@@ -279,3 +279,24 @@ fn cuda_log_probs_match_the_cpus_in_f32_and_bf16() {
     assert!(f32_err < 5e-3, "CUDA f32 log-probs differ by {f32_err}");
     assert!(bf16_err < BF16_LOGPROB_TOLERANCE, "CUDA bf16 log-probs differ by {bf16_err}");
 }
+
+/// scripts/gpu-check's steps on the CPU (tiny preset, a few steps, the machine's
+/// Postgres): the script runs through and prints its one JSON object.
+#[test]
+fn gpu_check_runs_dry_on_the_cpu() {
+    let out = std::process::Command::new(repo_root().join("scripts/gpu-check"))
+        .arg("--cpu-dry-run")
+        .env("PLUMB_BIN", env!("CARGO_BIN_EXE_plumb"))
+        .env("PLUMB_PYTHON", python())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["mode"], "cpu");
+    assert!(report["sft"]["tokens_per_second"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["logprob_max_abs_error_vs_cpu_f32"]["f32"], 0.0, "{report}");
+    assert!(report["logprob_max_abs_error_vs_cpu_f32"]["bf16"].as_f64().unwrap() < BF16_LOGPROB_TOLERANCE);
+    assert!(report["ppo"]["step_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["largest_preset_with_checkpointing"], "tiny");
+}
