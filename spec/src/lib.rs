@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod precision;
 pub mod problem;
 pub mod run;
+pub mod schema;
 pub mod setting;
 pub mod stages;
 
