@@ -232,7 +232,7 @@ pub async fn project_agreement(pool: &PgPool, project_id: i64) -> Result<Agreeme
 pub async fn project_rankings(pool: &PgPool, project_id: i64) -> Result<Vec<TaskRanks>> {
     let rows: Vec<(i64, i64, Vec<i16>)> = sqlx::query_as(
         "SELECT r.task_id, r.annotator_id, r.ranks FROM current_rankings r JOIN tasks t ON t.id = r.task_id
-         WHERE t.project_id = $1 AND t.kind = 'ranking' AND r.ranks IS NOT NULL
+         WHERE t.project_id = $1 AND t.kind = 'ranking' AND r.ranks IS NOT NULL AND r.import_source_id IS NULL
          ORDER BY r.task_id, r.annotator_id",
     )
     .bind(project_id)

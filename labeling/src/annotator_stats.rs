@@ -213,10 +213,12 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 pub async fn project_annotator_stats(pool: &PgPool, project_id: i64) -> Result<Vec<AnnotatorStats>> {
     let rows: Vec<(i64, TaskKind, Option<i32>)> = sqlx::query_as(
         "SELECT d.annotator_id, 'demonstration'::task_kind, d.time_spent_ms
-         FROM current_demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1
+         FROM current_demonstrations d JOIN prompts p ON p.id = d.prompt_id
+         WHERE p.project_id = $1 AND d.import_source_id IS NULL
          UNION ALL
          SELECT r.annotator_id, 'ranking', r.time_spent_ms
-         FROM current_rankings r JOIN tasks t ON t.id = r.task_id WHERE t.project_id = $1
+         FROM current_rankings r JOIN tasks t ON t.id = r.task_id
+         WHERE t.project_id = $1 AND r.import_source_id IS NULL
          UNION ALL
          SELECT v.annotator_id, 'comparison', v.time_spent_ms
          FROM current_comparison_votes v JOIN tasks t ON t.id = v.task_id WHERE t.project_id = $1",

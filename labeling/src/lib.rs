@@ -14,6 +14,8 @@ pub mod audit;
 pub mod consensus;
 pub mod domain;
 pub mod error;
+pub mod formats;
+pub mod imports;
 pub mod leaderboard;
 pub mod projects;
 pub mod prompts;

@@ -242,7 +242,7 @@ pub async fn project_counts(pool: &PgPool, project_id: i64) -> Result<ProjectCou
                  count(a.id) FILTER (WHERE a.state = 'submitted') AS submitted,
                  count(a.id) FILTER (WHERE a.state = 'leased' AND a.lease_until > now()) AS leased
              FROM tasks t LEFT JOIN assignments a ON a.task_id = t.id
-             WHERE t.project_id = $1 GROUP BY t.id, t.kind
+             WHERE t.project_id = $1 AND t.import_source_id IS NULL GROUP BY t.id, t.kind
          )
          SELECT kind,
              count(*) FILTER (WHERE submitted = 0 AND leased = 0),

@@ -367,12 +367,12 @@ impl Parsed {
     }
 }
 
-fn line_error(line: usize, field: &str, message: impl Into<String>) -> LineError {
+pub(crate) fn line_error(line: usize, field: &str, message: impl Into<String>) -> LineError {
     LineError { line, field: field.to_owned(), message: message.into() }
 }
 
 /// A `parse` rejection as a line error on the field it names.
-fn invalid_on(line: usize, err: LabelingError) -> LineError {
+pub(crate) fn invalid_on(line: usize, err: LabelingError) -> LineError {
     match err {
         LabelingError::Invalid { field, reason } => LineError { line, field, message: reason },
         other => line_error(line, "line", other.to_string()),
@@ -398,7 +398,9 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
-fn parse_jsonl(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
+/// The non-blank lines of a JSON-lines upload with their 1-based numbers (a byte-order
+/// mark and CRLF line ends allowed), after checking the upload's size and line count.
+pub(crate) fn jsonl_lines<'a>(bytes: &'a [u8], limits: &ImportLimits) -> Result<Vec<(usize, &'a [u8])>> {
     check_size(bytes, limits)?;
     let lines: Vec<(usize, &[u8])> = strip_bom(bytes)
         .split(|&b| b == b'\n')
@@ -409,6 +411,11 @@ fn parse_jsonl(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
     if lines.len() > limits.max_lines {
         return Err(too_many_lines(limits));
     }
+    Ok(lines)
+}
+
+fn parse_jsonl(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
+    let lines = jsonl_lines(bytes, limits)?;
     let mut parsed = Parsed::default();
     let mut seen = HashMap::new();
     for (line, raw) in lines {
@@ -417,7 +424,12 @@ fn parse_jsonl(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
     Ok(parsed)
 }
 
-fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, Split), LineError> {
+/// One line of a JSON-lines upload as a JSON object; `expected` says what it must hold.
+pub(crate) fn json_object_line(
+    line: usize,
+    raw: &[u8],
+    expected: &str,
+) -> std::result::Result<serde_json::Map<String, serde_json::Value>, LineError> {
     let text = std::str::from_utf8(raw).map_err(|e| {
         line_error(line, "line", format!("is not valid UTF-8 (at byte {} of the line)", e.valid_up_to() + 1))
     })?;
@@ -427,8 +439,13 @@ fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, 
         line_error(line, "line", format!("is not valid JSON: {what} at column {}", e.column()))
     })?;
     let serde_json::Value::Object(object) = value else {
-        return Err(line_error(line, "line", "must be a JSON object with a \"prompt\" field"));
+        return Err(line_error(line, "line", format!("must be a JSON object with {expected}")));
     };
+    Ok(object)
+}
+
+fn parse_json_line(line: usize, raw: &[u8]) -> std::result::Result<(PromptText, Split), LineError> {
+    let object = json_object_line(line, raw, "a \"prompt\" field")?;
     let prompt = match (object.get("prompt"), object.get("text")) {
         (Some(_), Some(_)) => {
             return Err(line_error(line, "prompt", "give \"prompt\" or \"text\", not both"))
@@ -458,9 +475,12 @@ fn parse_csv(bytes: &[u8], limits: &ImportLimits) -> Result<Parsed> {
         .clone();
     let column =
         |name: &str| header.iter().position(|h| String::from_utf8_lossy(h).trim().eq_ignore_ascii_case(name));
-    let prompt_at = column("prompt").or_else(|| column("text")).ok_or_else(|| {
-        LabelingError::UploadRefused("the CSV header row has no \"prompt\" column".to_owned())
-    })?;
+    // A file without the column is reported like a bad line: the header's, line 1.
+    let Some(prompt_at) = column("prompt").or_else(|| column("text")) else {
+        let mut parsed = Parsed::default();
+        parsed.errors.push(line_error(1, "prompt", "the CSV header row has no \"prompt\" column"));
+        return Ok(parsed);
+    };
     let split_at = column("split");
 
     let mut parsed = Parsed::default();
@@ -729,6 +749,18 @@ mod tests {
     }
 
     #[test]
+    fn a_csv_file_without_a_prompt_column_is_an_error_on_its_header_line() {
+        let limits = ImportLimits { max_bytes: 1000, max_lines: 10 };
+        for file in [&b"question,split\na,train\n"[..], b""] {
+            let parsed = parse_csv(file, &limits).unwrap();
+            assert!(parsed.candidates.is_empty());
+            assert_eq!(parsed.errors.len(), 1);
+            assert_eq!((parsed.errors[0].line, parsed.errors[0].field.as_str()), (1, "prompt"));
+            assert!(parsed.errors[0].message.contains("\"prompt\" column"));
+        }
+    }
+
+    #[test]
     fn csv_fields_may_be_quoted_and_hold_commas_and_newlines() {
         let parsed = parse_ok(PromptFile::Csv(
             b"id,Prompt,split\r\n1,\"say \"\"hi\"\", then, bye\",val\r\n2,\"two\nlines\",\r\n3,plain\r\n",
@@ -739,13 +771,6 @@ mod tests {
         assert_eq!(parsed.candidates[0].split, Split::Val);
         assert_eq!(parsed.candidates[1].text.as_str(), "two\nlines");
         assert_eq!(parsed.candidates[2].split, Split::Train);
-    }
-
-    #[test]
-    fn a_csv_without_a_prompt_column_is_refused() {
-        let err = parse_csv(b"question,split\nhi,train\n", &ImportLimits::default()).unwrap_err();
-        assert!(err.to_string().contains("\"prompt\" column"), "{err}");
-        assert!(parse_csv(b"", &ImportLimits::default()).is_err());
     }
 
     #[test]

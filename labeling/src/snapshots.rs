@@ -34,6 +34,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::annotation::{Ranking, Vote};
 use crate::domain::Split;
 use crate::error::{require_row, LabelingError, Result};
+use crate::formats::{self, Format, Prompt};
 
 /// What a snapshot lists. Maps to the Postgres enum `snapshot_kind`.
 pub use spec::SnapshotKind;
@@ -67,6 +68,53 @@ pub enum ExportFormat {
     Sft,
     KWise,
     Pairs(PairsTies),
+    /// TRL's `{"prompt", "chosen", "rejected"}`, one line per pair (ties left out).
+    Trl,
+    /// Anthropic HH-RLHF transcripts, one line per pair (ties left out).
+    Hh,
+    /// OpenAI-style `{"messages"}` demonstrations.
+    Messages,
+}
+
+impl ExportFormat {
+    /// Every format by its name in URLs and the CLI.
+    pub const NAMED: [(&'static str, ExportFormat); 8] = [
+        ("prompts", ExportFormat::Prompts),
+        ("sft", ExportFormat::Sft),
+        ("messages", ExportFormat::Messages),
+        ("kwise", ExportFormat::KWise),
+        ("pairs", ExportFormat::Pairs(PairsTies::Drop)),
+        ("pairs_keep_ties", ExportFormat::Pairs(PairsTies::Keep)),
+        ("trl", ExportFormat::Trl),
+        ("hh", ExportFormat::Hh),
+    ];
+
+    pub fn parse(name: &str) -> Result<ExportFormat> {
+        ExportFormat::NAMED.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
+            let names: Vec<&str> = ExportFormat::NAMED.iter().map(|(n, _)| *n).collect();
+            LabelingError::invalid("format", format!("{name:?} is not one of {}", names.join(", ")))
+        })
+    }
+
+    /// The formats a snapshot of `kind` exports to, by name.
+    pub fn for_kind(kind: SnapshotKind) -> Vec<(&'static str, ExportFormat)> {
+        ExportFormat::NAMED
+            .into_iter()
+            .filter(|(_, f)| f.fits(kind))
+            .collect()
+    }
+
+    fn fits(self, kind: SnapshotKind) -> bool {
+        matches!(
+            (self, kind),
+            (ExportFormat::Prompts, SnapshotKind::Prompts)
+                | (ExportFormat::Sft | ExportFormat::Messages, SnapshotKind::Demonstrations)
+                | (
+                    ExportFormat::KWise | ExportFormat::Pairs(_) | ExportFormat::Trl | ExportFormat::Hh,
+                    SnapshotKind::Rankings | SnapshotKind::Comparisons
+                )
+        )
+    }
 }
 
 /// What a pairwise export does with tied samples (and tie votes).
@@ -84,18 +132,25 @@ enum Item {
     Prompt {
         id: i64,
         prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messages: Option<serde_json::Value>,
     },
     Demonstration {
         id: i64,
-        annotator_id: i64,
+        /// None for an imported row.
+        annotator_id: Option<i64>,
         prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messages: Option<serde_json::Value>,
         response: String,
     },
     Ranking {
         id: i64,
         task_id: i64,
-        annotator_id: i64,
+        annotator_id: Option<i64>,
         prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messages: Option<serde_json::Value>,
         samples: Vec<String>,
         ranks: Option<Vec<i16>>,
         all_bad: bool,
@@ -105,6 +160,8 @@ enum Item {
         task_id: i64,
         annotator_id: i64,
         prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messages: Option<serde_json::Value>,
         a: String,
         b: String,
         vote: Vote,
@@ -145,10 +202,10 @@ async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection
         ),
     };
     let columns = match kind {
-        SnapshotKind::Prompts => "x.id, p.text AS prompt",
-        SnapshotKind::Demonstrations => "x.id, x.annotator_id, p.text AS prompt, x.response",
+        SnapshotKind::Prompts => "x.id, p.text AS prompt, p.messages",
+        SnapshotKind::Demonstrations => "x.id, x.annotator_id, p.text AS prompt, p.messages, x.response",
         SnapshotKind::Rankings | SnapshotKind::Comparisons => {
-            "x.id, x.task_id, x.annotator_id, p.text AS prompt,
+            "x.id, x.task_id, x.annotator_id, p.text AS prompt, p.messages,
              ARRAY(SELECT s.text FROM task_samples ts JOIN samples s ON s.id = ts.sample_id
                    WHERE ts.task_id = x.task_id ORDER BY ts.position) AS samples"
         }
@@ -181,11 +238,16 @@ async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection
 
 fn item(kind: SnapshotKind, row: &PgRow) -> Result<Item> {
     Ok(match kind {
-        SnapshotKind::Prompts => Item::Prompt { id: row.try_get("id")?, prompt: row.try_get("prompt")? },
+        SnapshotKind::Prompts => Item::Prompt {
+            id: row.try_get("id")?,
+            prompt: row.try_get("prompt")?,
+            messages: row.try_get("messages")?,
+        },
         SnapshotKind::Demonstrations => Item::Demonstration {
             id: row.try_get("id")?,
             annotator_id: row.try_get("annotator_id")?,
             prompt: row.try_get("prompt")?,
+            messages: row.try_get("messages")?,
             response: row.try_get("response")?,
         },
         SnapshotKind::Rankings => Item::Ranking {
@@ -193,6 +255,7 @@ fn item(kind: SnapshotKind, row: &PgRow) -> Result<Item> {
             task_id: row.try_get("task_id")?,
             annotator_id: row.try_get("annotator_id")?,
             prompt: row.try_get("prompt")?,
+            messages: row.try_get("messages")?,
             samples: row.try_get("samples")?,
             ranks: row.try_get("ranks")?,
             all_bad: row.try_get("all_bad")?,
@@ -208,6 +271,7 @@ fn item(kind: SnapshotKind, row: &PgRow) -> Result<Item> {
                 task_id: row.try_get("task_id")?,
                 annotator_id: row.try_get("annotator_id")?,
                 prompt: row.try_get("prompt")?,
+                messages: row.try_get("messages")?,
                 a,
                 b,
                 vote: row.try_get("vote")?,
@@ -348,18 +412,10 @@ pub async fn export(pool: &PgPool, snapshot_id: i64, format: ExportFormat) -> Re
     let Some((kind, frozen)) = row else {
         return Err(LabelingError::not_found("snapshot", snapshot_id));
     };
-    let fits = matches!(
-        (format, kind),
-        (ExportFormat::Prompts, SnapshotKind::Prompts)
-            | (ExportFormat::Sft, SnapshotKind::Demonstrations)
-            | (
-                ExportFormat::KWise | ExportFormat::Pairs(_),
-                SnapshotKind::Rankings | SnapshotKind::Comparisons
-            )
-    );
-    if !fits {
-        return Err(LabelingError::invalid(
-            "format",
+    // The format is one plumb writes, but not for what this snapshot holds: a conflict
+    // with the snapshot, not a malformed request.
+    if !format.fits(kind) {
+        return Err(LabelingError::Conflict(
             format!("{format:?} cannot be exported from a {kind:?} snapshot").to_lowercase(),
         ));
     }
@@ -413,8 +469,12 @@ fn json(line: &impl Serialize) -> Result<String> {
 fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Result<()> {
     match item {
         Item::Prompt { prompt, .. } => lines.push(json(&PromptLine { prompt })?),
+        Item::Demonstration { prompt, messages, response, .. } if format == ExportFormat::Messages => {
+            let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
+            lines.push(formats::demonstration_line(Format::Messages, &prompt, response)?);
+        }
         Item::Demonstration { prompt, response, .. } => lines.push(json(&SftLine { prompt, response })?),
-        Item::Ranking { id, prompt, samples, ranks, .. } => {
+        Item::Ranking { id, prompt, messages, samples, ranks, .. } => {
             let Some(ranks) = ranks else { return Ok(()) };
             let ranking = Ranking::from_ranks(ranks).map_err(|e| {
                 LabelingError::Conflict(format!("ranking {id} in the snapshot is not a valid ranking: {e}"))
@@ -427,9 +487,10 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
                     samples.len()
                 )));
             }
-            ranked_lines(prompt, &samples, &ranking, format, lines)?;
+            let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
+            ranked_lines(&prompt, &samples, &ranking, format, lines)?;
         }
-        Item::Comparison { prompt, a, b, vote, .. } => {
+        Item::Comparison { prompt, messages, a, b, vote, .. } => {
             let groups = match vote {
                 Vote::A => vec![vec![0], vec![1]],
                 Vote::B => vec![vec![1], vec![0]],
@@ -437,23 +498,32 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
                 Vote::BothBad => return Ok(()),
             };
             let ranking = Ranking::parse(2, groups)?;
-            ranked_lines(prompt, &[a.as_str(), b.as_str()], &ranking, format, lines)?;
+            let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
+            ranked_lines(&prompt, &[a.as_str(), b.as_str()], &ranking, format, lines)?;
         }
     }
     Ok(())
 }
 
 fn ranked_lines(
-    prompt: &str,
+    prompt: &Prompt,
     samples: &[&str],
     ranking: &Ranking,
     format: ExportFormat,
     lines: &mut Vec<String>,
 ) -> Result<()> {
+    let file_format = match format {
+        ExportFormat::KWise => Some(Format::KWise),
+        ExportFormat::Trl => Some(Format::Trl),
+        ExportFormat::Hh => Some(Format::Hh),
+        _ => None,
+    };
+    if let Some(file_format) = file_format {
+        lines.extend(formats::ranked_lines(file_format, prompt, samples, ranking)?);
+        return Ok(());
+    }
+    let prompt = &prompt.text();
     match format {
-        ExportFormat::KWise => {
-            lines.push(json(&RankingLine { prompt, samples: samples.to_vec(), ranking: ranking.groups() })?)
-        }
         ExportFormat::Pairs(ties) => {
             for (w, l) in ranking.pairs() {
                 lines.push(json(&PairLine { prompt, chosen: samples[w], rejected: samples[l] })?);
@@ -466,7 +536,7 @@ fn ranked_lines(
                 }
             }
         }
-        ExportFormat::Prompts | ExportFormat::Sft => {
+        _ => {
             return Err(LabelingError::invalid("format", "rankings export as K-wise rankings or pairs"));
         }
     }

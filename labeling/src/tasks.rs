@@ -380,7 +380,7 @@ macro_rules! next_task_query {
     ($lock:literal) => {
         concat!(
             "SELECT t.id FROM tasks t
-             WHERE t.project_id = $1
+             WHERE t.project_id = $1 AND t.import_source_id IS NULL
                AND t.id <> ALL($3)
                AND NOT EXISTS (SELECT 1 FROM assignments a
                                WHERE a.task_id = t.id AND a.annotator_id = $2
@@ -523,7 +523,7 @@ pub async fn open_task_counts(
 ) -> Result<HashMap<i64, i64>> {
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT t.project_id, count(*) FROM tasks t JOIN projects p ON p.id = t.project_id
-         WHERE t.project_id = ANY($2)
+         WHERE t.project_id = ANY($2) AND t.import_source_id IS NULL
            AND (EXISTS (SELECT 1 FROM assignments a
                         WHERE a.task_id = t.id AND a.annotator_id = $1
                           AND a.state = 'leased' AND a.lease_until > now())

@@ -30,6 +30,9 @@ const API_ROUTES: &[(&str, &str)] = &[
     // prompts.rs
     ("GET", "/api/projects/{id}/prompts"),
     ("POST", "/api/projects/{id}/prompts"),
+    // imports.rs
+    ("POST", "/api/projects/{id}/imports"),
+    ("GET", "/api/projects/{id}/imports"),
     ("POST", "/api/projects/{id}/demonstration-tasks"),
     // annotate.rs
     ("GET", "/api/me/projects"),
@@ -737,11 +740,17 @@ fn bodies_match_their_schemas() {
         let problems = mismatches(&doc, &projects[0], project_schema, "project");
         assert!(problems.is_empty(), "{problems:#?}");
 
-        // A launch for a missing project: a 422 shaped as Error, naming the field.
+        // A launch for a missing project: a 404 shaped as Error; a config with a problem:
+        // a 422 naming its field.
         let body = json!({"project_id": 999999, "kind": "sft", "config": {}});
         let (status, error) = call(&app, &doc, &token, "POST", "/api/runs", "/api/runs", body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(error["error"]["status"], 404);
+        assert!(mismatches(&doc, &error, &doc["components"]["schemas"]["Error"], "error").is_empty());
+        let body = json!({"project_id": projects[0]["id"], "kind": "sft", "config": {}});
+        let (status, error) = call(&app, &doc, &token, "POST", "/api/runs", "/api/runs", body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(error["error"]["field"], "project_id");
+        assert_eq!(error["error"]["field"], "model_name");
         assert_eq!(error["error"]["status"], 422);
         assert!(mismatches(&doc, &error, &doc["components"]["schemas"]["Error"], "error").is_empty());
 

@@ -4,13 +4,20 @@
 //! data; an error names the file, the line and the field.
 //!
 //! - corpus: a text file (one document), or JSON lines `{"text"}` (a `.jsonl` file);
-//! - demonstrations: `{"prompt", "response"}` or `{"messages": [{"role", "content"}, ...]}`;
-//! - rankings: `{"prompt", "samples": [..K], "ranking": [[best], [next], ...]}`, or the
-//!   pairwise `{"prompt", "chosen", "rejected"}` of TRL and HH-RLHF;
+//! - demonstrations: `{"prompt", "response"}`, or OpenAI-style `{"messages": [{"role",
+//!   "content"}, ...]}` (the project import's `messages` format);
+//! - rankings: plumb's K-wise `{"prompt", "samples": [..K], "ranking": [[best], ...]}`,
+//!   TRL's `{"prompt", "chosen", "rejected"}` (strings or message lists, or the implicit
+//!   prompt) and raw Anthropic HH-RLHF transcripts, each line read in the format its
+//!   fields tell ([`labeling::formats`], the same parser as the project import);
 //! - prompts: `{"prompt"}`.
+//!
+//! Wherever a prompt is a list of messages, the model is prompted with what plumb's chat
+//! template ([`spec::chat`]) renders of it, the same in every stage.
 
 use std::path::{Path, PathBuf};
 
+use labeling::formats::{self, Format, Record as FileRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -173,6 +180,22 @@ impl Record<'_> {
     fn string(&self, field: &str, non_empty: bool) -> Result<String, DataError> {
         text_of(self.value(field)?, non_empty).map_err(|reason| self.error(field, reason))
     }
+
+    /// The record in `format`, as the project import reads it.
+    fn parse(&self, format: Format) -> Result<FileRecord, DataError> {
+        formats::parse_record(format, self.map).map_err(|e| self.error(&e.field, e.reason))
+    }
+
+    /// A prompt field as the model is prompted with it: a non-empty string, or a list of
+    /// messages through the chat template.
+    fn prompt(&self, field: &str) -> Result<String, DataError> {
+        match self.value(field)? {
+            list @ Value::Array(_) => spec::chat::Conversation::from_json(list)
+                .map(|c| c.render())
+                .map_err(|e| self.error(&format!("{field}{}", e.field), e.reason)),
+            _ => self.string(field, true),
+        }
+    }
 }
 
 fn text_of(value: &Value, non_empty: bool) -> Result<String, String> {
@@ -211,86 +234,53 @@ pub fn read_corpus(path: &Path) -> Result<Vec<String>, DataError> {
     }
 }
 
-/// Demonstrations in either form. A `messages` conversation becomes prompt = every
-/// message but the last, joined by newlines, and response = the last, which must be the
-/// assistant's; no chat template is added.
+/// Demonstrations in either form. A `messages` conversation is a demonstration of its
+/// last message (the assistant's), prompted with the messages before it through the
+/// chat template.
 pub fn read_demonstrations(path: &Path) -> Result<Vec<Demonstration>, DataError> {
     json_objects(path)?
         .iter()
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
-            if r.has("messages") {
-                demonstration_from_messages(&r)
-            } else {
-                Ok(Demonstration { prompt: r.string("prompt", true)?, response: r.string("response", true)? })
+            if !r.has("messages") {
+                return Ok(Demonstration {
+                    prompt: r.prompt("prompt")?,
+                    response: r.string("response", true)?,
+                });
+            }
+            match r.parse(Format::Messages)? {
+                FileRecord::Demonstration { prompt, response } => {
+                    Ok(Demonstration { prompt: prompt.text(), response })
+                }
+                FileRecord::Ranked { .. } => Err(r.error("messages", "is not a demonstration")),
             }
         })
         .collect()
 }
 
-fn demonstration_from_messages(r: &Record) -> Result<Demonstration, DataError> {
-    let Value::Array(messages) = r.value("messages")? else {
-        return Err(r.error("messages", "expected an array of {\"role\", \"content\"}"));
-    };
-    let mut turns = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let field = |name: &str| format!("messages[{i}].{name}");
-        let role = m.get("role").ok_or_else(|| r.error(&field("role"), "missing"))?;
-        let role = text_of(role, true).map_err(|e| r.error(&field("role"), e))?;
-        if !matches!(role.as_str(), "system" | "user" | "assistant") {
-            return Err(r.error(&field("role"), format!("`{role}` is not system, user or assistant")));
-        }
-        let content = m.get("content").ok_or_else(|| r.error(&field("content"), "missing"))?;
-        let content = text_of(content, false).map_err(|e| r.error(&field("content"), e))?;
-        turns.push((role, content));
-    }
-    match turns.split_last() {
-        Some(((role, response), context)) if role == "assistant" && !context.is_empty() => {
-            if response.trim().is_empty() {
-                return Err(r.error(&format!("messages[{}].content", turns.len() - 1), "is empty"));
-            }
-            let prompt = context.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>().join("\n");
-            Ok(Demonstration { prompt, response: response.clone() })
-        }
-        _ => Err(r.error("messages", "needs at least one message followed by the assistant's response")),
-    }
-}
-
-/// Rankings in either form; the pairwise form is a ranking of K = 2.
+/// Rankings in any of the import's ranking formats (K-wise, TRL, HH-RLHF); a pair is a
+/// ranking of K = 2.
 pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
     json_objects(path)?
         .iter()
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
-            let prompt = r.string("prompt", true)?;
-            if r.has("chosen") || r.has("rejected") {
-                let samples = vec![r.string("chosen", false)?, r.string("rejected", false)?];
-                return Ranking::new(prompt, samples, vec![vec![0], vec![1]])
-                    .map_err(|(field, reason)| r.error(&field, reason));
+            match r.parse(Format::of_line(map))? {
+                FileRecord::Ranked { prompt, samples, ranking } => {
+                    Ranking::new(prompt.text(), samples, ranking.groups().to_vec())
+                        .map_err(|(field, reason)| r.error(&field, reason))
+                }
+                FileRecord::Demonstration { .. } => {
+                    Err(r.error("messages", "is a demonstration, not a ranking"))
+                }
             }
-            let Value::Array(values) = r.value("samples")? else {
-                return Err(r.error("samples", "expected an array of strings"));
-            };
-            let samples = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| text_of(v, false).map_err(|e| r.error(&format!("samples[{i}]"), e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ranking: Vec<Vec<usize>> =
-                serde_json::from_value(r.value("ranking")?.clone()).map_err(|_| {
-                    r.error("ranking", "expected an array of arrays of sample indices, e.g. [[2], [0, 1]]")
-                })?;
-            Ranking::new(prompt, samples, ranking).map_err(|(field, reason)| r.error(&field, reason))
         })
         .collect()
 }
 
 /// Prompts for sampling (PPO's rollouts).
 pub fn read_prompts(path: &Path) -> Result<Vec<String>, DataError> {
-    json_objects(path)?
-        .iter()
-        .map(|(line, map)| Record { path, line: *line, map }.string("prompt", true))
-        .collect()
+    json_objects(path)?.iter().map(|(line, map)| Record { path, line: *line, map }.prompt("prompt")).collect()
 }
 
 #[cfg(test)]
@@ -355,9 +345,7 @@ mod tests {
         assert!(e.ends_with(":1: field `ranking`: index 5 is out of range for 2 samples"), "{e}");
 
         let f = file(".jsonl", "{\"prompt\": \"p\", \"samples\": [\"a\", 3], \"ranking\": [[0], [1]]}\n");
-        assert!(
-            err(read_rankings(f.path())).ends_with("field `samples[1]`: expected a string, found a number")
-        );
+        assert!(err(read_rankings(f.path())).ends_with("field `samples[1]`: must be a string"));
     }
 
     #[test]
@@ -371,7 +359,8 @@ mod tests {
         );
         let demos = read_demonstrations(f.path()).unwrap();
         assert_eq!(demos[0], Demonstration { prompt: "Hi\n".into(), response: "Hello".into() });
-        assert_eq!(demos[1], Demonstration { prompt: "Be brief.\nHi".into(), response: "Hello".into() });
+        let templated = "System: Be brief.\n\nUser: Hi\n\nAssistant: ";
+        assert_eq!(demos[1], Demonstration { prompt: templated.into(), response: "Hello".into() });
     }
 
     #[test]
@@ -383,7 +372,7 @@ mod tests {
 
         let f = file(".jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"bot\", \"content\": \"b\"}]}\n");
         assert!(err(read_demonstrations(f.path()))
-            .ends_with("field `messages[1].role`: `bot` is not system, user or assistant"));
+            .ends_with("field `messages[1].role`: \"bot\" is not system, user or assistant"));
     }
 
     #[test]

@@ -175,16 +175,79 @@ fn object(required: &[&str], properties: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": properties })
 }
 
-/// A request body's object: `object` plus the session's `csrf` field.
+/// A request body's object: `object` plus the session's `csrf` field. Nothing else is
+/// accepted: an unknown field is a 400 naming it.
 fn body_object(required: &[&str], properties: Value) -> Value {
     let mut o = object(required, properties);
     o["properties"]["csrf"] = csrf_field();
+    o["additionalProperties"] = false.into();
     o
 }
 
+/// No token has a control character, so a `csrf` with one is refused (422) even from a
+/// Bearer caller, whose `csrf` is otherwise not looked at.
 fn csrf_field() -> Value {
-    described(text(), "With a session cookie: the session's CSRF token. Not needed with a Bearer token.")
+    described(
+        json!({ "type": "string", "pattern": NO_CONTROL_CHARACTERS }),
+        "With a session cookie: the session's CSRF token. Not needed with a Bearer token.",
+    )
 }
+
+/// A string without control characters (Unicode's Cc: U+0000–U+001F, U+007F–U+009F).
+const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// Blank space as Rust's `trim` sees it (Unicode's White_Space).
+const WHITE_SPACE: &str =
+    "[\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+/// A character of free text: anything but a control character other than tab, newline
+/// and carriage return (`labeling::domain`'s text types).
+const TEXT_CHAR: &str = "[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]";
+
+/// A character of a one-line name: no control character at all.
+const LINE_CHAR: &str = "[^\\u0000-\\u001f\\u007f-\\u009f]";
+
+/// A character that is neither blank space nor a control character.
+const VISIBLE: &str = "[^\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\u0000-\\u001f\\u007f-\\u009f]";
+
+/// Free text of at most `max` characters, as `labeling::domain`'s text types check it:
+/// no control character but tab, newline and carriage return; `blank`: whether it may
+/// be empty or blank.
+fn free_text(max: usize, blank: bool) -> Value {
+    let pattern =
+        if blank { format!("^{TEXT_CHAR}*$") } else { format!("^{TEXT_CHAR}*{VISIBLE}{TEXT_CHAR}*$") };
+    json!({ "type": "string", "maxLength": max, "pattern": pattern })
+}
+
+/// A name shown in lists and titles (`ProjectName`): one line, not blank, no blank space
+/// around it, at most `max` characters.
+fn one_line_name(max: usize) -> Value {
+    json!({ "type": "string", "maxLength": max, "pattern": format!("^{VISIBLE}({LINE_CHAR}*{VISIBLE})?$") })
+}
+
+/// A label such as a snapshot's or an import's name: not blank, no NUL, at most 200
+/// characters.
+fn label() -> Value {
+    json!({ "type": "string", "maxLength": 200, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$" })
+}
+
+/// A login name (`labeling::domain::Username`).
+fn username() -> Value {
+    json!({ "type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$" })
+}
+
+/// A version in `?v=`: an id, `model:n` or `model@alias`, or a model's name for its
+/// latest version (`registry::ModelRef`).
+const VERSION_PICK: &str = "^\\s*(-?[0-9]{1,18}|[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?)\\s*$";
+
+/// Every run kind, and the empty string for any.
+fn run_kinds_or_any() -> Vec<&'static str> {
+    std::iter::once("").chain(spec::RunKind::ALL.iter().map(|k| k.as_str())).collect()
+}
+
+/// A string without a NUL byte: what any path or query string parameter may hold
+/// (`%00` anywhere in a path or query is a 400).
+const NO_NUL: &str = "^[^\\u0000]*$";
 
 // ---------------------------------------------------------------------------------
 // The schemas, by subject.
@@ -215,6 +278,10 @@ fn common_schemas() -> Value {
                 "status": described(json!({ "type": "integer" }), "The HTTP status, again."),
                 "message": described(text(), "What went wrong, for a person to read."),
                 "field": described(text(), "On a 422: the request field at fault (`name`, `stage.lr`, `ranks` …)."),
+                "problems": described(
+                    array(object(&["field", "message"], json!({ "field": text(), "message": text() }))),
+                    "On a 422 for a run config with several problems: each of them, naming its field.",
+                ),
             })),
         })),
         "CsrfOnly": body_object(&[], json!({})),
@@ -248,10 +315,10 @@ fn project_schemas() -> Value {
             }),
         ),
         "NewProject": body_object(&["name"], json!({
-            "name": described(text(), "Unique; a taken name is a 409."),
-            "guidelines": described(text(), "Markdown; default empty."),
-            "overlap": described(json!({ "type": "integer", "minimum": 1, "maximum": 20 }), "Default 1."),
-            "samples_per_task": described(json!({ "type": "integer", "minimum": 2, "maximum": 9 }), "Default 4."),
+            "name": described(one_line_name(200), "Unique; a taken name is a 409."),
+            "guidelines": described(free_text(200_000, true), "Markdown; default empty."),
+            "overlap": described(nullable(json!({ "type": "integer", "minimum": 1, "maximum": 20 })), "Default 1."),
+            "samples_per_task": described(nullable(json!({ "type": "integer", "minimum": 2, "maximum": 9 })), "Default 4."),
         })),
         "ProjectSettings": object(&["project", "guidelines_html", "members"], json!({
             "project": schema("Project"),
@@ -260,16 +327,16 @@ fn project_schemas() -> Value {
         })),
         "ProjectSettingsChange": described(
             body_object(&[], json!({
-                "guidelines": text(),
-                "overlap": json!({ "type": "integer", "minimum": 1, "maximum": 20 }),
-                "samples_per_task": json!({ "type": "integer", "minimum": 2, "maximum": 9 }),
-                "revisions_allowed": boolean(),
-                "shuffle_samples": boolean(),
+                "guidelines": nullable(free_text(200_000, true)),
+                "overlap": nullable(json!({ "type": "integer", "minimum": 1, "maximum": 20 })),
+                "samples_per_task": nullable(json!({ "type": "integer", "minimum": 2, "maximum": 9 })),
+                "revisions_allowed": nullable(boolean()),
+                "shuffle_samples": nullable(boolean()),
             })),
-            "Any subset of the settings; the others stay as they are.",
+            "Any subset of the settings (null is the same as absent); the others stay as they are.",
         ),
         "MemberAdd": body_object(&["username"], json!({
-            "username": described(text(), "An enabled user; an unknown or disabled one is a 422 on `username`."),
+            "username": described(username(), "An enabled user; an unknown one is a 404, a disabled one a 422 on `username`."),
         })),
         "Prompt": object(
             &["id", "project_id", "text", "source", "split", "created_by", "created_at"],
@@ -289,7 +356,7 @@ fn project_schemas() -> Value {
         })),
         "DemonstrationRequest": body_object(&[], json!({
             "split": described(one_of(&["", "train", "val", "test"]), "Only prompts of this split; empty or absent: any."),
-            "limit": described(json!({ "type": "integer", "minimum": 1 }), "At most this many tasks; absent: one for every prompt without one."),
+            "limit": described(nullable(json!({ "type": "integer", "format": "int64", "minimum": 1 })), "At most this many tasks; absent or null: one for every prompt without one."),
         })),
         "ImportReport": object(&["imported", "duplicates", "errors"], json!({
             "imported": array(object(&["line", "prompt_id"], json!({ "line": count(), "prompt_id": int() }))),
@@ -309,6 +376,37 @@ fn project_schemas() -> Value {
                 "message": text(),
             }))),
         })),
+        "DataImport": body_object(&["format", "name", "data"], json!({
+            "format": described(one_of(&["trl", "hh", "messages", "kwise"]), "`trl`: `{\"prompt\", \"chosen\", \"rejected\"}` (strings or message lists, or no prompt and two message lists sharing all but their last turn); `hh`: Anthropic HH-RLHF transcripts `{\"chosen\", \"rejected\"}`; `messages`: `{\"messages\": [...]}` demonstrations; `kwise`: `{\"prompt\", \"samples\", \"ranking\"}`."),
+            "name": described(label(), "The import's name (the file's), 1 to 200 characters, not blank: the source its rows are attributed to."),
+            "data": described(text(), "The file's text, JSON lines. At most 10 MiB and 100,000 lines (more is a 400)."),
+        })),
+        "DataImportReport": object(&["source_id", "file_sha256", "already_imported", "imported", "errors"], json!({
+            "source_id": nullable(described(int(), "The import the rows are attributed to (not a person); null when no line could be imported and nothing was written.")),
+            "file_sha256": described(text(), "The file's SHA-256, lowercase hex."),
+            "already_imported": described(boolean(), "The project had this very file: nothing was added."),
+            "imported": array(object(&["line", "prompt_id"], json!({
+                "line": count(),
+                "prompt_id": int(),
+                "ranking_id": described(int(), "The ranking the line became (trl, hh, kwise)."),
+                "demonstration_id": described(int(), "The demonstration the line became (messages)."),
+            }))),
+            "errors": array(object(&["line", "field", "message"], json!({
+                "line": count(),
+                "field": described(text(), "The field at fault (`chosen`, `messages[2].role`), or `line` when the line as a whole is unreadable."),
+                "message": text(),
+            }))),
+        })),
+        "ImportSource": object(&["id", "project_id", "name", "format", "file_sha256", "line_count", "imported_by", "created_at"], json!({
+            "id": int(),
+            "project_id": int(),
+            "name": text(),
+            "format": one_of(&["trl", "hh", "messages", "kwise"]),
+            "file_sha256": described(text(), "Lowercase hex."),
+            "line_count": described(count(), "The lines imported."),
+            "imported_by": nullable(int()),
+            "created_at": time(),
+        })),
     })
 }
 
@@ -317,9 +415,9 @@ fn annotation_schemas() -> Value {
         json!({ "type": "string", "format": "uuid" }),
         "Chosen by the client per submission: a retry with the same key and content stores nothing new (`stored: false`); the same key with other content is a 409.",
     );
-    let time_spent = described(nullable(int()), "Milliseconds spent on the task, if measured.");
+    let time_spent = described(nullable(json!({ "type": "integer", "minimum": 0, "maximum": i32::MAX })), "Milliseconds spent on the task, if measured.");
     let revises = described(
-        int(),
+        nullable(int()),
         "To revise an answered task (while its project allows revisions): the id of the answer that stands. The revision is stored as a new row; a stale id is a 409.",
     );
     json!({
@@ -347,15 +445,15 @@ fn annotation_schemas() -> Value {
             }),
         ),
         "DemonstrationSubmit": body_object(&["text", "idempotency_key"], json!({
-            "text": described(text(), "The ideal response; blank is a 422 on `text`."),
+            "text": described(free_text(20_000, false), "The ideal response; blank is a 422 on `text`."),
             "idempotency_key": key,
             "time_spent_ms": time_spent,
             "revises": revises,
         })),
         "RankingSubmit": described(
             body_object(&["idempotency_key"], json!({
-                "ranks": described(array(json!({ "type": "integer", "minimum": 1 })), "One rank number per sample, by position (1 the best; tied samples share a number; the numbers run 1, 2, … without gaps). Give `ranks` or `ranking`, not both."),
-                "ranking": described(array(array(count())), "Groups of sample positions, best first; samples in one group are tied."),
+                "ranks": described(nullable(array(json!({ "type": "integer", "format": "int64", "minimum": 1 }))), "One rank number per sample, by position (1 the best; tied samples share a number; the numbers run 1, 2, … without gaps). Give `ranks` or `ranking`, not both."),
+                "ranking": described(nullable(array(array(count()))), "Groups of sample positions, best first; samples in one group are tied."),
                 "all_bad": described(boolean(), "Every sample is bad; then the order may be left out."),
                 "likert": described(array(json!({ "type": ["integer", "null"], "minimum": 1, "maximum": 7 })), "One 1–7 rating (or null) per sample; empty when nothing was rated."),
                 "flags": described(
@@ -367,7 +465,7 @@ fn annotation_schemas() -> Value {
                     })),
                     "`[position, flag]` pairs.",
                 ),
-                "comment": text(),
+                "comment": free_text(5_000, true),
                 "idempotency_key": key,
                 "time_spent_ms": time_spent,
                 "revises": revises,
@@ -376,7 +474,7 @@ fn annotation_schemas() -> Value {
         ),
         "VoteSubmit": body_object(&["vote", "idempotency_key"], json!({
             "vote": described(one_of(&["a", "b", "tie", "both_bad"]), "Side A (position 0) better, side B better, a tie, or both bad."),
-            "comment": text(),
+            "comment": free_text(5_000, true),
             "idempotency_key": key,
             "time_spent_ms": time_spent,
             "revises": revises,
@@ -551,7 +649,7 @@ fn data_schemas() -> Value {
         ),
         "SnapshotFreeze": body_object(&["kind", "name"], json!({
             "kind": schema("SnapshotKind"),
-            "name": described(text(), "1 to 200 characters."),
+            "name": described(label(), "1 to 200 characters, not blank."),
             "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
         })),
     })
@@ -624,16 +722,59 @@ fn model_schemas() -> Value {
             "files_error": described(nullable(text()), "Why the files cannot be listed (a missing or damaged artifact)."),
         })),
         "Tags": object(&["tags"], json!({ "tags": array(text()) })),
-        "TagAdd": body_object(&["tag"], json!({ "tag": text() })),
+        "TagAdd": body_object(&["tag"], json!({ "tag": described(json!({ "type": "string", "pattern": format!("^{WHITE_SPACE}*{VISIBLE}{{1,64}}{WHITE_SPACE}*$") }), "1 to 64 characters, no blank space or control characters (blank space around it is trimmed).") })),
         "AliasSet": body_object(&["version"], json!({
-            "version": described(json!({ "type": "integer", "minimum": 1 }), "The version number the alias names; a missing one is a 422 on `version`."),
+            "version": described(json!({ "type": "integer", "format": "int32", "minimum": 1 }), "The version number the alias names; a missing one is a 404."),
         })),
     })
 }
 
+/// `POST /api/runs`'s body: one variant per run kind, each with its config's schema from
+/// the run contract (`spec::schema`).
+fn run_launch() -> Value {
+    let variants: Vec<Value> = spec::RunKind::ALL
+        .iter()
+        .map(|kind| {
+            let required: &[&str] = if spec::schema::config_required(*kind) {
+                &["project_id", "kind", "config"]
+            } else {
+                &["project_id", "kind"]
+            };
+            let mut variant = body_object(required, json!({
+                "project_id": described(int(), "A project that does not exist is a 404."),
+                "kind": { "type": "string", "const": kind.as_str() },
+                "config": described(
+                    spec::schema::config_schema(*kind),
+                    "The run config: its fields and `stage` settings (docs/runs.md). A version or snapshot it names that does not exist is a 404; what JSON Schema cannot say (a setting bounded by another) is checked too, a 422 naming the field.",
+                ),
+                "name": described(run_name(), "Default: `<kind> of <the version it starts from>`, or none."),
+                "notes": described(run_notes(), "Default empty."),
+            }));
+            variant["title"] = format!("a {kind} run").into();
+            variant
+        })
+        .collect();
+    json!({ "oneOf": variants, "discriminator": { "propertyName": "kind" } })
+}
+
+/// A run's name: one line, at most 200 characters once trimmed (`registry::runs::RunName`).
+fn run_name() -> Value {
+    json!({
+        "type": "string",
+        "maxLength": 200,
+        "pattern": format!("^{WHITE_SPACE}*{LINE_CHAR}*{WHITE_SPACE}*$"),
+        "description": "One line (no control characters but blank space around it, which is trimmed), at most 200 characters.",
+    })
+}
+
+/// A run's notes: at most 10000 characters once trimmed, no NUL (`registry::runs::RunNotes`).
+fn run_notes() -> Value {
+    json!({ "type": "string", "maxLength": 10_000, "pattern": NO_NUL, "description": "Free text, at most 10000 characters." })
+}
+
 fn run_schemas() -> Value {
     json!({
-        "RunKind": one_of(&["pretrain", "sft", "reward", "ppo", "sample", "eval"]),
+        "RunKind": one_of(&spec::RunKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
         "RunStatus": one_of(&["queued", "running", "succeeded", "failed", "cancelled"]),
         "Run": object(
             &["id", "project_id", "kind", "name", "notes", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error"],
@@ -675,17 +816,11 @@ fn run_schemas() -> Value {
                 })),
             ],
         },
-        "RunLaunch": body_object(&["project_id", "kind"], json!({
-            "project_id": described(int(), "A missing project is a 422 on `project_id`."),
-            "kind": schema("RunKind"),
-            "config": described(any_object(), "The run config: its keys by kind and the `stage` settings are in docs/runs.md. Default `{}`."),
-            "name": described(text(), "At most 200 characters on one line. Default: `<kind> of <the version it starts from>`, or none."),
-            "notes": described(text(), "Free text, at most 10000 characters. Default empty."),
-        })),
+        "RunLaunch": run_launch(),
         "RunDescription": described(
             body_object(&[], json!({
-                "name": described(text(), "At most 200 characters on one line; empty removes the name."),
-                "notes": described(text(), "At most 10000 characters."),
+                "name": described(nullable(run_name()), "Empty removes the name."),
+                "notes": nullable(run_notes()),
             })),
             "Either or both; what is left out stays as it is.",
         ),
@@ -750,9 +885,9 @@ fn run_schemas() -> Value {
             "identical": described(count(), "Pairs whose two samples were the same text (not asked)."),
         })),
         "AbRequest": body_object(&[], json!({
-            "a": described(int(), "Version A; absent: the run's first version."),
-            "b": described(int(), "Version B; absent: every other version of the run against A."),
-            "prompts": described(count(), "Ask about the run's first this many prompts (default all, at most 1000)."),
+            "a": described(nullable(int()), "Version A; absent: the run's first version."),
+            "b": described(nullable(int()), "Version B; absent: every other version of the run against A."),
+            "prompts": described(nullable(json!({ "type": "integer", "minimum": 1, "maximum": 1000 })), "Ask about the run's first this many prompts (default all, at most 1000)."),
         })),
         "EvalReport": object(&["run", "baseline", "versions", "prompts", "human", "skills", "probes"], json!({
             "run": schema("Run"),
@@ -897,11 +1032,20 @@ fn error_response(status: u16) -> Value {
 }
 
 fn path_param(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description })
+    json!({ "name": name, "in": "path", "required": true, "schema": without_nul(schema), "description": description })
 }
 
 fn query_param(name: &str, schema: Value, description: &str) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+    json!({ "name": name, "in": "query", "required": false, "schema": without_nul(schema), "description": description })
+}
+
+/// A parameter's string schema, said to hold no NUL byte (a free string; an enum's
+/// values have none anyway).
+fn without_nul(mut schema: Value) -> Value {
+    if schema["type"] == "string" && schema.get("enum").is_none() && schema.get("pattern").is_none() {
+        schema["pattern"] = NO_NUL.into();
+    }
+    schema
 }
 
 fn id_param(what: &str) -> Value {
@@ -911,7 +1055,7 @@ fn id_param(what: &str) -> Value {
 fn model_params() -> [Value; 2] {
     [
         path_param("name", text(), "The model's name."),
-        path_param("n", json!({ "type": "integer", "minimum": 1 }), "The version number."),
+        path_param("n", json!({ "type": "integer", "format": "int32", "minimum": 1 }), "The version number."),
     ]
 }
 
@@ -920,7 +1064,7 @@ fn csrf_header_param() -> Value {
         "name": "X-CSRF-Token",
         "in": "header",
         "required": false,
-        "schema": text(),
+        "schema": { "type": "string", "pattern": NO_CONTROL_CHARACTERS },
         "description": "With a session cookie: the session's CSRF token (a DELETE has no body to carry it). Not needed with a Bearer token.",
     })
 }
@@ -1059,6 +1203,11 @@ impl Op {
         // Any route refuses a NUL byte (`%00`) in its path or query, and an API path
         // parameter that does not parse, with a 400.
         responses.insert("400".into(), error_response(400));
+        // A body or query value that reads but is refused (a field out of its range, a
+        // name that is taken by nothing) is a 422 naming the field.
+        if self.body.is_some() || self.parameters.iter().any(|p| p["in"] == "query" || p["in"] == "header") {
+            responses.insert("422".into(), error_response(422));
+        }
         if !matches!(self.role, Role::Public) {
             responses.insert("401".into(), error_response(401));
         }
@@ -1144,9 +1293,9 @@ fn token_schemas() -> Value {
             "revoked_at": described(nullable(time()), "When it was revoked (for good); null if it was not."),
         })),
         "NewApiToken": body_object(&["name"], json!({
-            "name": described(text(), "1 to 200 characters; otherwise a 422 on `name`."),
-            "scope": described(one_of(&["annotate", "research"]), "Default: `annotate` for annotators, `research` for researchers and admins. An annotator asking for `research`, or another value, is a 422 on `scope`."),
-            "expires_in_days": described(json!({ "type": "integer", "minimum": 1, "maximum": 365, "default": 90 }), "How long it works; outside 1..=365, a 422 on `expires_in_days`."),
+            "name": described(free_text(200, false), "1 to 200 characters, not blank; otherwise a 422 on `name`."),
+            "scope": described(nullable(one_of(&["annotate", "research"])), "Default: `annotate` for annotators, `research` for researchers and admins. An annotator asking for `research`, or another value, is a 422 on `scope`."),
+            "expires_in_days": described(nullable(json!({ "type": "integer", "minimum": 1, "maximum": 365, "default": 90 })), "How long it works; outside 1..=365, a 422 on `expires_in_days`."),
         })),
         "CreatedApiToken": {
             "allOf": [schema("ApiToken"), object(&["token"], json!({
@@ -1230,9 +1379,8 @@ fn project_ops() -> Vec<Op> {
                 query_param("q", text(), "Only prompts containing this text."),
                 query_param("split", one_of(&["", "train", "val", "test"]), "Only this split; empty: any."),
                 query_param("sort", one_of(&["", "oldest", "newest", "text", "tasks", "demonstrations"]), "The order: oldest first (empty), newest first, by text, most tasks or most demonstrations first; ties by id."),
-                query_param("limit", json!({ "type": "integer", "default": 50 }), "How many to return."),
-                query_param("offset", json!({ "type": "integer", "default": 0 }), "How many to skip."),
             ])
+            .params(paging_params(50, 1000))
             .ok(200, "The prompts found.", array(schema("Prompt")))
             .errors(&[400, 404, 422]),
         op("POST", "/api/projects/{id}/prompts", "importPrompts", "Import prompts from JSON lines or CSV")
@@ -1241,6 +1389,16 @@ fn project_ops() -> Vec<Op> {
             .body(schema("PromptUpload"))
             .ok(200, "What happened to each line.", schema("ImportReport"))
             .errors(&[400, 404, 422]),
+        op("POST", "/api/projects/{id}/imports", "importData", "Import preference pairs, rankings or demonstrations")
+            .about("Good lines are stored in one transaction, bad ones reported with their line and field; the rows are attributed to the import, not to a person. The same file again adds nothing. A file none of whose lines can be imported is a 422 whose problems name `line N.field`.")
+            .params([id_param("project")])
+            .body(schema("DataImport"))
+            .ok(200, "What happened to each line.", schema("DataImportReport"))
+            .errors(&[400, 404, 422]),
+        op("GET", "/api/projects/{id}/imports", "listImports", "A project's imports, newest first")
+            .params([id_param("project")])
+            .ok(200, "The imports.", array(schema("ImportSource")))
+            .errors(&[404]),
         op("POST", "/api/projects/{id}/demonstration-tasks", "requestDemonstrations", "Ask annotators for demonstrations")
             .about("One demonstration task for each of the project's prompts (of the split) that has none yet, oldest first.")
             .params([id_param("project")])
@@ -1333,14 +1491,14 @@ fn data_ops() -> Vec<Op> {
             .ok(201, "The snapshot.", schema("Snapshot"))
             .errors(&[400, 404, 422]),
         op("GET", "/api/snapshots/{id}/export", "exportSnapshot", "A snapshot as a training file")
-            .about("JSON lines, as an attachment `project-<p>-snapshot-<s>-<format>.jsonl`. Formats: `prompts` for a prompts snapshot, `sft` for demonstrations, `kwise`, `pairs` or `pairs_keep_ties` for rankings and comparisons.")
+            .about("JSON lines, as an attachment `project-<p>-snapshot-<s>-<format>.jsonl`. Formats: `prompts` for a prompts snapshot, `sft` or `messages` for demonstrations, `kwise`, `pairs`, `pairs_keep_ties`, `trl` or `hh` for rankings and comparisons.")
             .params([
                 id_param("snapshot"),
                 json!({
                     "name": "format",
                     "in": "query",
                     "required": true,
-                    "schema": one_of(&["prompts", "sft", "kwise", "pairs", "pairs_keep_ties"]),
+                    "schema": one_of(&["prompts", "sft", "messages", "kwise", "pairs", "pairs_keep_ties", "trl", "hh"]),
                     "description": "The training format.",
                     "example": "prompts",
                 }),
@@ -1417,8 +1575,8 @@ fn run_ops() -> Vec<Op> {
     vec![
         op("GET", "/api/runs", "listRuns", "The run queue and history, newest first")
             .params([
-                query_param("project", text(), "Only this project's runs (an id); empty: any."),
-                query_param("kind", one_of(&["", "pretrain", "sft", "reward", "ppo", "sample", "eval"]), "Only this kind; empty: any."),
+                query_param("project", json!({ "type": "string", "pattern": "^(-?[0-9]{1,18})?$" }), "Only this project's runs (an id); empty: any."),
+                query_param("kind", one_of(&run_kinds_or_any()), "Only this kind; empty: any."),
                 query_param("status", one_of(&["", "queued", "running", "succeeded", "failed", "cancelled"]), "Only this status; empty: any."),
                 query_param("q", text(), "Only runs whose name or notes contain this text (any case)."),
                 query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 100 }), "How many to return: 1 to 500 (anything else is a 422)."),
@@ -1429,7 +1587,7 @@ fn run_ops() -> Vec<Op> {
             .about("The config is checked before the run is queued (docs/runs.md): a problem is a 422 naming its field (`base`, `stage.lr`, `snapshot_id`, `project_id` …).")
             .body(schema("RunLaunch"))
             .ok(201, "The queued run.", schema("Run"))
-            .errors(&[400, 422]),
+            .errors(&[400, 404, 422]),
         op("GET", "/api/runs/{id}", "getRun", "A run, with its ETA and the version it registered")
             .params([run()])
             .ok(200, "The run.", schema("RunDetail"))
@@ -1469,7 +1627,7 @@ fn run_ops() -> Vec<Op> {
                 "required": true,
                 "style": "form",
                 "explode": true,
-                "schema": { "type": "array", "items": text(), "minItems": 2, "maxItems": 8 },
+                "schema": { "type": "array", "items": { "type": "string", "pattern": VERSION_PICK }, "minItems": 2, "maxItems": 8 },
                 "description": "Versions, 2 to 8, as `model:n` (or a version id): `?v=sft:1&v=policy:2`.",
             })])
             .ok(200, "The comparison.", schema("Comparison"))
@@ -1500,8 +1658,8 @@ fn run_ops() -> Vec<Op> {
 fn admin_schemas() -> Value {
     json!({
         "NewUser": body_object(&["username", "role"], json!({
-            "username": described(text(), "`^[a-z0-9][a-z0-9_.-]{0,63}$`; a bad one is a 422 on `username`, a taken one a 409."),
-            "display_name": described(text(), "At most 200 characters. Default: the username."),
+            "username": described(username(), "A bad one is a 422 on `username`, a taken one a 409."),
+            "display_name": described(free_text(200, true), "At most 200 characters. Default: the username."),
             "role": described(one_of(&["admin", "researcher", "annotator"]), "Another value is a 422 on `role`."),
         })),
         "RoleChange": body_object(&["role"], json!({

@@ -13,7 +13,7 @@ use labeling::annotator_stats::{self, AnnotatorStats, Outlier};
 use labeling::consensus::{self, TaskConsensus};
 use labeling::domain::Split;
 use labeling::projects::{self, Project, ProjectCounts};
-use labeling::snapshots::{self, ExportFormat, PairsTies, Snapshot, SnapshotFilter, SnapshotKind};
+use labeling::snapshots::{self, ExportFormat, Snapshot, SnapshotFilter, SnapshotKind};
 use labeling::tasks::TaskKind;
 use labeling::users;
 use serde::{Deserialize, Serialize};
@@ -255,32 +255,8 @@ fn parse_kind(kind: &str) -> Result<SnapshotKind, AppError> {
         .map_err(|e: spec::UnknownKind| AppError::Invalid { field: "kind".into(), reason: e.to_string() })
 }
 
-/// The training formats a snapshot of `kind` exports to, by their names in URLs.
-fn formats(kind: SnapshotKind) -> &'static [(&'static str, ExportFormat)] {
-    const COMPARISONS: &[(&str, ExportFormat)] = &[
-        ("kwise", ExportFormat::KWise),
-        ("pairs", ExportFormat::Pairs(PairsTies::Drop)),
-        ("pairs_keep_ties", ExportFormat::Pairs(PairsTies::Keep)),
-    ];
-    match kind {
-        SnapshotKind::Prompts => &[("prompts", ExportFormat::Prompts)],
-        SnapshotKind::Demonstrations => &[("sft", ExportFormat::Sft)],
-        SnapshotKind::Rankings | SnapshotKind::Comparisons => COMPARISONS,
-    }
-}
-
 fn parse_format(name: &str) -> Result<ExportFormat, AppError> {
-    match name {
-        "prompts" => Ok(ExportFormat::Prompts),
-        "sft" => Ok(ExportFormat::Sft),
-        "kwise" => Ok(ExportFormat::KWise),
-        "pairs" => Ok(ExportFormat::Pairs(PairsTies::Drop)),
-        "pairs_keep_ties" => Ok(ExportFormat::Pairs(PairsTies::Keep)),
-        other => Err(AppError::Invalid {
-            field: "format".into(),
-            reason: format!("{other:?} is not prompts, sft, kwise, pairs or pairs_keep_ties"),
-        }),
-    }
+    Ok(ExportFormat::parse(name)?)
 }
 
 /// The snapshot's export as a JSON-lines attachment named
@@ -350,9 +326,9 @@ async fn render(at: &InProject, page_number: usize, error: Option<AppError>) -> 
         .into_iter()
         .map(|snapshot| SnapshotRow {
             kind: snapshot.kind.as_str(),
-            downloads: formats(snapshot.kind)
-                .iter()
-                .map(|(name, _)| (*name, format!("/snapshots/{}/export?format={name}", snapshot.id)))
+            downloads: ExportFormat::for_kind(snapshot.kind)
+                .into_iter()
+                .map(|(name, _)| (name, format!("/snapshots/{}/export?format={name}", snapshot.id)))
                 .collect(),
             snapshot,
         })

@@ -11,6 +11,7 @@ pub mod data;
 pub mod evals;
 pub mod health;
 pub mod home;
+pub mod imports;
 pub mod login;
 pub mod models;
 pub mod project;

@@ -2,6 +2,8 @@
 //! paged by number; and importing JSON lines or CSV with a per-line report. The same as
 //! JSON under /api.
 
+use std::collections::HashMap;
+
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
 use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
@@ -125,41 +127,67 @@ async fn demonstration_tasks(at: &InProject, form: &DemonstrationsForm) -> Resul
 }
 
 /// A prompt file uploaded from the page (`multipart/form-data`: `csrf`, `format` and
-/// `file`). The format `auto` is taken from the file name: `.csv` is CSV, anything else
-/// JSON lines.
+/// `file`).
 #[post("/projects/{id}/prompts/file")]
-pub async fn upload_file(at: InProject, form: Csrf<FileUpload>) -> Reply {
+pub async fn upload_file(at: InProject, form: Csrf<FileUpload<UploadForm>>) -> Reply {
     import_and_render(&at, &form).await
 }
 
-/// A file upload's fields, read from its multipart body; its `csrf` field is checked by
-/// [`Csrf`].
-pub struct FileUpload(UploadForm);
+/// A form posted as `multipart/form-data` with a file, read into `T`; its `csrf` field is
+/// checked by [`Csrf`].
+pub struct FileUpload<T>(T);
 
-impl FromRequest for FileUpload {
+/// A form that a multipart body with a file fills in.
+pub trait FromMultipart: crate::auth::HasCsrf + Sized + 'static {
+    /// The form from its text fields by name (the file's content under `file`) and the
+    /// uploaded file's name.
+    fn from_fields(fields: HashMap<String, String>, file_name: String) -> Result<Self, AppError>;
+}
+
+impl<T: FromMultipart> FromRequest for FileUpload<T> {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        read_file_upload(Multipart::new(req.headers(), payload.take())).map_ok(FileUpload).boxed_local()
+        read_multipart(Multipart::new(req.headers(), payload.take()))
+            .and_then(|(fields, file_name)| async move { T::from_fields(fields, file_name) })
+            .map_ok(FileUpload)
+            .boxed_local()
     }
 }
 
-impl CsrfBody for FileUpload {
-    type Inner = UploadForm;
+impl<T: FromMultipart> CsrfBody for FileUpload<T> {
+    type Inner = T;
 
     fn csrf(&self) -> &str {
-        &self.0.csrf
+        self.0.csrf()
     }
 
-    fn into_inner(self) -> UploadForm {
+    fn into_inner(self) -> T {
         self.0
     }
 }
 
-/// The fields of a file upload; the file's bytes become `data` (it must be UTF-8).
-async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError> {
-    let mut form = UploadForm { format: "auto".into(), data: String::new(), csrf: String::new() };
+impl FromMultipart for UploadForm {
+    /// The format `auto` is taken from the file name: `.csv` is CSV, anything else JSON lines.
+    fn from_fields(mut fields: HashMap<String, String>, file_name: String) -> Result<Self, AppError> {
+        let mut form = UploadForm {
+            format: fields.remove("format").unwrap_or_else(|| "auto".into()),
+            data: fields.remove("file").unwrap_or_default(),
+            csrf: fields.remove("csrf").unwrap_or_default(),
+        };
+        if form.format == "auto" {
+            let csv = file_name.to_ascii_lowercase().ends_with(".csv");
+            form.format = if csv { "csv" } else { "jsonl" }.into();
+        }
+        Ok(form)
+    }
+}
+
+/// A multipart body's fields as text by name (each UTF-8 and within the upload limit),
+/// and the name of its `file`, which must be there.
+async fn read_multipart(mut payload: Multipart) -> Result<(HashMap<String, String>, String), AppError> {
+    let mut fields = HashMap::new();
     let mut file_name = None;
     while let Some(field) = payload.next().await {
         let mut field =
@@ -184,21 +212,12 @@ async fn read_file_upload(mut payload: Multipart) -> Result<UploadForm, AppError
             field: name.clone(),
             reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
         })?;
-        match name.as_str() {
-            "csrf" => form.csrf = text,
-            "format" => form.format = text,
-            "file" => form.data = text,
-            _ => {}
-        }
+        fields.insert(name, text);
     }
     let Some(file_name) = file_name.filter(|n| !n.is_empty()) else {
         return Err(AppError::Invalid { field: "file".into(), reason: "choose a file to upload".into() });
     };
-    if form.format == "auto" {
-        let csv = file_name.to_ascii_lowercase().ends_with(".csv");
-        form.format = if csv { "csv" } else { "jsonl" }.into();
-    }
-    Ok(form)
+    Ok((fields, file_name))
 }
 
 #[get("/api/projects/{id}/prompts")]
