@@ -334,7 +334,8 @@ fn bad_snapshot_input_is_refused_naming_the_field() {
         let token = app.token_for("rita").await;
         for (query, status, field) in [
             ("format=csv", StatusCode::UNPROCESSABLE_ENTITY, Some("format")),
-            ("format=sft", StatusCode::UNPROCESSABLE_ENTITY, Some("format")),
+            // sft is a format, but not one of a rankings snapshot: a conflict with it.
+            ("format=sft", StatusCode::CONFLICT, None),
         ] {
             let url = app.url(&format!("/api/snapshots/{}/export?{query}", snapshot.id));
             let response = client().get(url).bearer_auth(&token).send().await.unwrap();

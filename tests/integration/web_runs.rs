@@ -351,7 +351,6 @@ fn bad_launches_are_refused_naming_the_field_and_enqueue_nothing() {
         for (config, field) in [
             (json!({"model_name": "m", "base": "base-tiny", "stage": {"nope": 1}}), "stage.nope"),
             (json!({"model_name": "m", "base": "base-tiny", "stage": {"lr": "0.1"}}), "stage.lr"),
-            (json!({"model_name": "m", "base": "ghost"}), "base"),
             (json!({"model_name": "m", "base": "base-tiny", "extra": true}), "extra"),
             (json!([1]), "config"),
         ] {
@@ -373,7 +372,17 @@ fn bad_launches_are_refused_naming_the_field_and_enqueue_nothing() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        // A config whose only fault is a version that does not exist: a 404 naming it.
+        let response = api
+            .post(app.url("/api/runs"))
+            .bearer_auth(&token)
+            .json(&json!({"project_id": project, "kind": "sft", "config": {"model_name": "m", "base": "ghost"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.text().await.unwrap().contains("base: "));
         // A form without the session's CSRF token is refused.
         let form = sft_form("forged", project, &good, &[]);
         assert_eq!(post_pairs(&app, "/runs", &form).await.status(), StatusCode::FORBIDDEN);

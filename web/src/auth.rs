@@ -23,6 +23,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::error::AppError;
+use crate::json_body::JsonBody;
 
 /// The cookie's key for the login session's secret (see `labeling::sessions`).
 const LOGIN: &str = "login";
@@ -257,7 +258,7 @@ pub struct Csrf<B: CsrfBody>(B::Inner);
 /// A form with its CSRF token checked.
 pub type CsrfForm<T> = Csrf<web::Form<T>>;
 /// A JSON body with its CSRF token checked.
-pub type CsrfJson<T> = Csrf<web::Json<T>>;
+pub type CsrfJson<T> = Csrf<JsonBody<T>>;
 
 /// A form or body type with a `csrf` field (see [`csrf_field`]).
 pub trait HasCsrf {
@@ -301,8 +302,8 @@ pub trait CsrfBody: FromRequest + 'static {
 
 /// A form or JSON body whose type carries its CSRF token in a field.
 macro_rules! csrf_in_field {
-    ($($body:ident),+) => {$(
-        impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for web::$body<T> {
+    ($($($body:ident)::+),+) => {$(
+        impl<T: HasCsrf + DeserializeOwned + 'static> CsrfBody for $($body)::+<T> {
             type Inner = T;
 
             fn csrf(&self) -> &str {
@@ -315,7 +316,7 @@ macro_rules! csrf_in_field {
         }
     )+};
 }
-csrf_in_field!(Form, Json);
+csrf_in_field!(web::Form, JsonBody);
 
 /// The body of an API post that sends nothing else: none from a token caller, a JSON
 /// `{"csrf": ...}` from a browser session.

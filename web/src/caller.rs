@@ -137,3 +137,12 @@ pub fn redrawable(e: AppError) -> Result<AppError, AppError> {
         e => Err(e),
     }
 }
+
+/// As [`redrawable`], and also a 404 for what the form named in `field` (a user, a
+/// version): on the form that named it, it is that field's problem.
+pub fn redrawable_naming(e: AppError, field: &str) -> Result<AppError, AppError> {
+    match e {
+        AppError::NotFound(reason) => Ok(AppError::Invalid { field: field.into(), reason }),
+        e => redrawable(e),
+    }
+}

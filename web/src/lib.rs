@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod caller;
 pub mod error;
+pub mod json_body;
 pub mod markdown;
 pub mod metrics;
 pub mod routes;

@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
-use crate::caller::{caller_at, redrawable, Caller, Reply};
+use crate::caller::{caller_at, redrawable, redrawable_naming, Caller, Reply};
 use crate::error::AppError;
 
 #[derive(Template)]
@@ -225,7 +225,7 @@ pub async fn set_alias(me: Caller<Researcher>, path: web::Path<String>, form: Cs
     };
     match set {
         Ok(_) => Ok(see_other(&format!("/models/{path}"))),
-        Err(e) => render_model(&me, &path, Some(redrawable(e)?)).await,
+        Err(e) => render_model(&me, &path, Some(redrawable_naming(e, "version")?)).await,
     }
 }
 
@@ -402,10 +402,7 @@ async fn alias_version(
     let version = match versions::resolve(pool, &format!("{name}:{number}")).await {
         Ok(version) => version,
         Err(RegistryError::NoSuchVersion { model, version }) => {
-            return Err(AppError::Invalid {
-                field: "version".into(),
-                reason: format!("model `{model}` has no version {version}"),
-            })
+            return Err(AppError::NotFound(format!("version: model `{model}` has no version {version}")))
         }
         Err(RegistryError::BadReference(_)) => {
             return Err(AppError::NotFound(format!("there is no model named {name:?}")))

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 use super::{page_showing, see_other, Nav};
 use crate::auth::{csrf_field, Csrf, CsrfForm, CsrfHeader, CsrfJson, CsrfOnly, Researcher};
-use crate::caller::{redrawable, Caller, InProject, Reply};
+use crate::caller::{redrawable, redrawable_naming, Caller, InProject, Reply};
 use crate::error::AppError;
 use crate::markdown;
 
@@ -162,7 +162,7 @@ pub async fn save_settings(at: InProject, form: CsrfForm<SettingsForm>) -> Reply
 pub async fn add_member(at: InProject, form: CsrfForm<MemberForm>) -> Reply {
     match add_by_username(&at.pool, at.project.id, &form.username).await {
         Ok(()) => Ok(see_other(&format!("/projects/{}#members", at.project.id))),
-        Err(e) => render(&at, None, Some(redrawable(e)?)).await,
+        Err(e) => render(&at, None, Some(redrawable_naming(e, "username")?)).await,
     }
 }
 
@@ -233,10 +233,9 @@ fn parse_settings(overlap: &str, k: &str) -> Result<(Overlap, SamplesPerTask), A
 async fn user_named(pool: &PgPool, username: &str) -> Result<User, AppError> {
     match users::get_user_by_username(pool, username.trim()).await {
         Ok(user) => Ok(user),
-        Err(LabelingError::NotFound { .. }) => Err(AppError::Invalid {
-            field: "username".into(),
-            reason: format!("there is no user named {:?}", username.trim()),
-        }),
+        Err(LabelingError::NotFound { .. }) => {
+            Err(AppError::NotFound(format!("username: there is no user named {:?}", username.trim())))
+        }
         Err(e) => Err(e.into()),
     }
 }

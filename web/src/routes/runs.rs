@@ -437,7 +437,7 @@ pub async fn launch_run(me: Caller<Researcher>, form: CsrfForm<Vec<(String, Stri
     let (config, mut problems) = launch::config_from_form(kind, &pairs);
     let about = described(value_of("name"), value_of("notes"));
     problems.extend(about.as_ref().err().into_iter().flatten().cloned());
-    for problem in launch::check(&me.pool, &project, kind, &config).await? {
+    for problem in launch::check(&me.pool, &project, kind, &config).await?.all() {
         if !problems.iter().any(|p| p.field == problem.field) {
             problems.push(problem);
         }
@@ -454,7 +454,8 @@ pub async fn launch_run(me: Caller<Researcher>, form: CsrfForm<Vec<(String, Stri
         .body(page.render()?))
 }
 
-/// A project named in a body: a missing one is the field's problem (422), not a 404.
+/// A project named in the launch form: a missing one is the field's problem (422), shown
+/// on the form.
 async fn project_of(pool: &PgPool, id: &i64) -> Result<Project, AppError> {
     match projects::get_project(pool, *id).await {
         Err(labeling::error::LabelingError::NotFound { .. }) => Err(AppError::Invalid {
@@ -534,10 +535,14 @@ fn empty_object() -> Value {
 pub async fn api_launch(me: Caller<Researcher>, body: CsrfJson<LaunchBody>) -> Reply {
     let kind = parse_kind("kind", &body.kind)?;
     let (name, notes) = (RunName::parse(&body.name)?, RunNotes::parse(&body.notes)?);
-    let project = project_of(&me.pool, &body.project_id).await?;
-    let problems = launch::check(&me.pool, &project, kind, &body.config).await?;
-    if !problems.is_empty() {
-        return Err(AppError::Problems(problems));
+    let project = projects::get_project(&me.pool, body.project_id).await?;
+    let checked = launch::check(&me.pool, &project, kind, &body.config).await?;
+    // Every problem at once; a config whose only fault is naming what does not exist is a 404.
+    if !checked.problems.is_empty() {
+        return Err(AppError::Problems(checked.all()));
+    }
+    if let Some(missing) = checked.missing.first() {
+        return Err(AppError::NotFound(format!("{}: {}", missing.field, missing.message)));
     }
     let body = body.into_inner();
     let id = enqueue(&me.pool, &me, &project, kind, body.config, name, notes).await?;

@@ -32,17 +32,36 @@ fn insert(config: &mut Map<String, Value>, path: &str, value: Value) {
     }
 }
 
+/// What [`check`] found, each naming its field: problems with the config, and the
+/// versions and snapshots it names that do not exist. The API answers the first with a
+/// 422 and, when there are none, the second with a 404; the form lists them all.
+pub struct Checked {
+    pub problems: Vec<Problem>,
+    pub missing: Vec<Problem>,
+}
+
+impl Checked {
+    pub fn all(self) -> Vec<Problem> {
+        let mut all = self.problems;
+        all.extend(self.missing);
+        all
+    }
+}
+
+/// A version or snapshot that the config names: what is wrong with it, if anything.
+enum Found {
+    Fine,
+    Missing(String),
+    Unsuitable(String),
+}
+
 /// Every problem of a run's config, in field order: the contract's own check, then, for
 /// each version and snapshot it names that passed it, whether that exists in Postgres,
 /// is of a suitable kind and (a snapshot) belongs to the project.
-pub async fn check(
-    pool: &PgPool,
-    project: &Project,
-    kind: RunKind,
-    config: &Value,
-) -> Result<Vec<Problem>, AppError> {
+pub async fn check(pool: &PgPool, project: &Project, kind: RunKind, config: &Value) -> Result<Checked, AppError> {
     let mut problems: Vec<Problem> = spec::check(kind, config).into_iter().collect();
-    let Some(config) = config.as_object() else { return Ok(problems) };
+    let mut missing = Vec::new();
+    let Some(config) = config.as_object() else { return Ok(Checked { problems, missing }) };
     for input in spec::inputs(kind) {
         if problems.iter().any(|p| p.field == input.name) {
             continue;
@@ -51,13 +70,13 @@ pub async fn check(
         let found = match input.kind {
             InputKind::Version(kinds) => match value.as_str() {
                 Some(reference) => check_version(pool, reference, kinds).await?,
-                None => None,
+                None => Found::Fine,
             },
             InputKind::Versions(kinds) => {
-                let mut found = None;
+                let mut found = Found::Fine;
                 for reference in value.as_array().into_iter().flatten().filter_map(Value::as_str) {
                     found = check_version(pool, reference, kinds).await?;
-                    if found.is_some() {
+                    if !matches!(found, Found::Fine) {
                         break;
                     }
                 }
@@ -65,38 +84,33 @@ pub async fn check(
             }
             InputKind::Snapshot(wanted) => match value.as_i64() {
                 Some(id) => check_snapshot(pool, project, id, wanted).await?,
-                None => None,
+                None => Found::Fine,
             },
-            _ => None,
+            _ => Found::Fine,
         };
-        if let Some(message) = found {
-            problems.push(Problem::new(input.name, message));
+        match found {
+            Found::Fine => {}
+            Found::Missing(message) => missing.push(Problem::new(input.name, message)),
+            Found::Unsuitable(message) => problems.push(Problem::new(input.name, message)),
         }
     }
-    Ok(problems)
+    Ok(Checked { problems, missing })
 }
 
 /// What is wrong with a version reference, if anything.
-async fn check_version(
-    pool: &PgPool,
-    reference: &str,
-    kinds: &[ModelKind],
-) -> Result<Option<String>, AppError> {
+async fn check_version(pool: &PgPool, reference: &str, kinds: &[ModelKind]) -> Result<Found, AppError> {
     use registry::error::RegistryError as R;
     match versions::resolve(pool, reference).await {
-        Ok(version) if kinds.contains(&version.kind) => Ok(None),
-        Ok(version) => Ok(Some(format!(
+        Ok(version) if kinds.contains(&version.kind) => Ok(Found::Fine),
+        Ok(version) => Ok(Found::Unsuitable(format!(
             "`{reference}` is a {} model; this takes {}",
             version.kind,
             kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" or ")
         ))),
+        Err(e @ R::BadReference(_)) => Ok(Found::Unsuitable(e.to_string())),
         Err(
-            e @ (R::BadReference(_)
-            | R::ModelNotFound(_)
-            | R::NoSuchVersion { .. }
-            | R::AliasNotFound { .. }
-            | R::VersionNotFound(_)),
-        ) => Ok(Some(e.to_string())),
+            e @ (R::ModelNotFound(_) | R::NoSuchVersion { .. } | R::AliasNotFound { .. } | R::VersionNotFound(_)),
+        ) => Ok(Found::Missing(e.to_string())),
         Err(e) => Err(e.into()),
     }
 }
@@ -107,20 +121,20 @@ async fn check_snapshot(
     project: &Project,
     id: i64,
     wanted: SnapshotKind,
-) -> Result<Option<String>, AppError> {
+) -> Result<Found, AppError> {
     let snapshot = match snapshots::snapshot(pool, id).await {
         Ok(snapshot) => snapshot,
         Err(labeling::error::LabelingError::NotFound { .. }) => {
-            return Ok(Some(format!("snapshot {id} does not exist")))
+            return Ok(Found::Missing(format!("snapshot {id} does not exist")))
         }
         Err(e) => return Err(e.into()),
     };
     Ok(if snapshot.project_id != project.id {
-        Some(format!("snapshot {id} belongs to another project"))
+        Found::Unsuitable(format!("snapshot {id} belongs to another project"))
     } else if snapshot.kind != wanted {
-        Some(format!("snapshot {id} holds {}, not {wanted}", snapshot.kind))
+        Found::Unsuitable(format!("snapshot {id} holds {}, not {wanted}", snapshot.kind))
     } else {
-        None
+        Found::Fine
     })
 }
 
