@@ -353,12 +353,26 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
     }
     cfg.validate()?;
     let ptx = args.ptx_data.as_deref().map(data::read_corpus).transpose()?;
-    let policy = load_model(&args.policy, s)?;
-    let rewarder = args.reward.load(s)?;
-    let mut run = RunDir::open(&s.out, s.resume)?;
     let data = ppo::PpoData { prompts: &prompts, ptx_corpus: ptx.as_deref() };
-    let (_, report) = ppo::train_with_eval(&cfg, policy, rewarder.reward(), data, &mut run, &mut no_eval)?;
-    finish(&s.out, &cfg, &report)
+    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+        Ok(ppo::train_with_eval(&cfg, policy, reward, data, run, &mut no_eval)?.1)
+    })
+}
+
+/// An RL stage's run from the command line: loads the policy and the rewards, opens the
+/// run directory, trains with `train`, and finishes with `cfg` and the report.
+fn train_rl<C: Serialize, R: Serialize>(
+    policy: &Path,
+    reward: &RewardSource,
+    stage: &StageArgs,
+    cfg: &C,
+    train: impl FnOnce(LanguageModel, rollout::Reward, &mut RunDir) -> Result<R, TrainError>,
+) -> Result<()> {
+    let policy = load_model(policy, stage)?;
+    let rewarder = reward.load(stage)?;
+    let mut run = RunDir::open(&stage.out, stage.resume)?;
+    let report = train(policy, rewarder.reward(), &mut run)?;
+    finish(&stage.out, cfg, &report)
 }
 
 /// The evaluation hook of a run from the command line: none.
@@ -456,11 +470,9 @@ pub fn rloo(args: RlooArgs) -> Result<()> {
     cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
     cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
     cfg.validate()?;
-    let policy = load_model(&args.policy, s)?;
-    let rewarder = args.reward.load(s)?;
-    let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = rloo::train(&cfg, policy, rewarder.reward(), &prompts, &mut run, &mut no_eval)?;
-    finish(&s.out, &cfg, &report)
+    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+        Ok(rloo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
+    })
 }
 
 #[derive(Args)]
@@ -503,11 +515,9 @@ pub fn grpo(args: GrpoArgs) -> Result<()> {
     cfg.clip_high = args.clip_high.or(cfg.clip_high);
     cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
     cfg.validate()?;
-    let policy = load_model(&args.policy, s)?;
-    let rewarder = args.reward.load(s)?;
-    let mut run = RunDir::open(&s.out, s.resume)?;
-    let (_, report) = grpo::train(&cfg, policy, rewarder.reward(), &prompts, &mut run, &mut no_eval)?;
-    finish(&s.out, &cfg, &report)
+    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+        Ok(grpo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
+    })
 }
 
 pub fn dpo(args: DpoArgs) -> Result<()> {

@@ -26,11 +26,10 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
 use crate::rollout::{
-    clipped_surrogate, encode_prompts, grouped_rollout, masked_mean, penalised_scores, rollout_sampling,
-    train_policy, update_epochs, EvalFn, PolicyLearner, PolicyReport, Reward, RunSettings, StepSummary,
-    Updates,
+    clipped_surrogate, critic_free_updates, grouped_rollout, masked_mean, penalised_scores, rollout_sampling,
+    run_settings, train_policy, update_epochs, EvalFn, PolicyLearner, Reward, RunReport, StepSummary,
 };
-use crate::train::{lr_at, AdamW, RunDir, TrainError};
+use crate::train::{RunDir, TrainError};
 
 /// GRPO's settings: declared in the run contract.
 pub use spec::GrpoConfig;
@@ -107,14 +106,7 @@ pub fn step(
 
     // 4. Train.
     let started = Instant::now();
-    let updates = Updates {
-        epochs: cfg.update_epochs,
-        minibatch_size: cfg.minibatch_size,
-        lr: lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio),
-        grad_clip: cfg.grad_clip,
-        temperature: cfg.temperature,
-        seed: cfg.seed,
-    };
+    let updates = critic_free_updates!(cfg, step);
     let clip = (cfg.clip_ratio, cfg.clip_high.unwrap_or(cfg.clip_ratio));
     let constant_length = (!cfg.length_normalise).then_some(cfg.max_new_tokens);
     let [loss, clipfrac, kl] = update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
@@ -165,46 +157,27 @@ pub fn train(
     prompts: &[String],
     run: &mut RunDir,
     eval: &mut EvalFn,
-) -> Result<(LanguageModel, PolicyReport), TrainError> {
+) -> Result<(LanguageModel, RunReport), TrainError> {
     cfg.validate()?;
-    reward.check(&policy)?;
-    let encoded = encode_prompts(&policy, reward.n_ctx(&policy), prompts, cfg.max_new_tokens, "grpo")?;
-    let mut learner =
-        PolicyLearner::new(policy, |m| AdamW::new(&m.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay))?;
-    let settings = RunSettings {
-        stage: "grpo",
-        steps: cfg.steps,
-        batch_size: cfg.batch_size,
-        seed: cfg.seed,
-        checkpoint_every: cfg.checkpoint_every,
-        eval_every: cfg.eval_every,
-    };
-    let report = train_policy(&settings, &mut learner, &encoded, run, eval, |learner, s, batch| {
-        step(cfg, s, batch, learner, reward)
-    })?;
-    Ok((learner.policy, report))
+    let adamw = (cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+    let settings = run_settings!("grpo", cfg);
+    train_policy(
+        &settings,
+        adamw,
+        cfg.max_new_tokens,
+        policy,
+        reward,
+        prompts,
+        run,
+        eval,
+        |learner, s, batch| step(cfg, s, batch, learner, reward),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(rows: &[&[f32]]) -> Tensor {
-        let b = rows.len() as i64;
-        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-        Tensor::from_slice(&flat).view([b, -1])
-    }
-
-    fn values(x: &Tensor) -> Vec<f64> {
-        Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
-    }
-
-    fn close(actual: &[f64], expected: &[f64], tolerance: f64) {
-        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
-        for (a, e) in actual.iter().zip(expected) {
-            assert!((a - e).abs() < tolerance, "{actual:?} vs {expected:?}");
-        }
-    }
+    use crate::rollout::tensors::{close, t, values};
 
     /// Group 1: rewards 1, 2, 3: mean 2, std 1 → −1, 0, 1 (over 1 + 1e-4). Group 2:
     /// rewards 5, 5, 5 → 0 (not NaN). Dr. GRPO only centres: −1, 0, 1 and 0, 0, 0.
@@ -212,13 +185,13 @@ mod tests {
     fn advantages_are_normalised_within_each_group() {
         let rewards = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 5.0, 5.0, 5.0]);
         let s = 1.0 + STD_EPS;
-        close(&values(&group_advantages(&rewards, 3, true)), &[-1.0 / s, 0.0, 1.0 / s, 0.0, 0.0, 0.0], 1e-6);
+        close(&values(&group_advantages(&rewards, 3, true)), &[-1.0 / s, 0.0, 1.0 / s, 0.0, 0.0, 0.0]);
         // Group of 2: rewards 0 and 4, std = √8 (Bessel): ±2/√8.
         let pair = group_advantages(&Tensor::from_slice(&[0.0f32, 4.0]), 2, true);
         let a = 2.0 / (8f64.sqrt() + STD_EPS);
-        close(&values(&pair), &[-a, a], 1e-6);
+        close(&values(&pair), &[-a, a]);
         let centred = group_advantages(&Tensor::from_slice(&[1.0f32, 2.0, 6.0]), 3, false);
-        close(&values(&centred), &[-2.0, -1.0, 3.0], 1e-6);
+        close(&values(&centred), &[-2.0, -1.0, 3.0]);
     }
 
     /// d = log π_ref − log π: d = 0 → 0; d = ln 2 → 2 − ln 2 − 1; d = −1 → e^−1 + 1 − 1.
@@ -227,7 +200,7 @@ mod tests {
         let logprobs = t(&[&[-1.0, -2.0, -0.5]]);
         let ref_logprobs = t(&[&[-1.0, -2.0 + 2f32.ln(), -1.5]]);
         let expected = [0.0, 1.0 - 2f64.ln(), (-1f64).exp()];
-        close(&values(&k3_kl(&logprobs, &ref_logprobs)), &expected, 1e-6);
+        close(&values(&k3_kl(&logprobs, &ref_logprobs)), &expected);
         assert!(values(&k3_kl(&logprobs, &ref_logprobs)).iter().all(|&k| k >= 0.0));
     }
 
@@ -246,11 +219,11 @@ mod tests {
         };
         // GRPO: sample 1 −(1.2 + 1)/2 = −1.1, sample 2 2/1 = 2: mean 0.45.
         let (grpo, clipfrac, kl) = loss((0.2, 0.2), None);
-        close(&[grpo, clipfrac, kl], &[0.45, 1.0 / 3.0, 0.0], 1e-5);
+        close(&[grpo, clipfrac, kl], &[0.45, 1.0 / 3.0, 0.0]);
         // Clip-higher: −(1.3 + 1)/2 = −1.15 and 2: mean 0.425.
-        close(&[loss((0.2, 0.3), None).0], &[0.425], 1e-5);
+        close(&[loss((0.2, 0.3), None).0], &[0.425]);
         // Dr. GRPO over 4 tokens: −2.2/4 = −0.55 and 2/4 = 0.5: mean −0.025.
-        close(&[loss((0.2, 0.2), Some(4)).0], &[-0.025], 1e-5);
+        close(&[loss((0.2, 0.2), Some(4)).0], &[-0.025]);
     }
 
     /// β·k3 is added to every real token's loss and averaged like it.
@@ -262,22 +235,19 @@ mod tests {
         let zero = Tensor::from_slice(&[0.0f32]);
         let (loss, _, kl) = grpo_loss(&lp, &lp, &ref_lp, &zero, &mask, (0.2, 0.2), 0.5, None);
         let k3 = 1.0 - 2f64.ln();
-        close(&[loss.double_value(&[]), kl.double_value(&[])], &[0.5 * k3 / 2.0, k3 / 2.0], 1e-6);
+        close(&[loss.double_value(&[]), kl.double_value(&[])], &[0.5 * k3 / 2.0, k3 / 2.0]);
     }
 }
 
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use crate::ppo::learning_tests::{lowercase_reward_model, policy_model, prompts};
-    use crate::rollout::evaluate;
-    use crate::train::temp_run;
+    use crate::ppo::learning_tests::assert_learns_lowercase;
 
     /// GRPO against the hand-built reward model that likes lowercase letters: the
     /// held-out reward rises at a bounded KL.
     #[test]
     fn grpo_raises_the_held_out_reward_at_a_bounded_kl() {
-        let rm = lowercase_reward_model();
         let cfg = GrpoConfig {
             steps: 10,
             batch_size: 8,
@@ -288,28 +258,9 @@ mod learning_tests {
             checkpoint_every: 0,
             ..Default::default()
         };
-        let held_out = prompts(64, 2);
-        let sft = policy_model(0);
-        let reference = sft.try_clone().unwrap();
-        let sampling = rollout_sampling(cfg.max_new_tokens, cfg.temperature, 99);
-        let measure =
-            |m: &LanguageModel| evaluate(m, &reference, Reward::Model(&rm), &held_out, &sampling, 32);
-        let before = measure(&sft).unwrap();
-        let (_dir, mut run) = temp_run();
-        let (policy, report) =
-            train(&cfg, sft, Reward::Model(&rm), &prompts(256, 1), &mut run, &mut |_, _, _| Ok(Vec::new()))
-                .unwrap();
-        let after = measure(&policy).unwrap();
-        eprintln!(
-            "held-out reward {:.3} → {:.3}, KL {:.3}; {report:?}",
-            before.reward, after.reward, after.kl
-        );
-        assert!(after.reward > before.reward + 1.0, "reward {} → {}", before.reward, after.reward);
-        assert!(after.kl < 5.0, "KL to the reference grew to {}", after.kl);
-        let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
-        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-        for name in ["objective/reward", "objective/kl", "loss/policy", "grpo/clipfrac", "grpo/k3_kl"] {
-            assert!(first.get(name).is_some(), "{name} not logged: {first}");
-        }
+        let logged = ["objective/reward", "objective/kl", "loss/policy", "grpo/clipfrac", "grpo/k3_kl"];
+        assert_learns_lowercase(cfg.max_new_tokens, &logged, |sft, reward, prompts, run| {
+            train(&cfg, sft, reward, prompts, run, &mut |_, _, _| Ok(Vec::new()))
+        });
     }
 }

@@ -30,8 +30,8 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{epoch_order, Example};
 use crate::rollout::{
-    self, encode_prompts, in_chunks, layout_logprobs, masked_mean, penalised_scores, run_steps, Layout,
-    Reward, Rollout, RunSettings, StepSummary, MINIBATCH_SEED,
+    self, encode_prompts, in_chunks, layout_logprobs, masked_mean, penalised_scores, run_settings, run_steps,
+    Layout, Reward, Rollout, RunReport, StepSummary, MINIBATCH_SEED,
 };
 pub use crate::rollout::{EvalFn, Evaluation};
 use crate::sampling::SamplingConfig;
@@ -555,16 +555,11 @@ impl PpoState {
 /// What a PPO run did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PpoReport {
-    /// PPO steps completed.
-    pub steps: i64,
-    /// `objective/reward` and `objective/kl` of the last step.
-    pub final_reward: f64,
-    pub final_kl: f64,
+    /// Steps, the last step's reward and KL, time and the share spent sampling.
+    #[serde(flatten)]
+    pub run: RunReport,
     /// β at the end.
     pub kl_coef: f64,
-    pub seconds: f64,
-    /// Share of this run's time spent sampling rollouts.
-    pub generation_share: f64,
 }
 
 /// PPO from the SFT `policy` against the frozen `reward_model`, on `prompts` (PPO-ptx on
@@ -638,14 +633,7 @@ pub fn train_with_eval(
         learner.kl_coef = state.kl_coef;
         first = state.step;
     }
-    let settings = RunSettings {
-        stage: "ppo",
-        steps: cfg.steps,
-        batch_size: cfg.batch_size,
-        seed: cfg.seed,
-        checkpoint_every: cfg.checkpoint_every,
-        eval_every: cfg.eval_every,
-    };
+    let settings = run_settings!("ppo", cfg);
     let outcome = run_steps(
         &settings,
         &mut learner,
@@ -676,38 +664,14 @@ pub fn train_with_eval(
     )?;
 
     learner.policy.save(run.path(), serde_json::to_value(PpoState::of(&learner, outcome.steps)).ok())?;
-    let seconds = started.elapsed().as_secs_f64();
-    let report = PpoReport {
-        steps: outcome.steps,
-        final_reward: outcome.last.map_or(f64::NAN, |(reward, _)| reward),
-        final_kl: outcome.last.map_or(f64::NAN, |(_, kl)| kl),
-        kl_coef: learner.kl_coef,
-        seconds,
-        generation_share: outcome.generation_seconds / seconds.max(1e-9),
-    };
+    let report = PpoReport { run: outcome.report(started), kl_coef: learner.kl_coef };
     Ok((learner.policy, report))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(rows: &[&[f32]]) -> Tensor {
-        let b = rows.len() as i64;
-        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-        Tensor::from_slice(&flat).view([b, -1])
-    }
-
-    fn values(x: &Tensor) -> Vec<f64> {
-        Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
-    }
-
-    fn close(actual: &[f64], expected: &[f64]) {
-        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
-        for (a, e) in actual.iter().zip(expected) {
-            assert!((a - e).abs() < 1e-5, "{actual:?} vs {expected:?}");
-        }
-    }
+    use crate::rollout::tensors::{close, t, values};
 
     fn scalar(x: &Tensor) -> f64 {
         x.double_value(&[])
@@ -874,6 +838,45 @@ pub(crate) mod learning_tests {
             missing_eos_penalty: 0.0,
             checkpoint_every: 0,
             ..Default::default()
+        }
+    }
+
+    /// A critic-free stage (RLOO, GRPO) that `train` runs from a small policy against the
+    /// lowercase reward model, on 256 prompts: the held-out reward (responses of
+    /// `max_new_tokens`) rises by more than 1 at a KL under 5 nats, and the `logged`
+    /// metrics are in the first line of metrics.jsonl.
+    pub(crate) fn assert_learns_lowercase(
+        max_new_tokens: i64,
+        logged: &[&str],
+        train: impl FnOnce(
+            LanguageModel,
+            Reward,
+            &[String],
+            &mut RunDir,
+        ) -> Result<(LanguageModel, RunReport), TrainError>,
+    ) {
+        let rm = lowercase_reward_model();
+        let held_out = prompts(64, 2);
+        let sft = policy_model(0);
+        let reference = sft.try_clone().unwrap();
+        let sampling = rollout::rollout_sampling(max_new_tokens, 1.0, 99);
+        let measure = |m: &LanguageModel| {
+            rollout::evaluate(m, &reference, Reward::Model(&rm), &held_out, &sampling, 32).unwrap()
+        };
+        let before = measure(&sft);
+        let (_dir, mut run) = temp_run();
+        let (policy, report) = train(sft, Reward::Model(&rm), &prompts(256, 1), &mut run).unwrap();
+        let after = measure(&policy);
+        eprintln!(
+            "held-out reward {:.3} → {:.3}, KL {:.3}; {report:?}",
+            before.reward, after.reward, after.kl
+        );
+        assert!(after.reward > before.reward + 1.0, "reward {} → {}", before.reward, after.reward);
+        assert!(after.kl < 5.0, "KL to the reference grew to {}", after.kl);
+        let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
+        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        for name in logged {
+            assert!(first.get(*name).is_some(), "{name} not logged: {first}");
         }
     }
 
@@ -1094,7 +1097,7 @@ pub(crate) mod learning_tests {
             a.iter().map(|(k, v)| f64::try_from((v - &b[k]).abs().max()).unwrap()).fold(0.0, f64::max);
         assert!(max_diff < 1e-5, "resumed weights differ by {max_diff}");
         assert!((full_report.kl_coef - resumed_report.kl_coef).abs() < 1e-9);
-        assert!((full_report.final_reward - resumed_report.final_reward).abs() < 1e-4);
+        assert!((full_report.run.final_reward - resumed_report.run.final_reward).abs() < 1e-4);
         let metrics = std::fs::read_to_string(resumed_dir.path().join(crate::train::METRICS)).unwrap();
         assert_eq!(metrics.lines().count(), 2, "steps 2 and 3 logged once: {metrics}");
     }

@@ -23,10 +23,10 @@ use tch::{Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::ppo::{policy_loss, whiten};
 use crate::rollout::{
-    encode_prompts, grouped_rollout, penalised_scores, rollout_sampling, train_policy, update_epochs, EvalFn,
-    PolicyLearner, PolicyReport, Reward, RunSettings, StepSummary, Updates,
+    critic_free_updates, grouped_rollout, penalised_scores, rollout_sampling, run_settings, train_policy,
+    update_epochs, EvalFn, PolicyLearner, Reward, RunReport, StepSummary,
 };
-use crate::train::{lr_at, AdamW, RunDir, TrainError};
+use crate::train::{RunDir, TrainError};
 
 /// RLOO's settings: declared in the run contract.
 pub use spec::RlooConfig;
@@ -82,14 +82,7 @@ pub fn step(
 
     // 5. Train.
     let started = Instant::now();
-    let updates = Updates {
-        epochs: cfg.update_epochs,
-        minibatch_size: cfg.minibatch_size,
-        lr: lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio),
-        grad_clip: cfg.grad_clip,
-        temperature: cfg.temperature,
-        seed: cfg.seed,
-    };
+    let updates = critic_free_updates!(cfg, step);
     let [pg_loss, clipfrac, approx_kl] =
         update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
             let pick = |t: &Tensor| t.index_select(0, rows);
@@ -131,40 +124,27 @@ pub fn train(
     prompts: &[String],
     run: &mut RunDir,
     eval: &mut EvalFn,
-) -> Result<(LanguageModel, PolicyReport), TrainError> {
+) -> Result<(LanguageModel, RunReport), TrainError> {
     cfg.validate()?;
-    reward.check(&policy)?;
-    let encoded = encode_prompts(&policy, reward.n_ctx(&policy), prompts, cfg.max_new_tokens, "rloo")?;
-    let mut learner =
-        PolicyLearner::new(policy, |m| AdamW::new(&m.vs, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay))?;
-    let settings = RunSettings {
-        stage: "rloo",
-        steps: cfg.steps,
-        batch_size: cfg.batch_size,
-        seed: cfg.seed,
-        checkpoint_every: cfg.checkpoint_every,
-        eval_every: cfg.eval_every,
-    };
-    let report = train_policy(&settings, &mut learner, &encoded, run, eval, |learner, s, batch| {
-        step(cfg, s, batch, learner, reward)
-    })?;
-    Ok((learner.policy, report))
+    let adamw = (cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+    let settings = run_settings!("rloo", cfg);
+    train_policy(
+        &settings,
+        adamw,
+        cfg.max_new_tokens,
+        policy,
+        reward,
+        prompts,
+        run,
+        eval,
+        |learner, s, batch| step(cfg, s, batch, learner, reward),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(x: &Tensor) -> Vec<f64> {
-        Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
-    }
-
-    fn close(actual: &[f64], expected: &[f64]) {
-        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
-        for (a, e) in actual.iter().zip(expected) {
-            assert!((a - e).abs() < 1e-5, "{actual:?} vs {expected:?}");
-        }
-    }
+    use crate::rollout::tensors::{close, values};
 
     /// Prompt 1 (k = 3): rewards 1, 2, 6; baselines (2 + 6)/2 = 4, (1 + 6)/2 = 3.5,
     /// (1 + 2)/2 = 1.5. Prompt 2: rewards 0, 0, 3; baselines 1.5, 1.5, 0.
@@ -195,15 +175,12 @@ mod tests {
 #[cfg(test)]
 mod learning_tests {
     use super::*;
-    use crate::ppo::learning_tests::{lowercase_reward_model, policy_model, prompts};
-    use crate::rollout::evaluate;
-    use crate::train::temp_run;
+    use crate::ppo::learning_tests::assert_learns_lowercase;
 
     /// RLOO against the hand-built reward model that likes lowercase letters: the
     /// held-out reward rises at a bounded KL.
     #[test]
     fn rloo_raises_the_held_out_reward_at_a_bounded_kl() {
-        let rm = lowercase_reward_model();
         let cfg = RlooConfig {
             steps: 20,
             batch_size: 8,
@@ -215,30 +192,10 @@ mod learning_tests {
             checkpoint_every: 0,
             ..Default::default()
         };
-        let held_out = prompts(64, 2);
-        let sft = policy_model(0);
-        let reference = sft.try_clone().unwrap();
-        let sampling = rollout_sampling(cfg.max_new_tokens, cfg.temperature, 99);
-        let measure =
-            |m: &LanguageModel| evaluate(m, &reference, Reward::Model(&rm), &held_out, &sampling, 32);
-        let before = measure(&sft).unwrap();
-        let (_dir, mut run) = temp_run();
-        let (policy, report) =
-            train(&cfg, sft, Reward::Model(&rm), &prompts(256, 1), &mut run, &mut |_, _, _| Ok(Vec::new()))
-                .unwrap();
-        let after = measure(&policy).unwrap();
-        eprintln!(
-            "held-out reward {:.3} → {:.3}, KL {:.3}; {report:?}",
-            before.reward, after.reward, after.kl
-        );
-        assert!(after.reward > before.reward + 1.0, "reward {} → {}", before.reward, after.reward);
-        assert!(after.kl < 5.0, "KL to the reference grew to {}", after.kl);
-        let metrics = std::fs::read_to_string(run.path().join(crate::train::METRICS)).unwrap();
-        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
-        for name in
-            ["objective/reward", "objective/kl", "objective/rlhf_reward", "loss/policy", "rloo/clipfrac"]
-        {
-            assert!(first.get(name).is_some(), "{name} not logged: {first}");
-        }
+        let logged =
+            ["objective/reward", "objective/kl", "objective/rlhf_reward", "loss/policy", "rloo/clipfrac"];
+        assert_learns_lowercase(cfg.max_new_tokens, &logged, |sft, reward, prompts, run| {
+            train(&cfg, sft, reward, prompts, run, &mut |_, _, _| Ok(Vec::new()))
+        });
     }
 }

@@ -547,6 +547,36 @@ pub struct Outcome {
     pub generation_seconds: f64,
 }
 
+impl Outcome {
+    /// The report of a run that began at `started`.
+    pub fn report(&self, started: Instant) -> RunReport {
+        let seconds = started.elapsed().as_secs_f64();
+        RunReport {
+            steps: self.steps,
+            final_reward: self.last.map_or(f64::NAN, |(reward, _)| reward),
+            final_kl: self.last.map_or(f64::NAN, |(_, kl)| kl),
+            seconds,
+            generation_share: self.generation_seconds / seconds.max(1e-9),
+        }
+    }
+}
+
+/// The run settings of a stage config with `steps`, `batch_size`, `seed`,
+/// `checkpoint_every` and `eval_every`.
+macro_rules! run_settings {
+    ($stage:literal, $cfg:expr) => {
+        $crate::rollout::RunSettings {
+            stage: $stage,
+            steps: $cfg.steps,
+            batch_size: $cfg.batch_size,
+            seed: $cfg.seed,
+            checkpoint_every: $cfg.checkpoint_every,
+            eval_every: $cfg.eval_every,
+        }
+    };
+}
+pub(crate) use run_settings;
+
 /// The loop of an RL stage, from step `first` (after a resume) to `settings.steps`:
 /// `step` on `settings.batch_size` prompts at a time, its metrics checked and logged
 /// (with `eval`'s every `eval_every` steps and at the end), `checkpoint` when one is due,
@@ -608,9 +638,9 @@ struct PolicyState {
     step: i64,
 }
 
-/// What a critic-free run did.
+/// What an RL run did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PolicyReport {
+pub struct RunReport {
     pub steps: i64,
     /// `objective/reward` and `objective/kl` of the last step.
     pub final_reward: f64,
@@ -620,26 +650,54 @@ pub struct PolicyReport {
     pub generation_share: f64,
 }
 
-/// A critic-free stage's run: resumed from the run's latest checkpoint, `run_steps`, and
-/// the final policy saved into `run.path()`.
+/// The AdamW settings of a stage config with `beta1`, `beta2`, `eps` and
+/// `weight_decay`, and the minibatch updates of one with `update_epochs`,
+/// `minibatch_size`, the learning-rate schedule, `grad_clip`, `temperature` and `seed`
+/// at step `step`.
+macro_rules! critic_free_updates {
+    ($cfg:expr, $step:expr) => {
+        $crate::rollout::Updates {
+            epochs: $cfg.update_epochs,
+            minibatch_size: $cfg.minibatch_size,
+            lr: $crate::train::lr_at($step, $cfg.steps, $cfg.warmup_steps, $cfg.lr, $cfg.final_lr_ratio),
+            grad_clip: $cfg.grad_clip,
+            temperature: $cfg.temperature,
+            seed: $cfg.seed,
+        }
+    };
+}
+pub(crate) use critic_free_updates;
+
+/// A critic-free stage's run from the SFT `policy` against `reward` on `prompts` (each
+/// encoded to leave room for `max_new_tokens`): the reference is a frozen copy of
+/// `policy`, the optimiser AdamW with `adamw` = (β1, β2, ε, weight decay); resumed from
+/// the run's latest checkpoint, `run_steps`, and the final policy saved into
+/// `run.path()` and returned.
+#[allow(clippy::too_many_arguments)]
 pub fn train_policy(
     settings: &RunSettings,
-    learner: &mut PolicyLearner,
-    prompts: &[Vec<i64>],
+    (beta1, beta2, eps, weight_decay): (f64, f64, f64, f64),
+    max_new_tokens: i64,
+    policy: LanguageModel,
+    reward: Reward,
+    prompts: &[String],
     run: &mut RunDir,
     eval: &mut EvalFn,
     step: impl FnMut(&mut PolicyLearner, i64, &[Vec<i64>]) -> Result<StepSummary, TrainError>,
-) -> Result<PolicyReport, TrainError> {
+) -> Result<(LanguageModel, RunReport), TrainError> {
     let started = Instant::now();
-    let PolicyLearner { policy, opt, .. } = learner;
+    reward.check(&policy)?;
+    let prompts = encode_prompts(&policy, reward.n_ctx(&policy), prompts, max_new_tokens, settings.stage)?;
+    let mut learner = PolicyLearner::new(policy, |m| AdamW::new(&m.vs, beta1, beta2, eps, weight_decay))?;
+    let PolicyLearner { policy, opt, .. } = &mut learner;
     let resumed: Option<PolicyState> =
         run.resume(settings.stage, &mut [("policy", policy)], &mut [("policy", opt)])?;
     let state = |step: i64| PolicyState { stage: settings.stage.into(), step };
     let outcome = run_steps(
         settings,
-        learner,
+        &mut learner,
         resumed.map_or(0, |state| state.step),
-        prompts,
+        &prompts,
         run,
         step,
         |learner, s| eval(s, &learner.policy, &learner.reference),
@@ -649,14 +707,7 @@ pub fn train_policy(
         },
     )?;
     learner.policy.save(run.path(), serde_json::to_value(state(outcome.steps)).ok())?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(PolicyReport {
-        steps: outcome.steps,
-        final_reward: outcome.last.map_or(f64::NAN, |(reward, _)| reward),
-        final_kl: outcome.last.map_or(f64::NAN, |(_, kl)| kl),
-        seconds,
-        generation_share: outcome.generation_seconds / seconds.max(1e-9),
-    })
+    Ok((learner.policy, outcome.report(started)))
 }
 
 /// `per_prompt` samples of each prompt of step `step` (one random stream per sample,
@@ -677,19 +728,36 @@ pub fn grouped_rollout(
     rollout(&learner.policy, &learner.reference, reward, &repeated, sampling, first_stream, chunk)
 }
 
+/// Tiny hand-written tensors for the RL stages' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod tensors {
+    use tch::{Kind, Tensor};
 
-    fn t(rows: &[&[f32]]) -> Tensor {
+    /// A (B, N) f32 tensor from its rows.
+    pub(crate) fn t(rows: &[&[f32]]) -> Tensor {
         let b = rows.len() as i64;
         let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
         Tensor::from_slice(&flat).view([b, -1])
     }
 
-    fn values(x: &Tensor) -> Vec<f64> {
+    /// All of `x`'s values, row by row.
+    pub(crate) fn values(x: &Tensor) -> Vec<f64> {
         Vec::<f64>::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap()
     }
+
+    /// `actual` equals `expected` to 1e-5.
+    pub(crate) fn close(actual: &[f64], expected: &[f64]) {
+        assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+        for (a, e) in actual.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-5, "{actual:?} vs {expected:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tensors::{t, values};
+    use super::*;
 
     /// ρ = 1.5 and 0.5 with A = 1, ρ = 1.1 and 0.7 with A = −1, ε_low = 0.2, ε_high = 0.3:
     /// clip-higher lets ρ = 1.5 count up to 1.3 (not PPO's 1.2).
