@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::annotation::{Ranking, Vote};
+use crate::annotation::{Likert, Ranking, SampleFlag, Vote};
 use crate::domain::Split;
 use crate::error::{require_row, LabelingError, Result};
 use crate::formats::{self, Format, Prompt};
@@ -40,11 +40,36 @@ use crate::formats::{self, Format, Prompt};
 pub use spec::SnapshotKind;
 
 /// Which items a snapshot takes: all of the project's, or those whose prompt is in one
-/// split. Stored as the snapshot's `filter` JSON.
+/// split; of rankings, optionally not those that flag a sample with one of `drop_flags`
+/// (say, harmful), nor those whose best-ranked samples' highest Likert rating is below
+/// `min_best_likert` (or unrated). Stored as the snapshot's `filter` JSON; the snapshot
+/// lists the items that passed, so its exports need no filter again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_flags: Vec<SampleFlag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// On the Likert scale, 1 to 7.
+    pub min_best_likert: Option<u8>,
+}
+
+impl SnapshotFilter {
+    /// Flags and Likert ratings are the rankings': refused for another kind of snapshot.
+    fn check(&self, kind: SnapshotKind) -> Result<()> {
+        let ranking_only = !self.drop_flags.is_empty() || self.min_best_likert.is_some();
+        if ranking_only && kind != SnapshotKind::Rankings {
+            let field = if self.drop_flags.is_empty() { "min_best_likert" } else { "drop_flags" };
+            return Err(LabelingError::invalid(field, "filters only a rankings snapshot"));
+        }
+        if let Some(min) = self.min_best_likert {
+            Likert::parse(i64::from(min)).map_err(|_| {
+                LabelingError::invalid("min_best_likert", format!("{min} is not on the scale 1 to 7"))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -98,10 +123,7 @@ impl ExportFormat {
 
     /// The formats a snapshot of `kind` exports to, by name.
     pub fn for_kind(kind: SnapshotKind) -> Vec<(&'static str, ExportFormat)> {
-        ExportFormat::NAMED
-            .into_iter()
-            .filter(|(_, f)| f.fits(kind))
-            .collect()
+        ExportFormat::NAMED.into_iter().filter(|(_, f)| f.fits(kind)).collect()
     }
 
     fn fits(self, kind: SnapshotKind) -> bool {
@@ -181,13 +203,13 @@ impl Item {
 
 /// Which rows to read: a project's current ones (to freeze), or a snapshot's.
 #[derive(Clone, Copy)]
-enum Selection {
-    Project { project_id: i64, split: Option<Split> },
+enum Selection<'a> {
+    Project { project_id: i64, filter: &'a SnapshotFilter },
     Snapshot(i64),
 }
 
 /// The items of `kind` that `selection` names, in id order.
-async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection) -> Result<Vec<Item>> {
+async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection<'_>) -> Result<Vec<Item>> {
     // `x` is the item's table, `p` its prompt's row.
     let (from, item_kind) = match kind {
         SnapshotKind::Prompts => ("prompts x JOIN prompts p ON p.id = x.id", "true"),
@@ -216,13 +238,31 @@ async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection
         _ => "",
     };
     let rows = match selection {
-        Selection::Project { project_id, split } => {
+        Selection::Project { project_id, filter } => {
+            // Only a rankings snapshot takes the flag and Likert filters (`SnapshotFilter::check`).
+            let rankings_filter = if kind == SnapshotKind::Rankings {
+                "AND NOT EXISTS (SELECT 1 FROM ranking_flags f
+                                 WHERE f.ranking_id = x.id AND f.flag::text = ANY($3))
+                 AND ($4::smallint IS NULL
+                      OR (SELECT max(x.likert[i]) FROM generate_subscripts(x.ranks, 1) AS i
+                          WHERE x.ranks[i] = 0) >= $4)"
+            } else {
+                ""
+            };
             let sql = format!(
                 "SELECT {columns}{extra} FROM {from}
                  WHERE {item_kind} AND p.project_id = $1 AND ($2::split IS NULL OR p.split = $2)
+                 {rankings_filter}
                  ORDER BY x.id"
             );
-            sqlx::query(&sql).bind(project_id).bind(split).fetch_all(&mut *conn).await?
+            let flags: Vec<&str> = filter.drop_flags.iter().map(|f| f.as_str()).collect();
+            sqlx::query(&sql)
+                .bind(project_id)
+                .bind(filter.split)
+                .bind(&flags)
+                .bind(filter.min_best_likert.map(i16::from))
+                .fetch_all(&mut *conn)
+                .await?
         }
         Selection::Snapshot(snapshot_id) => {
             let sql = format!(
@@ -319,9 +359,10 @@ pub async fn freeze(
     if name.trim().is_empty() || chars > 200 || name.contains('\0') {
         return Err(LabelingError::invalid("snapshot name", "must be 1 to 200 characters, not blank"));
     }
+    filter.check(kind)?;
     let mut tx = consistent_view(pool, false).await?;
     require_row(&mut tx, "SELECT id FROM projects WHERE id = $1", "project", project_id).await?;
-    let items = items(&mut tx, kind, Selection::Project { project_id, split: filter.split }).await?;
+    let items = items(&mut tx, kind, Selection::Project { project_id, filter }).await?;
     let sha = content_sha256(&items)?;
     let ids: Vec<i64> = items.iter().map(Item::id).collect();
     let filter_json = serde_json::to_value(filter)

@@ -458,3 +458,81 @@ fn the_data_page_imports_an_uploaded_file_and_shows_the_report() {
         assert!(html.contains("<td>line 4</td><td>rejected</td>"), "{html}");
     });
 }
+
+#[test]
+fn a_rankings_snapshot_may_leave_out_flagged_rankings_and_those_whose_best_sample_rates_low() {
+    with_db(|db| async move {
+        let pool = &db.pool;
+        let p = project(pool, "filters").await;
+        sqlx::query("UPDATE projects SET overlap = 3 WHERE id = $1").bind(p).execute(pool).await.unwrap();
+        import(pool, p, "kwise.jsonl", Format::KWise, &fixture_bytes("kwise.jsonl")).await;
+        let prompt: i64 = sqlx::query_scalar("SELECT id FROM prompts WHERE text = 'Name a fruit.'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let new = ["x", "y"].map(|t| labeling::tasks::NewSample {
+            prompt_id: prompt,
+            text: t.into(),
+            logprobs: None,
+        });
+        let samples = labeling::tasks::add_samples(pool, p, None, None, &json!({}), &new).await.unwrap();
+        labeling::tasks::create_ranking_task(pool, p, prompt, &samples).await.unwrap();
+        // Three people rank the task: best rated 6; best rated 2; best rated 7 but the
+        // other sample flagged harmful.
+        let answers: [(Vec<Option<i64>>, Vec<(usize, String)>); 3] = [
+            (vec![Some(6), Some(3)], vec![]),
+            (vec![Some(2), Some(1)], vec![]),
+            (vec![Some(7), None], vec![(1, "harmful".to_owned())]),
+        ];
+        for (n, (likert, flags)) in answers.into_iter().enumerate() {
+            let annotator: i64 = sqlx::query_scalar(
+                "INSERT INTO users (username, role, password_hash) VALUES ($1, 'annotator', '$argon2id$v=19$test')
+                 RETURNING id",
+            )
+            .bind(format!("ann{n}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            let lease = std::time::Duration::from_secs(600);
+            let assignment = labeling::tasks::next_task(pool, p, annotator, lease).await.unwrap().unwrap();
+            let input = labeling::annotation::RankingInput {
+                ranking: Some(vec![vec![0], vec![1]]),
+                likert,
+                flags,
+                ..Default::default()
+            };
+            let submission = labeling::annotation::RankingSubmission::parse(2, input).unwrap();
+            let key = labeling::annotation::IdempotencyKey::new();
+            labeling::submit::submit_ranking(pool, annotator, assignment.id, &submission, key).await.unwrap();
+        }
+        let freeze = |filter: SnapshotFilter| async move {
+            snapshots::freeze(pool, p, SnapshotKind::Rankings, &filter, "f", None).await
+        };
+        assert_eq!(freeze(SnapshotFilter::default()).await.unwrap().item_count, 5);
+        let harmless = SnapshotFilter {
+            drop_flags: vec![labeling::annotation::SampleFlag::Harmful],
+            ..SnapshotFilter::default()
+        };
+        let snap = freeze(harmless).await.unwrap();
+        assert_eq!(snap.item_count, 4);
+        assert_eq!(
+            snap.filter.drop_flags,
+            [labeling::annotation::SampleFlag::Harmful],
+            "the filter is recorded"
+        );
+        let rated = SnapshotFilter { min_best_likert: Some(3), ..SnapshotFilter::default() };
+        assert_eq!(freeze(rated).await.unwrap().item_count, 2, "unrated imported rankings are left out too");
+        let both = SnapshotFilter {
+            drop_flags: vec![labeling::annotation::SampleFlag::Harmful],
+            min_best_likert: Some(3),
+            ..SnapshotFilter::default()
+        };
+        assert_eq!(freeze(both).await.unwrap().item_count, 1);
+        let off_scale = SnapshotFilter { min_best_likert: Some(8), ..SnapshotFilter::default() };
+        assert!(freeze(off_scale).await.unwrap_err().to_string().contains("min_best_likert"));
+        let demos = SnapshotFilter { min_best_likert: Some(3), ..SnapshotFilter::default() };
+        let e =
+            snapshots::freeze(pool, p, SnapshotKind::Demonstrations, &demos, "d", None).await.unwrap_err();
+        assert!(e.to_string().contains("filters only a rankings snapshot"), "{e}");
+    });
+}

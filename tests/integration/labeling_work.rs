@@ -853,7 +853,7 @@ fn exports_write_the_training_formats() {
 
         // Prompts of one split; demonstrations as SFT lines.
         sqlx::query("UPDATE prompts SET split = 'val' WHERE id = $1").bind(p1).execute(pool).await.unwrap();
-        let val = SnapshotFilter { split: Some(Split::Val) };
+        let val = SnapshotFilter { split: Some(Split::Val), ..SnapshotFilter::default() };
         let prompts =
             snapshots::freeze(pool, w.project, SnapshotKind::Prompts, &val, "val", None).await.unwrap();
         let lines = snapshots::export(pool, prompts.id, ExportFormat::Prompts).await.unwrap();

@@ -23,7 +23,7 @@ use super::spec::{EvalRun, PpoRun, PretrainRun, PromptSet, RunSpec, SampleRun, T
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
-use crate::{ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Preset, Tokenizer, TokenizerKind};
+use crate::{dpo, ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Preset, Tokenizer, TokenizerKind};
 
 // One per run, moved once into the stage's thread: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -43,6 +43,12 @@ pub(super) enum Prepared {
     Reward {
         spec: TrainRun<reward::RewardConfig>,
         base: Resolved,
+        snapshot: Snapshot,
+        rankings: Vec<Ranking>,
+    },
+    Dpo {
+        spec: TrainRun<dpo::DpoConfig>,
+        policy: Resolved,
         snapshot: Snapshot,
         rankings: Vec<Ranking>,
     },
@@ -133,7 +139,7 @@ async fn snapshot_for(
             match existing {
                 Some(snapshot) => snapshot,
                 None => {
-                    snapshots::freeze(pool, project, kind, &SnapshotFilter { split }, &name, None).await?
+                    snapshots::freeze(pool, project, kind, &SnapshotFilter { split, ..SnapshotFilter::default() }, &name, None).await?
                 }
             }
         }
@@ -201,6 +207,19 @@ pub(super) async fn prepare(
             let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
             let rankings = data::read_rankings(&path)?;
             Prepared::Reward { spec, base, snapshot, rankings }
+        }
+        RunSpec::Dpo(spec) => {
+            let policy = resolve(pool, store, "policy", &spec.base).await?;
+            if policy.version.kind != ModelKind::Sft {
+                return Err(Stop::Failed(format!(
+                    "policy {:?} is a {:?} model, not an SFT model",
+                    spec.base, policy.version.kind
+                )));
+            }
+            let snapshot = snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Rankings, None).await?;
+            let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
+            let rankings = data::read_rankings(&path)?;
+            Prepared::Dpo { spec, policy, snapshot, rankings }
         }
         RunSpec::Ppo(spec) => {
             let policy = resolve(pool, store, "policy", &spec.policy).await?;
@@ -364,6 +383,18 @@ pub(super) fn execute(
             let model = LanguageModel::load(&base.dir, device)?;
             let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run)?;
             trained_from(&spec, ModelKind::Reward, &base, &snapshot, &report)
+        }
+        Prepared::Dpo { spec, policy, snapshot, rankings } => {
+            let model = LanguageModel::load(&policy.dir, device)?;
+            let (_, report) = dpo::train(&spec.stage, model, &rankings, &[], &mut run)?;
+            Output::Model {
+                model: spec.model_name.clone(),
+                kind: ModelKind::Policy,
+                parents: lineage(&[(&policy, "sft")]),
+                snapshots: vec![snapshot.id],
+                config: json!({ "stage": spec.stage, "policy": spec.base, "snapshot_id": snapshot.id }),
+                metrics: report_json(&report),
+            }
         }
         Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
             let policy_model = LanguageModel::load(&policy.dir, device)?;

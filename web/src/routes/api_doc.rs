@@ -640,7 +640,11 @@ fn data_schemas() -> Value {
                 "project_id": int(),
                 "kind": schema("SnapshotKind"),
                 "name": text(),
-                "filter": object(&[], json!({ "split": schema("Split") })),
+                "filter": object(&[], json!({
+                    "split": schema("Split"),
+                    "drop_flags": array(one_of(&["fails_task", "harmful", "hallucination", "not_followed", "other"])),
+                    "min_best_likert": json!({ "type": "integer", "minimum": 1, "maximum": 7 }),
+                })),
                 "item_count": count(),
                 "content_sha256": described(text(), "Lowercase hex."),
                 "created_by": nullable(int()),
@@ -651,6 +655,8 @@ fn data_schemas() -> Value {
             "kind": schema("SnapshotKind"),
             "name": described(label(), "1 to 200 characters, not blank."),
             "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
+            "drop_flags": described(text(), "Rankings only: leave out those that flag a sample with one of these, comma-separated (`harmful,hallucination`); empty or absent: none."),
+            "min_best_likert": described(text(), "Rankings only: leave out those whose best samples' highest Likert rating is below this (1 to 7) or missing; empty or absent: no such filter."),
         })),
     })
 }

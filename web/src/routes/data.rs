@@ -9,6 +9,7 @@ use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionT
 use actix_web::{get, post, routes, web, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, AgreementReport};
+use labeling::annotation::SampleFlag;
 use labeling::annotator_stats::{self, AnnotatorStats, Outlier};
 use labeling::consensus::{self, TaskConsensus};
 use labeling::domain::Split;
@@ -141,6 +142,14 @@ pub struct FreezeForm {
     /// Empty (or absent) means every split.
     #[serde(default)]
     split: String,
+    /// Rankings only: leave out those that flag a sample with one of these, comma-separated
+    /// (`harmful,hallucination`); empty or absent: none.
+    #[serde(default)]
+    drop_flags: String,
+    /// Rankings only: leave out those whose best samples' highest Likert rating is below
+    /// this (1 to 7) or missing; empty or absent: no such filter.
+    #[serde(default)]
+    min_best_likert: String,
     #[serde(default)]
     csrf: String,
 }
@@ -244,7 +253,24 @@ pub async fn api_freeze(at: InProject, body: CsrfJson<FreezeForm>) -> Reply {
 async fn freeze_from(at: &InProject, form: &FreezeForm) -> Result<Snapshot, AppError> {
     let kind = parse_kind(&form.kind)?;
     let split = if form.split.trim().is_empty() { None } else { Some(Split::parse(&form.split)?) };
-    let filter = SnapshotFilter { split };
+    let drop_flags = form
+        .drop_flags
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            SampleFlag::parse(f)
+                .map_err(|e| AppError::Invalid { field: "drop_flags".into(), reason: e.to_string() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let min_best_likert = match form.min_best_likert.trim() {
+        "" => None,
+        n => Some(n.parse().map_err(|_| AppError::Invalid {
+            field: "min_best_likert".into(),
+            reason: format!("{n:?} is not on the Likert scale 1 to 7"),
+        })?),
+    };
+    let filter = SnapshotFilter { split, drop_flags, min_best_likert };
     let name = form.name.trim();
     Ok(snapshots::freeze(&at.pool, at.project.id, kind, &filter, name, Some(at.user_id())).await?)
 }
