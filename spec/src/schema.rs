@@ -154,9 +154,10 @@ fn stage_schema(settings: &[Setting]) -> Value {
                 } else {
                     json!({ "type": "number" })
                 };
-                for (bound, inclusive, exclusive) in
-                    [(setting.range.low, "minimum", "exclusiveMinimum"), (setting.range.high, "maximum", "exclusiveMaximum")]
-                {
+                for (bound, inclusive, exclusive) in [
+                    (setting.range.low, "minimum", "exclusiveMinimum"),
+                    (setting.range.high, "maximum", "exclusiveMaximum"),
+                ] {
                     match bound {
                         Bound::Unbounded => {}
                         Bound::Inclusive(x) => number[inclusive] = bound_value(x, kind),

@@ -8,8 +8,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use serde_json::{json, Value};
+
 use crate::db::with_db;
-use crate::web_app::spawn_app;
+use crate::web_app::{client, spawn_app, TestApp};
 
 /// The `schemathesis` command beside the peers' Python.
 fn schemathesis() -> PathBuf {
@@ -17,11 +19,33 @@ fn schemathesis() -> PathBuf {
     PathBuf::from(python).with_file_name("schemathesis")
 }
 
+/// Something for the generated requests to find: a project with prompts, the researcher
+/// as its member, demonstration tasks and a prompts snapshot.
+async fn seed(app: &TestApp, token: &str) {
+    let post = |path: String, body: Value| {
+        let request = client().post(app.url(&path)).bearer_auth(token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let project = post("/api/projects".into(), json!({ "name": "seed", "samples_per_task": 2 })).await;
+    let id = project["id"].as_i64().unwrap();
+    let prompts: Vec<String> = (0..5).map(|i| json!({ "prompt": format!("say {i}") }).to_string()).collect();
+    post(format!("/api/projects/{id}/prompts"), json!({ "format": "jsonl", "data": prompts.join("\n") }))
+        .await;
+    post(format!("/api/projects/{id}/members"), json!({ "username": "rita" })).await;
+    post(format!("/api/projects/{id}/demonstration-tasks"), json!({})).await;
+    post(format!("/api/projects/{id}/snapshots"), json!({ "kind": "prompts", "name": "prompts" })).await;
+}
+
 #[test]
 fn schemathesis_finds_no_failure_against_the_api_document() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
         let token = app.token_for("rita").await;
+        seed(&app, &token).await;
         let url = app.url("/api/openapi.json");
         // Schemathesis keeps a cache of earlier crashes in its working directory: a fresh
         // one each run, so that every run is the seeded one.
@@ -40,7 +64,8 @@ fn schemathesis_finds_no_failure_against_the_api_document() {
         .unwrap();
         let out = String::from_utf8_lossy(&run.stdout);
         if std::env::var_os("PLUMB_CONFORMANCE_LOG").is_some() {
-            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/schemathesis.log"), out.as_bytes()).unwrap();
+            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/schemathesis.log"), out.as_bytes())
+                .unwrap();
         }
         assert!(
             run.status.success(),
