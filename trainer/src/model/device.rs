@@ -53,6 +53,9 @@ impl fmt::Display for DeviceChoice {
 impl DeviceChoice {
     /// The device, or an error naming it when this machine has no such device.
     pub fn resolve(self) -> Result<Device, String> {
+        if self == Self::Cpu {
+            return Ok(Device::Cpu); // without asking CUDA, which can take seconds to answer
+        }
         self.resolve_among(tch::Cuda::device_count().max(0) as usize).inspect(|device| {
             if device.is_cuda() {
                 allow_tf32();

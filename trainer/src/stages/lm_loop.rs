@@ -144,12 +144,17 @@ fn collate(batch: &[&Example], pad: i64, device: tch::Device) -> (Tensor, Tensor
     )
 }
 
-/// Summed negative log-likelihood of the masked targets, and their count.
+/// Summed negative log-likelihood of the masked targets (on the device), and their
+/// count (counted on the host, so that no step waits for the device to report it).
 fn nll(model: &LanguageModel, batch: &[&Example], train: bool) -> (Tensor, f64) {
     let (ids, attention, targets) = collate(batch, model.tokenizer.pad_id(), model.device());
     let logprobs = model.token_logprobs(&ids, Some(&attention), train); // (B, T-1)
-    let count = targets.sum(Kind::Float).double_value(&[]);
-    (-(logprobs * &targets).sum(Kind::Float), count)
+    (-(logprobs * &targets).sum(Kind::Float), targets_of(batch))
+}
+
+/// The target tokens of `batch`.
+fn targets_of<'a>(batch: impl IntoIterator<Item = &'a &'a Example>) -> f64 {
+    batch.into_iter().map(|e| e.loss_mask[1..].iter().filter(|&&m| m).count() as f64).sum()
 }
 
 /// Mean loss per target token over `examples`, without gradients.
@@ -168,19 +173,19 @@ pub fn mean_loss(model: &LanguageModel, examples: &[Example], batch_size: usize)
 /// Backward of one optimizer step's loss, the mean over every target token of the step
 /// however it is split into micro-batches (`batches`): each micro-batch's summed loss is
 /// divided by the step's token count, then backward frees its graph before the next
-/// forward. Gradients add to those already held. Returns the loss and the target tokens.
+/// forward. Gradients add to those already held. Returns the loss and the target tokens;
+/// the loss is read from the device once, after the last micro-batch.
 /// `make bench` times this with the optimizer step around it, as `run` calls it.
 pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) -> (f64, f64) {
-    let step_tokens: f64 =
-        batches.iter().flatten().map(|e| e.loss_mask[1..].iter().filter(|&&m| m).count() as f64).sum();
-    let mut step_loss = 0.0;
+    let step_tokens = targets_of(batches.iter().flatten());
+    let mut step_loss = Tensor::zeros([], (Kind::Float, model.device()));
     for batch in batches {
         let (sum, _) = nll(model, batch, true);
         let loss = sum / step_tokens.max(1.0);
-        step_loss += loss.double_value(&[]);
+        step_loss += loss.detach();
         model.backward(&loss);
     }
-    (step_loss, step_tokens)
+    (step_loss.double_value(&[]), step_tokens)
 }
 
 /// Trains `model` on `train`, evaluating on `validation`, from the run's newest
