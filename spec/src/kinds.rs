@@ -83,6 +83,8 @@ kind_enum! {
         Reward = "reward",
         /// PPO of an SFT policy against a reward model.
         Ppo = "ppo",
+        /// Direct preference optimisation of an SFT policy on rankings.
+        Dpo = "dpo",
         /// Sampling K outputs per prompt for a ranking batch.
         Sample = "sample",
         /// Versions scored side by side on held-out prompts.
@@ -133,7 +135,7 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_names_the_known_ones() {
-        let e = "dpo".parse::<RunKind>().unwrap_err().to_string();
-        assert_eq!(e, "unknown run kind \"dpo\" (expected pretrain, sft, reward, ppo, sample, eval)");
+        let e = "kto".parse::<RunKind>().unwrap_err().to_string();
+        assert_eq!(e, "unknown run kind \"kto\" (expected pretrain, sft, reward, ppo, dpo, sample, eval)");
     }
 }

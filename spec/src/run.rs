@@ -16,7 +16,7 @@ use crate::eval::{self, MAX_SHOTS, MAX_SHOT_COUNTS, MAX_TASKS_PER_SKILL};
 use crate::kinds::{ModelKind, RunKind, SnapshotKind};
 use crate::problem::Problems;
 use crate::setting::{SettingType, StageSettings};
-use crate::stages::{PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};
+use crate::stages::{DpoConfig, PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};
 
 /// The model architectures a fresh pretraining run can start from.
 pub const PRESETS: &[&str] = &["tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"];
@@ -205,6 +205,26 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             ];
             INPUTS
         }
+        RunKind::Dpo => {
+            const INPUTS: &[Input] = &[
+                MODEL_NAME,
+                input(
+                    "policy",
+                    "Policy (SFT)",
+                    "The SFT version DPO starts from; also its frozen reference.",
+                    InputKind::Version(&[ModelKind::Sft]),
+                )
+                .required(),
+                input(
+                    "snapshot_id",
+                    "Rankings",
+                    "A rankings snapshot of the project.",
+                    InputKind::Snapshot(SnapshotKind::Rankings),
+                )
+                .absent("freeze one when the run starts"),
+            ];
+            INPUTS
+        }
         RunKind::Sample => {
             const INPUTS: &[Input] = &[
                 input(
@@ -326,6 +346,7 @@ pub fn settings(kind: RunKind) -> &'static [crate::Setting] {
         RunKind::Sft => SftConfig::SETTINGS,
         RunKind::Reward => RewardConfig::SETTINGS,
         RunKind::Ppo => PpoConfig::SETTINGS,
+        RunKind::Dpo => DpoConfig::SETTINGS,
         RunKind::Sample | RunKind::Eval => SamplingConfig::SETTINGS,
     }
 }
@@ -340,6 +361,7 @@ pub fn stage_defaults(kind: RunKind) -> Value {
         RunKind::Sft => json(SftConfig::default()),
         RunKind::Reward => json(RewardConfig::default()),
         RunKind::Ppo => json(PpoConfig::default()),
+        RunKind::Dpo => json(DpoConfig::default()),
         RunKind::Sample | RunKind::Eval => json(SamplingConfig::default()),
     }
 }
@@ -351,6 +373,8 @@ pub enum RunSpec {
     Sft(TrainRun<SftConfig>),
     Reward(TrainRun<RewardConfig>),
     Ppo(PpoRun),
+    /// DPO: from the SFT version in `base` (the config's `policy`), on a rankings snapshot.
+    Dpo(TrainRun<DpoConfig>),
     Sample(SampleRun),
     Eval(EvalRun),
 }
@@ -737,6 +761,14 @@ impl RunSpec {
                     model_name: text("model_name").unwrap_or_default(),
                     policy: text("policy").unwrap_or_default(),
                     reward: text("reward").unwrap_or_default(),
+                    snapshot_id: number("snapshot_id"),
+                    stage,
+                })
+            }),
+            RunKind::Dpo => stage_problems::<DpoConfig>(stage, kind).map(|stage| {
+                RunSpec::Dpo(TrainRun {
+                    model_name: text("model_name").unwrap_or_default(),
+                    base: text("policy").unwrap_or_default(),
                     snapshot_id: number("snapshot_id"),
                     stage,
                 })

@@ -46,7 +46,7 @@ const PADDING: [&str; 4] = [" ok ok ok", " yes yes yes", " it is it is", " so so
 /// Seeds the model, the data and every stage.
 const SEED: u64 = 0;
 
-fn tiny_model() -> LanguageModel {
+pub(crate) fn tiny_model() -> LanguageModel {
     trainer::tch::manual_seed(SEED as i64);
     let mut cfg = GptConfig::tiny(258);
     (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_ctx) = (2, 4, 96, 64);
@@ -75,7 +75,7 @@ fn sample(model: &LanguageModel, tasks: &[Task], per_prompt: usize, seed: u64) -
 
 /// Mean oracle score and exact-match accuracy (an answer that stopped) of a policy on
 /// `tasks`, `PER_PROMPT` samples each at temperature 1, seeded alike for every policy.
-fn measure(model: &LanguageModel, tasks: &[Task]) -> (f64, f64) {
+pub(crate) fn measure(model: &LanguageModel, tasks: &[Task]) -> (f64, f64) {
     let samples = sample(model, tasks, PER_PROMPT, 11);
     let tasks = tasks.iter().flat_map(|t| std::iter::repeat_n(t, PER_PROMPT));
     let (mut score, mut correct) = (0.0, 0.0);
@@ -88,7 +88,7 @@ fn measure(model: &LanguageModel, tasks: &[Task]) -> (f64, f64) {
 
 /// The oracle's rankings of the policy's own samples, K per task (noiseless: groups of
 /// equal score, best first; a sample cut at the length limit pays for it).
-fn rankings_of_samples(model: &LanguageModel, tasks: &[Task], seed: u64) -> Vec<Ranking> {
+pub(crate) fn rankings_of_samples(model: &LanguageModel, tasks: &[Task], seed: u64) -> Vec<Ranking> {
     let samples = sample(model, tasks, K, seed);
     tasks
         .iter()
@@ -134,34 +134,41 @@ fn agreement(reward_model: &LanguageModel, rankings: &[Ranking]) -> f64 {
     agreed as f64 / compared as f64
 }
 
-fn run_dir(dir: &tempfile::TempDir, name: &str) -> RunDir {
+pub(crate) fn run_dir(dir: &tempfile::TempDir, name: &str) -> RunDir {
     RunDir::open(&dir.path().join(name), false).unwrap()
 }
 
-#[test]
-fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let train_tasks = world::tasks_of(Skill::Sort, 3000, Split::Train, 1 + SEED);
-    let held_out: Vec<Task> = {
-        let mut seen = HashSet::new();
-        let val = world::tasks_of(Skill::Sort, 80, Split::Val, 2);
-        let test = world::tasks_of(Skill::Sort, 80, Split::Test, 2);
-        val.into_iter().chain(test).filter(|t| seen.insert(t.prompt.clone())).collect()
-    };
+/// The sorting tasks that demonstrations and rankings are written for.
+pub(crate) fn train_tasks() -> Vec<Task> {
+    world::tasks_of(Skill::Sort, 3000, Split::Train, 1 + SEED)
+}
 
-    let base = tiny_model();
-    let (base_score, base_accuracy) = measure(&base, &held_out);
+/// Distinct val and test prompts, never trained on.
+pub(crate) fn held_out_tasks() -> Vec<Task> {
+    let mut seen = HashSet::new();
+    let val = world::tasks_of(Skill::Sort, 80, Split::Val, 2);
+    let test = world::tasks_of(Skill::Sort, 80, Split::Test, 2);
+    val.into_iter().chain(test).filter(|t| seen.insert(t.prompt.clone())).collect()
+}
 
-    // SFT on the sloppy demonstrations.
-    let demos: Vec<Demonstration> = train_tasks
+/// The sloppy demonstrator's answers: every second one padded with filler.
+pub(crate) fn sloppy_demonstrations(tasks: &[Task]) -> Vec<Demonstration> {
+    tasks
         .iter()
         .enumerate()
         .map(|(i, t)| {
             let padding = if i % 2 == 0 { PADDING[i / 2 % PADDING.len()] } else { "" };
             Demonstration { prompt: t.prompt.clone(), response: format!("{}{padding}", t.answer) }
         })
-        .collect();
+        .collect()
+}
+
+/// SFT of `base` on the sloppy demonstrations: it learns the answers, padding included.
+pub(crate) fn sloppy_sft(
+    base: LanguageModel,
+    demos: &[Demonstration],
+    dir: &tempfile::TempDir,
+) -> LanguageModel {
     let sft_cfg = SftConfig {
         steps: Some(400),
         lr: 3e-3,
@@ -173,7 +180,20 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         seed: SEED,
         ..Default::default()
     };
-    let (sft_model, _) = sft::train(&sft_cfg, base, &demos, &demos[..64], &mut run_dir(&dir, "sft")).unwrap();
+    sft::train(&sft_cfg, base, demos, &demos[..64], &mut run_dir(dir, "sft")).unwrap().0
+}
+
+#[test]
+fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (train_tasks, held_out) = (train_tasks(), held_out_tasks());
+
+    let base = tiny_model();
+    let (base_score, base_accuracy) = measure(&base, &held_out);
+
+    let demos = sloppy_demonstrations(&train_tasks);
+    let sft_model = sloppy_sft(base, &demos, &dir);
     let (sft_score, sft_accuracy) = measure(&sft_model, &held_out);
     let sft_seconds = started.elapsed().as_secs_f64();
 
