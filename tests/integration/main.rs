@@ -69,4 +69,6 @@ mod stages_rl;
 #[cfg(feature = "trainer")]
 mod worker;
 #[cfg(feature = "trainer")]
+mod worker_dpo;
+#[cfg(feature = "trainer")]
 mod worker_faults;

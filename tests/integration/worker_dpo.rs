@@ -1,0 +1,106 @@
+//! A DPO run on the worker: from an SFT version and the project's rankings to a policy
+//! version whose lineage is the SFT version and the rankings snapshot.
+
+use std::time::Duration;
+
+use labeling::annotation::{IdempotencyKey, RankingInput, RankingSubmission};
+use labeling::tasks::{self, NewSample};
+use registry::runs::{self, RunKind, RunStatus};
+use registry::versions::{self, ModelKind};
+use serde_json::json;
+use sqlx::PgPool;
+use trainer::worker::Outcome;
+
+use crate::db::with_db;
+use crate::worker::{enqueue, no_shutdown, setup, worker, Setup};
+
+/// A ranking task of K = 3 samples for each of the project's prompts, ranked by one
+/// annotator with a tie ([[0], [1, 2]]: two comparisons each).
+async fn ranked_samples(pool: &PgPool, setup: &Setup) {
+    let prompts: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
+            .bind(setup.project)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let annotator: i64 = sqlx::query_scalar(
+        "INSERT INTO users (username, role, password_hash) VALUES ('ranker', 'annotator', '$argon2id$v=19$test')
+         RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    for (prompt_id, text) in &prompts {
+        let word = text.trim_end_matches('.').rsplit(' ').next().unwrap();
+        let new: Vec<NewSample> = [word.chars().rev().collect::<String>(), word.to_string(), "?".into()]
+            .into_iter()
+            .map(|text| NewSample { prompt_id: *prompt_id, text, logprobs: None })
+            .collect();
+        let samples = tasks::add_samples(pool, setup.project, None, None, &json!({}), &new).await.unwrap();
+        tasks::create_ranking_task(pool, setup.project, *prompt_id, &samples).await.unwrap();
+    }
+    for _ in &prompts {
+        let assignment = tasks::next_task(pool, setup.project, annotator, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .expect("a ranking task");
+        let input = RankingInput { ranking: Some(vec![vec![0], vec![1, 2]]), ..RankingInput::default() };
+        let submission = RankingSubmission::parse(3, input).unwrap();
+        labeling::submit::submit_ranking(pool, annotator, assignment.id, &submission, IdempotencyKey::new())
+            .await
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_dpo_run_registers_a_policy_with_the_sft_version_and_the_rankings_snapshot_as_lineage() {
+    with_db(|db| async move {
+        let pool = &db.pool;
+        let setup = setup(&db, 6).await;
+        let sft_stage = json!({"steps": 2, "batch_size": 2, "eval_every": 0, "lr": 0.001});
+        enqueue(
+            pool,
+            setup.project,
+            RunKind::Sft,
+            json!({ "model_name": "sft", "base": "base:1", "stage": sft_stage }),
+        )
+        .await;
+        let worker = worker(pool, &setup, "w-dpo");
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the SFT run");
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+        ranked_samples(pool, &setup).await;
+
+        let stage = json!({"steps": 3, "batch_size": 2, "val_fraction": 0.0, "loss": "ipo", "beta": 0.5});
+        let run_id = enqueue(
+            pool,
+            setup.project,
+            RunKind::Dpo,
+            json!({ "model_name": "dpo", "policy": "sft:1", "stage": stage }),
+        )
+        .await;
+        let (claimed, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the DPO run");
+        assert_eq!(claimed, run_id);
+        let Outcome::Succeeded { version_id: Some(version_id) } = outcome else { panic!("{outcome:?}") };
+
+        let run = runs::get(pool, run_id).await.unwrap();
+        assert_eq!((run.status, run.step, run.total_steps), (RunStatus::Succeeded, 3, Some(3)));
+        let metrics = runs::metrics(pool, run_id).await.unwrap();
+        let loss = metrics.iter().find(|m| m.name == "loss/dpo").expect("loss/dpo reported");
+        assert_eq!(loss.steps, [0, 1, 2]);
+        assert!(metrics.iter().any(|m| m.name == "train/margin"));
+
+        let version = versions::get(pool, version_id).await.unwrap();
+        let sft = versions::resolve(pool, "sft:1").await.unwrap();
+        assert_eq!((version.model.as_str(), version.kind), ("dpo", ModelKind::Policy));
+        assert_eq!(
+            version.parents.iter().map(|p| (p.version_id, p.role.as_str())).collect::<Vec<_>>(),
+            [(sft.id, "sft")]
+        );
+        assert_eq!(version.snapshots.len(), 1, "the rankings snapshot frozen for the run");
+        let snapshot = labeling::snapshots::snapshot(pool, version.snapshots[0].id).await.unwrap();
+        assert_eq!(snapshot.kind, labeling::snapshots::SnapshotKind::Rankings);
+        assert_eq!(version.config["run_config"]["stage"]["loss"], "ipo");
+        assert_eq!(version.metrics["steps"], 3);
+        assert!(version.metrics["train_accuracy"].is_number(), "{}", version.metrics);
+    });
+}
