@@ -897,7 +897,7 @@ pub(crate) mod learning_tests {
     fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
         let rm = lowercase_reward_model();
         let encoded = encode(model, &rm, prompts, cfg);
-        let samples = generate_streams(model, &encoded, &rollout_sampling(&cfg, 99), 0).unwrap();
+        let samples = generate_streams(model, &encoded, &rollout_sampling(cfg, 99), 0).unwrap();
         let tokens: Vec<i64> = samples.iter().flat_map(|s| s.ids.iter().copied()).collect();
         tokens.iter().filter(|&&id| is_liked(id)).count() as f64 / tokens.len() as f64
     }

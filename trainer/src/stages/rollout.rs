@@ -245,15 +245,7 @@ pub fn in_chunks<const K: usize>(
 
 /// How rollouts are sampled: at the stage's temperature, from the whole distribution.
 pub fn rollout_sampling(max_new_tokens: i64, temperature: f64, seed: u64) -> SamplingConfig {
-    SamplingConfig {
-        max_new_tokens,
-        temperature,
-        top_k: None,
-        top_p: None,
-        seed,
-        stop_at_eos: true,
-        ..SamplingConfig::default()
-    }
+    SamplingConfig { max_new_tokens, temperature, top_k: None, top_p: None, seed, stop_at_eos: true }
 }
 
 /// Tokenised prompts; an empty one becomes EOS, and a long one loses tokens from the
