@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::db::with_db;
 use crate::web_app::{client, hidden_value, run_defaults, spawn_app, TestApp};
 
-const KINDS: [&str; 6] = ["pretrain", "sft", "reward", "ppo", "sample", "eval"];
+const KINDS: [&str; 7] = ["pretrain", "sft", "reward", "ppo", "dpo", "sample", "eval"];
 
 pub(crate) async fn new_project(app: &TestApp, name: &str) -> i64 {
     let new = NewProject {
@@ -222,7 +222,10 @@ fn each_kinds_form_is_pre_filled_with_its_stage_defaults() {
             for (key, value) in defaults.of(kind).unwrap().as_object().unwrap() {
                 let marker = format!("name=\"stage.{key}\"");
                 assert!(html.contains(&marker), "{kind}: no {key}");
-                if !value.is_boolean() {
+                if let Some(choice) = value.as_str() {
+                    // A choice of names is a select with the default selected.
+                    assert!(html.contains(&format!("<option value=\"{choice}\" selected>")), "{kind}: {key}");
+                } else if !value.is_boolean() {
                     assert!(
                         html.contains(&format!("{marker} value=\"{}\"", form_text(value))),
                         "{kind}: {key}"
