@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use spec::chat::{self, Conversation, ConversationError, Message, Role};
 
-use crate::annotation::Ranking;
+use crate::annotation::{Likert, Ranking, SampleFlag};
 use crate::error::{LabelingError, Result};
 
 /// A file format, by its name in URLs, the CLI and the `import_format` Postgres enum.
@@ -110,9 +110,17 @@ impl Prompt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// K samples of a prompt in order, best first (a pair is K = 2).
-    Ranked { prompt: Prompt, samples: Vec<String>, ranking: Ranking },
+    Ranked { prompt: Prompt, samples: Vec<String>, ranking: Ranking, notes: SampleNotes },
     /// An ideal response to a prompt.
     Demonstration { prompt: Prompt, response: String },
+}
+
+/// What annotators noted on each sample of a ranking, by position: a Likert rating or
+/// none, and content flags. Empty lists when the line has none (`kwise` carries them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SampleNotes {
+    pub likert: Vec<Option<u8>>,
+    pub flags: Vec<Vec<SampleFlag>>,
 }
 
 /// What is wrong with a line: the field (`chosen`, `messages[2].role`) and why.
@@ -167,7 +175,7 @@ fn prompt(object: &Map<String, Value>, name: &str) -> std::result::Result<Prompt
 fn pair(prompt: Prompt, chosen: String, rejected: String) -> Record {
     // Two samples in two groups: always a valid ranking.
     let ranking = Ranking::parse(2, vec![vec![0], vec![1]]).expect("a pair is a ranking");
-    Record::Ranked { prompt, samples: vec![chosen, rejected], ranking }
+    Record::Ranked { prompt, samples: vec![chosen, rejected], ranking, notes: SampleNotes::default() }
 }
 
 fn parse_trl(object: &Map<String, Value>) -> std::result::Result<Record, FieldError> {
@@ -285,7 +293,52 @@ fn parse_kwise(object: &Map<String, Value>) -> std::result::Result<Record, Field
         LabelingError::Invalid { field, reason } => at(field, reason),
         other => at("ranking", other.to_string()),
     })?;
-    Ok(Record::Ranked { prompt, samples, ranking })
+    let notes = sample_notes(object, samples.len())?;
+    Ok(Record::Ranked { prompt, samples, ranking, notes })
+}
+
+/// A `kwise` line's optional `likert` (a rating 1 to 7 or null per sample) and `flags`
+/// (a list of flag names per sample).
+fn sample_notes(object: &Map<String, Value>, k: usize) -> std::result::Result<SampleNotes, FieldError> {
+    let per_sample = |name: &str| match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(values)) if values.len() == k => Ok(Some(values)),
+        Some(_) => Err(at(name, format!("must be a list of {k} entries, one per sample"))),
+    };
+    let likert = match per_sample("likert")? {
+        None => Vec::new(),
+        Some(values) => values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Null => Ok(None),
+                _ => v
+                    .as_i64()
+                    .and_then(|n| Likert::parse(n).ok())
+                    .map(|l| Some(l.value()))
+                    .ok_or_else(|| at(format!("likert[{i}]"), "must be a rating 1 to 7, or null")),
+            })
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    let flags = match per_sample("flags")? {
+        None => Vec::new(),
+        Some(values) => values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let names =
+                    v.as_array().ok_or_else(|| at(format!("flags[{i}]"), "must be a list of flag names"))?;
+                names
+                    .iter()
+                    .map(|n| {
+                        SampleFlag::parse(n.as_str().unwrap_or_default())
+                            .map_err(|e| at(format!("flags[{i}]"), e.to_string()))
+                    })
+                    .collect()
+            })
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    Ok(SampleNotes { likert, flags })
 }
 
 #[derive(Serialize)]
@@ -293,6 +346,10 @@ struct KWiseLine<'a> {
     prompt: &'a Prompt,
     samples: &'a [&'a str],
     ranking: &'a [Vec<usize>],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    likert: &'a [Option<u8>],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    flags: &'a [Vec<SampleFlag>],
 }
 
 /// A TRL pair; with a conversation, `chosen` and `rejected` are each one assistant message.
@@ -319,17 +376,25 @@ fn line(value: &impl Serialize) -> Result<String> {
         .map_err(|e| LabelingError::invalid("export", format!("a line cannot be written: {e}")))
 }
 
-/// The lines `format` writes for K ranked samples of a prompt: `kwise` one line, `trl`
-/// and `hh` one line per (better, worse) pair (tied samples give none).
+/// The lines `format` writes for K ranked samples of a prompt: `kwise` one line, with the
+/// samples' Likert ratings and flags where there are any; `trl` and `hh` one line per
+/// (better, worse) pair (tied samples give none).
 pub fn ranked_lines(
     format: Format,
     prompt: &Prompt,
     samples: &[&str],
     ranking: &Ranking,
+    notes: &SampleNotes,
 ) -> Result<Vec<String>> {
     let pairs = ranking.pairs();
     match format {
-        Format::KWise => Ok(vec![line(&KWiseLine { prompt, samples, ranking: ranking.groups() })?]),
+        Format::KWise => {
+            let flags: &[Vec<SampleFlag>] =
+                if notes.flags.iter().all(Vec::is_empty) { &[] } else { &notes.flags };
+            let likert: &[Option<u8>] =
+                if notes.likert.iter().all(Option::is_none) { &[] } else { &notes.likert };
+            Ok(vec![line(&KWiseLine { prompt, samples, ranking: ranking.groups(), likert, flags })?])
+        }
         Format::Trl => match prompt {
             Prompt::Text(_) => pairs
                 .iter()
@@ -429,7 +494,8 @@ mod tests {
     fn an_hh_export_reads_back_as_the_same_pair() {
         let prompt = Prompt::Text("Say hi".into());
         let ranking = Ranking::parse(2, vec![vec![1], vec![0]]).unwrap();
-        let lines = ranked_lines(Format::Hh, &prompt, &["a", "b"], &ranking).unwrap();
+        let lines =
+            ranked_lines(Format::Hh, &prompt, &["a", "b"], &ranking, &SampleNotes::default()).unwrap();
         let (read, samples) = pair_of(parse_record(Format::Hh, &object(&lines[0])).unwrap());
         assert_eq!(samples, ["b", "a"]);
         assert_eq!(read.messages(), prompt.messages());

@@ -21,7 +21,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::domain::PromptText;
 use crate::error::{LabelingError, Result};
-use crate::formats::{self, Format, Prompt, Record};
+use crate::formats::{self, Format, Prompt, Record, SampleNotes};
 use crate::prompts::{self, ImportLimits, LineError};
 
 /// A file to import: its name (the import source's), format and bytes.
@@ -277,11 +277,13 @@ async fn store_rankings(
     candidates: &[Candidate],
     prompt_ids: &[i64],
 ) -> Result<HashMap<usize, i64>> {
-    let ranked: Vec<(usize, &Candidate, &[String], &crate::annotation::Ranking)> = candidates
+    let ranked: Vec<(usize, &Candidate, &[String], &crate::annotation::Ranking, &SampleNotes)> = candidates
         .iter()
         .enumerate()
         .filter_map(|(n, c)| match &c.record {
-            Record::Ranked { samples, ranking, .. } => Some((n, c, samples.as_slice(), ranking)),
+            Record::Ranked { samples, ranking, notes, .. } => {
+                Some((n, c, samples.as_slice(), ranking, notes))
+            }
             Record::Demonstration { .. } => None,
         })
         .collect();
@@ -303,7 +305,10 @@ async fn store_rankings(
     let (mut task_prompts, mut ks, mut ranks, mut lines) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut sample_prompts, mut sample_texts) = (Vec::new(), Vec::new());
     let (mut shown_tasks, mut positions) = (Vec::new(), Vec::new());
-    for (t, (n, candidate, samples, ranking)) in ranked.iter().enumerate() {
+    let mut likerts: Vec<Option<String>> = Vec::new();
+    let (mut flagged_rankings, mut flagged_tasks, mut flagged_positions, mut flag_names) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (t, (n, candidate, samples, ranking, notes)) in ranked.iter().enumerate() {
         task_prompts.push(prompt_ids[*n]);
         ks.push(samples.len() as i16);
         ranks.push(format!(
@@ -311,6 +316,19 @@ async fn store_rankings(
             ranking.ranks().iter().map(i16::to_string).collect::<Vec<_>>().join(",")
         ));
         lines.push(candidate.line as i32);
+        likerts.push((!notes.likert.is_empty()).then(|| {
+            let ratings: Vec<String> =
+                notes.likert.iter().map(|l| l.map_or("NULL".to_owned(), |v| v.to_string())).collect();
+            format!("{{{}}}", ratings.join(","))
+        }));
+        for (position, flags) in notes.flags.iter().enumerate() {
+            for flag in flags {
+                flagged_rankings.push(ranking_ids[t]);
+                flagged_tasks.push(task_ids[t]);
+                flagged_positions.push(position as i16);
+                flag_names.push(flag.as_str());
+            }
+        }
         for (position, text) in samples.iter().enumerate() {
             sample_prompts.push(prompt_ids[*n]);
             sample_texts.push(text.as_str());
@@ -351,17 +369,30 @@ async fn store_rankings(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO rankings (id, task_id, k, ranks, import_source_id, import_line, idempotency_key)
+        "INSERT INTO rankings (id, task_id, k, ranks, likert, import_source_id, import_line, idempotency_key)
          OVERRIDING SYSTEM VALUE
-         SELECT id, task_id, k, ranks::smallint[], $1, line, gen_random_uuid()
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::smallint[], $5::text[], $6::int[]) AS u (id, task_id, k, ranks, line)",
+         SELECT id, task_id, k, ranks::smallint[], likert::smallint[], $1, line, gen_random_uuid()
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::smallint[], $5::text[], $6::text[], $7::int[])
+             AS u (id, task_id, k, ranks, likert, line)",
     )
     .bind(source_id)
     .bind(&ranking_ids)
     .bind(&task_ids)
     .bind(&ks)
     .bind(&ranks)
+    .bind(&likerts)
     .bind(&lines)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ranking_flags (ranking_id, task_id, position, flag)
+         SELECT ranking_id, task_id, position, flag::sample_flag
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[]) AS u (ranking_id, task_id, position, flag)",
+    )
+    .bind(&flagged_rankings)
+    .bind(&flagged_tasks)
+    .bind(&flagged_positions)
+    .bind(&flag_names)
     .execute(&mut **tx)
     .await?;
     Ok(ranked.iter().zip(ranking_ids).map(|(r, id)| (r.0, id)).collect())

@@ -34,7 +34,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::annotation::{Likert, Ranking, SampleFlag, Vote};
 use crate::domain::Split;
 use crate::error::{require_row, LabelingError, Result};
-use crate::formats::{self, Format, Prompt};
+use crate::formats::{self, Format, Prompt, SampleNotes};
 
 /// What a snapshot lists. Maps to the Postgres enum `snapshot_kind`.
 pub use spec::SnapshotKind;
@@ -176,6 +176,13 @@ enum Item {
         samples: Vec<String>,
         ranks: Option<Vec<i16>>,
         all_bad: bool,
+        /// The Likert ratings and flags, which the `kwise` export writes, are left out of
+        /// the canonical line: rankings and their flags are immutable rows (triggers), and
+        /// snapshots frozen before exports wrote them keep their hash.
+        #[serde(skip)]
+        likert: Option<Vec<Option<i16>>>,
+        #[serde(skip)]
+        flags: Vec<(i16, SampleFlag)>,
     },
     Comparison {
         id: i64,
@@ -233,7 +240,13 @@ async fn items(conn: &mut PgConnection, kind: SnapshotKind, selection: Selection
         }
     };
     let extra = match kind {
-        SnapshotKind::Rankings => ", x.ranks, x.all_bad",
+        SnapshotKind::Rankings => {
+            ", x.ranks, x.all_bad, x.likert,
+             ARRAY(SELECT f.position FROM ranking_flags f WHERE f.ranking_id = x.id ORDER BY f.position, f.flag)
+                 AS flag_positions,
+             ARRAY(SELECT f.flag::text FROM ranking_flags f WHERE f.ranking_id = x.id ORDER BY f.position, f.flag)
+                 AS flag_names"
+        }
         SnapshotKind::Comparisons => ", x.vote",
         _ => "",
     };
@@ -299,6 +312,16 @@ fn item(kind: SnapshotKind, row: &PgRow) -> Result<Item> {
             samples: row.try_get("samples")?,
             ranks: row.try_get("ranks")?,
             all_bad: row.try_get("all_bad")?,
+            likert: row.try_get("likert")?,
+            flags: {
+                let positions: Vec<i16> = row.try_get("flag_positions")?;
+                let names: Vec<String> = row.try_get("flag_names")?;
+                positions
+                    .into_iter()
+                    .zip(names)
+                    .map(|(p, n)| Ok((p, SampleFlag::parse(&n)?)))
+                    .collect::<Result<_>>()?
+            },
         },
         SnapshotKind::Comparisons => {
             let id: i64 = row.try_get("id")?;
@@ -515,7 +538,7 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
             lines.push(formats::demonstration_line(Format::Messages, &prompt, response)?);
         }
         Item::Demonstration { prompt, response, .. } => lines.push(json(&SftLine { prompt, response })?),
-        Item::Ranking { id, prompt, messages, samples, ranks, .. } => {
+        Item::Ranking { id, prompt, messages, samples, ranks, likert, flags, .. } => {
             let Some(ranks) = ranks else { return Ok(()) };
             let ranking = Ranking::from_ranks(ranks).map_err(|e| {
                 LabelingError::Conflict(format!("ranking {id} in the snapshot is not a valid ranking: {e}"))
@@ -529,7 +552,16 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
                 )));
             }
             let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
-            ranked_lines(&prompt, &samples, &ranking, format, lines)?;
+            let mut notes = SampleNotes {
+                likert: likert.iter().flatten().map(|l| l.and_then(|v| u8::try_from(v).ok())).collect(),
+                flags: vec![Vec::new(); samples.len()],
+            };
+            for &(position, flag) in flags {
+                if let Some(at) = notes.flags.get_mut(position as usize) {
+                    at.push(flag);
+                }
+            }
+            ranked_lines(&prompt, &samples, &ranking, &notes, format, lines)?;
         }
         Item::Comparison { prompt, messages, a, b, vote, .. } => {
             let groups = match vote {
@@ -540,7 +572,14 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
             };
             let ranking = Ranking::parse(2, groups)?;
             let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
-            ranked_lines(&prompt, &[a.as_str(), b.as_str()], &ranking, format, lines)?;
+            ranked_lines(
+                &prompt,
+                &[a.as_str(), b.as_str()],
+                &ranking,
+                &SampleNotes::default(),
+                format,
+                lines,
+            )?;
         }
     }
     Ok(())
@@ -550,6 +589,7 @@ fn ranked_lines(
     prompt: &Prompt,
     samples: &[&str],
     ranking: &Ranking,
+    notes: &SampleNotes,
     format: ExportFormat,
     lines: &mut Vec<String>,
 ) -> Result<()> {
@@ -560,7 +600,7 @@ fn ranked_lines(
         _ => None,
     };
     if let Some(file_format) = file_format {
-        lines.extend(formats::ranked_lines(file_format, prompt, samples, ranking)?);
+        lines.extend(formats::ranked_lines(file_format, prompt, samples, ranking, notes)?);
         return Ok(());
     }
     let prompt = &prompt.text();

@@ -164,6 +164,17 @@ fn messages_import_as_demonstrations_and_kwise_as_rankings_with_ties() {
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let stored = rankings(pool, p).await;
         assert_eq!(stored[0].2, [0, 1, 0], "Apple and Banana tied best");
+        let (likert, flags): (Option<Vec<Option<i16>>>, Vec<String>) = sqlx::query_as(
+            "SELECT r.likert, ARRAY(SELECT f.position || ':' || f.flag FROM ranking_flags f
+                                    WHERE f.ranking_id = r.id ORDER BY f.position, f.flag)
+             FROM rankings r WHERE r.import_line = 1 AND r.import_source_id = $1",
+        )
+        .bind(report.source_id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(likert, Some(vec![Some(6), Some(1), None]));
+        assert_eq!(flags, ["1:fails_task", "1:harmful"]);
         assert_eq!(stored[1].2, [0, 2, 2, 1]);
         // Imported tasks are answered already: no annotator is handed one, none counts as open.
         let open = "SELECT count(*) FROM tasks WHERE project_id = $1 AND import_source_id IS NULL";
@@ -261,7 +272,7 @@ async fn round_trip(
     format: Format,
     kind: SnapshotKind,
     export: ExportFormat,
-) {
+) -> String {
     let file = |lines: Vec<String>| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let all = SnapshotFilter::default();
     let a = project(pool, &format!("{fixture_name} a")).await;
@@ -277,6 +288,7 @@ async fn round_trip(
     assert_eq!(snap_a.item_count, snap_b.item_count, "{fixture_name}");
     assert_eq!(sha256_hex(again.as_bytes()), report.file_sha256, "{fixture_name}:\n{exported}\n{again}");
     assert_eq!(exported, again);
+    exported
 }
 
 #[test]
@@ -285,7 +297,12 @@ fn each_format_exported_and_imported_into_a_new_project_gives_the_same_content_h
         let pool = &db.pool;
         round_trip(pool, "trl.jsonl", Format::Trl, SnapshotKind::Rankings, ExportFormat::Trl).await;
         round_trip(pool, "hh.jsonl", Format::Hh, SnapshotKind::Rankings, ExportFormat::Hh).await;
-        round_trip(pool, "kwise.jsonl", Format::KWise, SnapshotKind::Rankings, ExportFormat::KWise).await;
+        let kwise =
+            round_trip(pool, "kwise.jsonl", Format::KWise, SnapshotKind::Rankings, ExportFormat::KWise).await;
+        assert!(
+            kwise.contains(r#""likert":[6,1,null],"flags":[[],["fails_task","harmful"],[]]"#),
+            "Likert ratings and flags are exported: {kwise}"
+        );
         round_trip(
             pool,
             "messages.jsonl",
@@ -514,14 +531,14 @@ fn a_rankings_snapshot_may_leave_out_flagged_rankings_and_those_whose_best_sampl
             ..SnapshotFilter::default()
         };
         let snap = freeze(harmless).await.unwrap();
-        assert_eq!(snap.item_count, 4);
+        assert_eq!(snap.item_count, 3, "the imported ranking flags a sample harmful too");
         assert_eq!(
             snap.filter.drop_flags,
             [labeling::annotation::SampleFlag::Harmful],
             "the filter is recorded"
         );
         let rated = SnapshotFilter { min_best_likert: Some(3), ..SnapshotFilter::default() };
-        assert_eq!(freeze(rated).await.unwrap().item_count, 2, "unrated imported rankings are left out too");
+        assert_eq!(freeze(rated).await.unwrap().item_count, 3, "an unrated imported ranking is left out");
         let both = SnapshotFilter {
             drop_flags: vec![labeling::annotation::SampleFlag::Harmful],
             min_best_likert: Some(3),

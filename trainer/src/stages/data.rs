@@ -266,7 +266,7 @@ pub fn read_rankings(path: &Path) -> Result<Vec<Ranking>, DataError> {
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
             match r.parse(Format::of_line(map))? {
-                FileRecord::Ranked { prompt, samples, ranking } => {
+                FileRecord::Ranked { prompt, samples, ranking, .. } => {
                     Ranking::new(prompt.text(), samples, ranking.groups().to_vec())
                         .map_err(|(field, reason)| r.error(&field, reason))
                 }
