@@ -63,6 +63,49 @@ async fn rankings(pool: &PgPool, project: i64) -> Vec<(String, Vec<String>, Vec<
     .unwrap()
 }
 
+/// A ranking task of two fresh samples for the imported prompt "Name a fruit.".
+async fn fruit_task(pool: &PgPool, project: i64) {
+    let prompt: i64 = sqlx::query_scalar("SELECT id FROM prompts WHERE text = 'Name a fruit.'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let new =
+        ["x", "y"].map(|t| labeling::tasks::NewSample { prompt_id: prompt, text: t.into(), logprobs: None });
+    let samples = labeling::tasks::add_samples(pool, project, None, None, &json!({}), &new).await.unwrap();
+    labeling::tasks::create_ranking_task(pool, project, prompt, &samples).await.unwrap();
+}
+
+/// A new annotator takes the project's next task and ranks its two samples in order, with
+/// these ratings and flags; returns the annotator's id.
+async fn person_ranks(
+    pool: &PgPool,
+    project: i64,
+    username: &str,
+    likert: Vec<Option<i64>>,
+    flags: Vec<(usize, String)>,
+) -> i64 {
+    let annotator: i64 = sqlx::query_scalar(
+        "INSERT INTO users (username, role, password_hash) VALUES ($1, 'annotator', '$argon2id$v=19$test')
+         RETURNING id",
+    )
+    .bind(username)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let lease = std::time::Duration::from_secs(600);
+    let assignment = labeling::tasks::next_task(pool, project, annotator, lease).await.unwrap().unwrap();
+    let input = labeling::annotation::RankingInput {
+        ranking: Some(vec![vec![0], vec![1]]),
+        likert,
+        flags,
+        ..Default::default()
+    };
+    let submission = labeling::annotation::RankingSubmission::parse(2, input).unwrap();
+    let key = labeling::annotation::IdempotencyKey::new();
+    labeling::submit::submit_ranking(pool, annotator, assignment.id, &submission, key).await.unwrap();
+    annotator
+}
+
 const SHARED_PREFIX: &str =
     "User: Hi there.\n\nAssistant: Hello! How can I help?\n\nUser: Name a primary colour.\n\nAssistant: ";
 
@@ -215,33 +258,9 @@ fn imported_rankings_and_demonstrations_are_not_a_persons_in_annotator_statistic
         import(pool, p, "kwise.jsonl", Format::KWise, &fixture_bytes("kwise.jsonl")).await;
         import(pool, p, "messages.jsonl", Format::Messages, &fixture_bytes("messages.jsonl")).await;
         // A person ranks a task of the imported prompt, next to the imported ranking.
-        let annotator: i64 = sqlx::query_scalar(
-            "INSERT INTO users (username, role, password_hash) VALUES ('ann', 'annotator', '$argon2id$v=19$test')
-             RETURNING id",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        let prompt: i64 = sqlx::query_scalar("SELECT id FROM prompts WHERE text = 'Name a fruit.'")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        let new = ["x", "y"].map(|t| labeling::tasks::NewSample {
-            prompt_id: prompt,
-            text: t.into(),
-            logprobs: None,
-        });
-        let samples = labeling::tasks::add_samples(pool, p, None, None, &json!({}), &new).await.unwrap();
-        labeling::tasks::create_ranking_task(pool, p, prompt, &samples).await.unwrap();
+        fruit_task(pool, p).await;
+        let annotator = person_ranks(pool, p, "ann", vec![], vec![]).await;
         let lease = std::time::Duration::from_secs(600);
-        let assignment = labeling::tasks::next_task(pool, p, annotator, lease).await.unwrap().unwrap();
-        let input = labeling::annotation::RankingInput {
-            ranking: Some(vec![vec![0], vec![1]]),
-            ..Default::default()
-        };
-        let submission = labeling::annotation::RankingSubmission::parse(2, input).unwrap();
-        let key = labeling::annotation::IdempotencyKey::new();
-        labeling::submit::submit_ranking(pool, annotator, assignment.id, &submission, key).await.unwrap();
         assert!(
             labeling::tasks::next_task(pool, p, annotator, lease).await.unwrap().is_none(),
             "imported tasks are never handed out"
@@ -483,17 +502,7 @@ fn a_rankings_snapshot_may_leave_out_flagged_rankings_and_those_whose_best_sampl
         let p = project(pool, "filters").await;
         sqlx::query("UPDATE projects SET overlap = 3 WHERE id = $1").bind(p).execute(pool).await.unwrap();
         import(pool, p, "kwise.jsonl", Format::KWise, &fixture_bytes("kwise.jsonl")).await;
-        let prompt: i64 = sqlx::query_scalar("SELECT id FROM prompts WHERE text = 'Name a fruit.'")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        let new = ["x", "y"].map(|t| labeling::tasks::NewSample {
-            prompt_id: prompt,
-            text: t.into(),
-            logprobs: None,
-        });
-        let samples = labeling::tasks::add_samples(pool, p, None, None, &json!({}), &new).await.unwrap();
-        labeling::tasks::create_ranking_task(pool, p, prompt, &samples).await.unwrap();
+        fruit_task(pool, p).await;
         // Three people rank the task: best rated 6; best rated 2; best rated 7 but the
         // other sample flagged harmful.
         let answers: [(Vec<Option<i64>>, Vec<(usize, String)>); 3] = [
@@ -502,25 +511,7 @@ fn a_rankings_snapshot_may_leave_out_flagged_rankings_and_those_whose_best_sampl
             (vec![Some(7), None], vec![(1, "harmful".to_owned())]),
         ];
         for (n, (likert, flags)) in answers.into_iter().enumerate() {
-            let annotator: i64 = sqlx::query_scalar(
-                "INSERT INTO users (username, role, password_hash) VALUES ($1, 'annotator', '$argon2id$v=19$test')
-                 RETURNING id",
-            )
-            .bind(format!("ann{n}"))
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            let lease = std::time::Duration::from_secs(600);
-            let assignment = labeling::tasks::next_task(pool, p, annotator, lease).await.unwrap().unwrap();
-            let input = labeling::annotation::RankingInput {
-                ranking: Some(vec![vec![0], vec![1]]),
-                likert,
-                flags,
-                ..Default::default()
-            };
-            let submission = labeling::annotation::RankingSubmission::parse(2, input).unwrap();
-            let key = labeling::annotation::IdempotencyKey::new();
-            labeling::submit::submit_ranking(pool, annotator, assignment.id, &submission, key).await.unwrap();
+            person_ranks(pool, p, &format!("ann{n}"), likert, flags).await;
         }
         let freeze = |filter: SnapshotFilter| async move {
             snapshots::freeze(pool, p, SnapshotKind::Rankings, &filter, "f", None).await
