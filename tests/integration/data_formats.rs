@@ -455,10 +455,16 @@ fn the_api_imports_a_file_and_refuses_one_with_no_good_line_naming_the_line_and_
         assert!(report["imported"][0]["ranking_id"].is_i64());
 
         let bad = r#"{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: d"}"#;
+        // A file none of whose lines imports: the report names each line, and nothing is stored.
         let refused = post(json!({ "format": "hh", "name": "bad.jsonl", "data": bad })).await;
-        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let error: Value = refused.json().await.unwrap();
-        assert_eq!(error["error"]["field"], "line 1.rejected", "{error}");
+        assert_eq!(refused.status(), StatusCode::OK);
+        let report: Value = refused.json().await.unwrap();
+        assert!(report["imported"].as_array().unwrap().is_empty(), "{report}");
+        assert_eq!(
+            (report["errors"][0]["line"].as_i64(), report["errors"][0]["field"].as_str()),
+            (Some(1), Some("rejected")),
+            "{report}"
+        );
 
         let unknown = post(json!({ "format": "csv", "name": "x", "data": "" })).await;
         assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);

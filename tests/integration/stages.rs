@@ -47,11 +47,11 @@ fn a_bad_ranking_names_file_line_and_field() {
             "{\"prompt\": \"p\", \"samples\": [\"a\", \"b\", \"c\"], \"ranking\": [[0], [2]]}",
             "field `ranking`: sample 1 is not ranked",
         ),
-        ("{\"prompt\": \"p\", \"samples\": [\"a\"], \"ranking\": [[0]]}", "field `samples`: has 1 samples"),
-        ("{\"prompt\": \"p\", \"chosen\": \"a\"}", "field `rejected`: missing"),
+        ("{\"prompt\": \"p\", \"samples\": [\"a\"], \"ranking\": [[0]]}", "field `ranking`: ranks 1 samples"),
+        ("{\"prompt\": \"p\", \"chosen\": \"a\"}", "field `rejected`: is missing"),
         (
             "{\"prompt\": 3, \"chosen\": \"a\", \"rejected\": \"b\"}",
-            "field `prompt`: expected a string, found a number",
+            "field `prompt`: must be a string or a list of messages",
         ),
         ("not json", "invalid JSON"),
     ];

@@ -734,15 +734,12 @@ async fn api_demonstration(
 async fn api_ranking(me: Caller<Annotator>, path: web::Path<i64>, body: CsrfJson<RankingBody>) -> Reply {
     // K comes from the task, so the assignment is read (and its owner checked) first.
     let assignment = tasks::assignment(&me.pool, path.into_inner(), me.user.id).await?;
+    // A ranking sent to another kind of task conflicts with that task.
     if assignment.kind != TaskKind::Ranking {
-        return Err(AppError::Invalid {
-            field: "assignment".into(),
-            reason: format!(
-                "assignment {} is a {:?} task, not a ranking task",
-                assignment.id, assignment.kind
-            )
-            .to_lowercase(),
-        });
+        return Err(AppError::Conflict(
+            format!("assignment {} is a {:?} task, not a ranking task", assignment.id, assignment.kind)
+                .to_lowercase(),
+        ));
     }
     let body = body.into_inner();
     let revises = body.revises;

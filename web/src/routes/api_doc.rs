@@ -459,7 +459,7 @@ fn annotation_schemas() -> Value {
                 "flags": described(
                     array(json!({
                         "type": "array",
-                        "prefixItems": [count(), one_of(&["fails_task", "harmful", "hallucination", "not_followed", "other"])],
+                        "prefixItems": [json!({ "type": "integer", "minimum": 0, "maximum": spec::run::MAX_K - 1 }), one_of(&["fails_task", "harmful", "hallucination", "not_followed", "other"])],
                         "minItems": 2,
                         "maxItems": 2,
                     })),
@@ -470,7 +470,7 @@ fn annotation_schemas() -> Value {
                 "time_spent_ms": time_spent,
                 "revises": revises,
             })),
-            "A ranking of a ranking task's K samples. A ranking of another kind of task is a 422 on `assignment`.",
+            "A ranking of a ranking task's K samples. A ranking of another kind of task is a 409.",
         ),
         "VoteSubmit": body_object(&["vote", "idempotency_key"], json!({
             "vote": described(one_of(&["a", "b", "tie", "both_bad"]), "Side A (position 0) better, side B better, a tie, or both bad."),
@@ -651,14 +651,30 @@ fn data_schemas() -> Value {
                 "created_at": time(),
             }),
         ),
-        "SnapshotFreeze": body_object(&["kind", "name"], json!({
-            "kind": schema("SnapshotKind"),
+        "SnapshotFreeze": snapshot_freeze(),
+    })
+}
+
+/// Freezing a snapshot: the filters on flags and Likert ratings are for a rankings
+/// snapshot only (another kind with one is a 422), so the body is one of two shapes.
+fn snapshot_freeze() -> Value {
+    const FLAG: &str = "(fails_task|harmful|hallucination|not_followed|other)";
+    let blank = || json!({ "type": "string", "pattern": "^\\s*$" });
+    let variant = |kinds: &[&str], drop_flags: Value, min_best_likert: Value| {
+        body_object(&["kind", "name"], json!({
+            "kind": one_of(kinds),
             "name": described(label(), "1 to 200 characters, not blank."),
             "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
-            "drop_flags": described(text(), "Rankings only: leave out those that flag a sample with one of these, comma-separated (`harmful,hallucination`); empty or absent: none."),
-            "min_best_likert": described(text(), "Rankings only: leave out those whose best samples' highest Likert rating is below this (1 to 7) or missing; empty or absent: no such filter."),
-        })),
-    })
+            "drop_flags": described(drop_flags, "Rankings only: leave out those that flag a sample with one of these, comma-separated (`harmful,hallucination`); empty or absent: none."),
+            "min_best_likert": described(min_best_likert, "Rankings only: leave out those whose best samples' highest Likert rating is below this (1 to 7) or missing; empty or absent: no such filter."),
+        }))
+    };
+    let flags = json!({ "type": "string", "pattern": format!("^[\\s,]*({FLAG}(\\s*,[\\s,]*{FLAG})*)?[\\s,]*$") });
+    let likert = json!({ "type": "string", "pattern": "^\\s*([1-7])?\\s*$" });
+    json!({ "oneOf": [
+        variant(&["rankings"], flags, likert),
+        variant(&["prompts", "demonstrations", "comparisons"], blank(), blank()),
+    ] })
 }
 
 fn model_schemas() -> Value {
@@ -1082,7 +1098,7 @@ fn paging_params(default_limit: u32, max_limit: u32) -> [Value; 2] {
             json!({ "type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit }),
             "How many to return.",
         ),
-        query_param("offset", json!({ "type": "integer", "minimum": 0, "default": 0 }), "How many to skip."),
+        query_param("offset", json!({ "type": "integer", "format": "int64", "minimum": 0, "default": 0 }), "How many to skip."),
     ]
 }
 

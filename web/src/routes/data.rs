@@ -20,7 +20,7 @@ use labeling::users;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{list_limit, page_showing, see_other, Nav};
+use super::{list_limit, list_offset, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, Researcher};
 use crate::caller::{redrawable, Caller, InProject, Reply};
 use crate::error::AppError;
@@ -131,7 +131,7 @@ pub struct PageQuery {
 #[derive(Deserialize)]
 pub struct ApiPaging {
     limit: Option<i64>,
-    offset: Option<usize>,
+    offset: Option<i64>,
 }
 
 /// Freezing a snapshot, from the page's form or the API's JSON.
@@ -233,7 +233,8 @@ pub async fn api_consensus(at: InProject, query: web::Query<ApiPaging>) -> Reply
     let all = consensus::consensus_for_project(&at.pool, at.project.id).await?;
     let total = all.len();
     let limit = list_limit(query.limit, 100, 1000)? as usize;
-    let tasks = all.into_iter().skip(query.offset.unwrap_or(0)).take(limit).collect();
+    let offset = usize::try_from(list_offset(query.offset)?).unwrap_or(usize::MAX);
+    let tasks = all.into_iter().skip(offset).take(limit).collect();
     Ok(HttpResponse::Ok().json(ConsensusPage { total, tasks }))
 }
 

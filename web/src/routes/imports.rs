@@ -70,20 +70,13 @@ pub async fn upload(at: InProject, form: Csrf<FileUpload<ImportForm>>) -> Reply 
     })
 }
 
-/// The same as JSON: 200 with the report (a file imported before adds nothing and says
-/// so); a file none of whose lines can be imported is a 422 naming each line's field.
+/// The same as JSON: 200 with the report, as a prompt import answers: each refused line
+/// with its field (a file none of whose lines can be imported stores nothing), and a file
+/// imported before adds nothing and says so.
 #[post("/api/projects/{id}/imports")]
 #[tracing::instrument(skip_all, fields(project = at.project.id))]
 pub async fn api_import(at: InProject, body: CsrfJson<ImportForm>) -> Reply {
     let (_, report) = import(&at, &body).await?;
-    if report.imported.is_empty() && !report.already_imported && !report.errors.is_empty() {
-        let problems = report
-            .errors
-            .iter()
-            .map(|e| spec::Problem::new(format!("line {}.{}", e.line, e.field), e.message.clone()))
-            .collect();
-        return Err(AppError::Problems(problems));
-    }
     Ok(HttpResponse::Ok().json(report))
 }
 
