@@ -238,7 +238,8 @@ fn username() -> Value {
 
 /// A version in `?v=`: an id, `model:n` or `model@alias`, or a model's name for its
 /// latest version (`registry::ModelRef`).
-const VERSION_PICK: &str = "^\\s*(-?[0-9]{1,18}|[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?)\\s*$";
+const VERSION_PICK: &str =
+    "^\\s*(-?[0-9]{1,18}|[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?)\\s*$";
 
 /// Every run kind, and the empty string for any.
 fn run_kinds_or_any() -> Vec<&'static str> {
@@ -415,7 +416,10 @@ fn annotation_schemas() -> Value {
         json!({ "type": "string", "format": "uuid" }),
         "Chosen by the client per submission: a retry with the same key and content stores nothing new (`stored: false`); the same key with other content is a 409.",
     );
-    let time_spent = described(nullable(json!({ "type": "integer", "minimum": 0, "maximum": i32::MAX })), "Milliseconds spent on the task, if measured.");
+    let time_spent = described(
+        nullable(json!({ "type": "integer", "minimum": 0, "maximum": i32::MAX })),
+        "Milliseconds spent on the task, if measured.",
+    );
     let revises = described(
         nullable(int()),
         "To revise an answered task (while its project allows revisions): the id of the answer that stands. The revision is stored as a new row; a stale id is a 409.",
@@ -661,15 +665,19 @@ fn snapshot_freeze() -> Value {
     const FLAG: &str = "(fails_task|harmful|hallucination|not_followed|other)";
     let blank = || json!({ "type": "string", "pattern": "^\\s*$" });
     let variant = |kinds: &[&str], drop_flags: Value, min_best_likert: Value| {
-        body_object(&["kind", "name"], json!({
-            "kind": one_of(kinds),
-            "name": described(label(), "1 to 200 characters, not blank."),
-            "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
-            "drop_flags": described(drop_flags, "Rankings only: leave out those that flag a sample with one of these, comma-separated (`harmful,hallucination`); empty or absent: none."),
-            "min_best_likert": described(min_best_likert, "Rankings only: leave out those whose best samples' highest Likert rating is below this (1 to 7) or missing; empty or absent: no such filter."),
-        }))
+        body_object(
+            &["kind", "name"],
+            json!({
+                "kind": one_of(kinds),
+                "name": described(label(), "1 to 200 characters, not blank."),
+                "split": described(one_of(&["", "train", "val", "test"]), "Only items whose prompt is in this split; empty or absent: every split."),
+                "drop_flags": described(drop_flags, "Rankings only: leave out those that flag a sample with one of these, comma-separated (`harmful,hallucination`); empty or absent: none."),
+                "min_best_likert": described(min_best_likert, "Rankings only: leave out those whose best samples' highest Likert rating is below this (1 to 7) or missing; empty or absent: no such filter."),
+            }),
+        )
     };
-    let flags = json!({ "type": "string", "pattern": format!("^[\\s,]*({FLAG}(\\s*,[\\s,]*{FLAG})*)?[\\s,]*$") });
+    let flags =
+        json!({ "type": "string", "pattern": format!("^[\\s,]*({FLAG}(\\s*,[\\s,]*{FLAG})*)?[\\s,]*$") });
     let likert = json!({ "type": "string", "pattern": "^\\s*([1-7])?\\s*$" });
     json!({ "oneOf": [
         variant(&["rankings"], flags, likert),
@@ -1098,7 +1106,11 @@ fn paging_params(default_limit: u32, max_limit: u32) -> [Value; 2] {
             json!({ "type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit }),
             "How many to return.",
         ),
-        query_param("offset", json!({ "type": "integer", "format": "int64", "minimum": 0, "default": 0 }), "How many to skip."),
+        query_param(
+            "offset",
+            json!({ "type": "integer", "format": "int64", "minimum": 0, "default": 0 }),
+            "How many to skip.",
+        ),
     ]
 }
 

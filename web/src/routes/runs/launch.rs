@@ -58,7 +58,12 @@ enum Found {
 /// Every problem of a run's config, in field order: the contract's own check, then, for
 /// each version and snapshot it names that passed it, whether that exists in Postgres,
 /// is of a suitable kind and (a snapshot) belongs to the project.
-pub async fn check(pool: &PgPool, project: &Project, kind: RunKind, config: &Value) -> Result<Checked, AppError> {
+pub async fn check(
+    pool: &PgPool,
+    project: &Project,
+    kind: RunKind,
+    config: &Value,
+) -> Result<Checked, AppError> {
     let mut problems: Vec<Problem> = spec::check(kind, config).into_iter().collect();
     let mut missing = Vec::new();
     let Some(config) = config.as_object() else { return Ok(Checked { problems, missing }) };
@@ -109,7 +114,10 @@ async fn check_version(pool: &PgPool, reference: &str, kinds: &[ModelKind]) -> R
         ))),
         Err(e @ R::BadReference(_)) => Ok(Found::Unsuitable(e.to_string())),
         Err(
-            e @ (R::ModelNotFound(_) | R::NoSuchVersion { .. } | R::AliasNotFound { .. } | R::VersionNotFound(_)),
+            e @ (R::ModelNotFound(_)
+            | R::NoSuchVersion { .. }
+            | R::AliasNotFound { .. }
+            | R::VersionNotFound(_)),
         ) => Ok(Found::Missing(e.to_string())),
         Err(e) => Err(e.into()),
     }
