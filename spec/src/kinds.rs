@@ -85,6 +85,10 @@ kind_enum! {
         Ppo = "ppo",
         /// Direct preference optimisation of an SFT policy on rankings.
         Dpo = "dpo",
+        /// REINFORCE leave-one-out of an SFT policy against a reward model.
+        Rloo = "rloo",
+        /// Group relative policy optimisation of an SFT policy against a reward model.
+        Grpo = "grpo",
         /// Sampling K outputs per prompt for a ranking batch.
         Sample = "sample",
         /// Versions scored side by side on held-out prompts.
@@ -100,7 +104,7 @@ kind_enum! {
         /// Fine-tuned on demonstrations.
         Sft = "sft",
         Reward = "reward",
-        /// Trained with PPO against a reward model.
+        /// Trained from an SFT model by PPO, DPO, RLOO or GRPO.
         Policy = "policy",
     }
 }
@@ -136,6 +140,9 @@ mod tests {
     #[test]
     fn an_unknown_kind_names_the_known_ones() {
         let e = "kto".parse::<RunKind>().unwrap_err().to_string();
-        assert_eq!(e, "unknown run kind \"kto\" (expected pretrain, sft, reward, ppo, dpo, sample, eval)");
+        assert_eq!(
+            e,
+            "unknown run kind \"kto\" (expected pretrain, sft, reward, ppo, dpo, rloo, grpo, sample, eval)"
+        );
     }
 }

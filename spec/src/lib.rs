@@ -21,7 +21,7 @@ pub use precision::Precision;
 pub use problem::{Problem, Problems};
 pub use run::{
     check, inputs, lookup, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
-    PromptSet, RunSpec, SampleRun, SkillsSpec, TrainRun,
+    PromptSet, RlRun, RunSpec, SampleRun, SkillsSpec, TrainRun,
 };
 pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};
 pub use stages::{

@@ -16,7 +16,9 @@ use crate::eval::{self, MAX_SHOTS, MAX_SHOT_COUNTS, MAX_TASKS_PER_SKILL};
 use crate::kinds::{ModelKind, RunKind, SnapshotKind};
 use crate::problem::Problems;
 use crate::setting::{SettingType, StageSettings};
-use crate::stages::{DpoConfig, PpoConfig, PretrainConfig, RewardConfig, SamplingConfig, SftConfig};
+use crate::stages::{
+    DpoConfig, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig, SftConfig,
+};
 
 /// The model architectures a fresh pretraining run can start from.
 pub const PRESETS: &[&str] = &["tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"];
@@ -115,6 +117,31 @@ const fn train_run_inputs(
     ]
 }
 
+/// The fields of an [`RlRun`] (PPO, RLOO, GRPO): the new model's name, the SFT version
+/// it starts from (`policy_help` says so in the stage's words), the reward model and the
+/// prompts snapshot. The reward is a reward model only: a reward program (the command
+/// line's `--reward-cmd`) would run any command the config names on the worker.
+const fn rl_run_inputs(policy_help: &'static str) -> [Input; 4] {
+    [
+        MODEL_NAME,
+        input("policy", "Policy (SFT)", policy_help, InputKind::Version(&[ModelKind::Sft])).required(),
+        input(
+            "reward",
+            "Reward model",
+            "The reward model version that scores the samples.",
+            InputKind::Version(&[ModelKind::Reward]),
+        )
+        .required(),
+        input(
+            "snapshot_id",
+            "Prompts",
+            "A prompts snapshot of the project.",
+            InputKind::Snapshot(SnapshotKind::Prompts),
+        )
+        .absent("freeze the train prompts when the run starts"),
+    ]
+}
+
 /// The config fields of each kind, in the order the launch form shows them.
 pub fn inputs(kind: RunKind) -> &'static [Input] {
     match kind {
@@ -179,30 +206,8 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             INPUTS
         }
         RunKind::Ppo => {
-            const INPUTS: &[Input] = &[
-                MODEL_NAME,
-                input(
-                    "policy",
-                    "Policy (SFT)",
-                    "The SFT version PPO starts from; also the frozen KL reference.",
-                    InputKind::Version(&[ModelKind::Sft]),
-                )
-                .required(),
-                input(
-                    "reward",
-                    "Reward model",
-                    "The reward model version that scores the samples.",
-                    InputKind::Version(&[ModelKind::Reward]),
-                )
-                .required(),
-                input(
-                    "snapshot_id",
-                    "Prompts",
-                    "A prompts snapshot of the project.",
-                    InputKind::Snapshot(SnapshotKind::Prompts),
-                )
-                .absent("freeze the train prompts when the run starts"),
-            ];
+            const INPUTS: &[Input] =
+                &rl_run_inputs("The SFT version PPO starts from; also the frozen KL reference.");
             INPUTS
         }
         RunKind::Dpo => {
@@ -223,6 +228,16 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                 )
                 .absent("freeze one when the run starts"),
             ];
+            INPUTS
+        }
+        RunKind::Rloo => {
+            const INPUTS: &[Input] =
+                &rl_run_inputs("The SFT version RLOO starts from; also the frozen KL reference.");
+            INPUTS
+        }
+        RunKind::Grpo => {
+            const INPUTS: &[Input] =
+                &rl_run_inputs("The SFT version GRPO starts from; also the frozen KL reference.");
             INPUTS
         }
         RunKind::Sample => {
@@ -347,6 +362,8 @@ pub fn settings(kind: RunKind) -> &'static [crate::Setting] {
         RunKind::Reward => RewardConfig::SETTINGS,
         RunKind::Ppo => PpoConfig::SETTINGS,
         RunKind::Dpo => DpoConfig::SETTINGS,
+        RunKind::Rloo => RlooConfig::SETTINGS,
+        RunKind::Grpo => GrpoConfig::SETTINGS,
         RunKind::Sample | RunKind::Eval => SamplingConfig::SETTINGS,
     }
 }
@@ -362,6 +379,8 @@ pub fn stage_defaults(kind: RunKind) -> Value {
         RunKind::Reward => json(RewardConfig::default()),
         RunKind::Ppo => json(PpoConfig::default()),
         RunKind::Dpo => json(DpoConfig::default()),
+        RunKind::Rloo => json(RlooConfig::default()),
+        RunKind::Grpo => json(GrpoConfig::default()),
         RunKind::Sample | RunKind::Eval => json(SamplingConfig::default()),
     }
 }
@@ -375,6 +394,8 @@ pub enum RunSpec {
     Ppo(PpoRun),
     /// DPO: from the SFT version in `base` (the config's `policy`), on a rankings snapshot.
     Dpo(TrainRun<DpoConfig>),
+    Rloo(RlRun<RlooConfig>),
+    Grpo(RlRun<GrpoConfig>),
     Sample(SampleRun),
     Eval(EvalRun),
 }
@@ -407,17 +428,21 @@ pub struct PretrainRun {
     pub stage: PretrainConfig,
 }
 
+/// RL from an SFT policy against a reward model, on a snapshot of the project's prompts:
+/// PPO, RLOO or GRPO, by the stage config `C`.
 #[derive(Clone, Debug)]
-pub struct PpoRun {
+pub struct RlRun<C> {
     pub model_name: String,
-    /// The SFT version: PPO's start and its KL reference.
+    /// The SFT version: the stage's start and its KL reference.
     pub policy: String,
     /// The reward model's version.
     pub reward: String,
     /// A prompts snapshot; None: frozen from the project's train prompts at start.
     pub snapshot_id: Option<i64>,
-    pub stage: PpoConfig,
+    pub stage: C,
 }
+
+pub type PpoRun = RlRun<PpoConfig>;
 
 /// K samples per prompt from a version, which become ranking tasks.
 #[derive(Clone, Debug)]
@@ -675,6 +700,16 @@ fn train_run<C>(map: &Map<String, Value>, stage: C) -> TrainRun<C> {
     }
 }
 
+fn rl_run<C>(map: &Map<String, Value>, stage: C) -> RlRun<C> {
+    RlRun {
+        model_name: text(map, "model_name").unwrap_or_default(),
+        policy: text(map, "policy").unwrap_or_default(),
+        reward: text(map, "reward").unwrap_or_default(),
+        snapshot_id: number(map, "snapshot_id"),
+        stage,
+    }
+}
+
 fn read<T: DeserializeOwned>(value: &Value) -> T {
     serde_json::from_value(value.clone()).expect("a checked config reads as its fields")
 }
@@ -756,15 +791,7 @@ impl RunSpec {
             RunKind::Reward => {
                 stage_problems::<RewardConfig>(stage, kind).map(|s| RunSpec::Reward(train_run(map, s)))
             }
-            RunKind::Ppo => stage_problems::<PpoConfig>(stage, kind).map(|stage| {
-                RunSpec::Ppo(PpoRun {
-                    model_name: text("model_name").unwrap_or_default(),
-                    policy: text("policy").unwrap_or_default(),
-                    reward: text("reward").unwrap_or_default(),
-                    snapshot_id: number("snapshot_id"),
-                    stage,
-                })
-            }),
+            RunKind::Ppo => stage_problems::<PpoConfig>(stage, kind).map(|s| RunSpec::Ppo(rl_run(map, s))),
             RunKind::Dpo => stage_problems::<DpoConfig>(stage, kind).map(|stage| {
                 RunSpec::Dpo(TrainRun {
                     model_name: text("model_name").unwrap_or_default(),
@@ -773,6 +800,8 @@ impl RunSpec {
                     stage,
                 })
             }),
+            RunKind::Rloo => stage_problems::<RlooConfig>(stage, kind).map(|s| RunSpec::Rloo(rl_run(map, s))),
+            RunKind::Grpo => stage_problems::<GrpoConfig>(stage, kind).map(|s| RunSpec::Grpo(rl_run(map, s))),
             RunKind::Sample => stage_problems::<SamplingConfig>(stage, kind).map(|stage| {
                 RunSpec::Sample(SampleRun {
                     version: text("version").unwrap_or_default(),
@@ -928,6 +957,20 @@ mod tests {
             let found = fields(kind, config.clone());
             assert_eq!(found, [field], "{config}: {}", check(kind, &config));
         }
+    }
+
+    #[test]
+    fn rloo_and_grpo_runs_name_a_reward_model_and_never_a_reward_program() {
+        let config = json!({ "model_name": "p", "policy": "sft:1", "reward": "rm:2", "snapshot_id": 4,
+                             "stage": { "k": 2 } });
+        let RunSpec::Rloo(run) = RunSpec::parse(RunKind::Rloo, &config).unwrap() else { panic!("not rloo") };
+        assert_eq!((run.policy.as_str(), run.reward.as_str(), run.snapshot_id), ("sft:1", "rm:2", Some(4)));
+        assert_eq!((run.stage.k, run.stage.lr), (2, RlooConfig::default().lr));
+        let config =
+            json!({ "model_name": "p", "policy": "sft", "stage": { "group_size": 1, "clip_high": 0.28 } });
+        assert_eq!(fields(RunKind::Grpo, config), ["reward", "stage.group_size"]);
+        let config = json!({ "model_name": "p", "policy": "sft", "reward_cmd": "plumb world reward" });
+        assert_eq!(fields(RunKind::Grpo, config), ["reward_cmd", "reward"]);
     }
 
     #[test]

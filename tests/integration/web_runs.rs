@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::db::with_db;
 use crate::web_app::{client, hidden_value, run_defaults, spawn_app, TestApp};
 
-const KINDS: [&str; 7] = ["pretrain", "sft", "reward", "ppo", "dpo", "sample", "eval"];
+const KINDS: [&str; 9] = ["pretrain", "sft", "reward", "ppo", "dpo", "rloo", "grpo", "sample", "eval"];
 
 pub(crate) async fn new_project(app: &TestApp, name: &str) -> i64 {
     let new = NewProject {

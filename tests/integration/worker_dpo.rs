@@ -16,7 +16,7 @@ use crate::worker::{enqueue, no_shutdown, setup, worker, Setup};
 
 /// A ranking task of K = 3 samples for each of the project's prompts, ranked by one
 /// annotator with a tie ([[0], [1, 2]]: two comparisons each).
-async fn ranked_samples(pool: &PgPool, setup: &Setup) {
+pub(crate) async fn ranked_samples(pool: &PgPool, setup: &Setup) {
     let prompts: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
             .bind(setup.project)

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
+use crate::device::Precision;
 use crate::lm_loop::epoch_order;
 use crate::reward_program::RewardProgram;
 use crate::sampling::{generate_streams, Generation, SamplingConfig};
@@ -436,11 +437,17 @@ pub struct PolicyLearner {
 }
 
 impl PolicyLearner {
-    /// The policy trains from `policy`; the reference is a frozen copy of it.
-    pub fn new(mut policy: LanguageModel, opt: impl Fn(&LanguageModel) -> AdamW) -> Result<Self, TrainError> {
+    /// The policy trains from `policy` in `precision`; the reference is a frozen copy of
+    /// it, under bf16 held wholly in bf16 (as PPO's is).
+    pub fn new(
+        mut policy: LanguageModel,
+        precision: Precision,
+        opt: impl Fn(&LanguageModel) -> AdamW,
+    ) -> Result<Self, TrainError> {
         let mut reference = policy.try_clone()?;
-        reference.set_trainable(false);
+        reference.freeze_in(precision);
         policy.set_trainable(true);
+        policy.train_in(precision);
         Ok(PolicyLearner { opt: opt(&policy), policy, reference })
     }
 }
@@ -528,6 +535,8 @@ pub struct RunSettings {
     pub seed: u64,
     pub checkpoint_every: i64,
     pub eval_every: i64,
+    /// What the policy trains in (a critic-free stage's: PPO's learner reads its config).
+    pub precision: Precision,
 }
 
 /// How a run's steps went.
@@ -554,7 +563,7 @@ impl Outcome {
 }
 
 /// The run settings of a stage config with `steps`, `batch_size`, `seed`,
-/// `checkpoint_every` and `eval_every`.
+/// `checkpoint_every`, `eval_every` and `precision`.
 macro_rules! run_settings {
     ($stage:literal, $cfg:expr) => {
         $crate::rollout::RunSettings {
@@ -564,6 +573,7 @@ macro_rules! run_settings {
             seed: $cfg.seed,
             checkpoint_every: $cfg.checkpoint_every,
             eval_every: $cfg.eval_every,
+            precision: $cfg.precision,
         }
     };
 }
@@ -680,7 +690,9 @@ pub fn train_policy(
     let started = Instant::now();
     reward.check(&policy)?;
     let prompts = encode_prompts(&policy, reward.n_ctx(&policy), prompts, max_new_tokens, settings.stage)?;
-    let mut learner = PolicyLearner::new(policy, |m| AdamW::new(&m.vs, beta1, beta2, eps, weight_decay))?;
+    let mut learner = PolicyLearner::new(policy, settings.precision, |m| {
+        AdamW::new(&m.vs, beta1, beta2, eps, weight_decay)
+    })?;
     let PolicyLearner { policy, opt, .. } = &mut learner;
     let resumed: Option<PolicyState> =
         run.resume(settings.stage, &mut [("policy", policy)], &mut [("policy", opt)])?;
@@ -781,6 +793,19 @@ mod tests {
         let layout = Layout::new(&[vec![5], vec![6, 7]], &[vec![1, 2, 3], vec![4]], 0, Device::Cpu);
         let x = layout.per_token(&[&[0.5, 0.25, 0.125], &[1.0]], Device::Cpu);
         assert_eq!(values(&x), [0.5, 0.25, 0.125, 1.0, 0.0, 0.0]);
+    }
+
+    /// Under bf16 the critic-free stages train as PPO does: f32 master weights computing
+    /// in bf16, and a reference held wholly in bf16.
+    #[test]
+    fn under_bf16_the_policy_keeps_f32_weights_and_the_reference_is_bf16() {
+        let sft = crate::checkpoint::small_byte_model(0, (1, 2, 16, 16));
+        let learner =
+            PolicyLearner::new(sft, Precision::Bf16, |m| AdamW::new(&m.vs, 0.9, 0.999, 1e-8, 0.0)).unwrap();
+        assert_eq!((learner.policy.gpt.wte().kind(), learner.policy.kind()), (Kind::Float, Kind::BFloat16));
+        assert_eq!(learner.reference.gpt.wte().kind(), Kind::BFloat16);
+        assert!(!learner.reference.gpt.wte().requires_grad());
+        assert!(learner.policy.gpt.wte().requires_grad());
     }
 
     #[test]

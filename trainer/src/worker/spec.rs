@@ -3,7 +3,9 @@
 //! words, so a config written straight into Postgres fails at once, naming every field.
 
 pub use ::spec::eval::{MAX_PROBE_GROUPS, MAX_PROBE_SAMPLES};
-pub use ::spec::{EvalRun, PpoRun, PretrainRun, Probe, PromptSet, RunSpec, SampleRun, SkillsSpec, TrainRun};
+pub use ::spec::{
+    EvalRun, PpoRun, PretrainRun, Probe, PromptSet, RlRun, RunSpec, SampleRun, SkillsSpec, TrainRun,
+};
 
 use registry::runs::RunKind;
 

@@ -19,11 +19,15 @@ use sqlx::PgPool;
 use tch::Device;
 
 use super::resolve::{resolve, Resolved};
-use super::spec::{EvalRun, PpoRun, PretrainRun, PromptSet, RunSpec, SampleRun, TrainRun};
+use super::spec::{EvalRun, PpoRun, PretrainRun, PromptSet, RlRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
+use crate::rollout::{Reward, RunReport};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
-use crate::{dpo, ppo, pretrain, reward, sft, world, GptConfig, LanguageModel, Preset, Tokenizer, TokenizerKind};
+use crate::{
+    dpo, grpo, ppo, pretrain, reward, rloo, sft, world, GptConfig, LanguageModel, Precision, Preset,
+    Tokenizer, TokenizerKind,
+};
 
 // One per run, moved once into the stage's thread: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -54,10 +58,15 @@ pub(super) enum Prepared {
     },
     Ppo {
         spec: PpoRun,
-        policy: Resolved,
-        reward: Resolved,
-        snapshot: Snapshot,
-        prompts: Vec<String>,
+        inputs: RlInputs,
+    },
+    Rloo {
+        spec: RlRun<rloo::RlooConfig>,
+        inputs: RlInputs,
+    },
+    Grpo {
+        spec: RlRun<grpo::GrpoConfig>,
+        inputs: RlInputs,
     },
     Sample {
         spec: SampleRun,
@@ -73,6 +82,15 @@ pub(super) enum Prepared {
         reference: Option<Resolved>,
         prompts: Vec<(i64, String)>,
     },
+}
+
+/// What an RL run (PPO, RLOO, GRPO) trains from: the SFT policy, the reward model that
+/// scores its samples, and the prompts snapshot, read.
+pub(super) struct RlInputs {
+    policy: Resolved,
+    reward: Resolved,
+    snapshot: Snapshot,
+    prompts: Vec<String>,
 }
 
 /// A prompt's id and its K samples (text, log-probs of its tokens).
@@ -139,7 +157,15 @@ async fn snapshot_for(
             match existing {
                 Some(snapshot) => snapshot,
                 None => {
-                    snapshots::freeze(pool, project, kind, &SnapshotFilter { split, ..SnapshotFilter::default() }, &name, None).await?
+                    snapshots::freeze(
+                        pool,
+                        project,
+                        kind,
+                        &SnapshotFilter { split, ..SnapshotFilter::default() },
+                        &name,
+                        None,
+                    )
+                    .await?
                 }
             }
         }
@@ -222,19 +248,16 @@ pub(super) async fn prepare(
             Prepared::Dpo { spec, policy, snapshot, rankings }
         }
         RunSpec::Ppo(spec) => {
-            let policy = resolve(pool, store, "policy", &spec.policy).await?;
-            let reward = resolve(pool, store, "reward", &spec.reward).await?;
-            if reward.version.kind != ModelKind::Reward {
-                return Err(Stop::Failed(format!(
-                    "reward {:?} is a {:?} model, not a reward model",
-                    spec.reward, reward.version.kind
-                )));
-            }
-            let snapshot =
-                snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Prompts, Some(Split::Train)).await?;
-            let path = export_to(pool, &snapshot, ExportFormat::Prompts, dir, "prompts.jsonl").await?;
-            let prompts = data::read_prompts(&path)?;
-            Prepared::Ppo { spec, policy, reward, snapshot, prompts }
+            let inputs = rl_inputs(pool, store, run, &spec, dir).await?;
+            Prepared::Ppo { spec, inputs }
+        }
+        RunSpec::Rloo(spec) => {
+            let inputs = rl_inputs(pool, store, run, &spec, dir).await?;
+            Prepared::Rloo { spec, inputs }
+        }
+        RunSpec::Grpo(spec) => {
+            let inputs = rl_inputs(pool, store, run, &spec, dir).await?;
+            Prepared::Grpo { spec, inputs }
         }
         RunSpec::Sample(spec) => {
             let project_id =
@@ -289,6 +312,31 @@ pub(super) async fn prepare(
     })
 }
 
+/// The policy and reward model an RL run names (the reward checked to be a reward
+/// model), and its prompts snapshot (frozen from the project's train prompts when the run
+/// names none) read.
+async fn rl_inputs<C>(
+    pool: &PgPool,
+    store: &ArtifactStore,
+    run: &ClaimedRun,
+    spec: &RlRun<C>,
+    dir: &Path,
+) -> Result<RlInputs, Stop> {
+    let policy = resolve(pool, store, "policy", &spec.policy).await?;
+    let reward = resolve(pool, store, "reward", &spec.reward).await?;
+    if reward.version.kind != ModelKind::Reward {
+        return Err(Stop::Failed(format!(
+            "reward {:?} is a {:?} model, not a reward model",
+            spec.reward, reward.version.kind
+        )));
+    }
+    let snapshot =
+        snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Prompts, Some(Split::Train)).await?;
+    let path = export_to(pool, &snapshot, ExportFormat::Prompts, dir, "prompts.jsonl").await?;
+    let prompts = data::read_prompts(&path)?;
+    Ok(RlInputs { policy, reward, snapshot, prompts })
+}
+
 /// The project's prompts that a run's prompt set picks; `untasked_only` unless the set
 /// says otherwise.
 async fn prompts_of(
@@ -334,6 +382,62 @@ fn trained_from<C: serde::Serialize>(
         config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
         metrics: report_json(report),
     }
+}
+
+/// An RL run's policy and reward model on `device`, the reward model frozen and under
+/// bf16 held in bf16 (PPO's value model starts from its rounded weights).
+fn rl_models(
+    inputs: &RlInputs,
+    device: Device,
+    precision: Precision,
+) -> Result<(LanguageModel, LanguageModel), TrainError> {
+    let policy = LanguageModel::load(&inputs.policy.dir, device)?;
+    let mut reward = LanguageModel::load(&inputs.reward.dir, device)?;
+    reward.freeze_in(precision);
+    Ok((policy, reward))
+}
+
+/// The policy version an RL run registers: its lineage the SFT version and the reward
+/// model, trained on the prompts snapshot.
+fn rl_version<C: serde::Serialize>(
+    spec: &RlRun<C>,
+    inputs: &RlInputs,
+    report: &impl serde::Serialize,
+) -> Output {
+    let RlInputs { policy, reward, snapshot, .. } = inputs;
+    Output::Model {
+        model: spec.model_name.clone(),
+        kind: ModelKind::Policy,
+        parents: lineage(&[(policy, "sft"), (reward, "reward")]),
+        snapshots: vec![snapshot.id],
+        config: json!({ "stage": spec.stage, "policy": spec.policy, "reward": spec.reward, "snapshot_id": snapshot.id }),
+        metrics: report_json(report),
+    }
+}
+
+/// A critic-free stage's run (RLOO, GRPO): `train` from the SFT policy against the
+/// reward model on the prompts, and the policy version it registers.
+fn critic_free<C: serde::Serialize>(
+    spec: &RlRun<C>,
+    inputs: &RlInputs,
+    device: Device,
+    precision: Precision,
+    run: &mut RunDir,
+    train: impl FnOnce(
+        LanguageModel,
+        Reward,
+        &[String],
+        &mut RunDir,
+    ) -> Result<(LanguageModel, RunReport), TrainError>,
+) -> Result<Output, TrainError> {
+    let (policy, reward) = rl_models(inputs, device, precision)?;
+    let (_, report) = train(policy, Reward::Model(&reward), &inputs.prompts, run)?;
+    Ok(rl_version(spec, inputs, &report))
+}
+
+/// A worker's RL run evaluates nothing along the way: eval runs compare its version.
+fn no_eval(_: i64, _: &LanguageModel, _: &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> {
+    Ok(Vec::new())
 }
 
 /// The stage, on this thread, into `out` (resuming from its newest checkpoint when
@@ -396,21 +500,31 @@ pub(super) fn execute(
                 metrics: report_json(&report),
             }
         }
-        Prepared::Ppo { spec, policy, reward, snapshot, prompts } => {
-            let policy_model = LanguageModel::load(&policy.dir, device)?;
-            let mut reward_model = LanguageModel::load(&reward.dir, device)?;
-            // Frozen, and under bf16 held in bf16 (the value model starts from its rounded weights).
-            reward_model.freeze_in(spec.stage.precision);
-            let (_, report) = ppo::train(&spec.stage, policy_model, &reward_model, &prompts, None, &mut run)?;
-            Output::Model {
-                model: spec.model_name.clone(),
-                kind: ModelKind::Policy,
-                parents: lineage(&[(&policy, "sft"), (&reward, "reward")]),
-                snapshots: vec![snapshot.id],
-                config: json!({ "stage": spec.stage, "policy": spec.policy, "reward": spec.reward, "snapshot_id": snapshot.id }),
-                metrics: report_json(&report),
-            }
+        Prepared::Ppo { spec, inputs } => {
+            let (policy, reward) = rl_models(&inputs, device, spec.stage.precision)?;
+            let (_, report) = ppo::train(&spec.stage, policy, &reward, &inputs.prompts, None, &mut run)?;
+            rl_version(&spec, &inputs, &report)
         }
+        Prepared::Rloo { spec, inputs } => critic_free(
+            &spec,
+            &inputs,
+            device,
+            spec.stage.precision,
+            &mut run,
+            |policy, reward, prompts, run| {
+                rloo::train(&spec.stage, policy, reward, prompts, run, &mut no_eval)
+            },
+        )?,
+        Prepared::Grpo { spec, inputs } => critic_free(
+            &spec,
+            &inputs,
+            device,
+            spec.stage.precision,
+            &mut run,
+            |policy, reward, prompts, run| {
+                grpo::train(&spec.stage, policy, reward, prompts, run, &mut no_eval)
+            },
+        )?,
         Prepared::Eval { spec, versions, reward, reference, prompts } => {
             let measured = super::eval::evaluate(
                 &spec,

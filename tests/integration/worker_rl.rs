@@ -1,0 +1,90 @@
+//! RLOO and GRPO runs on the worker: from an SFT version and a reward model trained on
+//! the project's rankings to a policy version whose lineage is the SFT version, the
+//! reward model and the prompts snapshot.
+
+use labeling::snapshots::{self, SnapshotKind};
+use registry::runs::{self, RunKind, RunStatus};
+use registry::versions::{self, ModelKind};
+use serde_json::{json, Value};
+use trainer::worker::Outcome;
+
+use crate::db::with_db;
+use crate::worker::{enqueue, no_shutdown, setup, worker};
+use crate::worker_dpo::ranked_samples;
+
+/// SFT (`sft:1`), rankings of its project's samples and a reward model (`rm:1`) trained
+/// on them, then a `kind` run with `stage` from them, two steps of two prompts: checks
+/// the run's progress, that `metric` was reported each step, and the policy version's
+/// lineage, snapshot and settings.
+fn an_rl_run_registers_a_policy_with_its_lineage(kind: RunKind, stage: Value, metric: &'static str) {
+    with_db(move |db| async move {
+        let pool = &db.pool;
+        let setup = setup(&db, 6).await;
+        let worker = worker(pool, &setup, "w-rl");
+        let sft_stage = json!({"steps": 2, "batch_size": 2, "eval_every": 0, "lr": 0.001});
+        enqueue(
+            pool,
+            setup.project,
+            RunKind::Sft,
+            json!({ "model_name": "sft", "base": "base:1", "stage": sft_stage }),
+        )
+        .await;
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the SFT run");
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+        ranked_samples(pool, &setup).await;
+        let rm_stage = json!({"steps": 2, "batch_size": 2, "val_fraction": 0.0, "eval_every": 0});
+        enqueue(
+            pool,
+            setup.project,
+            RunKind::Reward,
+            json!({ "model_name": "rm", "base": "sft:1", "stage": rm_stage }),
+        )
+        .await;
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the RM run");
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+
+        let config = json!({ "model_name": "rl", "policy": "sft:1", "reward": "rm:1", "stage": stage });
+        let run_id = enqueue(pool, setup.project, kind, config).await;
+        let (claimed, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the RL run");
+        assert_eq!(claimed, run_id);
+        let Outcome::Succeeded { version_id: Some(version_id) } = outcome else { panic!("{outcome:?}") };
+
+        let run = runs::get(pool, run_id).await.unwrap();
+        assert_eq!((run.status, run.step, run.total_steps), (RunStatus::Succeeded, 2, Some(2)));
+        let metrics = runs::metrics(pool, run_id).await.unwrap();
+        for name in ["objective/reward", "objective/kl", "loss/policy", metric] {
+            let series = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} reported"));
+            assert_eq!(series.steps, [0, 1], "{name}");
+        }
+
+        let version = versions::get(pool, version_id).await.unwrap();
+        let (sft, rm) =
+            (versions::resolve(pool, "sft:1").await.unwrap(), versions::resolve(pool, "rm:1").await.unwrap());
+        assert_eq!((version.model.as_str(), version.kind), ("rl", ModelKind::Policy));
+        let mut parents: Vec<(i64, &str)> =
+            version.parents.iter().map(|p| (p.version_id, p.role.as_str())).collect();
+        parents.sort();
+        assert_eq!(parents, [(sft.id, "sft"), (rm.id, "reward")]);
+        assert_eq!(version.snapshots.len(), 1, "the prompts snapshot frozen for the run");
+        let snapshot = snapshots::snapshot(pool, version.snapshots[0].id).await.unwrap();
+        assert_eq!(snapshot.kind, SnapshotKind::Prompts);
+        assert_eq!(version.config["resolved"]["snapshot_id"], snapshot.id);
+        assert_eq!(version.config["run_config"]["stage"], stage);
+        assert_eq!(version.metrics["steps"], 2);
+        assert!(version.metrics["final_reward"].is_number(), "{}", version.metrics);
+    });
+}
+
+#[test]
+fn an_rloo_run_registers_a_policy_with_the_sft_version_the_reward_model_and_the_prompts_as_lineage() {
+    let stage = json!({"steps": 2, "batch_size": 2, "k": 2, "minibatch_size": 4, "max_new_tokens": 4,
+                       "checkpoint_every": 1, "lr": 0.001});
+    an_rl_run_registers_a_policy_with_its_lineage(RunKind::Rloo, stage, "rloo/clipfrac");
+}
+
+#[test]
+fn a_grpo_run_registers_a_policy_with_the_sft_version_the_reward_model_and_the_prompts_as_lineage() {
+    let stage = json!({"steps": 2, "batch_size": 2, "group_size": 2, "minibatch_size": 2, "max_new_tokens": 4,
+                       "checkpoint_every": 0, "clip_high": 0.28, "scale_rewards": false});
+    an_rl_run_registers_a_policy_with_its_lineage(RunKind::Grpo, stage, "grpo/clipfrac");
+}
