@@ -9,14 +9,14 @@ use registry::runs::{self, RunKind, RunStatus};
 use registry::versions::{self, ModelKind};
 use serde_json::json;
 use sqlx::PgPool;
-use trainer::worker::Outcome;
+use trainer::worker::{Outcome, Worker};
 
 use crate::db::with_db;
 use crate::worker::{enqueue, no_shutdown, setup, worker, Setup};
 
 /// A ranking task of K = 3 samples for each of the project's prompts, ranked by one
 /// annotator with a tie ([[0], [1, 2]]: two comparisons each).
-pub(crate) async fn ranked_samples(pool: &PgPool, setup: &Setup) {
+async fn ranked_samples(pool: &PgPool, setup: &Setup) {
     let prompts: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
             .bind(setup.project)
@@ -52,23 +52,24 @@ pub(crate) async fn ranked_samples(pool: &PgPool, setup: &Setup) {
     }
 }
 
+/// A two-step SFT run from `base:1` on `worker`, registered as `sft:1`, then the
+/// project's samples ranked (see [`ranked_samples`]).
+pub(crate) async fn sft_and_rankings(pool: &PgPool, setup: &Setup, worker: &Worker) {
+    let sft_stage = json!({"steps": 2, "batch_size": 2, "eval_every": 0, "lr": 0.001});
+    let config = json!({ "model_name": "sft", "base": "base:1", "stage": sft_stage });
+    enqueue(pool, setup.project, RunKind::Sft, config).await;
+    let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the SFT run");
+    assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+    ranked_samples(pool, setup).await;
+}
+
 #[test]
 fn a_dpo_run_registers_a_policy_with_the_sft_version_and_the_rankings_snapshot_as_lineage() {
     with_db(|db| async move {
         let pool = &db.pool;
         let setup = setup(&db, 6).await;
-        let sft_stage = json!({"steps": 2, "batch_size": 2, "eval_every": 0, "lr": 0.001});
-        enqueue(
-            pool,
-            setup.project,
-            RunKind::Sft,
-            json!({ "model_name": "sft", "base": "base:1", "stage": sft_stage }),
-        )
-        .await;
         let worker = worker(pool, &setup, "w-dpo");
-        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the SFT run");
-        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
-        ranked_samples(pool, &setup).await;
+        sft_and_rankings(pool, &setup, &worker).await;
 
         let stage = json!({"steps": 3, "batch_size": 2, "val_fraction": 0.0, "loss": "ipo", "beta": 0.5});
         let run_id = enqueue(

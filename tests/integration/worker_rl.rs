@@ -10,7 +10,7 @@ use trainer::worker::Outcome;
 
 use crate::db::with_db;
 use crate::worker::{enqueue, no_shutdown, setup, worker};
-use crate::worker_dpo::ranked_samples;
+use crate::worker_dpo::sft_and_rankings;
 
 /// SFT (`sft:1`), rankings of its project's samples and a reward model (`rm:1`) trained
 /// on them, then a `kind` run with `stage` from them, two steps of two prompts: checks
@@ -21,17 +21,7 @@ fn an_rl_run_registers_a_policy_with_its_lineage(kind: RunKind, stage: Value, me
         let pool = &db.pool;
         let setup = setup(&db, 6).await;
         let worker = worker(pool, &setup, "w-rl");
-        let sft_stage = json!({"steps": 2, "batch_size": 2, "eval_every": 0, "lr": 0.001});
-        enqueue(
-            pool,
-            setup.project,
-            RunKind::Sft,
-            json!({ "model_name": "sft", "base": "base:1", "stage": sft_stage }),
-        )
-        .await;
-        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the SFT run");
-        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
-        ranked_samples(pool, &setup).await;
+        sft_and_rankings(pool, &setup, &worker).await;
         let rm_stage = json!({"steps": 2, "batch_size": 2, "val_fraction": 0.0, "eval_every": 0});
         enqueue(
             pool,
