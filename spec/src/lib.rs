@@ -25,5 +25,6 @@ pub use run::{
 };
 pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};
 pub use stages::{
-    DpoConfig, DpoLoss, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig, SftConfig,
+    DpoConfig, DpoLoss, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig,
+    SftConfig,
 };

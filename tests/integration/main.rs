@@ -71,6 +71,6 @@ mod worker;
 #[cfg(feature = "trainer")]
 mod worker_dpo;
 #[cfg(feature = "trainer")]
-mod worker_rl;
-#[cfg(feature = "trainer")]
 mod worker_faults;
+#[cfg(feature = "trainer")]
+mod worker_rl;
