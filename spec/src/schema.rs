@@ -19,12 +19,21 @@ use crate::setting::{Bound, Setting, SettingType};
 use crate::RunKind;
 
 /// A model's name: the registry's rule ([`crate::run::is_model_name`]).
-pub const MODEL_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$";
+const MODEL_NAME: &str = "[A-Za-z0-9][A-Za-z0-9_.-]{0,99}";
 
-/// A version reference: `name`, `name:3` or `name@alias`, with blank space around it
-/// allowed (the registry trims it).
-pub const VERSION_PATTERN: &str =
-    "^\\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?\\s*$";
+/// What may follow a model's name in a version reference: `:3` or `@alias`.
+const VERSION_SUFFIX: &str = "(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?";
+
+/// A version reference, `name`, `name:3` or `name@alias`, as a regular expression to
+/// embed in a pattern (not anchored).
+pub fn version_reference() -> String {
+    format!("{MODEL_NAME}{VERSION_SUFFIX}")
+}
+
+/// A version reference with blank space around it allowed (the registry trims it).
+fn version_pattern() -> String {
+    format!("^\\s*{}\\s*$", version_reference())
+}
 
 /// Text with at least one character that is not blank space.
 const NOT_BLANK: &str = "\\S";
@@ -88,11 +97,11 @@ fn text(pattern: &str) -> Value {
 
 fn input_schema(kind: InputKind) -> Value {
     match kind {
-        InputKind::ModelName => text(MODEL_NAME_PATTERN),
-        InputKind::Version(_) => text(VERSION_PATTERN),
+        InputKind::ModelName => text(&format!("^{MODEL_NAME}$")),
+        InputKind::Version(_) => text(&version_pattern()),
         InputKind::Versions(_) => json!({
             "type": "array",
-            "items": text(VERSION_PATTERN),
+            "items": text(&version_pattern()),
             "minItems": 1,
             "maxItems": MAX_EVAL_VERSIONS,
             "uniqueItems": true,

@@ -44,11 +44,14 @@ macro_rules! override_common {
     }};
 }
 
-/// Applies `--lr`, `--batch-size`, `--seed`, `--precision`, `--epochs` and `--steps` to an RL stage's
-/// config: its steps are iterations, and an epoch is one pass of rollouts over the
-/// `prompts` prompts (`--steps` wins).
+/// Applies `--lr`, `--batch-size`, `--seed`, `--precision`, `--epochs`, `--steps` and
+/// `--max-new-tokens` to an RL stage's config: its steps are iterations, and an epoch is
+/// one pass of rollouts over the `prompts` prompts (`--steps` wins).
 macro_rules! override_rl {
-    ($cfg:expr, $stage:expr, $prompts:expr) => {{
+    ($cfg:expr, $stage:expr, $rollouts:expr, $prompts:expr) => {{
+        if let Some(n) = $rollouts.max_new_tokens {
+            $cfg.max_new_tokens = n;
+        }
         if let Some(lr) = $stage.lr {
             $cfg.lr = lr;
         }
@@ -178,16 +181,10 @@ pub struct RewardScoreArgs {
 
 #[derive(Args)]
 pub struct PpoArgs {
-    /// The SFT policy to start from (also the frozen reference).
-    #[arg(long)]
-    policy: PathBuf,
-    /// The rewards; a reward model's trunk and head also initialise the value model
-    /// (with a program, the policy's trunk and a new head do).
+    /// The policy, the rewards and the prompts. A reward model's trunk and head also
+    /// initialise the value model (with a program, the policy's trunk and a new head do).
     #[command(flatten)]
-    reward: RewardSource,
-    /// Prompts: {"prompt"} lines.
-    #[arg(long)]
-    prompts: PathBuf,
+    rollouts: RolloutArgs,
     /// A pretraining corpus for PPO-ptx.
     #[arg(long)]
     ptx_data: Option<PathBuf>,
@@ -200,9 +197,6 @@ pub struct PpoArgs {
     /// An adaptive KL coefficient that steers the KL towards this target.
     #[arg(long)]
     kl_target: Option<f64>,
-    /// Most tokens per response.
-    #[arg(long)]
-    max_new_tokens: Option<i64>,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -336,8 +330,8 @@ fn reward_score(args: RewardScoreArgs) -> Result<()> {
 pub fn ppo(args: PpoArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: ppo::PpoConfig = base_config(s)?;
-    let prompts = data::read_prompts(&args.prompts)?;
-    override_rl!(cfg, s, prompts.len());
+    let prompts = data::read_prompts(&args.rollouts.prompts)?;
+    override_rl!(cfg, s, args.rollouts, prompts.len());
     if let Some(coef) = args.ptx_coef {
         cfg.ptx_coef = coef;
     }
@@ -348,13 +342,10 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
     if let Some(target) = args.kl_target {
         cfg.kl_target = Some(target);
     }
-    if let Some(n) = args.max_new_tokens {
-        cfg.max_new_tokens = n;
-    }
     cfg.validate()?;
     let ptx = args.ptx_data.as_deref().map(data::read_corpus).transpose()?;
     let data = ppo::PpoData { prompts: &prompts, ptx_corpus: ptx.as_deref() };
-    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
         Ok(ppo::train_with_eval(&cfg, policy, reward, data, run, &mut no_eval)?.1)
     })
 }
@@ -362,14 +353,13 @@ pub fn ppo(args: PpoArgs) -> Result<()> {
 /// An RL stage's run from the command line: loads the policy and the rewards, opens the
 /// run directory, trains with `train`, and finishes with `cfg` and the report.
 fn train_rl<C: Serialize, R: Serialize>(
-    policy: &Path,
-    reward: &RewardSource,
+    rollouts: &RolloutArgs,
     stage: &StageArgs,
     cfg: &C,
     train: impl FnOnce(LanguageModel, rollout::Reward, &mut RunDir) -> Result<R, TrainError>,
 ) -> Result<()> {
-    let policy = load_model(policy, stage)?;
-    let rewarder = reward.load(stage)?;
+    let policy = load_model(&rollouts.policy, stage)?;
+    let rewarder = rollouts.reward.load(stage)?;
     let mut run = RunDir::open(&stage.out, stage.resume)?;
     let report = train(policy, rewarder.reward(), &mut run)?;
     finish(&stage.out, cfg, &report)
@@ -378,6 +368,22 @@ fn train_rl<C: Serialize, R: Serialize>(
 /// The evaluation hook of a run from the command line: none.
 fn no_eval(_: i64, _: &LanguageModel, _: &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> {
     Ok(Vec::new())
+}
+
+/// What every RL stage (PPO, RLOO, GRPO) samples from and is rewarded by.
+#[derive(Args)]
+pub struct RolloutArgs {
+    /// The SFT policy to start from (also the frozen reference).
+    #[arg(long)]
+    policy: PathBuf,
+    #[command(flatten)]
+    reward: RewardSource,
+    /// Prompts: {"prompt"} lines.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Most tokens per response.
+    #[arg(long)]
+    max_new_tokens: Option<i64>,
 }
 
 /// Where an RL stage's rewards come from: a reward model, or a program.
@@ -440,23 +446,14 @@ impl Rewarder {
 
 #[derive(Args)]
 pub struct RlooArgs {
-    /// The SFT policy to start from (also the frozen reference).
-    #[arg(long)]
-    policy: PathBuf,
     #[command(flatten)]
-    reward: RewardSource,
-    /// Prompts: {"prompt"} lines.
-    #[arg(long)]
-    prompts: PathBuf,
+    rollouts: RolloutArgs,
     /// k, samples per prompt (Ahmadian et al.: 2 or 4).
     #[arg(long)]
     k: Option<usize>,
     /// β, the KL penalty in each sample's reward (TRL: 0.05).
     #[arg(long)]
     kl_coef: Option<f64>,
-    /// Most tokens per response.
-    #[arg(long)]
-    max_new_tokens: Option<i64>,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -464,27 +461,20 @@ pub struct RlooArgs {
 pub fn rloo(args: RlooArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: rloo::RlooConfig = base_config(s)?;
-    let prompts = data::read_prompts(&args.prompts)?;
-    override_rl!(cfg, s, prompts.len());
+    let prompts = data::read_prompts(&args.rollouts.prompts)?;
+    override_rl!(cfg, s, args.rollouts, prompts.len());
     cfg.k = args.k.unwrap_or(cfg.k);
     cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
-    cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
     cfg.validate()?;
-    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
         Ok(rloo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
     })
 }
 
 #[derive(Args)]
 pub struct GrpoArgs {
-    /// The SFT policy to start from (also the frozen reference).
-    #[arg(long)]
-    policy: PathBuf,
     #[command(flatten)]
-    reward: RewardSource,
-    /// Prompts: {"prompt"} lines.
-    #[arg(long)]
-    prompts: PathBuf,
+    rollouts: RolloutArgs,
     /// G, samples per prompt (DeepSeekMath: 64).
     #[arg(long)]
     group_size: Option<usize>,
@@ -497,9 +487,6 @@ pub struct GrpoArgs {
     /// ε_high, a separate upper clip: DAPO's clip-higher (0.28).
     #[arg(long)]
     clip_high: Option<f64>,
-    /// Most tokens per response.
-    #[arg(long)]
-    max_new_tokens: Option<i64>,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -507,15 +494,14 @@ pub struct GrpoArgs {
 pub fn grpo(args: GrpoArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: grpo::GrpoConfig = base_config(s)?;
-    let prompts = data::read_prompts(&args.prompts)?;
-    override_rl!(cfg, s, prompts.len());
+    let prompts = data::read_prompts(&args.rollouts.prompts)?;
+    override_rl!(cfg, s, args.rollouts, prompts.len());
     cfg.group_size = args.group_size.unwrap_or(cfg.group_size);
     cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
     cfg.clip_ratio = args.clip.unwrap_or(cfg.clip_ratio);
     cfg.clip_high = args.clip_high.or(cfg.clip_high);
-    cfg.max_new_tokens = args.max_new_tokens.unwrap_or(cfg.max_new_tokens);
     cfg.validate()?;
-    train_rl(&args.policy, &args.reward, s, &cfg, |policy, reward, run| {
+    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
         Ok(grpo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
     })
 }

@@ -236,10 +236,11 @@ fn username() -> Value {
     json!({ "type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$" })
 }
 
-/// A version in `?v=`: an id, `model:n` or `model@alias`, or a model's name for its
-/// latest version (`registry::ModelRef`).
-const VERSION_PICK: &str =
-    "^\\s*(-?[0-9]{1,18}|[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(:[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,63})?)\\s*$";
+/// A version in `?v=`: an id, or a version reference (`model`, `model:n`, `model@alias`)
+/// as the run contract writes it.
+fn version_pick() -> String {
+    format!("^\\s*(-?[0-9]{{1,18}}|{})\\s*$", spec::schema::version_reference())
+}
 
 /// Every run kind, and the empty string for any.
 fn run_kinds_or_any() -> Vec<&'static str> {
@@ -1661,7 +1662,7 @@ fn run_ops() -> Vec<Op> {
                 "required": true,
                 "style": "form",
                 "explode": true,
-                "schema": { "type": "array", "items": { "type": "string", "pattern": VERSION_PICK }, "minItems": 2, "maxItems": 8 },
+                "schema": { "type": "array", "items": { "type": "string", "pattern": version_pick() }, "minItems": 2, "maxItems": 8 },
                 "description": "Versions, 2 to 8, as `model:n` (or a version id): `?v=sft:1&v=policy:2`.",
             })])
             .ok(200, "The comparison.", schema("Comparison"))
