@@ -395,6 +395,12 @@ def load_score_model(model_dir):
     return ScoreModel()
 
 
+# The parts of a PPO step, in its order: sampling, the reward model's scores, the
+# policy's own log-probs of the rollout, the reference's, the value model's values, GAE
+# and whitening, and the minibatch updates.
+BREAKDOWN = ("generation", "scoring", "old_logprobs", "reference", "values", "advantages", "update")
+
+
 def ppo_step(args):
     """One PPO iteration as plumb's `ppo::step` does it, written as one would in
     PyTorch: sample (transformers' generate), score, KL-penalised rewards, GAE, whitened
@@ -432,28 +438,41 @@ def ppo_step(args):
         return (x - x.mean()) * torch.rsqrt(x.var(unbiased=False) + 1e-8)
 
     stats = []
-    seconds = []
+    breakdowns = []
 
     def work():
-        started = time.perf_counter()
+        # Seconds of each part of the step, as plumb's StepStats splits it (`old_logprobs`:
+        # the policy's forward pass over the rollout, which plumb takes from its sampler).
+        parts = dict.fromkeys(BREAKDOWN, 0.0)
+        clock = [time.perf_counter()]
+
+        def lap(part):
+            now = time.perf_counter()
+            parts[part] += now - clock[0]
+            clock[0] = now
+
         torch.manual_seed(len(stats))
         with torch.no_grad():
             ids = policy.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts),
                                   max_new_tokens=r, do_sample=True, temperature=1.0, top_k=0,
                                   top_p=1.0, use_cache=True)
-        generation = time.perf_counter() - started
+        lap("generation")
         assert ids.shape == (b, p + r), ids.shape
         with torch.no_grad():
             scores, logprobs, ref_logprobs, entropy, values = [], [], [], [], []
             for i in range(0, b, chunk):
                 mb = ids[i:i + chunk]
                 scores.append(reward_model(mb)[:, -1])
+                lap("scoring")
                 logits = response_logits(policy, mb)
                 logprobs.append(logprobs_of(logits, mb))
                 logp = logits.log_softmax(-1)
                 entropy.append(-(logp.exp() * logp).sum(-1))
+                lap("old_logprobs")
                 ref_logprobs.append(logprobs_of(response_logits(reference, mb), mb))
+                lap("reference")
                 values.append(value(mb)[:, p - 1:p + r - 1])
+                lap("values")
             scores, logprobs, ref_logprobs, entropy, values = (
                 torch.cat(x) for x in (scores, logprobs, ref_logprobs, entropy, values))
             scores = scores + missing_eos_penalty  # no response ends with EOS
@@ -467,7 +486,7 @@ def ppo_step(args):
             advantages = torch.stack(advantages[::-1], 1)
             returns = advantages + values
             advantages = whiten(advantages)
-        trained = time.perf_counter()
+        lap("advantages")
         sums = torch.zeros(5)
         for _ in range(args.ppo_epochs):
             for idx in torch.randperm(b).split(chunk):
@@ -496,7 +515,7 @@ def ppo_step(args):
                     clipfrac = (pg_losses_clipped > pg_losses).float().mean()
                     approx_kl = 0.5 * (log_ratio ** 2).mean()
                     sums += torch.stack([pg_loss, vf_loss, clipfrac, approx_kl, torch.tensor(1.0)])
-        training = time.perf_counter() - trained
+        lap("update")
         with torch.no_grad():
             stats.append({
                 "reward": scores.mean().item(),
@@ -505,13 +524,13 @@ def ppo_step(args):
                 "pg_loss": (sums[0] / sums[4]).item(),
                 "approx_kl": (sums[3] / sums[4]).item(),
             })
-        seconds.append((generation, training))
+        breakdowns.append(parts)
 
     times = timed(work, args.warmup, args.reps)
     median = statistics.median(times)
-    timed_parts = seconds[args.warmup:]
-    generation_shares = [g / t for (g, _), t in zip(timed_parts, times)]
-    training_shares = [tr / t for (_, tr), t in zip(timed_parts, times)]
+    timed_parts = breakdowns[args.warmup:]
+    generation_shares = [parts["generation"] / t for parts, t in zip(timed_parts, times)]
+    training_shares = [parts["update"] / t for parts, t in zip(timed_parts, times)]
     return {
         "batch": b,
         "prompt_tokens": p,
@@ -524,6 +543,8 @@ def ppo_step(args):
         "generation_share": statistics.median(generation_shares),
         "training_share": statistics.median(training_shares),
         "generation_shares": generation_shares,
+        "breakdown": {part: statistics.median(parts[part] for parts in timed_parts)
+                      for part in BREAKDOWN},
         "reward": stats[-1]["reward"],
         "kl": stats[-1]["kl"],
         "approx_kl": stats[-1]["approx_kl"],

@@ -246,6 +246,9 @@ def bench_ppo_step(model_dir, preset, batch, minibatch, epochs, new_tokens, reps
         "plumb_eos_rate": plumb["eos_rate"],
         "generation_share": {"plumb": plumb["generation_share"], "peer": peer["generation_share"]},
         "training_share": {"plumb": plumb["training_share"], "peer": peer["training_share"]},
+        # Median seconds of each part of the step, plumb's and the peer's, in the same
+        # parts: generation, scoring, old_logprobs, reference, values, advantages, update.
+        "breakdown": {"plumb": plumb.get("breakdown"), "peer": peer.get("breakdown")},
     }
     notes = (f"generation {plumb['generation_share']:.0%} of plumb's step "
              f"(peer {peer['generation_share']:.0%}), updates {plumb['training_share']:.0%} "

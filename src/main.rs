@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 
 fn main() -> ExitCode {
-    match cli::Cli::parse().run() {
+    match cli::Cli::parse_with_rules().run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes on one line, without a backtrace: what a user acts on.

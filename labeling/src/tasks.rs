@@ -16,6 +16,8 @@ use rand::Rng;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use spec::chat::{self, Message};
+
 use crate::annotation::{MAX_K, MIN_K};
 use crate::error::{require_row, LabelingError, Result};
 
@@ -65,7 +67,10 @@ impl Assignment {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskPrompt {
     pub id: i64,
+    /// What the model is prompted with: a conversation rendered by the chat template.
     pub text: String,
+    /// A conversation's turns, as the annotator reads them; None for a plain prompt.
+    pub messages: Option<Vec<Message>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -560,15 +565,16 @@ pub async fn assignment(pool: &PgPool, assignment_id: i64, annotator_id: i64) ->
 }
 
 async fn load_assignment(conn: &mut PgConnection, id: i64) -> Result<Assignment> {
-    let (task_id, project_id, kind, lease_until, prompt_id, prompt_text): (
+    let (task_id, project_id, kind, lease_until, prompt_id, prompt_text, messages): (
         i64,
         i64,
         TaskKind,
         DateTime<Utc>,
         i64,
         String,
+        Option<serde_json::Value>,
     ) = sqlx::query_as(
-        "SELECT a.task_id, t.project_id, t.kind, a.lease_until, p.id, p.text
+        "SELECT a.task_id, t.project_id, t.kind, a.lease_until, p.id, p.text, p.messages
          FROM assignments a JOIN tasks t ON t.id = a.task_id JOIN prompts p ON p.id = t.prompt_id
          WHERE a.id = $1",
     )
@@ -595,7 +601,12 @@ async fn load_assignment(conn: &mut PgConnection, id: i64) -> Result<Assignment>
         project_id,
         kind,
         lease_until,
-        prompt: TaskPrompt { id: prompt_id, text: prompt_text },
+        // The column's check admits only well-formed conversations.
+        prompt: TaskPrompt {
+            id: prompt_id,
+            text: prompt_text,
+            messages: messages.and_then(|m| chat::messages_from_json(&m).ok()),
+        },
         samples,
     })
 }

@@ -72,7 +72,10 @@ pub enum RegistryError {
     // Artifacts.
     #[error("`{0}` is not a sha256 digest: expected 64 lowercase hexadecimal digits")]
     BadDigest(String),
-    #[error("`{0}` is not an artifact URI: expected file://<store>/sha256/<64 hex digits>")]
+    #[error(
+        "`{0}` is not an artifact URI: expected file://<store>/sha256/<64 hex digits> or \
+         s3://<bucket>/<prefix>/sha256/<64 hex digits>"
+    )]
     BadUri(String),
     #[error("{path} is {what}: a checkpoint directory may hold only regular files and directories")]
     NotRegularFile { path: PathBuf, what: &'static str },
@@ -84,6 +87,10 @@ pub enum RegistryError {
     ArtifactCorrupt { sha256: String, file: String, problem: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the artifact store, at {key}: {source}")]
+    ObjectStore { key: String, source: object_store::Error },
+    #[error("the artifact store's setting {setting}: {problem}")]
+    StoreSetting { setting: &'static str, problem: String },
 
     #[error(transparent)]
     Database(#[from] sqlx::Error),

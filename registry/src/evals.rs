@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::{RegistryError, Result};
+use crate::probe_stats::{self, ProbeCount, ProbeStatistic};
 use crate::runs::{self, Run, RunKind};
 use crate::versions;
 
@@ -78,17 +79,22 @@ pub struct ProbeWord {
 /// Stores the run's samples, once: a second call for the same run (a resumed run)
 /// stores nothing and returns false.
 pub async fn store(pool: &PgPool, run_id: i64, samples: &[EvalSample]) -> Result<bool> {
-    store_results(pool, run_id, samples, &[], &[]).await
+    store_results(pool, run_id, samples, &[], &[], &[]).await
 }
 
 /// Stores the run's skill scores, once (false: they already were).
 pub async fn store_skills(pool: &PgPool, run_id: i64, skills: &[SkillScore]) -> Result<bool> {
-    store_results(pool, run_id, &[], skills, &[]).await
+    store_results(pool, run_id, &[], skills, &[], &[]).await
 }
 
-/// Stores the run's probe words, once (false: they already were).
-pub async fn store_probes(pool: &PgPool, run_id: i64, probes: &[ProbeWord]) -> Result<bool> {
-    store_results(pool, run_id, &[], &[], probes).await
+/// Stores the run's probe words and every word's count, once (false: they already were).
+pub async fn store_probes(
+    pool: &PgPool,
+    run_id: i64,
+    probes: &[ProbeWord],
+    counts: &[ProbeCount],
+) -> Result<bool> {
+    store_results(pool, run_id, &[], &[], probes, counts).await
 }
 
 /// Stores everything an eval run measured in one transaction, so that its results
@@ -101,6 +107,7 @@ pub async fn store_results(
     samples: &[EvalSample],
     skills: &[SkillScore],
     probes: &[ProbeWord],
+    counts: &[ProbeCount],
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
     // The run's row lock makes a second call wait for the first and then see its rows.
@@ -116,6 +123,7 @@ pub async fn store_results(
     }
     if !probes.is_empty() && !has_rows(&mut tx, "eval_probe_words", run_id).await? {
         insert_probes(&mut tx, run_id, probes).await?;
+        insert_probe_counts(&mut tx, run_id, counts).await?;
         stored = true;
     }
     tx.commit().await?;
@@ -188,6 +196,25 @@ async fn insert_probes(conn: &mut PgConnection, run_id: i64, probes: &[ProbeWord
     Ok(())
 }
 
+async fn insert_probe_counts(conn: &mut PgConnection, run_id: i64, counts: &[ProbeCount]) -> Result<()> {
+    let text = |f: fn(&ProbeCount) -> &str| {
+        counts.iter().map(|c| f(c).replace('\0', "\u{FFFD}")).collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO eval_probe_counts (run_id, version_id, probe, group_name, word, count)
+         SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::int[])",
+    )
+    .bind(run_id)
+    .bind(counts.iter().map(|c| c.version_id).collect::<Vec<_>>())
+    .bind(counts.iter().map(|c| c.probe).collect::<Vec<_>>())
+    .bind(text(|c| &c.group_name))
+    .bind(text(|c| &c.word))
+    .bind(counts.iter().map(|c| c.count).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The run's samples, by version then prompt.
 pub async fn samples(pool: &PgPool, run_id: i64) -> Result<Vec<EvalSample>> {
     Ok(sqlx::query_as(
@@ -216,6 +243,18 @@ pub async fn probe_words(pool: &PgPool, run_id: i64) -> Result<Vec<ProbeWord>> {
         "SELECT version_id, probe, template, group_name, word, share
          FROM eval_probe_words WHERE run_id = $1
          ORDER BY probe, group_name, version_id, share DESC, word",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Every first word's count, by probe, version and group.
+pub async fn probe_counts(pool: &PgPool, run_id: i64) -> Result<Vec<ProbeCount>> {
+    Ok(sqlx::query_as(
+        "SELECT version_id, probe, group_name, word, count
+         FROM eval_probe_counts WHERE run_id = $1
+         ORDER BY probe, version_id, group_name, count DESC, word",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -278,6 +317,9 @@ pub struct WinRate {
 
 /// Bootstrap resamples behind each interval.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+/// Bootstrap resamples behind each probe statistic's interval: each redraws every
+/// group's continuations, so fewer than the win rates' keep a report quick.
+pub const PROBE_BOOTSTRAP_RESAMPLES: usize = 500;
 
 /// The win rate of the second of each pair (the candidate's score) over the first (the
 /// baseline's); None without pairs. `seed` makes the interval reproducible.
@@ -361,6 +403,9 @@ pub struct Report {
     pub skills: Vec<SkillScore>,
     /// Probes' most frequent first words by probe, group and version.
     pub probes: Vec<ProbeWord>,
+    /// Each probe's divergence between groups by version, with the change against the
+    /// baseline (see [`probe_stats`]).
+    pub probe_statistics: Vec<ProbeStatistic>,
 }
 
 /// The eval run's results against `baseline`, which must be one of its versions (by
@@ -396,7 +441,9 @@ pub async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result
         .collect();
     let skills = skill_scores(pool, run_id).await?;
     let probes = probe_words(pool, run_id).await?;
-    Ok(Report { run, baseline, versions, samples, skills, probes })
+    let probe_statistics =
+        probe_stats::statistics(&probe_counts(pool, run_id).await?, baseline, PROBE_BOOTSTRAP_RESAMPLES);
+    Ok(Report { run, baseline, versions, samples, skills, probes, probe_statistics })
 }
 
 /// The first version the run's config lists, when it resolves to one of `ids` (the

@@ -76,7 +76,7 @@ pub fn markdown() -> String {
                 setting.name,
                 default,
                 cell(&setting.requirement()),
-                cell(setting.help)
+                cell(&setting.explained())
             );
         }
         out.push('\n');

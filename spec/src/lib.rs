@@ -5,6 +5,7 @@
 //! its launch form and checks `POST /api/runs` with them, and docs/runs.md lists them
 //! ([`docs::markdown`]).
 
+pub mod attention;
 pub mod chat;
 pub mod docs;
 pub mod eval;
@@ -12,10 +13,12 @@ pub mod kinds;
 pub mod precision;
 pub mod problem;
 pub mod run;
+pub mod scale;
 pub mod schema;
 pub mod setting;
 pub mod stages;
 
+pub use attention::LayerWords;
 pub use kinds::{ModelKind, RunKind, SnapshotKind, UnknownKind};
 pub use precision::Precision;
 pub use problem::{Problem, Problems};
@@ -23,6 +26,7 @@ pub use run::{
     check, inputs, lookup, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
     PromptSet, RlRun, RunSpec, SampleRun, SkillsSpec, TrainRun,
 };
+pub use scale::Scale;
 pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};
 pub use stages::{
     DpoConfig, DpoLoss, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig,

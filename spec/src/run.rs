@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::attention::LayerWords;
 use crate::eval::{self, MAX_SHOTS, MAX_SHOT_COUNTS, MAX_TASKS_PER_SKILL};
 use crate::kinds::{ModelKind, RunKind, SnapshotKind};
 use crate::problem::Problems;
@@ -117,6 +118,16 @@ const fn train_run_inputs(
     ]
 }
 
+/// A comparisons snapshot whose A/B votes join the rankings as K = 2 rankings (a tie,
+/// ranked as one group, and a "both bad" vote teach nothing and are left out).
+const VOTES_SNAPSHOT: Input = input(
+    "votes_snapshot_id",
+    "A/B votes",
+    "A comparisons snapshot of the project whose votes are added as rankings of two (ties and both-bad left out).",
+    InputKind::Snapshot(SnapshotKind::Comparisons),
+)
+.absent("none: rankings only");
+
 /// The fields of an [`RlRun`] (PPO, RLOO, GRPO): the new model's name, the SFT version
 /// it starts from (`policy_help` says so in the stage's words), the reward model and the
 /// prompts snapshot. The reward is a reward model only: a reward program (the command
@@ -180,6 +191,28 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                     InputKind::Snapshot(SnapshotKind::Prompts),
                 )
                 .absent("the named corpus"),
+                input(
+                    "attention",
+                    "Attention layers",
+                    "Which layers of a fresh model attend sparsely: dense, sparse, alternating (GPT-3: \
+                     dense and banded sparse layers in turn), or one word per layer separated by commas.",
+                    InputKind::Text,
+                )
+                .absent("dense"),
+                input(
+                    "sparse_window",
+                    "Sparse window",
+                    "A sparse layer's token sees the previous WINDOW tokens, itself included…",
+                    InputKind::Count(1, 1_000_000),
+                )
+                .absent("√n_ctx, rounded"),
+                input(
+                    "sparse_stride",
+                    "Sparse stride",
+                    "…and every earlier token whose distance is a multiple of STRIDE.",
+                    InputKind::Count(1, 1_000_000),
+                )
+                .absent("√n_ctx, rounded"),
             ];
             INPUTS
         }
@@ -195,7 +228,7 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             INPUTS
         }
         RunKind::Reward => {
-            const INPUTS: &[Input] = &train_run_inputs(
+            const TRAIN: [Input; 3] = train_run_inputs(
                 "Initialise from",
                 "The version whose trunk the reward model starts from, usually the SFT version.",
                 &[ModelKind::Sft, ModelKind::Base],
@@ -203,6 +236,19 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                 "A rankings snapshot of the project.",
                 SnapshotKind::Rankings,
             );
+            const INPUTS: &[Input] = &[
+                TRAIN[0],
+                TRAIN[1],
+                TRAIN[2],
+                VOTES_SNAPSHOT,
+                input(
+                    "demonstrations_snapshot_id",
+                    "Demonstrations to centre on",
+                    "The reward's zero: the demonstrations of this snapshot score 0 on average (InstructGPT).",
+                    InputKind::Snapshot(SnapshotKind::Demonstrations),
+                )
+                .absent("freeze the project's demonstrations when the run starts; none: the best-ranked samples"),
+            ];
             INPUTS
         }
         RunKind::Ppo => {
@@ -227,6 +273,7 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                     InputKind::Snapshot(SnapshotKind::Rankings),
                 )
                 .absent("freeze one when the run starts"),
+                VOTES_SNAPSHOT,
             ];
             INPUTS
         }
@@ -409,6 +456,11 @@ pub struct TrainRun<C> {
     pub base: String,
     /// None: the worker freezes one from the project when the run starts.
     pub snapshot_id: Option<i64>,
+    /// A comparisons snapshot whose A/B votes are added as K = 2 rankings (RM, DPO).
+    pub votes_snapshot_id: Option<i64>,
+    /// The demonstrations the reward model's zero is centred on (RM); None: the
+    /// project's, frozen when the run starts.
+    pub demonstrations_snapshot_id: Option<i64>,
     pub stage: C,
 }
 
@@ -425,6 +477,11 @@ pub struct PretrainRun {
     pub corpus_documents: usize,
     /// A prompts snapshot whose prompts are the corpus instead of the demo world's.
     pub snapshot_id: Option<i64>,
+    /// Which layers of a fresh model attend sparsely.
+    pub attention: LayerWords,
+    /// A sparse layer's window and stride; None: √n_ctx, rounded.
+    pub sparse_window: Option<i64>,
+    pub sparse_stride: Option<i64>,
     pub stage: PretrainConfig,
 }
 
@@ -696,6 +753,8 @@ fn train_run<C>(map: &Map<String, Value>, stage: C) -> TrainRun<C> {
         model_name: text(map, "model_name").unwrap_or_default(),
         base: text(map, "base").unwrap_or_default(),
         snapshot_id: number(map, "snapshot_id"),
+        votes_snapshot_id: number(map, "votes_snapshot_id"),
+        demonstrations_snapshot_id: number(map, "demonstrations_snapshot_id"),
         stage,
     }
 }
@@ -767,6 +826,20 @@ impl RunSpec {
         {
             problems.push("corpus", "give a corpus or a snapshot_id, not both");
         }
+        if kind == RunKind::Pretrain {
+            if let Some(words) = text(map, "attention") {
+                if let Err(reason) = words.parse::<LayerWords>() {
+                    problems.push("attention", reason);
+                }
+            }
+            if lookup(map, "base").is_some() {
+                for field in ["attention", "sparse_window", "sparse_stride"] {
+                    if lookup(map, field).is_some() {
+                        problems.push(field, "shapes a fresh model: a base version keeps its own");
+                    }
+                }
+            }
+        }
         if kind == RunKind::Eval {
             for (field, reason) in eval::probes_problems(map.get("probes").unwrap_or(&Value::Null)) {
                 problems.push(field, reason);
@@ -784,6 +857,9 @@ impl RunSpec {
                     tokenizer: text("tokenizer").unwrap_or_else(|| "bytes".into()),
                     corpus_documents: number("corpus_documents").map_or(CORPUS_DOCUMENTS, |n| n as usize),
                     snapshot_id: number("snapshot_id"),
+                    attention: text("attention").and_then(|w| w.parse().ok()).unwrap_or(LayerWords::Dense),
+                    sparse_window: number("sparse_window"),
+                    sparse_stride: number("sparse_stride"),
                     stage,
                 })
             }),
@@ -797,6 +873,8 @@ impl RunSpec {
                     model_name: text("model_name").unwrap_or_default(),
                     base: text("policy").unwrap_or_default(),
                     snapshot_id: number("snapshot_id"),
+                    votes_snapshot_id: number("votes_snapshot_id"),
+                    demonstrations_snapshot_id: None,
                     stage,
                 })
             }),
@@ -884,7 +962,7 @@ mod tests {
         )
         .unwrap();
         let RunSpec::Sft(run) = spec else { panic!("not sft") };
-        assert_eq!((run.stage.lr, run.stage.steps), (0.001, Some(3)));
+        assert_eq!((run.stage.lr, run.stage.steps), (Some(0.001), Some(3)));
         assert_eq!(run.stage.batch_size, SftConfig::default().batch_size);
         assert_eq!(run.snapshot_id, None);
     }
@@ -936,6 +1014,13 @@ mod tests {
                 RunKind::Pretrain,
                 json!({ "model_name": "m", "corpus": "demo_world", "snapshot_id": 3 }),
                 "corpus",
+            ),
+            (RunKind::Pretrain, json!({ "model_name": "m", "attention": "banded" }), "attention"),
+            (RunKind::Pretrain, json!({ "model_name": "m", "sparse_window": 0 }), "sparse_window"),
+            (
+                RunKind::Pretrain,
+                json!({ "model_name": "m", "base": "b", "attention": "sparse" }),
+                "attention",
             ),
             (RunKind::Eval, json!({ "versions": [] }), "versions"),
             (RunKind::Eval, json!({ "versions": ["a", "a"] }), "versions"),

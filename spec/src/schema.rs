@@ -227,7 +227,7 @@ mod tests {
         let stage = &schema["properties"]["stage"]["anyOf"][0]["properties"];
         assert_eq!(stage["epochs"]["minimum"], json!(1));
         assert_eq!(stage["epochs"]["type"], "integer");
-        assert_eq!(stage["lr"]["exclusiveMinimum"], json!(0.0));
+        assert_eq!(stage["lr"]["anyOf"][0]["exclusiveMinimum"], json!(0.0));
         assert_eq!(stage["steps"]["anyOf"][1]["type"], "null", "an optional setting may be null");
     }
 

@@ -155,10 +155,23 @@ pub struct Setting {
     pub range: Range,
     /// Shown first on the launch form; the rest fold under "advanced".
     pub essential: bool,
+    /// The rule of the model's width that an empty value takes (see [`crate::scale`]).
+    pub scale: Option<crate::scale::Scale>,
 }
 
 impl Setting {
     /// The requirement in words, e.g. "a whole number, at least 1".
+    /// The help, with the rule an empty value takes when the setting has one.
+    pub fn explained(&self) -> String {
+        match self.scale {
+            Some(scale) => {
+                let rule = scale.describe();
+                format!("{} The rule: {}.", self.help, rule.strip_prefix("empty: ").unwrap_or(&rule))
+            }
+            None => self.help.to_owned(),
+        }
+    }
+
     pub fn requirement(&self) -> String {
         match self.kind {
             SettingType::Bool => "true or false".into(),
@@ -244,12 +257,18 @@ pub trait StageSettings: Default + serde::Serialize + serde::de::DeserializeOwne
     const SETTINGS: &'static [Setting];
     /// Every problem, each named by the setting (`lr`, not yet `stage.lr`).
     fn problems(&self) -> Problems;
+    /// These settings with every value that depends on the model's size filled in for a
+    /// model `n_embd` wide: what a run records that it used.
+    fn scaled_to(&self, n_embd: i64) -> Self;
 }
 
 /// Declares a stage's settings once: the struct (serde, unknown fields refused, a doc
 /// comment per field), its `Default`, its `SETTINGS` and its range checks. A setting
-/// marked `essential` is shown first on the launch form. Checks that relate two settings
-/// go in `$cross`, a function of the config and the problems found so far.
+/// marked `essential` is shown first on the launch form. A setting `=> Scale::…` is an
+/// `Option<f64>` whose empty value takes that rule of the model's width: the struct gets
+/// a method of the setting's name giving its value for a width, and `StageSettings::scaled_to`
+/// fills every such value in. Checks that relate two settings go in
+/// `$cross`, a function of the config and the problems found so far.
 #[macro_export]
 macro_rules! stage_settings {
     // The settings every stage shares, whatever it trains, are declared here once and
@@ -277,7 +296,7 @@ macro_rules! stage_settings {
         pub struct $name:ident for $stage:literal, cross = $cross:path {
             $(
                 $(#[doc = $doc:literal])*
-                pub $field:ident : $ty:ty = $default:expr, $range:expr $(, $essential:ident)?;
+                pub $field:ident : $ty:ty = $default:expr, $range:expr $(, $essential:ident)? $(=> $scale:expr)?;
             )*
         }
     ) => {
@@ -304,8 +323,16 @@ macro_rules! stage_settings {
                     kind: <$ty as $crate::setting::SettingValue>::KIND,
                     range: $range,
                     essential: $crate::stage_settings!(@essential $($essential)?),
+                    scale: $crate::stage_settings!(@scale $($scale)?),
                 }, )*
             ];
+
+            #[allow(unused_variables, unused_mut)]
+            fn scaled_to(&self, n_embd: i64) -> Self {
+                let mut scaled = self.clone();
+                $($( scaled.$field = Some($scale.or_rule(self.$field, n_embd)); )?)*
+                scaled
+            }
 
             fn problems(&self) -> $crate::problem::Problems {
                 let mut problems = $crate::problem::Problems::default();
@@ -316,6 +343,14 @@ macro_rules! stage_settings {
         }
 
         impl $name {
+            $($(
+                #[doc = concat!("`", stringify!($field), "` for a model `n_embd` wide: the value set, else the rule's.")]
+                pub fn $field(&self, n_embd: i64) -> f64 {
+                    $scale.or_rule(self.$field, n_embd)
+                }
+            )?)*
+
+
             /// Every problem of these settings, named `stage.setting` when displayed
             /// alone (`ppo.lr: must be a positive number, got -1`).
             pub fn validate(&self) -> Result<(), $crate::problem::Problems> {
@@ -324,6 +359,8 @@ macro_rules! stage_settings {
             }
         }
     };
+    (@scale $scale:expr) => { Some($scale) };
+    (@scale) => { None };
     (@essential essential) => { true };
     (@essential) => { false };
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problems;
+use crate::scale::Scale;
 use crate::setting::{Bound, Range, SettingChoice};
 use crate::stage_settings;
 
@@ -63,8 +64,9 @@ stage_settings! {
                 pub epochs: i64 = 16, Range::at_least(1.0), essential;
         /// Optimizer steps in all; overrides `epochs` when set.
                 pub steps: Option<i64> = None, Range::at_least(1.0), essential;
-        /// Peak learning rate (InstructGPT: 9.65e-6 at 1.3B, 5.03e-6 at 175B).
-                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// Peak learning rate (InstructGPT: 9.65e-6 at 1.3B, 5.03e-6 at 175B); empty: a
+        /// rule of the model's width.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::SftLr;
         /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: cosine decay.
         pub final_lr_ratio: f64 = 0.0, Range::UNIT;
         /// Linear warmup steps.
@@ -73,8 +75,9 @@ stage_settings! {
                 pub batch_size: usize = 32, Range::at_least(1.0), essential;
         /// Micro-batches per optimizer step.
         pub grad_accum: usize = 1, Range::at_least(1.0);
-        /// Residual dropout during SFT. InstructGPT: 0.2.
-                pub dropout: f64 = 0.2, Range::FRACTION, essential;
+        /// Residual dropout during SFT (InstructGPT: 0.2); empty: a rule of the model's
+        /// width, none for small models, which underfit.
+                pub dropout: Option<f64> = None, Range::FRACTION, essential => Scale::SftDropout;
         /// AdamW's weight decay.
         pub weight_decay: f64 = 0.0, Range::NON_NEGATIVE;
         /// Global gradient-norm clip.
@@ -111,10 +114,10 @@ stage_settings! {
                 pub epochs: i64 = 1, Range::at_least(1.0), essential;
         /// Optimizer steps in all; overrides `epochs` when set.
                 pub steps: Option<i64> = None, Range::at_least(1.0), essential;
-        /// Peak learning rate. InstructGPT: 9e-6 for the 6B RM (it found the RM
-        /// insensitive to the learning rate and schedule); small GPTs learn faster with
-        /// more.
-                pub lr: f64 = 9e-6, Range::POSITIVE, essential;
+        /// Peak learning rate (InstructGPT: 9e-6 for the 6B RM; it found the RM
+        /// insensitive to the learning rate and schedule); empty: a rule of the model's
+        /// width, as small GPTs learn faster with more.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::RewardLr;
         /// Cosine decay ends at `lr · final_lr_ratio`. InstructGPT: 10% of the initial
         /// rate.
         pub final_lr_ratio: f64 = 0.1, Range::UNIT;
@@ -181,11 +184,12 @@ stage_settings! {
         pub minibatch_size: usize = 8, Range::at_least(1.0);
         /// Passes over each rollout batch. InstructGPT: 1; lm-human-preferences: 4.
         pub ppo_epochs: usize = 1, Range::at_least(1.0);
-        /// The policy's peak learning rate. InstructGPT: 9e-6 for its 1.3B policy;
-        /// plumb's default suits small GPTs.
-                pub lr: f64 = 1e-5, Range::POSITIVE, essential;
-        /// The value model's peak learning rate (lm-human-preferences: the policy's).
-        pub value_lr: f64 = 1e-5, Range::POSITIVE;
+        /// The policy's peak learning rate (InstructGPT: 9e-6 for its 1.3B policy);
+        /// empty: a rule of the model's width.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::PpoLr;
+        /// The value model's peak learning rate (lm-human-preferences: the policy's);
+        /// empty: a rule of the model's width, ten times the policy's for small models.
+        pub value_lr: Option<f64> = None, Range::POSITIVE => Scale::PpoValueLr;
         /// Linear warmup steps. InstructGPT: 10 iterations.
         pub warmup_steps: i64 = 10, Range::at_least(0.0);
         /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
@@ -291,10 +295,10 @@ stage_settings! {
                 pub epochs: i64 = 1, Range::at_least(1.0), essential;
         /// Optimizer steps in all; overrides `epochs` when set.
                 pub steps: Option<i64> = None, Range::at_least(1.0), essential;
-        /// Peak learning rate (the paper: 1e-6 for 2.8B–6B models). On the demo world's
-        /// tiny model 3e-5 for 60 steps of 16 rankings lifts the oracle score; 1e-4 over
-        /// as many steps overshoots and lowers it.
-                pub lr: f64 = 3e-5, Range::POSITIVE, essential;
+        /// Peak learning rate (the paper: 1e-6 for 2.8B–6B models); empty: a rule of the
+        /// model's width. On the demo world's tiny model 3e-5 for 60 steps of 16 rankings
+        /// lifts the oracle score; 1e-4 over as many steps overshoots and lowers it.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::DpoLr;
         /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant after
         /// the warmup, as the paper does.
         pub final_lr_ratio: f64 = 1.0, Range::UNIT;
@@ -399,8 +403,8 @@ stage_settings! {
         /// Passes over each rollout (TRL: 1, plain REINFORCE; more reuse each rollout
         /// under the clipped ratio).
         pub update_epochs: usize = 1, Range::at_least(1.0);
-        /// The policy's peak learning rate; the default suits small GPTs.
-                pub lr: f64 = 1e-4, Range::POSITIVE, essential;
+        /// The policy's peak learning rate; empty: a rule of the model's width.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::RlooLr;
         /// Linear warmup steps.
         pub warmup_steps: i64 = 0, Range::at_least(0.0);
         /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
@@ -463,11 +467,11 @@ stage_settings! {
         pub minibatch_size: usize = 32, Range::at_least(1.0);
         /// μ, passes over each rollout. DeepSeekMath: 1.
         pub update_epochs: usize = 1, Range::at_least(1.0);
-        /// The policy's peak learning rate (DeepSeekMath: 1e-6 at 7B). The default suits
-        /// small GPTs, and is half RLOO's: group-normalised advantages are of unit scale
-        /// however close the rewards, so a higher rate soon exploits a reward model's
-        /// errors.
-                pub lr: f64 = 5e-5, Range::POSITIVE, essential;
+        /// The policy's peak learning rate (DeepSeekMath: 1e-6 at 7B); empty: a rule of
+        /// the model's width, half RLOO's for small GPTs: group-normalised advantages are
+        /// of unit scale however close the rewards, so a higher rate soon exploits a
+        /// reward model's errors.
+                pub lr: Option<f64> = None, Range::POSITIVE, essential => Scale::GrpoLr;
         /// Linear warmup steps.
         pub warmup_steps: i64 = 0, Range::at_least(0.0);
         /// Cosine decay ends at `lr · final_lr_ratio`; 1.0 keeps the rate constant.
@@ -536,7 +540,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_named_by_its_stage_and_setting() {
-        let bad = PpoConfig { kl_coef: -1.0, batch_size: 0, lr: f64::NAN, ..Default::default() };
+        let bad = PpoConfig { kl_coef: -1.0, batch_size: 0, lr: Some(f64::NAN), ..Default::default() };
         let problems = bad.validate().unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["ppo.batch_size", "ppo.lr", "ppo.kl_coef"]);

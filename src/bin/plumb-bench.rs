@@ -146,11 +146,11 @@ fn main() -> Result<()> {
         Command::Generate { model, prompts, new_tokens } => generate(&model, &prompts, new_tokens, &timing)?,
         Command::TrainStep { model, inputs, lr } => train_step(&model, &inputs, lr, &timing)?,
         Command::Sft { model, data, batch_size, steps_per_rep, lr, dropout } => {
-            let cfg = SftConfig { batch_size, lr, dropout, ..Default::default() };
+            let cfg = SftConfig { batch_size, lr: Some(lr), dropout: Some(dropout), ..Default::default() };
             sft(&model, &data, &cfg, steps_per_rep, &timing)?
         }
         Command::Reward { model, data, batch_size, steps_per_rep, lr } => {
-            let cfg = RewardConfig { batch_size, lr, ..Default::default() };
+            let cfg = RewardConfig { batch_size, lr: Some(lr), ..Default::default() };
             reward(&model, &data, &cfg, steps_per_rep, &timing)?
         }
         Command::PpoStep { policy, reward, prompts, new_tokens, minibatch_size, ppo_epochs } => {
@@ -336,7 +336,9 @@ fn sft(
 ) -> Result<Value> {
     cfg.validate()?;
     let demonstrations = trainer::data::read_demonstrations(data)?;
-    let mut model = load_model(model_dir)?.with_dropout(cfg.dropout)?;
+    let model = load_model(model_dir)?;
+    let dropout = cfg.dropout(model.config.n_embd);
+    let mut model = model.with_dropout(dropout)?;
     model.set_trainable(true);
     let examples = demonstrations
         .iter()
@@ -362,7 +364,8 @@ fn sft(
     let times = timing.run(|| {
         for batch in &batches {
             seed_step(cfg.seed, step);
-            let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+            let lr =
+                lr_at(step, total_steps, cfg.warmup_steps, cfg.lr(model.config.n_embd), cfg.final_lr_ratio);
             opt.zero_grad();
             let (loss, _) = trainer::lm_loop::accumulate_gradients(&model, std::slice::from_ref(batch));
             ensure!(loss.is_finite(), "step {step}: the loss is {loss}");
@@ -417,7 +420,8 @@ fn reward(
         (pairs, tokens) = (0, 0);
         for batch in &batches {
             seed_step(cfg.seed, step);
-            let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+            let lr =
+                lr_at(step, total_steps, cfg.warmup_steps, cfg.lr(model.config.n_embd), cfg.final_lr_ratio);
             opt.zero_grad();
             let tally = trainer::reward::accumulate_gradients(&model, std::slice::from_ref(batch))?;
             ensure!(tally.loss.is_finite(), "step {step}: the loss is {}", tally.loss);
@@ -443,9 +447,10 @@ fn reward(
 }
 
 /// Seconds of one PPO iteration (`ppo::step`) on one rollout batch, every response
-/// `new_tokens` long, and the shares of generation and of the minibatch updates in it
-/// (`StepStats::generation_seconds`, `training_seconds`; the rest is scoring: reward
-/// model, policy, reference and value forward passes, GAE).
+/// `new_tokens` long, the shares of generation and of the minibatch updates in it, and
+/// its breakdown as `StepStats` times it (median seconds of each part; `old_logprobs`
+/// is 0: the sampler's log-probs are the old ones, and `advantages` is the rest of the
+/// step: KL-penalised rewards, GAE, whitening and statistics).
 fn ppo_step(
     policy_dir: &Path,
     reward_dir: &Path,
@@ -485,6 +490,24 @@ fn ppo_step(
     };
     let generation_share = shares(|s| s.generation_seconds);
     let training_share = shares(|s| s.training_seconds);
+    let part = |seconds: &dyn Fn(&trainer::ppo::StepStats, f64) -> f64| {
+        median(&timed.iter().zip(&times.secs).map(|(s, &secs)| seconds(s, secs)).collect::<Vec<_>>())
+    };
+    let breakdown = json!({
+        "generation": part(&|s, _| s.generation_seconds),
+        "scoring": part(&|s, _| s.scoring_seconds),
+        "old_logprobs": 0.0,
+        "reference": part(&|s, _| s.reference_seconds),
+        "values": part(&|s, _| s.values_seconds),
+        "advantages": part(&|s, secs| {
+            secs - s.generation_seconds
+                - s.scoring_seconds
+                - s.reference_seconds
+                - s.values_seconds
+                - s.training_seconds
+        }),
+        "update": part(&|s, _| s.training_seconds),
+    });
     let last = timed.last().context("no timed repetition")?;
     Ok(json!({
         "batch": prompts.len(),
@@ -498,6 +521,7 @@ fn ppo_step(
         "generation_share": median(&generation_share),
         "training_share": median(&training_share),
         "generation_shares": generation_share,
+        "breakdown": breakdown,
         "response_length": timed.iter().map(|s| s.response_length).collect::<Vec<_>>(),
         "eos_rate": timed.iter().map(|s| s.eos_rate).collect::<Vec<_>>(),
         "reward": last.reward,

@@ -23,7 +23,7 @@ use labeling::domain::{
 };
 use labeling::projects::NewProject;
 use labeling::prompts::ImportLimits;
-use registry::artifacts::ArtifactStore;
+use registry::artifacts::{ArtifactStore, StoreSettings};
 use registry::db::Database;
 use registry::evals;
 use registry::runs::{self, NewRun, RunKind, RunStatus};
@@ -126,8 +126,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         _ => FULL,
     };
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
-    let artifacts =
-        std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
+    let artifacts = StoreSettings::from_env(&args.home, |k| std::env::var(k).ok())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let outcome = runtime.block_on(super::shutdown::until_signal(async {
         step("Starting Postgres");
@@ -140,7 +139,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let settings = web::Settings {
             host: args.host,
             port: args.port,
-            artifacts: Some(artifacts.clone()),
+            artifacts: Some(PathBuf::from(&artifacts.location)),
+            s3: artifacts.s3.clone(),
             ..web::Settings::default()
         };
         let app = web::Application::build(&settings, pool.clone()).context("starting the web app")?;
@@ -171,7 +171,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 eval.id
             );
         } else {
-            let store = ArtifactStore::new(&artifacts).context("opening the artifact store")?;
+            let store = ArtifactStore::open(&artifacts).context("opening the artifact store")?;
             let mut options = WorkerOptions::new("demo-worker", args.home.join("work"));
             options.device = args.device;
             options.heartbeat = Duration::from_secs(1);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use registry::artifacts::ArtifactStore;
+use registry::artifacts::{ArtifactStore, StoreSettings};
 use registry::versions::{self, ModelKind, NewVersion};
 use serde_json::json;
 use trainer::LanguageModel;
@@ -21,15 +21,14 @@ pub struct ImportArgs {
     #[arg(long)]
     name: String,
     /// plumb's state directory: the private cluster in `pg/`, the artifact store in
-    /// `artifacts/` (unless PLUMB_ARTIFACTS names another).
+    /// `artifacts/` (unless PLUMB_ARTIFACTS names another directory or an
+    /// `s3://bucket/prefix`).
     #[arg(long, env = "PLUMB_HOME", default_value = ".plumb")]
     home: PathBuf,
 }
 
 pub fn run(args: ImportArgs) -> Result<()> {
-    let artifacts_dir =
-        std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
-    let store = ArtifactStore::new(&artifacts_dir)?;
+    let store = ArtifactStore::open(&StoreSettings::from_env(&args.home, |k| std::env::var(k).ok())?)?;
     super::with_database(&args.home, async |pool| {
         let (version, already) = import_checkpoint(&pool, &store, &args.model_dir, &args.name).await?;
         println!(

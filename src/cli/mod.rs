@@ -98,6 +98,31 @@ enum Command {
 }
 
 impl Cli {
+    /// The command line, each training stage's `--help` ending with the rules that give
+    /// the settings a person leaves empty their values from the model's width.
+    pub fn parse_with_rules() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        use spec::StageSettings;
+        let stages: [(&str, &[spec::Setting]); 7] = [
+            ("pretrain", spec::PretrainConfig::SETTINGS),
+            ("sft", spec::SftConfig::SETTINGS),
+            ("reward", spec::RewardConfig::SETTINGS),
+            ("ppo", spec::PpoConfig::SETTINGS),
+            ("rloo", spec::RlooConfig::SETTINGS),
+            ("grpo", spec::GrpoConfig::SETTINGS),
+            ("dpo", spec::DpoConfig::SETTINGS),
+        ];
+        let mut command = Cli::command();
+        for (name, settings) in stages {
+            let rules = size_rules(settings);
+            if !rules.is_empty() && command.find_subcommand(name).is_some() {
+                command = command.mut_subcommand(name, |c| c.after_help(rules));
+            }
+        }
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Db(args) => db::run(args),
@@ -163,4 +188,17 @@ fn with_database<T>(home: &std::path::Path, work: impl AsyncFnOnce(sqlx::PgPool)
         registry::db::migrate(&pool).await?;
         work(pool).await
     })
+}
+
+/// What a stage's settings that depend on the model's size take when left empty (the
+/// flag or the --config file's field), one paragraph each; empty when it has none.
+fn size_rules(settings: &[spec::Setting]) -> String {
+    let rules: Vec<String> = settings
+        .iter()
+        .filter_map(|s| s.scale.map(|scale| format!("  {}: {}", s.name, scale.describe())))
+        .collect();
+    if rules.is_empty() {
+        return String::new();
+    }
+    format!("Settings that follow the model's width unless given:\n{}", rules.join("\n"))
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use spec::LayerWords;
 use trainer::{
-    Attention, DeviceChoice, GptConfig, LanguageModel, Precision, Preset, SamplingConfig, Tokenizer,
-    TokenizerKind,
+    default_sparse, AttentionLayers, DeviceChoice, GptConfig, LanguageModel, Precision, Preset,
+    SamplingConfig, Tokenizer, TokenizerKind,
 };
 
 use super::jsonl;
@@ -32,11 +33,19 @@ pub struct InitArgs {
     /// Dropout on embeddings, attention and residual branches (default 0.1).
     #[arg(long)]
     dropout: Option<f64>,
-    /// GPT-3-style sparse attention: each token sees the previous WINDOW tokens...
-    #[arg(long, requires = "sparse_stride")]
+    /// Which layers attend sparsely: dense, sparse, alternating (GPT-3: dense and
+    /// banded sparse layers in turn, the first dense), or one word per layer separated
+    /// by commas, e.g. dense,sparse,sparse,dense [default: dense; sparse when
+    /// --sparse-window or --sparse-stride is given].
+    #[arg(long)]
+    attention: Option<LayerWords>,
+    /// A sparse layer's token sees the previous WINDOW tokens, itself included...
+    /// [default: √n_ctx, rounded]
+    #[arg(long)]
     sparse_window: Option<i64>,
-    /// ...and every STRIDE-th earlier token.
-    #[arg(long, requires = "sparse_window")]
+    /// ...and every earlier token whose distance is a multiple of STRIDE [default: √n_ctx,
+    /// rounded].
+    #[arg(long)]
     sparse_stride: Option<i64>,
 }
 
@@ -129,9 +138,11 @@ pub fn init(args: InitArgs) -> Result<()> {
     if let Some(dropout) = args.dropout {
         config.dropout = dropout;
     }
-    if let (Some(window), Some(stride)) = (args.sparse_window, args.sparse_stride) {
-        config.attention = Attention::Sparse { window, stride };
-    }
+    let band_given = args.sparse_window.is_some() || args.sparse_stride.is_some();
+    let words = args.attention.unwrap_or(if band_given { LayerWords::Sparse } else { LayerWords::Dense });
+    let sparse = default_sparse(config.n_ctx, args.sparse_window, args.sparse_stride);
+    config.attention = AttentionLayers::from_words(&words, config.n_layer, sparse)
+        .map_err(|e| anyhow::anyhow!("--attention: {e}"))?;
     trainer::tch::manual_seed(args.seed);
     let model = LanguageModel::new(config, args.tokenizer, trainer::tch::Device::Cpu)
         .map_err(|e| anyhow::anyhow!("invalid model configuration: {e}"))?;

@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use trainer::reward_program::RewardProgram;
 use trainer::rollout;
 use trainer::train::{load_config, RunDir, TrainError};
-use trainer::{data, dpo, grpo, ppo, pretrain, reward, rloo, sft, DeviceChoice, LanguageModel};
+use trainer::{data, distributed, dpo, grpo, ppo, pretrain, reward, rloo, sft, DeviceChoice, LanguageModel};
 
 use super::jsonl;
 
@@ -30,7 +30,7 @@ macro_rules! override_common {
             $cfg.steps = Some(steps);
         }
         if let Some(lr) = $stage.lr {
-            $cfg.lr = lr;
+            $cfg.lr = lr.into();
         }
         if let Some(batch_size) = $stage.batch_size {
             $cfg.batch_size = batch_size;
@@ -53,7 +53,7 @@ macro_rules! override_rl {
             $cfg.max_new_tokens = n;
         }
         if let Some(lr) = $stage.lr {
-            $cfg.lr = lr;
+            $cfg.lr = lr.into();
         }
         if let Some(batch_size) = $stage.batch_size {
             $cfg.batch_size = batch_size;
@@ -104,6 +104,17 @@ pub struct StageArgs {
     resume: bool,
 }
 
+/// The data-parallel launch of the stages that train on several ranks (pretrain, sft,
+/// reward train); under `torchrun`'s variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
+/// `MASTER_PORT`) the process is one rank of such a job without this flag.
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// Start N local ranks of one data-parallel job, as `torchrun --nproc-per-node N`
+    /// does: each draws its share of every batch, with one thread, and rank 0 writes --out.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    nproc: Option<u16>,
+}
+
 #[derive(Args)]
 pub struct PretrainArgs {
     /// The model to start from (see `plumb init`).
@@ -115,6 +126,8 @@ pub struct PretrainArgs {
     /// Tokens per training window (default: the model's context).
     #[arg(long)]
     seq_len: Option<i64>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -129,9 +142,12 @@ pub struct SftArgs {
     /// Validation demonstrations (default: a held-out share of --data).
     #[arg(long)]
     val_data: Option<PathBuf>,
-    /// Residual dropout while fine-tuning (InstructGPT: 0.2).
+    /// Residual dropout while fine-tuning (InstructGPT: 0.2; default: a rule of the
+    /// model's width, listed below).
     #[arg(long)]
     dropout: Option<f64>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -164,6 +180,8 @@ pub struct RewardTrainArgs {
     /// Demonstrations whose mean reward the bias sets to 0 (default: the best-ranked samples).
     #[arg(long)]
     demos: Option<PathBuf>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -249,8 +267,59 @@ fn load_model(dir: &Path, stage: &StageArgs) -> Result<LanguageModel> {
     LanguageModel::load(dir, device).with_context(|| format!("loading the model in {}", dir.display()))
 }
 
-/// Writes the effective config beside the model, then the report to stdout.
+/// Runs `stage` in this process, as one rank of the job the launch variables describe
+/// when they are set; with `--nproc N`, starts N local ranks of this command instead.
+fn data_parallel(launch: &LaunchArgs, stage: impl FnOnce() -> Result<()>) -> Result<()> {
+    if let Some(nproc) = launch.nproc {
+        if let Some(job) = distributed::Launch::from_env()? {
+            anyhow::bail!(
+                "--nproc starts its own ranks, but this process is already rank {} of {} \
+                 (RANK and WORLD_SIZE are set): pass one or the other",
+                job.rank,
+                job.world_size
+            );
+        }
+        return Ok(distributed::spawn_local_ranks(
+            nproc.into(),
+            &without_nproc(std::env::args_os().skip(1)),
+        )?);
+    }
+    distributed::init_from_env()?;
+    stage()
+}
+
+/// A command's arguments without `--nproc N` (or `--nproc=N`): each rank's command line.
+fn without_nproc(arguments: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut kept = Vec::new();
+    let mut arguments = arguments.into_iter();
+    while let Some(argument) = arguments.next() {
+        if argument == "--nproc" {
+            arguments.next();
+        } else if !argument.to_string_lossy().starts_with("--nproc=") {
+            kept.push(argument);
+        }
+    }
+    kept
+}
+
+/// Refuses to run `stage` as one of several ranks: it has no data-parallel loop, and each
+/// rank would train the whole batch alone and race the others for --out.
+fn in_one_process(stage: &str) -> Result<()> {
+    match distributed::Launch::from_env()? {
+        Some(job) if job.world_size > 1 => anyhow::bail!(
+            "plumb {stage} trains in one process, but WORLD_SIZE={} is set: unset the launch variables",
+            job.world_size
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the effective config beside the model, then the report to stdout (rank 0's
+/// alone in a data-parallel job: the other ranks trained the same weights).
 fn finish<C: Serialize, R: Serialize>(out: &Path, config: &C, report: &R) -> Result<()> {
+    if !distributed::is_leader() {
+        return Ok(());
+    }
     let path = out.join("train_config.toml");
     let text = toml::to_string_pretty(config).context("serialising the config")?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -260,6 +329,10 @@ fn finish<C: Serialize, R: Serialize>(out: &Path, config: &C, report: &R) -> Res
 }
 
 pub fn pretrain(args: PretrainArgs) -> Result<()> {
+    data_parallel(&args.launch, || pretrain_here(&args))
+}
+
+fn pretrain_here(args: &PretrainArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: pretrain::PretrainConfig = base_config(s)?;
     override_common!(cfg, s);
@@ -273,10 +346,14 @@ pub fn pretrain(args: PretrainArgs) -> Result<()> {
 }
 
 pub fn sft(args: SftArgs) -> Result<()> {
+    data_parallel(&args.launch, || sft_here(&args))
+}
+
+fn sft_here(args: &SftArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: sft::SftConfig = base_config(s)?;
     override_common!(cfg, s);
-    cfg.dropout = args.dropout.unwrap_or(cfg.dropout);
+    cfg.dropout = args.dropout.or(cfg.dropout);
     cfg.validate()?;
     let demonstrations = data::read_demonstrations(&args.data)?;
     let validation = args.val_data.as_deref().map(data::read_demonstrations).transpose()?.unwrap_or_default();
@@ -294,6 +371,10 @@ pub fn reward(args: RewardArgs) -> Result<()> {
 }
 
 fn reward_train(args: RewardTrainArgs) -> Result<()> {
+    data_parallel(&args.launch, || reward_train_here(&args))
+}
+
+fn reward_train_here(args: &RewardTrainArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: reward::RewardConfig = base_config(s)?;
     override_common!(cfg, s);
@@ -328,6 +409,7 @@ fn reward_score(args: RewardScoreArgs) -> Result<()> {
 }
 
 pub fn ppo(args: PpoArgs) -> Result<()> {
+    in_one_process("ppo")?;
     let s = &args.stage;
     let mut cfg: ppo::PpoConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;
@@ -459,6 +541,7 @@ pub struct RlooArgs {
 }
 
 pub fn rloo(args: RlooArgs) -> Result<()> {
+    in_one_process("rloo")?;
     let s = &args.stage;
     let mut cfg: rloo::RlooConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;
@@ -492,6 +575,7 @@ pub struct GrpoArgs {
 }
 
 pub fn grpo(args: GrpoArgs) -> Result<()> {
+    in_one_process("grpo")?;
     let s = &args.stage;
     let mut cfg: grpo::GrpoConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;
@@ -507,6 +591,7 @@ pub fn grpo(args: GrpoArgs) -> Result<()> {
 }
 
 pub fn dpo(args: DpoArgs) -> Result<()> {
+    in_one_process("dpo")?;
     let s = &args.stage;
     let mut cfg: dpo::DpoConfig = base_config(s)?;
     override_common!(cfg, s);
@@ -520,4 +605,16 @@ pub fn dpo(args: DpoArgs) -> Result<()> {
     let mut run = RunDir::open(&s.out, s.resume)?;
     let (_, report) = dpo::train(&cfg, policy, &rankings, &validation, &mut run)?;
     finish(&s.out, &cfg, &report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_nproc;
+
+    #[test]
+    fn each_rank_runs_the_command_without_nproc() {
+        let given = ["sft", "--nproc", "2", "--data", "d.jsonl", "--nproc=3", "--out", "o"];
+        let kept = without_nproc(given.iter().map(Into::into));
+        assert_eq!(kept, ["sft", "--data", "d.jsonl", "--out", "o"]);
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use registry::artifacts::ArtifactStore;
+use registry::artifacts::{ArtifactStore, StoreSettings};
 use registry::db::Database;
 use trainer::worker::{Worker, WorkerOptions};
 use trainer::DeviceChoice;
@@ -24,7 +24,9 @@ pub struct WorkerArgs {
     #[arg(long)]
     name: Option<String>,
     /// plumb's state directory: the private cluster in `pg/`, the artifact store in
-    /// `artifacts/` (unless PLUMB_ARTIFACTS names another), runs in progress in `work/`.
+    /// `artifacts/` (unless PLUMB_ARTIFACTS names another directory or an
+    /// `s3://bucket/prefix`, whose artifacts are then cached in `cache/`), runs in progress
+    /// in `work/`.
     #[arg(long, env = "PLUMB_HOME", default_value = ".plumb")]
     home: PathBuf,
     /// Seconds a claim lasts without a heartbeat before another worker may take the run.
@@ -41,9 +43,8 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> Result<()> {
     super::init_logs(false, "info");
     let name = args.name.clone().unwrap_or_else(default_name);
-    let artifacts =
-        std::env::var_os("PLUMB_ARTIFACTS").map(PathBuf::from).unwrap_or(args.home.join("artifacts"));
-    let store = ArtifactStore::new(&artifacts).context("opening the artifact store")?;
+    let artifacts = StoreSettings::from_env(&args.home, |k| std::env::var(k).ok())?;
+    let store = ArtifactStore::open(&artifacts).context("opening the artifact store")?;
     let mut options = WorkerOptions::new(&name, args.home.join("work"));
     options.device = args.device;
     options.lease = Duration::from_secs(args.lease_s.max(1));

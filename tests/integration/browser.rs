@@ -80,6 +80,8 @@ impl Browser {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
         let url = format!("http://127.0.0.1:{port}");
+        // Two crypto providers are linked into the tests (see Cargo.toml): name one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // chromedriver takes a moment to listen: retry the session until it does.
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {

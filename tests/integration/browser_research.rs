@@ -71,10 +71,12 @@ fn a_researcher_uploads_prompts_sees_the_bad_line_and_launches_a_run() {
         browser.find("#launch-form").await;
         let lr = browser.find("[id='f-stage.lr']").await.prop("value").await.unwrap().unwrap_or_default();
         assert_eq!(
-            lr.parse::<f64>().unwrap(),
-            trainer::sft::SftConfig::default().lr,
-            "pre-filled with the default"
+            (lr.as_str(), trainer::sft::SftConfig::default().lr),
+            ("", None),
+            "empty by default: the rate is a rule of the base model's width"
         );
+        let form = browser.find("#launch-form").await.text().await.unwrap();
+        assert!(form.contains("from the model's width"), "the form says what an empty rate means: {form}");
         browser.find("#f-model_name").await.send_keys("sft-browser").await.unwrap();
         let base_field = browser.find("#f-base").await;
         base_field.clear().await.unwrap();

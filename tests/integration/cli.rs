@@ -131,3 +131,53 @@ fn cuda_asked_for_without_a_gpu_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no CUDA device"));
 }
+
+#[test]
+fn init_alternates_dense_and_sparse_layers_and_plumb_json_keeps_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(
+        dir.path(),
+        &["--attention", "alternating", "--sparse-window", "4", "--sparse-stride", "3"],
+    );
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&model).join("plumb.json")).unwrap(),
+    )
+    .unwrap();
+    let sparse = serde_json::json!({ "kind": "sparse", "window": 4, "stride": 3 });
+    let dense = serde_json::json!({ "kind": "dense" });
+    assert_eq!(meta["attention"], serde_json::json!([dense, sparse, dense, sparse]), "{meta}");
+    // The list comes back when the checkpoint is loaded: sampling from it works.
+    let out = plumb_ok(&["generate", "--model", &model, "--max-new-tokens", "3"], &jsonl("prompt", &["ab"]));
+    assert_eq!(out.len(), 1);
+
+    let out = dir.path().join("bad");
+    let bad = plumb(
+        &[
+            "init",
+            "--preset",
+            "tiny",
+            "--tokenizer",
+            "bytes",
+            "--out",
+            out.to_str().unwrap(),
+            "--attention",
+            "dense,sparse",
+        ],
+        "",
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--attention") && err.contains('4'), "{err}");
+}
+
+#[test]
+fn a_stages_help_says_what_its_empty_settings_take_from_the_models_width() {
+    let out = plumb(&["sft", "--help"], "");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("follow the model's width"), "{help}");
+    for words in ["lr: empty: from the model's width", "dropout: empty:", "tiny 1e-3", "InstructGPT 1.3B"] {
+        assert!(help.contains(words), "{words:?} missing from: {help}");
+    }
+    let pretrain = String::from_utf8_lossy(&plumb(&["pretrain", "--help"], "").stdout).into_owned();
+    assert!(!pretrain.contains("follow the model's width"), "pretraining's rate is set: {pretrain}");
+}

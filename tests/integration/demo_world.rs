@@ -171,9 +171,9 @@ pub(crate) fn sloppy_sft(
 ) -> LanguageModel {
     let sft_cfg = SftConfig {
         steps: Some(400),
-        lr: 3e-3,
+        lr: Some(3e-3),
         batch_size: 16,
-        dropout: 0.0,
+        dropout: Some(0.0),
         warmup_steps: 10,
         eval_every: 0,
         checkpoint_every: 0,
@@ -205,7 +205,7 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
     let val_rankings = rankings_of_samples(&sft_model, &held_out, 7);
     let rm_cfg = RewardConfig {
         steps: Some(240),
-        lr: 3e-4,
+        lr: Some(3e-4),
         batch_size: 4,
         eval_every: 0,
         checkpoint_every: 0,
@@ -235,8 +235,8 @@ fn sft_then_rm_then_ppo_raise_the_oracle_score_on_held_out_prompts() {
         batch_size: 64,
         minibatch_size: 16,
         ppo_epochs: 2,
-        lr: 1e-4,
-        value_lr: 1e-3,
+        lr: Some(1e-4),
+        value_lr: Some(1e-3),
         warmup_steps: 0,
         max_new_tokens: MAX_NEW,
         kl_coef: 1.0,

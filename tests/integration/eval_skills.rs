@@ -115,6 +115,31 @@ fn an_eval_run_measures_few_shot_accuracy_and_probe_words_for_every_version() {
         assert_eq!(by(base.id), by(copy), "the same weights, the same random streams");
         assert_ne!(by(base.id), by(other), "other weights, other words");
 
+        // Every word's count is kept: each version's groups add up to their 16 continuations.
+        let counts = evals::probe_counts(pool, run_id).await.unwrap();
+        let mut totals: HashMap<(i64, String), i32> = HashMap::new();
+        for c in &counts {
+            *totals.entry((c.version_id, c.group_name.clone())).or_default() += c.count;
+        }
+        assert_eq!(totals.len(), 3 * 2);
+        assert!(totals.values().all(|&n| n == 16), "{totals:?}");
+
+        // The divergence between groups, per version, against the first version.
+        let report = evals::report(pool, run_id, Some(base.id)).await.unwrap();
+        let stat = |v: i64| report.probe_statistics.iter().find(|s| s.version_id == v).unwrap();
+        assert_eq!(report.probe_statistics.len(), 3);
+        for v in [base.id, copy, other] {
+            let s = stat(v);
+            assert_eq!(s.continuations, [16, 16]);
+            assert!((0.0..=1.0).contains(&s.divergence), "two groups: at most 1 bit: {s:?}");
+            assert!(s.low <= s.divergence + 1e-9 && s.divergence <= s.high + 1e-9, "{s:?}");
+        }
+        assert_eq!(stat(base.id).divergence, stat(copy).divergence, "the same words");
+        assert!(stat(base.id).change.is_none());
+        let change = stat(copy).change.as_ref().unwrap();
+        assert_eq!(change.difference, 0.0);
+        assert!(change.low <= 0.0 && 0.0 <= change.high, "{change:?}");
+
         // The run's log sums each version's accuracy up by shot count.
         let log: Vec<String> =
             runs::logs(pool, run_id, None, 100).await.unwrap().into_iter().map(|l| l.line).collect();
@@ -126,7 +151,7 @@ fn an_eval_run_measures_few_shot_accuracy_and_probe_words_for_every_version() {
         // Stored once: storing again (a retry) adds nothing.
         let again: Vec<SkillScore> = skills.clone();
         assert!(!evals::store_skills(pool, run_id, &again).await.unwrap());
-        assert!(!evals::store_probes(pool, run_id, &words).await.unwrap());
+        assert!(!evals::store_probes(pool, run_id, &words, &counts).await.unwrap());
         assert_eq!(evals::skill_scores(pool, run_id).await.unwrap(), skills);
     });
 }
@@ -167,9 +192,9 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
         let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
         let sft = trainer::sft::SftConfig {
             steps: Some(150),
-            lr: 3e-3,
+            lr: Some(3e-3),
             batch_size: demonstrations.len(),
-            dropout: 0.0,
+            dropout: Some(0.0),
             eval_every: 0,
             checkpoint_every: 0,
             warmup_steps: 10,

@@ -6,6 +6,7 @@
 mod browser;
 mod browser_annotate;
 mod browser_charts;
+mod browser_conversation;
 mod browser_fast_answers;
 mod browser_phone;
 mod browser_project;
@@ -44,6 +45,8 @@ mod web_sessions;
 mod web_throttle;
 mod web_tokens;
 
+#[cfg(feature = "trainer")]
+mod artifacts_s3;
 #[cfg(feature = "trainer")]
 mod cli;
 #[cfg(feature = "trainer")]

@@ -60,9 +60,9 @@ fn train_sft(
 ) -> (LanguageModel, Vec<f64>) {
     let cfg = sft::SftConfig {
         steps: Some(steps),
-        lr: 3e-3,
+        lr: Some(3e-3),
         batch_size: 16,
-        dropout: 0.0,
+        dropout: Some(0.0),
         eval_every: 0,
         checkpoint_every: steps,
         warmup_steps: 5,

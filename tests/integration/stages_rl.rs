@@ -147,7 +147,7 @@ fn rloo_and_grpo_against_a_reward_model_beat_sft() {
     let rankings = rankings_of_samples(&sft, &tasks[..600], 5);
     let rm_cfg = RewardConfig {
         steps: Some(240),
-        lr: 3e-4,
+        lr: Some(3e-4),
         batch_size: 4,
         eval_every: 0,
         checkpoint_every: 0,

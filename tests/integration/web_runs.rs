@@ -233,11 +233,15 @@ fn each_kinds_form_is_pre_filled_with_its_stage_defaults() {
                 }
             }
         }
-        // The SFT form shows the SFT default learning rate, and PPO's its own.
+        // The SFT learning rate is empty by default, and its help gives the rule of the
+        // model's width it then takes, with its value for each preset.
         let sft = app.get_html(&format!("/runs/new?kind=sft&project={project}")).await;
-        let lr = defaults.of("sft").unwrap()["lr"].to_string();
-        assert!(sft.contains(&format!("name=\"stage.lr\" value=\"{lr}\"")), "{sft}");
+        assert_eq!(defaults.of("sft").unwrap()["lr"], Value::Null);
+        assert!(sft.contains("name=\"stage.lr\" value=\"\""), "{sft}");
         assert!(sft.contains("Peak learning rate"), "the setting's help shows");
+        assert!(sft.contains("The rule: from the model&#39;s width (n_embd)"), "{sft}");
+        assert!(sft.contains("Default: from the model&#39;s width."), "{sft}");
+        assert!(sft.contains("tiny 1e-3"), "the value for each preset");
         let ppo = app.get_html(&format!("/runs/new?kind=ppo&project={project}")).await;
         assert!(ppo.contains("name=\"policy\"") && ppo.contains("name=\"stage.kl_coef\""), "{ppo}");
         assert_eq!(app.get("/runs/new?kind=rlhf").await.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -166,6 +166,10 @@ fn an_sft_run_trains_reports_its_metrics_and_registers_its_version_with_lineage(
             (8, version.snapshots[0].content_sha256.as_str())
         );
         assert_eq!(version.config["run_config"]["stage"]["steps"], 4);
+        // Dropout was left to the rule of the model's width: the version records the value
+        // used (none for a 128-wide model).
+        assert!(version.config["run_config"]["stage"].get("dropout").is_none());
+        assert_eq!(version.config["resolved"]["stage"]["dropout"], 0.0, "{}", version.config);
         assert_eq!(version.metrics["steps"], 4);
         // The artifact is the model alone, and loads.
         let stored = setup.store.get(&version.artifact_sha256).unwrap();

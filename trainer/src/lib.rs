@@ -4,6 +4,7 @@
 //! - `stages/`: the LM loop, pretraining, SFT, the reward model and PPO;
 //! - `worker/`: executes runs queued in Postgres and publishes their versions.
 
+pub mod distributed;
 pub mod model;
 pub mod stages;
 pub mod worker;
@@ -17,7 +18,7 @@ pub use stages::{
 pub use world;
 
 pub use checkpoint::{CheckpointError, LanguageModel};
-pub use config::{Attention, GptConfig, Preset};
+pub use config::{default_sparse, Attention, AttentionLayers, GptConfig, Preset};
 pub use device::{DeviceChoice, Precision};
 pub use gpt::{Gpt, KvCache, LmHead, ScalarHead};
 pub use sampling::{generate, generate_streams, score, Generation, SamplingConfig, SamplingError};

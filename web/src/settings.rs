@@ -57,8 +57,13 @@ pub struct Settings {
     /// A login session ends this long after logging in, however busy (seconds).
     pub session_absolute_s: u64,
     /// The artifact store that model versions' checkpoints live in (downloads are read
-    /// from it). None: `artifacts/` in plumb's state directory.
+    /// from it): a directory or `s3://bucket/prefix`. None: `artifacts/` in plumb's state
+    /// directory.
     pub artifacts: Option<PathBuf>,
+    /// How to reach the bucket when `artifacts` is one: from the environment only
+    /// (PLUMB_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, ...), never from the file.
+    #[serde(skip)]
+    pub s3: registry::artifacts::S3Settings,
     /// Who may read `/metrics` (a `[metrics]` table).
     pub metrics: MetricsSettings,
 }
@@ -88,6 +93,7 @@ impl Default for Settings {
             session_idle_s: 12 * 3600,
             session_absolute_s: 7 * 24 * 3600,
             artifacts: None,
+            s3: registry::artifacts::S3Settings::default(),
             metrics: MetricsSettings::default(),
         }
     }
@@ -138,6 +144,8 @@ impl Settings {
         if let Some(token) = env("PLUMB_METRICS_TOKEN") {
             settings.metrics.token = Some(Secret::new(token));
         }
+        settings.s3 = registry::artifacts::S3Settings::from_env(&env)
+            .map_err(|e| SettingsError::Env("PLUMB_S3_*", e.to_string()))?;
         Ok(settings)
     }
 }

@@ -15,7 +15,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpServer};
-use registry::artifacts::ArtifactStore;
+use registry::artifacts::{ArtifactStore, StoreSettings};
 use sqlx::PgPool;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
@@ -62,9 +62,13 @@ impl Application {
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::default());
         let metrics_access = web::Data::new(routes::health::MetricsAccess(settings.metrics.token.clone()));
-        let artifacts = web::Data::new(ArtifactStore::new(
-            settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts")),
-        )?);
+        let location = settings.artifacts.clone().unwrap_or_else(|| PathBuf::from(".plumb/artifacts"));
+        // A bucket's artifacts are served from a cache on this machine.
+        let artifacts = web::Data::new(ArtifactStore::open(&StoreSettings {
+            location: location.display().to_string(),
+            cache: std::env::temp_dir().join("plumb-artifacts-cache"),
+            s3: settings.s3.clone(),
+        })?);
         let mut trusted_proxies = Vec::with_capacity(settings.trusted_proxies.len());
         for proxy in &settings.trusted_proxies {
             let net =

@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::config::{Attention, GptConfig};
+use crate::config::{AttentionLayers, GptConfig};
 use crate::device::{compute_kind, Precision};
 use crate::gpt::{Gpt, KvCache, LmHead, ScalarHead};
 use crate::tokenizer::{Tokenizer, TokenizerKind, BYTES_VOCAB_SIZE, GPT2_VOCAB_SIZE};
@@ -114,8 +114,10 @@ fn yes() -> bool {
 pub struct PlumbMeta {
     pub format: u32,
     pub tokenizer: TokenizerKind,
+    /// Each layer's pattern (one pattern for every layer in checkpoints written before
+    /// patterns were per layer).
     #[serde(default = "dense")]
-    pub attention: Attention,
+    pub attention: AttentionLayers,
     /// Names of extra heads stored in `model.safetensors` beside the trunk (`score`).
     #[serde(default)]
     pub heads: Vec<String>,
@@ -124,8 +126,8 @@ pub struct PlumbMeta {
     pub training: Option<serde_json::Value>,
 }
 
-fn dense() -> Attention {
-    Attention::Dense
+fn dense() -> AttentionLayers {
+    AttentionLayers::DENSE
 }
 
 impl HfGpt2Config {
@@ -156,7 +158,7 @@ impl HfGpt2Config {
     }
 
     /// Checks that plumb's GPT computes what this config describes.
-    fn to_config(&self, path: &Path, attention: Attention) -> Result<GptConfig, CheckpointError> {
+    fn to_config(&self, path: &Path, attention: AttentionLayers) -> Result<GptConfig, CheckpointError> {
         let unsupported = |field: &str, value: String| CheckpointError::Config {
             path: path.to_path_buf(),
             reason: format!("unsupported {field} = {value}"),
@@ -456,7 +458,7 @@ impl LanguageModel {
         let meta = PlumbMeta {
             format: PLUMB_FORMAT,
             tokenizer: self.tokenizer.kind(),
-            attention: self.config.attention,
+            attention: self.config.attention.clone(),
             heads: self.score_head.iter().map(|_| SCORE_HEAD.to_string()).collect(),
             training,
         };
@@ -501,7 +503,7 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
             Ok(PlumbMeta {
                 format: PLUMB_FORMAT,
                 tokenizer,
-                attention: Attention::Dense,
+                attention: AttentionLayers::DENSE,
                 heads: Vec::new(),
                 training: None,
             })

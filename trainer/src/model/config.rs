@@ -1,6 +1,7 @@
 //! The GPT's shape: vocabulary, context, depth, width, dropout and attention pattern.
 
 use serde::{Deserialize, Serialize};
+use spec::LayerWords;
 
 /// Which tokens a position may attend to (always only itself and earlier ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,65 @@ impl Attention {
             Attention::Sparse { window, stride } => q - k < window || (q - k) % stride == 0,
         }
     }
+}
+
+/// Each layer's attention pattern, as `plumb.json` keeps it. A checkpoint written
+/// before patterns were per layer holds one pattern, which every layer uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttentionLayers {
+    /// One pattern for every layer.
+    Every(Attention),
+    /// One pattern per layer, first layer first.
+    PerLayer(Vec<Attention>),
+}
+
+impl AttentionLayers {
+    pub const DENSE: AttentionLayers = AttentionLayers::Every(Attention::Dense);
+
+    /// The layers `words` name sparse attend through `sparse`, the others densely; the
+    /// same pattern on every layer is kept as one.
+    pub fn from_words(words: &LayerWords, n_layer: i64, sparse: Attention) -> Result<Self, String> {
+        let layers: Vec<Attention> = words
+            .sparse_layers(n_layer.max(0) as usize)?
+            .into_iter()
+            .map(|is_sparse| if is_sparse { sparse } else { Attention::Dense })
+            .collect();
+        Ok(match layers.first() {
+            Some(&first) if layers.iter().all(|&a| a == first) => AttentionLayers::Every(first),
+            _ => AttentionLayers::PerLayer(layers),
+        })
+    }
+
+    /// The pattern of layer `layer` (counting from 0).
+    pub fn layer(&self, layer: usize) -> Attention {
+        match self {
+            AttentionLayers::Every(a) => *a,
+            AttentionLayers::PerLayer(layers) => layers[layer],
+        }
+    }
+
+    /// The distinct patterns, in the order of their first layer.
+    pub fn distinct(&self) -> Vec<Attention> {
+        let mut out = Vec::new();
+        let all = match self {
+            AttentionLayers::Every(a) => std::slice::from_ref(a),
+            AttentionLayers::PerLayer(layers) => layers.as_slice(),
+        };
+        for a in all {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+}
+
+/// GPT-3 leaves the band's size open; the Sparse Transformer's strided pattern takes
+/// window = stride ≈ √n, so that each token reaches every earlier one in two layers.
+pub fn default_sparse(n_ctx: i64, window: Option<i64>, stride: Option<i64>) -> Attention {
+    let root = ((n_ctx.max(1) as f64).sqrt().round() as i64).max(1);
+    Attention::Sparse { window: window.unwrap_or(root), stride: stride.unwrap_or(root) }
 }
 
 /// The named model sizes.
@@ -66,7 +126,7 @@ pub struct GptConfig {
     /// Dropout on embeddings, attention weights and residual branches (GPT-2: 0.1).
     pub dropout: f64,
     pub layer_norm_epsilon: f64,
-    pub attention: Attention,
+    pub attention: AttentionLayers,
 }
 
 impl GptConfig {
@@ -86,7 +146,7 @@ impl GptConfig {
             n_embd,
             dropout: 0.1,
             layer_norm_epsilon: 1e-5,
-            attention: Attention::Dense,
+            attention: AttentionLayers::DENSE,
         }
     }
 
@@ -122,11 +182,22 @@ impl GptConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
-        if let Attention::Sparse { window, stride } = self.attention {
-            if window < 1 || stride < 1 {
+        if let AttentionLayers::PerLayer(layers) = &self.attention {
+            if layers.len() as i64 != self.n_layer {
                 return Err(format!(
-                    "sparse attention needs window >= 1 and stride >= 1, got window {window}, stride {stride}"
+                    "attention names {} layers but n_layer is {}",
+                    layers.len(),
+                    self.n_layer
                 ));
+            }
+        }
+        for attention in self.attention.distinct() {
+            if let Attention::Sparse { window, stride } = attention {
+                if window < 1 || stride < 1 {
+                    return Err(format!(
+                        "sparse attention needs window >= 1 and stride >= 1, got window {window}, stride {stride}"
+                    ));
+                }
             }
         }
         Ok(())
@@ -173,5 +244,24 @@ mod tests {
         let allowed: Vec<i64> = (0..=9).filter(|&k| a.allows(9, k)).collect();
         assert_eq!(allowed, vec![1, 5, 8, 9]);
         assert!(!a.allows(3, 4), "never a later token");
+    }
+
+    #[test]
+    fn alternating_layers_keep_one_pattern_each_and_plumb_json_reads_both_forms() {
+        let sparse = default_sparse(256, None, None);
+        assert_eq!(sparse, Attention::Sparse { window: 16, stride: 16 });
+        let words: LayerWords = "alternating".parse().unwrap();
+        let layers = AttentionLayers::from_words(&words, 4, sparse).unwrap();
+        let each: Vec<Attention> = (0..4).map(|i| layers.layer(i)).collect();
+        assert_eq!(each, [Attention::Dense, sparse, Attention::Dense, sparse]);
+        let json = serde_json::to_value(&layers).unwrap();
+        assert_eq!(serde_json::from_value::<AttentionLayers>(json).unwrap(), layers);
+        let old: AttentionLayers = serde_json::from_str(r#"{"kind":"dense"}"#).unwrap();
+        assert_eq!(old, AttentionLayers::DENSE);
+        let same = AttentionLayers::from_words(&"sparse,sparse".parse().unwrap(), 2, sparse).unwrap();
+        assert_eq!(same, AttentionLayers::Every(sparse));
+        let mut cfg = GptConfig::tiny(258);
+        cfg.attention = AttentionLayers::PerLayer(vec![Attention::Dense; 3]);
+        assert!(cfg.validate().unwrap_err().contains("n_layer is 4"));
     }
 }

@@ -67,6 +67,20 @@ pub enum AttnMask {
     Explicit(Tensor),
 }
 
+/// Each layer's mask: one per distinct attention pattern, shared by its layers.
+#[derive(Debug)]
+struct LayerMasks {
+    masks: Vec<AttnMask>,
+    /// Index into `masks` of each layer's.
+    of_layer: Vec<usize>,
+}
+
+impl LayerMasks {
+    fn of(&self, layer: usize) -> &AttnMask {
+        &self.masks[self.of_layer[layer]]
+    }
+}
+
 /// One layer's keys and values for every position seen so far, preallocated.
 #[derive(Debug)]
 struct LayerCache {
@@ -239,7 +253,7 @@ struct Segment {
     /// Each block's dropout seed, so that its recomputation draws the same masks
     /// (empty without dropout).
     seeds: Vec<i64>,
-    mask: AttnMask,
+    masks: LayerMasks,
     /// The last block's output as a leaf: `loss.backward()` leaves its gradient here.
     output: Tensor,
 }
@@ -351,15 +365,15 @@ impl Gpt {
             Some(m) => ids.masked_fill(&m.narrow(1, past, t).eq(0), 0),
             None => ids.shallow_clone(),
         };
-        let mask = self.attention_mask(attention_mask, &key_positions, past, t);
+        let masks = self.layer_masks(attention_mask, &key_positions, past, t);
 
         let mut xs = (self.wte.forward(&ids) + self.wpe.forward(&positions)).dropout(self.cfg.dropout, train); // (B, T, C)
         if train && self.checkpointing && cache.is_none() {
-            return self.forward_checkpointed(xs, mask);
+            return self.forward_checkpointed(xs, masks);
         }
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], past));
-            xs = block.forward_t(&xs, &mask, layer_cache, train, self.compute);
+            xs = block.forward_t(&xs, masks.of(i), layer_cache, train, self.compute);
         }
         if let Some(c) = cache {
             c.len = total;
@@ -369,24 +383,24 @@ impl Gpt {
 
     /// The blocks of a training pass without their graphs, keeping each block's input;
     /// returns the hidden states, whose graph starts at the last block's output.
-    fn forward_checkpointed(&self, embeddings: Tensor, mask: AttnMask) -> Tensor {
+    fn forward_checkpointed(&self, embeddings: Tensor, masks: LayerMasks) -> Tensor {
         let mut inputs = Vec::with_capacity(self.h.len());
         let mut seeds = Vec::new();
         let mut xs = embeddings.detach();
         {
             let _guard = tch::no_grad_guard();
-            for block in &self.h {
+            for (i, block) in self.h.iter().enumerate() {
                 inputs.push(xs.shallow_clone());
                 if self.cfg.dropout > 0.0 {
                     seeds.push(draw_seed());
                     tch::manual_seed(seeds[seeds.len() - 1]);
                 }
-                xs = block.forward_t(&xs, &mask, None, true, self.compute);
+                xs = block.forward_t(&xs, masks.of(i), None, true, self.compute);
             }
         }
         let output = xs.detach().set_requires_grad(true);
         let hidden = self.ln_f.forward(&output);
-        let segment = Segment { embeddings, inputs, seeds, mask, output };
+        let segment = Segment { embeddings, inputs, seeds, masks, output };
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(segment);
         hidden
     }
@@ -407,7 +421,7 @@ impl Gpt {
                 if let Some(&seed) = segment.seeds.get(i) {
                     tch::manual_seed(seed);
                 }
-                let out = block.forward_t(&input, &segment.mask, None, true, self.compute);
+                let out = block.forward_t(&input, segment.masks.of(i), None, true, self.compute);
                 (out * &grad).sum(Kind::Float).backward();
                 grad = input.grad();
             }
@@ -415,36 +429,55 @@ impl Gpt {
         }
     }
 
-    /// Builds the attention mask of `forward_masked`; the fused causal kernel when it can.
-    fn attention_mask(
+    /// Each layer's attention mask for `forward_masked`, built once per distinct pattern.
+    fn layer_masks(
         &self,
         attention_mask: Option<&Tensor>,
         key_positions: &Tensor,
         past: i64,
         t: i64,
-    ) -> AttnMask {
-        let dense = self.cfg.attention == Attention::Dense;
-        if attention_mask.is_none() && past == 0 && dense {
-            return AttnMask::Causal;
-        }
-        let device = key_positions.device();
-        let total = past + t;
-        let q_slot = Tensor::arange_start(past, total, (Kind::Int64, device)).unsqueeze(1); // (T, 1)
-        let k_slot = Tensor::arange(total, (Kind::Int64, device)).unsqueeze(0); // (1, S)
-        let mut allowed = k_slot.le_tensor(&q_slot).unsqueeze(0); // (1, T, S)
-        if let Some(m) = attention_mask {
-            allowed = allowed.logical_and(&m.ne(0).unsqueeze(1)); // (B, T, S)
-        }
-        if let Attention::Sparse { window, stride } = self.cfg.attention {
-            let q_pos = key_positions.narrow(1, past, t).unsqueeze(2); // (B, T, 1)
-            let distance = q_pos - key_positions.unsqueeze(1); // (B, T, S)
-            let sparse = distance.lt(window).logical_or(&distance.remainder(stride).eq(0));
-            allowed = allowed.logical_and(&sparse);
-        }
-        // A padding query would see no key at all and give NaN; let it see itself.
-        let own_slot = k_slot.eq_tensor(&q_slot).unsqueeze(0);
-        AttnMask::Explicit(allowed.logical_or(&own_slot).unsqueeze(1)) // (B, 1, T, S)
+    ) -> LayerMasks {
+        let patterns = self.cfg.attention.distinct();
+        let masks =
+            patterns.iter().map(|&p| attention_mask_of(p, attention_mask, key_positions, past, t)).collect();
+        let of_layer = (0..self.h.len())
+            .map(|i| {
+                patterns.iter().position(|&p| p == self.cfg.attention.layer(i)).expect("a distinct pattern")
+            })
+            .collect();
+        LayerMasks { masks, of_layer }
     }
+}
+
+/// The mask of one attention pattern for `forward_masked`; the fused causal kernel when
+/// it can.
+fn attention_mask_of(
+    pattern: Attention,
+    attention_mask: Option<&Tensor>,
+    key_positions: &Tensor,
+    past: i64,
+    t: i64,
+) -> AttnMask {
+    if attention_mask.is_none() && past == 0 && pattern == Attention::Dense {
+        return AttnMask::Causal;
+    }
+    let device = key_positions.device();
+    let total = past + t;
+    let q_slot = Tensor::arange_start(past, total, (Kind::Int64, device)).unsqueeze(1); // (T, 1)
+    let k_slot = Tensor::arange(total, (Kind::Int64, device)).unsqueeze(0); // (1, S)
+    let mut allowed = k_slot.le_tensor(&q_slot).unsqueeze(0); // (1, T, S)
+    if let Some(m) = attention_mask {
+        allowed = allowed.logical_and(&m.ne(0).unsqueeze(1)); // (B, T, S)
+    }
+    if let Attention::Sparse { window, stride } = pattern {
+        let q_pos = key_positions.narrow(1, past, t).unsqueeze(2); // (B, T, 1)
+        let distance = q_pos - key_positions.unsqueeze(1); // (B, T, S)
+        let sparse = distance.lt(window).logical_or(&distance.remainder(stride).eq(0));
+        allowed = allowed.logical_and(&sparse);
+    }
+    // A padding query would see no key at all and give NaN; let it see itself.
+    let own_slot = k_slot.eq_tensor(&q_slot).unsqueeze(0);
+    AttnMask::Explicit(allowed.logical_or(&own_slot).unsqueeze(1)) // (B, 1, T, S)
 }
 
 /// A seed for one block's dropout masks, drawn from libtorch's generator so that it
@@ -505,12 +538,22 @@ impl ScalarHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AttentionLayers;
+    use spec::LayerWords;
 
     fn tiny(attention: Attention) -> (nn::VarStore, Gpt) {
+        tiny_layers(AttentionLayers::Every(attention))
+    }
+
+    /// Two layers, or as many as `attention` lists.
+    fn tiny_layers(attention: AttentionLayers) -> (nn::VarStore, Gpt) {
         tch::manual_seed(0);
         let mut cfg = GptConfig::tiny(258);
         cfg.n_ctx = 32;
-        cfg.n_layer = 2;
+        cfg.n_layer = match &attention {
+            AttentionLayers::PerLayer(layers) => layers.len() as i64,
+            AttentionLayers::Every(_) => 2,
+        };
         cfg.attention = attention;
         let vs = nn::VarStore::new(Device::Cpu);
         let gpt = Gpt::new(&vs.root(), &cfg);
@@ -560,7 +603,8 @@ mod tests {
 
     #[test]
     fn cached_decoding_gives_the_hidden_states_of_full_recomputation() {
-        let (_vs, gpt) = tiny(Attention::Sparse { window: 3, stride: 4 });
+        let sparse = Attention::Sparse { window: 3, stride: 4 };
+        let (_vs, gpt) = tiny_layers(AttentionLayers::PerLayer(vec![Attention::Dense, sparse, sparse]));
         let ids = random_ids(2, 12);
         let full = gpt.forward_t(&ids, false);
         let mut cache = KvCache::new(gpt.config(), 2, 12, Device::Cpu, Kind::Float);
@@ -605,8 +649,13 @@ mod tests {
         let attn = &gpt.h[0].attn;
         let t = 10;
         let xs = Tensor::randn([1, t, 128], (Kind::Float, Device::Cpu));
-        let mask =
-            gpt.attention_mask(None, &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0), 0, t);
+        let mask = attention_mask_of(
+            attention,
+            None,
+            &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0),
+            0,
+            t,
+        );
         let base = attn.forward_t(&xs, &mask, None, false, Kind::Float);
         let q = t - 1;
         for k in 0..t {
@@ -620,6 +669,43 @@ mod tests {
                 assert_eq!(moved, 0.0, "key {k} is masked but moved the output by {moved}");
             }
         }
+    }
+
+    /// GPT-3's alternating layers, layer by layer: in each layer, a query's output moves
+    /// when an input at a key its layer's pattern allows changes, and not at all when
+    /// the pattern masks that key.
+    #[test]
+    fn alternating_layers_attend_as_specified_layer_by_layer() {
+        let sparse = Attention::Sparse { window: 2, stride: 3 };
+        let words: LayerWords = "alternating".parse().unwrap();
+        let layers = AttentionLayers::from_words(&words, 4, sparse).unwrap();
+        let (_vs, gpt) = tiny_layers(layers.clone());
+        let t = 10;
+        let masks = gpt.layer_masks(None, &Tensor::arange(t, (Kind::Int64, Device::Cpu)).unsqueeze(0), 0, t);
+        let xs = Tensor::randn([1, t, 128], (Kind::Float, Device::Cpu));
+        let q = t - 1;
+        for (layer, block) in gpt.h.iter().enumerate() {
+            let pattern = layers.layer(layer);
+            assert_eq!(pattern, if layer % 2 == 0 { Attention::Dense } else { sparse });
+            let base = block.attn.forward_t(&xs, masks.of(layer), None, false, Kind::Float);
+            for k in 0..t {
+                let perturbed = xs.copy();
+                let _ = perturbed.narrow(1, k, 1).fill_(3.0);
+                let out = block.attn.forward_t(&perturbed, masks.of(layer), None, false, Kind::Float);
+                let moved = max_abs_diff(&base.narrow(1, q, 1), &out.narrow(1, q, 1));
+                if pattern.allows(q, k) {
+                    assert!(moved > 1e-4, "layer {layer}: key {k} is allowed but has no effect");
+                } else {
+                    assert_eq!(moved, 0.0, "layer {layer}: key {k} is masked but moved the output");
+                }
+            }
+        }
+        // The whole model differs from a dense one with the same weights.
+        let (vs_dense, dense) = tiny_layers(AttentionLayers::PerLayer(vec![Attention::Dense; 4]));
+        let (mut vs_alt, alternating) = tiny_layers(layers);
+        vs_alt.copy(&vs_dense).unwrap();
+        let ids = random_ids(1, 12);
+        assert!(max_abs_diff(&dense.forward_t(&ids, false), &alternating.forward_t(&ids, false)) > 1e-4);
     }
 
     #[test]

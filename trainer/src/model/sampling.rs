@@ -143,13 +143,19 @@ fn left_pad(prompts: &[Vec<i64>], len: usize, pad: i64) -> (Tensor, Tensor) {
 /// is never chosen, but log-probs stay those of the model's whole distribution, which
 /// is what PPO recomputes.
 fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64], forbidden: Option<i64>) -> (Tensor, Tensor) {
-    let scaled = if cfg.temperature == 0.0 { logits.shallow_clone() } else { logits / cfg.temperature };
-    let logprobs_all = scaled.log_softmax(-1, Kind::Float);
+    // Each pass over (B, V) costs about as much as the tiny model's LM head, so none is
+    // made twice: no division at temperature 1, the chosen token's log-prob from the
+    // log-sum-exp rather than a whole log-softmax, and the probabilities made in the f64
+    // that the CDF sums in.
+    let logits = logits.to_kind(Kind::Float);
+    let scaled =
+        if cfg.temperature == 0.0 || cfg.temperature == 1.0 { logits } else { logits / cfg.temperature };
+    let log_total = scaled.logsumexp([-1], true); // (B, 1)
     let mut filtered = match forbidden {
         Some(id) => {
-            scaled.index_fill(1, &Tensor::from_slice(&[id]).to_device(logits.device()), f64::NEG_INFINITY)
+            scaled.index_fill(1, &Tensor::from_slice(&[id]).to_device(scaled.device()), f64::NEG_INFINITY)
         }
-        None => scaled,
+        None => scaled.shallow_clone(),
     };
     let next = if cfg.temperature == 0.0 {
         filtered.argmax(-1, false)
@@ -160,9 +166,9 @@ fn pick(logits: &Tensor, cfg: &SamplingConfig, uniforms: &[f64], forbidden: Opti
         if let Some(p) = cfg.top_p {
             filtered = top_p_filter(&filtered, p);
         }
-        inverse_cdf(&filtered.softmax(-1, Kind::Float), uniforms)
+        inverse_cdf(&filtered.softmax(-1, Kind::Double), uniforms)
     };
-    let logprobs = logprobs_all.gather(1, &next.unsqueeze(1), false).squeeze_dim(1);
+    let logprobs = (scaled.gather(1, &next.unsqueeze(1), false) - log_total).squeeze_dim(1);
     (next, logprobs)
 }
 

@@ -327,13 +327,14 @@ pub fn train(
         .unwrap_or_else(|| DpoState { stage: STAGE.into(), step: 0 });
 
     run.set_total_steps(total_steps)?;
+    let peak_lr = cfg.lr(model.config.n_embd);
     let mut progress = Progress::new(STAGE, total_steps, state.step);
     let train_started = Instant::now();
     let (mut last_loss, mut pairs_trained) = (f64::NAN, 0usize);
     while state.step < total_steps {
         let step = state.step;
         seed_step(cfg.seed, step);
-        let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+        let lr = lr_at(step, total_steps, cfg.warmup_steps, peak_lr, cfg.final_lr_ratio);
         opt.zero_grad();
         let micro_batches = cfg.grad_accum as i64;
         let batches: Vec<Vec<&Preferences>> = (0..micro_batches)
@@ -519,7 +520,7 @@ mod tests {
     fn quick_config(steps: i64) -> DpoConfig {
         DpoConfig {
             steps: Some(steps),
-            lr: 1e-3,
+            lr: Some(1e-3),
             batch_size: 8,
             warmup_steps: 0,
             val_fraction: 0.0,

@@ -106,7 +106,7 @@ pub fn step(
 
     // 4. Train.
     let started = Instant::now();
-    let updates = critic_free_updates!(cfg, step);
+    let updates = critic_free_updates!(cfg, step, learner.policy.config.n_embd);
     let clip = (cfg.clip_ratio, cfg.clip_high.unwrap_or(cfg.clip_ratio));
     let constant_length = (!cfg.length_normalise).then_some(cfg.max_new_tokens);
     let [loss, clipfrac, kl] = update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
@@ -252,7 +252,7 @@ mod learning_tests {
             steps: 10,
             batch_size: 8,
             minibatch_size: 16,
-            lr: 3e-3,
+            lr: Some(3e-3),
             max_new_tokens: 8,
             missing_eos_penalty: 0.0,
             checkpoint_every: 0,

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
 use crate::device::Precision;
+use crate::distributed;
 use crate::train::{ensure_finite, lr_at, seed_step, AdamW, Progress, RunDir, TrainError};
 
 /// One training sequence and which of its tokens are predicted.
@@ -49,9 +50,10 @@ pub struct LoopSettings {
 
 /// [`LoopSettings`] from a stage config whose length, optimizer, schedule, validation and
 /// checkpoint settings carry the loop's names (`PretrainConfig`, `SftConfig`), for a
-/// training set of `examples`; the loss metric is `loss/{stage}`.
+/// training set of `examples` and a peak learning rate `lr`; the loss metric is
+/// `loss/{stage}`.
 macro_rules! loop_settings {
-    ($cfg:expr, $stage:literal, examples: $examples:expr, keep_best: $keep:expr) => {{
+    ($cfg:expr, $stage:literal, examples: $examples:expr, keep_best: $keep:expr, lr: $lr:expr) => {{
         let cfg = $cfg;
         $crate::lm_loop::LoopSettings {
             stage: $stage,
@@ -64,7 +66,7 @@ macro_rules! loop_settings {
             ),
             batch_size: cfg.batch_size,
             grad_accum: cfg.grad_accum,
-            lr: cfg.lr,
+            lr: $lr,
             warmup_steps: cfg.warmup_steps,
             final_lr_ratio: cfg.final_lr_ratio,
             weight_decay: cfg.weight_decay,
@@ -175,13 +177,23 @@ pub fn mean_loss(model: &LanguageModel, examples: &[Example], batch_size: usize)
 /// divided by the step's token count, then backward frees its graph before the next
 /// forward. Gradients add to those already held. Returns the loss and the target tokens;
 /// the loss is read from the device once, after the last micro-batch.
+///
+/// In a data-parallel job each rank takes its shard of every micro-batch, still divided
+/// by the whole step's token count: the ranks' gradients and losses then sum to one
+/// process's ([`distributed::all_reduce_gradients`]).
 /// `make bench` times this with the optimizer step around it, as `run` calls it.
 pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) -> (f64, f64) {
     let step_tokens = targets_of(batches.iter().flatten());
     let mut step_loss = Tensor::zeros([], (Kind::Float, model.device()));
     for batch in batches {
-        let (sum, _) = nll(model, batch, true);
-        let loss = sum / step_tokens.max(1.0);
+        let shard: Vec<&Example> = distributed::shard(batch).into_iter().copied().collect();
+        let loss = if shard.is_empty() {
+            // A tail batch smaller than the world: this rank adds zero gradients, so that
+            // every rank sends the same gradients to the sum.
+            nll(model, &batch[..1], true).0 * 0.0
+        } else {
+            nll(model, &shard, true).0 / step_tokens.max(1.0)
+        };
         step_loss += loss.detach();
         model.backward(&loss);
     }
@@ -213,6 +225,7 @@ pub fn run(
     let mut state = run
         .resume(settings.stage, &mut [("model", &mut model)], &mut [("model", &mut opt)])?
         .unwrap_or_else(|| LoopState { stage: settings.stage.into(), ..Default::default() });
+    distributed::broadcast_variables(&model.vs)?;
 
     run.set_total_steps(settings.total_steps)?;
     let mut progress = Progress::new(settings.stage, settings.total_steps, state.step);
@@ -227,7 +240,9 @@ pub fn run(
         let batches: Vec<Vec<&Example>> = (0..micro_batches)
             .map(|micro| micro_batch(train, settings.batch_size, settings.seed, step * micro_batches + micro))
             .collect();
-        let (step_loss, step_tokens) = accumulate_gradients(&model, &batches);
+        let (rank_loss, step_tokens) = accumulate_gradients(&model, &batches);
+        distributed::all_reduce_gradients(&model.vs)?;
+        let step_loss = distributed::sum(rank_loss)?;
         ensure_finite(step, "the training loss", step_loss, run)?;
         let grad_norm = opt.clip_grad_norm(settings.grad_clip);
         opt.step(lr);
@@ -265,7 +280,7 @@ pub fn run(
         _ => state.step,
     };
     let val_loss = (!validation.is_empty()).then(|| mean_loss(&model, validation, settings.batch_size));
-    model.save(run.path(), Some(serde_json::to_value(&state).unwrap_or_default()))?;
+    run.save_model(&model, Some(serde_json::to_value(&state).unwrap_or_default()))?;
     let report = LoopReport {
         steps: state.step,
         train_loss: last_loss,

@@ -30,8 +30,8 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{epoch_order, Example};
 use crate::rollout::{
-    self, encode_prompts, in_chunks, layout_logprobs, masked_mean, penalised_scores, run_settings, run_steps,
-    Layout, Reward, Rollout, RunReport, StepSummary, MINIBATCH_SEED,
+    self, encode_prompts, masked_mean, penalised_scores, run_settings, run_steps, Reward, Rollout, RunReport,
+    StepSummary, MINIBATCH_SEED,
 };
 pub use crate::rollout::{EvalFn, Evaluation};
 use crate::sampling::SamplingConfig;
@@ -148,19 +148,6 @@ pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> f
     } else {
         f64::NAN
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Models on the batch layout.
-
-/// The value model's V at the positions before each response token of the rows `rows`
-/// of `layout`: (B, R).
-fn response_values(value: &LanguageModel, layout: &Layout, rows: &Tensor) -> Result<Tensor, TrainError> {
-    let (ids, attention) = (layout.ids.index_select(0, rows), layout.attention.index_select(0, rows));
-    let scores = value
-        .scores(&ids, Some(&attention), false)
-        .ok_or_else(|| TrainError::Config("the value model has no score head".into()))?;
-    Ok(scores.narrow(1, layout.prompt_cols - 1, layout.response_cols))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -298,7 +285,12 @@ pub struct StepStats {
     /// Mean tokens per response, EOS included.
     pub response_length: f64,
     pub eos_rate: f64,
+    /// Where the step's time went: sampling, the reward's scores, the reference's
+    /// log-probs, the value model's values, and the minibatch updates.
     pub generation_seconds: f64,
+    pub scoring_seconds: f64,
+    pub reference_seconds: f64,
+    pub values_seconds: f64,
     pub training_seconds: f64,
     /// Response tokens sampled.
     pub tokens: u64,
@@ -321,6 +313,9 @@ impl StepStats {
             ("response/length", self.response_length),
             ("response/eos_rate", self.eos_rate),
             ("time/generation", self.generation_seconds),
+            ("time/scoring", self.scoring_seconds),
+            ("time/reference", self.reference_seconds),
+            ("time/values", self.values_seconds),
             ("time/training", self.training_seconds),
         ];
         if let Some(ptx) = self.ptx_loss {
@@ -365,14 +360,14 @@ pub fn step(
         cfg.minibatch_size,
     )?;
     let mask = &rollout.layout.response_mask;
+    let started = Instant::now();
     let values = {
         let _guard = tch::no_grad_guard();
-        let [values] = in_chunks(b, cfg.minibatch_size as i64, |start, len| {
-            let rows = Tensor::arange_start(start, start + len, (Kind::Int64, mask.device()));
-            Ok([response_values(&learner.value, &rollout.layout, &rows)?])
-        })?;
+        let [values] =
+            rollout.layout.in_chunks(cfg.minibatch_size, |rows| Ok([rows.values(&learner.value)?]))?;
         values * mask
     };
+    let values_seconds = started.elapsed().as_secs_f64();
     let scores =
         penalised_scores(&rollout.scores, &rollout.samples, cfg.missing_eos_penalty, cfg.reward_clip);
 
@@ -410,6 +405,9 @@ pub fn step(
         response_length: rollout.response_length(),
         eos_rate: rollout.eos_rate(),
         generation_seconds: rollout.generation_seconds,
+        scoring_seconds: rollout.scoring_seconds,
+        reference_seconds: rollout.reference_seconds,
+        values_seconds,
         training_seconds,
         tokens: rollout.tokens(),
     };
@@ -445,8 +443,9 @@ fn train_epochs(
     let b = layout.ids.size()[0] as usize;
     let device = learner.policy.device();
     let pad = learner.policy.tokenizer.pad_id();
-    let lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
-    let value_lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.value_lr, cfg.final_lr_ratio);
+    let width = learner.policy.config.n_embd;
+    let lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.lr(width), cfg.final_lr_ratio);
+    let value_lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.value_lr(width), cfg.final_lr_ratio);
     let ptx = ptx.filter(|_| cfg.ptx_coef > 0.0);
     let updates_per_step = (cfg.ppo_epochs * b.div_ceil(cfg.minibatch_size)) as i64;
 
@@ -458,13 +457,13 @@ fn train_epochs(
             epoch_order(b, cfg.seed ^ MINIBATCH_SEED, (step as u64) * cfg.ppo_epochs as u64 + epoch as u64);
         for indices in order.chunks(cfg.minibatch_size) {
             let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-            let index = Tensor::from_slice(&indices).to_device(device);
-            let pick = |t: &Tensor| t.index_select(0, &index);
+            let rows = layout.rows(&indices);
+            let pick = |t: &Tensor| t.index_select(0, &rows.index);
             let mb_mask = pick(&layout.response_mask);
             let (mb_old_logprobs, mb_advantages) = (pick(&rollout.logprobs), pick(&experience.advantages));
             let (mb_old_values, mb_returns) = (pick(&experience.values), pick(&experience.returns));
 
-            let mb_logprobs = layout_logprobs(&learner.policy, layout, &index, cfg.temperature);
+            let mb_logprobs = rows.logprobs(&learner.policy, cfg.temperature);
             let (pg_loss, clipfrac, approx_kl) =
                 policy_loss(&mb_logprobs, &mb_old_logprobs, &mb_advantages, &mb_mask, cfg.clip_ratio);
             let mut loss = pg_loss.shallow_clone();
@@ -485,7 +484,7 @@ fn train_epochs(
             learner.policy_opt.clip_grad_norm(cfg.grad_clip);
             learner.policy_opt.step(lr);
 
-            let mb_values = response_values(&learner.value, layout, &index)?;
+            let mb_values = rows.values(&learner.value)?;
             let (vf_loss, vf_clipfrac) =
                 value_loss(&mb_values, &mb_old_values, &mb_returns, &mb_mask, cfg.value_clip);
             learner.value_opt.zero_grad();
@@ -770,7 +769,7 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod learning_tests {
     use super::*;
-    use crate::rollout::{logprobs_of, response_logits};
+    use crate::rollout::{logprobs_of, response_logits, Layout};
     use crate::sampling::generate_streams;
     use crate::train::temp_run;
 
@@ -830,8 +829,8 @@ pub(crate) mod learning_tests {
             batch_size: 32,
             minibatch_size: 16,
             ppo_epochs: 2,
-            lr: 3e-3,
-            value_lr: 3e-3,
+            lr: Some(3e-3),
+            value_lr: Some(3e-3),
             warmup_steps: 0,
             max_new_tokens: 8,
             kl_coef: 0.5,
@@ -891,7 +890,8 @@ pub(crate) mod learning_tests {
     }
 
     fn rm_score(rm: &LanguageModel, prompts: &[Vec<i64>], responses: &[Vec<i64>]) -> Tensor {
-        Reward::Model(rm).score(rm, prompts, responses, 64).unwrap()
+        let layout = Layout::new(prompts, responses, rm.tokenizer.pad_id(), Device::Cpu);
+        Reward::Model(rm).score(rm, &layout, prompts, responses, 64).unwrap()
     }
 
     fn lowercase_share(model: &LanguageModel, prompts: &[String], cfg: &PpoConfig) -> f64 {
@@ -944,7 +944,7 @@ pub(crate) mod learning_tests {
         let layout = Layout::new(&encoded, &responses, policy.tokenizer.pad_id(), Device::Cpu);
         let (p, r) = (layout.prompt_cols, layout.response_cols);
         let logits =
-            tch::no_grad(|| response_logits(&policy, &layout.ids, &layout.attention, p, r, 1.0, false));
+            tch::no_grad(|| response_logits(&policy, &layout.ids, Some(&layout.attention), p, r, 1.0, false));
         let lp = logprobs_of(&logits, &layout.responses());
         for (i, s) in samples.iter().enumerate() {
             let row = values_of(&lp.get(i as i64).narrow(0, 0, s.ids.len() as i64));
@@ -1111,7 +1111,7 @@ pub(crate) mod learning_tests {
         train(&healthy, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap();
         let saved = std::fs::read(dir.path().join(crate::checkpoint::WEIGHTS_FILE)).unwrap();
         // Resumed with a learning rate that blows the weights up in step 2's first update.
-        let exploding = PpoConfig { steps: 4, lr: 1e30, value_lr: 1e30, ..healthy };
+        let exploding = PpoConfig { steps: 4, lr: Some(1e30), value_lr: Some(1e30), ..healthy };
         let mut run = RunDir::open(dir.path(), true).unwrap();
         let err = train(&exploding, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap_err();
         let text = err.to_string();

@@ -53,7 +53,8 @@ pub fn train(
     let (train_docs, val_docs) = lm_loop::split_validation(documents, cfg.val_fraction, cfg.seed);
     let train_set = pack(&model.tokenizer, &train_docs, seq_len as usize);
     let val_set = pack(&model.tokenizer, &val_docs, seq_len as usize);
-    let mut settings = lm_loop::loop_settings!(cfg, "pretrain", examples: train_set.len(), keep_best: false);
+    let mut settings =
+        lm_loop::loop_settings!(cfg, "pretrain", examples: train_set.len(), keep_best: false, lr: cfg.lr);
     // Capped at a tenth of the run, so that short runs still decay.
     settings.warmup_steps = settings.warmup_steps.min(settings.total_steps / 10 + 1);
     lm_loop::run(&settings, model, &train_set, &val_set, run)

@@ -31,6 +31,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{LanguageModel, SCORE_HEAD};
 use crate::data::{Demonstration, Ranking};
+use crate::distributed;
 use crate::lm_loop::{epoch_order, split_validation};
 use crate::sampling::SamplingError;
 use crate::tokenizer::Tokenizer;
@@ -271,6 +272,20 @@ pub struct StepTally {
     pub tokens: usize,
 }
 
+impl StepTally {
+    /// The whole step's tally from each rank's (itself when training alone).
+    fn summed_over_ranks(self) -> Result<StepTally, TrainError> {
+        let counts = [self.loss, self.correct as f64, self.compared as f64, self.tokens as f64];
+        let [loss, correct, compared, tokens] = distributed::sum_each(counts)?;
+        Ok(StepTally {
+            loss,
+            correct: correct as usize,
+            compared: compared as usize,
+            tokens: tokens as usize,
+        })
+    }
+}
+
 /// Backward of one optimizer step's loss, eq. 1 averaged over the step's prompts however
 /// they are split into micro-batches (`batches`); each backward frees its graph before
 /// the next forward. Gradients add to those already held. `make bench` times this with
@@ -282,12 +297,21 @@ pub fn accumulate_gradients(
     let prompts = batches.iter().map(Vec::len).sum::<usize>() as f64;
     let mut tally = StepTally { loss: 0.0, correct: 0, compared: 0, tokens: 0 };
     for batch in batches {
+        // In a data-parallel job, this rank's shard, still divided by the whole step's
+        // prompts (see lm_loop::accumulate_gradients); a rank left without one adds zeros.
+        let shard: Vec<&Comparisons> = distributed::shard(batch).into_iter().copied().collect();
+        let left_out = shard.is_empty();
+        let batch = if left_out { &batch[..1] } else { &shard[..] };
         let rewards = ranking_rewards(model, batch, true)?;
         let losses: Vec<Tensor> =
             batch.iter().zip(&rewards).map(|(c, r)| ranking_loss(r, &c.pairs, c.k())).collect();
         let loss = Tensor::stack(&losses, 0).sum(Kind::Float) / prompts;
+        let loss = if left_out { loss * 0.0 } else { loss };
         tally.loss += loss.double_value(&[]);
         model.backward(&loss);
+        if left_out {
+            continue;
+        }
         for (c, r) in batch.iter().zip(&rewards) {
             let r = Vec::<f32>::try_from(r.detach().to_device(Device::Cpu))?;
             tally.correct += correct_pairs(&r, &c.pairs);
@@ -406,22 +430,25 @@ pub fn train(
     let mut state = run
         .resume(STAGE, &mut [("model", &mut model)], &mut [("model", &mut opt)])?
         .unwrap_or_else(|| RewardState { stage: STAGE.into(), step: 0 });
+    distributed::broadcast_variables(&model.vs)?;
 
     run.set_total_steps(total_steps)?;
+    let peak_lr = cfg.lr(model.config.n_embd);
     let mut progress = Progress::new(STAGE, total_steps, state.step);
     let train_started = Instant::now();
     let (mut last_loss, mut pairs_trained) = (f64::NAN, 0usize);
     while state.step < total_steps {
         let step = state.step;
         seed_step(cfg.seed, step);
-        let lr = lr_at(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio);
+        let lr = lr_at(step, total_steps, cfg.warmup_steps, peak_lr, cfg.final_lr_ratio);
         opt.zero_grad();
         let micro_batches = cfg.grad_accum as i64;
         let batches: Vec<Vec<&Comparisons>> = (0..micro_batches)
             .map(|m| micro_batch(&train_set, cfg.batch_size, cfg.seed, step * micro_batches + m))
             .collect();
-        let StepTally { loss: step_loss, correct, compared, tokens } =
-            accumulate_gradients(&model, &batches)?;
+        let tally = accumulate_gradients(&model, &batches)?;
+        distributed::all_reduce_gradients(&model.vs)?;
+        let StepTally { loss: step_loss, correct, compared, tokens } = tally.summed_over_ranks()?;
         ensure_finite(step, "the training loss", step_loss, run)?;
         let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
         opt.step(lr);
@@ -455,7 +482,7 @@ pub fn train(
     let val = if val_set.is_empty() { None } else { Some(evaluate(&model, &val_set, cfg.batch_size)?) };
     let bias = centre_bias(&model, &references, cfg.batch_size)?;
     let training = serde_json::to_value(&state).map_err(|e| TrainError::Config(e.to_string()))?;
-    model.save(run.path(), Some(training))?;
+    run.save_model(&model, Some(training))?;
     let report = RewardReport {
         steps: state.step,
         train_loss: last_loss,
@@ -618,7 +645,7 @@ mod tests {
     fn quick_config(steps: i64) -> RewardConfig {
         RewardConfig {
             steps: Some(steps),
-            lr: 1e-3,
+            lr: Some(1e-3),
             batch_size: 8,
             val_fraction: 0.0,
             eval_every: 0,
@@ -630,7 +657,7 @@ mod tests {
     #[test]
     fn a_tiny_reward_model_learns_which_sample_has_more_as() {
         let (dir, mut run) = temp_run();
-        let cfg = RewardConfig { lr: 2e-3, warmup_steps: 5, batch_size: 16, ..quick_config(40) };
+        let cfg = RewardConfig { lr: Some(2e-3), warmup_steps: 5, batch_size: 16, ..quick_config(40) };
         let (train_set, held_out) = (letter_rankings(400, 1), letter_rankings(100, 2));
         let (_, report) = train(&cfg, tiny_model(0), &train_set, &held_out, &[], &mut run).unwrap();
         let accuracy = report.val_accuracy.unwrap();
@@ -730,7 +757,7 @@ mod tests {
     #[test]
     fn a_nan_loss_stops_training_at_its_step_keeping_the_last_checkpoint() {
         let (_dir, mut run) = temp_run();
-        let cfg = RewardConfig { lr: 1e30, checkpoint_every: 1, ..quick_config(5) };
+        let cfg = RewardConfig { lr: Some(1e30), checkpoint_every: 1, ..quick_config(5) };
         let err = train(&cfg, tiny_model(0), &letter_rankings(16, 6), &[], &[], &mut run).unwrap_err();
         let message = err.to_string();
         let TrainError::NonFinite { step, last_good, .. } = err else { panic!("{message}") };
@@ -789,7 +816,7 @@ mod tests {
         let cfg = RewardConfig { val_fraction: 1.5, ..RewardConfig::default() };
         assert!(cfg.validate().unwrap_err().to_string().contains("reward.val_fraction"));
         let cfg: RewardConfig = toml::from_str("lr = 1e-5\nepochs = 2").unwrap();
-        assert_eq!((cfg.lr, cfg.epochs, cfg.final_lr_ratio), (1e-5, 2, 0.1));
+        assert_eq!((cfg.lr, cfg.epochs, cfg.final_lr_ratio), (Some(1e-5), 2, 0.1));
         assert!(toml::from_str::<RewardConfig>("learning_rate = 1e-5").is_err());
     }
 }

@@ -82,7 +82,7 @@ pub fn step(
 
     // 5. Train.
     let started = Instant::now();
-    let updates = critic_free_updates!(cfg, step);
+    let updates = critic_free_updates!(cfg, step, learner.policy.config.n_embd);
     let [pg_loss, clipfrac, approx_kl] =
         update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
             let pick = |t: &Tensor| t.index_select(0, rows);
@@ -185,7 +185,7 @@ mod learning_tests {
             steps: 20,
             batch_size: 8,
             minibatch_size: 16,
-            lr: 3e-3,
+            lr: Some(3e-3),
             max_new_tokens: 8,
             kl_coef: 0.5,
             missing_eos_penalty: 0.0,

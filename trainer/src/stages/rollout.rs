@@ -111,10 +111,12 @@ impl Reward<'_> {
     }
 
     /// The score of each prompt ++ response (B,) in f32 on the policy's device, without
-    /// gradients; a reward model reads at most `chunk` sequences at a time.
+    /// gradients; a reward model reads the batch's `layout` at most `chunk` rows at a
+    /// time, a program the decoded texts.
     pub fn score(
         &self,
         policy: &LanguageModel,
+        layout: &Layout,
         prompts: &[Vec<i64>],
         responses: &[Vec<i64>],
         chunk: usize,
@@ -122,13 +124,9 @@ impl Reward<'_> {
         let device = policy.device();
         match self {
             Reward::Model(model) => {
-                let mut parts = Vec::new();
-                for (prompts, responses) in prompts.chunks(chunk).zip(responses.chunks(chunk)) {
-                    let sequences: Vec<Vec<i64>> =
-                        prompts.iter().zip(responses).map(|(p, r)| [p.as_slice(), r].concat()).collect();
-                    parts.push(crate::reward::score_ids(model, &sequences)?.to_device(device));
-                }
-                Ok(Tensor::cat(&parts, 0))
+                let _guard = tch::no_grad_guard();
+                let [scores] = layout.in_chunks(chunk, |rows| Ok([rows.last_scores(model)?]))?;
+                Ok(scores.to_device(device))
             }
             Reward::Program(program) => {
                 let decode = |ids: &[i64]| policy.tokenizer.decode(ids);
@@ -151,6 +149,10 @@ pub struct Layout {
     pub response_mask: Tensor, // (B, R) f32
     pub prompt_cols: i64,
     pub response_cols: i64,
+    /// Tokens of each prompt and of each response, so that a minibatch can be trimmed
+    /// to its own longest.
+    prompt_lens: Vec<i64>,
+    response_lens: Vec<i64>,
 }
 
 impl Layout {
@@ -175,7 +177,51 @@ impl Layout {
             response_mask: Tensor::from_slice(&response_mask).view([b, r]).to_device(device),
             prompt_cols: p,
             response_cols: r,
+            prompt_lens: prompts.iter().map(|x| x.len() as i64).collect(),
+            response_lens: responses.iter().map(|x| x.len() as i64).collect(),
         }
+    }
+
+    /// The rows `rows` as a model reads them: trimmed to their own longest prompt and
+    /// longest response, so that a minibatch of short responses does not pay for the
+    /// batch's longest, and without an attention mask when none of them is padded (the
+    /// fused causal attention then runs).
+    pub fn rows(&self, rows: &[i64]) -> Rows {
+        let pick = |lens: &[i64]| rows.iter().map(|&i| lens[i as usize]).collect::<Vec<i64>>();
+        let (prompt_lens, response_lens) = (pick(&self.prompt_lens), pick(&self.response_lens));
+        let p = prompt_lens.iter().copied().max().unwrap_or(0);
+        let r = response_lens.iter().copied().max().unwrap_or(0).max(1);
+        let device = self.ids.device();
+        let index = Tensor::from_slice(rows).to_device(device);
+        let columns = |t: &Tensor| t.index_select(0, &index).narrow(1, self.prompt_cols - p, p + r);
+        let padded = prompt_lens.iter().any(|&len| len != p) || response_lens.iter().any(|&len| len != r);
+        let last: Vec<i64> = response_lens.iter().map(|len| p - 1 + len).collect();
+        Rows {
+            ids: columns(&self.ids),
+            attention: padded.then(|| columns(&self.attention)),
+            last: Tensor::from_slice(&last).to_device(device).unsqueeze(1),
+            index,
+            prompt_cols: p,
+            response_cols: r,
+            layout_response_cols: self.response_cols,
+        }
+    }
+
+    /// `f` on the rows in consecutive groups of at most `size`, its tensors
+    /// concatenated along rows.
+    pub fn in_chunks<const K: usize>(
+        &self,
+        size: usize,
+        mut f: impl FnMut(&Rows) -> Result<[Tensor; K], TrainError>,
+    ) -> Result<[Tensor; K], TrainError> {
+        let all: Vec<i64> = (0..self.prompt_lens.len() as i64).collect();
+        let mut parts: Vec<Vec<Tensor>> = (0..K).map(|_| Vec::new()).collect();
+        for rows in all.chunks(size.max(1)) {
+            for (part, t) in parts.iter_mut().zip(f(&self.rows(rows))?) {
+                part.push(t);
+            }
+        }
+        Ok(std::array::from_fn(|k| Tensor::cat(&parts[k], 0)))
     }
 
     pub fn responses(&self) -> Tensor {
@@ -194,54 +240,84 @@ impl Layout {
     }
 }
 
+/// Some rows of a `Layout`, trimmed to their own longest prompt (p columns) and longest
+/// response (r columns); per-token results come back (B_mb, R) as the layout's, 0 past
+/// column r.
+pub struct Rows {
+    pub ids: Tensor,               // (B_mb, p + r)
+    pub attention: Option<Tensor>, // (B_mb, p + r), None when no row is padded
+    /// The column of each row's last token (B_mb, 1).
+    last: Tensor,
+    /// The rows' indices into the layout (B_mb,).
+    pub index: Tensor,
+    pub prompt_cols: i64,
+    pub response_cols: i64,
+    layout_response_cols: i64,
+}
+
+impl Rows {
+    /// Per-token values (B_mb, r) widened with zeros to the layout's R columns.
+    fn widen(&self, x: Tensor) -> Tensor {
+        match self.layout_response_cols - self.response_cols {
+            0 => x,
+            missing => x.constant_pad_nd([0, missing]),
+        }
+    }
+
+    /// log π(token) of each response token under `model` (B_mb, R), with gradients when
+    /// the caller keeps them.
+    pub fn logprobs(&self, model: &LanguageModel, temperature: f64) -> Tensor {
+        let (p, r) = (self.prompt_cols, self.response_cols);
+        let logits = response_logits(model, &self.ids, self.attention.as_ref(), p, r, temperature, false);
+        self.widen(logprobs_of(&logits, &self.ids.narrow(1, p, r)))
+    }
+
+    /// The scalar head of `model` (a value model) at the positions before each response
+    /// token (B_mb, R).
+    pub fn values(&self, model: &LanguageModel) -> Result<Tensor, TrainError> {
+        let scores = model
+            .scores(&self.ids, self.attention.as_ref(), false)
+            .ok_or_else(|| TrainError::Config("the value model has no score head".into()))?;
+        Ok(self.widen(scores.narrow(1, self.prompt_cols - 1, self.response_cols)))
+    }
+
+    /// The scalar head of `model` (a reward model) at each row's last token (B_mb,).
+    pub fn last_scores(&self, model: &LanguageModel) -> Result<Tensor, TrainError> {
+        let scores = model
+            .scores(&self.ids, self.attention.as_ref(), false)
+            .ok_or_else(|| TrainError::Config("the reward model has no score head".into()))?;
+        Ok(scores.gather(1, &self.last, false).squeeze_dim(1))
+    }
+}
+
 /// The model's logits / temperature at the positions that predict the response tokens:
-/// (B, P + R) → (B, R, V).
+/// (B, P + R) → (B, R, V), in f32.
 pub fn response_logits(
     model: &LanguageModel,
     ids: &Tensor,
-    attention: &Tensor,
+    attention: Option<&Tensor>,
     prompt_cols: i64,
     response_cols: i64,
     temperature: f64,
     train: bool,
 ) -> Tensor {
-    let hidden = model.gpt.forward_masked(ids, Some(attention), None, train); // (B, T, C)
+    let hidden = model.gpt.forward_masked(ids, attention, None, train); // (B, T, C)
     let hidden = hidden.narrow(1, prompt_cols - 1, response_cols); // (B, R, C)
-    model.lm_head.forward(&hidden).to_kind(Kind::Float) / temperature
+    let logits = model.lm_head.forward(&hidden).to_kind(Kind::Float);
+    // At temperature 1 a division would only copy (B, R, V) floats, and keep them.
+    if temperature == 1.0 {
+        logits
+    } else {
+        logits / temperature
+    }
 }
 
-/// log π(token) of each response token (B, R) from `response_logits`.
+/// log π(token) of each response token (B, R) from `response_logits`: the token's logit
+/// less the log-sum-exp of its row, which keeps no (B, R, V) log-softmax for backward.
 pub fn logprobs_of(logits: &Tensor, responses: &Tensor) -> Tensor {
     // Padding ids may lie outside the vocabulary; they are masked by callers.
     let targets = responses.clamp_max(logits.size()[2] - 1).unsqueeze(2);
-    logits.log_softmax(-1, Kind::Float).gather(2, &targets, false).squeeze_dim(2)
-}
-
-/// log π(token) of each response token of the rows `rows` of `layout` (B, R).
-pub fn layout_logprobs(model: &LanguageModel, layout: &Layout, rows: &Tensor, temperature: f64) -> Tensor {
-    let (p, r) = (layout.prompt_cols, layout.response_cols);
-    let ids = layout.ids.index_select(0, rows);
-    let attention = layout.attention.index_select(0, rows);
-    let logits = response_logits(model, &ids, &attention, p, r, temperature, false);
-    logprobs_of(&logits, &ids.narrow(1, p, r))
-}
-
-/// `f` on row ranges of at most `size` of `n` rows, its tensors concatenated along rows.
-pub fn in_chunks<const K: usize>(
-    n: i64,
-    size: i64,
-    mut f: impl FnMut(i64, i64) -> Result<[Tensor; K], TrainError>,
-) -> Result<[Tensor; K], TrainError> {
-    let mut parts: Vec<Vec<Tensor>> = (0..K).map(|_| Vec::new()).collect();
-    let mut start = 0;
-    while start < n {
-        let len = size.min(n - start);
-        for (part, t) in parts.iter_mut().zip(f(start, len)?) {
-            part.push(t);
-        }
-        start += len;
-    }
-    Ok(std::array::from_fn(|k| Tensor::cat(&parts[k], 0)))
+    logits.gather(2, &targets, false).squeeze_dim(2) - logits.logsumexp([-1], false)
 }
 
 /// How rollouts are sampled: at the stage's temperature, from the whole distribution.
@@ -309,7 +385,10 @@ pub struct Rollout {
     pub ref_logprobs: Tensor,
     /// The reward's score of each sample (B,), before any penalty.
     pub scores: Tensor,
+    /// Seconds spent sampling, scoring and reading the reference's log-probs.
     pub generation_seconds: f64,
+    pub scoring_seconds: f64,
+    pub reference_seconds: f64,
 }
 
 impl Rollout {
@@ -348,6 +427,8 @@ impl Rollout {
             ("response/length", self.response_length()),
             ("response/eos_rate", self.eos_rate()),
             ("time/generation", self.generation_seconds),
+            ("time/scoring", self.scoring_seconds),
+            ("time/reference", self.reference_seconds),
         ]
     }
 }
@@ -378,13 +459,24 @@ pub fn rollout(
     let rows: Vec<&[f32]> = samples.iter().map(|s| s.logprobs.as_slice()).collect();
     let logprobs = layout.per_token(&rows, device);
     let _guard = tch::no_grad_guard();
-    let [ref_logprobs] = in_chunks(prompts.len() as i64, chunk as i64, |start, len| {
-        let rows = Tensor::arange_start(start, start + len, (Kind::Int64, device));
-        Ok([layout_logprobs(reference, &layout, &rows, sampling.temperature)])
-    })?;
+    let started = Instant::now();
+    let [ref_logprobs] =
+        layout.in_chunks(chunk, |rows| Ok([rows.logprobs(reference, sampling.temperature)]))?;
     let ref_logprobs = ref_logprobs * &layout.response_mask;
-    let scores = reward.score(policy, prompts, &responses, chunk)?;
-    Ok(Rollout { samples, layout, logprobs, ref_logprobs, scores, generation_seconds })
+    let reference_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let scores = reward.score(policy, &layout, prompts, &responses, chunk)?;
+    let scoring_seconds = started.elapsed().as_secs_f64();
+    Ok(Rollout {
+        samples,
+        layout,
+        logprobs,
+        ref_logprobs,
+        scores,
+        generation_seconds,
+        scoring_seconds,
+        reference_seconds,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -479,16 +571,15 @@ pub fn update_epochs<const K: usize>(
     mut loss: impl FnMut(&Tensor, &Tensor) -> [Tensor; K],
 ) -> [f64; K] {
     let b = rollout.samples.len();
-    let device = learner.policy.device();
     let mut sums = [0.0f64; K];
     let mut n = 0usize;
     for epoch in 0..updates.epochs {
         let stream = step as u64 * updates.epochs as u64 + epoch as u64;
         for indices in epoch_order(b, updates.seed ^ MINIBATCH_SEED, stream).chunks(updates.minibatch_size) {
             let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-            let rows = Tensor::from_slice(&indices).to_device(device);
-            let mb_logprobs = layout_logprobs(&learner.policy, &rollout.layout, &rows, updates.temperature);
-            let terms = loss(&rows, &mb_logprobs);
+            let rows = rollout.layout.rows(&indices);
+            let mb_logprobs = rows.logprobs(&learner.policy, updates.temperature);
+            let terms = loss(&rows.index, &mb_logprobs);
             learner.opt.zero_grad();
             terms[0].backward();
             learner.opt.clip_grad_norm(updates.grad_clip);
@@ -655,13 +746,19 @@ pub struct RunReport {
 /// The AdamW settings of a stage config with `beta1`, `beta2`, `eps` and
 /// `weight_decay`, and the minibatch updates of one with `update_epochs`,
 /// `minibatch_size`, the learning-rate schedule, `grad_clip`, `temperature` and `seed`
-/// at step `step`.
+/// at step `step`, for a policy `n_embd` wide (the learning rate's rule).
 macro_rules! critic_free_updates {
-    ($cfg:expr, $step:expr) => {
+    ($cfg:expr, $step:expr, $n_embd:expr) => {
         $crate::rollout::Updates {
             epochs: $cfg.update_epochs,
             minibatch_size: $cfg.minibatch_size,
-            lr: $crate::train::lr_at($step, $cfg.steps, $cfg.warmup_steps, $cfg.lr, $cfg.final_lr_ratio),
+            lr: $crate::train::lr_at(
+                $step,
+                $cfg.steps,
+                $cfg.warmup_steps,
+                $cfg.lr($n_embd),
+                $cfg.final_lr_ratio,
+            ),
             grad_clip: $cfg.grad_clip,
             temperature: $cfg.temperature,
             seed: $cfg.seed,

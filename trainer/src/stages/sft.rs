@@ -54,7 +54,8 @@ pub fn train(
     run: &mut RunDir,
 ) -> Result<(LanguageModel, SftReport), TrainError> {
     cfg.validate()?;
-    let model = model.with_dropout(cfg.dropout)?;
+    let width = model.config.n_embd;
+    let model = model.with_dropout(cfg.dropout(width))?;
     let encode = |items: &[Demonstration]| -> Result<Vec<Example>, TrainError> {
         items.iter().enumerate().map(|(i, d)| example(&model.tokenizer, model.config.n_ctx, i, d)).collect()
     };
@@ -63,7 +64,8 @@ pub fn train(
     } else {
         (encode(demonstrations)?, encode(validation)?)
     };
-    let settings = lm_loop::loop_settings!(cfg, "sft", examples: train_set.len(), keep_best: true);
+    let settings =
+        lm_loop::loop_settings!(cfg, "sft", examples: train_set.len(), keep_best: true, lr: cfg.lr(width));
     lm_loop::run(&settings, model, &train_set, &val_set, run)
 }
 
@@ -127,9 +129,9 @@ mod learning_tests {
     fn config(steps: i64) -> SftConfig {
         SftConfig {
             steps: Some(steps),
-            lr: 3e-3,
+            lr: Some(3e-3),
             batch_size: 32,
-            dropout: 0.0,
+            dropout: Some(0.0),
             eval_every: 0,
             checkpoint_every: 0,
             warmup_steps: 10,
@@ -160,7 +162,7 @@ mod learning_tests {
         let demos = uppercase_demos(64, 3);
         let mut cfg = config(12);
         cfg.checkpoint_every = 6;
-        cfg.dropout = 0.1; // dropout masks must repeat too
+        cfg.dropout = Some(0.1); // dropout masks must repeat too
         let full_dir = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(full_dir.path(), false).unwrap();
         let (full, _) = train(&cfg, tiny_model(5), &demos, &demos[..8], &mut run).unwrap();
@@ -249,7 +251,7 @@ mod learning_tests {
     #[test]
     fn a_nan_loss_stops_the_run_and_names_the_step() {
         let demos = uppercase_demos(32, 4);
-        let cfg = SftConfig { lr: 1e30, ..config(20) };
+        let cfg = SftConfig { lr: Some(1e30), ..config(20) };
         let (_dir, mut run) = temp_run();
         let err = train(&cfg, tiny_model(0), &demos, &demos[..4], &mut run).unwrap_err();
         let text = err.to_string();

@@ -42,6 +42,8 @@ pub enum TrainError {
     NonFinite { step: i64, what: String, value: f64, last_good: Option<PathBuf> },
     #[error("{0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
     /// The run was asked to stop (cancelled, or its worker is shutting down).
     #[error("stopped at step {step}")]
     Stopped { step: i64 },
@@ -235,6 +237,9 @@ pub struct RunDir {
     /// Set from another thread (a worker's heartbeat) to stop the run at its next logged
     /// step.
     stop: Option<Arc<AtomicBool>>,
+    /// Whether this process writes the run's files: rank 0 of a data-parallel job (the
+    /// other ranks train the same weights and only read), or a process training alone.
+    writes: bool,
 }
 
 /// A run directory in a fresh temporary folder, for tests; the folder goes with the
@@ -250,10 +255,17 @@ impl RunDir {
     /// Opens `out` for a new run, or to continue one when `resume` is set. A directory
     /// that already holds a run is not overwritten without `resume`.
     pub fn open(out: &Path, resume: bool) -> Result<Self, TrainError> {
+        // In a data-parallel job rank 0 alone decides whether `out` holds a run, before
+        // any other rank touches it (the others wait at a barrier until it has).
+        let group = crate::distributed::current();
+        let writes = group.is_none_or(crate::distributed::ProcessGroup::is_leader);
+        if let Some(group) = group.filter(|_| !writes) {
+            group.barrier()?;
+        }
         std::fs::create_dir_all(out.join(CHECKPOINTS)).map_err(io_error(out))?;
         let metrics_path = out.join(METRICS);
         let has_run = metrics_path.exists() || list_checkpoints(out).next().is_some();
-        if has_run && !resume {
+        if has_run && !resume && writes {
             return Err(TrainError::Config(format!(
                 "{} already holds a run; pass --resume to continue it, or choose another --out",
                 out.display()
@@ -264,7 +276,10 @@ impl RunDir {
             .append(true)
             .open(&metrics_path)
             .map_err(io_error(&metrics_path))?;
-        Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2, stop: None })
+        if let Some(group) = group.filter(|_| writes) {
+            group.barrier()?;
+        }
+        Ok(RunDir { out: out.to_path_buf(), metrics: BufWriter::new(metrics), keep: 2, stop: None, writes })
     }
 
     /// Makes the run stop with [`TrainError::Stopped`] at the first step finished after
@@ -278,6 +293,9 @@ impl RunDir {
     /// Records the run's total steps in `progress.json`, for whoever watches it (a
     /// worker reporting progress).
     pub fn set_total_steps(&self, total_steps: i64) -> Result<(), TrainError> {
+        if !self.writes {
+            return Ok(());
+        }
         let path = self.out.join(PROGRESS);
         std::fs::write(&path, serde_json::json!({ "total_steps": total_steps }).to_string())
             .map_err(io_error(&path))
@@ -289,6 +307,9 @@ impl RunDir {
 
     /// Appends one line `{"step": N, name: value, ...}` to `metrics.jsonl`.
     pub fn log(&mut self, step: i64, metrics: &[(&str, f64)]) -> Result<(), TrainError> {
+        if !self.writes {
+            return Ok(());
+        }
         let mut line = serde_json::Map::new();
         line.insert("step".into(), step.into());
         for (name, value) in metrics {
@@ -341,6 +362,9 @@ impl RunDir {
         state: &S,
     ) -> Result<PathBuf, TrainError> {
         let dir = self.out.join(CHECKPOINTS).join(format!("step-{step:08}"));
+        if !self.writes {
+            return Ok(dir);
+        }
         let tmp = self.out.join(CHECKPOINTS).join(format!(".step-{step:08}.tmp"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
@@ -386,8 +410,10 @@ impl RunDir {
     ) -> Result<Option<S>, TrainError> {
         let best = self.out.join(CHECKPOINTS).join(BEST);
         let Some((dir, step)) = self.latest_checkpoint() else {
-            remove_dir_if_present(&best)?;
-            self.truncate_metrics_after(-1)?;
+            if self.writes {
+                remove_dir_if_present(&best)?;
+                self.truncate_metrics_after(-1)?;
+            }
             return Ok(None);
         };
         let state_dir = match models {
@@ -416,17 +442,22 @@ impl RunDir {
         }
         // The best model of steps after the checkpoint's is no one's: the run trains
         // those steps again.
-        remove_dir_if_present(&best)?;
-        if dir.join(BEST).exists() {
-            link_or_copy_dir(&dir.join(BEST), &best)?;
+        if self.writes {
+            remove_dir_if_present(&best)?;
+            if dir.join(BEST).exists() {
+                link_or_copy_dir(&dir.join(BEST), &best)?;
+            }
+            self.truncate_metrics_after(step - 1)?;
         }
-        self.truncate_metrics_after(step - 1)?;
         Ok(Some(state))
     }
 
     /// Saves `model` as the run's best so far, replacing the one before; the checkpoints
     /// written after it carry it.
     pub fn save_best(&self, model: &LanguageModel) -> Result<(), TrainError> {
+        if !self.writes {
+            return Ok(());
+        }
         let best = self.out.join(CHECKPOINTS).join(BEST);
         let tmp = self.out.join(CHECKPOINTS).join(format!(".{BEST}.tmp"));
         remove_dir_if_present(&tmp)?;
@@ -435,10 +466,28 @@ impl RunDir {
         std::fs::rename(&tmp, &best).map_err(io_error(&best))
     }
 
-    /// Copies the weights of the model [`RunDir::save_best`] saved into `model`.
+    /// Copies the weights of the model [`RunDir::save_best`] saved into `model`; in a
+    /// data-parallel job rank 0 reads them and sends them to the other ranks.
     pub fn load_best(&self, model: &mut LanguageModel) -> Result<(), TrainError> {
-        let best = LanguageModel::load(&self.out.join(CHECKPOINTS).join(BEST), model.device())?;
-        model.vs.copy(&best.vs)?;
+        if self.writes {
+            let best = LanguageModel::load(&self.out.join(CHECKPOINTS).join(BEST), model.device())?;
+            model.vs.copy(&best.vs)?;
+        }
+        if let Some(group) = crate::distributed::current() {
+            group.broadcast_variables(&model.vs)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the final model into the run directory (rank 0 alone in a data-parallel job).
+    pub fn save_model(
+        &self,
+        model: &LanguageModel,
+        training: Option<serde_json::Value>,
+    ) -> Result<(), TrainError> {
+        if self.writes {
+            model.save(&self.out, training)?;
+        }
         Ok(())
     }
 

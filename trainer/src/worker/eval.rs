@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use registry::evals::{EvalSample, ProbeWord, SkillScore};
+use registry::probe_stats::ProbeCount;
 use tch::Device;
 
 use super::resolve::Resolved;
@@ -42,6 +43,8 @@ pub(super) struct Measured {
     pub(super) skills: Vec<SkillScore>,
     /// Empty when the run named no probes.
     pub(super) probes: Vec<ProbeWord>,
+    /// Every first word's count behind `probes`, for the probe statistics.
+    pub(super) probe_counts: Vec<ProbeCount>,
 }
 
 /// Each skill's test tasks, each with the worked examples its few-shot prompts show.
@@ -143,7 +146,14 @@ pub(super) fn evaluate(
         for (index, probe) in spec.probes.iter().enumerate() {
             for (group_index, group) in probe.groups.iter().enumerate() {
                 let words = probe_words(&model, probe, index, group_index, spec.stage.seed)?;
-                out.probes.extend(words.into_iter().map(|(word, count)| ProbeWord {
+                out.probe_counts.extend(words.iter().map(|(word, count)| ProbeCount {
+                    version_id: version.version.id,
+                    probe: index as i16,
+                    group_name: group.clone(),
+                    word: word.clone(),
+                    count: *count as i32,
+                }));
+                out.probes.extend(words.into_iter().take(probe.top).map(|(word, count)| ProbeWord {
                     version_id: version.version.id,
                     probe: index as i16,
                     template: probe.template.clone(),
@@ -267,8 +277,8 @@ fn skill_scores(
     Ok(scores)
 }
 
-/// The `top` most frequent first words of `samples` continuations of the probe's
-/// template filled with its group `group_index`, with their counts, at temperature 1
+/// Every first word of `samples` continuations of the probe's template filled with its
+/// group `group_index`, with its count, the most frequent first, at temperature 1
 /// (the model's own distribution, untruncated), each continuation from its own stream.
 fn probe_words(
     model: &LanguageModel,
@@ -295,7 +305,7 @@ fn probe_words(
             words.push(first_word(&model.tokenizer.decode(&continuation.ids)));
         }
     }
-    Ok(top_words(&words, probe.top))
+    Ok(counted_words(&words))
 }
 
 /// A continuation's first word: leading whitespace skipped, cut at the next whitespace,
@@ -317,16 +327,15 @@ fn first_word(continuation: &str) -> String {
     }
 }
 
-/// The `top` most frequent words with their counts, the most frequent first, ties in
-/// alphabetical order (so that the same words always give the same list).
-fn top_words(words: &[String], top: usize) -> Vec<(String, usize)> {
+/// Each word with its count, the most frequent first, ties in alphabetical order (so that
+/// the same words always give the same list).
+fn counted_words(words: &[String]) -> Vec<(String, usize)> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for word in words {
         *counts.entry(word.as_str()).or_default() += 1;
     }
     let mut counted: Vec<(String, usize)> = counts.into_iter().map(|(w, n)| (w.to_owned(), n)).collect();
     counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    counted.truncate(top);
     counted
 }
 
@@ -406,14 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn top_words_keeps_the_most_frequent_first_and_breaks_ties_alphabetically() {
+    fn counted_words_keep_the_most_frequent_first_and_break_ties_alphabetically() {
         let words: Vec<String> =
             ["old", "slow", "old", "kind", "slow", "old", "(none)"].iter().map(|w| w.to_string()).collect();
         let counts =
             |pairs: &[(&str, usize)]| pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect::<Vec<_>>();
-        assert_eq!(top_words(&words, 3), counts(&[("old", 3), ("slow", 2), ("(none)", 1)]));
-        assert_eq!(top_words(&words, 20).len(), 4);
-        assert_eq!(top_words(&[], 5), vec![]);
+        assert_eq!(counted_words(&words), counts(&[("old", 3), ("slow", 2), ("(none)", 1), ("kind", 1)]));
+        assert_eq!(counted_words(&[]), vec![]);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! On success the model goes into the artifact store and is registered as a version
 //! with its lineage. `registry::versions::register` is idempotent per run, so a worker
 //! that dies between storing the artifact and registering it leaves a run that the next
-//! worker resumes and registers exactly once.
+//! worker resumes and registers exactly once. Checkpoints and models are staged, recorded,
+//! then promoted (`ArtifactStore::store_recorded`): a record refused because the lease
+//! was lost deletes the staged copy, so no artifact is left that nothing refers to.
 
 mod eval;
 mod resolve;
@@ -359,32 +361,28 @@ impl Worker {
         if step > reported || checkpoint.as_ref().is_some_and(|(stored, _)| *stored >= step) {
             return;
         }
-        let store = self.store.clone();
-        let artifact = match flatten(tokio::task::spawn_blocking(move || store.put_dir(&path)).await) {
-            Ok(artifact) => artifact,
-            Err(error) => {
-                tracing::warn!(
-                    run_id,
-                    step,
-                    error,
-                    "storing the checkpoint failed; the next heartbeat tries again"
-                );
-                return;
-            }
-        };
-        match runs::record_checkpoint(&self.pool, run_id, &self.options.name, step, &artifact.sha256).await {
-            Ok(replaced) => {
-                *checkpoint = Some((step, artifact.sha256));
+        let (pool, name) = (&self.pool, self.options.name.as_str());
+        // Recorded before it is promoted: a lease lost meanwhile leaves nothing in the store.
+        let recorded = self
+            .store
+            .store_recorded(path, |artifact| async move {
+                let replaced = runs::record_checkpoint(pool, run_id, name, step, &artifact.sha256).await?;
+                Ok(((artifact.sha256, replaced), true))
+            })
+            .await;
+        match recorded {
+            Ok((sha256, replaced)) => {
+                *checkpoint = Some((step, sha256));
                 if let Some(old) = replaced {
                     self.remove_artifact(run_id, old).await;
                 }
             }
             Err(e) => tracing::warn!(
-                worker = %self.options.name,
+                worker = %name,
                 run_id,
                 step,
                 error = %e,
-                "recording the checkpoint failed; the next heartbeat tries again"
+                "storing or recording the checkpoint failed; the next heartbeat tries again"
             ),
         }
     }

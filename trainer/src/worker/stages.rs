@@ -25,9 +25,10 @@ use crate::data::{self, Demonstration, Ranking};
 use crate::rollout::{Reward, RunReport};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
 use crate::{
-    dpo, grpo, ppo, pretrain, reward, rloo, sft, world, GptConfig, LanguageModel, Precision, Preset,
-    Tokenizer, TokenizerKind,
+    default_sparse, dpo, grpo, ppo, pretrain, reward, rloo, sft, world, AttentionLayers, GptConfig,
+    LanguageModel, Precision, Preset, Tokenizer, TokenizerKind,
 };
+use spec::StageSettings;
 
 // One per run, moved once into the stage's thread: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -47,13 +48,18 @@ pub(super) enum Prepared {
     Reward {
         spec: TrainRun<reward::RewardConfig>,
         base: Resolved,
-        snapshot: Snapshot,
+        /// The rankings snapshot, then the votes' and the centring demonstrations' if any.
+        snapshots: Vec<Snapshot>,
         rankings: Vec<Ranking>,
+        /// The demonstrations whose mean reward is set to 0 (InstructGPT); none: the
+        /// best-ranked samples.
+        demonstrations: Vec<Demonstration>,
     },
     Dpo {
         spec: TrainRun<dpo::DpoConfig>,
         policy: Resolved,
-        snapshot: Snapshot,
+        /// The rankings snapshot, then the votes' if any.
+        snapshots: Vec<Snapshot>,
         rankings: Vec<Ranking>,
     },
     Ppo {
@@ -102,6 +108,7 @@ pub(super) enum Output {
         /// Empty when the run did not ask for them.
         skills: Vec<registry::evals::SkillScore>,
         probes: Vec<registry::evals::ProbeWord>,
+        probe_counts: Vec<registry::probe_stats::ProbeCount>,
     },
     Model {
         model: String,
@@ -179,6 +186,65 @@ async fn snapshot_for(
     Ok(snapshot)
 }
 
+/// The rankings of the snapshot `snapshot_id` (frozen from the project when None), then,
+/// when `votes_snapshot_id` names one, the A/B votes of that comparisons snapshot as
+/// K = 2 rankings; with the snapshots they came from.
+async fn rankings_and_votes(
+    pool: &PgPool,
+    run: &ClaimedRun,
+    snapshot_id: Option<i64>,
+    votes_snapshot_id: Option<i64>,
+    dir: &Path,
+) -> Result<(Vec<Snapshot>, Vec<Ranking>), Stop> {
+    let snapshot = snapshot_for(pool, run, snapshot_id, SnapshotKind::Rankings, None).await?;
+    let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
+    let mut rankings = data::read_rankings(&path)?;
+    let mut snapshots = vec![snapshot];
+    if let Some(id) = votes_snapshot_id {
+        let votes = snapshot_for(pool, run, Some(id), SnapshotKind::Comparisons, None).await?;
+        let path = export_to(pool, &votes, ExportFormat::KWise, dir, "votes.jsonl").await?;
+        // Ties and "both bad" votes order nothing: the export leaves them out.
+        let as_rankings = data::read_rankings(&path)?;
+        if as_rankings.is_empty() {
+            return Err(Stop::Failed(format!(
+                "votes_snapshot_id {id}: none of its votes prefers one sample (all ties or both bad)"
+            )));
+        }
+        rankings.extend(as_rankings);
+        snapshots.push(votes);
+    }
+    Ok((snapshots, rankings))
+}
+
+/// The demonstrations a reward model's zero is centred on: those of the snapshot named,
+/// else the project's, frozen now; none (and no snapshot) when the project has none.
+async fn centring_demonstrations(
+    pool: &PgPool,
+    run: &ClaimedRun,
+    snapshot_id: Option<i64>,
+    dir: &Path,
+) -> Result<(Option<Snapshot>, Vec<Demonstration>), Stop> {
+    let snapshot = match snapshot_id {
+        Some(id) => snapshot_for(pool, run, Some(id), SnapshotKind::Demonstrations, None).await?,
+        None => {
+            let Some(project) = run.project_id else { return Ok((None, Vec::new())) };
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM demonstrations d JOIN prompts p ON p.id = d.prompt_id WHERE p.project_id = $1",
+            )
+                .bind(project)
+                .fetch_one(pool)
+                .await
+                .map_err(|e| Stop::Failed(format!("counting the project's demonstrations: {e}")))?;
+            if held == 0 {
+                return Ok((None, Vec::new()));
+            }
+            snapshot_for(pool, run, None, SnapshotKind::Demonstrations, None).await?
+        }
+    };
+    let path = export_to(pool, &snapshot, ExportFormat::Sft, dir, "centre.jsonl").await?;
+    Ok((Some(snapshot), data::read_demonstrations(&path)?))
+}
+
 /// The snapshot exported in `format`, written to `dir/<name>` for the trainer's readers
 /// (whose errors name the line).
 async fn export_to(
@@ -229,10 +295,12 @@ pub(super) async fn prepare(
         }
         RunSpec::Reward(spec) => {
             let base = resolve(pool, store, "base", &spec.base).await?;
-            let snapshot = snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Rankings, None).await?;
-            let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
-            let rankings = data::read_rankings(&path)?;
-            Prepared::Reward { spec, base, snapshot, rankings }
+            let (mut snapshots, rankings) =
+                rankings_and_votes(pool, run, spec.snapshot_id, spec.votes_snapshot_id, dir).await?;
+            let (centre, demonstrations) =
+                centring_demonstrations(pool, run, spec.demonstrations_snapshot_id, dir).await?;
+            snapshots.extend(centre);
+            Prepared::Reward { spec, base, snapshots, rankings, demonstrations }
         }
         RunSpec::Dpo(spec) => {
             let policy = resolve(pool, store, "policy", &spec.base).await?;
@@ -242,10 +310,9 @@ pub(super) async fn prepare(
                     spec.base, policy.version.kind
                 )));
             }
-            let snapshot = snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Rankings, None).await?;
-            let path = export_to(pool, &snapshot, ExportFormat::KWise, dir, "rankings.jsonl").await?;
-            let rankings = data::read_rankings(&path)?;
-            Prepared::Dpo { spec, policy, snapshot, rankings }
+            let (snapshots, rankings) =
+                rankings_and_votes(pool, run, spec.snapshot_id, spec.votes_snapshot_id, dir).await?;
+            Prepared::Dpo { spec, policy, snapshots, rankings }
         }
         RunSpec::Ppo(spec) => {
             let inputs = rl_inputs(pool, store, run, &spec, dir).await?;
@@ -366,20 +433,29 @@ fn report_json(report: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(report).unwrap_or_else(|_| json!({}))
 }
 
-/// The version an SFT or RM run registers: trained from `base` on `snapshot`.
-fn trained_from<C: serde::Serialize>(
+/// The version an SFT or RM run registers: trained from `base` (`width` wide) on
+/// `snapshot`; its config records the settings used, those that depend on the model's
+/// size resolved.
+fn trained_from<C: StageSettings>(
     spec: &TrainRun<C>,
     kind: ModelKind,
     base: &Resolved,
-    snapshot: &Snapshot,
+    width: i64,
+    snapshots: &[Snapshot],
     report: &impl serde::Serialize,
 ) -> Output {
     Output::Model {
         model: spec.model_name.clone(),
         kind,
         parents: lineage(&[(base, start_role(base))]),
-        snapshots: vec![snapshot.id],
-        config: json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": snapshot.id }),
+        snapshots: snapshots.iter().map(|s| s.id).collect(),
+        config: json!({
+            "stage": spec.stage.scaled_to(width),
+            "base": spec.base,
+            "snapshot_id": snapshots.first().map(|s| s.id),
+            "votes_snapshot_id": spec.votes_snapshot_id,
+            "demonstrations_snapshot_id": spec.demonstrations_snapshot_id,
+        }),
         metrics: report_json(report),
     }
 }
@@ -399,9 +475,10 @@ fn rl_models(
 
 /// The policy version an RL run registers: its lineage the SFT version and the reward
 /// model, trained on the prompts snapshot.
-fn rl_version<C: serde::Serialize>(
+fn rl_version<C: StageSettings>(
     spec: &RlRun<C>,
     inputs: &RlInputs,
+    width: i64,
     report: &impl serde::Serialize,
 ) -> Output {
     let RlInputs { policy, reward, snapshot, .. } = inputs;
@@ -410,14 +487,15 @@ fn rl_version<C: serde::Serialize>(
         kind: ModelKind::Policy,
         parents: lineage(&[(policy, "sft"), (reward, "reward")]),
         snapshots: vec![snapshot.id],
-        config: json!({ "stage": spec.stage, "policy": spec.policy, "reward": spec.reward, "snapshot_id": snapshot.id }),
+        config: json!({ "stage": spec.stage.scaled_to(width), "policy": spec.policy, "reward": spec.reward,
+                        "snapshot_id": snapshot.id }),
         metrics: report_json(report),
     }
 }
 
 /// A critic-free stage's run (RLOO, GRPO): `train` from the SFT policy against the
 /// reward model on the prompts, and the policy version it registers.
-fn critic_free<C: serde::Serialize>(
+fn critic_free<C: StageSettings>(
     spec: &RlRun<C>,
     inputs: &RlInputs,
     device: Device,
@@ -431,8 +509,9 @@ fn critic_free<C: serde::Serialize>(
     ) -> Result<(LanguageModel, RunReport), TrainError>,
 ) -> Result<Output, TrainError> {
     let (policy, reward) = rl_models(inputs, device, precision)?;
+    let width = policy.config.n_embd;
     let (_, report) = train(policy, Reward::Model(&reward), &inputs.prompts, run)?;
-    Ok(rl_version(spec, inputs, &report))
+    Ok(rl_version(spec, inputs, width, &report))
 }
 
 /// A worker's RL run evaluates nothing along the way: eval runs compare its version.
@@ -457,7 +536,10 @@ pub(super) fn execute(
                 None => {
                     let kind: TokenizerKind = spec.tokenizer.parse().map_err(TrainError::Config)?;
                     let preset: Preset = spec.preset.parse().map_err(TrainError::Config)?;
-                    let config = GptConfig::preset(preset, Tokenizer::new(kind).vocab_size());
+                    let mut config = GptConfig::preset(preset, Tokenizer::new(kind).vocab_size());
+                    let sparse = default_sparse(config.n_ctx, spec.sparse_window, spec.sparse_stride);
+                    config.attention = AttentionLayers::from_words(&spec.attention, config.n_layer, sparse)
+                        .map_err(|e| TrainError::Config(format!("attention: {e}")))?;
                     tch::manual_seed(spec.stage.seed as i64);
                     LanguageModel::new(config, kind, device).map_err(TrainError::Config)?
                 }
@@ -472,7 +554,8 @@ pub(super) fn execute(
                     Some(s) => json!({ "stage": spec.stage, "base": spec.base, "snapshot_id": s.id }),
                     None => {
                         json!({ "stage": spec.stage, "base": spec.base, "preset": spec.preset, "tokenizer": spec.tokenizer,
-                                    "corpus": "demo_world", "corpus_documents": spec.corpus_documents })
+                                    "corpus": "demo_world", "corpus_documents": spec.corpus_documents,
+                                    "attention": spec.attention.to_string() })
                     }
                 },
                 metrics: report_json(&report),
@@ -480,30 +563,39 @@ pub(super) fn execute(
         }
         Prepared::Sft { spec, base, snapshot, demonstrations } => {
             let model = LanguageModel::load(&base.dir, device)?;
+            let width = model.config.n_embd;
             let (_, report) = sft::train(&spec.stage, model, &demonstrations, &[], &mut run)?;
-            trained_from(&spec, ModelKind::Sft, &base, &snapshot, &report)
+            trained_from(&spec, ModelKind::Sft, &base, width, std::slice::from_ref(&snapshot), &report)
         }
-        Prepared::Reward { spec, base, snapshot, rankings } => {
+        Prepared::Reward { spec, base, snapshots, rankings, demonstrations } => {
             let model = LanguageModel::load(&base.dir, device)?;
-            let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &[], &mut run)?;
-            trained_from(&spec, ModelKind::Reward, &base, &snapshot, &report)
+            let width = model.config.n_embd;
+            let (_, report) = reward::train(&spec.stage, model, &rankings, &[], &demonstrations, &mut run)?;
+            trained_from(&spec, ModelKind::Reward, &base, width, &snapshots, &report)
         }
-        Prepared::Dpo { spec, policy, snapshot, rankings } => {
+        Prepared::Dpo { spec, policy, snapshots, rankings } => {
             let model = LanguageModel::load(&policy.dir, device)?;
+            let width = model.config.n_embd;
             let (_, report) = dpo::train(&spec.stage, model, &rankings, &[], &mut run)?;
             Output::Model {
                 model: spec.model_name.clone(),
                 kind: ModelKind::Policy,
                 parents: lineage(&[(&policy, "sft")]),
-                snapshots: vec![snapshot.id],
-                config: json!({ "stage": spec.stage, "policy": spec.base, "snapshot_id": snapshot.id }),
+                snapshots: snapshots.iter().map(|s| s.id).collect(),
+                config: json!({
+                    "stage": spec.stage.scaled_to(width),
+                    "policy": spec.base,
+                    "snapshot_id": snapshots.first().map(|s| s.id),
+                    "votes_snapshot_id": spec.votes_snapshot_id,
+                }),
                 metrics: report_json(&report),
             }
         }
         Prepared::Ppo { spec, inputs } => {
             let (policy, reward) = rl_models(&inputs, device, spec.stage.precision)?;
+            let width = policy.config.n_embd;
             let (_, report) = ppo::train(&spec.stage, policy, &reward, &inputs.prompts, None, &mut run)?;
-            rl_version(&spec, &inputs, &report)
+            rl_version(&spec, &inputs, width, &report)
         }
         Prepared::Rloo { spec, inputs } => critic_free(
             &spec,
@@ -535,7 +627,12 @@ pub(super) fn execute(
                 device,
                 &mut run,
             )?;
-            Output::Eval { samples: measured.samples, skills: measured.skills, probes: measured.probes }
+            Output::Eval {
+                samples: measured.samples,
+                skills: measured.skills,
+                probes: measured.probes,
+                probe_counts: measured.probe_counts,
+            }
         }
         Prepared::Sample { spec, version, project_id, k, prompts } => {
             let model = LanguageModel::load(&version.dir, device)?;
@@ -604,35 +701,42 @@ pub(super) async fn publish(
         Output::Model { model, kind, parents, snapshots, config, metrics } => {
             let model_dir = dir.join("model");
             let out = dir.join("out");
-            let store = store.clone();
-            let artifact = tokio::task::spawn_blocking(move || -> Result<_, Stop> {
-                copy_model_files(&out, &model_dir)?;
-                Ok(store.put_dir(&model_dir)?)
-            })
-            .await
-            .map_err(|e| Stop::Failed(e.to_string()))??;
-            let new = NewVersion {
-                model,
-                kind,
-                run_id: Some(run.id),
-                parents,
-                snapshots,
-                config: json!({ "run_kind": run.kind, "run_config": run.config, "resolved": config }),
-                metrics,
-                artifact,
-                created_by: None,
-            };
-            // Registering is idempotent per run, so trying again is safe.
-            let version = super::while_postgres_is_away(patience, || versions::register(pool, &new)).await?;
+            let copied = model_dir.clone();
+            tokio::task::spawn_blocking(move || copy_model_files(&out, &copied))
+                .await
+                .map_err(|e| Stop::Failed(e.to_string()))??;
+            let config = json!({ "run_kind": run.kind, "run_config": run.config, "resolved": config });
+            // Registered before it is promoted: when the run already has a version (another
+            // worker registered it), the staged copy is deleted instead.
+            let version = store
+                .store_recorded(model_dir, |artifact| async move {
+                    let new = NewVersion {
+                        model,
+                        kind,
+                        run_id: Some(run.id),
+                        parents,
+                        snapshots,
+                        config,
+                        metrics,
+                        artifact,
+                        created_by: None,
+                    };
+                    // Registering is idempotent per run, so trying again is safe.
+                    let version =
+                        super::while_postgres_is_away(patience, || versions::register(pool, &new)).await?;
+                    let ours = version.artifact_sha256 == new.artifact.sha256;
+                    Ok((version, ours))
+                })
+                .await?;
             super::log_to_run(pool, run.id, &[format!("registered {}:{}", version.model, version.version)])
                 .await;
             Ok(Some(version.id))
         }
-        Output::Eval { samples, skills, probes } => {
+        Output::Eval { samples, skills, probes, probe_counts } => {
             // Samples, skill scores and probe words in one transaction: the run's results
             // appear all at once, and a retry stores each kind once.
             let stored = super::while_postgres_is_away(patience, || {
-                registry::evals::store_results(pool, run.id, &samples, &skills, &probes)
+                registry::evals::store_results(pool, run.id, &samples, &skills, &probes, &probe_counts)
             })
             .await?;
             let lines = if stored {

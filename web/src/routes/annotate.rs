@@ -22,6 +22,7 @@ use labeling::projects::{self, Project};
 use labeling::submit::{self, CurrentAnswer, DemonstrationFor, Submitted};
 use labeling::tasks::{self, Assignment, AssignmentState, TaskKind, TaskPrompt, TaskSample};
 use serde::{Deserialize, Serialize};
+use spec::chat::{Message, Role as Speaker};
 
 use self::form::{DemonstrationBody, DemonstrationForm, RankingBody, RankingForm, VoteBody, VoteForm};
 use super::home::ProjectWork;
@@ -257,6 +258,8 @@ struct TaskView {
     assignment_id: i64,
     project: Project,
     prompt: String,
+    /// A conversation's turns (role, words): shown one by one instead of `prompt`.
+    turns: Vec<(&'static str, String)>,
     /// Sanitised by `markdown::render`.
     guidelines_html: String,
     lease_until: DateTime<Utc>,
@@ -270,6 +273,16 @@ struct TaskView {
     rendered_at: i64,
     /// The id of the answer the form revises ("" for a first answer).
     revises: String,
+}
+
+/// A conversation's turns as the task page labels them.
+fn turns(messages: Option<&[Message]>) -> Vec<(&'static str, String)> {
+    let label = |role: Speaker| match role {
+        Speaker::System => "System",
+        Speaker::User => "User",
+        Speaker::Assistant => "Assistant",
+    };
+    messages.unwrap_or_default().iter().map(|m| (label(m.role), m.content.clone())).collect()
 }
 
 impl TaskView {
@@ -455,6 +468,7 @@ async fn render_task(
         guidelines_html: markdown::render(&project.guidelines),
         project,
         prompt: assignment.prompt.text.clone(),
+        turns: turns(assignment.prompt.messages.as_deref()),
         lease_until: assignment.lease_until,
         lease_expired,
         note,

@@ -433,7 +433,11 @@ fn annotation_schemas() -> Value {
                 "task_id": int(),
                 "kind": schema("TaskKind"),
                 "project_id": int(),
-                "prompt": object(&["id", "text"], json!({ "id": int(), "text": text() })),
+                "prompt": object(&["id", "text", "messages"], json!({
+                    "id": int(),
+                    "text": described(text(), "What the model is prompted with: a conversation rendered by plumb's chat template."),
+                    "messages": described(nullable(array(object(&["role", "content"], json!({ "role": one_of(&["system", "user", "assistant"]), "content": text() })))), "A conversation's turns, oldest first, ending with the user's; null for a plain prompt."),
+                })),
                 "samples": described(
                     array(object(&["id", "position", "text", "same_as"], json!({
                         "id": int(),

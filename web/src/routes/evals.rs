@@ -22,6 +22,7 @@ use labeling::leaderboard::{self, Disagreement, Rating};
 use labeling::submit::VersionVote;
 use registry::error::RegistryError;
 use registry::evals::{self, EvalSample, EvalSummary, ProbeWord, SkillScore, WinRate};
+use registry::probe_stats::ProbeStatistic;
 use registry::runs::{self, Run, RunKind, RunStatus};
 use registry::versions;
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,9 @@ pub struct EvalReport {
     pub skills: Vec<SkillScore>,
     /// Probes' most frequent next words by probe, group and version.
     pub probes: Vec<ProbeWord>,
+    /// Each probe's Jensen–Shannon divergence between groups by version, with its
+    /// bootstrap interval, the words that differ most and the change against the baseline.
+    pub probe_statistics: Vec<ProbeStatistic>,
 }
 
 /// What the annotators said about the run's samples, and the project's leaderboard.
@@ -241,7 +245,7 @@ pub struct DisagreementRow {
 }
 
 async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<EvalReport, AppError> {
-    let evals::Report { run, baseline, versions: measured, samples, skills, probes } =
+    let evals::Report { run, baseline, versions: measured, samples, skills, probes, probe_statistics } =
         evals::report(pool, run_id, baseline).await.map_err(|e| match e {
             RegistryError::NotAnEvalRun(_) => {
                 AppError::Invalid { field: "run".into(), reason: e.to_string() }
@@ -322,7 +326,7 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             PromptRow { prompt_id, prompt: texts.get(&prompt_id).cloned().unwrap_or_default(), samples, best }
         })
         .collect();
-    Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes })
+    Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes, probe_statistics })
 }
 
 /// Where the annotators' votes on the run's samples disagree with its reward model.
@@ -518,6 +522,22 @@ impl EvalPage {
             .iter()
             .filter(|w| w.probe == *probe && w.group_name == group && w.version_id == *version_id)
             .map(|w| (w.word.clone(), w.share))
+            .collect()
+    }
+
+    /// A probe's statistic for each version that has one, in the report's version order.
+    fn probe_statistics(&self, probe: &i16) -> Vec<(&VersionResult, &ProbeStatistic)> {
+        self.report
+            .versions
+            .iter()
+            .filter_map(|v| {
+                let stat = self
+                    .report
+                    .probe_statistics
+                    .iter()
+                    .find(|s| s.probe == *probe && s.version_id == v.version_id)?;
+                Some((v, stat))
+            })
             .collect()
     }
 

@@ -420,7 +420,7 @@ pub async fn controls(
             };
             Control {
                 label: setting.name.to_owned(),
-                help: setting.help.to_owned(),
+                help: setting.explained(),
                 requirement: setting.requirement(),
                 control,
                 step,
@@ -429,7 +429,10 @@ pub async fn controls(
                 required: !setting.kind.is_optional(),
                 essential: setting.essential,
                 value: typed(&name).unwrap_or_else(|| form_text(&defaults[setting.name])),
-                default: Some(form_text(&defaults[setting.name])),
+                default: Some(match setting.scale {
+                    Some(_) => "from the model's width".to_owned(),
+                    None => form_text(&defaults[setting.name]),
+                }),
                 error: error(&name),
                 options,
                 suggestions: Vec::new(),

@@ -1,0 +1,2 @@
+// Declarations only: see README.md beside this file.
+#pragma once

@@ -1,0 +1,545 @@
+//! Data parallelism through c10d, the collective library under `torch.distributed`.
+//!
+//! tch has no binding for c10d, so `trainer/c10d/shim.cpp` (compiled by build.rs against
+//! the wheel's headers) adapts libtorch's own `TCPStore` and `ProcessGroupGloo` to a few C
+//! functions, and [`ProcessGroup`] wraps them. Processes find each other as under
+//! `torchrun`: `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`
+//! ([`Launch::from_env`]); `--nproc N` on a stage starts N local ranks ([`spawn_local_ranks`]).
+//!
+//! The stages follow DistributedDataParallel: every rank holds the whole model, draws its
+//! own shard of each global batch ([`ProcessGroup::shard`]), and before each optimizer
+//! step the gradients are summed over the ranks in buckets
+//! ([`ProcessGroup::all_reduce_gradients`]). Each rank divides its loss by the global
+//! batch's count, so the sum is exactly one process's gradient on the whole batch, and
+//! the ranks take identical steps. Only rank 0 writes checkpoints and metrics.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tch::{nn::VarStore, Tensor};
+
+/// Gradients are summed in buckets of at most this many bytes (DDP's default `bucket_cap_mb`):
+/// few enough collectives for small parameters, no copy of the whole model at once for large.
+pub const BUCKET_BYTES: i64 = 25 * 1024 * 1024;
+
+/// How long a rank waits for the others at the rendezvous and in each collective.
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+#[repr(C)]
+struct RawGroup {
+    _private: [u8; 0],
+}
+
+#[cfg(plumb_c10d)]
+extern "C" {
+    fn plumb_c10d_new(
+        master_addr: *const c_char,
+        master_port: c_int,
+        rank: c_int,
+        world_size: c_int,
+        timeout_ms: i64,
+        out: *mut *mut RawGroup,
+    ) -> *mut c_char;
+    fn plumb_c10d_free(group: *mut RawGroup);
+    fn plumb_c10d_free_error(error: *mut c_char);
+    fn plumb_c10d_all_reduce_sum(group: *mut RawGroup, tensor: *const torch_sys::C_tensor) -> *mut c_char;
+    fn plumb_c10d_broadcast(
+        group: *mut RawGroup,
+        tensor: *const torch_sys::C_tensor,
+        root: c_int,
+    ) -> *mut c_char;
+    fn plumb_c10d_all_gather(
+        group: *mut RawGroup,
+        input: *const torch_sys::C_tensor,
+        outputs: *const *const torch_sys::C_tensor,
+    ) -> *mut c_char;
+    fn plumb_c10d_barrier(group: *mut RawGroup) -> *mut c_char;
+}
+
+/// A plumb built against a libtorch without c10d's headers (trainer/build.rs): joining a
+/// job fails with this message, so no group, and none of the collectives, exist.
+#[cfg(not(plumb_c10d))]
+mod without_c10d {
+    use super::{c_char, c_int, RawGroup};
+    use std::ffi::CString;
+
+    const UNAVAILABLE: &str = "this plumb was built against a libtorch without c10d's headers \
+        (torch/csrc/distributed/c10d), so it trains in one process only: unset WORLD_SIZE";
+
+    fn unavailable() -> *mut c_char {
+        CString::new(UNAVAILABLE).expect("no NUL byte").into_raw()
+    }
+
+    pub unsafe fn plumb_c10d_new(
+        _: *const c_char,
+        _: c_int,
+        _: c_int,
+        _: c_int,
+        _: i64,
+        _: *mut *mut RawGroup,
+    ) -> *mut c_char {
+        unavailable()
+    }
+    pub unsafe fn plumb_c10d_free(_: *mut RawGroup) {}
+    pub unsafe fn plumb_c10d_free_error(error: *mut c_char) {
+        drop(unsafe { CString::from_raw(error) });
+    }
+    pub unsafe fn plumb_c10d_all_reduce_sum(_: *mut RawGroup, _: *const torch_sys::C_tensor) -> *mut c_char {
+        unavailable()
+    }
+    pub unsafe fn plumb_c10d_broadcast(
+        _: *mut RawGroup,
+        _: *const torch_sys::C_tensor,
+        _: c_int,
+    ) -> *mut c_char {
+        unavailable()
+    }
+    pub unsafe fn plumb_c10d_all_gather(
+        _: *mut RawGroup,
+        _: *const torch_sys::C_tensor,
+        _: *const *const torch_sys::C_tensor,
+    ) -> *mut c_char {
+        unavailable()
+    }
+    pub unsafe fn plumb_c10d_barrier(_: *mut RawGroup) -> *mut c_char {
+        unavailable()
+    }
+}
+#[cfg(not(plumb_c10d))]
+use without_c10d::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributedError {
+    /// A launch variable that is absent, or not what it must be.
+    #[error("{name}={value:?}: {problem}")]
+    Launch { name: &'static str, value: String, problem: String },
+    /// c10d's own message (a rendezvous that timed out, a peer that went away).
+    #[error("c10d {operation}: {message}")]
+    C10d { operation: &'static str, message: String },
+    #[error("rank {rank} of the {world_size} local ranks {outcome}")]
+    Rank { rank: usize, world_size: usize, outcome: String },
+    #[error("starting local rank {rank}: {source}")]
+    Spawn { rank: usize, source: std::io::Error },
+}
+
+/// Where this process stands in a job, from the `torchrun` variables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    pub rank: usize,
+    pub world_size: usize,
+    /// The rank among those on this machine (which GPU it would use).
+    pub local_rank: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+}
+
+impl Launch {
+    /// The job this process belongs to, or `None` when `WORLD_SIZE` is unset: a process
+    /// started alone trains alone. `MASTER_ADDR` defaults to loopback, as under `torchrun`.
+    pub fn from_env() -> Result<Option<Launch>, DistributedError> {
+        Launch::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, DistributedError> {
+        let Some(world_size) = var("WORLD_SIZE") else {
+            return Ok(None);
+        };
+        let number = |name: &'static str, value: Option<String>| -> Result<usize, DistributedError> {
+            let value = value.ok_or_else(|| DistributedError::Launch {
+                name,
+                value: String::new(),
+                problem: "must be set when WORLD_SIZE is".into(),
+            })?;
+            value.trim().parse().map_err(|e| DistributedError::Launch {
+                name,
+                value: value.clone(),
+                problem: format!("not a whole number ({e})"),
+            })
+        };
+        let world = number("WORLD_SIZE", Some(world_size))?;
+        let rank = number("RANK", var("RANK"))?;
+        let local_rank = match var("LOCAL_RANK") {
+            Some(value) => number("LOCAL_RANK", Some(value))?,
+            None => rank,
+        };
+        let master_port = number("MASTER_PORT", var("MASTER_PORT"))?;
+        let out_of_range = |name, value: usize, problem: String| DistributedError::Launch {
+            name,
+            value: value.to_string(),
+            problem,
+        };
+        if world == 0 {
+            return Err(out_of_range("WORLD_SIZE", world, "must be at least 1".into()));
+        }
+        if rank >= world {
+            return Err(out_of_range("RANK", rank, format!("must be below WORLD_SIZE={world}")));
+        }
+        let master_port = u16::try_from(master_port)
+            .map_err(|_| out_of_range("MASTER_PORT", master_port, "must be a TCP port".into()))?;
+        Ok(Some(Launch {
+            rank,
+            world_size: world,
+            local_rank,
+            master_addr: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+            master_port,
+        }))
+    }
+}
+
+/// A c10d process group (Gloo) over every rank of a job.
+pub struct ProcessGroup {
+    raw: *mut RawGroup,
+    rank: usize,
+    world_size: usize,
+}
+
+// c10d's backends are used from one thread at a time here (a stage's loop), and Gloo
+// itself is safe to call from any thread.
+unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
+
+/// The message of an error the shim returned, freed.
+fn check(operation: &'static str, error: *mut c_char) -> Result<(), DistributedError> {
+    if error.is_null() {
+        return Ok(());
+    }
+    let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+    unsafe { plumb_c10d_free_error(error) };
+    Err(DistributedError::C10d { operation, message })
+}
+
+impl ProcessGroup {
+    /// Joins `launch`'s job: rank 0 serves the TCPStore at `MASTER_ADDR:MASTER_PORT`, and
+    /// every rank waits there until all `WORLD_SIZE` have arrived.
+    pub fn join(launch: &Launch, timeout: Duration) -> Result<ProcessGroup, DistributedError> {
+        let addr = CString::new(launch.master_addr.clone()).map_err(|_| DistributedError::Launch {
+            name: "MASTER_ADDR",
+            value: launch.master_addr.clone(),
+            problem: "holds a NUL byte".into(),
+        })?;
+        let mut raw = std::ptr::null_mut();
+        let error = unsafe {
+            plumb_c10d_new(
+                addr.as_ptr(),
+                launch.master_port as c_int,
+                launch.rank as c_int,
+                launch.world_size as c_int,
+                timeout.as_millis() as i64,
+                &mut raw,
+            )
+        };
+        check("rendezvous", error)?;
+        Ok(ProcessGroup { raw, rank: launch.rank, world_size: launch.world_size })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// Rank 0, which writes the run's checkpoints, metrics and final model.
+    pub fn is_leader(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Sums `tensor` over the ranks, in place.
+    pub fn all_reduce_sum(&self, tensor: &Tensor) -> Result<(), DistributedError> {
+        check("all-reduce", unsafe { plumb_c10d_all_reduce_sum(self.raw, tensor.as_ptr()) })
+    }
+
+    /// Averages `tensor` over the ranks, in place (Gloo has no average: a sum, divided).
+    pub fn all_reduce_mean(&self, tensor: &mut Tensor) -> Result<(), DistributedError> {
+        self.all_reduce_sum(tensor)?;
+        let _ = tensor.g_div_scalar_(self.world_size as f64);
+        Ok(())
+    }
+
+    /// The sum of `value` over the ranks.
+    pub fn sum(&self, value: f64) -> Result<f64, DistributedError> {
+        let tensor = Tensor::from_slice(&[value]);
+        self.all_reduce_sum(&tensor)?;
+        Ok(tensor.double_value(&[0]))
+    }
+
+    /// Overwrites `tensor` with rank `root`'s.
+    pub fn broadcast(&self, tensor: &Tensor, root: usize) -> Result<(), DistributedError> {
+        check("broadcast", unsafe { plumb_c10d_broadcast(self.raw, tensor.as_ptr(), root as c_int) })
+    }
+
+    /// Every rank's `tensor`, in rank order; each rank's has the same shape.
+    pub fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>, DistributedError> {
+        let input = tensor.contiguous();
+        let outputs: Vec<Tensor> = (0..self.world_size).map(|_| input.empty_like()).collect();
+        let pointers: Vec<*const torch_sys::C_tensor> = outputs.iter().map(Tensor::as_ptr).collect();
+        check("all-gather", unsafe { plumb_c10d_all_gather(self.raw, input.as_ptr(), pointers.as_ptr()) })?;
+        Ok(outputs)
+    }
+
+    /// Waits until every rank has reached it.
+    pub fn barrier(&self) -> Result<(), DistributedError> {
+        check("barrier", unsafe { plumb_c10d_barrier(self.raw) })
+    }
+
+    /// This rank's share of a global batch: every `world_size`-th item from its rank on,
+    /// so that the shards are disjoint, cover the batch, and differ in size by one at most.
+    pub fn shard<'a, T>(&self, batch: &'a [T]) -> Vec<&'a T> {
+        batch.iter().skip(self.rank).step_by(self.world_size).collect()
+    }
+
+    /// Sums the gradients of `vs`'s trainable variables over the ranks, in buckets of at
+    /// most [`BUCKET_BYTES`]: each bucket is flattened into one buffer, summed in one
+    /// collective and copied back. Variables go by name, so every rank fills the buckets
+    /// in the same order; a variable without a gradient (unused by the loss, on every
+    /// rank alike) is left out.
+    pub fn all_reduce_gradients(&self, vs: &VarStore) -> Result<(), DistributedError> {
+        let _guard = tch::no_grad_guard();
+        let mut variables: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let grads: Vec<Tensor> = variables.iter().map(|(_, v)| v.grad()).filter(Tensor::defined).collect();
+        for bucket in buckets(&grads, BUCKET_BYTES) {
+            let flat = Tensor::cat(&bucket.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0);
+            self.all_reduce_sum(&flat)?;
+            let mut offset = 0;
+            for grad in bucket {
+                let n = grad.numel() as i64;
+                let mut grad = grad.shallow_clone();
+                grad.copy_(&flat.narrow(0, offset, n).view_as(&grad));
+                offset += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every rank's variables of `vs` rank 0's (after rank 0 alone loaded them).
+    pub fn broadcast_variables(&self, vs: &VarStore) -> Result<(), DistributedError> {
+        let _guard = tch::no_grad_guard();
+        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, variable) in &variables {
+            self.broadcast(variable, 0)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        unsafe { plumb_c10d_free(self.raw) };
+    }
+}
+
+/// Consecutive runs of `grads` of one kind and device, each at most `cap` bytes (or one
+/// gradient, when a single one is larger).
+fn buckets(grads: &[Tensor], cap: i64) -> Vec<&[Tensor]> {
+    let mut buckets = Vec::new();
+    let (mut start, mut bytes) = (0, 0i64);
+    for (i, grad) in grads.iter().enumerate() {
+        let size = grad.numel() as i64 * grad.kind().elt_size_in_bytes() as i64;
+        let same_kind = grads[start].kind() == grad.kind() && grads[start].device() == grad.device();
+        if i > start && (bytes + size > cap || !same_kind) {
+            buckets.push(&grads[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < grads.len() {
+        buckets.push(&grads[start..]);
+    }
+    buckets
+}
+
+static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
+
+/// Joins the job that the launch variables describe, once per process, as
+/// `torch.distributed.init_process_group` does; the stages then find it through
+/// [`current`]. Without `WORLD_SIZE`, or with a world of one, there is no group.
+pub fn init_from_env() -> Result<Option<&'static ProcessGroup>, DistributedError> {
+    if let Some(group) = GROUP.get() {
+        return Ok(Some(group));
+    }
+    let Some(launch) = Launch::from_env()? else {
+        return Ok(None);
+    };
+    if launch.world_size == 1 {
+        return Ok(None);
+    }
+    let group = ProcessGroup::join(&launch, TIMEOUT)?;
+    Ok(Some(GROUP.get_or_init(|| group)))
+}
+
+/// The process group this process joined with [`init_from_env`], if any.
+pub fn current() -> Option<&'static ProcessGroup> {
+    GROUP.get()
+}
+
+/// Whether this process writes the run's files: rank 0, or a process training alone.
+pub fn is_leader() -> bool {
+    current().is_none_or(ProcessGroup::is_leader)
+}
+
+/// The gradient sum of [`ProcessGroup::all_reduce_gradients`] when this process is one of
+/// several ranks, and nothing when it trains alone.
+pub fn all_reduce_gradients(vs: &VarStore) -> Result<(), DistributedError> {
+    current().map_or(Ok(()), |group| group.all_reduce_gradients(vs))
+}
+
+/// Makes this rank's trainable weights rank 0's, as DistributedDataParallel does when it
+/// wraps a model, so the ranks start equal even from a base each loaded for itself
+/// (nothing when training alone).
+pub fn broadcast_variables(vs: &VarStore) -> Result<(), DistributedError> {
+    current().map_or(Ok(()), |group| group.broadcast_variables(vs))
+}
+
+/// The sum of `value` over the ranks (`value` itself when training alone).
+pub fn sum(value: f64) -> Result<f64, DistributedError> {
+    current().map_or(Ok(value), |group| group.sum(value))
+}
+
+/// Each of `values` summed over the ranks, in one collective (themselves when training
+/// alone).
+pub fn sum_each<const N: usize>(values: [f64; N]) -> Result<[f64; N], DistributedError> {
+    let Some(group) = current() else {
+        return Ok(values);
+    };
+    let tensor = Tensor::from_slice(&values);
+    group.all_reduce_sum(&tensor)?;
+    let mut sums = values;
+    for (i, sum) in sums.iter_mut().enumerate() {
+        *sum = tensor.double_value(&[i as i64]);
+    }
+    Ok(sums)
+}
+
+/// This rank's shard of `batch` (all of it when training alone).
+pub fn shard<T>(batch: &[T]) -> Vec<&T> {
+    match current() {
+        Some(group) => group.shard(batch),
+        None => batch.iter().collect(),
+    }
+}
+
+/// Runs this command `nproc` times as the ranks of one job on this machine, as `torchrun
+/// --nproc-per-node` does: the same arguments, `RANK`, `LOCAL_RANK` and `WORLD_SIZE` set,
+/// `MASTER_ADDR` and `MASTER_PORT` kept when set (loopback and a free port otherwise),
+/// and one thread each (`OMP_NUM_THREADS=1`), since the ranks share this machine's cores.
+/// `args` are the command's arguments without the launcher's own flag. Waits for every
+/// rank; when one fails, the others are stopped and its failure is the error.
+pub fn spawn_local_ranks(nproc: usize, args: &[std::ffi::OsString]) -> Result<(), DistributedError> {
+    let exe = std::env::current_exe().map_err(|source| DistributedError::Spawn { rank: 0, source })?;
+    let master_addr = std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    let master_port = match std::env::var("MASTER_PORT") {
+        Ok(port) => port,
+        Err(_) => free_port().map_err(|source| DistributedError::Spawn { rank: 0, source })?.to_string(),
+    };
+    let mut children = Vec::with_capacity(nproc);
+    for rank in 0..nproc {
+        let child = std::process::Command::new(&exe)
+            .args(args)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .env("MASTER_ADDR", &master_addr)
+            .env("MASTER_PORT", &master_port)
+            .env("OMP_NUM_THREADS", "1")
+            .spawn()
+            .map_err(|source| DistributedError::Spawn { rank, source })?;
+        children.push(child);
+    }
+    wait_for_ranks(children)
+}
+
+/// Waits for the ranks in order of their exit; the first that fails stops the rest.
+fn wait_for_ranks(mut children: Vec<std::process::Child>) -> Result<(), DistributedError> {
+    let world_size = children.len();
+    let mut running: Vec<usize> = (0..world_size).collect();
+    while !running.is_empty() {
+        let mut failed = None;
+        running.retain(|&rank| match children[rank].try_wait() {
+            Ok(Some(status)) if status.success() => false,
+            Ok(Some(status)) => {
+                failed.get_or_insert((rank, format!("failed ({status})")));
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                failed.get_or_insert((rank, format!("could not be waited for ({e})")));
+                false
+            }
+        });
+        if let Some((rank, outcome)) = failed {
+            for &other in &running {
+                let _ = children[other].kill();
+                let _ = children[other].wait();
+            }
+            return Err(DistributedError::Rank { rank, world_size, outcome });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A TCP port free on loopback now (the OS picks it), for a job's TCPStore.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_process_without_world_size_trains_alone() {
+        assert_eq!(Launch::from_vars(vars(&[("RANK", "3")])).unwrap(), None);
+    }
+
+    #[test]
+    fn the_torchrun_variables_describe_the_launch() {
+        let launch = Launch::from_vars(vars(&[
+            ("WORLD_SIZE", "4"),
+            ("RANK", "2"),
+            ("MASTER_ADDR", "10.0.0.1"),
+            ("MASTER_PORT", "29500"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let expected = Launch {
+            rank: 2,
+            world_size: 4,
+            local_rank: 2,
+            master_addr: "10.0.0.1".into(),
+            master_port: 29500,
+        };
+        assert_eq!(launch, expected);
+    }
+
+    #[test]
+    fn a_rank_outside_the_world_is_refused_by_name() {
+        let err = Launch::from_vars(vars(&[("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_PORT", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("RANK=\"2\""), "{err}");
+        let err = Launch::from_vars(vars(&[("WORLD_SIZE", "2"), ("RANK", "0")])).unwrap_err().to_string();
+        assert!(err.starts_with("MASTER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn buckets_keep_order_and_respect_the_cap() {
+        let grads: Vec<Tensor> =
+            [3, 3, 10, 1].iter().map(|&n| Tensor::zeros([n], (Kind::Float, tch::Device::Cpu))).collect();
+        let sizes: Vec<Vec<i64>> =
+            buckets(&grads, 6 * 4).iter().map(|b| b.iter().map(|g| g.numel() as i64).collect()).collect();
+        assert_eq!(sizes, vec![vec![3, 3], vec![10], vec![1]]);
+    }
+}
