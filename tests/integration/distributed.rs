@@ -1,0 +1,235 @@
+//! Data parallelism through c10d: 2 processes with Gloo on loopback against one process
+//! on the same global batch.
+//!
+//! The gradient test's ranks are this test binary itself, run again on an ignored test
+//! ([`gradient_rank`]) with `torchrun`'s variables set; the stage tests run `plumb` with
+//! `--nproc 2`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use trainer::data::Demonstration;
+use trainer::distributed;
+use trainer::lm_loop::{self, Example};
+use trainer::tch::{Device, Tensor};
+use trainer::{GptConfig, LanguageModel, TokenizerKind};
+
+use crate::helpers::*;
+
+/// Where a rank started by a test finds its model and leaves its results.
+const RANK_DIR: &str = "PLUMB_TEST_RANK_DIR";
+
+/// Summed gradients, and one process's gradients on the concatenated batch, differ by
+/// float rounding alone: the sums add the same terms in another order.
+const GRADIENT_TOLERANCE: f64 = 1e-6;
+
+/// Weights after 3 optimizer steps: the rounding of the gradients' sums, carried through
+/// AdamW's division by √v (with ε = 1e-4, see [`config`]).
+const WEIGHT_TOLERANCE: f64 = 1e-5;
+
+/// A global batch of 5 demonstrations of different lengths: rank 0 draws 3, rank 1 draws 2
+/// (a rank that summed the whole batch would double the gradients).
+fn demonstrations() -> Vec<Demonstration> {
+    ["cat", "a dog", "the horse", "ox", "an emu runs"]
+        .iter()
+        .map(|animal| Demonstration {
+            prompt: format!("Uppercase {animal}.\n"),
+            response: animal.to_uppercase(),
+        })
+        .collect()
+}
+
+fn examples(model: &LanguageModel) -> Vec<Example> {
+    demonstrations()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| trainer::sft::example(&model.tokenizer, model.config.n_ctx, i, d).unwrap())
+        .collect()
+}
+
+/// A fresh tiny model without dropout (each rank would draw its own masks), saved in `dir`.
+fn save_tiny_model(dir: &Path) -> PathBuf {
+    trainer::tch::manual_seed(7);
+    let config = GptConfig { dropout: 0.0, ..GptConfig::tiny(258) };
+    let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
+    let path = dir.join("base");
+    model.save(&path, None).unwrap();
+    path
+}
+
+/// The gradients `lm_loop::accumulate_gradients` leaves in `model` on `examples` (this
+/// rank's shard of them when this process is one of several ranks), by variable name.
+fn gradients(model: &LanguageModel, examples: &[Example]) -> Vec<(String, Tensor)> {
+    let batch: Vec<&Example> = examples.iter().collect();
+    lm_loop::accumulate_gradients(model, &[batch]);
+    sorted_gradients(model)
+}
+
+fn sorted_gradients(model: &LanguageModel) -> Vec<(String, Tensor)> {
+    let mut gradients: Vec<(String, Tensor)> =
+        model.vs.variables().into_iter().map(|(name, variable)| (name, variable.grad())).collect();
+    gradients.sort_by(|a, b| a.0.cmp(&b.0));
+    gradients
+}
+
+/// Starts this test binary twice, as ranks 0 and 1 of one job on loopback, on the ignored
+/// test `test`; returns each rank's output.
+fn run_ranks(test: &str, dir: &Path) -> Vec<Output> {
+    let port = distributed::free_port().unwrap().to_string();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("OMP_NUM_THREADS", "1")
+                .env(RANK_DIR, dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children.into_iter().map(|child| child.wait_with_output().unwrap()).collect()
+}
+
+#[test]
+fn all_reduced_gradients_equal_one_process_gradients_on_the_concatenated_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model(dir.path());
+    for (rank, out) in run_ranks("distributed::gradient_rank", dir.path()).iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "rank {rank} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let model = LanguageModel::load(&base, Device::Cpu).unwrap();
+    let expected = gradients(&model, &examples(&model));
+    for rank in 0..2 {
+        let summed = Tensor::load_multi(dir.path().join(format!("gradients-{rank}.ot"))).unwrap();
+        assert_eq!(summed.len(), expected.len(), "rank {rank}: one gradient per variable");
+        let mut worst = 0.0f64;
+        for ((name, grad), (expected_name, expected_grad)) in summed.iter().zip(&expected) {
+            assert_eq!(name, expected_name);
+            worst = worst.max((grad - expected_grad).abs().max().double_value(&[]));
+        }
+        assert!(worst <= GRADIENT_TOLERANCE, "rank {rank}: gradients differ by up to {worst:e}");
+        eprintln!("rank {rank}: all-reduced gradients within {worst:e} of one process's");
+    }
+}
+
+/// One rank of the test above: the gradients of its shard of the batch, summed over the
+/// ranks, saved for the test to compare.
+#[test]
+#[ignore = "a rank of all_reduced_gradients_equal_one_process_gradients_on_the_concatenated_batch"]
+fn gradient_rank() {
+    let dir = PathBuf::from(std::env::var(RANK_DIR).expect("started by the test that names it"));
+    let group = distributed::init_from_env().unwrap().expect("started with WORLD_SIZE=2");
+    let model = LanguageModel::load(&dir.join("base"), Device::Cpu).unwrap();
+    let examples = examples(&model);
+    lm_loop::accumulate_gradients(&model, &[examples.iter().collect()]);
+    distributed::all_reduce_gradients(&model.vs).unwrap();
+    let summed = sorted_gradients(&model);
+    Tensor::save_multi(&summed, dir.join(format!("gradients-{}.ot", group.rank()))).unwrap();
+}
+
+fn write(dir: &Path, name: &str, lines: impl IntoIterator<Item = serde_json::Value>) -> String {
+    let path = dir.join(name);
+    let text: String = lines.into_iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The largest difference between two models' weights, name by name.
+fn weight_difference(a: &Path, b: &Path) -> f64 {
+    let (a, b) = (LanguageModel::load(a, Device::Cpu).unwrap(), LanguageModel::load(b, Device::Cpu).unwrap());
+    let b_variables = b.vs.variables();
+    let mut worst = 0.0f64;
+    for (name, variable) in a.vs.variables() {
+        let other = b_variables.get(&name).unwrap_or_else(|| panic!("{name} is missing"));
+        worst = worst.max((variable - other).abs().max().double_value(&[]));
+    }
+    worst
+}
+
+/// The `loss_metric` of every line of a run's metrics.jsonl.
+fn losses(out: &Path, loss_metric: &str) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()[loss_metric].as_f64().unwrap())
+        .collect()
+}
+
+/// Trains with `plumb stage...` alone and with `--nproc 2`, and checks that the two runs
+/// log the same losses, once each, and end with the same weights.
+fn two_ranks_train_as_one_process(dir: &Path, stage: &[&str], loss_metric: &str) {
+    let (alone, ranks) = (dir.join("alone"), dir.join("ranks"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = stage.to_vec();
+        args.extend(["--out", out.to_str().unwrap(), "--device", "cpu"]);
+        args.extend(extra);
+        plumb_ok(&args, "")
+    };
+    let alone_report = run(&alone, &[]);
+    let ranks_report = run(&ranks, &["--nproc", "2"]);
+    assert_eq!(ranks_report.len(), 1, "rank 0 alone reports: {ranks_report:?}");
+    assert_eq!(ranks_report[0]["steps"], alone_report[0]["steps"]);
+
+    let (alone_losses, ranks_losses) = (losses(&alone, loss_metric), losses(&ranks, loss_metric));
+    assert_eq!(ranks_losses.len(), alone_losses.len(), "rank 0 alone logs each step once");
+    assert!(max_abs_diff(&alone_losses, &ranks_losses) < 1e-5, "{alone_losses:?} vs {ranks_losses:?}");
+    let difference = weight_difference(&alone, &ranks);
+    assert!(difference <= WEIGHT_TOLERANCE, "the weights differ by up to {difference:e}");
+    let base = dir.join("base");
+    let trained = weight_difference(&base, &alone).min(weight_difference(&base, &ranks));
+    // Training moved them by far more than the two runs differ: the check can fail.
+    assert!(trained > 50.0 * WEIGHT_TOLERANCE, "training moved the weights by {trained:e} only");
+    eprintln!(
+        "plumb {}: 2 ranks' weights within {difference:e} of one process's (training moved them {trained:e})",
+        stage[0]
+    );
+}
+
+/// A config that trains every example and keeps the last step's weights: no held-out
+/// share, no evaluation. AdamW's ε is raised from 1e-8 to 1e-4: a weight whose gradient
+/// is nearly 0 would otherwise step by ±lr on the sign of its rounding error alone.
+fn config(dir: &Path, batch_size: usize) -> String {
+    let path = dir.join("stage.toml");
+    let text = format!("batch_size = {batch_size}\nval_fraction = 0.0\neval_every = 0\neps = 1e-4\n");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_two_rank_sft_run_ends_with_the_weights_of_one_process_on_the_same_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model(dir.path());
+    let data = write(
+        dir.path(),
+        "demos.jsonl",
+        demonstrations().iter().map(|d| serde_json::json!({ "prompt": d.prompt, "response": d.response })),
+    );
+    let (base, config) = (base.to_str().unwrap().to_string(), config(dir.path(), 5));
+    let stage =
+        ["sft", "--model", &base, "--data", &data, "--config", &config, "--steps", "3", "--dropout", "0"];
+    two_ranks_train_as_one_process(dir.path(), &stage, "loss/sft");
+}
+
+#[test]
+fn a_two_rank_reward_model_ends_with_the_weights_of_one_process_on_the_same_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model(dir.path());
+    let rankings = demonstrations().into_iter().map(|d| {
+        serde_json::json!({ "prompt": d.prompt, "chosen": d.response, "rejected": d.response.to_lowercase() })
+    });
+    let data = write(dir.path(), "rankings.jsonl", rankings);
+    let (base, config) = (base.to_str().unwrap().to_string(), config(dir.path(), 5));
+    let stage = ["reward", "train", "--model", &base, "--data", &data, "--config", &config, "--steps", "3"];
+    two_ranks_train_as_one_process(dir.path(), &stage, "loss/reward");
+}
