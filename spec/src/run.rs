@@ -252,8 +252,21 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             INPUTS
         }
         RunKind::Ppo => {
-            const INPUTS: &[Input] =
-                &rl_run_inputs("The SFT version PPO starts from; also the frozen KL reference.");
+            const RL: [Input; 4] =
+                rl_run_inputs("The SFT version PPO starts from; also the frozen KL reference.");
+            const INPUTS: &[Input] = &[
+                RL[0],
+                RL[1],
+                RL[2],
+                RL[3],
+                input(
+                    "ptx_snapshot_id",
+                    "Pretraining corpus (PPO-ptx)",
+                    "A prompts snapshot whose texts are the documents whose likelihood PPO-ptx keeps up (stage.ptx_coef > 0); it joins the version's lineage.",
+                    InputKind::Snapshot(SnapshotKind::Prompts),
+                )
+                .absent("none: plain PPO"),
+            ];
             INPUTS
         }
         RunKind::Dpo => {
@@ -496,6 +509,8 @@ pub struct RlRun<C> {
     pub reward: String,
     /// A prompts snapshot; None: frozen from the project's train prompts at start.
     pub snapshot_id: Option<i64>,
+    /// PPO-ptx's pretraining corpus: a prompts snapshot whose texts are its documents.
+    pub ptx_snapshot_id: Option<i64>,
     pub stage: C,
 }
 
@@ -765,6 +780,7 @@ fn rl_run<C>(map: &Map<String, Value>, stage: C) -> RlRun<C> {
         policy: text(map, "policy").unwrap_or_default(),
         reward: text(map, "reward").unwrap_or_default(),
         snapshot_id: number(map, "snapshot_id"),
+        ptx_snapshot_id: number(map, "ptx_snapshot_id"),
         stage,
     }
 }
@@ -838,6 +854,15 @@ impl RunSpec {
                         problems.push(field, "shapes a fresh model: a base version keeps its own");
                     }
                 }
+            }
+        }
+        if kind == RunKind::Ppo {
+            let ptx_coef = lookup(map, "stage.ptx_coef").and_then(Value::as_f64).unwrap_or(0.0);
+            let corpus = lookup(map, "ptx_snapshot_id").is_some();
+            if ptx_coef > 0.0 && !corpus {
+                problems.push("ptx_snapshot_id", "PPO-ptx (stage.ptx_coef > 0) needs its pretraining corpus");
+            } else if corpus && ptx_coef <= 0.0 {
+                problems.push("ptx_snapshot_id", "is read only by PPO-ptx: set stage.ptx_coef above 0");
             }
         }
         if kind == RunKind::Eval {

@@ -54,8 +54,6 @@ mod demo_loop;
 #[cfg(feature = "trainer")]
 mod demo_world;
 #[cfg(feature = "trainer")]
-mod distributed;
-#[cfg(feature = "trainer")]
 mod eval_skills;
 #[cfg(feature = "trainer")]
 mod import;
@@ -73,6 +71,8 @@ mod stages_dpo;
 mod stages_rl;
 #[cfg(feature = "trainer")]
 mod worker;
+#[cfg(feature = "trainer")]
+mod worker_conversations;
 #[cfg(feature = "trainer")]
 mod worker_dpo;
 #[cfg(feature = "trainer")]

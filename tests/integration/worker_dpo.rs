@@ -110,7 +110,7 @@ fn a_dpo_run_registers_a_policy_with_the_sft_version_and_the_rankings_snapshot_a
 
 /// An A/B comparison of each prompt's reversed word against the word itself, voted
 /// for the reversal by one annotator; then those votes frozen as a comparisons snapshot.
-async fn votes_snapshot(pool: &PgPool, setup: &Setup) -> i64 {
+pub(crate) async fn votes_snapshot(pool: &PgPool, setup: &Setup) -> i64 {
     let prompts: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
             .bind(setup.project)

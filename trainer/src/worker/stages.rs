@@ -97,6 +97,8 @@ pub(super) struct RlInputs {
     reward: Resolved,
     snapshot: Snapshot,
     prompts: Vec<String>,
+    /// PPO-ptx's corpus snapshot and its documents.
+    ptx: Option<(Snapshot, Vec<String>)>,
 }
 
 /// A prompt's id and its K samples (text, log-probs of its tokens).
@@ -401,7 +403,16 @@ async fn rl_inputs<C>(
         snapshot_for(pool, run, spec.snapshot_id, SnapshotKind::Prompts, Some(Split::Train)).await?;
     let path = export_to(pool, &snapshot, ExportFormat::Prompts, dir, "prompts.jsonl").await?;
     let prompts = data::read_prompts(&path)?;
-    Ok(RlInputs { policy, reward, snapshot, prompts })
+    let ptx = match spec.ptx_snapshot_id {
+        Some(id) => {
+            let corpus = snapshot_for(pool, run, Some(id), SnapshotKind::Prompts, None).await?;
+            let path = export_to(pool, &corpus, ExportFormat::Prompts, dir, "ptx-corpus.jsonl").await?;
+            let documents = data::read_prompts(&path)?;
+            Some((corpus, documents))
+        }
+        None => None,
+    };
+    Ok(RlInputs { policy, reward, snapshot, prompts, ptx })
 }
 
 /// The project's prompts that a run's prompt set picks; `untasked_only` unless the set
@@ -481,14 +492,14 @@ fn rl_version<C: StageSettings>(
     width: i64,
     report: &impl serde::Serialize,
 ) -> Output {
-    let RlInputs { policy, reward, snapshot, .. } = inputs;
+    let RlInputs { policy, reward, snapshot, ptx, .. } = inputs;
     Output::Model {
         model: spec.model_name.clone(),
         kind: ModelKind::Policy,
         parents: lineage(&[(policy, "sft"), (reward, "reward")]),
-        snapshots: vec![snapshot.id],
+        snapshots: std::iter::once(snapshot.id).chain(ptx.as_ref().map(|(s, _)| s.id)).collect(),
         config: json!({ "stage": spec.stage.scaled_to(width), "policy": spec.policy, "reward": spec.reward,
-                        "snapshot_id": snapshot.id }),
+                        "snapshot_id": snapshot.id, "ptx_snapshot_id": ptx.as_ref().map(|(s, _)| s.id) }),
         metrics: report_json(report),
     }
 }
@@ -594,7 +605,8 @@ pub(super) fn execute(
         Prepared::Ppo { spec, inputs } => {
             let (policy, reward) = rl_models(&inputs, device, spec.stage.precision)?;
             let width = policy.config.n_embd;
-            let (_, report) = ppo::train(&spec.stage, policy, &reward, &inputs.prompts, None, &mut run)?;
+            let ptx = inputs.ptx.as_ref().map(|(_, documents)| documents.as_slice());
+            let (_, report) = ppo::train(&spec.stage, policy, &reward, &inputs.prompts, ptx, &mut run)?;
             rl_version(&spec, &inputs, width, &report)
         }
         Prepared::Rloo { spec, inputs } => critic_free(
