@@ -54,6 +54,8 @@ mod demo_loop;
 #[cfg(feature = "trainer")]
 mod demo_world;
 #[cfg(feature = "trainer")]
+mod distributed;
+#[cfg(feature = "trainer")]
 mod eval_skills;
 #[cfg(feature = "trainer")]
 mod import;
