@@ -197,11 +197,13 @@ fn two_ranks_train_as_one_process(dir: &Path, stage: &[&str], loss_metric: &str)
 }
 
 /// A config that trains every example and keeps the last step's weights: no held-out
-/// share, no evaluation. AdamW's ε is raised from 1e-8 to 1e-4: a weight whose gradient
+/// share, no warmup, no evaluation. AdamW's ε is raised from 1e-8 to 1e-4: a weight whose gradient
 /// is nearly 0 would otherwise step by ±lr on the sign of its rounding error alone.
 fn config(dir: &Path, batch_size: usize) -> String {
     let path = dir.join("stage.toml");
-    let text = format!("batch_size = {batch_size}\nval_fraction = 0.0\neval_every = 0\neps = 1e-4\n");
+    let text = format!(
+        "batch_size = {batch_size}\nwarmup_steps = 0\nval_fraction = 0.0\neval_every = 0\neps = 1e-4\n"
+    );
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
 }
@@ -232,4 +234,29 @@ fn a_two_rank_reward_model_ends_with_the_weights_of_one_process_on_the_same_glob
     let (base, config) = (base.to_str().unwrap().to_string(), config(dir.path(), 5));
     let stage = ["reward", "train", "--model", &base, "--data", &data, "--config", &config, "--steps", "3"];
     two_ranks_train_as_one_process(dir.path(), &stage, "loss/reward");
+}
+
+#[test]
+fn two_pretraining_ranks_end_with_the_weights_of_one_process_on_the_same_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model(dir.path());
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = demonstrations().iter().map(|d| format!("{}{}\n", d.prompt, d.response)).collect();
+    std::fs::write(&corpus, text.repeat(4)).unwrap();
+    let (base, corpus, config) =
+        (base.to_str().unwrap().to_string(), corpus.to_str().unwrap().to_string(), config(dir.path(), 5));
+    let stage = [
+        "pretrain",
+        "--model",
+        &base,
+        "--data",
+        &corpus,
+        "--config",
+        &config,
+        "--steps",
+        "3",
+        "--seq-len",
+        "32",
+    ];
+    two_ranks_train_as_one_process(dir.path(), &stage, "loss/pretrain");
 }
