@@ -17,6 +17,7 @@ ranks train twice as fast. The goal, 0.85, is issue 21's.
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,11 @@ def bench_scaling(model_dir, corpus_ids, enc, plumb=None, batch=16, steps=4, rep
             "train_loss": {"ranks": ranks["train_loss"], "one": one["train_loss"]},
             "efficiency_of_fastest_reps": max(ranks["speeds"]) / (RANKS * max(one["speeds"])),
             "speed_up": ranks[speed] / one[speed],
+            # Whole runs' CPU time (start-up included), one process's over the ranks' sum:
+            # below 1 by the work that data parallelism adds, whatever else the machine
+            # runs; the wall-clock efficiency also needs a free core for each rank.
+            "cpu_efficiency": statistics.median(one["cpu_times"]) / statistics.median(ranks["cpu_times"]),
+            "load_average": round(os.getloadavg()[0], 2),
         }
         record = bench.result(
             f"scaling_{kind}_{RANKS}x1",
@@ -85,7 +91,8 @@ def bench_scaling(model_dir, corpus_ids, enc, plumb=None, batch=16, steps=4, rep
         record["scaling_goal"] = GOAL
         results.append(record)
         print(f"  scaling {kind}: 1 process {one[speed]:.1f} {unit}, {RANKS} ranks "
-              f"{ranks[speed]:.1f} {unit}, efficiency {efficiency:.2f}", file=sys.stderr, flush=True)
+              f"{ranks[speed]:.1f} {unit}, efficiency {efficiency:.2f} (CPU time "
+              f"{checks['cpu_efficiency']:.2f}, load {checks['load_average']})", file=sys.stderr, flush=True)
     return results
 
 
@@ -96,14 +103,22 @@ def train(plumb, args, nproc):
         if nproc:
             cmd += ["--nproc", str(nproc)]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), children_cpu_s()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, children_cpu_s() - cpu_before
         if proc.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         report["wall_s"] = wall
+        report["cpu_s"] = cpu
         return report
+
+
+def children_cpu_s():
+    """CPU seconds (user and system) of the finished child processes so far: a run's ranks
+    count in it, since `plumb --nproc` waits for them."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def side_report(reports, speed):
@@ -117,6 +132,7 @@ def side_report(reports, speed):
         "median_s": statistics.median(times),
         "min_s": min(times),
         "wall_times": [r["wall_s"] for r in reports],
+        "cpu_times": [r["cpu_s"] for r in reports],
         "speeds": speeds,
         speed: statistics.median(speeds),
         "train_loss": reports[-1]["train_loss"],
