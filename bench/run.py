@@ -99,6 +99,11 @@ def main():
         benches.append((f"ppo_step_{preset}_b{batch}",
                         lambda p=preset, b=batch, m=minibatch, e=epochs, n=new_tokens, r=reps:
                         bench_ppo_step(ckpt(p), p, b, m, e, n, r, corpus_ids, enc)))
+    # Data parallelism: 2 ranks x 1 thread against 1 process x 1 thread on the same global
+    # batch, SFT and the reward model (bench/scaling.py; imported here, as it imports this
+    # file).
+    from scaling import bench_scaling
+    benches.append(("scaling", lambda: bench_scaling(ckpt("tiny"), corpus_ids, enc, plumb=PLUMB)))
     benches.append(("tokenizer", lambda: bench_tokenizer(docs_path, docs)))
     benches.append(("ranking_submit", bench_ranking_submit))
     benches.append(("web_load", bench_web_load))
@@ -108,9 +113,9 @@ def main():
         if not ONLY or any(x.strip() in name for x in ONLY):
             done = bench()
             results.extend(done if isinstance(done, list) else [done])
-    if not results:
+    if not results and not any(x.strip() in "task_families" for x in ONLY):
         sys.exit(f"PLUMB_BENCH_ONLY={','.join(ONLY)} selects none of: "
-                 + ", ".join(name for name, _ in benches))
+                 + ", ".join(name for name, _ in benches) + ", task_families")
 
     environment = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -127,6 +132,12 @@ def main():
         r["environment"] = environment
         write_json(RESULTS / f"{r['name']}.json", r, indent=2)
     table = markdown_table(results, environment)
+    # The held-out task families, trained with default settings: not a comparison with a
+    # peer, so their own table (bench/task_families.py) follows the main one.
+    if not ONLY or any(x.strip() in "task_families" for x in ONLY):
+        from task_families import bench_task_families, table as family_table
+        table += "\n## Task families with default settings\n\n" + family_table(
+            bench_task_families(PLUMB, WORK / "task_families", RESULTS)) + "\n"
     if ONLY:
         print("(PLUMB_BENCH_ONLY is set: bench/results/README.md is left as it was)", file=sys.stderr)
     else:

@@ -223,9 +223,14 @@ stage_settings! {
         /// β, the KL reward coefficient (the initial one with `kl_target`).
         /// InstructGPT: 0.02.
                 pub kl_coef: f64 = 0.02, Range::NON_NEGATIVE, essential;
+        /// Stop the run when a step's mean per-sample KL to the reference exceeds this many
+        /// nats: a policy that far off has usually found what the reward model over-rates
+        /// (collapsed runs reached 33–248). None: no bound.
+        pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
         /// Adaptive KL control (Ziegler et al. 2019): the target of the summed
-        /// per-sample KL. None: β stays fixed, as in InstructGPT.
-        pub kl_target: Option<f64> = None, Range::POSITIVE;
+        /// per-sample KL, on by default at lm-human-preferences' 6 nats, so that β rises
+        /// when the policy drifts. None: β stays fixed, as in InstructGPT.
+        pub kl_target: Option<f64> = Some(6.0), Range::POSITIVE;
         /// The adaptive controller's horizon in episodes. lm-human-preferences: 10000.
         pub kl_horizon: f64 = 10000.0, Range::POSITIVE;
         /// Added to the score of a sample that did not end with EOS.
@@ -425,6 +430,10 @@ stage_settings! {
         /// β, the KL penalty: each sample's reward is its score − β·Σ(log π − log
         /// π_ref). TRL: 0.05.
                 pub kl_coef: f64 = 0.05, Range::NON_NEGATIVE, essential;
+        /// Stop the run when a step's mean per-sample KL to the reference exceeds this many
+        /// nats: a policy that far off has usually found what the reward model over-rates
+        /// (collapsed runs reached 33–248). None: no bound.
+        pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
         /// Whiten the advantages over each step's samples (TRL's normalize_advantage;
         /// off in Ahmadian et al.).
         pub whiten_advantages: bool = false, Range::ANY;
@@ -497,6 +506,10 @@ stage_settings! {
         /// estimator π_ref/π − log(π_ref/π) − 1. DeepSeekMath: 0.04; 0 drops the KL
         /// term (DAPO, Dr. GRPO).
                 pub kl_coef: f64 = 0.04, Range::NON_NEGATIVE, essential;
+        /// Stop the run when a step's mean per-sample KL to the reference exceeds this many
+        /// nats: a policy that far off has usually found what the reward model over-rates
+        /// (collapsed runs reached 33–248). None: no bound.
+        pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
         /// Divide each group's centred rewards by the group's standard deviation (GRPO).
         /// false: Dr. GRPO (Liu et al. 2025), which only centres them, so that groups
         /// with nearly equal rewards are not given large advantages.

@@ -71,6 +71,7 @@ mod stages;
 mod stages_dpo;
 #[cfg(feature = "trainer")]
 mod stages_rl;
+#[cfg(feature = "trainer")]
 mod task_families;
 #[cfg(feature = "trainer")]
 mod worker;

@@ -1103,6 +1103,29 @@ pub(crate) mod learning_tests {
     }
 
     #[test]
+    fn a_policy_that_drifts_past_max_kl_stops_the_run_naming_the_bound() {
+        let rm = lowercase_reward_model();
+        let train_prompts = prompts(16, 4);
+        // A rate far too high for the model moves the policy away at once; the bound
+        // stops the run at the first step whose samples are that far from the reference.
+        let cfg =
+            PpoConfig { batch_size: 16, lr: Some(1e-2), max_kl: Some(0.5), kl_target: None, ..config(8) };
+        let (dir, mut run) = temp_run();
+        let err = train(&cfg, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap_err();
+        let text = err.to_string();
+        let TrainError::KlBound { step, kl, .. } = err else { panic!("{text}") };
+        assert!(step >= 1 && kl > 0.5, "{text}");
+        assert!(text.contains("ppo.max_kl = 0.5") && text.contains("kl_coef"), "{text}");
+        let metrics = std::fs::read_to_string(dir.path().join(crate::train::METRICS)).unwrap();
+        let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+        assert_eq!(last["step"], step, "the step that crossed the bound is on the run's charts");
+        // Without the bound the same run trains on.
+        let unbounded = PpoConfig { max_kl: None, steps: step + 1, ..cfg };
+        let (_dir, mut run) = temp_run();
+        train(&unbounded, policy_model(0), &rm, &train_prompts, None, &mut run).unwrap();
+    }
+
+    #[test]
     fn a_nan_loss_stops_the_run_and_names_the_step() {
         let rm = lowercase_reward_model();
         let train_prompts = prompts(16, 4);

@@ -628,6 +628,8 @@ pub struct RunSettings {
     pub eval_every: i64,
     /// What the policy trains in (a critic-free stage's: PPO's learner reads its config).
     pub precision: Precision,
+    /// The run stops when a step's mean per-sample KL to the reference exceeds it.
+    pub max_kl: Option<f64>,
 }
 
 /// How a run's steps went.
@@ -665,6 +667,7 @@ macro_rules! run_settings {
             checkpoint_every: $cfg.checkpoint_every,
             eval_every: $cfg.eval_every,
             precision: $cfg.precision,
+            max_kl: $cfg.max_kl,
         }
     };
 }
@@ -700,6 +703,19 @@ pub fn run_steps<L>(
         let summary = step(learner, s, &batch)?;
         for (what, value) in summary.metrics.iter().filter(|(name, _)| summary.finite.contains(name)) {
             ensure_finite(s, what, *value, run)?;
+        }
+        if let Some(bound) = settings.max_kl.filter(|bound| summary.kl > *bound) {
+            // Logged first, so that the run's page shows the step that crossed it.
+            let named: Vec<(&str, f64)> = summary.metrics.to_vec();
+            run.log(s, &named)?;
+            let last_good = run.latest_checkpoint().map(|(path, _)| path);
+            return Err(TrainError::KlBound {
+                step: s,
+                stage: settings.stage,
+                kl: summary.kl,
+                bound,
+                last_good,
+            });
         }
         outcome.generation_seconds += summary.generation_seconds;
         let done = s + 1;

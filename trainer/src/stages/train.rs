@@ -47,6 +47,13 @@ pub enum TrainError {
     /// The run was asked to stop (cancelled, or its worker is shutting down).
     #[error("stopped at step {step}")]
     Stopped { step: i64 },
+    /// An RL policy drifted further from its reference than the stage's `max_kl` allows:
+    /// it is most likely exploiting the reward model's errors.
+    #[error("step {step}: the KL to the reference reached {kl:.2} nats per sample, above {stage}.max_kl = {bound}: the policy is drifting into what the reward model over-rates. Lower the lr, raise kl_coef or set kl_target, or raise max_kl if this drift is wanted.{}", match last_good {
+        Some(p) => format!(" The last checkpoint before it is {}.", p.display()),
+        None => String::new(),
+    })]
+    KlBound { step: i64, stage: &'static str, kl: f64, bound: f64, last_good: Option<PathBuf> },
 }
 
 pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
