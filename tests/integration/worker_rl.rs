@@ -41,6 +41,17 @@ fn an_rl_run_registers_a_policy_with_its_lineage(kind: RunKind, stage: Value, me
 
         let run = runs::get(pool, run_id).await.unwrap();
         assert_eq!((run.status, run.step, run.total_steps), (RunStatus::Succeeded, 2, Some(2)));
+        // A sample of each step is in the run's log, so that a person sees a hack begin.
+        let log: Vec<String> =
+            runs::logs(pool, run_id, None, 1000).await.unwrap().into_iter().map(|l| l.line).collect();
+        for step in 0..2 {
+            let prefix = format!("step {step} · reward ");
+            let line = log
+                .iter()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no sample of step {step}: {log:?}"));
+            assert!(line.contains("Reverse the word") && line.contains(" → "), "{line}");
+        }
         let metrics = runs::metrics(pool, run_id).await.unwrap();
         for name in ["objective/reward", "objective/kl", "loss/policy", metric] {
             let series = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} reported"));

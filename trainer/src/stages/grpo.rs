@@ -137,6 +137,7 @@ pub fn step(
         ("time/training", training_seconds),
     ]);
     Ok(StepSummary {
+        sample: rollout.example.clone(),
         reward: scores.mean(Kind::Float).double_value(&[]),
         kl: rollout.kl(),
         tokens: rollout.tokens(),

@@ -31,7 +31,7 @@ use crate::checkpoint::LanguageModel;
 use crate::lm_loop::{epoch_order, Example};
 use crate::rollout::{
     self, encode_prompts, masked_mean, penalised_scores, run_settings, run_steps, Reward, Rollout, RunReport,
-    StepSummary, MINIBATCH_SEED,
+    StepSample, StepSummary, MINIBATCH_SEED,
 };
 pub use crate::rollout::{EvalFn, Evaluation};
 use crate::sampling::SamplingConfig;
@@ -267,6 +267,8 @@ impl Learner {
 /// One step's statistics (see `metrics` for their names).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepStats {
+    /// One of the step's samples, which the run logs.
+    pub example: StepSample,
     /// Mean score of the samples (reward model, missing-EOS penalty, clip).
     pub reward: f64,
     /// Mean over samples of the summed per-token log π − log π_ref.
@@ -391,6 +393,7 @@ pub fn step(
 
     // 6. Statistics.
     let stats = StepStats {
+        example: rollout.example.clone(),
         reward: scores.mean(Kind::Float).double_value(&[]),
         kl: rollout.kl(),
         entropy: rollout.entropy(),
@@ -642,6 +645,7 @@ pub fn train_with_eval(
         |learner, s, batch| {
             let stats = step(cfg, s, batch, learner, reward, ptx.as_ref())?;
             Ok(StepSummary {
+                sample: stats.example.clone(),
                 reward: stats.reward,
                 kl: stats.kl,
                 tokens: stats.tokens,

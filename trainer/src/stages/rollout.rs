@@ -378,6 +378,8 @@ pub fn batch_indices(n: usize, batch_size: usize, seed: u64, step: i64) -> Vec<u
 /// A sampled and scored batch: per-token tensors (B, R), 0 on padding.
 pub struct Rollout {
     pub samples: Vec<Generation>,
+    /// The batch's first prompt, its response and score, as text: the step's sample.
+    pub example: StepSample,
     pub layout: Layout,
     /// log π_old of each response token: the sampler's.
     pub logprobs: Tensor,
@@ -467,8 +469,14 @@ pub fn rollout(
     let started = Instant::now();
     let scores = reward.score(policy, &layout, prompts, &responses, chunk)?;
     let scoring_seconds = started.elapsed().as_secs_f64();
+    let example = StepSample {
+        prompt: prompts.first().map(|p| policy.tokenizer.decode(p)).unwrap_or_default(),
+        response: responses.first().map(|r| policy.tokenizer.decode(r)).unwrap_or_default(),
+        reward: if responses.is_empty() { f64::NAN } else { scores.double_value(&[0]) },
+    };
     Ok(Rollout {
         samples,
+        example,
         layout,
         logprobs,
         ref_logprobs,
@@ -601,6 +609,8 @@ pub const MINIBATCH_SEED: u64 = 0x6d69_6e69_6261_7463;
 pub struct StepSummary {
     /// Mean score of the samples (with the missing-EOS penalty).
     pub reward: f64,
+    /// One of the step's samples, which the run logs.
+    pub sample: StepSample,
     /// Mean over samples of the summed log π − log π_ref.
     pub kl: f64,
     pub tokens: u64,
@@ -609,6 +619,14 @@ pub struct StepSummary {
     pub metrics: Vec<(&'static str, f64)>,
     /// The metrics that stop the run when they are not finite (a loss that blew up).
     pub finite: &'static [&'static str],
+}
+
+/// A prompt, the response sampled for it and the reward's score of it (before penalties).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepSample {
+    pub prompt: String,
+    pub response: String,
+    pub reward: f64,
 }
 
 /// Evaluation hook of a run: given (step, policy, reference), the metrics to log.
@@ -728,6 +746,8 @@ pub fn run_steps<L>(
         }
         let named: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         run.log(s, &named)?;
+        let sample = &summary.sample;
+        run.log_sample(s, &sample.prompt, &sample.response, sample.reward)?;
         progress.step(s, summary.tokens, &format!("reward {:.3} kl {:.3}", summary.reward, summary.kl));
         if run.checkpoint_due(done, settings.checkpoint_every) {
             checkpoint(learner, run, done)?;

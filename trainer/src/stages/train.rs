@@ -226,6 +226,10 @@ const STEPS: &str = "steps";
 
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const METRICS: &str = "metrics.jsonl";
+/// One sample per RL step, `{"step", "prompt", "response", "reward"}`: what the policy
+/// writes as it trains, so that a person sees a hack as it starts (the worker puts each
+/// in the run's log).
+pub const SAMPLES: &str = "samples.jsonl";
 /// `{"total_steps": N}`, written when a stage knows its length.
 pub const PROGRESS: &str = "progress.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -329,6 +333,25 @@ impl RunDir {
         serde_json::to_writer(&mut self.metrics, &line)
             .map_err(|e| TrainError::Io { path: path.clone(), source: e.into() })?;
         self.metrics.write_all(b"\n").and_then(|_| self.metrics.flush()).map_err(io_error(&path))
+    }
+
+    /// Appends one line `{"step", "prompt", "response", "reward"}` to `samples.jsonl`.
+    pub fn log_sample(
+        &mut self,
+        step: i64,
+        prompt: &str,
+        response: &str,
+        reward: f64,
+    ) -> Result<(), TrainError> {
+        if !self.writes {
+            return Ok(());
+        }
+        let path = self.out.join(SAMPLES);
+        let line = serde_json::json!({ "step": step, "prompt": prompt, "response": response,
+                                       "reward": serde_json::Number::from_f64(reward) });
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path))?;
+        writeln!(file, "{line}").map_err(io_error(&path))
     }
 
     /// Whether the run was asked to stop (see [`RunDir::stop_when`]).

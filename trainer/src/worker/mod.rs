@@ -31,7 +31,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 pub use self::spec::{RunSpec, SpecError};
-use crate::train::{latest_checkpoint_in, TrainError, CHECKPOINTS, METRICS, PROGRESS};
+use crate::train::{latest_checkpoint_in, TrainError, CHECKPOINTS, METRICS, PROGRESS, SAMPLES};
 use crate::DeviceChoice;
 
 /// How a worker works.
@@ -253,6 +253,7 @@ impl Worker {
             move || stages::execute(prepared, &out, device, stop, resume)
         });
         let mut streamed = Streamed { offset: 0, finished: checkpoint.as_ref().map_or(0, |(step, _)| *step) };
+        let mut samples_read = 0u64;
         let mut heartbeat = tokio::time::interval(self.options.heartbeat);
         heartbeat.tick().await;
         let result = loop {
@@ -265,6 +266,7 @@ impl Worker {
                     // and a run resumed from it misses none.
                     let newest = latest_checkpoint_in(&out);
                     self.stream_metrics(run.id, &out, &mut streamed).await;
+                    self.stream_samples(run.id, &out, &mut samples_read).await;
                     if !watch.lease_lost {
                         self.store_checkpoint(run.id, newest, streamed.finished, checkpoint).await;
                     }
@@ -279,6 +281,7 @@ impl Worker {
         };
         let newest = latest_checkpoint_in(&out);
         self.stream_metrics(run.id, &out, &mut streamed).await;
+        self.stream_samples(run.id, &out, &mut samples_read).await;
         match result {
             Ok(output) => {
                 if watch.lease_lost {
@@ -419,6 +422,42 @@ impl Worker {
                 error = %e,
                 "the heartbeat failed; the next one tries again within the lease"
             ),
+        }
+    }
+
+    /// Puts the samples an RL stage wrote after `read` bytes of `samples.jsonl` in the run's
+    /// log, one line each ("step 3 · reward 0.41 · prompt → response", long texts cut),
+    /// and moves `read` past them.
+    async fn stream_samples(&self, run_id: i64, out: &Path, read: &mut u64) {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok(mut file) = tokio::fs::File::open(out.join(SAMPLES)).await else { return };
+        let mut new = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(*read)).await.is_err()
+            || file.read_to_end(&mut new).await.is_err()
+        {
+            return;
+        }
+        let cut = |text: &str| {
+            let line = text.replace('\n', " ⏎ ");
+            match line.char_indices().nth(160) {
+                Some((at, _)) => format!("{}…", &line[..at]),
+                None => line,
+            }
+        };
+        let mut lines = Vec::new();
+        for line in new.split_inclusive(|&b| b == b'\n').take_while(|l| l.ends_with(b"\n")) {
+            *read += line.len() as u64;
+            let Ok(sample) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            lines.push(format!(
+                "step {} · reward {} · {} → {}",
+                sample["step"],
+                sample["reward"].as_f64().map_or("?".into(), |r| format!("{r:.3}")),
+                cut(sample["prompt"].as_str().unwrap_or_default()),
+                cut(sample["response"].as_str().unwrap_or_default()),
+            ));
+        }
+        if !lines.is_empty() {
+            log_to_run(&self.pool, run_id, &lines).await;
         }
     }
 
