@@ -123,7 +123,10 @@ fn restored_step(lines: &[String]) -> i64 {
 fn a_worker_killed_mid_run_is_resumed_by_another_from_its_stored_checkpoint_with_one_version() {
     with_db(|db| async move {
         let setup = setup(&db, 8).await;
-        let run_id = enqueue(&db.pool, setup.project, RunKind::Sft, long_sft(200, 5)).await;
+        // Long enough that the first checkpoints are stored (one heartbeat a second) well
+        // before the end, however fast the machine.
+        const STEPS: i64 = 1000;
+        let run_id = enqueue(&db.pool, setup.project, RunKind::Sft, long_sft(STEPS, 5)).await;
         let mut killed = spawn_worker(&db, &setup, "killed", &[]);
         let (step, stored, sha256, ..) =
             wait_for(&db.pool, run_id, Duration::from_secs(90), "a stored checkpoint", |p| {
@@ -133,14 +136,14 @@ fn a_worker_killed_mid_run_is_resumed_by_another_from_its_stored_checkpoint_with
         killed.kill().unwrap(); // SIGKILL: no chance to release or checkpoint.
         killed.wait().unwrap();
         let stored = stored.unwrap();
-        assert!(step < 200, "the run finished before the kill; make it longer");
+        assert!(step < STEPS, "the run finished before the kill; make it longer");
         assert!(setup.store.verify(&sha256.unwrap()).is_ok(), "the checkpoint is in the store");
 
         // Another machine: a work directory of its own, so the checkpoint can only come
         // from the artifact store.
         let outcome =
             resume_in_process(&db.pool, &setup, &setup.dir.path().join("elsewhere"), "rescuer", run_id).await;
-        assert_one_version_and_every_step(&db.pool, run_id, 200, &outcome).await;
+        assert_one_version_and_every_step(&db.pool, run_id, STEPS, &outcome).await;
         let lines = log_lines(&db.pool, run_id).await;
         let restored = restored_step(&lines);
         assert!(restored >= stored && restored % 5 == 0, "restored step {restored}, stored {stored}");
