@@ -146,6 +146,7 @@ fn init_alternates_dense_and_sparse_layers_and_plumb_json_keeps_the_list() {
     let sparse = serde_json::json!({ "kind": "sparse", "window": 4, "stride": 3 });
     let dense = serde_json::json!({ "kind": "dense" });
     assert_eq!(meta["attention"], serde_json::json!([dense, sparse, dense, sparse]), "{meta}");
+    assert_eq!(meta["chat_template"], "plumb-plain-v1", "the template conversations are rendered with");
     // The list comes back when the checkpoint is loaded: sampling from it works.
     let out = plumb_ok(&["generate", "--model", &model, "--max-new-tokens", "3"], &jsonl("prompt", &["ab"]));
     assert_eq!(out.len(), 1);
@@ -180,4 +181,18 @@ fn a_stages_help_says_what_its_empty_settings_take_from_the_models_width() {
     }
     let pretrain = String::from_utf8_lossy(&plumb(&["pretrain", "--help"], "").stdout).into_owned();
     assert!(!pretrain.contains("follow the model's width"), "pretraining's rate is set: {pretrain}");
+}
+
+#[test]
+fn a_checkpoint_whose_chat_template_plumb_does_not_render_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let path = std::path::Path::new(&model).join("plumb.json");
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    meta["chat_template"] = "chatml".into();
+    std::fs::write(&path, meta.to_string()).unwrap();
+    let out = plumb(&["generate", "--model", &model, "--max-new-tokens", "2"], &jsonl("prompt", &["ab"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("plumb.json") && err.contains("chatml") && err.contains("plumb-plain-v1"), "{err}");
 }

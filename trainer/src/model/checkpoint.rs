@@ -121,6 +121,10 @@ pub struct PlumbMeta {
     /// Names of extra heads stored in `model.safetensors` beside the trunk (`score`).
     #[serde(default)]
     pub heads: Vec<String>,
+    /// The chat template that renders a conversation into this model's prompts
+    /// (`spec::chat`); plumb writes and reads only its plain one, `plumb-plain-v1`.
+    #[serde(default = "plain_template")]
+    pub chat_template: String,
     /// Where training stopped, for `--resume` (written by the training stages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
@@ -128,6 +132,10 @@ pub struct PlumbMeta {
 
 fn dense() -> AttentionLayers {
     AttentionLayers::DENSE
+}
+
+fn plain_template() -> String {
+    spec::chat::PLAIN.to_owned()
 }
 
 impl HfGpt2Config {
@@ -460,6 +468,7 @@ impl LanguageModel {
             tokenizer: self.tokenizer.kind(),
             attention: self.config.attention.clone(),
             heads: self.score_head.iter().map(|_| SCORE_HEAD.to_string()).collect(),
+            chat_template: plain_template(),
             training,
         };
         let mut tensors: Vec<(String, Tensor)> = self
@@ -487,6 +496,16 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
                     reason: format!("format {} is not one this plumb reads ({PLUMB_FORMAT})", meta.format),
                 });
             }
+            if meta.chat_template != spec::chat::PLAIN {
+                return Err(CheckpointError::Config {
+                    path,
+                    reason: format!(
+                        "chat_template {:?}: plumb renders conversations with {:?} only, so a model trained on another template would be prompted unlike its training",
+                        meta.chat_template,
+                        spec::chat::PLAIN
+                    ),
+                });
+            }
             Ok(meta)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -505,6 +524,7 @@ fn read_meta(dir: &Path, hf: &HfGpt2Config) -> Result<PlumbMeta, CheckpointError
                 tokenizer,
                 attention: AttentionLayers::DENSE,
                 heads: Vec::new(),
+                chat_template: plain_template(),
                 training: None,
             })
         }
