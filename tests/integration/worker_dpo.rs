@@ -16,22 +16,32 @@ use trainer::worker::{Outcome, Worker};
 use crate::db::with_db;
 use crate::worker::{enqueue, no_shutdown, setup, worker, Setup};
 
+/// The project's prompts (id, text), oldest first.
+async fn project_prompts(pool: &PgPool, setup: &Setup) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
+        .bind(setup.project)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A new annotator named `name`; its id.
+async fn annotator(pool: &PgPool, name: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO users (username, role, password_hash) VALUES ($1, 'annotator', '$argon2id$v=19$test')
+         RETURNING id",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// A ranking task of K = 3 samples for each of the project's prompts, ranked by one
 /// annotator with a tie ([[0], [1, 2]]: two comparisons each).
 async fn ranked_samples(pool: &PgPool, setup: &Setup) {
-    let prompts: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
-            .bind(setup.project)
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    let annotator: i64 = sqlx::query_scalar(
-        "INSERT INTO users (username, role, password_hash) VALUES ('ranker', 'annotator', '$argon2id$v=19$test')
-         RETURNING id",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    let prompts = project_prompts(pool, setup).await;
+    let annotator = annotator(pool, "ranker").await;
     for (prompt_id, text) in &prompts {
         let word = text.trim_end_matches('.').rsplit(' ').next().unwrap();
         let new: Vec<NewSample> = [word.chars().rev().collect::<String>(), word.to_string(), "?".into()]
@@ -111,19 +121,8 @@ fn a_dpo_run_registers_a_policy_with_the_sft_version_and_the_rankings_snapshot_a
 /// An A/B comparison of each prompt's reversed word against the word itself, voted
 /// for the reversal by one annotator; then those votes frozen as a comparisons snapshot.
 pub(crate) async fn votes_snapshot(pool: &PgPool, setup: &Setup) -> i64 {
-    let prompts: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, text FROM prompts WHERE project_id = $1 ORDER BY id")
-            .bind(setup.project)
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    let voter: i64 = sqlx::query_scalar(
-        "INSERT INTO users (username, role, password_hash) VALUES ('voter', 'annotator', '$argon2id$v=19$test')
-         RETURNING id",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    let prompts = project_prompts(pool, setup).await;
+    let voter = annotator(pool, "voter").await;
     let mut reversal = std::collections::HashMap::new();
     for (prompt_id, text) in &prompts {
         let word = text.trim_end_matches('.').rsplit(' ').next().unwrap();
