@@ -14,7 +14,8 @@
 //!
 //! Exports, one JSON object per line:
 //! - `Prompts` (prompts snapshot): `{"prompt"}`;
-//! - `Sft` (demonstrations): `{"prompt", "response"}`;
+//! - `Sft` (demonstrations): `{"prompt", "response"}`, a conversation's prompt as its
+//!   list of messages (so that SFT finds the assistant's earlier turns to train on);
 //! - `KWise` (rankings, or votes as K = 2 rankings):
 //!   `{"prompt", "samples": [...], "ranking": [[best], ...]}`; all-bad rankings without
 //!   an order and both-bad votes are left out;
@@ -506,7 +507,7 @@ struct PromptLine<'a> {
 
 #[derive(Serialize)]
 struct SftLine<'a> {
-    prompt: &'a str,
+    prompt: &'a Prompt,
     response: &'a str,
 }
 
@@ -537,7 +538,10 @@ fn export_item(item: &Item, format: ExportFormat, lines: &mut Vec<String>) -> Re
             let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
             lines.push(formats::demonstration_line(Format::Messages, &prompt, response)?);
         }
-        Item::Demonstration { prompt, response, .. } => lines.push(json(&SftLine { prompt, response })?),
+        Item::Demonstration { prompt, messages, response, .. } => {
+            let prompt = Prompt::from_stored(prompt.clone(), messages.as_ref())?;
+            lines.push(json(&SftLine { prompt: &prompt, response })?);
+        }
         Item::Ranking { id, prompt, messages, samples, ranks, likert, flags, .. } => {
             let Some(ranks) = ranks else { return Ok(()) };
             let ranking = Ranking::from_ranks(ranks).map_err(|e| {

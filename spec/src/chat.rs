@@ -15,6 +15,12 @@
 //! and a blank line; the prompt ends with `"Assistant: "` (a trailing space), and the
 //! assistant's answer follows it as is. It reads like the Anthropic HH-RLHF transcripts
 //! plumb imports, with `User` for `Human`.
+//!
+//! SFT trains on every assistant turn of a demonstration, the earlier ones included
+//! ([`Conversation::render_with_turns`] says where they lie): their content only, never a
+//! role header, a blank line or another role's message.
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -136,17 +142,40 @@ impl Conversation {
     /// The conversation as [`PLAIN`] renders it: the text the model is prompted with,
     /// after which the assistant's next turn follows.
     pub fn render(&self) -> String {
+        self.render_with_turns().0
+    }
+
+    /// [`Conversation::render`]'s text, and where the assistant's turns lie in it (the
+    /// turns the conversation holds, not the next one it prompts for), in order: what SFT
+    /// trains on besides the demonstration's answer.
+    pub fn render_with_turns(&self) -> (String, Vec<AssistantTurn>) {
         let mut text = String::new();
+        let mut turns = Vec::new();
         for m in &self.0 {
+            let header = text.len();
             text.push_str(m.role.speaker());
             text.push_str(": ");
+            let content = text.len();
             text.push_str(&m.content);
+            if m.role == Role::Assistant {
+                turns.push(AssistantTurn { header: header..content, content: content..text.len() });
+            }
             text.push_str("\n\n");
         }
         text.push_str(Role::Assistant.speaker());
         text.push_str(": ");
-        text
+        (text, turns)
     }
+}
+
+/// An assistant's turn inside a rendered conversation, by byte offsets into its text:
+/// the role header (`"Assistant: "`) and the content right after it. The blank line that
+/// ends every message is neither: in [`PLAIN`] it is the same after every role, and the
+/// assistant's final answer ends with EOS instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistantTurn {
+    pub header: Range<usize>,
+    pub content: Range<usize>,
 }
 
 /// A JSON list of `{"role", "content"}` messages, each checked for its shape only.
@@ -199,6 +228,25 @@ mod tests {
             conversation.render(),
             "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Bye\n\nAssistant: "
         );
+    }
+
+    #[test]
+    fn the_assistant_turns_are_located_in_the_rendered_text() {
+        let conversation = Conversation::parse(vec![
+            Message::new(Role::System, "Be brief."),
+            Message::new(Role::User, "Hi"),
+            Message::new(Role::Assistant, "Hello!"),
+            Message::new(Role::User, "Bye"),
+            Message::new(Role::Assistant, "Bye now."),
+            Message::new(Role::User, "Again"),
+        ])
+        .unwrap();
+        let (text, turns) = conversation.render_with_turns();
+        assert_eq!(text, conversation.render());
+        let located: Vec<(&str, &str)> =
+            turns.iter().map(|t| (&text[t.header.clone()], &text[t.content.clone()])).collect();
+        assert_eq!(located, [("Assistant: ", "Hello!"), ("Assistant: ", "Bye now.")]);
+        assert_eq!(turns[0].header.start, "System: Be brief.\n\nUser: Hi\n\n".len());
     }
 
     #[test]

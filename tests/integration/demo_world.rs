@@ -158,7 +158,7 @@ pub(crate) fn sloppy_demonstrations(tasks: &[Task]) -> Vec<Demonstration> {
         .enumerate()
         .map(|(i, t)| {
             let padding = if i % 2 == 0 { PADDING[i / 2 % PADDING.len()] } else { "" };
-            Demonstration { prompt: t.prompt.clone(), response: format!("{}{padding}", t.answer) }
+            Demonstration::new(t.prompt.clone(), format!("{}{padding}", t.answer))
         })
         .collect()
 }

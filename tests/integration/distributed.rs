@@ -32,10 +32,7 @@ const WEIGHT_TOLERANCE: f64 = 1e-5;
 fn demonstrations() -> Vec<Demonstration> {
     ["cat", "a dog", "the horse", "ox", "an emu runs"]
         .iter()
-        .map(|animal| Demonstration {
-            prompt: format!("Uppercase {animal}.\n"),
-            response: animal.to_uppercase(),
-        })
+        .map(|animal| Demonstration::new(format!("Uppercase {animal}.\n"), animal.to_uppercase()))
         .collect()
 }
 

@@ -184,7 +184,7 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
         let demonstrations: Vec<trainer::data::Demonstration> = Skill::ALL
             .into_iter()
             .flat_map(|skill| world::few_shot_tasks(skill, per_skill, 0, seed))
-            .map(|(task, _)| trainer::data::Demonstration { prompt: task.prompt, response: task.answer })
+            .map(|(task, _)| trainer::data::Demonstration::new(task.prompt, task.answer))
             .collect();
         trainer::tch::manual_seed(4);
         let mut config = GptConfig::tiny(258);

@@ -66,6 +66,8 @@ mod precision;
 #[cfg(feature = "trainer")]
 mod simulate;
 #[cfg(feature = "trainer")]
+mod sft_conversations;
+#[cfg(feature = "trainer")]
 mod stages;
 #[cfg(feature = "trainer")]
 mod stages_dpo;

@@ -46,7 +46,7 @@ fn uppercase_demos(n: usize) -> Vec<Demonstration> {
         .map(|i| {
             let word: String =
                 (0..2 + i % 3).map(|j| letters[(i * 7 + j * 3 + i / 5) % letters.len()] as char).collect();
-            Demonstration { prompt: format!("{word}>"), response: word.to_uppercase() }
+            Demonstration::new(format!("{word}>"), word.to_uppercase())
         })
         .collect()
 }
@@ -237,7 +237,7 @@ fn gpt2_xl_takes_one_training_step_where_it_fits() {
         ..Default::default()
     };
     let mut run = RunDir::open(dir.path(), false).unwrap();
-    let demos = [Demonstration { prompt: "Hello".into(), response: " world".into() }];
+    let demos = [Demonstration::new("Hello", " world")];
     let (_, report) = sft::train(&cfg, model, &demos, &[], &mut run).unwrap();
     assert!(report.train_loss.is_finite());
 }

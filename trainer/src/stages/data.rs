@@ -4,8 +4,11 @@
 //! data; an error names the file, the line and the field.
 //!
 //! - corpus: a text file (one document), or JSON lines `{"text"}` (a `.jsonl` file);
-//! - demonstrations: `{"prompt", "response"}`, or OpenAI-style `{"messages": [{"role",
-//!   "content"}, ...]}` (the project import's `messages` format);
+//! - demonstrations: `{"prompt", "response"}`, TRL's `{"prompt", "completion"}` (the
+//!   completion a string or a list holding the assistant's message), or OpenAI-style
+//!   `{"messages": [{"role", "content"}, ...]}` (the project import's `messages` format);
+//!   the prompt a string or a list of messages. SFT trains on every assistant turn of a
+//!   conversation: its earlier turns and the answer;
 //! - rankings: plumb's K-wise `{"prompt", "samples": [..K], "ranking": [[best], ...]}`,
 //!   TRL's `{"prompt", "chosen", "rejected"}` (strings or message lists, or the implicit
 //!   prompt) and raw Anthropic HH-RLHF transcripts, each line read in the format its
@@ -17,9 +20,10 @@
 
 use std::path::{Path, PathBuf};
 
-use labeling::formats::{self, Format, Record as FileRecord};
+use labeling::formats::{self, Format, Prompt, Record as FileRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use spec::chat::{AssistantTurn, Conversation, Message, Role};
 
 /// Fewest and most samples a ranking may hold.
 pub const MIN_K: usize = 2;
@@ -42,6 +46,32 @@ pub enum DataError {
 pub struct Demonstration {
     pub prompt: String,
     pub response: String,
+    /// Where the assistant's earlier turns lie in `prompt` when it is a rendered
+    /// conversation: SFT trains on their content as on the response. None for a plain
+    /// prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assistant_turns: Vec<AssistantTurn>,
+}
+
+impl Demonstration {
+    /// A response to a plain-text prompt.
+    pub fn new(prompt: impl Into<String>, response: impl Into<String>) -> Demonstration {
+        Demonstration { prompt: prompt.into(), response: response.into(), assistant_turns: Vec::new() }
+    }
+
+    /// The assistant's next turn in `conversation`, prompted with the conversation through
+    /// the chat template; its earlier assistant turns are trained on too.
+    pub fn of_conversation(conversation: &Conversation, response: impl Into<String>) -> Demonstration {
+        let (prompt, assistant_turns) = conversation.render_with_turns();
+        Demonstration { prompt, response: response.into(), assistant_turns }
+    }
+
+    fn of_prompt(prompt: &Prompt, response: String) -> Demonstration {
+        match prompt {
+            Prompt::Text(text) => Demonstration::new(text.clone(), response),
+            Prompt::Conversation(conversation) => Demonstration::of_conversation(conversation, response),
+        }
+    }
 }
 
 /// K samples for one prompt, ranked: `ranking[0]` holds the best sample indices; a group
@@ -189,11 +219,29 @@ impl Record<'_> {
     /// A prompt field as the model is prompted with it: a non-empty string, or a list of
     /// messages through the chat template.
     fn prompt(&self, field: &str) -> Result<String, DataError> {
+        Ok(self.prompt_as_given(field)?.text())
+    }
+
+    /// A prompt field: a non-empty string, or a conversation.
+    fn prompt_as_given(&self, field: &str) -> Result<Prompt, DataError> {
         match self.value(field)? {
-            list @ Value::Array(_) => spec::chat::Conversation::from_json(list)
-                .map(|c| c.render())
+            list @ Value::Array(_) => Conversation::from_json(list)
+                .map(Prompt::Conversation)
                 .map_err(|e| self.error(&format!("{field}{}", e.field), e.reason)),
-            _ => self.string(field, true),
+            _ => self.string(field, true).map(Prompt::Text),
+        }
+    }
+
+    /// TRL's `completion`: a non-empty string, or a list holding the assistant's message.
+    fn completion(&self) -> Result<String, DataError> {
+        let value = self.value("completion")?;
+        let Value::Array(_) = value else { return self.string("completion", true) };
+        let messages = spec::chat::messages_from_json(value)
+            .map_err(|e| self.error(&format!("completion{}", e.field), e.reason))?;
+        match messages.as_slice() {
+            [Message { role: Role::Assistant, content }] if !content.trim().is_empty() => Ok(content.clone()),
+            [Message { role: Role::Assistant, .. }] => Err(self.error("completion[0].content", "is empty")),
+            _ => Err(self.error("completion", "must be one assistant message")),
         }
     }
 }
@@ -234,23 +282,29 @@ pub fn read_corpus(path: &Path) -> Result<Vec<String>, DataError> {
     }
 }
 
-/// Demonstrations in either form. A `messages` conversation is a demonstration of its
-/// last message (the assistant's), prompted with the messages before it through the
-/// chat template.
+/// Demonstrations in any of their forms. A `messages` conversation is a demonstration of
+/// its last message (the assistant's), prompted with the messages before it through the
+/// chat template; the assistant's earlier turns in a conversation, there or in a
+/// `prompt`, are recorded for SFT to train on too.
 pub fn read_demonstrations(path: &Path) -> Result<Vec<Demonstration>, DataError> {
     json_objects(path)?
         .iter()
         .map(|(line, map)| {
             let r = Record { path, line: *line, map };
             if !r.has("messages") {
-                return Ok(Demonstration {
-                    prompt: r.prompt("prompt")?,
-                    response: r.string("response", true)?,
-                });
+                let prompt = r.prompt_as_given("prompt")?;
+                let response = match (r.has("response"), r.has("completion")) {
+                    (true, true) => {
+                        return Err(r.error("completion", "given with `response`: a line holds one of them"))
+                    }
+                    (false, true) => r.completion()?,
+                    _ => r.string("response", true)?,
+                };
+                return Ok(Demonstration::of_prompt(&prompt, response));
             }
             match r.parse(Format::Messages)? {
                 FileRecord::Demonstration { prompt, response } => {
-                    Ok(Demonstration { prompt: prompt.text(), response })
+                    Ok(Demonstration::of_prompt(&prompt, response))
                 }
                 FileRecord::Ranked { .. } => Err(r.error("messages", "is not a demonstration")),
             }
@@ -358,9 +412,63 @@ mod tests {
             ),
         );
         let demos = read_demonstrations(f.path()).unwrap();
-        assert_eq!(demos[0], Demonstration { prompt: "Hi\n".into(), response: "Hello".into() });
+        assert_eq!(demos[0], Demonstration::new("Hi\n", "Hello"));
         let templated = "System: Be brief.\n\nUser: Hi\n\nAssistant: ";
-        assert_eq!(demos[1], Demonstration { prompt: templated.into(), response: "Hello".into() });
+        assert_eq!(demos[1], Demonstration::new(templated, "Hello"));
+    }
+
+    /// The trained text of `d` as SFT encodes it, run by run.
+    fn trained_text(d: &Demonstration) -> Vec<String> {
+        let t = crate::tokenizer::Tokenizer::new(crate::tokenizer::TokenizerKind::Bytes);
+        let e = crate::sft::example(&t, 1024, 0, d).unwrap();
+        let mut runs: Vec<String> = Vec::new();
+        for (i, (&id, &trained)) in e.ids.iter().zip(&e.loss_mask).enumerate() {
+            let token = if id == t.eos_id() { "<EOS>".to_owned() } else { t.decode(&[id]) };
+            if trained && i > 0 && e.loss_mask[i - 1] {
+                runs.last_mut().unwrap().push_str(&token);
+            } else if trained {
+                runs.push(token);
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn a_multi_turn_demonstration_trains_every_assistant_turn_in_each_form() {
+        let turns = r#"{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}"#;
+        let f = file(
+            ".jsonl",
+            &[
+                format!(r#"{{"messages": [{turns}, {{"role": "assistant", "content": "Bye now."}}]}}"#),
+                format!(r#"{{"prompt": [{turns}], "completion": [{{"role": "assistant", "content": "Bye now."}}]}}"#),
+                format!(r#"{{"prompt": [{turns}], "completion": "Bye now."}}"#),
+                format!(r#"{{"prompt": [{turns}], "response": "Bye now."}}"#),
+            ]
+            .join("\n"),
+        );
+        let demos = read_demonstrations(f.path()).unwrap();
+        let rendered = "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Bye\n\nAssistant: ";
+        for (line, d) in demos.iter().enumerate() {
+            assert_eq!((d.prompt.as_str(), d.response.as_str()), (rendered, "Bye now."), "line {}", line + 1);
+            assert_eq!(trained_text(d), ["Hello!", "Bye now.<EOS>"], "line {}", line + 1);
+        }
+        // A plain prompt that reads like a conversation is text: only the response is trained.
+        let f = file(".jsonl", &format!(r#"{{"prompt": {:?}, "response": "Bye now."}}"#, rendered));
+        let plain = read_demonstrations(f.path()).unwrap();
+        assert_eq!(plain[0].prompt, rendered);
+        assert_eq!(trained_text(&plain[0]), ["Bye now.<EOS>"]);
+    }
+
+    #[test]
+    fn a_trl_completion_is_one_assistant_message_and_not_beside_a_response() {
+        let f = file(".jsonl", r#"{"prompt": "p", "completion": [{"role": "user", "content": "x"}]}"#);
+        assert!(err(read_demonstrations(f.path()))
+            .ends_with(":1: field `completion`: must be one assistant message"));
+        let f = file(".jsonl", r#"{"prompt": "p", "completion": "x", "response": "y"}"#);
+        assert!(err(read_demonstrations(f.path()))
+            .ends_with("field `completion`: given with `response`: a line holds one of them"));
+        let f = file(".jsonl", r#"{"prompt": "p", "completion": [{"role": "assistant", "content": " "}]}"#);
+        assert!(err(read_demonstrations(f.path())).ends_with("field `completion[0].content`: is empty"));
     }
 
     #[test]

@@ -673,10 +673,8 @@ mod tests {
     #[test]
     fn the_bias_centres_the_demonstrations_at_zero() {
         let (dir, mut run) = temp_run();
-        let demos: Vec<Demonstration> = ["aab", "dcba", "aaaa", "b"]
-            .iter()
-            .map(|r| Demonstration { prompt: "a?".into(), response: r.to_string() })
-            .collect();
+        let demos: Vec<Demonstration> =
+            ["aab", "dcba", "aaaa", "b"].iter().map(|r| Demonstration::new("a?", *r)).collect();
         let rankings = letter_rankings(16, 3);
         let (model, report) =
             train(&quick_config(2), tiny_model(0), &rankings, &[], &demos, &mut run).unwrap();

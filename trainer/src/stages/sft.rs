@@ -1,8 +1,11 @@
 //! Stage 2 of InstructGPT: supervised fine-tuning (SFT) on demonstrations.
 //!
 //! Each demonstration becomes the sequence prompt ++ response ++ EOS, with no template
-//! added, and the loss is the next-token loss on the response and its EOS only: the
-//! prompt and the padding are masked.
+//! added, and the loss is the next-token loss on the response and its EOS, and, when the
+//! prompt is a conversation, on the content of each of the assistant's earlier turns in
+//! it: every assistant turn of a multi-turn demonstration is trained. The rest of the
+//! prompt (system and user messages, role headers, the blank lines between messages) and
+//! the padding are masked.
 
 use crate::checkpoint::LanguageModel;
 use crate::data::Demonstration;
@@ -13,16 +16,25 @@ use crate::train::{RunDir, TrainError};
 /// SFT's settings: declared in the run contract.
 pub use spec::SftConfig;
 
-/// prompt ++ response ++ EOS with the loss on the response and EOS. A sequence longer
-/// than the context loses prompt tokens from the left; a response that cannot fit is an
-/// error naming the demonstration.
+/// prompt ++ response ++ EOS with the loss on the response, its EOS and the content of
+/// each of the assistant's earlier turns in the prompt (`d.assistant_turns`).
+///
+/// The prompt is encoded in pieces cut where each earlier turn's header and content
+/// begin and end, as sampling encodes a prompt and then generates the turn after it, so no
+/// token straddles a role header and a turn's content; the text is the prompt's, unchanged.
+/// An earlier turn's loss stops with its content: the blank line after it is the
+/// template's separator after every role, while the turn a model answers ends with EOS.
+///
+/// A sequence longer than the context loses tokens from the left, as a long prompt
+/// always has; an earlier turn whose header is cut is kept as context with no loss, so no
+/// turn is trained without its whole header before it. A response that cannot fit is an
+/// error naming the demonstration, and so is a turn outside its prompt.
 pub fn example(
     tokenizer: &Tokenizer,
     n_ctx: i64,
     index: usize,
     d: &Demonstration,
 ) -> Result<Example, TrainError> {
-    let mut prompt = tokenizer.encode(&d.prompt);
     let mut response = tokenizer.encode(&d.response);
     response.push(tokenizer.eos_id());
     let n_ctx = n_ctx as usize;
@@ -33,12 +45,59 @@ pub fn example(
             response.len() - 1
         )));
     }
-    let overflow = (prompt.len() + response.len()).saturating_sub(n_ctx);
-    prompt.drain(..overflow);
-    let loss_mask =
-        std::iter::repeat_n(false, prompt.len()).chain(std::iter::repeat_n(true, response.len())).collect();
-    prompt.extend(response);
-    Ok(Example { ids: prompt, loss_mask })
+    let mut ids = Vec::new();
+    let mut loss_mask = Vec::new();
+    let mut push = |text: &str, trained: bool| {
+        let tokens = tokenizer.encode(text);
+        loss_mask.extend(std::iter::repeat_n(trained, tokens.len()));
+        ids.extend(tokens);
+        ids.len()
+    };
+    // Each earlier turn's tokens: where its header starts and where its content lies.
+    let mut turns = Vec::with_capacity(d.assistant_turns.len());
+    let mut cursor = 0;
+    for (n, turn) in d.assistant_turns.iter().enumerate() {
+        let pieces = (
+            d.prompt.get(cursor..turn.header.start),
+            d.prompt.get(turn.header.clone()),
+            d.prompt.get(turn.content.clone()),
+        );
+        let (Some(before), Some(header), Some(content)) = pieces else {
+            return Err(TrainError::Config(format!(
+                "demonstration {}: assistant turn {} (header {:?}, content {:?}) is not within its prompt of {} bytes, after the turn before it",
+                index + 1,
+                n + 1,
+                turn.header,
+                turn.content,
+                d.prompt.len()
+            )));
+        };
+        if turn.header.end != turn.content.start {
+            return Err(TrainError::Config(format!(
+                "demonstration {}: assistant turn {}'s content does not follow its header",
+                index + 1,
+                n + 1
+            )));
+        }
+        let header_start = push(before, false);
+        let content_start = push(header, false);
+        let content_end = push(content, true);
+        turns.push((header_start, content_start..content_end));
+        cursor = turn.content.end;
+    }
+    push(&d.prompt[cursor..], false);
+    loss_mask.extend(std::iter::repeat_n(true, response.len()));
+    ids.extend(response);
+
+    let overflow = ids.len().saturating_sub(n_ctx);
+    for (header_start, content) in turns {
+        if header_start < overflow {
+            loss_mask[content].fill(false);
+        }
+    }
+    ids.drain(..overflow);
+    loss_mask.drain(..overflow);
+    Ok(Example { ids, loss_mask })
 }
 
 pub type SftReport = LoopReport;
@@ -73,11 +132,12 @@ pub fn train(
 mod tests {
     use super::*;
     use crate::tokenizer::TokenizerKind;
+    use spec::chat::{Conversation, Message, Role};
 
     #[test]
     fn the_loss_covers_the_response_and_eos_only() {
         let t = Tokenizer::new(TokenizerKind::Bytes);
-        let d = Demonstration { prompt: "ab".into(), response: "c".into() };
+        let d = Demonstration::new("ab", "c");
         let e = example(&t, 256, 0, &d).unwrap();
         assert_eq!(e.ids, vec![97, 98, 99, 256]);
         assert_eq!(e.loss_mask, vec![false, false, true, true]);
@@ -86,12 +146,112 @@ mod tests {
     #[test]
     fn a_long_prompt_loses_its_beginning() {
         let t = Tokenizer::new(TokenizerKind::Bytes);
-        let d = Demonstration { prompt: "abcdef".into(), response: "xy".into() };
+        let d = Demonstration::new("abcdef", "xy");
         let e = example(&t, 5, 0, &d).unwrap();
         assert_eq!(e.ids, vec![101, 102, 120, 121, 256]);
-        let too_long = Demonstration { prompt: "a".into(), response: "wxyz".into() };
+        let too_long = Demonstration::new("a", "wxyz");
         let err = example(&t, 5, 2, &too_long).unwrap_err().to_string();
         assert!(err.contains("demonstration 3"), "{err}");
+    }
+
+    /// System, user, assistant, user, and the assistant's answer.
+    fn three_turns() -> Demonstration {
+        let conversation = Conversation::parse(vec![
+            Message::new(Role::System, "Be brief."),
+            Message::new(Role::User, "Hi"),
+            Message::new(Role::Assistant, "Hello!"),
+            Message::new(Role::User, "Bye"),
+        ])
+        .unwrap();
+        Demonstration::of_conversation(&conversation, "Bye now.")
+    }
+
+    const RENDERED: &str =
+        "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Bye\n\nAssistant: Bye now.";
+
+    /// The byte ranges of `text` that hold each of `parts`, found in order.
+    fn spans(text: &str, parts: &[&str]) -> Vec<std::ops::Range<usize>> {
+        let mut from = 0;
+        parts
+            .iter()
+            .map(|part| {
+                let start = from + text[from..].find(part).unwrap();
+                from = start + part.len();
+                start..from
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_assistant_turn_of_a_conversation_is_trained_and_nothing_else() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let e = example(&t, 256, 0, &three_turns()).unwrap();
+        // Bytes: token i is byte i of the rendered conversation, then EOS.
+        let mut expected_ids: Vec<i64> = RENDERED.bytes().map(i64::from).collect();
+        expected_ids.push(t.eos_id());
+        assert_eq!(e.ids, expected_ids, "the text is the template's, unchanged");
+        let contents = spans(RENDERED, &["Assistant: Hello!", "Assistant: Bye now."])
+            .into_iter()
+            .map(|s| s.start + "Assistant: ".len()..s.end)
+            .collect::<Vec<_>>();
+        assert_eq!(contents.iter().map(|s| &RENDERED[s.clone()]).collect::<Vec<_>>(), ["Hello!", "Bye now."]);
+        let expected: Vec<bool> = (0..RENDERED.len())
+            .map(|i| contents.iter().any(|s| s.contains(&i)))
+            .chain([true]) // EOS ends the answer
+            .collect();
+        for (i, (&got, &want)) in e.loss_mask.iter().zip(&expected).enumerate() {
+            let at = RENDERED.get(i..i + 1).unwrap_or("EOS");
+            assert_eq!(got, want, "token {i} ({at:?})");
+        }
+        assert_eq!(e.loss_mask.len(), expected.len());
+    }
+
+    /// The trained tokens, decoded run by run.
+    fn trained_runs(t: &Tokenizer, e: &Example) -> Vec<String> {
+        let mut runs: Vec<Vec<i64>> = Vec::new();
+        for (i, (&id, &trained)) in e.ids.iter().zip(&e.loss_mask).enumerate() {
+            match (trained, i > 0 && e.loss_mask[i - 1]) {
+                (true, true) => runs.last_mut().unwrap().push(id),
+                (true, false) => runs.push(vec![id]),
+                _ => {}
+            }
+        }
+        runs.iter().map(|r| t.decode_bytes(r)).map(|b| String::from_utf8(b).unwrap()).collect()
+    }
+
+    #[test]
+    fn with_gpt2_no_trained_token_straddles_a_header_and_the_text_is_unchanged() {
+        let t = Tokenizer::new(TokenizerKind::Gpt2);
+        let e = example(&t, 1024, 0, &three_turns()).unwrap();
+        assert_eq!(e.ids.last(), Some(&t.eos_id()));
+        let text = String::from_utf8(t.decode_bytes(&e.ids[..e.ids.len() - 1])).unwrap();
+        assert_eq!(text, RENDERED);
+        assert_eq!(trained_runs(&t, &e), ["Hello!", "Bye now."]);
+    }
+
+    #[test]
+    fn a_cut_conversation_trains_an_earlier_turn_only_with_its_whole_header() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let d = three_turns();
+        let whole = RENDERED.len() + 1;
+        let header = RENDERED.find("Assistant: Hello!").unwrap();
+        // Cut right before the first turn's header: it is still trained.
+        let e = example(&t, (whole - header) as i64, 0, &d).unwrap();
+        assert!(e.ids.starts_with(&[b'A' as i64]));
+        assert_eq!(trained_runs(&t, &e), ["Hello!", "Bye now."]);
+        // One byte of its header cut: the turn is context only.
+        let e = example(&t, (whole - header - 1) as i64, 0, &d).unwrap();
+        assert_eq!(trained_runs(&t, &e), ["Bye now."]);
+        assert_eq!(t.decode(&e.ids[..e.ids.len() - 1]), &RENDERED[header + 1..]);
+    }
+
+    #[test]
+    fn an_assistant_turn_outside_its_prompt_names_the_demonstration() {
+        let t = Tokenizer::new(TokenizerKind::Bytes);
+        let mut d = three_turns();
+        d.assistant_turns[0].content.end = d.prompt.len() + 3;
+        let err = example(&t, 256, 4, &d).unwrap_err().to_string();
+        assert!(err.contains("demonstration 5: assistant turn 1 (header"), "{err}");
     }
 }
 
@@ -100,6 +260,7 @@ mod learning_tests {
     use super::*;
     use crate::sampling::{generate, SamplingConfig};
     use crate::train::temp_run;
+    use spec::chat::{Conversation, Message, Role};
 
     fn tiny_model(seed: i64) -> LanguageModel {
         crate::checkpoint::small_byte_model(seed, (2, 4, 64, 32))
@@ -108,10 +269,7 @@ mod learning_tests {
     /// "abc>" → "ABC": a skill a base model cannot know.
     fn uppercase_demos(n: usize, seed: u64) -> Vec<Demonstration> {
         let words = crate::checkpoint::random_words(n, seed, 2..=4, b'a'..=b'h');
-        words
-            .into_iter()
-            .map(|word| Demonstration { prompt: format!("{word}>"), response: word.to_uppercase() })
-            .collect()
+        words.into_iter().map(|word| Demonstration::new(format!("{word}>"), word.to_uppercase())).collect()
     }
 
     fn accuracy(model: &LanguageModel, demos: &[Demonstration]) -> f64 {
@@ -155,6 +313,70 @@ mod learning_tests {
         assert!(after > 0.8, "SFT reached only {after}");
         assert!(dir.path().join("model.safetensors").exists());
         assert!(std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap().contains("loss/sft"));
+    }
+
+    fn user(content: &str) -> Conversation {
+        Conversation::parse(vec![Message::new(Role::User, content)]).unwrap()
+    }
+
+    /// "User: abc / Assistant: ABC / User: again / Assistant: done": the uppercase skill
+    /// is shown only in the first assistant turn, never in the answer.
+    fn two_turn_demos(words: &[String]) -> Vec<Demonstration> {
+        words
+            .iter()
+            .map(|word| {
+                let mut messages = user(word).messages().to_vec();
+                messages.push(Message::new(Role::Assistant, word.to_uppercase()));
+                messages.push(Message::new(Role::User, "again"));
+                Demonstration::of_conversation(&Conversation::parse(messages).unwrap(), "done")
+            })
+            .collect()
+    }
+
+    /// Share of `words` whose one-turn conversation the model answers, greedily, with the
+    /// word in capitals.
+    fn first_turn_accuracy(model: &LanguageModel, words: &[String]) -> f64 {
+        let prompts: Vec<Vec<i64>> =
+            words.iter().map(|w| model.tokenizer.encode(&user(w).render())).collect();
+        let cfg = SamplingConfig { max_new_tokens: 4, temperature: 0.0, ..Default::default() };
+        let samples = generate(model, &prompts, &cfg).unwrap();
+        let correct = samples
+            .iter()
+            .zip(words)
+            .filter(|(s, w)| model.tokenizer.decode(&s.ids).starts_with(&w.to_uppercase()))
+            .count();
+        correct as f64 / words.len() as f64
+    }
+
+    #[test]
+    fn sft_learns_a_skill_shown_only_in_earlier_assistant_turns() {
+        let words = crate::checkpoint::random_words(512, 11, 2..=4, b'a'..=b'h');
+        let held_out: Vec<String> = crate::checkpoint::random_words(64, 12, 2..=4, b'a'..=b'h')
+            .into_iter()
+            .filter(|w| !words.contains(w))
+            .collect();
+        let (train_set, val_set) = (two_turn_demos(&words), two_turn_demos(&held_out));
+        let model = || crate::checkpoint::small_byte_model(0, (2, 4, 64, 64));
+        let before = first_turn_accuracy(&model(), &held_out);
+
+        let (_dir, mut run) = temp_run();
+        let (tuned, _) = train(&config(400), model(), &train_set, &val_set, &mut run).unwrap();
+        let after = first_turn_accuracy(&tuned, &held_out);
+
+        // The same conversations with only the answer trained, as SFT once did.
+        let answers_only = |demos: &[Demonstration]| -> Vec<Demonstration> {
+            demos.iter().map(|d| Demonstration { assistant_turns: Vec::new(), ..d.clone() }).collect()
+        };
+        let (_dir, mut run) = temp_run();
+        let (final_only, _) =
+            train(&config(400), model(), &answers_only(&train_set), &answers_only(&val_set), &mut run)
+                .unwrap();
+        let without = first_turn_accuracy(&final_only, &held_out);
+
+        eprintln!("held-out first turns in capitals: base {before:.2}, final turn only {without:.2}, every turn {after:.2}");
+        assert!(before < 0.05, "the base already does it: {before}");
+        assert!(without < 0.2, "the skill is learnt from the answers alone: {without}");
+        assert!(after > 0.8, "SFT on every assistant turn reached only {after}");
     }
 
     #[test]
@@ -219,10 +441,8 @@ mod learning_tests {
         let demos = uppercase_demos(64, 7);
         // Validation wants digits, which training never shows: the more SFT learns, the
         // worse it does there, so the best step comes before the checkpoint.
-        let contrary: Vec<Demonstration> = demos[..8]
-            .iter()
-            .map(|d| Demonstration { prompt: d.prompt.clone(), response: "0123456789".into() })
-            .collect();
+        let contrary: Vec<Demonstration> =
+            demos[..8].iter().map(|d| Demonstration::new(d.prompt.clone(), "0123456789")).collect();
         let cfg = SftConfig { eval_every: 1, checkpoint_every: 6, ..config(12) };
         let whole = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(whole.path(), false).unwrap();

@@ -432,7 +432,7 @@ mod tests {
         for kind in [TokenizerKind::Bytes, TokenizerKind::Gpt2] {
             let tokenizer = Tokenizer::new(kind);
             let as_sft = |t: &Task| {
-                let d = Demonstration { prompt: t.prompt.clone(), response: t.answer.clone() };
+                let d = Demonstration::new(t.prompt.clone(), t.answer.clone());
                 crate::sft::example(&tokenizer, 1024, 0, &d).unwrap().ids
             };
             let ids = few_shot_ids(&tokenizer, &examples, &question);
