@@ -36,6 +36,8 @@ pub enum RegistryError {
     BadRunName(usize),
     #[error("a run's notes must be at most 10000 characters (these have {0})")]
     BadRunNotes(usize),
+    #[error("world_size must be a whole number from 1 to {max} (the workers a run trains on together), not {value}", max = crate::runs::MAX_WORLD_SIZE)]
+    BadWorldSize { value: String },
 
     // Models and versions.
     #[error(

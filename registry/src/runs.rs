@@ -60,6 +60,10 @@ pub struct Run {
     /// step / total_steps, in [0, 1].
     pub progress: f32,
     pub error: Option<String>,
+    /// How many workers train the run together, data-parallel (1: one alone).
+    pub world_size: i32,
+    /// Where the gang's ranks meet (host:port of rank 0's TCPStore), while it trains.
+    pub rendezvous: Option<String>,
 }
 
 /// A run that a worker has just claimed.
@@ -81,6 +85,11 @@ pub struct ClaimedRun {
     /// [`record_checkpoint`]; a resume starts from it.
     pub checkpoint_step: Option<i64>,
     pub checkpoint_sha256: Option<String>,
+    /// This worker's rank in the run's gang: 0 for the worker that claimed the run (it
+    /// alone reports, checkpoints and registers), above 0 for the ranks it took along.
+    pub rank: i32,
+    /// How many workers train the run together (1: one alone).
+    pub world_size: i32,
 }
 
 /// What a heartbeat tells the worker.
@@ -129,7 +138,8 @@ impl Default for RunFilter {
 }
 
 const RUN_COLUMNS: &str = "id, project_id, kind, name, notes, config, status, created_by, created_at, started_at, \
-     finished_at, worker, attempts, lease_until, heartbeat_at, cancel_requested, step, total_steps, progress, error";
+     finished_at, worker, attempts, lease_until, heartbeat_at, cancel_requested, step, total_steps, progress, error, \
+     world_size, rendezvous";
 
 const MAX_METRIC_NAME: usize = 200;
 
@@ -182,14 +192,32 @@ pub async fn enqueue(pool: &PgPool, run: &NewRun) -> Result<i64> {
     enqueue_named(pool, run, &RunName::default(), &RunNotes::default()).await
 }
 
-/// Puts a run on the queue under a name and with notes; returns its id.
+/// The most workers one run trains on together (the `runs.world_size` CHECK).
+pub const MAX_WORLD_SIZE: i32 = 64;
+
+/// How many workers a run with this config trains on together: its `world_size`, 1 when
+/// it names none.
+pub fn world_size_of(config: &serde_json::Value) -> Result<i32> {
+    match config.get("world_size") {
+        None | Some(serde_json::Value::Null) => Ok(1),
+        Some(value) => value
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|n| (1..=MAX_WORLD_SIZE).contains(n))
+            .ok_or_else(|| RegistryError::BadWorldSize { value: value.to_string() }),
+    }
+}
+
+/// Puts a run on the queue under a name and with notes; returns its id. A config with a
+/// `world_size` above 1 makes a gang run (see [`claim_or_wait`]).
 pub async fn enqueue_named(pool: &PgPool, run: &NewRun, name: &RunName, notes: &RunNotes) -> Result<i64> {
     if !run.config.is_object() {
         return Err(RegistryError::ConfigNotObject(json_type(&run.config)));
     }
+    let world_size = world_size_of(&run.config)?;
     sqlx::query_scalar(
-        "INSERT INTO runs (project_id, kind, config, created_by, name, notes)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO runs (project_id, kind, config, created_by, name, notes, world_size)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(run.project_id)
     .bind(run.kind)
@@ -197,6 +225,7 @@ pub async fn enqueue_named(pool: &PgPool, run: &NewRun, name: &RunName, notes: &
     .bind(run.created_by)
     .bind(name.as_str())
     .bind(notes.as_str())
+    .bind(world_size)
     .fetch_one(pool)
     .await
     .map_err(|e| match violated(&e) {
@@ -211,42 +240,163 @@ pub async fn enqueue_named(pool: &PgPool, run: &NewRun, name: &RunName, notes: &
 }
 
 /// Claims the oldest run that is queued, or running under an expired lease (then it is a
-/// resume), and not asked to cancel; `None` when there is none.
+/// resume), and not asked to cancel; `None` when there is none. Never makes this worker a
+/// rank of another worker's gang run: see [`claim_or_wait`].
 ///
-/// The same statement finishes, as cancelled, running runs that were asked to cancel and
-/// whose worker stopped renewing its lease: nobody else would. It also records that
+/// The same transaction finishes, as cancelled, running runs that were asked to cancel
+/// and whose worker stopped renewing its lease: nobody else would. It also records that
 /// `worker` is online.
 pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Option<ClaimedRun>> {
-    let claimed = sqlx::query_as(
-        "WITH present AS (
-             INSERT INTO workers (name, last_seen) VALUES ($1, now())
-             ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen
-         ),
-         abandoned AS (
-             UPDATE runs SET status = 'cancelled', finished_at = now(), lease_until = NULL
-             WHERE id IN (SELECT id FROM runs
-                          WHERE status = 'running' AND cancel_requested AND lease_until <= now()
-                          FOR UPDATE SKIP LOCKED)
-         ),
-         next AS (
-             SELECT id, started_at IS NOT NULL AS resume FROM runs
-             WHERE (status = 'queued' OR (status = 'running' AND lease_until <= now()))
-               AND NOT cancel_requested
-             ORDER BY created_at, id
-             LIMIT 1
-             FOR UPDATE SKIP LOCKED
+    claim_or_wait(pool, worker, lease, Duration::ZERO).await
+}
+
+/// [`claim`], gang-scheduled. First, a rank of a gang run that another worker's claim
+/// gave this one is taken up (the returned run's `rank` is then above 0). Else the oldest
+/// claimable run is claimed; one that asks for `world_size` ranks only together with
+/// `world_size - 1` idle workers, which become its other ranks in the same transaction.
+/// A gang is claimed whole or not at all, and no row is waited for but this worker's own,
+/// so two half-claimed runs can never wait on each other. A run that cannot be staffed
+/// now stays queued, and younger runs are claimed meanwhile.
+///
+/// When there is nothing to do, the worker is idle for `idle_for` (its poll interval,
+/// with margin): another worker's claim may make it a rank until then.
+pub async fn claim_or_wait(
+    pool: &PgPool,
+    worker: &str,
+    lease: Duration,
+    idle_for: Duration,
+) -> Result<Option<ClaimedRun>> {
+    let mut tx = pool.begin().await?;
+    // Upserting this worker's row locks it until the end of the transaction: another
+    // worker's claim skips it rather than waits for it.
+    sqlx::query(
+        "INSERT INTO workers (name, last_seen) VALUES ($1, now())
+         ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen",
+    )
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?;
+    let assigned: Option<ClaimedRun> = sqlx::query_as(
+        "WITH mine AS (
+             SELECT k.run_id, k.rank FROM run_ranks k JOIN runs r ON r.id = k.run_id
+             WHERE k.worker = $1 AND k.state = 'assigned' AND r.status = 'running'
+               AND r.attempts = k.attempt AND NOT r.cancel_requested
+             ORDER BY k.run_id LIMIT 1
+             FOR UPDATE OF k
          )
-         UPDATE runs r SET status = 'running', worker = $1, lease_until = now() + make_interval(secs => $2),
-             heartbeat_at = now(), started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1
-         FROM next WHERE r.id = next.id
-         RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, next.resume, r.step, r.lease_until,
-             r.checkpoint_step, r.checkpoint_sha256",
+         UPDATE run_ranks k SET state = 'training', lease_until = now() + make_interval(secs => $2),
+             heartbeat_at = now()
+         FROM mine, runs r
+         WHERE k.run_id = mine.run_id AND k.rank = mine.rank AND r.id = k.run_id
+         RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, r.attempts > 1 AS resume, r.step,
+             k.lease_until, r.checkpoint_step, r.checkpoint_sha256, k.rank, r.world_size",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(claimed)
+    if let Some(run) = assigned {
+        busy(&mut tx, &[worker]).await?;
+        tx.commit().await?;
+        return Ok(Some(run));
+    }
+    sqlx::query(
+        "UPDATE runs SET status = 'cancelled', finished_at = now(), lease_until = NULL
+         WHERE id IN (SELECT id FROM runs
+                      WHERE status = 'running' AND cancel_requested AND lease_until <= now()
+                      FOR UPDATE SKIP LOCKED)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let candidates: Vec<(i64, i32, bool)> = sqlx::query_as(
+        "SELECT id, world_size, started_at IS NOT NULL FROM runs
+         WHERE (status = 'queued' OR (status = 'running' AND lease_until <= now()))
+           AND NOT cancel_requested
+         ORDER BY created_at, id
+         LIMIT 16
+         FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (run_id, world_size, resume) in candidates {
+        let others: Vec<String> = if world_size > 1 {
+            sqlx::query_scalar(
+                "SELECT name FROM workers WHERE name <> $1 AND idle_until > now()
+                 ORDER BY idle_until DESC, name LIMIT $2
+                 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(worker)
+            .bind(i64::from(world_size - 1))
+            .fetch_all(&mut *tx)
+            .await?
+        } else {
+            Vec::new()
+        };
+        if others.len() + 1 < world_size as usize {
+            continue;
+        }
+        let run: ClaimedRun = sqlx::query_as(
+            "UPDATE runs r SET status = 'running', worker = $2, lease_until = now() + make_interval(secs => $3),
+                 heartbeat_at = now(), started_at = coalesce(r.started_at, now()), attempts = r.attempts + 1,
+                 rendezvous = NULL
+             WHERE r.id = $1
+             RETURNING r.id, r.project_id, r.kind, r.config, r.attempts, $4::bool AS resume, r.step,
+                 r.lease_until, r.checkpoint_step, r.checkpoint_sha256, 0 AS rank, r.world_size",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .bind(resume)
+        .fetch_one(&mut *tx)
+        .await?;
+        if world_size > 1 {
+            let ranks: Vec<&str> = std::iter::once(worker).chain(others.iter().map(String::as_str)).collect();
+            sqlx::query("DELETE FROM run_ranks WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+            // Rank 0 is this worker, training from now; the others have one lease beyond
+            // their next ask to take their rank up, or the gang is said to have lost them.
+            sqlx::query(
+                "INSERT INTO run_ranks (run_id, rank, attempt, worker, state, lease_until, heartbeat_at)
+                 SELECT $1, n - 1, $2, name, CASE WHEN n = 1 THEN 'training' ELSE 'assigned' END,
+                        now() + make_interval(secs => CASE WHEN n = 1 THEN $4 ELSE $4 + $5 END),
+                        CASE WHEN n = 1 THEN now() END
+                 FROM unnest($3::text[]) WITH ORDINALITY AS w (name, n)",
+            )
+            .bind(run_id)
+            .bind(run.attempts)
+            .bind(&ranks)
+            .bind(lease.as_secs_f64())
+            .bind(idle_for.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+            busy(&mut tx, &ranks).await?;
+        } else {
+            busy(&mut tx, &[worker]).await?;
+        }
+        tx.commit().await?;
+        return Ok(Some(run));
+    }
+    sqlx::query("UPDATE workers SET idle_until = now() + make_interval(secs => $2) WHERE name = $1")
+        .bind(worker)
+        .bind(idle_for.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// Marks `workers` as busy: no claim takes them as a gang's rank.
+async fn busy(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, workers: &[&str]) -> Result<()> {
+    sqlx::query("UPDATE workers SET idle_until = NULL WHERE name = ANY($1)")
+        .bind(workers)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The worker stops waiting for work (it is shutting down): no claim takes it as a rank.
+pub async fn stop_waiting(pool: &PgPool, worker: &str) -> Result<()> {
+    sqlx::query("UPDATE workers SET idle_until = NULL WHERE name = $1").bind(worker).execute(pool).await?;
+    Ok(())
 }
 
 /// Renews the worker's lease (and records that it is online), and says whether the run
@@ -534,7 +684,7 @@ pub async fn logs(pool: &PgPool, run_id: i64, after: Option<i64>, limit: i64) ->
 }
 
 /// Why a worker's write to a run matched nothing.
-async fn lease_lost(pool: &PgPool, run_id: i64, worker: &str) -> RegistryError {
+pub(crate) async fn lease_lost(pool: &PgPool, run_id: i64, worker: &str) -> RegistryError {
     let state: Result<Option<(RunStatus, Option<String>)>, _> =
         sqlx::query_as("SELECT status, worker FROM runs WHERE id = $1")
             .bind(run_id)

@@ -128,6 +128,16 @@ const VOTES_SNAPSHOT: Input = input(
 )
 .absent("none: rankings only");
 
+/// How many workers train a run together (data-parallel through c10d), for the stages
+/// that train on several ranks. The worker reads it from the run (`runs.world_size`).
+pub const WORLD_SIZE: Input = input(
+    "world_size",
+    "Workers",
+    "How many workers train the run together, data-parallel: each takes its shard of every batch, and they are claimed all at once or not at all.",
+    InputKind::Count(1, 64),
+)
+.absent("1: one worker");
+
 /// The fields of an [`RlRun`] (PPO, RLOO, GRPO): the new model's name, the SFT version
 /// it starts from (`policy_help` says so in the stage's words), the reward model and the
 /// prompts snapshot. The reward is a reward model only: a reward program (the command
@@ -213,11 +223,12 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                     InputKind::Count(1, 1_000_000),
                 )
                 .absent("√n_ctx, rounded"),
+                WORLD_SIZE,
             ];
             INPUTS
         }
         RunKind::Sft => {
-            const INPUTS: &[Input] = &train_run_inputs(
+            const TRAIN: [Input; 3] = train_run_inputs(
                 "Base version",
                 "The version to fine-tune (`name`, `name:3`, `name@alias`).",
                 &[ModelKind::Base, ModelKind::Sft],
@@ -225,6 +236,7 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                 "A demonstrations snapshot of the project.",
                 SnapshotKind::Demonstrations,
             );
+            const INPUTS: &[Input] = &[TRAIN[0], TRAIN[1], TRAIN[2], WORLD_SIZE];
             INPUTS
         }
         RunKind::Reward => {
@@ -248,6 +260,7 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                     InputKind::Snapshot(SnapshotKind::Demonstrations),
                 )
                 .absent("freeze the project's demonstrations when the run starts; none: the best-ranked samples"),
+                WORLD_SIZE,
             ];
             INPUTS
         }

@@ -35,6 +35,11 @@ pub struct WorkerArgs {
     /// Seconds between heartbeats (and metric reports).
     #[arg(long, default_value_t = 5)]
     heartbeat_s: u64,
+    /// The host other workers reach this one at when it is rank 0 of a run trained by
+    /// several workers (`world_size`): it serves their rendezvous (c10d's TCPStore) on a
+    /// free port there. Loopback suits workers on one machine.
+    #[arg(long, env = "PLUMB_WORKER_ADDRESS", default_value = "127.0.0.1")]
+    address: String,
     /// Stop when the queue is empty instead of waiting for more runs.
     #[arg(long)]
     drain: bool,
@@ -49,13 +54,14 @@ pub fn run(args: WorkerArgs) -> Result<()> {
     options.device = args.device;
     options.lease = Duration::from_secs(args.lease_s.max(1));
     options.heartbeat = Duration::from_secs(args.heartbeat_s.clamp(1, args.lease_s.max(2) / 2));
+    options.address = args.address.clone();
     let database = Database::from_url_or_home(std::env::var("DATABASE_URL").ok(), &args.home);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         database.ensure_started().await?;
         let pool = database.connect(4).await?;
         registry::db::migrate(&pool).await?;
-        let worker = Worker::new(pool, store, options);
+        let worker = Worker::new(pool.clone(), store, options);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -73,6 +79,8 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         } else {
             worker.run(shutdown).await;
         }
+        // No other worker's claim takes this one as a rank any more.
+        registry::runs::stop_waiting(&pool, &worker.options().name).await?;
         Ok(())
     })
 }

@@ -17,6 +17,7 @@ mod browser_sample_order;
 mod browser_team;
 mod data_formats;
 mod db;
+mod gang_claims;
 mod helpers;
 mod labeling_people;
 mod labeling_work;
@@ -83,5 +84,7 @@ mod worker_conversations;
 mod worker_dpo;
 #[cfg(feature = "trainer")]
 mod worker_faults;
+#[cfg(feature = "trainer")]
+mod worker_gangs;
 #[cfg(feature = "trainer")]
 mod worker_rl;

@@ -42,7 +42,10 @@ fn worker_log(setup: &Setup, name: &str) -> String {
 
 /// (step, checkpoint step, checkpoint digest, attempts, status) of a run; None while
 /// Postgres is away.
-async fn progress(pool: &PgPool, run_id: i64) -> Option<(i64, Option<i64>, Option<String>, i32, RunStatus)> {
+pub(crate) async fn progress(
+    pool: &PgPool,
+    run_id: i64,
+) -> Option<(i64, Option<i64>, Option<String>, i32, RunStatus)> {
     sqlx::query_as(
         "SELECT step, checkpoint_step, checkpoint_sha256, attempts, status FROM runs WHERE id = $1",
     )
@@ -53,7 +56,7 @@ async fn progress(pool: &PgPool, run_id: i64) -> Option<(i64, Option<i64>, Optio
 }
 
 /// Polls until `done` holds of the run's progress, failing after `limit`.
-async fn wait_for(
+pub(crate) async fn wait_for(
     pool: &PgPool,
     run_id: i64,
     limit: Duration,
@@ -70,7 +73,7 @@ async fn wait_for(
     }
 }
 
-async fn log_lines(pool: &PgPool, run_id: i64) -> Vec<String> {
+pub(crate) async fn log_lines(pool: &PgPool, run_id: i64) -> Vec<String> {
     runs::logs(pool, run_id, None, 1000).await.unwrap().into_iter().map(|l| l.line).collect()
 }
 
@@ -92,7 +95,7 @@ async fn resume_in_process(pool: &PgPool, setup: &Setup, work: &Path, name: &str
 }
 
 /// An SFT run long enough (several seconds on 2 cores) to be interrupted.
-fn long_sft(steps: i64, checkpoint_every: u64) -> serde_json::Value {
+pub(crate) fn long_sft(steps: i64, checkpoint_every: u64) -> serde_json::Value {
     json!({ "model_name": "sft", "base": "base:1",
             "stage": { "steps": steps, "batch_size": 2, "eval_every": 0, "checkpoint_every": checkpoint_every,
                        "lr": 0.001, "val_fraction": 0.25 } })
@@ -111,7 +114,7 @@ async fn assert_one_version_and_every_step(pool: &PgPool, run_id: i64, steps: i6
 }
 
 /// The step of the "restored the checkpoint at step N" line.
-fn restored_step(lines: &[String]) -> i64 {
+pub(crate) fn restored_step(lines: &[String]) -> i64 {
     let line = lines
         .iter()
         .find(|l| l.starts_with("restored the checkpoint at step"))

@@ -14,7 +14,7 @@
 //! the ranks take identical steps. Only rank 0 writes checkpoints and metrics.
 
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 use tch::{nn::VarStore, Tensor};
@@ -353,13 +353,24 @@ fn buckets(grads: &[Tensor], cap: i64) -> Vec<&[Tensor]> {
     buckets
 }
 
-static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
+/// The process group this process belongs to now: joined once for the process from the
+/// launch variables ([`init_from_env`]), or for one run by a worker ([`join_for_run`]).
+static GROUP: AtomicPtr<ProcessGroup> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Makes `group` the process's group; the stages find it through [`current`].
+fn install(group: ProcessGroup) -> &'static ProcessGroup {
+    let raw = Box::into_raw(Box::new(group));
+    let previous = GROUP.swap(raw, Ordering::AcqRel);
+    assert!(previous.is_null(), "a process joins one process group at a time");
+    // SAFETY: `raw` comes from `Box::into_raw` and is freed only by `RunGroup::drop`.
+    unsafe { &*raw }
+}
 
 /// Joins the job that the launch variables describe, once per process, as
 /// `torch.distributed.init_process_group` does; the stages then find it through
 /// [`current`]. Without `WORLD_SIZE`, or with a world of one, there is no group.
 pub fn init_from_env() -> Result<Option<&'static ProcessGroup>, DistributedError> {
-    if let Some(group) = GROUP.get() {
+    if let Some(group) = current() {
         return Ok(Some(group));
     }
     let Some(launch) = Launch::from_env()? else {
@@ -369,12 +380,38 @@ pub fn init_from_env() -> Result<Option<&'static ProcessGroup>, DistributedError
         return Ok(None);
     }
     let group = ProcessGroup::join(&launch, TIMEOUT)?;
-    Ok(Some(GROUP.get_or_init(|| group)))
+    Ok(Some(install(group)))
 }
 
-/// The process group this process joined with [`init_from_env`], if any.
+/// A worker's membership of one gang run's process group: the stages find the group
+/// through [`current`] until this is dropped, which leaves it (`destroy_process_group`).
+/// A worker trains one run at a time, so one group at a time.
+#[must_use = "the group is left when this is dropped"]
+pub struct RunGroup(());
+
+/// Joins `launch`'s job for one run of a worker, waiting at most `timeout` for the other
+/// ranks at the rendezvous and in each collective.
+pub fn join_for_run(launch: &Launch, timeout: Duration) -> Result<RunGroup, DistributedError> {
+    let group = ProcessGroup::join(launch, timeout)?;
+    install(group);
+    Ok(RunGroup(()))
+}
+
+impl Drop for RunGroup {
+    fn drop(&mut self) {
+        let raw = GROUP.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !raw.is_null() {
+            // SAFETY: installed by `join_for_run` from `Box::into_raw`; the stage that used
+            // it through `current` has returned before its run's `RunGroup` is dropped.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+    }
+}
+
+/// The process group this process joined with [`init_from_env`] or [`join_for_run`], if any.
 pub fn current() -> Option<&'static ProcessGroup> {
-    GROUP.get()
+    // SAFETY: a non-null pointer is a live group (see `install` and `RunGroup::drop`).
+    unsafe { GROUP.load(Ordering::Acquire).as_ref() }
 }
 
 /// Whether this process writes the run's files: rank 0, or a process training alone.

@@ -83,6 +83,7 @@ impl From<RegistryError> for AppError {
             R::VersionOfAnotherModel { .. } => invalid("version", &e),
             R::ConfigNotObject(_) => invalid("config", &e),
             R::BadRunName(_) => invalid("name", &e),
+            R::BadWorldSize { .. } => invalid("world_size", &e),
             R::BadRunNotes(_) => invalid("notes", &e),
             R::NotAnObject(field) => invalid(field, &e),
             R::NonFiniteMetric { .. } | R::BadMetricName(_) | R::DuplicateMetric { .. } => {

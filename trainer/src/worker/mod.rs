@@ -26,13 +26,19 @@ use std::time::Duration;
 
 use registry::artifacts::ArtifactStore;
 use registry::error::RegistryError;
+use registry::gangs::{self, GangBeat, Rendezvous};
 use registry::runs::{self, ClaimedRun, Heartbeat, Metric};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
 pub use self::spec::{RunSpec, SpecError};
+use crate::distributed::{self, Launch};
 use crate::train::{latest_checkpoint_in, TrainError, CHECKPOINTS, METRICS, PROGRESS, SAMPLES};
 use crate::DeviceChoice;
+
+/// A gang run given back to the queue because it lost a rank this many times fails
+/// instead: something other than a lost worker keeps its ranks from training together.
+pub const MAX_GANG_ATTEMPTS: i32 = 5;
 
 /// How a worker works.
 #[derive(Clone, Debug)]
@@ -51,6 +57,9 @@ pub struct WorkerOptions {
     /// How long to wait before asking again when the queue is empty. Each ask (and each
     /// heartbeat) records that the worker is online (`runs::WORKER_ONLINE_WITHIN`).
     pub poll: Duration,
+    /// The host the other ranks of a gang run reach this worker at when it is the run's
+    /// rank 0 (it serves their rendezvous): loopback unless the gang spans machines.
+    pub address: String,
 }
 
 impl WorkerOptions {
@@ -62,6 +71,7 @@ impl WorkerOptions {
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(2),
+            address: "127.0.0.1".into(),
         }
     }
 }
@@ -116,6 +126,8 @@ struct Watch {
     cancelled: bool,
     released: bool,
     lease_lost: bool,
+    /// A gang run lost a rank: which, and whose worker.
+    rank_lost: Option<String>,
 }
 
 impl Worker {
@@ -160,11 +172,124 @@ impl Worker {
         &self,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Option<(i64, Outcome)>, WorkerError> {
-        let Some(run) = runs::claim(&self.pool, &self.options.name, self.options.lease).await? else {
+        // Idle until the next ask, with margin: until then another worker's claim may make
+        // this one a rank of its gang run.
+        let idle_for = self.options.poll * 3 + Duration::from_secs(1);
+        let claimed =
+            runs::claim_or_wait(&self.pool, &self.options.name, self.options.lease, idle_for).await?;
+        let Some(run) = claimed else {
             return Ok(None);
         };
-        let outcome = self.carry_out(&run, shutdown).await?;
+        let outcome = if run.rank > 0 {
+            self.carry_out_rank(&run, shutdown).await?
+        } else {
+            self.carry_out(&run, shutdown).await?
+        };
         Ok(Some((run.id, outcome)))
+    }
+
+    /// Trains rank `run.rank` (above 0) of a gang run that another worker holds: this
+    /// worker renews only its rank's lease, and writes nothing but its log lines; rank 0
+    /// reports, checkpoints and registers.
+    async fn carry_out_rank(
+        &self,
+        run: &ClaimedRun,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Outcome, WorkerError> {
+        let name = self.options.name.as_str();
+        let (rank, world_size) = (run.rank, run.world_size);
+        log_to_run(
+            &self.pool,
+            run.id,
+            &[format!("{name} is rank {rank} of {world_size} (attempt {})", run.attempts)],
+        )
+        .await;
+        let mut checkpoint = run.checkpoint_step.zip(run.checkpoint_sha256.clone());
+        let result = self.attempt(run, shutdown, &mut checkpoint).await;
+        if let Err(e) = gangs::leave(&self.pool, run.id, rank, run.attempts, name, result.is_ok()).await {
+            tracing::warn!(worker = %name, run_id = run.id, rank, error = %e, "recording that the rank ended failed");
+        }
+        let outcome = match result {
+            Ok(_) => Outcome::Succeeded { version_id: None },
+            Err(Stop::Failed(message)) => {
+                log_to_run(&self.pool, run.id, &[format!("rank {rank} ({name}) stopped: {message}")]).await;
+                Outcome::Failed(message)
+            }
+            Err(Stop::Cancelled) => Outcome::Cancelled,
+            Err(Stop::Released) => Outcome::Released,
+            Err(Stop::LeaseLost) => Outcome::LeaseLost,
+        };
+        // The run's checkpoints are rank 0's (in the artifact store): this copy is not needed.
+        if let Err(e) = tokio::fs::remove_dir_all(self.run_dir(run.id)).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(run_id = run.id, error = %e, "removing the rank's work directory failed");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Where a gang run's ranks meet: rank 0 serves the rendezvous on a free port of its
+    /// address and publishes it on the run; another rank waits until it has (renewing its
+    /// rank's lease meanwhile). None for a run on one worker.
+    async fn gang_launch(
+        &self,
+        run: &ClaimedRun,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Option<Launch>, Stop> {
+        if run.world_size <= 1 {
+            return Ok(None);
+        }
+        if !::spec::inputs(run.kind).iter().any(|input| input.name == "world_size") {
+            return Err(Stop::Failed(format!(
+                "a {} run trains on one worker: launch it with world_size 1 (it asked for {})",
+                run.kind, run.world_size
+            )));
+        }
+        let (name, rank) = (self.options.name.as_str(), run.rank);
+        let address = if rank == 0 {
+            let port =
+                distributed::free_port().map_err(|e| Stop::Failed(format!("finding a free port: {e}")))?;
+            let address = format!("{}:{port}", self.options.address);
+            gangs::publish_rendezvous(&self.pool, run.id, name, &address).await.map_err(|e| match e {
+                RegistryError::LeaseLost { .. } => Stop::LeaseLost,
+                e => Stop::Failed(e.to_string()),
+            })?;
+            log_to_run(&self.pool, run.id, &[format!("the {} ranks meet at {address}", run.world_size)])
+                .await;
+            address
+        } else {
+            loop {
+                if *shutdown.borrow() {
+                    return Err(Stop::Released);
+                }
+                match gangs::beat(&self.pool, run.id, rank, run.attempts, name, self.options.lease).await? {
+                    GangBeat::Continue => {}
+                    GangBeat::CancelRequested => return Err(Stop::Cancelled),
+                    GangBeat::RankLost { rank, worker } => {
+                        return Err(Stop::Failed(format!(
+                            "rank {rank} ({worker}) was lost before the gang met"
+                        )))
+                    }
+                    GangBeat::Over => return Err(Stop::LeaseLost),
+                }
+                match gangs::rendezvous(&self.pool, run.id, run.attempts).await? {
+                    Rendezvous::At(address) => break address,
+                    Rendezvous::Waiting => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Rendezvous::Over => return Err(Stop::LeaseLost),
+                }
+            }
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .ok_or_else(|| Stop::Failed(format!("the run's rendezvous {address:?} is not host:port")))?;
+        Ok(Some(Launch {
+            rank: rank as usize,
+            world_size: run.world_size as usize,
+            local_rank: 0,
+            master_addr: host,
+            master_port: port,
+        }))
     }
 
     async fn carry_out(
@@ -234,23 +359,46 @@ impl Worker {
         let spec = spec::parse(run.kind, &run.config)?;
         let dir = self.run_dir(run.id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| Stop::Failed(format!("{}: {e}", dir.display())))?;
+        // Rank 0 prepares first (freezing any snapshot the run names none of), then opens
+        // the rendezvous; the other ranks prepare once it is open, so they read the same.
+        let leader = run.rank == 0;
+        let launch = if leader { None } else { self.gang_launch(run, &shutdown).await? };
+        if run.world_size > 1 {
+            // Every rank resumes from the one checkpoint the run records, never from a newer
+            // one of its own: ranks that stood at different steps could not train together.
+            let out = dir.join("out");
+            if let Err(e) = tokio::fs::remove_dir_all(&out).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Stop::Failed(format!("{}: {e}", out.display())));
+                }
+            }
+        }
         self.restore_checkpoint(run, &dir.join("out"), checkpoint.as_ref()).await?;
         let resume =
             dir.join("out").join(METRICS).exists() || latest_checkpoint_in(&dir.join("out")).is_some();
         let prepared = stages::prepare(&self.pool, &self.store, run, &spec, &dir).await?;
         let device = self.options.device.resolve().map_err(Stop::Failed)?;
+        let launch = if leader { self.gang_launch(run, &shutdown).await? } else { launch };
 
         let mut watch = Watch {
             stop: Arc::new(AtomicBool::new(false)),
             cancelled: false,
             released: false,
             lease_lost: false,
+            rank_lost: None,
         };
         let stop = watch.stop.clone();
         let out = dir.join("out");
         let mut stage = tokio::task::spawn_blocking({
             let out = out.clone();
-            move || stages::execute(prepared, &out, device, stop, resume)
+            move || {
+                // The group is left when the stage returns, whatever it returns.
+                let _group = match &launch {
+                    Some(launch) => Some(distributed::join_for_run(launch, distributed::TIMEOUT)?),
+                    None => None,
+                };
+                stages::execute(prepared, &out, device, stop, resume)
+            }
         });
         let mut streamed = Streamed { offset: 0, finished: checkpoint.as_ref().map_or(0, |(step, _)| *step) };
         let mut samples_read = 0u64;
@@ -260,6 +408,12 @@ impl Worker {
             tokio::select! {
                 joined = &mut stage => break joined.map_err(|e| Stop::Failed(format!("the stage panicked: {e}")))?,
                 _ = heartbeat.tick() => {
+                    if run.world_size > 1 {
+                        self.gang_beat(run, &mut watch).await;
+                    }
+                    if !leader {
+                        continue;
+                    }
                     self.beat(run.id, &mut watch).await;
                     // The newest checkpoint is looked at before the metrics are streamed:
                     // its steps' lines were written before it, so they are reported first,
@@ -279,17 +433,66 @@ impl Worker {
                 }
             }
         };
+        if !leader {
+            return match result {
+                Ok(_) => Ok(None),
+                Err(_) if watch.lease_lost => Err(Stop::LeaseLost),
+                Err(_) if watch.cancelled => Err(Stop::Cancelled),
+                Err(TrainError::Stopped { .. }) if watch.released => Err(Stop::Released),
+                Err(e) => Err(Stop::Failed(match watch.rank_lost {
+                    Some(lost) => format!("{lost}, so this rank stopped too ({e})"),
+                    None => e.to_string(),
+                })),
+            };
+        }
         let newest = latest_checkpoint_in(&out);
         self.stream_metrics(run.id, &out, &mut streamed).await;
         self.stream_samples(run.id, &out, &mut samples_read).await;
+        let gang_broke = |e: &TrainError| {
+            run.world_size > 1
+                && (watch.rank_lost.is_some()
+                    || matches!(e, TrainError::Distributed(_) | TrainError::Stopped { .. }))
+        };
         match result {
             Ok(output) => {
                 if watch.lease_lost {
                     return Err(Stop::LeaseLost);
                 }
+                if run.world_size > 1 {
+                    let name = &self.options.name;
+                    if let Err(e) = gangs::leave(&self.pool, run.id, 0, run.attempts, name, true).await {
+                        tracing::warn!(run_id = run.id, error = %e, "recording that rank 0 ended failed");
+                    }
+                }
                 stages::publish(&self.pool, &self.store, run, output, &dir, self.options.lease).await
             }
-            Err(TrainError::Stopped { .. }) if watch.lease_lost => Err(Stop::LeaseLost),
+            Err(_) if watch.lease_lost => Err(Stop::LeaseLost),
+            Err(_) if watch.cancelled && run.world_size > 1 => Err(Stop::Cancelled),
+            Err(e) if !watch.released && gang_broke(&e) => {
+                // A rank's worker went away (or failed): the gang cannot go on. The run goes
+                // back to the queue from its last checkpoint, for the next gang to resume.
+                self.store_checkpoint(run.id, newest, streamed.finished, checkpoint).await;
+                let lost = watch.rank_lost.clone().unwrap_or_else(|| format!("a rank went away ({e})"));
+                if run.attempts >= MAX_GANG_ATTEMPTS {
+                    return Err(Stop::Failed(format!(
+                        "{lost}; the gang broke on each of {} attempts, so the run stops here. Check that \
+                         the workers reach each other at their --address",
+                        run.attempts
+                    )));
+                }
+                log_to_run(
+                    &self.pool,
+                    run.id,
+                    &[format!(
+                        "{lost}: the run goes back to the queue and resumes from its last stored checkpoint"
+                    )],
+                )
+                .await;
+                let name = self.options.name.as_str();
+                while_postgres_is_away(self.options.lease, || runs::release(&self.pool, run.id, name))
+                    .await?;
+                Err(Stop::Released)
+            }
             Err(TrainError::Stopped { .. }) if watch.cancelled => Err(Stop::Cancelled),
             Err(TrainError::Stopped { .. }) => {
                 // The stage checkpointed the step it stopped at: it goes to the store before
@@ -423,6 +626,27 @@ impl Worker {
                 "the heartbeat failed; the next one tries again within the lease"
             ),
         }
+    }
+
+    /// Renews this worker's rank of a gang run; a lost rank, a cancel request or a run
+    /// that is no longer this attempt's stops the stage. A database error is not fatal.
+    async fn gang_beat(&self, run: &ClaimedRun, watch: &mut Watch) {
+        let name = self.options.name.as_str();
+        match gangs::beat(&self.pool, run.id, run.rank, run.attempts, name, self.options.lease).await {
+            Ok(GangBeat::Continue) => return,
+            Ok(GangBeat::CancelRequested) => watch.cancelled = true,
+            Ok(GangBeat::RankLost { rank, worker }) => {
+                watch.rank_lost = Some(format!("rank {rank} ({worker}) was lost"));
+            }
+            Ok(GangBeat::Over) if run.rank > 0 => watch.lease_lost = true,
+            // Rank 0's own heartbeat says whether it still holds the run.
+            Ok(GangBeat::Over) => return,
+            Err(e) => {
+                tracing::warn!(worker = %name, run_id = run.id, error = %e, "the rank's heartbeat failed");
+                return;
+            }
+        }
+        watch.stop.store(true, Ordering::Relaxed);
     }
 
     /// Puts the samples an RL stage wrote after `read` bytes of `samples.jsonl` in the run's

@@ -812,7 +812,7 @@ fn run_schemas() -> Value {
         "RunKind": one_of(&spec::RunKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
         "RunStatus": one_of(&["queued", "running", "succeeded", "failed", "cancelled"]),
         "Run": object(
-            &["id", "project_id", "kind", "name", "notes", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error"],
+            &["id", "project_id", "kind", "name", "notes", "config", "status", "created_by", "created_at", "started_at", "finished_at", "worker", "attempts", "lease_until", "heartbeat_at", "cancel_requested", "step", "total_steps", "progress", "error", "world_size", "rendezvous"],
             json!({
                 "id": int(),
                 "project_id": nullable(int()),
@@ -834,8 +834,19 @@ fn run_schemas() -> Value {
                 "total_steps": nullable(int()),
                 "progress": described(json!({ "type": "number", "minimum": 0, "maximum": 1 }), "step / total_steps."),
                 "error": described(nullable(text()), "Why it failed."),
+                "world_size": described(json!({ "type": "integer", "minimum": 1, "maximum": 64 }), "How many workers train the run together (its config's `world_size`; 1 when absent)."),
+                "rendezvous": described(nullable(text()), "host:port where a gang run's ranks meet (rank 0's TCPStore), while it trains."),
             }),
         ),
+        "RunRank": object(&["rank", "attempt", "worker", "state", "lease_until", "heartbeat_at", "expired"], json!({
+            "rank": int(),
+            "attempt": described(json!({ "type": "integer" }), "The run's attempt this rank belongs to."),
+            "worker": text(),
+            "state": one_of(&["assigned", "training", "done", "lost"]),
+            "lease_until": time(),
+            "heartbeat_at": nullable(time()),
+            "expired": described(boolean(), "The lease ran out while the rank was assigned or training: its worker is gone."),
+        })),
         "VersionLink": object(&["id", "model", "version", "url"], json!({
             "id": int(),
             "model": text(),
@@ -845,9 +856,10 @@ fn run_schemas() -> Value {
         "RunDetail": {
             "allOf": [
                 schema("Run"),
-                object(&["eta_seconds", "version"], json!({
+                object(&["eta_seconds", "version", "ranks"], json!({
                     "eta_seconds": described(nullable(number()), "Seconds left, from the time per step so far; null unless running."),
                     "version": described(nullable(schema("VersionLink")), "The version the run registered."),
+                    "ranks": described(array(schema("RunRank")), "A gang run's ranks (current or last attempt); empty for a run on one worker."),
                 })),
             ],
         },

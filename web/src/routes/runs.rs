@@ -17,6 +17,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use labeling::audit::{self, Action};
 use labeling::projects::{self, Project};
+use registry::gangs;
 use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunName, RunNotes, RunOutcome, RunStatus};
 use registry::versions::{self, ModelVersion};
 use serde::{Deserialize, Serialize};
@@ -601,6 +602,8 @@ struct RunDetail {
     run: Run,
     eta_seconds: Option<f64>,
     version: Option<VersionLink>,
+    /// A gang run's ranks (its current or last attempt); empty for a run on one worker.
+    ranks: Vec<gangs::Rank>,
 }
 
 /// Charts under one heading (`loss`, `objective`, `ppo`, `val`, …).
@@ -645,6 +648,33 @@ struct RunPage {
     cancel_question: String,
     /// The name and notes form as refused (what was typed, and why), if it was.
     refused: Option<Refused>,
+    /// A gang run's ranks: rank, worker, state, last heartbeat.
+    ranks: Vec<RankRow>,
+}
+
+/// One rank of a gang run, as its page lists it.
+struct RankRow {
+    rank: i32,
+    worker: String,
+    /// "training", "done", "lost", "waiting for its worker", "lost (no heartbeat)".
+    state: String,
+    heartbeat: String,
+}
+
+impl From<gangs::Rank> for RankRow {
+    fn from(r: gangs::Rank) -> Self {
+        let state = match (r.state.as_str(), r.expired) {
+            (_, true) => "lost (no heartbeat)".to_owned(),
+            ("assigned", false) => "waiting for its worker".to_owned(),
+            (state, false) => state.to_owned(),
+        };
+        RankRow {
+            rank: r.rank,
+            worker: r.worker,
+            state,
+            heartbeat: r.heartbeat_at.as_ref().map(time).unwrap_or_default(),
+        }
+    }
 }
 
 /// A refused name and notes form: what was typed, and the problems with it.
@@ -724,6 +754,7 @@ async fn run_page(
     let logs = runs::log_tail(&me.pool, run.id, LOG_TAIL).await?;
     let version = versions::of_run(&me.pool, run.id).await?;
     let no_worker = run.status == RunStatus::Queued && !runs::worker_online(&me.pool).await?;
+    let ranks = gangs::ranks(&me.pool, run.id).await?.into_iter().map(RankRow::from).collect();
     let row = rows(&me.pool, vec![run]).await?.remove(0);
     let run = &row.run;
     Ok(RunPage {
@@ -740,6 +771,7 @@ async fn run_page(
         clone_url: clone_url(run),
         cancel_question: cancel_question(run),
         refused,
+        ranks,
         row,
     })
 }
@@ -803,6 +835,7 @@ pub async fn api_show(me: Caller<Researcher>, path: web::Path<i64>) -> Reply {
     Ok(HttpResponse::Ok().json(RunDetail {
         eta_seconds: eta_seconds(&run, Utc::now()),
         version: version.as_ref().map(VersionLink::from),
+        ranks: gangs::ranks(&me.pool, run.id).await?,
         run,
     }))
 }
