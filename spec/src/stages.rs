@@ -227,6 +227,11 @@ stage_settings! {
         /// nats: a policy that far off has usually found what the reward model over-rates
         /// (collapsed runs reached 33–248). None: no bound.
         pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
+        /// Stop the run when a step's mean reward rises above the previous step's by more
+        /// than this many standard deviations of the rewards of the run's first step (the
+        /// first whose rewards differ): learning climbs, a reward being hacked jumps.
+        /// None: no bound.
+        pub max_reward_jump: Option<f64> = Some(3.0), Range::POSITIVE;
         /// Adaptive KL control (Ziegler et al. 2019): the target of the summed
         /// per-sample KL, on by default at lm-human-preferences' 6 nats, so that β rises
         /// when the policy drifts. None: β stays fixed, as in InstructGPT.
@@ -434,6 +439,11 @@ stage_settings! {
         /// nats: a policy that far off has usually found what the reward model over-rates
         /// (collapsed runs reached 33–248). None: no bound.
         pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
+        /// Stop the run when a step's mean reward rises above the previous step's by more
+        /// than this many standard deviations of the rewards of the run's first step (the
+        /// first whose rewards differ): learning climbs, a reward being hacked jumps.
+        /// None: no bound.
+        pub max_reward_jump: Option<f64> = Some(3.0), Range::POSITIVE;
         /// Whiten the advantages over each step's samples (TRL's normalize_advantage;
         /// off in Ahmadian et al.).
         pub whiten_advantages: bool = false, Range::ANY;
@@ -510,6 +520,11 @@ stage_settings! {
         /// nats: a policy that far off has usually found what the reward model over-rates
         /// (collapsed runs reached 33–248). None: no bound.
         pub max_kl: Option<f64> = Some(30.0), Range::POSITIVE;
+        /// Stop the run when a step's mean reward rises above the previous step's by more
+        /// than this many standard deviations of the rewards of the run's first step (the
+        /// first whose rewards differ): learning climbs, a reward being hacked jumps.
+        /// None: no bound.
+        pub max_reward_jump: Option<f64> = Some(3.0), Range::POSITIVE;
         /// Divide each group's centred rewards by the group's standard deviation (GRPO).
         /// false: Dr. GRPO (Liu et al. 2025), which only centres them, so that groups
         /// with nearly equal rewards are not given large advantages.

@@ -105,8 +105,8 @@ pub struct StageArgs {
 }
 
 /// The data-parallel launch of the stages that train on several ranks (pretrain, sft,
-/// reward train); under `torchrun`'s variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
-/// `MASTER_PORT`) the process is one rank of such a job without this flag.
+/// reward train, ppo, rloo, grpo); under `torchrun`'s variables (`RANK`, `WORLD_SIZE`,
+/// `MASTER_ADDR`, `MASTER_PORT`) the process is one rank of such a job without this flag.
 #[derive(Args)]
 pub struct LaunchArgs {
     /// Start N local ranks of one data-parallel job, as `torchrun --nproc-per-node N`
@@ -215,6 +215,8 @@ pub struct PpoArgs {
     /// An adaptive KL coefficient that steers the KL towards this target.
     #[arg(long)]
     kl_target: Option<f64>,
+    #[command(flatten)]
+    launch: LaunchArgs,
     #[command(flatten)]
     stage: StageArgs,
 }
@@ -409,7 +411,10 @@ fn reward_score(args: RewardScoreArgs) -> Result<()> {
 }
 
 pub fn ppo(args: PpoArgs) -> Result<()> {
-    in_one_process("ppo")?;
+    data_parallel(&args.launch, || ppo_here(&args))
+}
+
+fn ppo_here(args: &PpoArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: ppo::PpoConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;
@@ -537,11 +542,16 @@ pub struct RlooArgs {
     #[arg(long)]
     kl_coef: Option<f64>,
     #[command(flatten)]
+    launch: LaunchArgs,
+    #[command(flatten)]
     stage: StageArgs,
 }
 
 pub fn rloo(args: RlooArgs) -> Result<()> {
-    in_one_process("rloo")?;
+    data_parallel(&args.launch, || rloo_here(&args))
+}
+
+fn rloo_here(args: &RlooArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: rloo::RlooConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;
@@ -571,11 +581,16 @@ pub struct GrpoArgs {
     #[arg(long)]
     clip_high: Option<f64>,
     #[command(flatten)]
+    launch: LaunchArgs,
+    #[command(flatten)]
     stage: StageArgs,
 }
 
 pub fn grpo(args: GrpoArgs) -> Result<()> {
-    in_one_process("grpo")?;
+    data_parallel(&args.launch, || grpo_here(&args))
+}
+
+fn grpo_here(args: &GrpoArgs) -> Result<()> {
     let s = &args.stage;
     let mut cfg: grpo::GrpoConfig = base_config(s)?;
     let prompts = data::read_prompts(&args.rollouts.prompts)?;

@@ -257,3 +257,181 @@ fn two_pretraining_ranks_end_with_the_weights_of_one_process_on_the_same_global_
     ];
     two_ranks_train_as_one_process(dir.path(), &stage, "loss/pretrain");
 }
+
+/// The reward program of the RL tests: each response's share of lowercase letters, and
+/// every (prompt, response) it scores appended to a file of its own (one per program
+/// run) under the directory it is given, so that a test can compare the samples of two
+/// runs.
+const RECORDING_REWARD: &str = r#"
+import json, os, sys
+queries = [json.loads(line) for line in sys.stdin if line.strip()]
+with open(os.path.join(sys.argv[1], f"{os.getpid()}.jsonl"), "a") as seen:
+    for q in queries:
+        seen.write(json.dumps([q["prompt"], q["response"]]) + "\n")
+for q in queries:
+    letters = [c for c in q["response"] if c.isalpha()]
+    print(json.dumps({"reward": sum(c.islower() for c in letters) / max(len(letters), 1)}))
+"#;
+
+/// Every (prompt, response) the recording reward scored under `seen`, sorted.
+fn scored_samples(seen: &Path) -> Vec<(String, String)> {
+    let mut samples: Vec<(String, String)> = std::fs::read_dir(seen)
+        .unwrap()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            text.lines().map(|line| serde_json::from_str(line).unwrap()).collect::<Vec<_>>()
+        })
+        .collect();
+    samples.sort();
+    samples
+}
+
+/// `metric` of every line of a run's metrics.jsonl.
+fn logged(out: &Path, metric: &str) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line[metric].as_f64().unwrap_or_else(|| panic!("{metric} not logged: {line}"))
+        })
+        .collect()
+}
+
+/// Runs the RL stage `stage` (its arguments without the rewards and the output) alone and
+/// with `--nproc 2`, rewarded by [`RECORDING_REWARD`], and checks that the ranks together
+/// scored exactly the samples one process did (the fixed samples: each sample's random
+/// stream is numbered as one process numbers it, whichever rank draws it), that rank 0
+/// alone logged each step, with `metrics` equal to one process's, and that the two runs
+/// end with the same weights. Returns the difference of the weights.
+fn two_rl_ranks_train_as_one_process(dir: &Path, stage: &[&str], metrics: &[&str]) -> f64 {
+    let script = dir.join("reward.py");
+    std::fs::write(&script, RECORDING_REWARD).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let (out, seen) = (dir.join(name), dir.join(format!("{name}-seen")));
+        std::fs::create_dir_all(&seen).unwrap();
+        let command = format!("{} {} {}", python().display(), script.display(), seen.display());
+        let mut args = stage.to_vec();
+        args.extend(["--reward-cmd", &command, "--out", out.to_str().unwrap(), "--device", "cpu"]);
+        args.extend(extra);
+        let report = plumb_ok(&args, "");
+        (out, scored_samples(&seen), report)
+    };
+    let (alone, alone_samples, alone_report) = run("alone", &[]);
+    let (ranks, ranks_samples, ranks_report) = run("ranks", &["--nproc", "2"]);
+    assert!(!alone_samples.is_empty());
+    assert_eq!(ranks_samples, alone_samples, "2 ranks sampled other responses than one process");
+    assert_eq!(ranks_report.len(), 1, "rank 0 alone reports: {ranks_report:?}");
+    assert_eq!(ranks_report[0]["steps"], alone_report[0]["steps"]);
+    for metric in metrics {
+        let (one, two) = (logged(&alone, metric), logged(&ranks, metric));
+        assert_eq!(two.len(), one.len(), "rank 0 alone logs each step once");
+        assert!(max_abs_diff(&one, &two) < 1e-5, "{metric}: {one:?} alone, {two:?} on 2 ranks");
+    }
+    let difference = weight_difference(&alone, &ranks);
+    assert!(difference <= RL_WEIGHT_TOLERANCE, "the weights differ by up to {difference:e}");
+    let base = dir.join("base");
+    let trained = weight_difference(&base, &alone);
+    assert!(trained > 50.0 * RL_WEIGHT_TOLERANCE, "training moved the weights by {trained:e} only");
+    eprintln!(
+        "plumb {}: 2 ranks' weights within {difference:e} of one process's (training moved them {trained:e})",
+        stage[0]
+    );
+    difference
+}
+
+/// Weights after an RL step's updates on 2 ranks and in one process: the rounding of the
+/// summed gradients, and of each rank's own padding of its rows, carried through AdamW
+/// (ε = 1e-4) over the step's minibatch updates.
+const RL_WEIGHT_TOLERANCE: f64 = 1e-5;
+
+/// Prompts of different lengths for the RL tests.
+fn rl_prompts(dir: &Path) -> String {
+    write(dir, "prompts.jsonl", demonstrations().iter().map(|d| serde_json::json!({ "prompt": d.prompt })))
+}
+
+/// The tiny model with a scalar head, so that PPO's value model (the policy's trunk and
+/// head, under a reward program) starts from the same weights in every process.
+fn save_tiny_model_with_head(dir: &Path) -> String {
+    let base = save_tiny_model(dir);
+    let mut model = LanguageModel::load(&base, Device::Cpu).unwrap();
+    trainer::tch::manual_seed(8);
+    model.add_score_head();
+    model.save(&base, None).unwrap();
+    base.to_str().unwrap().to_string()
+}
+
+/// One PPO step on 5 prompts (rank 0 samples 3, rank 1 samples 2) in 2 epochs of
+/// minibatches of 2 (some of them wholly one rank's): the advantages are whitened over
+/// both ranks' tokens, and each minibatch's gradients summed, as one process on the whole
+/// batch.
+#[test]
+fn one_ppo_step_on_two_ranks_ends_with_the_weights_of_one_process_on_the_same_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model_with_head(dir.path());
+    let prompts = rl_prompts(dir.path());
+    let config = dir.path().join("ppo.toml");
+    let text = "batch_size = 5\nminibatch_size = 2\nppo_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
+                whiten_rewards = true\ncheckpoint_every = 0\n";
+    std::fs::write(&config, text).unwrap();
+    let stage = [
+        "ppo",
+        "--policy",
+        &base,
+        "--prompts",
+        &prompts,
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--lr",
+        "1e-3",
+    ];
+    let metrics = [
+        "objective/reward",
+        "objective/kl",
+        "loss/policy",
+        "loss/value",
+        "ppo/clipfrac",
+        "val/explained_variance",
+    ];
+    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+}
+
+/// Two GRPO steps of 5 prompts × 2 samples on 2 ranks: each prompt's group on one rank,
+/// the same weights as one process, and rank 0's checkpoint, metrics and model.
+#[test]
+fn a_two_rank_grpo_run_trains_as_one_process_and_rank_0_writes_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model_with_head(dir.path());
+    let prompts = rl_prompts(dir.path());
+    let config = dir.path().join("grpo.toml");
+    let text = "batch_size = 5\ngroup_size = 2\nminibatch_size = 4\nwarmup_steps = 0\neps = 1e-4\n\
+                checkpoint_every = 1\n";
+    std::fs::write(&config, text).unwrap();
+    let stage = [
+        "grpo",
+        "--policy",
+        &base,
+        "--prompts",
+        &prompts,
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--lr",
+        "1e-3",
+    ];
+    let metrics = ["objective/reward", "objective/kl", "loss/policy", "grpo/k3_kl", "grpo/group_reward_std"];
+    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+    let ranks = dir.path().join("ranks");
+    assert_eq!(logged(&ranks, "objective/reward").len(), 2);
+    let checkpoints: Vec<_> = std::fs::read_dir(ranks.join("checkpoints")).unwrap().collect();
+    assert!(!checkpoints.is_empty(), "rank 0 wrote no checkpoint");
+    assert!(ranks.join("samples.jsonl").exists() && ranks.join("train_config.toml").exists());
+    LanguageModel::load(&ranks, Device::Cpu).unwrap();
+}

@@ -452,6 +452,31 @@ pub fn sum_each<const N: usize>(values: [f64; N]) -> Result<[f64; N], Distribute
     Ok(sums)
 }
 
+/// Sums `tensor` over the ranks in place (nothing when training alone).
+pub fn all_reduce_sum(tensor: &Tensor) -> Result<(), DistributedError> {
+    current().map_or(Ok(()), |group| group.all_reduce_sum(tensor))
+}
+
+/// The ranks of the job (1 when training alone).
+pub fn world_size() -> usize {
+    current().map_or(1, ProcessGroup::world_size)
+}
+
+/// This rank's consecutive share of `n` items: the first `n % world` ranks take one more
+/// than the rest, rank 0 the first items (all of them when training alone). The RL stages
+/// share a step's prompts so, keeping each prompt's samples on one rank and numbering
+/// each sample's random stream as one process would.
+pub fn contiguous_shard(n: usize) -> std::ops::Range<usize> {
+    let (rank, world) = current().map_or((0, 1), |group| (group.rank(), group.world_size()));
+    contiguous_share(n, rank, world)
+}
+
+fn contiguous_share(n: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (n / world, n % world);
+    let start = rank * base + rank.min(extra);
+    start..start + base + usize::from(rank < extra)
+}
+
 /// This rank's shard of `batch` (all of it when training alone).
 pub fn shard<T>(batch: &[T]) -> Vec<&T> {
     match current() {
@@ -569,6 +594,14 @@ mod tests {
         assert!(err.starts_with("RANK=\"2\""), "{err}");
         let err = Launch::from_vars(vars(&[("WORLD_SIZE", "2"), ("RANK", "0")])).unwrap_err().to_string();
         assert!(err.starts_with("MASTER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn contiguous_shares_cover_the_items_once_in_order() {
+        let shares: Vec<_> = (0..3).map(|rank| contiguous_share(7, rank, 3)).collect();
+        assert_eq!(shares, [0..3, 3..5, 5..7]);
+        assert_eq!(contiguous_share(1, 1, 2), 1..1);
+        assert_eq!(contiguous_share(4, 0, 1), 0..4);
     }
 
     #[test]

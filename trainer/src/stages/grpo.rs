@@ -26,8 +26,9 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
 use crate::rollout::{
-    clipped_surrogate, critic_free_updates, grouped_rollout, masked_mean, penalised_scores, rollout_sampling,
-    run_settings, train_policy, update_epochs, EvalFn, PolicyLearner, Reward, RunReport, StepSummary,
+    clipped_surrogate, critic_free_updates, global_mean, grouped_rollout, masked_mean, penalised_scores,
+    rollout_sampling, run_settings, train_policy, update_epochs, EvalFn, PolicyLearner, Reward, RunReport,
+    StepSummary,
 };
 use crate::train::{RunDir, TrainError};
 
@@ -109,26 +110,30 @@ pub fn step(
     let updates = critic_free_updates!(cfg, step, learner.policy.config.n_embd);
     let clip = (cfg.clip_ratio, cfg.clip_high.unwrap_or(cfg.clip_ratio));
     let constant_length = (!cfg.length_normalise).then_some(cfg.max_new_tokens);
-    let [loss, clipfrac, kl] = update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
-        let pick = |t: &Tensor| t.index_select(0, rows);
-        let (loss, clipfrac, kl) = grpo_loss(
-            mb_logprobs,
-            &pick(&rollout.logprobs),
-            &pick(&rollout.ref_logprobs),
-            &pick(&advantages),
-            &pick(mask),
-            clip,
-            cfg.kl_coef,
-            constant_length,
-        );
-        [loss, clipfrac, kl]
-    });
+    let [loss, clipfrac, kl] =
+        update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs, minibatch| {
+            let pick = |t: &Tensor| t.index_select(0, rows);
+            let (loss, clipfrac, kl) = grpo_loss(
+                mb_logprobs,
+                &pick(&rollout.logprobs),
+                &pick(&rollout.ref_logprobs),
+                &pick(&advantages),
+                &pick(mask),
+                clip,
+                cfg.kl_coef,
+                constant_length,
+            );
+            // The loss is a mean over this rank's samples, the statistics over their tokens:
+            // each weighted to its share of the minibatch.
+            [loss * minibatch.sample_share, clipfrac * minibatch.token_share, kl * minibatch.token_share]
+        })?;
     let training_seconds = started.elapsed().as_secs_f64();
 
     // 5. Statistics.
     let groups = scores.view([-1, cfg.group_size as i64]);
-    let spread = groups.std_correction(1, 1, false).mean(Kind::Float).double_value(&[]);
-    let mut metrics = rollout.metrics(&scores);
+    let spread = global_mean(&groups.std_correction(1, 1, false))?;
+    let means = rollout.means(&scores)?;
+    let mut metrics = rollout.metrics(&means);
     metrics.extend([
         ("loss/policy", loss),
         ("grpo/clipfrac", clipfrac),
@@ -138,9 +143,10 @@ pub fn step(
     ]);
     Ok(StepSummary {
         sample: rollout.example.clone(),
-        reward: scores.mean(Kind::Float).double_value(&[]),
-        kl: rollout.kl(),
-        tokens: rollout.tokens(),
+        reward: means.reward,
+        reward_std: means.reward_std,
+        kl: means.kl,
+        tokens: means.tokens,
         generation_seconds: rollout.generation_seconds,
         metrics,
         finite: &["objective/reward", "objective/kl", "loss/policy"],

@@ -28,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
+use crate::distributed;
 use crate::lm_loop::{epoch_order, Example};
 use crate::rollout::{
-    self, encode_prompts, masked_mean, penalised_scores, run_settings, run_steps, Reward, Rollout, RunReport,
-    StepSample, StepSummary, MINIBATCH_SEED,
+    self, encode_prompts, global_masked_mean, masked_mean, minibatches, penalised_scores, run_settings,
+    run_steps, Reward, Rollout, RunReport, StepSample, StepSummary, MINIBATCH_SEED,
 };
 pub use crate::rollout::{EvalFn, Evaluation};
 use crate::sampling::SamplingConfig;
@@ -48,19 +49,22 @@ fn rollout_sampling(cfg: &PpoConfig, seed: u64) -> SamplingConfig {
 // ---------------------------------------------------------------------------------------
 // The small pure pieces, each as the literature writes it.
 
-/// Variance (the population's, as lm-human-preferences' `tf.nn.moments`) over the mask.
-fn masked_var(x: &Tensor, mask: &Tensor) -> Tensor {
-    let mean = masked_mean(x, mask);
-    masked_mean(&(x - mean).square(), mask)
+/// Variance (the population's, as lm-human-preferences' `tf.nn.moments`) over the mask,
+/// of every rank's `x`, with its mean.
+fn masked_moments(x: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor), TrainError> {
+    let mean = global_masked_mean(x, mask)?;
+    let var = global_masked_mean(&(x - &mean).square(), mask)?;
+    Ok((mean, var))
 }
 
-/// Normalises `x` to mean 0 and variance 1 over the mask; `shift_mean` false adds the
-/// mean back (only the scale changes). Padding comes out 0.
-pub fn whiten(x: &Tensor, mask: &Tensor, shift_mean: bool) -> Tensor {
-    let mean = masked_mean(x, mask);
-    let whitened = (x - &mean) * (masked_var(x, mask) + 1e-8).rsqrt();
+/// Normalises `x` to mean 0 and variance 1 over the mask, with the mean and variance of
+/// every rank's `x` (a data-parallel step whitens as one process on the whole batch);
+/// `shift_mean` false adds the mean back (only the scale changes). Padding comes out 0.
+pub fn whiten(x: &Tensor, mask: &Tensor, shift_mean: bool) -> Result<Tensor, TrainError> {
+    let (mean, var) = masked_moments(x, mask)?;
+    let whitened = (x - &mean) * (var + 1e-8).rsqrt();
     let whitened = if shift_mean { whitened } else { whitened + mean };
-    whitened * mask
+    Ok(whitened * mask)
 }
 
 /// The per-token KL penalty −β·(log π − log π_ref) on response tokens (B, R); 0 on padding.
@@ -139,15 +143,12 @@ pub fn adaptive_kl_coef(kl_coef: f64, kl: f64, target: f64, horizon: f64, n: usi
     kl_coef * (1.0 + error * n as f64 / horizon)
 }
 
-/// 1 − Var(R − V)/Var(R) over the mask: how much of the returns the values explain.
-pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> f64 {
-    let var_returns = masked_var(returns, mask).double_value(&[]);
-    let var_residual = masked_var(&(returns - values), mask).double_value(&[]);
-    if var_returns > 0.0 {
-        1.0 - var_residual / var_returns
-    } else {
-        f64::NAN
-    }
+/// 1 − Var(R − V)/Var(R) over the mask (every rank's): how much of the returns the
+/// values explain.
+pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> Result<f64, TrainError> {
+    let var_returns = masked_moments(returns, mask)?.1.double_value(&[]);
+    let var_residual = masked_moments(&(returns - values), mask)?.1.double_value(&[]);
+    Ok(if var_returns > 0.0 { 1.0 - var_residual / var_returns } else { f64::NAN })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -269,8 +270,10 @@ impl Learner {
 pub struct StepStats {
     /// One of the step's samples, which the run logs.
     pub example: StepSample,
-    /// Mean score of the samples (reward model, missing-EOS penalty, clip).
+    /// Mean score of the samples (reward model, missing-EOS penalty, clip), and the
+    /// scores' standard deviation.
     pub reward: f64,
+    pub reward_std: f64,
     /// Mean over samples of the summed per-token log π − log π_ref.
     pub kl: f64,
     /// Mean over samples of the summed per-token entropy of π.
@@ -303,6 +306,7 @@ impl StepStats {
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
         let mut metrics = vec![
             ("objective/reward", self.reward),
+            ("objective/reward_std", self.reward_std),
             ("objective/kl", self.kl),
             ("objective/entropy", self.entropy),
             ("loss/policy", self.pg_loss),
@@ -348,17 +352,18 @@ pub fn step(
     let eos = learner.policy.tokenizer.eos_id();
     let prompts: Vec<Vec<i64>> =
         prompts.iter().map(|p| if p.is_empty() { vec![eos] } else { p.clone() }).collect();
-    let b = prompts.len() as i64;
 
     // 1–2. Sample (one random stream per episode, numbered across steps), score, and the
-    // reference's log-probs; the sampler's log-probs are the old ones.
-    let rollout = rollout::rollout(
+    // reference's log-probs; the sampler's log-probs are the old ones. On several ranks
+    // each samples its share of the prompts.
+    let rollout = rollout::sharded_rollout(
         &learner.policy,
         &learner.reference,
         reward,
         &prompts,
+        1,
         &rollout_sampling(cfg, cfg.seed),
-        step as u64 * b as u64,
+        step,
         cfg.minibatch_size,
     )?;
     let mask = &rollout.layout.response_mask;
@@ -378,12 +383,12 @@ pub fn step(
     let penalty = kl_penalty(&rollout.logprobs, &rollout.ref_logprobs, mask, kl_coef);
     let mut rewards = token_rewards(&scores, &penalty, mask);
     if cfg.whiten_rewards {
-        rewards = whiten(&rewards, mask, false);
+        rewards = whiten(&rewards, mask, false)?;
     }
 
     // 4. Advantages.
     let (advantages, returns) = gae(&rewards, &values, mask, cfg.gamma, cfg.lam);
-    let advantages = whiten(&advantages, mask, true);
+    let advantages = whiten(&advantages, mask, true)?;
     let experience = Experience { values, advantages, returns };
 
     // 5. Train.
@@ -392,27 +397,29 @@ pub fn step(
     let training_seconds = started.elapsed().as_secs_f64();
 
     // 6. Statistics.
+    let means = rollout.means(&scores)?;
     let stats = StepStats {
         example: rollout.example.clone(),
-        reward: scores.mean(Kind::Float).double_value(&[]),
-        kl: rollout.kl(),
-        entropy: rollout.entropy(),
+        reward: means.reward,
+        reward_std: means.reward_std,
+        kl: means.kl,
+        entropy: means.entropy,
         pg_loss: updates.pg_loss,
         vf_loss: updates.vf_loss,
         ptx_loss: updates.ptx_loss,
         clipfrac: updates.clipfrac,
         vf_clipfrac: updates.vf_clipfrac,
         approx_kl: updates.approx_kl,
-        explained_variance: explained_variance(&experience.values, &experience.returns, mask),
+        explained_variance: explained_variance(&experience.values, &experience.returns, mask)?,
         kl_coef,
-        response_length: rollout.response_length(),
-        eos_rate: rollout.eos_rate(),
+        response_length: means.length,
+        eos_rate: means.eos_rate,
         generation_seconds: rollout.generation_seconds,
         scoring_seconds: rollout.scoring_seconds,
         reference_seconds: rollout.reference_seconds,
         values_seconds,
         training_seconds,
-        tokens: rollout.tokens(),
+        tokens: means.tokens,
     };
 
     // 7. The KL controller.
@@ -432,8 +439,10 @@ struct Updates {
     approx_kl: f64,
 }
 
-/// `ppo_epochs` passes over the rollout in shuffled minibatches, one AdamW step per
-/// minibatch for the policy and one for the value model.
+/// `ppo_epochs` passes over the step's samples in shuffled minibatches, one AdamW step
+/// per minibatch for the policy and one for the value model, each model's gradients
+/// summed over the ranks before it (each rank's token means weighted by its share of the
+/// minibatch's tokens).
 fn train_epochs(
     cfg: &PpoConfig,
     step: i64,
@@ -443,7 +452,7 @@ fn train_epochs(
     ptx: Option<&PtxCorpus>,
 ) -> Result<Updates, TrainError> {
     let layout = &rollout.layout;
-    let b = layout.ids.size()[0] as usize;
+    let b = rollout.shard.global;
     let device = learner.policy.device();
     let pad = learner.policy.tokenizer.pad_id();
     let width = learner.policy.config.n_embd;
@@ -451,24 +460,33 @@ fn train_epochs(
     let value_lr = lr_at(step, cfg.steps, cfg.warmup_steps, cfg.value_lr(width), cfg.final_lr_ratio);
     let ptx = ptx.filter(|_| cfg.ptx_coef > 0.0);
     let updates_per_step = (cfg.ppo_epochs * b.div_ceil(cfg.minibatch_size)) as i64;
+    // Every rank reads the whole pretraining batch: its share of the loss is 1/world.
+    let ptx_share = 1.0 / distributed::world_size() as f64;
 
     let mut sums = [0.0f64; 6]; // pg_loss, vf_loss, ptx_loss, clipfrac, vf_clipfrac, approx_kl
     let mut n = 0i64;
     for epoch in 0..cfg.ppo_epochs {
         // Minibatch order: its own seed, one stream per (step, epoch).
-        let order =
-            epoch_order(b, cfg.seed ^ MINIBATCH_SEED, (step as u64) * cfg.ppo_epochs as u64 + epoch as u64);
-        for indices in order.chunks(cfg.minibatch_size) {
-            let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-            let rows = layout.rows(&indices);
+        let stream = (step as u64) * cfg.ppo_epochs as u64 + epoch as u64;
+        let order = minibatches(
+            rollout.shard,
+            &layout.response_mask,
+            cfg.seed ^ MINIBATCH_SEED,
+            stream,
+            cfg.minibatch_size,
+        )?;
+        for minibatch in order {
+            let rows = layout.rows(&minibatch.rows);
             let pick = |t: &Tensor| t.index_select(0, &rows.index);
             let mb_mask = pick(&layout.response_mask);
             let (mb_old_logprobs, mb_advantages) = (pick(&rollout.logprobs), pick(&experience.advantages));
             let (mb_old_values, mb_returns) = (pick(&experience.values), pick(&experience.returns));
+            let share = minibatch.token_share;
 
             let mb_logprobs = rows.logprobs(&learner.policy, cfg.temperature);
             let (pg_loss, clipfrac, approx_kl) =
                 policy_loss(&mb_logprobs, &mb_old_logprobs, &mb_advantages, &mb_mask, cfg.clip_ratio);
+            let pg_loss = pg_loss * share;
             let mut loss = pg_loss.shallow_clone();
             if let Some(corpus) = ptx {
                 let batch = corpus.batch(
@@ -478,32 +496,36 @@ fn train_epochs(
                     pad,
                     device,
                 );
-                let lm_loss = ptx_loss(&learner.policy, &batch);
+                let lm_loss = ptx_loss(&learner.policy, &batch) * ptx_share;
                 sums[2] += lm_loss.double_value(&[]);
                 loss += lm_loss * cfg.ptx_coef;
             }
             learner.policy_opt.zero_grad();
             loss.backward();
+            distributed::all_reduce_gradients(&learner.policy.vs)?;
             learner.policy_opt.clip_grad_norm(cfg.grad_clip);
             learner.policy_opt.step(lr);
 
             let mb_values = rows.values(&learner.value)?;
             let (vf_loss, vf_clipfrac) =
                 value_loss(&mb_values, &mb_old_values, &mb_returns, &mb_mask, cfg.value_clip);
+            let vf_loss = vf_loss * share;
             learner.value_opt.zero_grad();
             (&vf_loss * cfg.vf_coef).backward();
+            distributed::all_reduce_gradients(&learner.value.vs)?;
             learner.value_opt.clip_grad_norm(cfg.grad_clip);
             learner.value_opt.step(value_lr);
 
             for (sum, t) in sums.iter_mut().zip([&pg_loss, &vf_loss]) {
                 *sum += t.double_value(&[]);
             }
-            for (sum, t) in sums[3..].iter_mut().zip([&clipfrac, &vf_clipfrac, &approx_kl]) {
-                *sum += t.double_value(&[]);
+            for (sum, t) in sums[3..].iter_mut().zip([clipfrac, vf_clipfrac, approx_kl]) {
+                *sum += (t * share).double_value(&[]);
             }
             n += 1;
         }
     }
+    let sums = distributed::sum_each(sums)?;
     let mean = |i: usize| sums[i] / n.max(1) as f64;
     Ok(Updates {
         pg_loss: mean(0),
@@ -635,6 +657,10 @@ pub fn train_with_eval(
         learner.kl_coef = state.kl_coef;
         first = state.step;
     }
+    // Every rank starts from rank 0's weights (a value head new to the reward's trunk is
+    // drawn at random on each).
+    distributed::broadcast_variables(&learner.policy.vs)?;
+    distributed::broadcast_variables(&learner.value.vs)?;
     let settings = run_settings!("ppo", cfg);
     let outcome = run_steps(
         &settings,
@@ -647,6 +673,7 @@ pub fn train_with_eval(
             Ok(StepSummary {
                 sample: stats.example.clone(),
                 reward: stats.reward,
+                reward_std: stats.reward_std,
                 kl: stats.kl,
                 tokens: stats.tokens,
                 generation_seconds: stats.generation_seconds,
@@ -666,7 +693,7 @@ pub fn train_with_eval(
         },
     )?;
 
-    learner.policy.save(run.path(), serde_json::to_value(PpoState::of(&learner, outcome.steps)).ok())?;
+    run.save_model(&learner.policy, serde_json::to_value(PpoState::of(&learner, outcome.steps)).ok())?;
     let report = PpoReport { run: outcome.report(started), kl_coef: learner.kl_coef };
     Ok((learner.policy, report))
 }
@@ -726,8 +753,8 @@ mod tests {
         let x = t(&[&[1.0, 2.0, 3.0, 100.0]]);
         let mask = t(&[&[1.0, 1.0, 1.0, 0.0]]);
         let s = (2.0f64 / 3.0 + 1e-8).sqrt(); // population variance of 1, 2, 3
-        close(&values(&whiten(&x, &mask, true)), &[-1.0 / s, 0.0, 1.0 / s, 0.0]);
-        close(&values(&whiten(&x, &mask, false)), &[2.0 - 1.0 / s, 2.0, 2.0 + 1.0 / s, 0.0]);
+        close(&values(&whiten(&x, &mask, true).unwrap()), &[-1.0 / s, 0.0, 1.0 / s, 0.0]);
+        close(&values(&whiten(&x, &mask, false).unwrap()), &[2.0 - 1.0 / s, 2.0, 2.0 + 1.0 / s, 0.0]);
     }
 
     #[test]

@@ -23,8 +23,8 @@ use tch::{Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::ppo::{policy_loss, whiten};
 use crate::rollout::{
-    critic_free_updates, grouped_rollout, penalised_scores, rollout_sampling, run_settings, train_policy,
-    update_epochs, EvalFn, PolicyLearner, Reward, RunReport, StepSummary,
+    critic_free_updates, global_mean, grouped_rollout, penalised_scores, rollout_sampling, run_settings,
+    train_policy, update_epochs, EvalFn, PolicyLearner, Reward, RunReport, StepSummary,
 };
 use crate::train::{RunDir, TrainError};
 
@@ -77,27 +77,29 @@ pub fn step(
     // 4. Leave-one-out advantages.
     let mut advantages = rloo_advantages(&rewards, cfg.k as i64);
     if cfg.whiten_advantages {
-        advantages = whiten(&advantages, &advantages.ones_like(), true);
+        advantages = whiten(&advantages, &advantages.ones_like(), true)?;
     }
 
     // 5. Train.
     let started = Instant::now();
     let updates = critic_free_updates!(cfg, step, learner.policy.config.n_embd);
     let [pg_loss, clipfrac, approx_kl] =
-        update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs| {
+        update_epochs(learner, &rollout, &updates, step, |rows, mb_logprobs, minibatch| {
             let pick = |t: &Tensor| t.index_select(0, rows);
             let (mb_old_logprobs, mb_advantages, mb_mask) =
                 (pick(&rollout.logprobs), pick(&advantages), pick(mask));
             let (loss, clipfrac, approx_kl) =
                 sequence_loss(mb_logprobs, &mb_old_logprobs, &mb_advantages, &mb_mask, cfg.clip_ratio);
-            [loss, clipfrac, approx_kl]
-        });
+            // Means over this rank's responses, weighted to their share of the minibatch.
+            [loss, clipfrac, approx_kl].map(|t| t * minibatch.sample_share)
+        })?;
     let training_seconds = started.elapsed().as_secs_f64();
 
     // 6. Statistics.
-    let mut metrics = rollout.metrics(&scores);
+    let means = rollout.means(&scores)?;
+    let mut metrics = rollout.metrics(&means);
     metrics.extend([
-        ("objective/rlhf_reward", rewards.mean(Kind::Float).double_value(&[])),
+        ("objective/rlhf_reward", global_mean(&rewards)?),
         ("loss/policy", pg_loss),
         ("rloo/clipfrac", clipfrac),
         ("rloo/approx_kl", approx_kl),
@@ -105,9 +107,10 @@ pub fn step(
     ]);
     Ok(StepSummary {
         sample: rollout.example.clone(),
-        reward: scores.mean(Kind::Float).double_value(&[]),
-        kl: rollout.kl(),
-        tokens: rollout.tokens(),
+        reward: means.reward,
+        reward_std: means.reward_std,
+        kl: means.kl,
+        tokens: means.tokens,
         generation_seconds: rollout.generation_seconds,
         metrics,
         finite: &["objective/reward", "objective/kl", "loss/policy"],
@@ -198,5 +201,77 @@ mod learning_tests {
         assert_learns_lowercase(cfg.max_new_tokens, &logged, |sft, reward, prompts, run| {
             train(&cfg, sft, reward, prompts, run, &mut |_, _, _| Ok(Vec::new()))
         });
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+    use crate::ppo::learning_tests::{policy_model, prompts};
+    use crate::reward_program::RewardProgram;
+    use crate::train::temp_run;
+
+    /// A reward program that pays each response its length in bytes mod 3, and 100 more
+    /// from its fourth batch (step 3) on: a reward that jumps as a hacked one does.
+    const JUMPING_REWARD: &str = r#"calls="$(dirname "$0")/calls"
+n=$(cat "$calls" 2>/dev/null || echo 0)
+echo $((n + 1)) > "$calls"
+jump=0
+if [ "$n" -ge 3 ]; then jump=100; fi
+awk -v jump="$jump" '{ printf "{\"reward\": %d}\n", length($0) % 3 + jump }'
+"#;
+
+    fn run_with(max_reward_jump: Option<f64>) -> (tempfile::TempDir, Result<RunReport, TrainError>) {
+        let programs = tempfile::tempdir().unwrap();
+        let script = programs.path().join("reward.sh");
+        std::fs::write(&script, JUMPING_REWARD).unwrap();
+        let program =
+            RewardProgram::new(format!("sh {}", script.display()), std::time::Duration::from_secs(20));
+        let cfg = RlooConfig {
+            steps: 6,
+            batch_size: 4,
+            k: 2,
+            minibatch_size: 8,
+            max_new_tokens: 6,
+            checkpoint_every: 2,
+            max_reward_jump,
+            ..Default::default()
+        };
+        let (dir, mut run) = temp_run();
+        let report = train(
+            &cfg,
+            policy_model(0),
+            Reward::Program(&program),
+            &prompts(16, 4),
+            &mut run,
+            &mut |_, _, _| Ok(Vec::new()),
+        );
+        drop(programs);
+        (dir, report.map(|(_, report)| report))
+    }
+
+    /// The run stops at the step whose reward jumped, logged first with its sample, and
+    /// the error names the bound, the step, the last checkpoint and what to change;
+    /// without the bound the same run trains on.
+    #[test]
+    fn a_reward_that_jumps_stops_the_run_naming_the_bound() {
+        let (dir, result) = run_with(Some(3.0));
+        let err = result.expect_err("the jump stops the run");
+        let text = err.to_string();
+        let TrainError::RewardJump { step, rise, ref last_good, .. } = err else { panic!("{text}") };
+        assert_eq!(step, 3, "{text}");
+        assert!(rise > 3.0, "{text}");
+        assert!(last_good.as_ref().is_some_and(|p| p.exists()), "{text}");
+        assert!(text.contains("rloo.max_reward_jump = 3") && text.contains("samples.jsonl"), "{text}");
+        assert!(text.contains("The last checkpoint before it is"), "{text}");
+        let metrics = std::fs::read_to_string(dir.path().join(crate::train::METRICS)).unwrap();
+        let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+        assert_eq!(last["step"], 3, "the step that jumped is on the run's charts");
+        assert!(last["objective/reward"].as_f64().unwrap() > 99.0);
+        let samples = std::fs::read_to_string(dir.path().join(crate::train::SAMPLES)).unwrap();
+        assert!(samples.lines().last().unwrap().contains("\"step\":3"), "{samples}");
+
+        let (_dir, unbounded) = run_with(None);
+        assert_eq!(unbounded.unwrap().steps, 6);
     }
 }

@@ -14,6 +14,14 @@
 //! The critic-free stages (RLOO, GRPO) also share their minibatch updates
 //! (`update_epochs`) and their run (`train_policy`: resume, checkpoints, metrics and
 //! evaluation); each brings only its advantages and its loss.
+//!
+//! On several ranks (`crate::distributed`) each rank samples, scores and trains on its
+//! consecutive share of each step's prompts (`sharded_rollout`), every sample drawn from
+//! the random stream one process would give it, and each prompt's samples on one rank. A
+//! minibatch is the one process's (the same shuffle of the whole step's samples), each
+//! rank weighting its rows' mean by its share of the minibatch (`Minibatch`), so that the
+//! summed gradients are one process's; whitening and every logged statistic use sums over
+//! the ranks, so that all ranks log, bound and stop alike. Rank 0 alone writes.
 
 use std::time::Instant;
 
@@ -22,6 +30,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LanguageModel;
 use crate::device::Precision;
+use crate::distributed;
 use crate::lm_loop::epoch_order;
 use crate::reward_program::RewardProgram;
 use crate::sampling::{generate_streams, Generation, SamplingConfig};
@@ -33,6 +42,20 @@ use crate::train::{ensure_finite, AdamW, Progress, RunDir, TrainError};
 /// Mean of `x` over the positions where `mask` is 1.
 pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
     (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// `masked_mean` over every rank's `x` (this rank's alone when training alone, where it
+/// equals `masked_mean` to the bit).
+pub fn global_masked_mean(x: &Tensor, mask: &Tensor) -> Result<Tensor, TrainError> {
+    let sums = Tensor::stack(&[(x * mask).sum(Kind::Float), mask.sum(Kind::Float)], 0);
+    distributed::all_reduce_sum(&sums)?;
+    Ok(sums.get(0) / sums.get(1).clamp_min(1.0))
+}
+
+/// The mean of all of every rank's `x`.
+pub fn global_mean(x: &Tensor) -> Result<f64, TrainError> {
+    let [sum, n] = distributed::sum_each([x.sum(Kind::Double).double_value(&[]), x.numel() as f64])?;
+    Ok(sum / n.max(1.0))
 }
 
 /// The per-element terms of PPO's clipped surrogate, max(−A·ρ, −A·clip(ρ, 1 − ε_low,
@@ -375,9 +398,19 @@ pub fn batch_indices(n: usize, batch_size: usize, seed: u64, step: i64) -> Vec<u
 // ---------------------------------------------------------------------------------------
 // The rollout.
 
+/// Where a rank's rows of a rollout sit among the whole step's samples: rows
+/// `first..first + len` of `global`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowShard {
+    pub first: usize,
+    pub global: usize,
+}
+
 /// A sampled and scored batch: per-token tensors (B, R), 0 on padding.
 pub struct Rollout {
     pub samples: Vec<Generation>,
+    /// Where these rows sit in the step's (all of it when training alone).
+    pub shard: RowShard,
     /// The batch's first prompt, its response and score, as text: the step's sample.
     pub example: StepSample,
     pub layout: Layout,
@@ -419,20 +452,64 @@ impl Rollout {
         self.samples.iter().filter(|s| s.stopped_at_eos).count() as f64 / self.samples.len().max(1) as f64
     }
 
-    /// The rollout's metrics as `metrics.jsonl` names them, with `scores` the samples'
-    /// scores after penalties (B,).
-    pub fn metrics(&self, scores: &Tensor) -> Vec<(&'static str, f64)> {
+    /// The per-sample means of the whole step (every rank's samples), with `scores` the
+    /// samples' scores after penalties (B,).
+    pub fn means(&self, scores: &Tensor) -> Result<StepMeans, TrainError> {
+        let eos = self.samples.iter().filter(|s| s.stopped_at_eos).count() as f64;
+        let sum = |x: &Tensor| x.sum(Kind::Double).double_value(&[]);
+        let [n, score, kl, logprob, tokens, eos] = distributed::sum_each([
+            self.samples.len() as f64,
+            sum(scores),
+            sum(&(&self.logprobs - &self.ref_logprobs)),
+            sum(&self.logprobs),
+            self.tokens() as f64,
+            eos,
+        ])?;
+        let n = n.max(1.0);
+        let reward = score / n;
+        let squares = distributed::sum(sum(&(scores.to_kind(Kind::Double) - reward).square()))?;
+        Ok(StepMeans {
+            reward,
+            reward_std: (squares / n).sqrt(),
+            kl: kl / n,
+            entropy: -logprob / n,
+            length: tokens / n,
+            eos_rate: eos / n,
+            tokens: tokens as u64,
+        })
+    }
+
+    /// The rollout's metrics as `metrics.jsonl` names them; the times are this rank's.
+    pub fn metrics(&self, means: &StepMeans) -> Vec<(&'static str, f64)> {
         vec![
-            ("objective/reward", scores.mean(Kind::Float).double_value(&[])),
-            ("objective/kl", self.kl()),
-            ("objective/entropy", self.entropy()),
-            ("response/length", self.response_length()),
-            ("response/eos_rate", self.eos_rate()),
+            ("objective/reward", means.reward),
+            ("objective/reward_std", means.reward_std),
+            ("objective/kl", means.kl),
+            ("objective/entropy", means.entropy),
+            ("response/length", means.length),
+            ("response/eos_rate", means.eos_rate),
             ("time/generation", self.generation_seconds),
             ("time/scoring", self.scoring_seconds),
             ("time/reference", self.reference_seconds),
         ]
     }
+}
+
+/// A step's per-sample means over every rank's samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMeans {
+    /// Mean score (after penalties) and its standard deviation over the samples.
+    pub reward: f64,
+    pub reward_std: f64,
+    /// Mean summed log π_old − log π_ref: the sampled KL in nats.
+    pub kl: f64,
+    /// Mean −Σ log π_old, the sampled estimate of the summed entropy.
+    pub entropy: f64,
+    /// Mean tokens per response, EOS included, and the share ending with EOS.
+    pub length: f64,
+    pub eos_rate: f64,
+    /// Response tokens sampled.
+    pub tokens: u64,
 }
 
 /// Mean over rows of each row's sum.
@@ -474,8 +551,10 @@ pub fn rollout(
         response: responses.first().map(|r| policy.tokenizer.decode(r)).unwrap_or_default(),
         reward: if responses.is_empty() { f64::NAN } else { scores.double_value(&[0]) },
     };
+    let shard = RowShard { first: 0, global: samples.len() };
     Ok(Rollout {
         samples,
+        shard,
         example,
         layout,
         logprobs,
@@ -567,29 +646,81 @@ pub struct Updates {
     pub seed: u64,
 }
 
-/// `updates.epochs` passes over the rollout's samples in shuffled minibatches, one AdamW
-/// step each. `loss` is given the minibatch's rows (indices into the rollout) and their
-/// new log π (B_mb, R), and returns the loss to minimise followed by statistics; the
-/// means of all K over the minibatches are returned.
+/// One minibatch of a pass over a step's samples, as this rank holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Minibatch {
+    /// This rank's rows of it (indices into its rollout). A rank that holds none of it
+    /// still adds gradients to the sum: its first row stands in, with shares 0.
+    pub rows: Vec<i64>,
+    /// This rank's shares of the minibatch's samples and of their response tokens (1 when
+    /// training alone): a mean over this rank's rows times its share is its term of the
+    /// mean over the whole minibatch, and the terms sum over the ranks to one process's.
+    pub sample_share: f64,
+    pub token_share: f64,
+}
+
+/// The minibatches of one pass (random stream `stream` of `seed`) over a step's samples:
+/// a shuffle of all of them, in `size`s, as one process takes them; this rank keeps its
+/// rows (`shard`) of each, whose response tokens `mask` (B, R) marks.
+pub fn minibatches(
+    shard: RowShard,
+    mask: &Tensor,
+    seed: u64,
+    stream: u64,
+    size: usize,
+) -> Result<Vec<Minibatch>, TrainError> {
+    let tokens = Vec::<f64>::try_from(mask.sum_dim_intlist(1, false, Kind::Double))?;
+    let local = shard.first..shard.first + tokens.len();
+    let mut batches: Vec<(Vec<i64>, f64, f64)> = Vec::new(); // rows, global rows, tokens
+    for chunk in epoch_order(shard.global, seed, stream).chunks(size.max(1)) {
+        let rows: Vec<i64> =
+            chunk.iter().filter(|i| local.contains(i)).map(|&i| (i - shard.first) as i64).collect();
+        let held: f64 = rows.iter().map(|&i| tokens[i as usize]).sum();
+        batches.push((rows, chunk.len() as f64, held));
+    }
+    let held = Tensor::from_slice(&batches.iter().map(|b| b.2).collect::<Vec<f64>>());
+    distributed::all_reduce_sum(&held)?;
+    let totals = Vec::<f64>::try_from(held)?;
+    Ok(batches
+        .into_iter()
+        .zip(totals)
+        .map(|((rows, global, held), total)| match rows.is_empty() {
+            true => Minibatch { rows: vec![0], sample_share: 0.0, token_share: 0.0 },
+            false => Minibatch {
+                sample_share: rows.len() as f64 / global,
+                token_share: if total > 0.0 { held / total } else { 0.0 },
+                rows,
+            },
+        })
+        .collect())
+}
+
+/// `updates.epochs` passes over the step's samples in shuffled minibatches, one AdamW
+/// step each, the gradients summed over the ranks before it. `loss` is given the
+/// minibatch's rows (indices into the rollout), their new log π (B_mb, R) and the
+/// minibatch (its shares), and returns the loss to minimise followed by statistics, each
+/// weighted by this rank's share; the means of all K over the minibatches, summed over
+/// the ranks, are returned.
 pub fn update_epochs<const K: usize>(
     learner: &mut PolicyLearner,
     rollout: &Rollout,
     updates: &Updates,
     step: i64,
-    mut loss: impl FnMut(&Tensor, &Tensor) -> [Tensor; K],
-) -> [f64; K] {
-    let b = rollout.samples.len();
+    mut loss: impl FnMut(&Tensor, &Tensor, &Minibatch) -> [Tensor; K],
+) -> Result<[f64; K], TrainError> {
+    let mask = &rollout.layout.response_mask;
     let mut sums = [0.0f64; K];
     let mut n = 0usize;
     for epoch in 0..updates.epochs {
         let stream = step as u64 * updates.epochs as u64 + epoch as u64;
-        for indices in epoch_order(b, updates.seed ^ MINIBATCH_SEED, stream).chunks(updates.minibatch_size) {
-            let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-            let rows = rollout.layout.rows(&indices);
+        let seed = updates.seed ^ MINIBATCH_SEED;
+        for minibatch in minibatches(rollout.shard, mask, seed, stream, updates.minibatch_size)? {
+            let rows = rollout.layout.rows(&minibatch.rows);
             let mb_logprobs = rows.logprobs(&learner.policy, updates.temperature);
-            let terms = loss(&rows.index, &mb_logprobs);
+            let terms = loss(&rows.index, &mb_logprobs, &minibatch);
             learner.opt.zero_grad();
             terms[0].backward();
+            distributed::all_reduce_gradients(&learner.policy.vs)?;
             learner.opt.clip_grad_norm(updates.grad_clip);
             learner.opt.step(updates.lr);
             for (sum, t) in sums.iter_mut().zip(&terms) {
@@ -598,17 +729,20 @@ pub fn update_epochs<const K: usize>(
             n += 1;
         }
     }
-    sums.map(|s| s / n.max(1) as f64)
+    let sums = distributed::sum_each(sums)?;
+    Ok(sums.map(|s| s / n.max(1) as f64))
 }
 
 /// Seed of the minibatch order, mixed into the stage's seed so that it draws a sequence
 /// of its own.
 pub const MINIBATCH_SEED: u64 = 0x6d69_6e69_6261_7463;
 
-/// What one step of an RL stage did.
+/// What one step of an RL stage did (over every rank's samples).
 pub struct StepSummary {
     /// Mean score of the samples (with the missing-EOS penalty).
     pub reward: f64,
+    /// The scores' standard deviation over the samples.
+    pub reward_std: f64,
     /// One of the step's samples, which the run logs.
     pub sample: StepSample,
     /// Mean over samples of the summed log π − log π_ref.
@@ -648,6 +782,33 @@ pub struct RunSettings {
     pub precision: Precision,
     /// The run stops when a step's mean per-sample KL to the reference exceeds it.
     pub max_kl: Option<f64>,
+    /// The run stops when a step's mean reward rises above the previous step's by more
+    /// than this many standard deviations of the rewards (`RewardWatch`).
+    pub max_reward_jump: Option<f64>,
+}
+
+/// Watches a run's mean reward for jumps, measured in standard deviations of the
+/// samples' rewards at the first step where they differ (a run whose first rewards are
+/// all equal, such as a checker that no sample passes yet, is measured from the first
+/// step with a spread). A resumed run measures from its first step again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RewardWatch {
+    scale: Option<f64>,
+    previous: Option<f64>,
+}
+
+impl RewardWatch {
+    /// Records a step's mean reward and its standard deviation over the samples; returns
+    /// the rise from the previous step's mean, in standard deviations, when it exceeds
+    /// `bound`.
+    pub fn observe(&mut self, mean: f64, std: f64, bound: f64) -> Option<f64> {
+        let rise = self.scale.zip(self.previous).map(|(scale, previous)| (mean - previous) / scale);
+        self.previous = Some(mean);
+        if self.scale.is_none() && std > 0.0 {
+            self.scale = Some(std);
+        }
+        rise.filter(|rise| *rise > bound)
+    }
 }
 
 /// How a run's steps went.
@@ -686,6 +847,7 @@ macro_rules! run_settings {
             eval_every: $cfg.eval_every,
             precision: $cfg.precision,
             max_kl: $cfg.max_kl,
+            max_reward_jump: $cfg.max_reward_jump,
         }
     };
 }
@@ -712,6 +874,7 @@ pub fn run_steps<L>(
     run.set_total_steps(settings.steps)?;
     let mut progress = Progress::new(settings.stage, settings.steps, first);
     let mut outcome = Outcome { steps: first, last: None, generation_seconds: 0.0 };
+    let mut watch = RewardWatch::default();
     while outcome.steps < settings.steps {
         let s = outcome.steps;
         let batch: Vec<Vec<i64>> = batch_indices(prompts.len(), settings.batch_size, settings.seed, s)
@@ -722,15 +885,35 @@ pub fn run_steps<L>(
         for (what, value) in summary.metrics.iter().filter(|(name, _)| summary.finite.contains(name)) {
             ensure_finite(s, what, *value, run)?;
         }
+        // The guards see statistics summed over the ranks, so that every rank stops alike.
         if let Some(bound) = settings.max_kl.filter(|bound| summary.kl > *bound) {
             // Logged first, so that the run's page shows the step that crossed it.
-            let named: Vec<(&str, f64)> = summary.metrics.to_vec();
-            run.log(s, &named)?;
+            run.log(s, &summary.metrics)?;
             let last_good = run.latest_checkpoint().map(|(path, _)| path);
             return Err(TrainError::KlBound {
                 step: s,
                 stage: settings.stage,
                 kl: summary.kl,
+                bound,
+                last_good,
+            });
+        }
+        let from = watch.previous.unwrap_or(f64::NAN);
+        let jump = settings.max_reward_jump.and_then(|bound| {
+            watch.observe(summary.reward, summary.reward_std, bound).map(|rise| (bound, rise))
+        });
+        if let Some((bound, rise)) = jump {
+            // Logged first with its sample, which shows what the reward paid for.
+            run.log(s, &summary.metrics)?;
+            let sample = &summary.sample;
+            run.log_sample(s, &sample.prompt, &sample.response, sample.reward)?;
+            let last_good = run.latest_checkpoint().map(|(path, _)| path);
+            return Err(TrainError::RewardJump {
+                step: s,
+                stage: settings.stage,
+                from,
+                to: summary.reward,
+                rise,
                 bound,
                 last_good,
             });
@@ -829,6 +1012,7 @@ pub fn train_policy(
     let PolicyLearner { policy, opt, .. } = &mut learner;
     let resumed: Option<PolicyState> =
         run.resume(settings.stage, &mut [("policy", policy)], &mut [("policy", opt)])?;
+    distributed::broadcast_variables(&learner.policy.vs)?;
     let state = |step: i64| PolicyState { stage: settings.stage.into(), step };
     let outcome = run_steps(
         settings,
@@ -843,13 +1027,45 @@ pub fn train_policy(
             run.save_checkpoint(done, &models, &[("policy", &learner.opt)], &state(done)).map(drop)
         },
     )?;
-    learner.policy.save(run.path(), serde_json::to_value(state(outcome.steps)).ok())?;
+    run.save_model(&learner.policy, serde_json::to_value(state(outcome.steps)).ok())?;
     Ok((learner.policy, outcome.report(started)))
 }
 
-/// `per_prompt` samples of each prompt of step `step` (one random stream per sample,
-/// numbered across steps), prompt i's samples in rows i·per_prompt .. (i + 1)·per_prompt:
-/// the rollout of RLOO and GRPO.
+/// `per_prompt` samples of each of this rank's prompts of step `step` (its consecutive
+/// share of `prompts`, the whole step's; all of them when training alone), prompt i's
+/// samples in rows i·per_prompt .. (i + 1)·per_prompt. Each sample has a random stream of
+/// its own, numbered across steps and the step's samples as one process numbers them, so
+/// that the ranks together draw exactly one process's samples.
+#[allow(clippy::too_many_arguments)]
+pub fn sharded_rollout(
+    policy: &LanguageModel,
+    reference: &LanguageModel,
+    reward: Reward,
+    prompts: &[Vec<i64>],
+    per_prompt: usize,
+    sampling: &SamplingConfig,
+    step: i64,
+    chunk: usize,
+) -> Result<Rollout, TrainError> {
+    let share = distributed::contiguous_shard(prompts.len());
+    if share.is_empty() {
+        return Err(TrainError::Config(format!(
+            "{} prompts per step cannot be shared by {} ranks: set batch_size to at least the number of ranks",
+            prompts.len(),
+            distributed::world_size()
+        )));
+    }
+    let repeated: Vec<Vec<i64>> =
+        prompts[share.clone()].iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_prompt)).collect();
+    let global = prompts.len() * per_prompt;
+    let first = share.start * per_prompt;
+    let first_stream = step as u64 * global as u64 + first as u64;
+    let mut rollout = rollout(policy, reference, reward, &repeated, sampling, first_stream, chunk)?;
+    rollout.shard = RowShard { first, global };
+    Ok(rollout)
+}
+
+/// `sharded_rollout` of the critic-free stages (RLOO, GRPO): `per_prompt` samples each.
 pub fn grouped_rollout(
     learner: &PolicyLearner,
     reward: Reward,
@@ -859,10 +1075,7 @@ pub fn grouped_rollout(
     step: i64,
     chunk: usize,
 ) -> Result<Rollout, TrainError> {
-    let repeated: Vec<Vec<i64>> =
-        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_prompt)).collect();
-    let first_stream = step as u64 * repeated.len() as u64;
-    rollout(&learner.policy, &learner.reference, reward, &repeated, sampling, first_stream, chunk)
+    sharded_rollout(&learner.policy, &learner.reference, reward, prompts, per_prompt, sampling, step, chunk)
 }
 
 /// Tiny hand-written tensors for the RL stages' tests.
@@ -939,6 +1152,34 @@ mod tests {
         assert_eq!(learner.reference.gpt.wte().kind(), Kind::BFloat16);
         assert!(!learner.reference.gpt.wte().requires_grad());
         assert!(learner.policy.gpt.wte().requires_grad());
+    }
+
+    /// Step 0's rewards all 0 (no spread yet), step 1's mean 0.5 with std 0.5 sets the
+    /// scale; step 2 at 1.5 rises 1.0 / 0.5 = 2 std (within 3), step 3 at 3.2 rises
+    /// 1.7 / 0.5 = 3.4 (past 3); a fall is never a jump.
+    #[test]
+    fn a_reward_jump_is_measured_in_the_first_spread_rewards_standard_deviations() {
+        let mut watch = RewardWatch::default();
+        assert_eq!(watch.observe(0.0, 0.0, 3.0), None);
+        assert_eq!(watch.observe(0.5, 0.5, 3.0), None);
+        assert_eq!(watch.observe(1.5, 2.0, 3.0), None);
+        let rise = watch.observe(3.2, 0.1, 3.0).expect("a rise of 3.4 std");
+        assert!((rise - 3.4).abs() < 1e-9, "{rise}");
+        assert_eq!(watch.observe(-10.0, 0.1, 3.0), None);
+        assert_eq!(watch.observe(-8.6, 0.1, 3.0), None, "a rise of 2.8 std");
+    }
+
+    /// Training alone, a pass's minibatches are the shuffle of all the rollout's rows,
+    /// each wholly this process's.
+    #[test]
+    fn alone_each_minibatch_is_all_of_its_rows() {
+        let mask = Tensor::ones([5, 2], (Kind::Float, Device::Cpu));
+        let shard = RowShard { first: 0, global: 5 };
+        let batches = minibatches(shard, &mask, 3, 1, 2).unwrap();
+        let order: Vec<i64> = epoch_order(5, 3, 1).into_iter().map(|i| i as i64).collect();
+        let rows: Vec<Vec<i64>> = batches.iter().map(|b| b.rows.clone()).collect();
+        assert_eq!(rows, order.chunks(2).map(<[i64]>::to_vec).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.sample_share == 1.0 && b.token_share == 1.0));
     }
 
     #[test]

@@ -54,6 +54,21 @@ pub enum TrainError {
         None => String::new(),
     })]
     KlBound { step: i64, stage: &'static str, kl: f64, bound: f64, last_good: Option<PathBuf> },
+    /// An RL run's mean reward rose in one step by more than the stage's `max_reward_jump`
+    /// allows: a jump, rather than a climb, is most likely a reward being hacked.
+    #[error("step {step}: the mean reward jumped from {from:.3} to {to:.3}, {rise:.1} standard deviations of the run's first rewards in one step, above {stage}.max_reward_jump = {bound}: the policy has most likely found a flaw in the reward rather than learned the task. Read the step's sample in samples.jsonl; fix the reward model or program, or lower the lr, or raise max_reward_jump (or set it empty) if the jump is genuine.{}", match last_good {
+        Some(p) => format!(" The last checkpoint before it is {}.", p.display()),
+        None => String::new(),
+    })]
+    RewardJump {
+        step: i64,
+        stage: &'static str,
+        from: f64,
+        to: f64,
+        rise: f64,
+        bound: f64,
+        last_good: Option<PathBuf>,
+    },
 }
 
 pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
