@@ -6,6 +6,9 @@
     peer.py reward     --model DIR --data FILE --ranks FILE ...      (TRL RewardTrainer)
     peer.py ppo-step   --policy DIR --reward DIR --prompts FILE ...  (PyTorch + transformers)
     peer.py tokenize   --docs FILE --ranks FILE [--ids-out FILE]     (tiktoken)
+    peer.py dpo        --model DIR --data FILE --ranks FILE ...      (TRL DPOTrainer)
+    peer.py rloo       --policy DIR --reward DIR --prompts FILE ...  (TRL RLOOTrainer)
+    peer.py grpo       --policy DIR --reward DIR --prompts FILE ...  (TRL GRPOTrainer)
 
 Each subcommand takes the same inputs as its `plumb-bench` twin and prints the same
 JSON object (times of the timed repetitions, their median, throughput, peak RSS). It runs
@@ -551,6 +554,191 @@ def ppo_step(args):
     }
 
 
+
+# --- TRL's preference and RL trainers: DPO, RLOO, GRPO ------------------------------
+#
+# plumb's side of these is the `plumb dpo` / `plumb rloo` / `plumb grpo` command itself
+# (bench/preference.py), timed from one step's end to the next's as these are.
+
+
+def hf_gpt2_tokenizer(ranks_path, pad_token="<|endoftext|>"):
+    """GPT-2's BPE as a transformers fast tokenizer, built from the local ranks file
+    (TikTokenConverter; the Hub is out of reach here): the same ids as tiktoken and
+    plumb. The trainers tokenize the text prompts with it, and GRPO / RLOO re-tokenize
+    prompt + completion with it for the reward model."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    tok = TikTokenConverter(vocab_file=str(ranks_path), pattern=pattern,
+                            extra_special_tokens=["<|endoftext|>"]).converted()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   pad_token=pad_token)
+
+
+def rl_trainer_args(config_cls, args, steps, **overrides):
+    """A TRL config with nothing but training (no evaluation, logging, saving or
+    reporting), float32 on the CPU, no gradient checkpointing, dropout off, AdamW
+    β 0.9 / 0.999, no weight decay, gradient norm clipped to 1.0, a constant rate."""
+    import tempfile
+
+    return config_cls(
+        output_dir=tempfile.mkdtemp(prefix="plumb-bench-"),
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        report_to=[],
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        disable_dropout=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        seed=0,
+        **overrides,
+    )
+
+
+def timed_train(trainer, args):
+    """Trains under the timing callback (`trainer_turns`, one step per repetition);
+    returns the seconds of the timed steps, every step's loss and the trainer's own
+    metrics of the last step (read as it computes the loss: `train()` clears them)."""
+    from transformers import PrinterCallback
+
+    losses, last_metrics = [], {}
+    compute_loss = trainer.compute_loss
+
+    def counting(*a, **kw):
+        loss = compute_loss(*a, **kw)
+        losses.append(loss.detach())
+        last_metrics.update({k: v[-1] for k, v in trainer._metrics["train"].items()
+                             if isinstance(v, list) and v})
+        return loss
+
+    trainer.compute_loss = counting
+    trainer.remove_callback(PrinterCallback)
+    times = []
+    trainer.add_callback(trainer_turns(args.warmup, args.reps, 1, times, lambda: None))
+    trainer.train()
+    if len(times) != args.reps:
+        raise SystemExit(f"the trainer stopped after {len(times)} of {args.reps} timed steps")
+    return times, [x.item() for x in losses], last_metrics
+
+
+def dpo(args):
+    """TRL's DPOTrainer on {"prompt", "chosen", "rejected"} lines, `batch_size` pairs
+    per step, the reference's log-probs computed once before training
+    (`precompute_ref_log_probs`), as plumb's DPO computes them."""
+    set_threads(args.threads)
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    rows = read_jsonl(args.data)
+    if len(rows) < args.batch_size:
+        raise SystemExit(f"{len(rows)} pairs for batches of {args.batch_size}")
+    steps = args.warmup + args.reps
+    # Every step trains on the same `batch_size` pairs, as plumb's does on a file of one
+    # batch; one more pass than the steps take (accelerate collates a batch ahead).
+    dataset = Dataset.from_list(rows[: args.batch_size] * (steps + 1))
+    model = load_hf(args.model)
+    config = rl_trainer_args(
+        DPOConfig, args, steps, per_device_train_batch_size=args.batch_size, beta=args.beta,
+        loss_type=["sigmoid"], precompute_ref_log_probs=True, adam_epsilon=1e-8,
+        train_sampling_strategy="sequential", max_length=None)
+    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset,
+                         processing_class=hf_gpt2_tokenizer(args.ranks))
+    times, losses, metrics = timed_train(trainer, args)
+    median = statistics.median(times)
+    return {
+        "batch": args.batch_size,
+        "pairs_per_step": args.batch_size,
+        "pairs_per_s": args.batch_size / median,
+        "median_s": median,
+        "times": times,
+        "losses": losses,
+        "reward_accuracy_last_step": metrics.get("rewards/accuracies"),
+        "optimizer": config.optim,
+        "config": {"beta": args.beta, "lr": args.lr, "loss_type": "sigmoid",
+                   "precompute_ref_log_probs": True, "batch_size": args.batch_size,
+                   "steps": steps},
+    }
+
+
+def rl_trainer(args, which):
+    """TRL's RLOOTrainer or GRPOTrainer (no vLLM, on the CPU): each step samples
+    `batch_size` prompts × `k` completions with transformers' generate, scores them with
+    the reward model (plumb's, as GPT2ForSequenceClassification: the trunk and the
+    `score` weight; its bias is a constant for every sample and is dropped), the
+    reference's log-probs, and one optimizer step on all of them."""
+    torch = set_threads(args.threads)
+    import transformers
+    from datasets import Dataset
+
+    if which == "rloo":
+        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        extra = {"beta": args.kl_coef, "normalize_advantages": False}
+    else:
+        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        # GRPO's loss as plumb's default: each sample's token losses averaged over its
+        # length, then over samples, advantages scaled by the group's std.
+        extra = {"beta": args.kl_coef, "loss_type": "grpo", "scale_rewards": "group",
+                 "epsilon": 0.2}
+    prompts = read_jsonl(args.prompts)
+    steps = args.warmup + args.reps
+    completions = args.batch_size * args.k
+    dataset = Dataset.from_list([{"prompt": p["prompt"]} for p in prompts] * (steps + 1))
+    model = load_hf(args.policy)
+    reward_model = transformers.GPT2ForSequenceClassification.from_pretrained(
+        args.reward, num_labels=1, dtype=torch.float32)
+    # Pad with "!" (id 0), not EOS, so that the score is read at the EOS a completion ends
+    # with, as plumb reads it.
+    reward_model.config.pad_token_id = 0
+    config = rl_trainer_args(
+        Config, args, steps, per_device_train_batch_size=completions, num_generations=args.k,
+        steps_per_generation=1, num_iterations=1, max_completion_length=args.max_new_tokens,
+        temperature=1.0, top_k=0, top_p=1.0, adam_epsilon=1e-5, shuffle_dataset=False,
+        mask_truncated_completions=False, log_completions=False, **extra)
+    trainer = Trainer(model=model, reward_funcs=reward_model, args=config, train_dataset=dataset,
+                      processing_class=hf_gpt2_tokenizer(args.ranks),
+                      reward_processing_classes=hf_gpt2_tokenizer(args.ranks, pad_token="!"))
+    times, losses, metrics = timed_train(trainer, args)
+    median = statistics.median(times)
+    return {
+        "prompts_per_step": args.batch_size,
+        "k": args.k,
+        "completions_per_step": completions,
+        "max_new_tokens": args.max_new_tokens,
+        "steps_per_s": 1 / median,
+        "median_s": median,
+        "times": times,
+        "losses": losses,
+        "mean_completion_length": metrics.get("completions/mean_length"),
+        "optimizer": config.optim,
+        "config": {"kl_coef": args.kl_coef, "lr": args.lr, "k": args.k,
+                   "prompts_per_step": args.batch_size, "max_new_tokens": args.max_new_tokens,
+                   "steps": steps, **{k: v for k, v in extra.items() if k != "beta"}},
+    }
+
+
+def rloo(args):
+    return rl_trainer(args, "rloo")
+
+
+def grpo(args):
+    return rl_trainer(args, "grpo")
+
+
 def r50k_base(ranks_path):
     """GPT-2's encoding, built from a local ranks file (tiktoken cannot download here)."""
     import tiktoken
@@ -622,6 +810,24 @@ def main():
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--minibatch-size", type=int, default=8)
     p.add_argument("--ppo-epochs", type=int, default=1)
+    p = sub.add_parser("dpo", parents=[timing])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--ranks", required=True)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=3e-5)
+    for name in ("rloo", "grpo"):
+        p = sub.add_parser(name, parents=[timing])
+        p.add_argument("--policy", required=True)
+        p.add_argument("--reward", required=True)
+        p.add_argument("--prompts", required=True)
+        p.add_argument("--ranks", required=True)
+        p.add_argument("--batch-size", type=int, default=4)
+        p.add_argument("--k", type=int, default=4)
+        p.add_argument("--max-new-tokens", type=int, default=32)
+        p.add_argument("--kl-coef", type=float, default=0.05 if name == "rloo" else 0.04)
+        p.add_argument("--lr", type=float, default=1e-5)
     p = sub.add_parser("tokenize", parents=[timing])
     p.add_argument("--docs", required=True)
     p.add_argument("--ranks", required=True)
@@ -630,7 +836,8 @@ def main():
     global PAIRED
     PAIRED = args.paired
     run = {"generate": generate, "train-step": train_step, "sft": sft, "reward": reward,
-           "ppo-step": ppo_step, "tokenize": tokenize}[args.command]
+           "ppo-step": ppo_step, "tokenize": tokenize, "dpo": dpo, "rloo": rloo,
+           "grpo": grpo}[args.command]
     report = run(args)
     if args.command != "tokenize":
         import torch

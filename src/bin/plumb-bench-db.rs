@@ -6,13 +6,24 @@
 //! Prints one JSON object: for each client count, both sides' submits/s (median of the
 //! repetitions), their fastest repetition, and the check that every submit was stored
 //! exactly once.
+//!
+//! `plumb-bench-db import --file PAIRS.jsonl` measures instead importing a file of TRL
+//! preference pairs through `labeling::imports::import` (what `plumb data import
+//! --format trl` runs: parsing and checking every line, the project's prompts, samples,
+//! answered ranking tasks and rankings, one transaction) against a raw `COPY` of the
+//! very rows it stored into the same tables, in one transaction.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use futures::TryStreamExt;
 use labeling::annotation::{IdempotencyKey, RankingInput, RankingSubmission};
+use labeling::formats::Format;
+use labeling::imports::{self, ImportFile};
+use labeling::prompts::ImportLimits;
 use registry::db::{self, Cluster, Durability};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -25,11 +36,24 @@ struct Args {
     /// Submits per repetition (spread over the clients).
     #[arg(long, default_value_t = 2000)]
     submits: usize,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, global = true)]
     reps: usize,
     /// The throwaway cluster's directory (ignored when DATABASE_URL is set).
-    #[arg(long, default_value = "bench/.work/pg")]
+    #[arg(long, default_value = "bench/.work/pg", global = true)]
     cluster: String,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Importing a file of TRL preference pairs through `labeling::imports` against a
+    /// raw COPY of the same rows (instead of ranking submits).
+    Import {
+        /// {"prompt", "chosen", "rejected"} lines.
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 const K: usize = 4;
@@ -49,6 +73,10 @@ async fn run(args: Args) -> Result<()> {
             cluster.connect_options("postgres")
         }
     };
+    if let Some(Mode::Import { file }) = &args.mode {
+        println!("{}", import_bench(&admin, file, args.reps).await?);
+        return Ok(());
+    }
     let mut results = Vec::new();
     for &clients in &args.clients {
         let mut plumb = Vec::new();
@@ -220,4 +248,174 @@ async fn submit_raw(pool: &PgPool, s: &Submit) -> Result<()> {
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The tables an import of preference pairs writes, in an order that satisfies their
+/// foreign keys.
+const IMPORT_TABLES: [&str; 8] = [
+    "import_sources",
+    "prompts",
+    "sample_batches",
+    "samples",
+    "tasks",
+    "task_samples",
+    "rankings",
+    "ranking_flags",
+];
+
+/// A fresh database with the migrations and one project (id 1) to import into.
+async fn fresh_database(admin: &PgConnectOptions) -> Result<(String, PgPool)> {
+    let name = format!("plumb_bench_{}", uuid::Uuid::new_v4().simple());
+    db::create_database_if_missing(admin, &name).await?;
+    let pool = db::connect(admin.clone().database(&name), 2, &name).await?;
+    db::migrate(&pool).await?;
+    sqlx::raw_sql("INSERT INTO projects (name, overlap, samples_per_task) VALUES ('bench', 1, 2)")
+        .execute(&pool)
+        .await?;
+    Ok((name, pool))
+}
+
+async fn drop_database(admin: &PgConnectOptions, name: &str, pool: PgPool) -> Result<()> {
+    pool.close().await;
+    let admin_pool = db::connect(admin.clone(), 1, "admin").await?;
+    sqlx::raw_sql(&format!("DROP DATABASE {} WITH (FORCE)", db::quote_ident(name)))
+        .execute(&admin_pool)
+        .await?;
+    admin_pool.close().await;
+    Ok(())
+}
+
+/// Rows in each of IMPORT_TABLES.
+async fn table_counts(pool: &PgPool) -> Result<Vec<i64>> {
+    let mut counts = Vec::new();
+    for table in IMPORT_TABLES {
+        counts.push(sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?);
+    }
+    Ok(counts)
+}
+
+/// One table's rows as COPY's text format, and the columns they fill (every column but
+/// the generated ones, which Postgres computes again as COPY loads them).
+struct TableRows {
+    table: &'static str,
+    columns: String,
+    data: Vec<u8>,
+}
+
+async fn dump_tables(pool: &PgPool) -> Result<Vec<TableRows>> {
+    let mut conn = pool.acquire().await?;
+    let mut dumps = Vec::new();
+    for table in IMPORT_TABLES {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(column_name::text) FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = $1 AND is_generated = 'NEVER'
+             ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        ensure!(!columns.is_empty(), "table {table} has no columns");
+        let columns = columns.join(", ");
+        let mut data = Vec::new();
+        let mut stream =
+            conn.copy_out_raw(&format!("COPY (SELECT {columns} FROM {table} ORDER BY 1) TO STDOUT")).await?;
+        while let Some(chunk) = stream.try_next().await? {
+            data.extend_from_slice(&chunk);
+        }
+        drop(stream);
+        dumps.push(TableRows { table, columns, data });
+    }
+    Ok(dumps)
+}
+
+/// Seconds to import `bytes` through `labeling::imports::import` (parse, check, store,
+/// commit).
+async fn import_through_labeling(pool: &PgPool, name: &str, bytes: &[u8], pairs: usize) -> Result<f64> {
+    let limits = ImportLimits { max_bytes: 1 << 30, max_lines: 10_000_000 };
+    let started = Instant::now();
+    let report =
+        imports::import(pool, 1, ImportFile { name, format: Format::Trl, bytes }, None, &limits).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        report.errors.is_empty() && report.imported.len() == pairs,
+        "the import stored {} of {pairs} lines ({} refused, first: {:?})",
+        report.imported.len(),
+        report.errors.len(),
+        report.errors.first()
+    );
+    Ok(seconds)
+}
+
+/// Seconds to COPY `dumps` into their tables in one transaction.
+async fn copy_rows(pool: &PgPool, dumps: &[TableRows]) -> Result<f64> {
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    for t in dumps {
+        let mut copy = tx.copy_in_raw(&format!("COPY {} ({}) FROM STDIN", t.table, t.columns)).await?;
+        copy.send(t.data.as_slice()).await?;
+        copy.finish().await?;
+    }
+    tx.commit().await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Imports `file` through plumb and COPYs the same rows, `reps` times each, taking
+/// turns, each on a fresh database; rows/s of each side at the median.
+async fn import_bench(
+    admin: &PgConnectOptions,
+    file: &std::path::Path,
+    reps: usize,
+) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let pairs = bytes.split(|&b| b == b'\n').filter(|l| l.iter().any(|b| !b.is_ascii_whitespace())).count();
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("pairs.jsonl").to_string();
+    // A reference import: the rows plumb stores, which the raw side COPYs back in.
+    let (db_name, pool) = fresh_database(admin).await?;
+    import_through_labeling(&pool, &name, &bytes, pairs).await?;
+    let dumps = dump_tables(&pool).await?;
+    let expected = table_counts(&pool).await?;
+    drop_database(admin, &db_name, pool).await?;
+    let rows: i64 = expected.iter().sum();
+
+    let (mut plumb, mut raw) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for side in if rep % 2 == 0 { [Side::Labeling, Side::Raw] } else { [Side::Raw, Side::Labeling] } {
+            let (db_name, pool) = fresh_database(admin).await?;
+            let seconds = match side {
+                Side::Labeling => import_through_labeling(&pool, &name, &bytes, pairs).await?,
+                Side::Raw => copy_rows(&pool, &dumps).await?,
+            };
+            let counts = table_counts(&pool).await?;
+            ensure!(
+                counts == expected,
+                "{side:?} stored {counts:?} rows in {IMPORT_TABLES:?}, expected {expected:?}"
+            );
+            drop_database(admin, &db_name, pool).await?;
+            match side {
+                Side::Labeling => plumb.push(seconds),
+                Side::Raw => raw.push(seconds),
+            }
+        }
+    }
+    let summary = |times: &[f64]| {
+        let mut sorted = times.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        json!({
+            "pairs_per_s": pairs as f64 / median,
+            "rows_per_s": rows as f64 / median,
+            "median_s": median,
+            "min_s": sorted[0],
+            "times_s": times,
+        })
+    };
+    Ok(json!({
+        "pairs": pairs,
+        "file_bytes": bytes.len(),
+        "rows": rows,
+        "rows_per_table": IMPORT_TABLES.iter().zip(&expected).map(|(t, n)| (t.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "plumb": summary(&plumb),
+        "raw": summary(&raw),
+        "same_rows_both_sides": true,
+    }))
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
+use registry::artifacts::{ArtifactStore, StoreSettings};
 use serde_json::{json, Value};
 use trainer::lm_loop::Example;
 use trainer::ppo::{Learner, PpoConfig};
@@ -126,6 +127,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         ppo_epochs: usize,
     },
+    /// Storing a checkpoint directory into the artifact store (`ArtifactStore::put_dir`)
+    /// and fetching it back (`fetch_to`, every file's digest checked as it streams in):
+    /// the local directory store against the store PLUMB_ARTIFACTS names (an `s3://`
+    /// bucket, reached with PLUMB_S3_ENDPOINT and the AWS variables). Each repetition
+    /// stores into an empty store and fetches into a new directory; `--warmup` applies.
+    Artifacts {
+        /// The checkpoint directory to store.
+        #[arg(long)]
+        src: PathBuf,
+        /// A scratch directory: the local store, the bucket's cache and the fetched copies.
+        #[arg(long)]
+        work: PathBuf,
+    },
     /// The GPT-2 tokenizer over a list of documents, one `encode` call per document.
     Tokenize {
         /// JSON file holding the documents, `["text", ..]`.
@@ -157,6 +171,7 @@ fn main() -> Result<()> {
             ppo_step(&policy, &reward, &prompts, new_tokens, minibatch_size, ppo_epochs, &timing)?
         }
         Command::Tokenize { docs, ids_out } => tokenize(&docs, ids_out.as_deref(), &timing)?,
+        Command::Artifacts { src, work } => artifacts(&src, &work, &timing)?,
     };
     report["threads"] = json!(tch::get_num_threads());
     report["peak_rss_kb"] = json!(peak_rss_kb());
@@ -556,6 +571,58 @@ fn tokenize(docs: &Path, ids_out: Option<&Path>, timing: &Timing) -> Result<Valu
 }
 
 /// The process's peak resident set (VmHWM), in KiB; None where /proc is missing.
+/// MB/s of storing `src` into each store and fetching it back: the local directory
+/// store under `work`, and the bucket PLUMB_ARTIFACTS names.
+fn artifacts(src: &Path, work: &Path, timing: &Timing) -> Result<Value> {
+    ensure!(!timing.paired, "artifacts times both stores itself: run it without --paired");
+    let settings = StoreSettings::from_env(&work.join("home"), |name| std::env::var(name).ok())?;
+    ensure!(
+        settings.location.starts_with("s3://"),
+        "PLUMB_ARTIFACTS is {:?}: name the bucket to compare with the directory store, s3://<bucket>/<prefix>",
+        settings.location
+    );
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let stores = [("file", ArtifactStore::new(work.join("store"))?), ("s3", ArtifactStore::open(&settings)?)];
+    let mut report = serde_json::Map::new();
+    let mut size = 0;
+    for (name, store) in stores {
+        let (mut put, mut fetch) = (Vec::new(), Vec::new());
+        for rep in 0..timing.warmup + timing.reps {
+            let started = Instant::now();
+            let stored = store.put_dir(src)?;
+            let put_s = started.elapsed().as_secs_f64();
+            let dest = work.join(format!("fetched-{name}-{rep}"));
+            let started = Instant::now();
+            let fetched = store.fetch_to(&stored.sha256, &dest)?;
+            let fetch_s = started.elapsed().as_secs_f64();
+            ensure!(fetched == stored, "{name}: fetched {fetched:?}, stored {stored:?}");
+            size = stored.size;
+            // The next repetition stores into an empty store again.
+            std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
+            store.remove(&stored.sha256)?;
+            if rep >= timing.warmup {
+                put.push(put_s);
+                fetch.push(fetch_s);
+            }
+        }
+        let mb = size as f64 / 1e6;
+        report.insert(
+            name.to_string(),
+            json!({
+                "store_mb_per_s": mb / median(&put),
+                "fetch_mb_per_s": mb / median(&fetch),
+                "store_median_s": median(&put),
+                "fetch_median_s": median(&fetch),
+                "store_times": put,
+                "fetch_times": fetch,
+                "location": if name == "s3" { settings.location.clone() } else { store.root().display().to_string() },
+            }),
+        );
+    }
+    report.insert("bytes".into(), json!(size));
+    Ok(Value::Object(report))
+}
+
 fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
