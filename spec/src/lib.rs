@@ -23,8 +23,8 @@ pub use kinds::{ModelKind, RunKind, SnapshotKind, UnknownKind};
 pub use precision::Precision;
 pub use problem::{Problem, Problems};
 pub use run::{
-    check, inputs, lookup, settings, stage_defaults, EvalRun, Input, InputKind, PpoRun, PretrainRun, Probe,
-    PromptSet, RlRun, RunSpec, SampleRun, SkillsSpec, TrainRun,
+    check, inputs, lookup, settings, stage_defaults, stage_defaults_at, EvalRun, Input, InputKind, PpoRun,
+    PretrainRun, Probe, PromptSet, RlRun, RunSpec, SampleRun, SkillsSpec, TrainRun,
 };
 pub use scale::Scale;
 pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};

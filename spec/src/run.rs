@@ -458,6 +458,24 @@ pub fn stage_defaults(kind: RunKind) -> Value {
     }
 }
 
+/// The stage defaults of a run of `kind` on a model `n_embd` wide: every setting that
+/// follows the model's width (see [`crate::scale`]) filled in with its value there.
+pub fn stage_defaults_at(kind: RunKind, n_embd: i64) -> Value {
+    fn json(config: impl Serialize) -> Value {
+        serde_json::to_value(config).expect("stage settings are plain data")
+    }
+    match kind {
+        RunKind::Pretrain => json(PretrainConfig::default().scaled_to(n_embd)),
+        RunKind::Sft => json(SftConfig::default().scaled_to(n_embd)),
+        RunKind::Reward => json(RewardConfig::default().scaled_to(n_embd)),
+        RunKind::Ppo => json(PpoConfig::default().scaled_to(n_embd)),
+        RunKind::Dpo => json(DpoConfig::default().scaled_to(n_embd)),
+        RunKind::Rloo => json(RlooConfig::default().scaled_to(n_embd)),
+        RunKind::Grpo => json(GrpoConfig::default().scaled_to(n_embd)),
+        RunKind::Sample | RunKind::Eval => json(SamplingConfig::default().scaled_to(n_embd)),
+    }
+}
+
 /// What a run of each kind does, parsed and checked.
 #[derive(Clone, Debug)]
 pub enum RunSpec {

@@ -248,7 +248,130 @@ fn each_kinds_form_is_pre_filled_with_its_stage_defaults() {
         // The API hands out the same defaults.
         let body: Value = app.get("/api/run-defaults/sft").await.json().await.unwrap();
         assert_eq!(&body["stage"], defaults.of("sft").unwrap());
+        assert_eq!(body["resolved"], Value::Null);
         assert_eq!(app.get("/api/run-defaults/rlhf").await.status(), StatusCode::NOT_FOUND);
+    });
+}
+
+#[test]
+fn the_defaults_resolved_for_a_chosen_version_fill_in_each_setting_that_follows_its_width() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        app.log_in("rita").await;
+        let wide = |n_embd: i64| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("config.json"), json!({ "n_embd": n_embd }).to_string()).unwrap();
+            ::registry::artifacts::ArtifactStore::new(app.artifacts.path())
+                .unwrap()
+                .put_dir(dir.path())
+                .unwrap()
+        };
+        for (model, n_embd) in [("narrow", 128), ("wide", 2048)] {
+            let new = NewVersion {
+                model: model.into(),
+                kind: ModelKind::Base,
+                run_id: None,
+                parents: Vec::new(),
+                snapshots: Vec::new(),
+                config: json!({}),
+                metrics: json!({}),
+                artifact: wide(n_embd),
+                created_by: None,
+            };
+            versions::register(&app.db.pool, &new).await.unwrap();
+        }
+        for (reference, n_embd) in [("narrow:1", 128), ("wide", 2048)] {
+            let body: Value =
+                app.get(&format!("/api/run-defaults/sft?from={reference}")).await.json().await.unwrap();
+            let resolved = &body["resolved"];
+            assert_eq!(
+                (resolved["from"].as_str(), resolved["n_embd"].as_i64()),
+                (Some(reference), Some(n_embd))
+            );
+            // Every setting that follows the width is filled in by its rule; the rest as ever.
+            assert_eq!(resolved["stage"]["lr"].as_f64(), Some(spec::Scale::SftLr.at(n_embd)), "{body}");
+            assert_eq!(
+                resolved["stage"]["dropout"].as_f64(),
+                Some(spec::Scale::SftDropout.at(n_embd)),
+                "{body}"
+            );
+            assert_eq!(resolved["stage"]["steps"], body["stage"]["steps"]);
+        }
+        let narrow: Value = app.get("/api/run-defaults/sft?from=narrow").await.json().await.unwrap();
+        let wide: Value = app.get("/api/run-defaults/sft?from=wide").await.json().await.unwrap();
+        assert!(narrow["resolved"]["stage"]["lr"].as_f64() > wide["resolved"]["stage"]["lr"].as_f64());
+        // A version that does not exist is a 404 naming it; a malformed reference a 422.
+        let missing = app.get("/api/run-defaults/sft?from=nothing:3").await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert!(missing.text().await.unwrap().contains("nothing"));
+        assert_eq!(
+            app.get("/api/run-defaults/sft?from=a%20b").await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        // The launch form asks for them once a version is chosen (launch.js), and marks
+        // where each default is written.
+        let project = new_project(&app, "p").await;
+        let form = app.get_html(&format!("/runs/new?kind=sft&project={project}")).await;
+        assert!(form.contains("<script src=\"/static/launch.js\" defer></script>"), "{form}");
+        assert!(form.contains("data-default=\"stage.lr\""), "{form}");
+        let script = app.get("/static/launch.js").await;
+        assert_eq!(script.status(), StatusCode::OK);
+        assert!(script.text().await.unwrap().contains("/api/run-defaults/"));
+    });
+}
+
+#[test]
+fn a_gang_runs_page_lists_its_ranks_and_where_they_meet() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        app.log_in("rita").await;
+        let project = new_project(&app, "p").await;
+        let run = enqueue(
+            &app,
+            project,
+            RunKind::Sft,
+            json!({ "model_name": "s", "base": "b:1", "world_size": 2 }),
+        )
+        .await;
+        let queued = app.get_html(&format!("/runs/{run}")).await;
+        assert!(queued.contains("Waiting for 2 workers to be free at once."), "{queued}");
+        assert!(runs::claim_or_wait(&app.db.pool, "gpu-b", Duration::from_secs(60), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none());
+        let claimed =
+            runs::claim_or_wait(&app.db.pool, "gpu-a", Duration::from_secs(60), Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!((claimed.id, claimed.rank), (run, 0));
+        ::registry::gangs::publish_rendezvous(&app.db.pool, run, "gpu-a", "10.1.2.3:29500").await.unwrap();
+        let html = app.get_html(&format!("/runs/{run}")).await;
+        assert!(html.contains("gpu-a (rank 0 of 2)"), "{html}");
+        assert!(html.contains("they meet at 10.1.2.3:29500"), "{html}");
+        assert!(html.contains("<td>1</td><td>gpu-b</td><td>waiting for its worker</td>"), "{html}");
+        let body: Value = app.get(&format!("/api/runs/{run}")).await.json().await.unwrap();
+        assert_eq!(
+            (body["world_size"].as_i64(), body["rendezvous"].as_str()),
+            (Some(2), Some("10.1.2.3:29500"))
+        );
+        let ranks: Vec<(i64, &str, &str)> = body["ranks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (r["rank"].as_i64().unwrap(), r["worker"].as_str().unwrap(), r["state"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(ranks, [(0, "gpu-a", "training"), (1, "gpu-b", "assigned")]);
+        // The API refuses a world size a stage cannot train on, naming the field.
+        let token = app.token_for("rita").await;
+        let launch = json!({ "project_id": project, "kind": "dpo",
+                             "config": { "model_name": "d", "policy": "s:1", "world_size": 2 } });
+        let refused =
+            client().post(app.url("/api/runs")).bearer_auth(&token).json(&launch).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(refused.text().await.unwrap().contains("world_size"));
     });
 }
 

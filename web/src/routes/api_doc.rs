@@ -887,6 +887,11 @@ fn run_schemas() -> Value {
             "help": described(json!({ "type": "object", "additionalProperties": text() }), "A help text per setting."),
             "settings": described(array(any_object()), "Each stage setting as the run contract declares it: `name`, `help`, `type` (integer, number, bool, optional_integer, optional_number), `range` (`low`, `high`), `essential`."),
             "fields": described(array(any_object()), "The kind's config fields besides `stage`: `name` (a path such as `prompts.split`), `label`, `help`, `required`, `absent` (what leaving it out means)."),
+            "resolved": described(nullable(object(&["from", "n_embd", "stage"], json!({
+                "from": text(),
+                "n_embd": described(int(), "The version's width."),
+                "stage": described(any_object(), "The stage defaults a run from this version uses: every setting that follows the model's width filled in."),
+            }))), "With `?from=`: what a run from that version would use; null otherwise."),
         })),
         "EvalSample": object(&["version_id", "prompt_id", "text", "tokens", "eos", "repetition", "reward", "kl", "oracle"], json!({
             "version_id": int(),
@@ -1667,9 +1672,12 @@ fn run_ops() -> Vec<Op> {
             .ok(200, "The run's status now.", schema("RunCancelled"))
             .errors(&[404, 409]),
         op("GET", "/api/run-defaults/{kind}", "runDefaults", "A run kind's default stage settings")
-            .params([path_param("kind", schema("RunKind"), "The run kind.")])
+            .params([
+                path_param("kind", schema("RunKind"), "The run kind."),
+                query_param("from", text(), "A version reference (`name`, `name:3`, `name@alias`): also give the defaults resolved for that version's width."),
+            ])
             .ok(200, "The defaults and a help text per setting.", schema("RunDefaults"))
-            .errors(&[404]),
+            .errors(&[404, 422]),
         op("GET", "/api/compare", "compareVersions", "Versions side by side")
             .about("Kind, lineage, final metrics (the best marked), configs (differing keys marked) and the training curves of the runs that made them.")
             .params([json!({

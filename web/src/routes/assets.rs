@@ -22,6 +22,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const ASSETS: &[Asset] = &[
     Asset { name: "charts.js", content_type: JS, body: include_str!("../../static/charts.js") },
     Asset { name: "runs.js", content_type: JS, body: include_str!("../../static/runs.js") },
+    Asset { name: "launch.js", content_type: JS, body: include_str!("../../static/launch.js") },
     Asset { name: "task.css", content_type: CSS, body: include_str!("../../static/task.css") },
     Asset { name: "task.js", content_type: JS, body: include_str!("../../static/task.js") },
     Asset { name: "ranking.js", content_type: JS, body: include_str!("../../static/ranking.js") },

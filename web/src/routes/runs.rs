@@ -17,6 +17,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use labeling::audit::{self, Action};
 use labeling::projects::{self, Project};
+use registry::artifacts::ArtifactStore;
 use registry::gangs;
 use registry::runs::{self, LogLine, Run, RunFilter, RunKind, RunName, RunNotes, RunOutcome, RunStatus};
 use registry::versions::{self, ModelVersion};
@@ -550,10 +551,24 @@ pub async fn api_launch(me: Caller<Researcher>, body: CsrfJson<LaunchBody>) -> R
     Ok(HttpResponse::Created().json(runs::get(&me.pool, id).await?))
 }
 
+/// `?from=REFERENCE`: the version a run would start from.
+#[derive(Deserialize)]
+pub struct DefaultsQuery {
+    from: Option<String>,
+}
+
 /// A kind's contract: its stage settings' defaults and help, and the declarations of
 /// its fields and settings (type, range, whether essential) that the form is made from.
+/// With `?from=REFERENCE`, also `resolved`: the version's width (`n_embd`) and the stage
+/// defaults a run from it would use, every setting that follows the model's width filled in.
 #[get("/api/run-defaults/{kind}")]
-pub async fn api_defaults(_: Researcher, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn api_defaults(
+    _: Researcher,
+    pool: web::Data<PgPool>,
+    store: web::Data<ArtifactStore>,
+    path: web::Path<String>,
+    query: web::Query<DefaultsQuery>,
+) -> Result<HttpResponse, AppError> {
     let kind: RunKind = path.parse().map_err(|e: spec::UnknownKind| AppError::NotFound(e.to_string()))?;
     let settings = spec::settings(kind);
     let help: BTreeMap<&str, &str> = settings.iter().map(|s| (s.name, s.help)).collect();
@@ -564,13 +579,57 @@ pub async fn api_defaults(_: Researcher, path: web::Path<String>) -> Result<Http
                                 "required": i.required, "absent": i.absent })
         })
         .collect();
+    let resolved = match query.into_inner().from.filter(|r| !r.trim().is_empty()) {
+        Some(reference) => {
+            let n_embd = width_of(&pool, &store, reference.trim()).await?;
+            Some(serde_json::json!({
+                "from": reference.trim(),
+                "n_embd": n_embd,
+                "stage": spec::stage_defaults_at(kind, n_embd),
+            }))
+        }
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "kind": kind,
         "stage": spec::stage_defaults(kind),
         "help": help,
         "settings": settings,
         "fields": fields,
+        "resolved": resolved,
     })))
+}
+
+/// The width (`n_embd`) of version `reference`, from its checkpoint's `config.json`.
+async fn width_of(pool: &PgPool, store: &web::Data<ArtifactStore>, reference: &str) -> Result<i64, AppError> {
+    use registry::error::RegistryError as R;
+    let version = match versions::resolve(pool, reference).await {
+        Err(e @ R::BadReference(_)) => {
+            return Err(AppError::Invalid { field: "from".into(), reason: e.to_string() })
+        }
+        Err(
+            e @ (R::ModelNotFound(_)
+            | R::NoSuchVersion { .. }
+            | R::AliasNotFound { .. }
+            | R::VersionNotFound(_)),
+        ) => return Err(AppError::NotFound(format!("from: {e}"))),
+        other => other?,
+    };
+    let (store, sha256) = (store.clone(), version.artifact_sha256.clone());
+    let config =
+        web::block(move || store.file(&sha256, "config.json")).await.map_err(AppError::internal)??;
+    let width = match config {
+        Some(path) => tokio::fs::read(&path)
+            .await
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|config| config["n_embd"].as_i64()),
+        None => None,
+    };
+    width.filter(|n| *n > 0).ok_or_else(|| AppError::Invalid {
+        field: "from".into(),
+        reason: format!("{reference}: its checkpoint has no config.json with a positive n_embd"),
+    })
 }
 
 // One run.
