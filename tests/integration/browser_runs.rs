@@ -94,3 +94,59 @@ fn a_researcher_clones_a_finished_run_and_launches_the_copy() {
         browser.close().await;
     });
 }
+
+#[test]
+fn the_launch_form_shows_the_learning_rate_the_chosen_base_will_train_at() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "widths").await;
+        // A base 128 wide, with the config.json a checkpoint carries.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), json!({ "n_embd": 128 }).to_string()).unwrap();
+        let artifact = registry::artifacts::ArtifactStore::new(app.artifacts.path())
+            .unwrap()
+            .put_dir(dir.path())
+            .unwrap();
+        let new = registry::versions::NewVersion {
+            model: "narrow".into(),
+            kind: ModelKind::Base,
+            run_id: None,
+            parents: Vec::new(),
+            snapshots: Vec::new(),
+            config: json!({}),
+            metrics: json!({}),
+            artifact,
+            created_by: None,
+        };
+        registry::versions::register(&app.db.pool, &new).await.unwrap();
+
+        let browser = Browser::start(&app.address).await;
+        browser.log_in("rita").await;
+        browser.goto(&format!("/runs/new?kind=sft&project={project}")).await;
+        let lr = "[data-default='stage.lr']";
+        assert_eq!(browser.find(lr).await.text().await.unwrap(), "Default: from the model's width.");
+        browser.find("#f-base").await.send_keys("narrow:1").await.unwrap();
+        browser.find("#f-name").await.click().await.unwrap(); // leaves the base field
+        let expected = format!(
+            "Default: {} for narrow:1 (n_embd 128), from the model's width.",
+            spec::Scale::SftLr.at(128)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = browser.find(lr).await.text().await.unwrap();
+            if shown == expected {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lr's default says {shown:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A setting that does not follow the width keeps its one default.
+        let steps = browser.find("[data-default='stage.steps']").await.text().await.unwrap();
+        assert!(!steps.contains("narrow"), "{steps}");
+        browser.screenshot("run-form-resolved-defaults").await;
+        browser.close().await;
+    });
+}
