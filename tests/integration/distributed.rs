@@ -435,3 +435,49 @@ fn a_two_rank_grpo_run_trains_as_one_process_and_rank_0_writes_its_outputs() {
     assert!(ranks.join("samples.jsonl").exists() && ranks.join("train_config.toml").exists());
     LanguageModel::load(&ranks, Device::Cpu).unwrap();
 }
+
+/// A step with fewer prompts than ranks would leave a rank without samples: every rank
+/// refuses it, naming the setting.
+#[test]
+fn an_rl_step_with_fewer_prompts_than_ranks_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model_with_head(dir.path());
+    let prompts = rl_prompts(dir.path());
+    let out = dir.path().join("out");
+    let config = dir.path().join("rloo.toml");
+    std::fs::write(&config, "minibatch_size = 2\n").unwrap();
+    let run = plumb(
+        &[
+            "rloo",
+            "--config",
+            config.to_str().unwrap(),
+            "--policy",
+            &base,
+            "--prompts",
+            &prompts,
+            "--reward-cmd",
+            "while read -r line; do echo '{\"reward\": 1}'; done",
+            "--batch-size",
+            "1",
+            "--k",
+            "2",
+            "--steps",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--nproc",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 prompts per step cannot be shared by 2 ranks") && stderr.contains("batch_size"),
+        "{stderr}"
+    );
+}

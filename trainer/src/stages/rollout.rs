@@ -669,7 +669,7 @@ pub fn minibatches(
     stream: u64,
     size: usize,
 ) -> Result<Vec<Minibatch>, TrainError> {
-    let tokens = Vec::<f64>::try_from(mask.sum_dim_intlist(1, false, Kind::Double))?;
+    let tokens = Vec::<f64>::try_from(mask.sum_dim_intlist(1, false, Kind::Double).to_device(Device::Cpu))?;
     let local = shard.first..shard.first + tokens.len();
     let mut batches: Vec<(Vec<i64>, f64, f64)> = Vec::new(); // rows, global rows, tokens
     for chunk in epoch_order(shard.global, seed, stream).chunks(size.max(1)) {
@@ -1047,14 +1047,15 @@ pub fn sharded_rollout(
     step: i64,
     chunk: usize,
 ) -> Result<Rollout, TrainError> {
-    let share = distributed::contiguous_shard(prompts.len());
-    if share.is_empty() {
+    // Known alike on every rank, so that all of them stop rather than wait for one.
+    if prompts.len() < distributed::world_size() {
         return Err(TrainError::Config(format!(
             "{} prompts per step cannot be shared by {} ranks: set batch_size to at least the number of ranks",
             prompts.len(),
             distributed::world_size()
         )));
     }
+    let share = distributed::contiguous_shard(prompts.len());
     let repeated: Vec<Vec<i64>> =
         prompts[share.clone()].iter().flat_map(|p| std::iter::repeat_n(p.clone(), per_prompt)).collect();
     let global = prompts.len() * per_prompt;
