@@ -481,3 +481,35 @@ fn an_rl_step_with_fewer_prompts_than_ranks_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+/// One RLOO step of 5 prompts × 2 samples with whitened advantages on 2 ranks: the
+/// leave-one-out baselines within each rank's prompts, the whitening over both ranks'
+/// samples, as one process.
+#[test]
+fn one_rloo_step_with_whitened_advantages_on_two_ranks_trains_as_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model_with_head(dir.path());
+    let prompts = rl_prompts(dir.path());
+    let config = dir.path().join("rloo.toml");
+    let text = "batch_size = 5\nk = 2\nminibatch_size = 4\nupdate_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
+                whiten_advantages = true\ncheckpoint_every = 0\n";
+    std::fs::write(&config, text).unwrap();
+    let stage = [
+        "rloo",
+        "--policy",
+        &base,
+        "--prompts",
+        &prompts,
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--lr",
+        "1e-3",
+    ];
+    let metrics =
+        ["objective/reward", "objective/rlhf_reward", "loss/policy", "rloo/clipfrac", "rloo/approx_kl"];
+    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+}
