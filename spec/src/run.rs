@@ -272,6 +272,7 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                 RL[1],
                 RL[2],
                 RL[3],
+                WORLD_SIZE,
                 input(
                     "ptx_snapshot_id",
                     "Pretraining corpus (PPO-ptx)",
@@ -304,13 +305,15 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             INPUTS
         }
         RunKind::Rloo => {
-            const INPUTS: &[Input] =
-                &rl_run_inputs("The SFT version RLOO starts from; also the frozen KL reference.");
+            const RL: [Input; 4] =
+                rl_run_inputs("The SFT version RLOO starts from; also the frozen KL reference.");
+            const INPUTS: &[Input] = &[RL[0], RL[1], RL[2], RL[3], WORLD_SIZE];
             INPUTS
         }
         RunKind::Grpo => {
-            const INPUTS: &[Input] =
-                &rl_run_inputs("The SFT version GRPO starts from; also the frozen KL reference.");
+            const RL: [Input; 4] =
+                rl_run_inputs("The SFT version GRPO starts from; also the frozen KL reference.");
+            const INPUTS: &[Input] = &[RL[0], RL[1], RL[2], RL[3], WORLD_SIZE];
             INPUTS
         }
         RunKind::Sample => {

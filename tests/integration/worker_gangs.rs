@@ -146,3 +146,48 @@ fn a_rank_killed_mid_run_stops_the_gang_and_the_run_resumes_from_its_checkpoint_
         let _ = progress(&db.pool, run_id).await;
     });
 }
+
+#[test]
+fn a_grpo_run_of_world_size_two_splits_its_prompts_over_two_workers_and_registers_one_policy() {
+    with_db(|db| async move {
+        let pool = &db.pool;
+        let setup = setup(&db, 6).await;
+        // SFT, rankings and a reward model, by a worker in this process.
+        let local = crate::worker::worker(pool, &setup, "w-local");
+        crate::worker_dpo::sft_and_rankings(pool, &setup, &local).await;
+        let rm_stage = serde_json::json!({"steps": 2, "batch_size": 2, "val_fraction": 0.0, "eval_every": 0});
+        enqueue(
+            pool,
+            setup.project,
+            RunKind::Reward,
+            serde_json::json!({ "model_name": "rm", "base": "sft:1", "stage": rm_stage }),
+        )
+        .await;
+        let (_, outcome) = local.run_next(crate::worker::no_shutdown()).await.unwrap().expect("the RM run");
+        assert!(matches!(outcome, trainer::worker::Outcome::Succeeded { .. }), "{outcome:?}");
+
+        // Two prompts a step, one group of two samples on each rank.
+        let stage = serde_json::json!({"steps": 2, "batch_size": 2, "group_size": 2, "minibatch_size": 2,
+                                       "max_new_tokens": 4, "checkpoint_every": 1});
+        let config = serde_json::json!({ "model_name": "rl", "policy": "sft:1", "reward": "rm:1",
+                                         "stage": stage, "world_size": 2 });
+        let run_id = enqueue(pool, setup.project, RunKind::Grpo, config).await;
+        let workers = [spawn_worker(&db, &setup, "r1"), spawn_worker(&db, &setup, "r2")];
+        let ended = wait_for(pool, run_id, Duration::from_secs(180), "the gang GRPO run to end", |p| {
+            p.4.is_finished()
+        })
+        .await;
+        workers.into_iter().for_each(stop);
+        let lines = log_lines(pool, run_id).await;
+        assert_eq!(ended.4, RunStatus::Succeeded, "{lines:#?}");
+        let policies = versions::list_versions(pool, "rl").await.unwrap();
+        assert_eq!(policies.iter().map(|v| v.run_id).collect::<Vec<_>>(), [Some(run_id)]);
+        let ranks = gangs::ranks(pool, run_id).await.unwrap();
+        assert_eq!(ranks.len(), 2);
+        assert!(ranks.iter().all(|r| r.state == "done"), "{ranks:?}");
+        let metrics = registry::runs::metrics(pool, run_id).await.unwrap();
+        let reward =
+            metrics.iter().find(|m| m.name == "objective/reward").expect("objective/reward reported");
+        assert_eq!(reward.steps, [0, 1]);
+    });
+}
