@@ -116,3 +116,106 @@ mod tests {
         assert_eq!(fields(json!(vec![json!({"template": "{group}", "groups": ["a"]}); 5])), ["probes"]);
     }
 }
+
+/// The most lines `skills.tasks` may hold.
+pub const MAX_TASK_LINES: usize = 10_000;
+
+/// One of a team's own few-shot tasks (`skills.tasks`): its name and its examples, in the
+/// order given. The first ones (as many as the most shots asked for) are the worked
+/// examples shown before every question; the rest are its questions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FewShotTask {
+    pub name: String,
+    /// (input, output): the model reads the input and must answer the output exactly
+    /// (surrounding whitespace aside).
+    pub examples: Vec<(String, String)>,
+}
+
+/// Reads `skills.tasks`: JSON lines `{"task": NAME, "input": TEXT, "output": TEXT}`, the
+/// lines of one task in its order, tasks in the order first seen. Each task needs more
+/// than `most_shots` examples. The error names the line and the field.
+pub fn read_tasks(text: &str, most_shots: usize) -> Result<Vec<FewShotTask>, String> {
+    let mut tasks: Vec<FewShotTask> = Vec::new();
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return Err("holds no task: write one JSON line {\"task\", \"input\", \"output\"} per example".into());
+    }
+    if lines.len() > MAX_TASK_LINES {
+        return Err(format!("holds {} lines; at most {MAX_TASK_LINES}", lines.len()));
+    }
+    for (number, line) in lines {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("line {number}: not a JSON object ({e})"))?;
+        let Some(object) = value.as_object() else {
+            return Err(format!("line {number}: not a JSON object"));
+        };
+        if let Some(other) = object.keys().find(|k| !matches!(k.as_str(), "task" | "input" | "output")) {
+            return Err(format!(
+                "line {number}: unknown field `{other}` (a line holds task, input and output)"
+            ));
+        }
+        let field = |name: &str| -> Result<String, String> {
+            match object.get(name) {
+                None => Err(format!("line {number}: field `{name}`: missing")),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(format!("line {number}: field `{name}`: must be a string")),
+            }
+        };
+        let (name, input, output) = (field("task")?, field("input")?, field("output")?);
+        if name.trim().is_empty() || name.chars().any(char::is_control) || name.chars().count() > 64 {
+            return Err(format!("line {number}: field `task`: 1 to 64 characters on one line, not blank"));
+        }
+        if output.trim().is_empty() {
+            return Err(format!("line {number}: field `output`: blank, so no answer could be right"));
+        }
+        let name = name.trim().to_owned();
+        match tasks.iter_mut().find(|t| t.name == name) {
+            Some(task) => task.examples.push((input, output)),
+            None => tasks.push(FewShotTask { name, examples: vec![(input, output)] }),
+        }
+    }
+    if let Some(short) = tasks.iter().find(|t| t.examples.len() <= most_shots) {
+        return Err(format!(
+            "task `{}` has {} examples: with up to {most_shots} worked examples it needs at least {} (the rest are its questions)",
+            short.name,
+            short.examples.len(),
+            most_shots + 1
+        ));
+    }
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod task_tests {
+    use super::*;
+
+    #[test]
+    fn a_teams_tasks_are_read_in_order_and_each_bad_line_is_named() {
+        let text = "{\"task\": \"capitals\", \"input\": \"France:\", \"output\": \"Paris\"}\n\n\
+                    {\"task\": \"double\", \"input\": \"2 ->\", \"output\": \"4\"}\n\
+                    {\"task\": \"capitals\", \"input\": \"Italy:\", \"output\": \"Rome\"}\n\
+                    {\"task\": \"double\", \"input\": \"3 ->\", \"output\": \"6\"}\n";
+        let tasks = read_tasks(text, 1).unwrap();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0].name, "capitals");
+        assert_eq!(tasks[0].examples, [("France:".into(), "Paris".into()), ("Italy:".into(), "Rome".into())]);
+        assert_eq!(tasks[1].examples[1], ("3 ->".into(), "6".into()));
+        assert_eq!(
+            read_tasks(text, 2).unwrap_err(),
+            "task `capitals` has 2 examples: with up to 2 worked examples it needs at least 3 (the rest are its questions)"
+        );
+        let bad = |text: &str| read_tasks(text, 0).unwrap_err();
+        assert!(bad("").starts_with("holds no task"));
+        assert!(bad("{\"task\": \"a\", \"input\": \"x\"}").starts_with("line 1: field `output`: missing"));
+        assert!(bad("\n{\"task\": \"a\", \"input\": 3, \"output\": \"y\"}")
+            .starts_with("line 2: field `input`: must be a string"));
+        assert!(bad("{\"task\": \"a\", \"input\": \"x\", \"output\": \"y\", \"id\": 1}")
+            .contains("unknown field `id`"));
+        assert!(bad("[1]").starts_with("line 1: not a JSON object"));
+        assert!(
+            bad("{\"task\": \" \", \"input\": \"x\", \"output\": \"y\"}").starts_with("line 1: field `task`")
+        );
+        assert!(bad("{\"task\": \"a\", \"input\": \"x\", \"output\": \" \"}").contains("blank"));
+    }
+}

@@ -403,6 +403,13 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
             )
             .absent("20"),
             input(
+                "skills.tasks",
+                "Few-shot accuracy: your own tasks",
+                "JSON lines {\"task\", \"input\", \"output\"}, a task's examples in order: its first examples (as many as the most shots) are the worked examples shown before each question, the rest (up to tasks per skill) its questions, answered right when the output matches exactly.",
+                InputKind::Text,
+            )
+            .absent("the demo world's skills"),
+            input(
                 "probes.template",
                 "Probe template",
                 "E.g. \"The {group} worker was very\": the distribution of each version's next word after it, for each group. The API takes a list of up to 4 probes.",
@@ -584,7 +591,11 @@ pub struct EvalRun {
 pub struct SkillsSpec {
     /// Distinct, ascending.
     pub shots: Vec<usize>,
+    /// Questions per skill (per task of the team's own).
     pub per_skill: usize,
+    /// The team's own tasks (`skills.tasks`), measured instead of the demo world's skills;
+    /// empty: the demo world's.
+    pub tasks: Vec<crate::eval::FewShotTask>,
 }
 
 /// A sentence with a slot, filled with each group in turn and continued many times by
@@ -876,6 +887,17 @@ impl RunSpec {
         {
             problems.push("corpus", "give a corpus or a snapshot_id, not both");
         }
+        if kind == RunKind::Eval {
+            if let Some(tasks) = text(map, "skills.tasks") {
+                let shots: Vec<usize> = lookup(map, "skills.shots")
+                    .and_then(Value::as_array)
+                    .map(|list| list.iter().filter_map(Value::as_u64).map(|n| n as usize).collect())
+                    .unwrap_or_else(|| vec![0, 1, 3]);
+                if let Err(reason) = crate::eval::read_tasks(&tasks, shots.into_iter().max().unwrap_or(0)) {
+                    problems.push("skills.tasks", reason);
+                }
+            }
+        }
         if kind == RunKind::Pretrain {
             if let Some(words) = text(map, "attention") {
                 if let Err(reason) = words.parse::<LayerWords>() {
@@ -976,13 +998,15 @@ impl RunSpec {
             RunSpec::Eval(run) => {
                 run.prompts = prompts;
                 run.versions = read(&map["versions"]);
-                run.skills = map.get("skills").filter(|v| !v.is_null()).map(|_| SkillsSpec {
-                    shots: {
-                        let mut shots: Vec<usize> = lookup(map, "skills.shots").map_or(vec![0, 1, 3], read);
-                        shots.sort_unstable();
-                        shots
-                    },
-                    per_skill: lookup(map, "skills.per_skill").map_or(20, read),
+                run.skills = map.get("skills").filter(|v| !v.is_null()).map(|_| {
+                    let mut shots: Vec<usize> = lookup(map, "skills.shots").map_or(vec![0, 1, 3], read);
+                    shots.sort_unstable();
+                    let most = shots.last().copied().unwrap_or(0);
+                    // Checked above, so it reads.
+                    let tasks = text("skills.tasks")
+                        .map(|t| crate::eval::read_tasks(&t, most).unwrap_or_default())
+                        .unwrap_or_default();
+                    SkillsSpec { shots, per_skill: lookup(map, "skills.per_skill").map_or(20, read), tasks }
                 });
                 run.probes = lookup(map, "probes")
                     .and_then(Value::as_array)
@@ -1144,12 +1168,16 @@ mod tests {
         let run = eval(json!({ "skills": {}, "probes": [{ "template": "The {group} worker was very",
                                                             "groups": ["young", "old"] }] }))
         .unwrap();
-        assert_eq!(run.skills, Some(SkillsSpec { shots: vec![0, 1, 3], per_skill: 20 }));
+        assert_eq!(run.skills, Some(SkillsSpec { shots: vec![0, 1, 3], per_skill: 20, tasks: vec![] }));
         let probe = &run.probes[0];
         assert_eq!((probe.samples, probe.top), (64, 8));
         assert_eq!(probe.prompt("old"), "The old worker was very");
         let run = eval(json!({ "skills": { "shots": [3, 0], "per_skill": 5 } })).unwrap();
-        assert_eq!(run.skills, Some(SkillsSpec { shots: vec![0, 3], per_skill: 5 }), "shots come sorted");
+        assert_eq!(
+            run.skills,
+            Some(SkillsSpec { shots: vec![0, 3], per_skill: 5, tasks: vec![] }),
+            "shots come sorted"
+        );
         let run = eval(json!({ "prompts": { "split": "test", "limit": 2, "untasked_only": true } })).unwrap();
         assert_eq!(
             (run.prompts.split.as_deref(), run.prompts.limit, run.prompts.untasked_only),

@@ -222,3 +222,79 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
         assert!(before == 0.0 && after >= 0.8, "base {before}, trained {after}: {skills:?}");
     });
 }
+
+#[test]
+fn a_teams_own_few_shot_tasks_are_measured_instead_of_the_demo_worlds_skills() {
+    with_db(|db| async move {
+        let pool = &db.pool;
+        let setup = setup(&db, 1).await;
+        // Two tasks of the team's own, each a worked example then three questions.
+        let examples: Vec<(&str, String, String)> = (0..4)
+            .flat_map(|i| {
+                let n = 11 + 7 * i;
+                [
+                    ("double", format!("double {n} ="), format!("{}", 2 * n)),
+                    ("echo", format!("say {n}x:"), format!("{n}x{n}x")),
+                ]
+            })
+            .collect();
+        let jsonl: String = examples
+            .iter()
+            .map(|(task, input, output)| {
+                json!({ "task": task, "input": input, "output": output }).to_string() + "\n"
+            })
+            .collect();
+        // A model that memorised the questions answers them zero-shot; the base does not.
+        let demonstrations: Vec<trainer::data::Demonstration> = examples[2..]
+            .iter()
+            .map(|(_, input, output)| trainer::data::Demonstration::new(input.clone(), output.clone()))
+            .collect();
+        trainer::tch::manual_seed(4);
+        let mut config = GptConfig::tiny(258);
+        (config.n_layer, config.n_embd) = (2, 64);
+        let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
+        let sft = trainer::sft::SftConfig {
+            steps: Some(150),
+            lr: Some(3e-3),
+            batch_size: demonstrations.len(),
+            dropout: Some(0.0),
+            eval_every: 0,
+            checkpoint_every: 0,
+            warmup_steps: 10,
+            val_fraction: 0.0,
+            ..Default::default()
+        };
+        let trained_dir = setup.dir.path().join("trained");
+        let mut run = trainer::train::RunDir::open(&trained_dir, false).unwrap();
+        trainer::sft::train(&sft, model, &demonstrations, &demonstrations, &mut run).unwrap();
+        let trained = register(pool, &setup, "trained", &trained_dir).await;
+        let base = versions::resolve(pool, "base:1").await.unwrap().id;
+
+        let config = json!({ "versions": ["base:1", "trained:1"], "stage": { "max_new_tokens": 2 },
+                             "skills": { "shots": [0, 1], "per_skill": 5, "tasks": jsonl } });
+        let run_id = enqueue(pool, setup.project, RunKind::Eval, config).await;
+        let (_, outcome) = worker(pool, &setup, "w1").run_next(no_shutdown()).await.unwrap().unwrap();
+        assert_eq!(outcome, Outcome::Succeeded { version_id: None });
+        let skills = evals::skill_scores(pool, run_id).await.unwrap();
+        // Only the team's tasks, each over its three questions, at each shot count.
+        let mut rows: Vec<(i64, &str, i16, i32)> =
+            skills.iter().map(|s| (s.version_id, s.skill.as_str(), s.shots, s.total)).collect();
+        rows.sort();
+        let mut expected: Vec<(i64, &str, i16, i32)> = [base, trained]
+            .into_iter()
+            .flat_map(|v| ["double", "echo"].into_iter().flat_map(move |t| [0, 1].map(|k| (v, t, k, 3))))
+            .collect();
+        expected.sort();
+        assert_eq!(rows, expected);
+        let zero_shot = |v: i64| -> i32 {
+            skills.iter().filter(|s| s.version_id == v && s.shots == 0).map(|s| s.correct).sum()
+        };
+        assert!(zero_shot(base) == 0 && zero_shot(trained) >= 5, "{skills:?}");
+
+        // A bad line is refused before the run is queued, naming the line and the field.
+        let bad = json!({ "versions": ["base:1"],
+                          "skills": { "tasks": "{\"task\": \"a\", \"input\": \"x\", \"output\": \"y\"}\n{\"task\": \"a\", \"input\": \"z\"}" } });
+        let problems = spec::RunSpec::parse(RunKind::Eval, &bad).unwrap_err().to_string();
+        assert!(problems.contains("skills.tasks: line 2: field `output`: missing"), "{problems}");
+    });
+}

@@ -47,8 +47,63 @@ pub(super) struct Measured {
     pub(super) probe_counts: Vec<ProbeCount>,
 }
 
-/// Each skill's test tasks, each with the worked examples its few-shot prompts show.
-type SkillTasks = Vec<(Skill, Vec<(Task, Vec<Task>)>)>;
+/// A few-shot question: its prompt, and the answer that counts as right (exactly, but
+/// for whitespace around it).
+#[derive(Clone, Debug, PartialEq)]
+struct Question {
+    prompt: String,
+    answer: String,
+}
+
+impl From<Task> for Question {
+    fn from(task: Task) -> Question {
+        Question { prompt: task.prompt, answer: task.answer }
+    }
+}
+
+impl Question {
+    fn is_answered_by(&self, response: &str) -> bool {
+        response.trim() == self.answer.trim()
+    }
+}
+
+/// Each skill's (or team task's) name and questions, each with the worked examples its
+/// few-shot prompts show.
+type SkillTasks = Vec<(String, Vec<(Question, Vec<Question>)>)>;
+
+/// The questions of the run's skills: the team's own tasks when it gave some (each task's
+/// first examples are the worked examples of all its questions, the next `per_skill` its
+/// questions), else the demo world's skills.
+fn skill_tasks(skills: &SkillsSpec, seed: u64) -> SkillTasks {
+    let most = skills.shots.iter().copied().max().unwrap_or(0);
+    if skills.tasks.is_empty() {
+        return Skill::ALL
+            .into_iter()
+            .map(|skill| {
+                let tasks = world::few_shot_tasks(skill, skills.per_skill, most, seed)
+                    .into_iter()
+                    .map(|(task, examples)| (task.into(), examples.into_iter().map(Question::from).collect()))
+                    .collect();
+                (skill.name().to_owned(), tasks)
+            })
+            .collect();
+    }
+    let question =
+        |(input, output): &(String, String)| Question { prompt: input.clone(), answer: output.clone() };
+    skills
+        .tasks
+        .iter()
+        .map(|task| {
+            let examples: Vec<Question> = task.examples[..most].iter().map(question).collect();
+            let questions = task.examples[most..]
+                .iter()
+                .take(skills.per_skill)
+                .map(|example| (question(example), examples.clone()))
+                .collect();
+            (task.name.clone(), questions)
+        })
+        .collect()
+}
 
 /// The samples and scores of every version on every prompt, and its skill scores and
 /// probe words when the run asks for them, version by version.
@@ -62,20 +117,15 @@ pub(super) fn evaluate(
     run: &mut RunDir,
 ) -> Result<Measured, TrainError> {
     let batches = prompts.len().div_ceil(PROMPTS_PER_BATCH);
-    let skill_steps = spec.skills.as_ref().map_or(0, |s| Skill::ALL.len() * s.shots.len());
+    let skill_steps = spec.skills.as_ref().map_or(0, |s| {
+        let skills = if s.tasks.is_empty() { Skill::ALL.len() } else { s.tasks.len() };
+        skills * s.shots.len()
+    });
     let probe_steps: usize = spec.probes.iter().map(|p| p.groups.len()).sum();
     run.set_total_steps(((batches + skill_steps + probe_steps) * versions.len()) as i64)?;
     // Drawn once, so that every version answers the same tasks after the same examples.
-    let skill_tasks: SkillTasks = match &spec.skills {
-        Some(skills) => {
-            let most = skills.shots.iter().copied().max().unwrap_or(0);
-            Skill::ALL
-                .into_iter()
-                .map(|skill| (skill, world::few_shot_tasks(skill, skills.per_skill, most, spec.stage.seed)))
-                .collect()
-        }
-        None => Vec::new(),
-    };
+    let skill_tasks: SkillTasks =
+        spec.skills.as_ref().map_or_else(Vec::new, |s| skill_tasks(s, spec.stage.seed));
     let rm = reward_model.map(|r| LanguageModel::load(&r.dir, device)).transpose()?;
     let reference =
         reference.map(|r| Ok::<_, TrainError>((r, LanguageModel::load(&r.dir, device)?))).transpose()?;
@@ -173,7 +223,7 @@ pub(super) fn evaluate(
 /// A few-shot prompt in tokens: each worked example as SFT trains on it (its prompt, its
 /// answer, EOS, the boundary pretraining puts between documents too), then the task's
 /// prompt, which the model answers.
-fn few_shot_ids(tokenizer: &Tokenizer, examples: &[Task], task: &Task) -> Vec<i64> {
+fn few_shot_ids(tokenizer: &Tokenizer, examples: &[Question], task: &Question) -> Vec<i64> {
     let mut ids = Vec::new();
     for example in examples {
         ids.extend(tokenizer.encode(&example.prompt));
@@ -185,10 +235,10 @@ fn few_shot_ids(tokenizer: &Tokenizer, examples: &[Task], task: &Task) -> Vec<i6
 }
 
 /// New tokens an answer may take: the longest of the tasks' answers, then EOS and one
-/// more (a trailing newline, which [`world::is_correct`] trims). Only whitespace around
+/// more (a trailing newline, which [`Question::is_answered_by`] trims). Only whitespace around
 /// the answer could make a longer response right, so decoding further would mostly cost
 /// time.
-fn answer_budget(tokenizer: &Tokenizer, tasks: &[(Task, Vec<Task>)]) -> i64 {
+fn answer_budget(tokenizer: &Tokenizer, tasks: &[(Question, Vec<Question>)]) -> i64 {
     let longest = tasks.iter().map(|(task, _)| tokenizer.encode(&task.answer).len()).max().unwrap_or(0);
     longest as i64 + 2
 }
@@ -232,7 +282,7 @@ fn check_fits(
 }
 
 /// The version's score on each skill at each shot count (one logged step each): its
-/// answers decoded greedily, each checked by [`world::is_correct`].
+/// answers decoded greedily, each right when it is the answer but for whitespace around it.
 fn skill_scores(
     model: &LanguageModel,
     version: &Resolved,
@@ -259,12 +309,12 @@ fn skill_scores(
                 let answers = generate_streams(model, &prompts, &greedy, 0)?;
                 for ((task, _), answer) in chunk.iter().zip(&answers) {
                     // Decoding drops the EOS that ends an answer.
-                    correct += world::is_correct(task, &model.tokenizer.decode(&answer.ids)) as i32;
+                    correct += task.is_answered_by(&model.tokenizer.decode(&answer.ids)) as i32;
                 }
             }
             scores.push(SkillScore {
                 version_id: version.version.id,
-                skill: skill.name().to_owned(),
+                skill: skill.clone(),
                 shots: shots as i16,
                 correct,
                 total: tasks.len() as i32,
@@ -427,11 +477,12 @@ mod tests {
     #[test]
     fn a_few_shot_prompt_is_its_examples_as_sft_trains_on_them_then_the_question() {
         let task = |prompt: &str| world::parse_task(prompt).unwrap();
-        let examples = [task("Reverse the word dog.\n"), task("Reverse the word fish.\n")];
-        let question = task("Reverse the word cat.\n");
+        let examples: [Question; 2] =
+            [task("Reverse the word dog.\n").into(), task("Reverse the word fish.\n").into()];
+        let question: Question = task("Reverse the word cat.\n").into();
         for kind in [TokenizerKind::Bytes, TokenizerKind::Gpt2] {
             let tokenizer = Tokenizer::new(kind);
-            let as_sft = |t: &Task| {
+            let as_sft = |t: &Question| {
                 let d = Demonstration::new(t.prompt.clone(), t.answer.clone());
                 crate::sft::example(&tokenizer, 1024, 0, &d).unwrap().ids
             };

@@ -375,6 +375,8 @@ pub async fn controls(
             InputKind::Choice(names) => ("select", choices(names, None), Vec::new()),
             InputKind::Flag => ("bool", Vec::new(), Vec::new()),
             InputKind::Count(..) => ("number", Vec::new(), Vec::new()),
+            // A team's few-shot tasks are JSON lines: room for many.
+            InputKind::Text if spec.name == "skills.tasks" => ("textarea", Vec::new(), Vec::new()),
             InputKind::ModelName | InputKind::Counts(..) | InputKind::Phrases | InputKind::Text => {
                 ("text", Vec::new(), Vec::new())
             }
