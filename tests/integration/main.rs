@@ -65,9 +65,9 @@ mod parity;
 #[cfg(feature = "trainer")]
 mod precision;
 #[cfg(feature = "trainer")]
-mod simulate;
-#[cfg(feature = "trainer")]
 mod sft_conversations;
+#[cfg(feature = "trainer")]
+mod simulate;
 #[cfg(feature = "trainer")]
 mod stages;
 #[cfg(feature = "trainer")]
