@@ -1674,7 +1674,7 @@ fn run_ops() -> Vec<Op> {
         op("GET", "/api/run-defaults/{kind}", "runDefaults", "A run kind's default stage settings")
             .params([
                 path_param("kind", schema("RunKind"), "The run kind."),
-                query_param("from", text(), "A version reference (`name`, `name:3`, `name@alias`): also give the defaults resolved for that version's width."),
+                query_param("from", json!({ "type": "string", "pattern": format!("^\\s*({})?\\s*$", spec::schema::version_reference()) }), "A version reference (`name`, `name:3`, `name@alias`): also give the defaults resolved for that version's width (blank: none)."),
             ])
             .ok(200, "The defaults and a help text per setting.", schema("RunDefaults"))
             .errors(&[404, 422]),
