@@ -717,8 +717,9 @@ def markdown_table(results, env):
         lines.append(
             f"| {r['name']} | {config} | {fmt(r['plumb'][show])} {u} | "
             f"{fmt(r['peer_result'][show])} {u} | {r['ratio']:.2f}× | {goal} | {rss} | {met} |")
-    busy = max(max(r["plumb"]["load_average_at_start"], r["peer_result"]["load_average_at_start"])
-               for r in results)
+    # The scaling bench's sides are runs of plumb itself, which record no load of their own.
+    busy = max(max(r["plumb"].get("load_average_at_start", 0.0),
+                   r["peer_result"].get("load_average_at_start", 0.0)) for r in results)
     if busy > env["cores"] + 1:
         lines += ["", f"**Warning**: the machine was busy with other work (load average up to "
                       f"{busy:.1f} on {env['cores']} cores); these numbers are noisy. Rerun on a "
