@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::browser::Browser;
 use crate::db::with_db;
 use crate::web_app::{run_defaults, spawn_app};
-use crate::web_runs::{new_project, register};
+use crate::web_runs::{new_project, register, register_base_of_width};
 
 /// The value of the form control `css`.
 async fn value_of(browser: &Browser, css: &str) -> String {
@@ -100,25 +100,7 @@ fn the_launch_form_shows_the_learning_rate_the_chosen_base_will_train_at() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
         let project = new_project(&app, "widths").await;
-        // A base 128 wide, with the config.json a checkpoint carries.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), json!({ "n_embd": 128 }).to_string()).unwrap();
-        let artifact = registry::artifacts::ArtifactStore::new(app.artifacts.path())
-            .unwrap()
-            .put_dir(dir.path())
-            .unwrap();
-        let new = registry::versions::NewVersion {
-            model: "narrow".into(),
-            kind: ModelKind::Base,
-            run_id: None,
-            parents: Vec::new(),
-            snapshots: Vec::new(),
-            config: json!({}),
-            metrics: json!({}),
-            artifact,
-            created_by: None,
-        };
-        registry::versions::register(&app.db.pool, &new).await.unwrap();
+        register_base_of_width(&app, "narrow", 128).await;
 
         let browser = Browser::start(&app.address).await;
         browser.log_in("rita").await;

@@ -32,6 +32,34 @@ async fn register(pool: &sqlx::PgPool, setup: &Setup, name: &str, dir: &std::pat
     versions::register(pool, &new).await.unwrap().id
 }
 
+/// Registers `trained:1`: a small byte model trained on `demonstrations` until it
+/// answers them (150 steps of the whole set), so that an eval run scores it on them.
+async fn memorised(
+    pool: &sqlx::PgPool,
+    setup: &Setup,
+    demonstrations: &[trainer::data::Demonstration],
+) -> i64 {
+    trainer::tch::manual_seed(4);
+    let mut config = GptConfig::tiny(258);
+    (config.n_layer, config.n_embd) = (2, 64);
+    let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
+    let sft = trainer::sft::SftConfig {
+        steps: Some(150),
+        lr: Some(3e-3),
+        batch_size: demonstrations.len(),
+        dropout: Some(0.0),
+        eval_every: 0,
+        checkpoint_every: 0,
+        warmup_steps: 10,
+        val_fraction: 0.0,
+        ..Default::default()
+    };
+    let trained_dir = setup.dir.path().join("trained");
+    let mut run = trainer::train::RunDir::open(&trained_dir, false).unwrap();
+    trainer::sft::train(&sft, model, demonstrations, demonstrations, &mut run).unwrap();
+    register(pool, setup, "trained", &trained_dir).await
+}
+
 #[test]
 fn an_eval_run_measures_few_shot_accuracy_and_probe_words_for_every_version() {
     with_db(|db| async move {
@@ -186,25 +214,7 @@ fn a_version_trained_on_the_tasks_answers_them_and_the_untrained_base_does_not()
             .flat_map(|skill| world::few_shot_tasks(skill, per_skill, 0, seed))
             .map(|(task, _)| trainer::data::Demonstration::new(task.prompt, task.answer))
             .collect();
-        trainer::tch::manual_seed(4);
-        let mut config = GptConfig::tiny(258);
-        (config.n_layer, config.n_embd) = (2, 64);
-        let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
-        let sft = trainer::sft::SftConfig {
-            steps: Some(150),
-            lr: Some(3e-3),
-            batch_size: demonstrations.len(),
-            dropout: Some(0.0),
-            eval_every: 0,
-            checkpoint_every: 0,
-            warmup_steps: 10,
-            val_fraction: 0.0,
-            ..Default::default()
-        };
-        let trained_dir = setup.dir.path().join("trained");
-        let mut run = trainer::train::RunDir::open(&trained_dir, false).unwrap();
-        trainer::sft::train(&sft, model, &demonstrations, &demonstrations, &mut run).unwrap();
-        let trained = register(pool, &setup, "trained", &trained_dir).await;
+        let trained = memorised(pool, &setup, &demonstrations).await;
         let base = versions::resolve(pool, "base:1").await.unwrap().id;
 
         let config = json!({ "versions": ["base:1", "trained:1"], "stage": { "max_new_tokens": 2, "seed": seed },
@@ -249,25 +259,7 @@ fn a_teams_own_few_shot_tasks_are_measured_instead_of_the_demo_worlds_skills() {
             .iter()
             .map(|(_, input, output)| trainer::data::Demonstration::new(input.clone(), output.clone()))
             .collect();
-        trainer::tch::manual_seed(4);
-        let mut config = GptConfig::tiny(258);
-        (config.n_layer, config.n_embd) = (2, 64);
-        let model = LanguageModel::new(config, TokenizerKind::Bytes, Device::Cpu).unwrap();
-        let sft = trainer::sft::SftConfig {
-            steps: Some(150),
-            lr: Some(3e-3),
-            batch_size: demonstrations.len(),
-            dropout: Some(0.0),
-            eval_every: 0,
-            checkpoint_every: 0,
-            warmup_steps: 10,
-            val_fraction: 0.0,
-            ..Default::default()
-        };
-        let trained_dir = setup.dir.path().join("trained");
-        let mut run = trainer::train::RunDir::open(&trained_dir, false).unwrap();
-        trainer::sft::train(&sft, model, &demonstrations, &demonstrations, &mut run).unwrap();
-        let trained = register(pool, &setup, "trained", &trained_dir).await;
+        let trained = memorised(pool, &setup, &demonstrations).await;
         let base = versions::resolve(pool, "base:1").await.unwrap().id;
 
         let config = json!({ "versions": ["base:1", "trained:1"], "stage": { "max_new_tokens": 2 },

@@ -64,6 +64,27 @@ pub(crate) async fn register(
     versions::register(&app.db.pool, &new).await.unwrap()
 }
 
+/// Registers `model:1`, a base version whose checkpoint holds only the `config.json` of a
+/// model `n_embd` wide (what the launch form's resolved defaults read).
+pub(crate) async fn register_base_of_width(app: &TestApp, model: &str, n_embd: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), json!({ "n_embd": n_embd }).to_string()).unwrap();
+    let artifact =
+        ::registry::artifacts::ArtifactStore::new(app.artifacts.path()).unwrap().put_dir(dir.path()).unwrap();
+    let new = NewVersion {
+        model: model.into(),
+        kind: ModelKind::Base,
+        run_id: None,
+        parents: Vec::new(),
+        snapshots: Vec::new(),
+        config: json!({}),
+        metrics: json!({}),
+        artifact,
+        created_by: None,
+    };
+    versions::register(&app.db.pool, &new).await.unwrap();
+}
+
 async fn run_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM runs").fetch_one(&app.db.pool).await.unwrap()
 }
@@ -258,28 +279,8 @@ fn the_defaults_resolved_for_a_chosen_version_fill_in_each_setting_that_follows_
     with_db(|db| async move {
         let app = spawn_app(db).await;
         app.log_in("rita").await;
-        let wide = |n_embd: i64| {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("config.json"), json!({ "n_embd": n_embd }).to_string()).unwrap();
-            ::registry::artifacts::ArtifactStore::new(app.artifacts.path())
-                .unwrap()
-                .put_dir(dir.path())
-                .unwrap()
-        };
-        for (model, n_embd) in [("narrow", 128), ("wide", 2048)] {
-            let new = NewVersion {
-                model: model.into(),
-                kind: ModelKind::Base,
-                run_id: None,
-                parents: Vec::new(),
-                snapshots: Vec::new(),
-                config: json!({}),
-                metrics: json!({}),
-                artifact: wide(n_embd),
-                created_by: None,
-            };
-            versions::register(&app.db.pool, &new).await.unwrap();
-        }
+        register_base_of_width(&app, "narrow", 128).await;
+        register_base_of_width(&app, "wide", 2048).await;
         for (reference, n_embd) in [("narrow:1", 128), ("wide", 2048)] {
             let body: Value =
                 app.get(&format!("/api/run-defaults/sft?from={reference}")).await.json().await.unwrap();
