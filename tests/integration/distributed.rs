@@ -361,34 +361,43 @@ fn save_tiny_model_with_head(dir: &Path) -> String {
     base.to_str().unwrap().to_string()
 }
 
+/// `plumb <kind>` from the tiny model with a head on the RL prompts, with the stage
+/// settings `config` (TOML), for `steps` steps of 6 new tokens at lr 1e-3: trained on 2
+/// ranks and in one process, compared by [`two_rl_ranks_train_as_one_process`]. The
+/// directory holds both runs (`ranks/`, `alone/`).
+fn rl_case(kind: &str, config: &str, steps: &str, metrics: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let base = save_tiny_model_with_head(dir.path());
+    let prompts = rl_prompts(dir.path());
+    let config_path = dir.path().join(format!("{kind}.toml"));
+    std::fs::write(&config_path, config).unwrap();
+    let stage = [
+        kind,
+        "--policy",
+        &base,
+        "--prompts",
+        &prompts,
+        "--config",
+        config_path.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--max-new-tokens",
+        "6",
+        "--lr",
+        "1e-3",
+    ];
+    two_rl_ranks_train_as_one_process(dir.path(), &stage, metrics);
+    dir
+}
+
 /// One PPO step on 5 prompts (rank 0 samples 3, rank 1 samples 2) in 2 epochs of
 /// minibatches of 2 (some of them wholly one rank's): the advantages are whitened over
 /// both ranks' tokens, and each minibatch's gradients summed, as one process on the whole
 /// batch.
 #[test]
 fn one_ppo_step_on_two_ranks_ends_with_the_weights_of_one_process_on_the_same_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = save_tiny_model_with_head(dir.path());
-    let prompts = rl_prompts(dir.path());
-    let config = dir.path().join("ppo.toml");
-    let text = "batch_size = 5\nminibatch_size = 2\nppo_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
-                whiten_rewards = true\ncheckpoint_every = 0\n";
-    std::fs::write(&config, text).unwrap();
-    let stage = [
-        "ppo",
-        "--policy",
-        &base,
-        "--prompts",
-        &prompts,
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "1",
-        "--max-new-tokens",
-        "6",
-        "--lr",
-        "1e-3",
-    ];
+    let config = "batch_size = 5\nminibatch_size = 2\nppo_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
+                  whiten_rewards = true\ncheckpoint_every = 0\n";
     let metrics = [
         "objective/reward",
         "objective/kl",
@@ -397,37 +406,17 @@ fn one_ppo_step_on_two_ranks_ends_with_the_weights_of_one_process_on_the_same_sa
         "ppo/clipfrac",
         "val/explained_variance",
     ];
-    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+    rl_case("ppo", config, "1", &metrics);
 }
 
 /// Two GRPO steps of 5 prompts × 2 samples on 2 ranks: each prompt's group on one rank,
 /// the same weights as one process, and rank 0's checkpoint, metrics and model.
 #[test]
 fn a_two_rank_grpo_run_trains_as_one_process_and_rank_0_writes_its_outputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = save_tiny_model_with_head(dir.path());
-    let prompts = rl_prompts(dir.path());
-    let config = dir.path().join("grpo.toml");
-    let text = "batch_size = 5\ngroup_size = 2\nminibatch_size = 4\nwarmup_steps = 0\neps = 1e-4\n\
-                checkpoint_every = 1\n";
-    std::fs::write(&config, text).unwrap();
-    let stage = [
-        "grpo",
-        "--policy",
-        &base,
-        "--prompts",
-        &prompts,
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--max-new-tokens",
-        "6",
-        "--lr",
-        "1e-3",
-    ];
+    let config = "batch_size = 5\ngroup_size = 2\nminibatch_size = 4\nwarmup_steps = 0\neps = 1e-4\n\
+                  checkpoint_every = 1\n";
     let metrics = ["objective/reward", "objective/kl", "loss/policy", "grpo/k3_kl", "grpo/group_reward_std"];
-    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+    let dir = rl_case("grpo", config, "2", &metrics);
     let ranks = dir.path().join("ranks");
     assert_eq!(logged(&ranks, "objective/reward").len(), 2);
     let checkpoints: Vec<_> = std::fs::read_dir(ranks.join("checkpoints")).unwrap().collect();
@@ -487,29 +476,10 @@ fn an_rl_step_with_fewer_prompts_than_ranks_is_refused_by_name() {
 /// samples, as one process.
 #[test]
 fn one_rloo_step_with_whitened_advantages_on_two_ranks_trains_as_one_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = save_tiny_model_with_head(dir.path());
-    let prompts = rl_prompts(dir.path());
-    let config = dir.path().join("rloo.toml");
-    let text = "batch_size = 5\nk = 2\nminibatch_size = 4\nupdate_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
-                whiten_advantages = true\ncheckpoint_every = 0\n";
-    std::fs::write(&config, text).unwrap();
-    let stage = [
-        "rloo",
-        "--policy",
-        &base,
-        "--prompts",
-        &prompts,
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "1",
-        "--max-new-tokens",
-        "6",
-        "--lr",
-        "1e-3",
-    ];
+    let config =
+        "batch_size = 5\nk = 2\nminibatch_size = 4\nupdate_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
+                  whiten_advantages = true\ncheckpoint_every = 0\n";
     let metrics =
         ["objective/reward", "objective/rlhf_reward", "loss/policy", "rloo/clipfrac", "rloo/approx_kl"];
-    two_rl_ranks_train_as_one_process(dir.path(), &stage, &metrics);
+    rl_case("rloo", config, "1", &metrics);
 }
