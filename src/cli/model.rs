@@ -103,9 +103,25 @@ struct TextLine {
     text: String,
 }
 
+/// A prompt: text, or a list of messages (a conversation), which the model is prompted
+/// with through plumb's chat template, as in training, so that it writes the assistant's
+/// next turn.
 #[derive(Deserialize)]
 struct PromptLine {
-    prompt: String,
+    prompt: serde_json::Value,
+}
+
+impl PromptLine {
+    /// The text the model is prompted with; the error names what is wrong.
+    fn text(&self) -> Result<String, String> {
+        match &self.prompt {
+            serde_json::Value::String(text) => Ok(text.clone()),
+            list @ serde_json::Value::Array(_) => spec::chat::Conversation::from_json(list)
+                .map(|c| c.render())
+                .map_err(|e| format!("prompt{}: {}", e.field, e.reason)),
+            other => Err(format!("prompt: must be a string or a list of messages, not {other}")),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -210,7 +226,12 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     sampling.validate()?;
     let lines: Vec<PromptLine> = jsonl::read_all(io::stdin().lock(), "stdin")?;
     let model = load(&args.model)?;
-    let prompts: Vec<Vec<i64>> = lines.iter().map(|l| model.tokenizer.encode(&l.prompt)).collect();
+    let texts: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(index, l)| l.text().map_err(|e| anyhow::anyhow!("stdin line {}: {e}", index + 1)))
+        .collect::<Result<_>>()?;
+    let prompts: Vec<Vec<i64>> = texts.iter().map(|t| model.tokenizer.encode(t)).collect();
     for (index, p) in prompts.iter().enumerate() {
         if p.len() as i64 + sampling.max_new_tokens > model.config.n_ctx {
             bail!(
@@ -224,13 +245,13 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     }
     let mut out = BufWriter::new(io::stdout().lock());
     let batch_size = args.model.batch_size.max(1);
-    for (chunk, (lines, prompts)) in lines.chunks(batch_size).zip(prompts.chunks(batch_size)).enumerate() {
+    for (chunk, (texts, prompts)) in texts.chunks(batch_size).zip(prompts.chunks(batch_size)).enumerate() {
         let first_stream = (chunk * batch_size) as u64;
-        for (line, g) in
-            lines.iter().zip(trainer::generate_streams(&model, prompts, &sampling, first_stream)?)
+        for (text, g) in
+            texts.iter().zip(trainer::generate_streams(&model, prompts, &sampling, first_stream)?)
         {
             let completion = Completion {
-                prompt: &line.prompt,
+                prompt: text,
                 completion: model.tokenizer.decode(&g.ids),
                 finish_reason: if g.stopped_at_eos { "eos" } else { "length" },
                 ids: g.ids,

@@ -45,6 +45,32 @@ fn score_returns_one_log_prob_per_next_token() {
 }
 
 #[test]
+fn generate_prompts_a_conversation_through_the_chat_template_as_training_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &[]);
+    let messages = serde_json::json!([
+        { "role": "system", "content": "Reverse each word." },
+        { "role": "user", "content": "cat" },
+        { "role": "assistant", "content": "tac" },
+        { "role": "user", "content": "dog" },
+    ]);
+    let rendered = spec::chat::Conversation::from_json(&messages).unwrap().render();
+    let args = ["generate", "--model", &model, "--max-new-tokens", "6", "--seed", "3"];
+    let as_messages = plumb_ok(&args, &format!("{}\n", serde_json::json!({ "prompt": messages })));
+    let as_text = plumb_ok(&args, &format!("{}\n", serde_json::json!({ "prompt": rendered })));
+    assert_eq!(as_messages, as_text, "a conversation is prompted as its rendered text");
+    assert_eq!(as_messages[0]["prompt"], rendered.as_str());
+    // A message with a role the template does not know is refused, naming the line and field.
+    let bad = serde_json::json!({ "prompt": [{ "role": "robot", "content": "hi" }] });
+    let out = plumb(&args, &format!("{{\"prompt\": \"ok\"}}\n{bad}\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("stdin line 2: prompt[0].role"), "{stderr}");
+    let out = plumb(&args, "{\"prompt\": 7}\n");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("stdin line 1: prompt: must be a string or a list of messages"));
+}
+
+#[test]
 fn generate_returns_new_tokens_with_log_probs_and_is_seeded() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &["--sparse-window", "8", "--sparse-stride", "4"]);
