@@ -852,6 +852,30 @@ pub async fn evals_of_versions(pool: &PgPool, versions: &[i64], limit: i64) -> R
     .await?)
 }
 
+/// The series named `names` that the runs which trained `versions` logged, by version
+/// id; a version that no run trained, or whose run logged none of them, is absent.
+pub async fn metrics_of_versions(
+    pool: &PgPool,
+    versions: &[i64],
+    names: &[&str],
+) -> Result<HashMap<i64, Vec<MetricSeries>>> {
+    let rows: Vec<(i64, String, Vec<i64>, Vec<f64>)> = sqlx::query_as(
+        "SELECT v.id, m.name, array_agg(m.step ORDER BY m.step), array_agg(m.value ORDER BY m.step)
+         FROM model_versions v JOIN run_metrics m ON m.run_id = v.run_id
+         WHERE v.id = ANY($1) AND m.name = ANY($2)
+         GROUP BY v.id, m.name ORDER BY v.id, m.name",
+    )
+    .bind(versions)
+    .bind(names)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<i64, Vec<MetricSeries>> = HashMap::new();
+    for (version, name, steps, values) in rows {
+        out.entry(version).or_default().push(MetricSeries { name, steps, values });
+    }
+    Ok(out)
+}
+
 /// The run's last `limit` log lines, oldest first (a run page shows the tail).
 pub async fn log_tail(pool: &PgPool, run_id: i64, limit: i64) -> Result<Vec<LogLine>> {
     let lines: Vec<LogLine> = sqlx::query_as(

@@ -944,7 +944,7 @@ fn run_schemas() -> Value {
         "EvalReport": object(&["run", "baseline", "versions", "prompts", "human", "skills", "probes"], json!({
             "run": schema("Run"),
             "baseline": described(int(), "The version the win rates are against."),
-            "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle", "win_rate_human"], json!({
+            "versions": array(object(&["version_id", "label", "color", "summary", "win_rate_reward", "win_rate_oracle", "win_rate_human", "overoptimisation"], json!({
                 "version_id": int(),
                 "label": text(),
                 "color": text(),
@@ -961,6 +961,12 @@ fn run_schemas() -> Value {
                 "win_rate_reward": nullable(schema("WinRate")),
                 "win_rate_oracle": nullable(schema("WinRate")),
                 "win_rate_human": nullable(described(schema("WinRate"), "By the annotators' A/B votes between it and the baseline; `prompts` counts votes.")),
+                "overoptimisation": described(array(object(&["step", "kl", "reward", "gold"], json!({
+                    "step": count(),
+                    "kl": described(number(), "Mean summed KL of the held-out samples to the reference policy, in nats."),
+                    "reward": nullable(described(number(), "Mean reward-model score.")),
+                    "gold": nullable(described(number(), "Mean gold (oracle) score, in [-1, 1]; on the demo world's tasks only.")),
+                }))), "The held-out evaluations of the RL run that trained the version, in step order; empty for a version no such run trained."),
             }))),
             "prompts": array(object(&["prompt_id", "prompt", "samples", "best"], json!({
                 "prompt_id": int(),

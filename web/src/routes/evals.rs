@@ -3,7 +3,9 @@
 //! repetition), each version's win rate against a baseline by the reward model and by
 //! the oracle with bootstrap 95% intervals (drawn as bars with error bars), and every
 //! prompt's samples side by side, the best score per prompt and the samples that differ
-//! from the baseline's marked. The same as JSON at `/api/evals/{id}` for export.
+//! from the baseline's marked; for the versions that RL runs trained, their
+//! over-optimisation curves (held-out scores against KL, a line per version). The same as
+//! JSON at `/api/evals/{id}` for export.
 //!
 //! Human evaluation starts here too: a blind A/B batch between the run's versions (their
 //! samples become comparison tasks), the annotators' win rates against the baseline, a
@@ -30,6 +32,7 @@ use sqlx::PgPool;
 
 use super::runs::chart::PALETTE;
 use super::runs::optional;
+use super::runs::overoptimisation::{self, Curve, HeldOut, Overoptimisation};
 use super::{page, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, Researcher};
 use crate::caller::{Caller, Reply};
@@ -190,6 +193,9 @@ pub struct VersionResult {
     pub win_rate_oracle: Option<WinRate>,
     /// By the annotators' A/B votes between it and the baseline (`prompts` counts votes).
     pub win_rate_human: Option<WinRate>,
+    /// The held-out evaluations of the RL run that trained it, in step order (empty for a
+    /// version no such run trained): its over-optimisation curve.
+    pub overoptimisation: Vec<HeldOut>,
 }
 
 /// One prompt with each version's sample (None where a version has none).
@@ -262,6 +268,8 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     // Win rates and disagreements are of this run's own samples; the leaderboard is of
     // every vote of the project.
     let of_run: Vec<VersionVote> = ab::run_votes(pool, run_id).await?;
+    let ids: Vec<i64> = measured.iter().map(|v| v.version_id).collect();
+    let mut trained = runs::metrics_of_versions(pool, &ids, &overoptimisation::SERIES).await?;
     let versions: Vec<VersionResult> = measured
         .into_iter()
         .enumerate()
@@ -275,6 +283,7 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             summary: v.summary,
             win_rate_reward: v.win_rate_reward,
             win_rate_oracle: v.win_rate_oracle,
+            overoptimisation: overoptimisation::held_out(&trained.remove(&v.version_id).unwrap_or_default()),
         })
         .collect();
     let mut prompt_ids: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
@@ -368,6 +377,8 @@ struct EvalPage {
     finished: bool,
     /// What the last form did, shown once.
     notice: Option<String>,
+    /// The over-optimisation curves of the versions that RL runs trained, a line each.
+    overoptimisation: Option<Overoptimisation>,
 }
 
 impl EvalPage {
@@ -637,7 +648,13 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Quer
         (_, Some(n)) => Some(format!("{n} prompts were sent back to the annotators as ranking tasks.")),
         _ => None,
     };
-    page(&EvalPage { nav: me.nav()?, report, table, finished, notice })
+    let curves: Vec<Curve> = report
+        .versions
+        .iter()
+        .map(|v| Curve { label: v.label.clone(), color: v.color, evals: v.overoptimisation.clone() })
+        .collect();
+    let overoptimisation = overoptimisation::section(&curves);
+    page(&EvalPage { nav: me.nav()?, report, table, finished, notice, overoptimisation })
 }
 
 #[get("/api/evals/{id}")]

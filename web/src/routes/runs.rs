@@ -1,11 +1,13 @@
 //! Runs (researchers): launch forms pre-filled with each stage's defaults (or with a run
 //! to clone), the queue with each run's model, headline metrics and tags, and a run's
-//! page with live progress, curves, logs, its name and notes, and cancel. The same under
-//! `/api/runs`. After an action the page it lands on says what happened (`?done=`), and a
-//! queued run says when no worker is online to take it.
+//! page with live progress, curves (an RL run's over-optimisation curve among them), logs,
+//! its name and notes, and cancel. The same under `/api/runs`. After an action the page
+//! it lands on says what happened (`?done=`), and a queued run says when no worker is
+//! online to take it.
 
 pub mod chart;
 mod launch;
+pub mod overoptimisation;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,6 +29,7 @@ use sqlx::PgPool;
 
 use self::chart::Chart;
 use self::launch::{Control, Problem};
+use self::overoptimisation::{Curve, Overoptimisation};
 use super::{list_limit, page, page_showing, see_other, Nav};
 use crate::auth::{csrf_field, CsrfForm, CsrfJson, CsrfOnly, CsrfOnlyJson, CurrentUser, Researcher};
 use crate::caller::{Caller, Reply};
@@ -684,6 +687,20 @@ fn chart_groups(series: &[runs::MetricSeries]) -> Vec<ChartGroup> {
     groups.into_iter().map(|(name, charts)| ChartGroup { name: name.to_owned(), charts }).collect()
 }
 
+/// The run's over-optimisation curve, with the checkpoint its version was chosen at.
+fn overoptimisation_of(
+    series: &[runs::MetricSeries],
+    version: Option<&ModelVersion>,
+) -> Option<Overoptimisation> {
+    let curve =
+        Curve { label: String::new(), color: chart::PALETTE[0], evals: overoptimisation::held_out(series) };
+    let mut section = overoptimisation::section(&[curve])?;
+    if let Some(chosen) = version.and_then(|v| overoptimisation::selection_sentence(&v.config)) {
+        section.peaks.push((String::new(), chosen));
+    }
+    Some(section)
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
@@ -709,6 +726,8 @@ struct RunPage {
     refused: Option<Refused>,
     /// A gang run's ranks: rank, worker, state, last heartbeat.
     ranks: Vec<RankRow>,
+    /// An RL run's held-out scores against its KL to the reference, if it logged them.
+    overoptimisation: Option<Overoptimisation>,
 }
 
 /// One rank of a gang run, as its page lists it.
@@ -821,6 +840,7 @@ async fn run_page(
         eta: eta_seconds(run, Utc::now()).map(|s| duration(s.round() as i64)).unwrap_or_default(),
         config: serde_json::to_string_pretty(&run.config).map_err(AppError::internal)?,
         groups: chart_groups(&series),
+        overoptimisation: overoptimisation_of(&series, version.as_ref()),
         last_log_id: logs.last().map(|l| l.id).unwrap_or(0),
         logs: logs.into_iter().map(|l: LogLine| (l.id, time(&l.at), l.line)).collect(),
         version: version.as_ref().map(VersionLink::from),
