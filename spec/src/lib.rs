@@ -30,5 +30,5 @@ pub use scale::Scale;
 pub use setting::{Range, Setting, SettingChoice, SettingType, StageSettings};
 pub use stages::{
     DpoConfig, DpoLoss, GrpoConfig, PpoConfig, PretrainConfig, RewardConfig, RlooConfig, SamplingConfig,
-    SftConfig,
+    Selection, SftConfig,
 };

@@ -256,9 +256,19 @@ stage_settings! {
         pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
-        /// Call the caller's evaluation every N steps and at the end (0: never); the
-        /// caller holds the held-out prompts.
-        pub eval_every: i64 = 0, Range::at_least(0.0);
+        /// Sample the held-out prompts every N steps and at the end, scoring each
+        /// sample by the reward (`heldout/reward`), its KL to the reference
+        /// (`heldout/kl`) and, on the demo world's tasks, the oracle (`heldout/gold`):
+        /// the over-optimisation curve. 0: never.
+        pub eval_every: i64 = 10, Range::at_least(0.0);
+        /// Prompts held out of training for that evaluation, chosen by `seed`; at most
+        /// a quarter of the distinct prompts, and none when `eval_every` is 0. 0: none,
+        /// and no evaluation.
+        pub heldout_prompts: usize = 16, Range::at_least(0.0);
+        /// Which policy the run registers: the last step's, or the evaluated one with
+        /// the highest held-out reward-model score or gold (oracle) score: early
+        /// stopping against over-optimisation.
+        pub select_by: Selection = Selection::Last, Range::ANY;
     }
 }
 
@@ -289,6 +299,38 @@ impl std::str::FromStr for DpoLoss {
             "sigmoid" => Ok(DpoLoss::Sigmoid),
             "ipo" => Ok(DpoLoss::Ipo),
             other => Err(format!("unknown loss `{other}` (expected sigmoid or ipo)")),
+        }
+    }
+}
+
+/// Which evaluated policy an RL run registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// The policy of the run's last step.
+    #[default]
+    Last,
+    /// The evaluated policy with the highest mean reward-model score on the held-out
+    /// prompts.
+    Reward,
+    /// The evaluated policy with the highest mean gold score on the held-out prompts
+    /// (the demo world's oracle): refused when the prompts have no gold.
+    Gold,
+}
+
+impl SettingChoice for Selection {
+    const NAMES: &'static [&'static str] = &["last", "reward", "gold"];
+}
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "last" => Ok(Selection::Last),
+            "reward" => Ok(Selection::Reward),
+            "gold" => Ok(Selection::Gold),
+            other => Err(format!("unknown selection `{other}` (expected last, reward or gold)")),
         }
     }
 }
@@ -459,8 +501,19 @@ stage_settings! {
         pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
-        /// Call the caller's evaluation every N steps and at the end (0: never).
-        pub eval_every: i64 = 0, Range::at_least(0.0);
+        /// Sample the held-out prompts every N steps and at the end, scoring each
+        /// sample by the reward (`heldout/reward`), its KL to the reference
+        /// (`heldout/kl`) and, on the demo world's tasks, the oracle (`heldout/gold`):
+        /// the over-optimisation curve. 0: never.
+        pub eval_every: i64 = 10, Range::at_least(0.0);
+        /// Prompts held out of training for that evaluation, chosen by `seed`; at most
+        /// a quarter of the distinct prompts, and none when `eval_every` is 0. 0: none,
+        /// and no evaluation.
+        pub heldout_prompts: usize = 16, Range::at_least(0.0);
+        /// Which policy the run registers: the last step's, or the evaluated one with
+        /// the highest held-out reward-model score or gold (oracle) score: early
+        /// stopping against over-optimisation.
+        pub select_by: Selection = Selection::Last, Range::ANY;
     }
 }
 
@@ -546,8 +599,19 @@ stage_settings! {
         pub seed: u64 = 0, Range::NON_NEGATIVE;
         /// Write a checkpoint every N steps (0: only the final policy).
         pub checkpoint_every: i64 = 50, Range::at_least(0.0);
-        /// Call the caller's evaluation every N steps and at the end (0: never).
-        pub eval_every: i64 = 0, Range::at_least(0.0);
+        /// Sample the held-out prompts every N steps and at the end, scoring each
+        /// sample by the reward (`heldout/reward`), its KL to the reference
+        /// (`heldout/kl`) and, on the demo world's tasks, the oracle (`heldout/gold`):
+        /// the over-optimisation curve. 0: never.
+        pub eval_every: i64 = 10, Range::at_least(0.0);
+        /// Prompts held out of training for that evaluation, chosen by `seed`; at most
+        /// a quarter of the distinct prompts, and none when `eval_every` is 0. 0: none,
+        /// and no evaluation.
+        pub heldout_prompts: usize = 16, Range::at_least(0.0);
+        /// Which policy the run registers: the last step's, or the evaluated one with
+        /// the highest held-out reward-model score or gold (oracle) score: early
+        /// stopping against over-optimisation.
+        pub select_by: Selection = Selection::Last, Range::ANY;
     }
 }
 

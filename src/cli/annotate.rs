@@ -71,7 +71,7 @@ fn parse_unit(text: &str, what: &str) -> Result<f64, String> {
 
 /// The oracle takes any finite noise ≥ 0, but its scores lie in [-1, 1]: beyond a noise of
 /// 1 the rankings are close to random, which no pilot wants by mistake.
-fn parse_noise(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_noise(text: &str) -> Result<f64, String> {
     parse_unit(text, "the oracle's noise")
 }
 
@@ -94,15 +94,16 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
 }
 
 #[cfg(feature = "trainer")]
-/// The simulated annotator of `plumb demo`: the exact oracle through the API at `url`
-/// until no task is left in the token's projects, `sloppy` of its demonstrations padded;
-/// nothing printed per submission. Blocks (it runs a runtime of its own).
-pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64) -> Result<Tally> {
+/// The simulated annotator of `plumb demo`: the oracle with `noise` (0: exact) through
+/// the API at `url` until no task is left in the token's projects, `sloppy` of its
+/// demonstrations padded; nothing printed per submission. Blocks (it runs a runtime of
+/// its own).
+pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64, noise: f64) -> Result<Tally> {
     let args = AnnotateArgs {
         simulate: true,
         url: url.to_owned(),
         token: token.to_owned(),
-        noise: 0.0,
+        noise,
         seed: 0,
         sloppy,
         project: None,
@@ -110,8 +111,12 @@ pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64) -> Result<Ta
         wait: 0,
     };
     let api = Api::new(&args.url, &args.token)?;
-    let annotator =
-        Annotator { oracle: Oracle::exact(), rng: StdRng::seed_from_u64(0), sloppy, print: false };
+    let annotator = Annotator {
+        oracle: Oracle::new(noise).context("noise")?,
+        rng: StdRng::seed_from_u64(0),
+        sloppy,
+        print: false,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(annotate(&api, annotator, &args))
 }

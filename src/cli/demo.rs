@@ -60,6 +60,12 @@ pub struct DemoArgs {
     /// Exit after the loop instead of serving the app.
     #[arg(long)]
     no_serve: bool,
+    /// Noise of the simulated annotator's rankings, 0 to 1: two samples are ranked in
+    /// the oracle's order with probability σ(score gap / noise). A noisier reward model
+    /// is over-optimised sooner: the PPO run's held-out gold score peaks and falls while
+    /// its RM score still rises.
+    #[arg(long, default_value_t = 0.0, value_parser = super::annotate::parse_noise)]
+    noise: f64,
 }
 
 const PROJECT: &str = "demo";
@@ -291,7 +297,7 @@ async fn build(
     step("The simulated annotator writes demonstrations (half of them sloppy) through the API");
     labeling::tasks::request_demonstrations(pool, project.id, Some(labeling::domain::Split::Train), i64::MAX)
         .await?;
-    let tally = simulate(url, &token, 0.5).await?;
+    let tally = simulate(url, &token, 0.5, 0.0).await?;
     println!("{tally}");
 
     launcher.launch(
@@ -310,8 +316,9 @@ async fn build(
                 "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 } }),
         )
         .await?;
-    step("The simulated annotator ranks them through the API");
-    let tally = simulate(url, &token, 0.0).await?;
+    let noise = args.noise;
+    step(&format!("The simulated annotator ranks them through the API, with noise {noise}"));
+    let tally = simulate(url, &token, 0.0, noise).await?;
     println!("{tally}");
 
     launcher
@@ -323,16 +330,18 @@ async fn build(
                            "checkpoint_every": 100 } }),
         )
         .await?;
-    launcher
+    let ppo = launcher
         .launch(
             "PPO of the SFT policy against the reward model",
             RunKind::Ppo,
             json!({ "model_name": "policy", "policy": "sft", "reward": "rm",
                 "stage": { "steps": scale.ppo_steps, "batch_size": 64, "minibatch_size": 16, "ppo_epochs": 2,
                            "lr": 1e-4, "value_lr": 1e-3, "warmup_steps": 0, "max_new_tokens": 20,
-                           "kl_coef": 1.0, "reward_clip": 3.0, "checkpoint_every": 2 } }),
+                           "kl_coef": 1.0, "reward_clip": 3.0, "checkpoint_every": 2,
+                           "eval_every": 1, "heldout_prompts": 32 } }),
         )
         .await?;
+    report_curve(pool, ppo).await?;
     let eval = launcher.launch(
         "Evaluating base, SFT and the policy on held-out prompts",
         RunKind::Eval,
@@ -386,7 +395,7 @@ async fn human_eval(
     )
     .await?;
     println!("{} A/B tasks ({} pairs wrote the same text)", batch.task_ids.len(), batch.identical);
-    println!("{}", simulate(url, token, 0.0).await?);
+    println!("{}", simulate(url, token, 0.0, 0.0).await?);
     let votes = labeling::submit::version_votes(pool, project).await?;
     for r in labeling::leaderboard::bradley_terry(&votes, labeling::leaderboard::LEADERBOARD_RESAMPLES, 1) {
         let v = versions::get(pool, r.version_id).await?;
@@ -451,16 +460,46 @@ impl Launcher<'_> {
 }
 
 /// The simulated annotator through the API until no task is left; its summary.
-async fn simulate(url: &str, token: &str, sloppy: f64) -> Result<String> {
+async fn simulate(url: &str, token: &str, sloppy: f64, noise: f64) -> Result<String> {
     let (url, token) = (url.to_owned(), token.to_owned());
-    tokio::task::spawn_blocking(move || super::annotate::simulate_quietly(&url, &token, sloppy)).await?.map(
-        |t| {
+    tokio::task::spawn_blocking(move || super::annotate::simulate_quietly(&url, &token, sloppy, noise))
+        .await?
+        .map(|t| {
             format!(
                 "{} demonstrations, {} rankings, {} votes, {} skipped",
                 t.demonstrations, t.rankings, t.votes, t.skipped
             )
-        },
-    )
+        })
+}
+
+/// The PPO run's over-optimisation curve: its held-out RM and gold scores against KL at
+/// each evaluation, and where the gold score peaked.
+async fn report_curve(pool: &PgPool, run: i64) -> Result<()> {
+    let series = runs::metrics(pool, run).await?;
+    let of = |name: &str| series.iter().find(|s| s.name == name);
+    let (Some(kl), Some(reward), Some(gold)) = (of("heldout/kl"), of("heldout/reward"), of("heldout/gold"))
+    else {
+        return Ok(());
+    };
+    step("The policy on held-out prompts at each evaluation (the over-optimisation curve)");
+    let at = |s: &runs::MetricSeries, step: i64| s.steps.iter().position(|&x| x == step).map(|i| s.values[i]);
+    for (&step, &g) in gold.steps.iter().zip(&gold.values) {
+        println!(
+            "step {step:>3}: KL {:.2} nats, RM {:+.3}, gold {g:+.3}",
+            at(kl, step).unwrap_or(f64::NAN),
+            at(reward, step).unwrap_or(f64::NAN)
+        );
+    }
+    if let Some((i, peak)) = gold.values.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        let step = gold.steps[i];
+        let last = gold.steps.len() - 1;
+        println!(
+            "gold peaks at step {step} (KL {:.2} nats): {peak:+.3}; at the last step, {:+.3}",
+            at(kl, step).unwrap_or(f64::NAN),
+            gold.values[last]
+        );
+    }
+    Ok(())
 }
 
 /// What the oracle measured: each version's oracle score and the policy's win rate over

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use trainer::heldout::{self, HeldOutSettings};
 use trainer::reward_program::RewardProgram;
 use trainer::rollout;
 use trainer::train::{load_config, RunDir, TrainError};
@@ -431,30 +432,54 @@ fn ppo_here(args: &PpoArgs) -> Result<()> {
     }
     cfg.validate()?;
     let ptx = args.ptx_data.as_deref().map(data::read_corpus).transpose()?;
-    let data = ppo::PpoData { prompts: &prompts, ptx_corpus: ptx.as_deref() };
-    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
-        Ok(ppo::train_with_eval(&cfg, policy, reward, data, run, &mut no_eval)?.1)
+    train_rl(&args.rollouts, s, &cfg, &prompts, |policy, reward, prompts, run, eval| {
+        let data = ppo::PpoData { prompts, ptx_corpus: ptx.as_deref() };
+        ppo::train_with_eval(&cfg, policy, reward, data, run, eval)
     })
 }
 
 /// An RL stage's run from the command line: loads the policy and the rewards, opens the
-/// run directory, trains with `train`, and finishes with `cfg` and the report.
-fn train_rl<C: Serialize, R: Serialize>(
+/// run directory, trains with `train` on the prompts not held out, evaluating on the
+/// held-out ones (`cfg`'s `heldout_prompts`, `eval_every`, `select_by`), and finishes
+/// with `cfg` and the report, with the selection when the run registers an evaluated
+/// policy rather than its last.
+fn train_rl<C, R>(
     rollouts: &RolloutArgs,
     stage: &StageArgs,
     cfg: &C,
-    train: impl FnOnce(LanguageModel, rollout::Reward, &mut RunDir) -> Result<R, TrainError>,
-) -> Result<()> {
+    prompts: &[String],
+    train: impl FnOnce(
+        LanguageModel,
+        rollout::Reward,
+        &[String],
+        &mut RunDir,
+        &mut rollout::EvalFn,
+    ) -> Result<(LanguageModel, R), TrainError>,
+) -> Result<()>
+where
+    C: Serialize,
+    for<'c> &'c C: Into<HeldOutSettings>,
+    R: Serialize,
+{
     let policy = load_model(&rollouts.policy, stage)?;
     let rewarder = rollouts.reward.load(stage)?;
     let mut run = RunDir::open(&stage.out, stage.resume)?;
-    let report = train(policy, rewarder.reward(), &mut run)?;
-    finish(&stage.out, cfg, &report)
+    let reward = rewarder.reward();
+    let (_, report, selection) =
+        heldout::train_with_heldout(cfg.into(), prompts, reward, &mut run, |p, run, eval| {
+            train(policy, reward, p, run, eval)
+        })?;
+    finish(&stage.out, cfg, &RlOutcome { report, selection })
 }
 
-/// The evaluation hook of a run from the command line: none.
-fn no_eval(_: i64, _: &LanguageModel, _: &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> {
-    Ok(Vec::new())
+/// What an RL stage prints when it ends: its report, and which evaluated policy it saved
+/// when it selected one.
+#[derive(Serialize)]
+struct RlOutcome<R> {
+    #[serde(flatten)]
+    report: R,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selection: Option<heldout::SelectionRecord>,
 }
 
 /// What every RL stage (PPO, RLOO, GRPO) samples from and is rewarded by.
@@ -559,8 +584,8 @@ fn rloo_here(args: &RlooArgs) -> Result<()> {
     cfg.k = args.k.unwrap_or(cfg.k);
     cfg.kl_coef = args.kl_coef.unwrap_or(cfg.kl_coef);
     cfg.validate()?;
-    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
-        Ok(rloo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
+    train_rl(&args.rollouts, s, &cfg, &prompts, |policy, reward, prompts, run, eval| {
+        rloo::train(&cfg, policy, reward, prompts, run, eval)
     })
 }
 
@@ -600,8 +625,8 @@ fn grpo_here(args: &GrpoArgs) -> Result<()> {
     cfg.clip_ratio = args.clip.unwrap_or(cfg.clip_ratio);
     cfg.clip_high = args.clip_high.or(cfg.clip_high);
     cfg.validate()?;
-    train_rl(&args.rollouts, s, &cfg, |policy, reward, run| {
-        Ok(grpo::train(&cfg, policy, reward, &prompts, run, &mut no_eval)?.1)
+    train_rl(&args.rollouts, s, &cfg, &prompts, |policy, reward, prompts, run, eval| {
+        grpo::train(&cfg, policy, reward, prompts, run, eval)
     })
 }
 

@@ -55,7 +55,7 @@ fn measured(policy: &LanguageModel, sft: &LanguageModel, reward: Reward, held_ou
     let (score, accuracy) = measure(policy, held_out);
     let prompts: Vec<String> = held_out.iter().map(|t| t.prompt.clone()).collect();
     let sampling = rollout_sampling(MAX_NEW_TOKENS, 1.0, 11);
-    let kl = evaluate(policy, sft, reward, &prompts, &sampling, 64).unwrap().kl;
+    let kl = evaluate(policy, sft, reward, &prompts, &sampling, 64, None).unwrap().kl;
     Measured { score, accuracy, kl }
 }
 

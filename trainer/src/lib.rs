@@ -12,7 +12,7 @@ pub mod worker;
 // The parts by their short names, as the stages, the worker and the CLI call them.
 pub use model::{checkpoint, config, device, gpt, memory, sampling, tokenizer};
 pub use stages::{
-    data, dpo, grpo, lm_loop, ppo, pretrain, reward, reward_program, rloo, rollout, sft, train,
+    data, dpo, grpo, heldout, lm_loop, ppo, pretrain, reward, reward_program, rloo, rollout, sft, train,
 };
 /// The demo world lives in its own crate, without tch.
 pub use world;

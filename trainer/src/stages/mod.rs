@@ -5,6 +5,7 @@
 pub mod data;
 pub mod dpo;
 pub mod grpo;
+pub mod heldout;
 pub mod lm_loop;
 pub mod ppo;
 pub mod pretrain;

@@ -555,7 +555,7 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Evaluation, TrainError> {
     let sampling = rollout_sampling(cfg, seed);
-    rollout::evaluate(policy, reference, Reward::Model(reward_model), prompts, &sampling, cfg.batch_size)
+    rollout::evaluate(policy, reference, Reward::Model(reward_model), prompts, &sampling, cfg.batch_size, None)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,7 +891,7 @@ pub(crate) mod learning_tests {
         let reference = sft.try_clone().unwrap();
         let sampling = rollout::rollout_sampling(max_new_tokens, 1.0, 99);
         let measure = |m: &LanguageModel| {
-            rollout::evaluate(m, &reference, Reward::Model(&rm), &held_out, &sampling, 32).unwrap()
+            rollout::evaluate(m, &reference, Reward::Model(&rm), &held_out, &sampling, 32, None).unwrap()
         };
         let before = measure(&sft);
         let (_dir, mut run) = temp_run();

@@ -570,17 +570,25 @@ pub fn rollout(
 // Evaluation on held-out prompts.
 
 /// A policy on held-out prompts: mean reward (without the missing-EOS penalty), mean
-/// summed KL to the reference, mean length and share ending with EOS.
+/// summed KL to the reference, mean length and share ending with EOS, and the mean gold
+/// score over the samples that have one (none when no sample has).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub reward: f64,
     pub kl: f64,
     pub length: f64,
     pub eos_rate: f64,
+    pub gold: Option<f64>,
 }
 
-/// Samples each prompt once (with `sampling`, `batch_size` prompts at a time) and
-/// measures it.
+/// A gold score of a sample, given its prompt, its response (without EOS) and whether it
+/// ended with EOS; none for a prompt it does not know (the demo world's oracle knows
+/// only its own tasks).
+pub type Gold<'a> = dyn Fn(&str, &str, bool) -> Option<f64> + 'a;
+
+/// Samples each prompt once (with `sampling`, `batch_size` prompts at a time, prompt i
+/// from random stream i, so that the same policy draws the same samples) and measures
+/// it, by `gold` too when given.
 pub fn evaluate(
     policy: &LanguageModel,
     reference: &LanguageModel,
@@ -588,10 +596,13 @@ pub fn evaluate(
     prompts: &[String],
     sampling: &SamplingConfig,
     batch_size: usize,
+    gold: Option<&Gold>,
 ) -> Result<Evaluation, TrainError> {
-    let prompts = encode_prompts(policy, reward.n_ctx(policy), prompts, sampling.max_new_tokens, "eval")?;
+    let encoded = encode_prompts(policy, reward.n_ctx(policy), prompts, sampling.max_new_tokens, "eval")?;
     let (mut reward_sum, mut kl, mut length, mut eos) = (0.0, 0.0, 0.0, 0.0);
-    for (i, batch) in prompts.chunks(batch_size).enumerate() {
+    let (mut gold_sum, mut golds) = (0.0, 0usize);
+    let eos_id = policy.tokenizer.eos_id();
+    for (i, batch) in encoded.chunks(batch_size).enumerate() {
         let first_stream = (i * batch_size) as u64;
         let r = rollout(policy, reference, reward, batch, sampling, first_stream, batch_size)?;
         let n = batch.len() as f64;
@@ -599,9 +610,23 @@ pub fn evaluate(
         reward_sum += r.scores.sum(Kind::Float).double_value(&[]);
         length += r.tokens() as f64;
         eos += r.eos_rate() * n;
+        let Some(gold) = gold else { continue };
+        for (prompt, sample) in prompts[i * batch_size..].iter().zip(&r.samples) {
+            let ids: Vec<i64> = sample.ids.iter().copied().filter(|&t| t != eos_id).collect();
+            if let Some(score) = gold(prompt, &policy.tokenizer.decode(&ids), sample.stopped_at_eos) {
+                gold_sum += score;
+                golds += 1;
+            }
+        }
     }
-    let n = prompts.len().max(1) as f64;
-    Ok(Evaluation { reward: reward_sum / n, kl: kl / n, length: length / n, eos_rate: eos / n })
+    let n = encoded.len().max(1) as f64;
+    Ok(Evaluation {
+        reward: reward_sum / n,
+        kl: kl / n,
+        length: length / n,
+        eos_rate: eos / n,
+        gold: (golds > 0).then(|| gold_sum / golds as f64),
+    })
 }
 
 // ---------------------------------------------------------------------------------------

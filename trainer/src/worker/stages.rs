@@ -22,7 +22,8 @@ use super::resolve::{resolve, Resolved};
 use super::spec::{EvalRun, PpoRun, PretrainRun, PromptSet, RlRun, RunSpec, SampleRun, TrainRun};
 use super::Stop;
 use crate::data::{self, Demonstration, Ranking};
-use crate::rollout::{Reward, RunReport};
+use crate::heldout::{train_with_heldout, HeldOutSettings, SelectionRecord};
+use crate::rollout::{EvalFn, Reward};
 use crate::train::{RunDir, TrainError, CHECKPOINTS};
 use crate::{
     default_sparse, dpo, grpo, ppo, pretrain, reward, rloo, sft, world, AttentionLayers, GptConfig,
@@ -491,6 +492,7 @@ fn rl_version<C: StageSettings>(
     inputs: &RlInputs,
     width: i64,
     report: &impl serde::Serialize,
+    selection: Option<SelectionRecord>,
 ) -> Output {
     let RlInputs { policy, reward, snapshot, ptx, .. } = inputs;
     Output::Model {
@@ -499,35 +501,38 @@ fn rl_version<C: StageSettings>(
         parents: lineage(&[(policy, "sft"), (reward, "reward")]),
         snapshots: std::iter::once(snapshot.id).chain(ptx.as_ref().map(|(s, _)| s.id)).collect(),
         config: json!({ "stage": spec.stage.scaled_to(width), "policy": spec.policy, "reward": spec.reward,
-                        "snapshot_id": snapshot.id, "ptx_snapshot_id": ptx.as_ref().map(|(s, _)| s.id) }),
+                        "snapshot_id": snapshot.id, "ptx_snapshot_id": ptx.as_ref().map(|(s, _)| s.id),
+                        "selection": selection }),
         metrics: report_json(report),
     }
 }
 
-/// A critic-free stage's run (RLOO, GRPO): `train` from the SFT policy against the
-/// reward model on the prompts, and the policy version it registers.
-fn critic_free<C: StageSettings>(
+/// An RL stage's run (PPO, RLOO, GRPO): `train` from the SFT policy against the reward
+/// model on the prompts not held out, evaluated on the held-out ones (`heldout`), and
+/// the policy version it registers.
+fn rl_stage<C: StageSettings, R: serde::Serialize>(
     spec: &RlRun<C>,
     inputs: &RlInputs,
     device: Device,
     precision: Precision,
+    heldout: HeldOutSettings,
     run: &mut RunDir,
     train: impl FnOnce(
         LanguageModel,
         Reward,
         &[String],
         &mut RunDir,
-    ) -> Result<(LanguageModel, RunReport), TrainError>,
+        &mut EvalFn,
+    ) -> Result<(LanguageModel, R), TrainError>,
 ) -> Result<Output, TrainError> {
     let (policy, reward) = rl_models(inputs, device, precision)?;
     let width = policy.config.n_embd;
-    let (_, report) = train(policy, Reward::Model(&reward), &inputs.prompts, run)?;
-    Ok(rl_version(spec, inputs, width, &report))
-}
-
-/// A worker's RL run evaluates nothing along the way: eval runs compare its version.
-fn no_eval(_: i64, _: &LanguageModel, _: &LanguageModel) -> Result<Vec<(String, f64)>, TrainError> {
-    Ok(Vec::new())
+    let reward = Reward::Model(&reward);
+    let (_, report, selection) =
+        train_with_heldout(heldout, &inputs.prompts, reward, run, |prompts, run, eval| {
+            train(policy, reward, prompts, run, eval)
+        })?;
+    Ok(rl_version(spec, inputs, width, &report, selection))
 }
 
 /// The stage, on this thread, into `out` (resuming from its newest checkpoint when
@@ -603,31 +608,37 @@ pub(super) fn execute(
             }
         }
         Prepared::Ppo { spec, inputs } => {
-            let (policy, reward) = rl_models(&inputs, device, spec.stage.precision)?;
-            let width = policy.config.n_embd;
             let ptx = inputs.ptx.as_ref().map(|(_, documents)| documents.as_slice());
-            let (_, report) = ppo::train(&spec.stage, policy, &reward, &inputs.prompts, ptx, &mut run)?;
-            rl_version(&spec, &inputs, width, &report)
+            rl_stage(
+                &spec,
+                &inputs,
+                device,
+                spec.stage.precision,
+                (&spec.stage).into(),
+                &mut run,
+                |policy, reward, prompts, run, eval| {
+                    let data = ppo::PpoData { prompts, ptx_corpus: ptx };
+                    ppo::train_with_eval(&spec.stage, policy, reward, data, run, eval)
+                },
+            )?
         }
-        Prepared::Rloo { spec, inputs } => critic_free(
+        Prepared::Rloo { spec, inputs } => rl_stage(
             &spec,
             &inputs,
             device,
             spec.stage.precision,
+            (&spec.stage).into(),
             &mut run,
-            |policy, reward, prompts, run| {
-                rloo::train(&spec.stage, policy, reward, prompts, run, &mut no_eval)
-            },
+            |policy, reward, prompts, run, eval| rloo::train(&spec.stage, policy, reward, prompts, run, eval),
         )?,
-        Prepared::Grpo { spec, inputs } => critic_free(
+        Prepared::Grpo { spec, inputs } => rl_stage(
             &spec,
             &inputs,
             device,
             spec.stage.precision,
+            (&spec.stage).into(),
             &mut run,
-            |policy, reward, prompts, run| {
-                grpo::train(&spec.stage, policy, reward, prompts, run, &mut no_eval)
-            },
+            |policy, reward, prompts, run, eval| grpo::train(&spec.stage, policy, reward, prompts, run, eval),
         )?,
         Prepared::Eval { spec, versions, reward, reference, prompts } => {
             let measured = super::eval::evaluate(
