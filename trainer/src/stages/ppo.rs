@@ -555,7 +555,15 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Evaluation, TrainError> {
     let sampling = rollout_sampling(cfg, seed);
-    rollout::evaluate(policy, reference, Reward::Model(reward_model), prompts, &sampling, cfg.batch_size, None)
+    rollout::evaluate(
+        policy,
+        reference,
+        Reward::Model(reward_model),
+        prompts,
+        &sampling,
+        cfg.batch_size,
+        None,
+    )
 }
 
 // ---------------------------------------------------------------------------------------
