@@ -28,6 +28,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub mod in_context;
+
 /// The words tasks are about: 3 to 5 lowercase letters, none a palindrome (so a
 /// reversed word never equals the word).
 pub const WORDS: [&str; 100] = [
@@ -339,11 +341,23 @@ fn pick<T: Copy, R: Rng + ?Sized>(items: &[T], rng: &mut R) -> T {
 /// simple lowercase sentences (at most [`MAX_DOCUMENT_BYTES`] bytes) over the same
 /// words, uppercase words, digits, sums and instruction verbs, so that a base model
 /// knows them; never a prompt in the task phrasing followed by its answer, so that SFT
-/// is what teaches the tasks.
+/// is what teaches the tasks. One document in [`IN_CONTEXT_SHARE`] is instead worked
+/// examples of a rule ([`in_context`]), so that the base model learns in context.
 pub fn corpus(n_docs: usize, seed: u64) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n_docs).map(|_| document(&mut rng)).collect()
+    (0..n_docs)
+        .map(|_| {
+            if rng.random_range(0..IN_CONTEXT_SHARE) == 0 {
+                in_context::document(&mut rng)
+            } else {
+                document(&mut rng)
+            }
+        })
+        .collect()
 }
+
+/// One corpus document in this many shows worked examples in context.
+pub const IN_CONTEXT_SHARE: u32 = 3;
 
 fn document<R: Rng + ?Sized>(rng: &mut R) -> String {
     let sentences = rng.random_range(2..=6);
