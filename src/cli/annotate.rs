@@ -96,15 +96,15 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
 #[cfg(feature = "trainer")]
 /// The simulated annotator of `plumb demo`: the oracle with `noise` (0: exact) through
 /// the API at `url` until no task is left in the token's projects, `sloppy` of its
-/// demonstrations padded; nothing printed per submission. Blocks (it runs a runtime of
-/// its own).
-pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64, noise: f64) -> Result<Tally> {
+/// demonstrations padded, its choices drawn from `seed`; nothing printed per
+/// submission. Blocks (it runs a runtime of its own).
+pub(crate) fn simulate_quietly(url: &str, token: &str, sloppy: f64, noise: f64, seed: u64) -> Result<Tally> {
     let args = AnnotateArgs {
         simulate: true,
         url: url.to_owned(),
         token: token.to_owned(),
         noise,
-        seed: 0,
+        seed,
         sloppy,
         project: None,
         max_tasks: None,

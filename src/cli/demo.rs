@@ -66,6 +66,10 @@ pub struct DemoArgs {
     /// its RM score still rises.
     #[arg(long, default_value_t = 0.0, value_parser = super::annotate::parse_noise)]
     noise: f64,
+    /// Seed of the whole loop: the prompts, every stage and the simulated annotator, so
+    /// that runs with other seeds say how much a figure owes to chance.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 const PROJECT: &str = "demo";
@@ -81,6 +85,7 @@ struct Scale {
     ranked_prompts: usize,
     rm_steps: i64,
     ppo_steps: i64,
+    grpo_steps: i64,
     /// Held-out prompts of each blind A/B pair the simulated annotator votes on.
     ab_prompts: usize,
     /// Test tasks per skill of the few-shot evaluation.
@@ -95,6 +100,7 @@ const FULL: Scale = Scale {
     ranked_prompts: 400,
     rm_steps: 240,
     ppo_steps: 6,
+    grpo_steps: 12,
     ab_prompts: 60,
     skill_tasks: 20,
 };
@@ -107,6 +113,7 @@ const SHORT: Scale = Scale {
     ranked_prompts: 200,
     rm_steps: 160,
     ppo_steps: 4,
+    grpo_steps: 6,
     ab_prompts: 16,
     skill_tasks: 8,
 };
@@ -119,6 +126,7 @@ const QUICK: Scale = Scale {
     ranked_prompts: 8,
     rm_steps: 4,
     ppo_steps: 1,
+    grpo_steps: 1,
     ab_prompts: 4,
     skill_tasks: 2,
 };
@@ -217,6 +225,7 @@ async fn build(
     args: &DemoArgs,
     scale: &Scale,
 ) -> Result<()> {
+    let (seed, noise) = (args.seed, args.noise);
     step("Demo users and project");
     let mut ids = Vec::new();
     for ((name, password), role) in [(RESEARCHER, Role::Researcher), (ANNOTATOR, Role::Annotator)] {
@@ -251,9 +260,10 @@ async fn build(
         labeling::users::create_api_token(pool, annotator, &TokenName::parse("simulated annotator")?).await?;
 
     let mut lines = Vec::new();
-    for (split, name, n, seed) in
-        [(Split::Train, "train", scale.train_prompts, 1), (Split::Test, "test", scale.test_prompts, 2)]
-    {
+    for (split, name, n, seed) in [
+        (Split::Train, "train", scale.train_prompts, 1000 * seed + 1),
+        (Split::Test, "test", scale.test_prompts, 1000 * seed + 2),
+    ] {
         for task in world::tasks_of(Skill::Sort, n, split, seed) {
             lines.push(json!({ "prompt": task.prompt, "split": name }).to_string());
         }
@@ -287,7 +297,7 @@ async fn build(
                     RunKind::Pretrain,
                     json!({ "model_name": "base", "preset": "tiny", "corpus": "demo_world",
                         "corpus_documents": 4000,
-                        "stage": { "steps": scale.pretrain_steps, "seq_len": 64, "batch_size": 16,
+                        "stage": { "steps": scale.pretrain_steps, "seq_len": 64, "batch_size": 16, "seed": seed,
                                    "warmup_steps": 10.min(scale.pretrain_steps), "eval_every": 0 } }),
                 )
                 .await?;
@@ -297,14 +307,14 @@ async fn build(
     step("The simulated annotator writes demonstrations (half of them sloppy) through the API");
     labeling::tasks::request_demonstrations(pool, project.id, Some(labeling::domain::Split::Train), i64::MAX)
         .await?;
-    let tally = simulate(url, &token, 0.5, 0.0).await?;
+    let tally = simulate(url, &token, 0.5, 0.0, seed).await?;
     println!("{tally}");
 
     launcher.launch(
         "SFT on the demonstrations",
         RunKind::Sft,
         json!({ "model_name": "sft", "base": "base",
-                "stage": { "steps": scale.sft_steps, "lr": 3e-3, "batch_size": 16, "dropout": 0.0,
+                "stage": { "steps": scale.sft_steps, "lr": 3e-3, "batch_size": 16, "dropout": 0.0, "seed": seed,
                            "warmup_steps": 10.min(scale.sft_steps), "eval_every": 0, "checkpoint_every": 100 } }),
     )
     .await?;
@@ -313,12 +323,11 @@ async fn build(
             "Sampling 4 responses per prompt from the SFT policy for ranking",
             RunKind::Sample,
             json!({ "version": "sft", "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
-                "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 } }),
+                "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 + seed } }),
         )
         .await?;
-    let noise = args.noise;
     step(&format!("The simulated annotator ranks them through the API, with noise {noise}"));
-    let tally = simulate(url, &token, 0.0, noise).await?;
+    let tally = simulate(url, &token, 0.0, noise, seed).await?;
     println!("{tally}");
 
     launcher
@@ -326,7 +335,7 @@ async fn build(
             "Reward model from the SFT model, on the rankings",
             RunKind::Reward,
             json!({ "model_name": "rm", "base": "sft",
-                "stage": { "steps": scale.rm_steps, "lr": 3e-4, "batch_size": 4, "eval_every": 0,
+                "stage": { "steps": scale.rm_steps, "lr": 3e-4, "batch_size": 4, "eval_every": 0, "seed": seed,
                            "checkpoint_every": 100 } }),
         )
         .await?;
@@ -335,24 +344,43 @@ async fn build(
             "PPO of the SFT policy against the reward model",
             RunKind::Ppo,
             json!({ "model_name": "policy", "policy": "sft", "reward": "rm",
-                "stage": { "steps": scale.ppo_steps, "batch_size": 64, "minibatch_size": 16, "ppo_epochs": 2,
+                "stage": { "steps": scale.ppo_steps, "batch_size": 64, "minibatch_size": 16, "ppo_epochs": 2, "seed": seed,
                            "lr": 1e-4, "value_lr": 1e-3, "warmup_steps": 0, "max_new_tokens": 20,
                            "kl_coef": 1.0, "reward_clip": 3.0, "checkpoint_every": 2,
                            "eval_every": 1, "heldout_prompts": 32 } }),
         )
         .await?;
     report_curve(pool, ppo).await?;
+    launcher
+        .launch(
+            "DPO of the SFT policy on the same rankings, without a reward model",
+            RunKind::Dpo,
+            json!({ "model_name": "dpo", "policy": "sft",
+                "stage": { "epochs": 1, "batch_size": 16, "seed": seed, "eval_every": 0,
+                           "checkpoint_every": 0 } }),
+        )
+        .await?;
+    launcher
+        .launch(
+            "GRPO of the SFT policy against the reward model",
+            RunKind::Grpo,
+            json!({ "model_name": "grpo", "policy": "sft", "reward": "rm",
+                "stage": { "steps": scale.grpo_steps, "batch_size": 16, "group_size": 4, "minibatch_size": 32,
+                           "max_new_tokens": 20, "reward_clip": 3.0, "seed": seed, "checkpoint_every": 0,
+                           "eval_every": 2, "heldout_prompts": 32 } }),
+        )
+        .await?;
     let eval = launcher.launch(
-        "Evaluating base, SFT and the policy on held-out prompts",
+        "Evaluating base, SFT, the PPO policy, DPO and GRPO on held-out prompts",
         RunKind::Eval,
-        json!({ "versions": ["base", "sft", "policy"], "reward": "rm", "reference": "sft",
-                "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 },
+        json!({ "versions": ["base", "sft", "policy", "dpo", "grpo"], "reward": "rm", "reference": "sft",
+                "prompts": { "split": "test" }, "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 11 + seed },
                 "skills": { "shots": [0, 1, 3], "per_skill": scale.skill_tasks },
                 "probes": [{ "template": "the {group} is", "groups": ["cat", "sun", "ship"], "samples": 64, "top": 5 }] }),
     )
     .await?;
     report_eval(pool, eval).await?;
-    human_eval(pool, project.id, eval, url, &token, scale).await
+    human_eval(pool, project.id, eval, url, &token, scale, seed).await
 }
 
 /// A blind A/B batch (SFT against base, the policy against SFT) on held-out prompts, the
@@ -364,14 +392,14 @@ async fn human_eval(
     url: &str,
     token: &str,
     scale: &Scale,
+    seed: u64,
 ) -> Result<()> {
-    step("A blind A/B batch for the simulated annotator: SFT against base, the policy against SFT");
+    step("A blind A/B batch for the simulated annotator: SFT against base, each aligned policy against SFT");
     let samples = evals::samples(pool, eval).await?;
-    let (base, sft, policy) = (
-        versions::resolve(pool, "base").await?.id,
-        versions::resolve(pool, "sft").await?.id,
-        versions::resolve(pool, "policy").await?.id,
-    );
+    let id =
+        |name: &'static str| async move { Ok::<i64, anyhow::Error>(versions::resolve(pool, name).await?.id) };
+    let (base, sft, policy, dpo, grpo) =
+        (id("base").await?, id("sft").await?, id("policy").await?, id("dpo").await?, id("grpo").await?);
     let mut prompts: Vec<i64> = samples.iter().map(|s| s.prompt_id).collect();
     prompts.sort_unstable();
     prompts.dedup();
@@ -388,14 +416,14 @@ async fn human_eval(
         pool,
         project,
         eval,
-        &[(base, sft), (sft, policy)],
+        &[(base, sft), (sft, policy), (sft, dpo), (sft, grpo)],
         &prompts,
         &evaluated,
         17,
     )
     .await?;
     println!("{} A/B tasks ({} pairs wrote the same text)", batch.task_ids.len(), batch.identical);
-    println!("{}", simulate(url, token, 0.0, 0.0).await?);
+    println!("{}", simulate(url, token, 0.0, 0.0, seed).await?);
     let votes = labeling::submit::version_votes(pool, project).await?;
     for r in labeling::leaderboard::bradley_terry(&votes, labeling::leaderboard::LEADERBOARD_RESAMPLES, 1) {
         let v = versions::get(pool, r.version_id).await?;
@@ -427,6 +455,7 @@ impl Launcher<'_> {
     async fn launch(&self, what: &str, kind: RunKind, config: Value) -> Result<i64> {
         let (pool, project, researcher) = (self.pool, self.project, self.researcher);
         step(what);
+        let started = std::time::Instant::now();
         let id = runs::enqueue(
             pool,
             &NewRun { project_id: Some(project), kind, config, created_by: Some(researcher) },
@@ -452,17 +481,19 @@ impl Launcher<'_> {
         if run.status != RunStatus::Succeeded {
             bail!("run {id} ({what}) {}: {}", run.status, run.error.unwrap_or_default());
         }
-        if let Some(version) = versions::of_run(pool, id).await? {
-            println!("registered {}:{}", version.model, version.version);
+        let seconds = started.elapsed().as_secs_f64();
+        match versions::of_run(pool, id).await? {
+            Some(version) => println!("registered {}:{} ({seconds:.0} s)", version.model, version.version),
+            None => println!("run {id} done ({seconds:.0} s)"),
         }
         Ok(id)
     }
 }
 
 /// The simulated annotator through the API until no task is left; its summary.
-async fn simulate(url: &str, token: &str, sloppy: f64, noise: f64) -> Result<String> {
+async fn simulate(url: &str, token: &str, sloppy: f64, noise: f64, seed: u64) -> Result<String> {
     let (url, token) = (url.to_owned(), token.to_owned());
-    tokio::task::spawn_blocking(move || super::annotate::simulate_quietly(&url, &token, sloppy, noise))
+    tokio::task::spawn_blocking(move || super::annotate::simulate_quietly(&url, &token, sloppy, noise, seed))
         .await?
         .map(|t| {
             format!(
@@ -521,18 +552,21 @@ async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
         );
     }
     let of = |model: &str| report.versions.iter().find(|v| v.label.starts_with(model));
-    if let (Some(base), Some(sft), Some(policy)) = (of("base:"), of("sft:"), of("policy:")) {
+    if let (Some(base), Some(sft)) = (of("base:"), of("sft:")) {
         let oracle = |v: &evals::VersionReport| v.summary.oracle.unwrap_or(f64::NAN);
         println!("SFT over base: oracle {:+.3}", oracle(sft) - oracle(base));
-        if let Some(w) = &policy.win_rate_oracle {
-            println!(
-                "PPO over SFT: oracle {:+.3}, win rate by the oracle {:.0}% [{:.0}%, {:.0}%], at a KL of {:.2} nats",
-                oracle(policy) - oracle(sft),
-                100.0 * w.rate,
-                100.0 * w.low,
-                100.0 * w.high,
-                policy.summary.kl.unwrap_or(f64::NAN)
-            );
+        for (name, model) in [("PPO", "policy:"), ("DPO", "dpo:"), ("GRPO", "grpo:")] {
+            let Some(aligned) = of(model) else { continue };
+            if let Some(w) = &aligned.win_rate_oracle {
+                println!(
+                    "{name} over SFT: oracle {:+.3}, win rate by the oracle {:.0}% [{:.0}%, {:.0}%], at a KL of {:.2} nats",
+                    oracle(aligned) - oracle(sft),
+                    100.0 * w.rate,
+                    100.0 * w.low,
+                    100.0 * w.high,
+                    aligned.summary.kl.unwrap_or(f64::NAN)
+                );
+            }
         }
     }
     for v in &report.versions {

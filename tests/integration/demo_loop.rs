@@ -168,6 +168,8 @@ fn the_short_demo_learns_and_its_comparison_renders_in_the_browser() {
             "SFT over base: oracle",
             "PPO over SFT: oracle",
             "RM agreement with the oracle",
+            "the over-optimisation curve",
+            "gold peaks at step",
             "Bradley–Terry rating",
         ] {
             assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
