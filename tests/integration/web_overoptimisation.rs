@@ -67,7 +67,7 @@ pub(crate) async fn eval_of_rl_versions(app: &TestApp) -> (i64, i64, [i64; 3]) {
     let pool = &app.db.pool;
     let project = new_project(app, "overoptimisation").await;
     let sft = register(app, "sft", ModelKind::Sft, None, json!({}), json!({})).await.id;
-    let chosen = json!({ "selection": { "by": "gold", "step": 30, "value": 0.45 } });
+    let chosen = json!({ "resolved": { "selection": { "by": "gold", "step": 30, "value": 0.45 } } });
     let (far_run, far) = rl_run(app, project, "ppo-far", 2.0, true, chosen).await;
     let (_, near) = rl_run(app, project, "ppo-near", 1.0, false, json!({})).await;
     let mut prompts = Vec::new();
@@ -110,7 +110,7 @@ fn a_run_page_draws_its_scores_against_kl_and_names_where_gold_peaks() {
     with_db(|db| async move {
         let app = spawn_app(db).await;
         let project = new_project(&app, "overoptimisation").await;
-        let chosen = json!({ "selection": { "by": "gold", "step": 30, "value": 0.45 } });
+        let chosen = json!({ "resolved": { "selection": { "by": "gold", "step": 30, "value": 0.45 } } });
         let (run, _) = rl_run(&app, project, "ppo", 1.0, true, chosen).await;
         app.log_in("rita").await;
         let html = app.get_html(&format!("/runs/{run}")).await;
@@ -123,7 +123,7 @@ fn a_run_page_draws_its_scores_against_kl_and_names_where_gold_peaks() {
             "{found}"
         );
         assert!(found.contains(
-            "The registered version is the checkpoint of step 30, chosen by its held-out gold score (0.450)."
+            "The registered version is the policy evaluated at step 30, chosen by its held-out gold score (0.450)."
         ));
         // Two charts, RM score and gold, each with a point per evaluation, on one KL axis.
         assert_eq!(found.matches("<figure class=\"chart xy-chart\"").count(), 2);

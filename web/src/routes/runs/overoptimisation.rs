@@ -100,9 +100,10 @@ pub fn peak_sentence(evals: &[HeldOut]) -> Option<String> {
 }
 
 /// What a version's config says of the checkpoint its run chose, when the run chose one
-/// other than its last: `"selection": {"by": "gold"|"reward", "step": N, "value": x}`.
+/// other than its last: `"resolved": {"selection": {"by": "gold"|"reward", "step": N,
+/// "value": x}}` (the worker records what it resolved under `resolved`).
 pub fn selection_sentence(config: &Value) -> Option<String> {
-    let selection = config.get("selection")?;
+    let selection = config.pointer("/resolved/selection")?;
     let by = match selection.get("by")?.as_str()? {
         "gold" => "gold score",
         "reward" => "RM score",
@@ -111,7 +112,7 @@ pub fn selection_sentence(config: &Value) -> Option<String> {
     let step = selection.get("step")?.as_i64()?;
     let value = selection.get("value")?.as_f64()?;
     Some(format!(
-        "The registered version is the checkpoint of step {step}, chosen by its held-out {by} ({}).",
+        "The registered version is the policy evaluated at step {step}, chosen by its held-out {by} ({}).",
         tick(value)
     ))
 }
@@ -249,13 +250,16 @@ mod tests {
 
     #[test]
     fn a_chosen_checkpoint_is_named_with_its_score() {
-        let config = serde_json::json!({"selection": {"by": "gold", "step": 40, "value": 0.6123}});
+        let config =
+            serde_json::json!({"resolved": {"selection": {"by": "gold", "step": 40, "value": 0.6123}}});
         assert_eq!(
             selection_sentence(&config).unwrap(),
-            "The registered version is the checkpoint of step 40, chosen by its held-out gold score (0.612)."
+            "The registered version is the policy evaluated at step 40, chosen by its held-out gold score (0.612)."
         );
         assert_eq!(
-            selection_sentence(&serde_json::json!({"selection": {"by": "luck", "step": 1, "value": 0}})),
+            selection_sentence(
+                &serde_json::json!({"resolved": {"selection": {"by": "luck", "step": 1, "value": 0}}})
+            ),
             None
         );
         assert_eq!(selection_sentence(&serde_json::json!({})), None);
