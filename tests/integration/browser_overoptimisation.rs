@@ -2,14 +2,19 @@
 //! eval run of two PPO versions draw their held-out scores against KL as visible SVG
 //! points, at desktop and at phone width without pushing the page sideways. Shots:
 //! target/screenshots/run-over-optimisation.png, eval-over-optimisation.png and their
-//! `-phone` versions.
+//! `-phone` versions, and run-over-optimisation-real.png of a PPO run the worker trained.
 
 use serde_json::{json, Value};
+
+use registry::runs::RunKind;
+use trainer::worker::Outcome;
 
 use crate::browser::Browser;
 use crate::db::with_db;
 use crate::web_app::spawn_app;
 use crate::web_overoptimisation::eval_of_rl_versions;
+use crate::worker::{enqueue, no_shutdown, setup, worker};
+use crate::worker_rl::sft_and_reward_model;
 
 /// The drawn size of the section's charts and marks: per chart [width, height, marks,
 /// the smallest mark's width, whether every mark lies inside its chart], and whether
@@ -69,6 +74,38 @@ fn the_over_optimisation_curves_are_drawn_on_the_run_and_eval_pages() {
             check(&format!("eval{size}"), &drawn(&browser).await, &[10, 5]);
             browser.screenshot(&format!("eval-over-optimisation{size}")).await;
         }
+        browser.close().await;
+    });
+}
+
+/// A PPO run that the worker trains (a tiny one, on the demo world's phrasing, evaluated
+/// on held-out prompts after every step) shows its own curve: a point per evaluation.
+#[test]
+fn a_ppo_run_the_worker_trained_draws_its_own_curve() {
+    with_db(|db| async move {
+        let setup = setup(&db, 12).await;
+        let pool = db.pool.clone();
+        let worker = worker(&pool, &setup, "w-curve");
+        sft_and_reward_model(&pool, &setup, &worker).await;
+        let stage = json!({"steps": 6, "batch_size": 4, "minibatch_size": 2, "max_new_tokens": 6, "lr": 0.003,
+                           "checkpoint_every": 0, "eval_every": 1, "heldout_prompts": 3, "select_by": "gold"});
+        let config = json!({ "model_name": "rl", "policy": "sft:1", "reward": "rm:1", "stage": stage });
+        let run = enqueue(&pool, setup.project, RunKind::Ppo, config).await;
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().expect("the PPO run");
+        assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
+
+        let app = spawn_app(db).await;
+        let browser = Browser::start(&app.address).await;
+        browser.log_in("rita").await;
+        browser.goto(&format!("/runs/{run}")).await;
+        browser.find("#overoptimisation figure.xy-chart circle").await;
+        check("the worker's run", &drawn(&browser).await, &[6, 6]);
+        let text = browser.find("#overoptimisation-peaks").await.text().await.unwrap();
+        assert!(
+            text.contains("Gold peaks at step") && text.contains("chosen by its held-out gold score"),
+            "{text}"
+        );
+        browser.screenshot("run-over-optimisation-real").await;
         browser.close().await;
     });
 }

@@ -14,7 +14,11 @@ use crate::worker_dpo::sft_and_rankings;
 
 /// SFT (`sft:1`), rankings of its project's samples and a reward model (`rm:1`) trained
 /// on them.
-async fn sft_and_reward_model(pool: &sqlx::PgPool, setup: &Setup, worker: &trainer::worker::Worker) {
+pub(crate) async fn sft_and_reward_model(
+    pool: &sqlx::PgPool,
+    setup: &Setup,
+    worker: &trainer::worker::Worker,
+) {
     sft_and_rankings(pool, setup, worker).await;
     let rm_stage = json!({"steps": 2, "batch_size": 2, "val_fraction": 0.0, "eval_every": 0});
     enqueue(
