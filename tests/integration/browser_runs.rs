@@ -132,3 +132,52 @@ fn the_launch_form_shows_the_learning_rate_the_chosen_base_will_train_at() {
         browser.close().await;
     });
 }
+
+/// The document's width against the window's, at the current size.
+async fn scroll_and_inner(browser: &Browser) -> (f64, f64) {
+    let widths = browser
+        .client
+        .execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
+        .await
+        .unwrap();
+    (widths[0].as_f64().unwrap(), widths[1].as_f64().unwrap())
+}
+
+/// At a phone's width a gang run's page (its ranks table) and the launch form (with a
+/// world size) fit without sideways scrolling.
+#[test]
+fn at_phone_width_a_gang_runs_ranks_and_the_launch_form_fit() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        app.log_in("rita").await;
+        let project = new_project(&app, "gangs").await;
+        let config = json!({ "model_name": "s", "base": "b:1", "world_size": 2 });
+        let run = crate::web_runs::enqueue(&app, project, RunKind::Sft, config).await;
+        let lease = Duration::from_secs(60);
+        assert!(runs::claim_or_wait(&app.db.pool, "gpu-b", lease, lease).await.unwrap().is_none());
+        runs::claim_or_wait(&app.db.pool, "gpu-a", lease, lease).await.unwrap().expect("the gang's claim");
+        ::registry::gangs::publish_rendezvous(&app.db.pool, run, "gpu-a", "10.1.2.3:29500").await.unwrap();
+
+        let browser = Browser::start(&app.address).await;
+        browser.log_in("rita").await;
+        browser.client.set_window_size(390, 844).await.unwrap();
+        browser.goto(&format!("/runs/{run}")).await;
+        let ranks = browser.find("#run-ranks").await;
+        browser
+            .client
+            .execute("document.getElementById('run-ranks').scrollIntoView()", vec![])
+            .await
+            .unwrap();
+        let (scroll, inner) = scroll_and_inner(&browser).await;
+        assert!(scroll <= inner, "the gang's run page at {inner} px scrolls sideways: {scroll} px wide");
+        assert!(ranks.text().await.unwrap().contains("gpu-a"));
+        browser.screenshot("phone-run-ranks").await;
+
+        browser.goto(&format!("/runs/new?kind=sft&project={project}")).await;
+        browser.find("#f-base").await;
+        let (scroll, inner) = scroll_and_inner(&browser).await;
+        assert!(scroll <= inner, "the launch form at {inner} px scrolls sideways: {scroll} px wide");
+        browser.screenshot("phone-run-form").await;
+        browser.close().await;
+    });
+}
