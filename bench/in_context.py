@@ -21,8 +21,8 @@ Alone: `python bench/in_context.py` (PLUMB, PLUMB_ICL_STEPS, PLUMB_ICL_DOCS, PLU
 PLUMB_ICL_LR).
 
 Measured (2-core CPU, seed 0): 150 steps (the demo's budget) 0.00 / 0.00 / 0.00 at 0/1/3
-shots on every rule; 3000 steps still 0.00 / 0.00 / 0.00 (the model copies the word but
-not the affix or marks). A 2-layer 128-wide GPT at lr 3e-3 on the worked-examples
+shots on every rule; 3000 steps still 0.00 / 0.00 / 0.00, at the default learning rate
+and at PLUMB_ICL_LR=3e-3 (the model copies the word but not the affix or the marks). A 2-layer 128-wide GPT at lr 3e-3 on the worked-examples
 documents alone, 1500 steps of 16 x 128 tokens, gets 0.00 / 0.81 / 0.90
 (trainer/tests/in_context.rs): in-context learning needs that budget, not the demo's.
 """
