@@ -126,9 +126,9 @@ def main():
         if not ONLY or any(x.strip() in name for x in ONLY):
             done = bench()
             results.extend(done if isinstance(done, list) else [done])
-    if not results and not any(x.strip() in "task_families" for x in ONLY):
+    if not results and not any(x.strip() in "task_families" or x.strip() in "in_context" for x in ONLY):
         sys.exit(f"PLUMB_BENCH_ONLY={','.join(ONLY)} selects none of: "
-                 + ", ".join(name for name, _ in benches) + ", task_families")
+                 + ", ".join(name for name, _ in benches) + ", task_families, in_context")
 
     environment = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -151,6 +151,11 @@ def main():
         from task_families import bench_task_families, table as family_table
         table += "\n## Task families with default settings\n\n" + family_table(
             bench_task_families(PLUMB, WORK / "task_families", RESULTS)) + "\n"
+    # In-context learning of a base model pretrained as the demo's is, on rules its corpus
+    # never shows (bench/in_context.py): no peer either; it prints its own table.
+    if not ONLY or any(x.strip() in "in_context" for x in ONLY):
+        from in_context import bench_in_context
+        bench_in_context(PLUMB, WORK / "in_context", RESULTS)
     if ONLY:
         print("(PLUMB_BENCH_ONLY is set: bench/results/README.md is left as it was)", file=sys.stderr)
     else:
