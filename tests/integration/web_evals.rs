@@ -56,6 +56,22 @@ async fn register(app: &TestApp, model: &str) -> i64 {
     versions::register(&app.db.pool, &new).await.unwrap().id
 }
 
+/// `n` held-out prompts of the demo world's sorting task in `project`: their ids.
+pub(crate) async fn test_prompts(pool: &sqlx::PgPool, project: i64, n: usize) -> Vec<i64> {
+    let mut prompts = Vec::new();
+    for i in 0..n {
+        let new = NewPrompt {
+            project_id: project,
+            text: PromptText::parse(format!("Sort the digits {i}31.\n")).unwrap(),
+            split: Split::Test,
+            source: PromptSource::parse("test").unwrap(),
+            created_by: None,
+        };
+        prompts.push(labeling::prompts::add_prompt(pool, &new).await.unwrap().id);
+    }
+    prompts
+}
+
 /// A project with three annotators (overlap 3), six test prompts, and a succeeded eval
 /// run of base, sft and policy. Each sample's text says its version. The reward model
 /// scores policy > sft > base, except on the first prompt, where it prefers base; sft
@@ -86,17 +102,7 @@ pub(crate) async fn eval_world(app: &TestApp) -> EvalWorld {
     for &a in &annotators {
         labeling::projects::add_member(pool, project, a).await.unwrap();
     }
-    let mut prompts = Vec::new();
-    for i in 0..PROMPTS {
-        let new = NewPrompt {
-            project_id: project,
-            text: PromptText::parse(format!("Sort the digits {i}31.\n")).unwrap(),
-            split: Split::Test,
-            source: PromptSource::parse("test").unwrap(),
-            created_by: None,
-        };
-        prompts.push(labeling::prompts::add_prompt(pool, &new).await.unwrap().id);
-    }
+    let prompts = test_prompts(pool, project, PROMPTS).await;
     let mut ids = [0; 3];
     for (i, label) in LABELS.iter().enumerate() {
         ids[i] = register(app, label).await;

@@ -7,8 +7,6 @@
 use ::registry::evals::{self, EvalSample};
 use ::registry::runs::{self, RunKind};
 use ::registry::versions::ModelKind;
-use labeling::domain::{PromptSource, PromptText, Split};
-use labeling::prompts::NewPrompt;
 use serde_json::{json, Value};
 
 use crate::db::with_db;
@@ -70,17 +68,7 @@ pub(crate) async fn eval_of_rl_versions(app: &TestApp) -> (i64, i64, [i64; 3]) {
     let chosen = json!({ "resolved": { "selection": { "by": "gold", "step": 30, "value": 0.45 } } });
     let (far_run, far) = rl_run(app, project, "ppo-far", 2.0, true, chosen).await;
     let (_, near) = rl_run(app, project, "ppo-near", 1.0, false, json!({})).await;
-    let mut prompts = Vec::new();
-    for i in 0..2 {
-        let new = NewPrompt {
-            project_id: project,
-            text: PromptText::parse(format!("Sort the digits {i}31.\n")).unwrap(),
-            split: Split::Test,
-            source: PromptSource::parse("test").unwrap(),
-            created_by: None,
-        };
-        prompts.push(labeling::prompts::add_prompt(pool, &new).await.unwrap().id);
-    }
+    let prompts = crate::web_evals::test_prompts(pool, project, 2).await;
     let config = json!({ "versions": ["sft:1", "ppo-far:1", "ppo-near:1"], "prompts": { "split": "test" } });
     let run = enqueue(app, project, RunKind::Eval, config).await;
     claim(app).await;

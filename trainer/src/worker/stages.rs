@@ -510,12 +510,11 @@ fn rl_version<C: StageSettings>(
 /// An RL stage's run (PPO, RLOO, GRPO): `train` from the SFT policy against the reward
 /// model on the prompts not held out, evaluated on the held-out ones (`heldout`), and
 /// the policy version it registers.
-fn rl_stage<C: StageSettings, R: serde::Serialize>(
+fn rl_stage<C, R: serde::Serialize>(
     spec: &RlRun<C>,
     inputs: &RlInputs,
     device: Device,
     precision: Precision,
-    heldout: HeldOutSettings,
     run: &mut RunDir,
     train: impl FnOnce(
         LanguageModel,
@@ -524,10 +523,15 @@ fn rl_stage<C: StageSettings, R: serde::Serialize>(
         &mut RunDir,
         &mut EvalFn,
     ) -> Result<(LanguageModel, R), TrainError>,
-) -> Result<Output, TrainError> {
+) -> Result<Output, TrainError>
+where
+    C: StageSettings,
+    for<'c> &'c C: Into<HeldOutSettings>,
+{
     let (policy, reward) = rl_models(inputs, device, precision)?;
     let width = policy.config.n_embd;
     let reward = Reward::Model(&reward);
+    let heldout = (&spec.stage).into();
     let (_, report, selection) =
         train_with_heldout(heldout, &inputs.prompts, reward, run, |prompts, run, eval| {
             train(policy, reward, prompts, run, eval)
@@ -614,7 +618,6 @@ pub(super) fn execute(
                 &inputs,
                 device,
                 spec.stage.precision,
-                (&spec.stage).into(),
                 &mut run,
                 |policy, reward, prompts, run, eval| {
                     let data = ppo::PpoData { prompts, ptx_corpus: ptx };
@@ -627,7 +630,6 @@ pub(super) fn execute(
             &inputs,
             device,
             spec.stage.precision,
-            (&spec.stage).into(),
             &mut run,
             |policy, reward, prompts, run, eval| rloo::train(&spec.stage, policy, reward, prompts, run, eval),
         )?,
@@ -636,7 +638,6 @@ pub(super) fn execute(
             &inputs,
             device,
             spec.stage.precision,
-            (&spec.stage).into(),
             &mut run,
             |policy, reward, prompts, run, eval| grpo::train(&spec.stage, policy, reward, prompts, run, eval),
         )?,
