@@ -521,7 +521,13 @@ async fn report_curve(pool: &PgPool, run: i64) -> Result<()> {
             at(reward, step).unwrap_or(f64::NAN)
         );
     }
-    if let Some((i, peak)) = gold.values.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)) {
+    // The earliest of equal scores, as the run page says it.
+    let best =
+        gold.values.iter().copied().enumerate().fold(None, |best: Option<(usize, f64)>, (i, g)| match best {
+            Some((_, b)) if b >= g => best,
+            _ => Some((i, g)),
+        });
+    if let Some((i, peak)) = best {
         let step = gold.steps[i];
         let last = gold.steps.len() - 1;
         println!(
