@@ -322,6 +322,13 @@ impl SettingChoice for Selection {
     const NAMES: &'static [&'static str] = &["last", "reward", "gold"];
 }
 
+impl Selection {
+    /// Its name in a config (`select_by = "gold"`).
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 impl std::str::FromStr for Selection {
     type Err = String;
 
@@ -619,6 +626,14 @@ stage_settings! {
 mod tests {
     use super::*;
     use crate::setting::StageSettings;
+
+    #[test]
+    fn a_selections_name_is_its_config_value() {
+        for s in [Selection::Last, Selection::Reward, Selection::Gold] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(s.name().parse::<Selection>(), Ok(s));
+        }
+    }
 
     #[test]
     fn the_defaults_are_valid() {

@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use trainer::worker::{Worker, WorkerOptions};
 use trainer::DeviceChoice;
+use web::routes::runs::overoptimisation::{held_out, HeldOut};
 use world::{self, Skill, Split};
 
 #[derive(Args)]
@@ -506,36 +507,20 @@ async fn simulate(url: &str, token: &str, sloppy: f64, noise: f64, seed: u64) ->
 /// The PPO run's over-optimisation curve: its held-out RM and gold scores against KL at
 /// each evaluation, and where the gold score peaked.
 async fn report_curve(pool: &PgPool, run: i64) -> Result<()> {
-    let series = runs::metrics(pool, run).await?;
-    let of = |name: &str| series.iter().find(|s| s.name == name);
-    let (Some(kl), Some(reward), Some(gold)) = (of("heldout/kl"), of("heldout/reward"), of("heldout/gold"))
-    else {
-        return Ok(());
-    };
+    let evals = held_out(&runs::metrics(pool, run).await?);
+    let golds: Vec<(&HeldOut, f64)> = evals.iter().filter_map(|h| Some((h, h.gold?))).collect();
+    let (Some(&first), Some(&(_, last))) = (golds.first(), golds.last()) else { return Ok(()) };
     step("The policy on held-out prompts at each evaluation (the over-optimisation curve)");
-    let at = |s: &runs::MetricSeries, step: i64| s.steps.iter().position(|&x| x == step).map(|i| s.values[i]);
-    for (&step, &g) in gold.steps.iter().zip(&gold.values) {
-        println!(
-            "step {step:>3}: KL {:.2} nats, RM {:+.3}, gold {g:+.3}",
-            at(kl, step).unwrap_or(f64::NAN),
-            at(reward, step).unwrap_or(f64::NAN)
-        );
+    for (h, gold) in &golds {
+        let reward = h.reward.unwrap_or(f64::NAN);
+        println!("step {:>3}: KL {:.2} nats, RM {reward:+.3}, gold {gold:+.3}", h.step, h.kl);
     }
     // The earliest of equal scores, as the run page says it.
-    let best =
-        gold.values.iter().copied().enumerate().fold(None, |best: Option<(usize, f64)>, (i, g)| match best {
-            Some((_, b)) if b >= g => best,
-            _ => Some((i, g)),
-        });
-    if let Some((i, peak)) = best {
-        let step = gold.steps[i];
-        let last = gold.steps.len() - 1;
-        println!(
-            "gold peaks at step {step} (KL {:.2} nats): {peak:+.3}; at the last step, {:+.3}",
-            at(kl, step).unwrap_or(f64::NAN),
-            gold.values[last]
-        );
-    }
+    let (peak, best) = golds.iter().fold(first, |best, &p| if p.1 > best.1 { p } else { best });
+    println!(
+        "gold peaks at step {} (KL {:.2} nats): {best:+.3}; at the last step, {last:+.3}",
+        peak.step, peak.kl
+    );
     Ok(())
 }
 

@@ -50,6 +50,20 @@ pub(crate) async fn register(
 ) -> ModelVersion {
     let seed = format!("{model}{}", uuid::Uuid::new_v4());
     let sha256: String = Sha256::digest(seed.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let artifact = StoredArtifact { uri: format!("file:///artifacts/sha256/{sha256}"), sha256, size: 1 };
+    register_artifact(app, model, kind, run_id, (config, metrics), artifact).await
+}
+
+/// Registers the next version of `model` with its `kind`, run, (config, metrics) and
+/// checkpoint, without parents or snapshots.
+async fn register_artifact(
+    app: &TestApp,
+    model: &str,
+    kind: ModelKind,
+    run_id: Option<i64>,
+    (config, metrics): (Value, Value),
+    artifact: StoredArtifact,
+) -> ModelVersion {
     let new = NewVersion {
         model: model.into(),
         kind,
@@ -58,7 +72,7 @@ pub(crate) async fn register(
         snapshots: Vec::new(),
         config,
         metrics,
-        artifact: StoredArtifact { uri: format!("file:///artifacts/sha256/{sha256}"), sha256, size: 1 },
+        artifact,
         created_by: None,
     };
     versions::register(&app.db.pool, &new).await.unwrap()
@@ -71,18 +85,7 @@ pub(crate) async fn register_base_of_width(app: &TestApp, model: &str, n_embd: i
     std::fs::write(dir.path().join("config.json"), json!({ "n_embd": n_embd }).to_string()).unwrap();
     let artifact =
         ::registry::artifacts::ArtifactStore::new(app.artifacts.path()).unwrap().put_dir(dir.path()).unwrap();
-    let new = NewVersion {
-        model: model.into(),
-        kind: ModelKind::Base,
-        run_id: None,
-        parents: Vec::new(),
-        snapshots: Vec::new(),
-        config: json!({}),
-        metrics: json!({}),
-        artifact,
-        created_by: None,
-    };
-    versions::register(&app.db.pool, &new).await.unwrap();
+    register_artifact(app, model, ModelKind::Base, None, (json!({}), json!({})), artifact).await;
 }
 
 async fn run_count(app: &TestApp) -> i64 {

@@ -96,16 +96,11 @@ impl<'a> HeldOut<'a> {
         gold: Option<&'a Gold<'a>>,
         select: Selection,
     ) -> Result<Self, TrainError> {
-        let name = |s: Selection| match s {
-            Selection::Last => "last",
-            Selection::Reward => "reward",
-            Selection::Gold => "gold",
-        };
         if select != Selection::Last && (prompts.is_empty() || eval_every == 0) {
             return Err(TrainError::Config(format!(
                 "{stage}.select_by = {} needs held-out evaluations, but {}: set {stage}.heldout_prompts and \
                  {stage}.eval_every above 0 (at most a quarter of the prompts are held out)",
-                name(select),
+                select.name(),
                 if eval_every == 0 {
                     "eval_every is 0".to_owned()
                 } else {
