@@ -1256,3 +1256,37 @@ fn clone_this_run_opens_the_launch_form_filled_as_the_run_was_launched() {
         assert_eq!(b.name, "warm & \"quoted\" (copy)");
     });
 }
+
+/// The held-out evaluation's settings of an RL run: a selection that is not one of its
+/// names, a wrong type, a NUL byte or an unknown setting is a JSON 422 naming the field,
+/// and nothing is queued.
+#[test]
+fn an_rl_runs_bad_held_out_settings_are_refused_naming_the_field() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let project = new_project(&app, "heldout").await;
+        register(&app, "sft", ModelKind::Sft, None, json!({}), json!({})).await;
+        register(&app, "rm", ModelKind::Reward, None, json!({}), json!({})).await;
+        let token = app.token_for("rita").await;
+        for (stage, field) in [
+            (json!({"select_by": "best"}), "stage.select_by"),
+            (json!({"select_by": 5}), "stage.select_by"),
+            (json!({"heldout_prompts": "8\u{0}"}), "stage.heldout_prompts"),
+            (json!({"heldout_prompts": -1}), "stage.heldout_prompts"),
+            (json!({"heldout": 3}), "stage.heldout"),
+        ] {
+            let config = json!({"model_name": "p", "policy": "sft:1", "reward": "rm:1", "stage": stage});
+            let response = client()
+                .post(app.url("/api/runs"))
+                .bearer_auth(&token)
+                .json(&json!({"project_id": project, "kind": "ppo", "config": config}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{stage}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["field"], field, "{stage}: {body}");
+        }
+        assert_eq!(run_count(&app).await, 0, "nothing was queued");
+    });
+}
