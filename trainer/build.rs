@@ -2,7 +2,61 @@ include!("../build/link_libtorch.rs");
 
 fn main() {
     link_libtorch();
+    compile_aten_ops();
     compile_c10d_shim();
+}
+
+/// Where torch-sys found libtorch's headers: beside the libraries (the wheel's
+/// torch/include, libtorch's include), or LIBTORCH_INCLUDE's include/ for a libtorch
+/// outside Python that sets it. None when torch-sys said nothing of where libtorch is.
+fn libtorch_include() -> Option<std::path::PathBuf> {
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").ok()?;
+    Some(match std::env::var("LIBTORCH_INCLUDE") {
+        Ok(dir) if std::env::var_os("LIBTORCH_USE_PYTORCH").is_none() => {
+            std::path::Path::new(&dir).join("include")
+        }
+        _ => std::path::Path::new(&lib).join("../include"),
+    })
+}
+
+/// A C++ compiler set as torch-sys compiles its own C++ against `include`. The wheels
+/// since torch 2.7 use the C++11 ABI; torch-sys reads the same variable for a libtorch
+/// outside Python.
+fn libtorch_cpp(include: &std::path::Path) -> cc::Build {
+    let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT");
+    build
+}
+
+/// Compiles trainer/aten/ (the ATen kernels plumb calls that tch does not bind: the
+/// fused AdamW) and sets `cfg(plumb_fused_adamw)`; without libtorch's headers the
+/// optimizer updates through tch's tensor ops instead.
+fn compile_aten_ops() {
+    println!("cargo:rerun-if-changed=aten");
+    println!("cargo:rustc-check-cfg=cfg(plumb_fused_adamw)");
+    let Some(include) = libtorch_include() else {
+        return;
+    };
+    if !include.join("ATen/ops/_fused_adamw.h").exists() {
+        println!("cargo:warning=this libtorch has no fused AdamW: plumb's optimizer uses tch's tensor ops");
+        return;
+    }
+    libtorch_cpp(&include).file("aten/adamw.cpp").compile("plumb_aten");
+    // After the archive, so that its references to ATen resolve (torch-sys links these
+    // too, earlier).
+    println!("cargo:rustc-link-search=native={}", std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=plumb_fused_adamw");
 }
 
 /// Compiles trainer/c10d/shim.cpp (plumb's binding to c10d) against the headers of the
@@ -17,17 +71,8 @@ fn compile_c10d_shim() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rustc-check-cfg=cfg(plumb_c10d)");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+    let (Ok(lib), Some(include)) = (std::env::var("DEP_TCH_LIBTORCH_LIB"), libtorch_include()) else {
         return;
-    };
-    // Where torch-sys found the headers: beside the libraries (the wheel's
-    // torch/include, libtorch's include), or LIBTORCH_INCLUDE's include/ for a libtorch
-    // outside Python that sets it.
-    let include = match std::env::var("LIBTORCH_INCLUDE") {
-        Ok(dir) if std::env::var_os("LIBTORCH_USE_PYTORCH").is_none() => {
-            std::path::Path::new(&dir).join("include")
-        }
-        _ => std::path::Path::new(&lib).join("../include"),
     };
     let header = include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp");
     if !header.exists() {
@@ -37,20 +82,9 @@ fn compile_c10d_shim() {
         );
         return;
     }
-    // The wheels since torch 2.7 use the C++11 ABI; torch-sys reads the same variable
-    // for a libtorch outside Python.
-    let cxx11_abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+    libtorch_cpp(&include)
         // Declarations of the gloo types ProcessGroupGloo.hpp names (c10d/gloo/README.md).
         .include("c10d")
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
         .define("USE_C10D_GLOO", None)
         .file("c10d/shim.cpp")
         .compile("plumb_c10d");

@@ -24,6 +24,7 @@ macro_rules! choice_words {
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod fused;
 pub mod gpt;
 pub mod memory;
 pub mod sampling;

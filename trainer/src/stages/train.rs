@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::model::fused;
+
 use crate::checkpoint::{CheckpointError, LanguageModel};
 use crate::data::DataError;
 use crate::sampling::SamplingError;
@@ -103,11 +105,17 @@ pub fn lr_at(step: i64, total: i64, warmup: i64, peak: f64, final_ratio: f64) ->
 /// plumb's own rather than tch's because its moments must be saved with checkpoints for
 /// `--resume` to continue exactly where a run stopped. As in nanoGPT, weight decay
 /// applies to parameters of two or more dimensions (matrices, embeddings), not to biases
-/// and layer norms.
+/// and layer norms. Each update runs ATen's fused kernel (`torch.optim.AdamW(fused=True)`,
+/// [`fused::adamw`]) where the build has it and the device takes it, and otherwise the
+/// same arithmetic in tch's tensor ops.
 pub struct AdamW {
     params: Vec<(String, Tensor)>,
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
+    /// ATen's step count of each parameter, for the fused kernel (scalars on its device).
+    fused_steps: Vec<Tensor>,
+    /// Whether updates go through the fused kernel: until it first refuses.
+    fused: bool,
     /// Updates taken so far (Adam's t).
     pub steps: i64,
     pub beta1: f64,
@@ -123,9 +131,13 @@ impl AdamW {
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |p: &Vec<(String, Tensor)>| p.iter().map(|(_, t)| t.zeros_like()).collect();
+        let fused_steps =
+            params.iter().map(|(_, t)| Tensor::zeros([], (Kind::Float, t.device()))).collect();
         AdamW {
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
+            fused_steps,
+            fused: fused::FUSED_ADAMW,
             params,
             steps: 0,
             beta1,
@@ -164,6 +176,68 @@ impl AdamW {
     pub fn step(&mut self, lr: f64) {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
+        if self.fused {
+            match self.fused_step(lr) {
+                Ok(()) => return,
+                Err(message) => {
+                    // Nothing was updated: the same step goes through the tensor ops, as
+                    // every later one does.
+                    eprintln!("plumb: the fused AdamW refused this model ({message}); updating without it");
+                    self.fused = false;
+                }
+            }
+        }
+        self.unfused_step(lr);
+    }
+
+    /// The update through ATen's fused kernel, one call per group of parameters that
+    /// share a device, a dtype and whether they decay. Every group is checked before any
+    /// is updated, so a refusal changes nothing.
+    fn fused_step(&mut self, lr: f64) -> Result<(), String> {
+        let mut groups: Vec<((Device, Kind, bool), Vec<usize>)> = Vec::new();
+        for (i, (_, p)) in self.params.iter().enumerate() {
+            if !p.grad().defined() {
+                continue;
+            }
+            let key = (p.device(), p.kind(), self.weight_decay > 0.0 && p.dim() >= 2);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        let takes = |d: &Device, k: &Kind| {
+            matches!(d, Device::Cpu | Device::Cuda(_))
+                && matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+        };
+        if let Some(((device, kind, _), _)) = groups.iter().find(|((d, k, _), _)| !takes(d, k)) {
+            return Err(format!("parameters in {kind:?} on {device:?}"));
+        }
+        for ((_, _, decays), members) in groups {
+            let pick = |tensors: &[Tensor]| members.iter().map(|&i| tensors[i].shallow_clone()).collect::<Vec<_>>();
+            let params: Vec<Tensor> = members.iter().map(|&i| self.params[i].1.shallow_clone()).collect();
+            let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
+            let group = fused::AdamWGroup {
+                params: &params,
+                grads: &grads,
+                exp_avgs: &pick(&self.exp_avg),
+                exp_avg_sqs: &pick(&self.exp_avg_sq),
+                steps: &pick(&self.fused_steps),
+            };
+            let update = fused::AdamWUpdate {
+                step: self.steps,
+                lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                weight_decay: if decays { self.weight_decay } else { 0.0 },
+                eps: self.eps,
+            };
+            fused::adamw(&group, &update)?;
+        }
+        Ok(())
+    }
+
+    /// The update through tch's tensor ops: a pass and a temporary per operation.
+    fn unfused_step(&mut self, lr: f64) {
         let t = self.steps as i32;
         let bias1 = 1.0 - self.beta1.powi(t);
         let bias2 = 1.0 - self.beta2.powi(t);
@@ -665,6 +739,70 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A matrix (decays), a bias (does not) and a variable the loss leaves without a
+    /// gradient, with fixed values and gradients set by a loss's backward.
+    fn adamw_fixture(fused: bool) -> (nn::VarStore, AdamW) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let w = root.var_copy("w", &Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.25]).view([2, 2]));
+        let b = root.var_copy("b", &Tensor::from_slice(&[0.1f32, -0.2]));
+        let _unused = root.var_copy("unused", &Tensor::from_slice(&[3.0f32]));
+        let mut opt = AdamW::new(&vs, 0.9, 0.999, 1e-8, 0.1);
+        opt.fused = fused;
+        let x = Tensor::from_slice(&[1.0f32, -2.0]);
+        (w.mv(&x) + &b).square().sum(Kind::Float).backward();
+        (vs, opt)
+    }
+
+    fn values(vs: &nn::VarStore, name: &str) -> Vec<f32> {
+        Vec::<f32>::try_from(vs.variables()[name].flatten(0, -1)).unwrap()
+    }
+
+    #[test]
+    fn adamws_first_step_moves_each_weight_by_lr_against_its_gradients_sign_after_decay_by_hand() {
+        // Step 1: m̂ = g and v̂ = g², so each weight moves by lr · g / (|g| + ε): lr against
+        // the sign of its gradient, after a matrix's decay by (1 - lr · λ).
+        for fused in [true, false] {
+            let (vs, mut opt) = adamw_fixture(fused);
+            // w·x + b = (0.5 + 2 + 0.1, 2 - 0.5 - 0.2) = (2.6, 1.3): gradients of w are
+            // 2(w·x + b) xᵀ, with signs (+, -, +, -); of b, 2(w·x + b): (+, +).
+            opt.step(0.01);
+            let w = values(&vs, "w");
+            let expected_w = [0.5 * 0.999 - 0.01, -1.0 * 0.999 + 0.01, 2.0 * 0.999 - 0.01, 0.25 * 0.999 + 0.01];
+            for (got, want) in w.iter().zip(expected_w) {
+                assert!((got - want).abs() < 1e-6, "fused {fused}: w {w:?}, expected {expected_w:?}");
+            }
+            let b = values(&vs, "b");
+            for (got, want) in b.iter().zip([0.09f32, -0.21]) {
+                assert!((got - want).abs() < 1e-6, "fused {fused}: b {b:?} (biases do not decay)");
+            }
+            assert_eq!(values(&vs, "unused"), [3.0], "a variable without a gradient stays as it was");
+        }
+    }
+
+    #[test]
+    fn the_fused_adamw_takes_the_steps_of_the_tensor_ops_one() {
+        let (fused_vs, mut fused) = adamw_fixture(true);
+        let (plain_vs, mut plain) = adamw_fixture(false);
+        for step in 0..5 {
+            let lr = 0.05 / (step + 1) as f64;
+            fused.step(lr);
+            plain.step(lr);
+        }
+        assert_eq!(fused.fused, fused::FUSED_ADAMW, "the fused kernel did not refuse a CPU f32 model");
+        for name in ["w", "b", "unused"] {
+            let (a, b) = (values(&fused_vs, name), values(&plain_vs, name));
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-6, "{name}: fused {a:?}, tensor ops {b:?}");
+            }
+        }
+        let (a, b) = (fused.state(), plain.state());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            let diff = (x.to_kind(Kind::Double) - y.to_kind(Kind::Double)).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "{name} differs by {diff}");
+        }
+    }
 
     #[test]
     fn the_learning_rate_warms_up_then_decays_by_cosine() {
