@@ -27,8 +27,9 @@ const GRADIENT_TOLERANCE: f64 = 1e-6;
 /// AdamW's division by √v (with ε = 1e-4, see [`config`]).
 const WEIGHT_TOLERANCE: f64 = 1e-5;
 
-/// A global batch of 5 demonstrations of different lengths: rank 0 draws 3, rank 1 draws 2
-/// (a rank that summed the whole batch would double the gradients).
+/// A global batch of 5 demonstrations of different lengths, which the ranks share
+/// unevenly, balanced by length (a rank that summed the whole batch would double the
+/// gradients).
 fn demonstrations() -> Vec<Demonstration> {
     ["cat", "a dog", "the horse", "ox", "an emu runs"]
         .iter()
@@ -120,10 +121,46 @@ fn all_reduced_gradients_equal_one_process_gradients_on_the_concatenated_batch()
     }
 }
 
-/// One rank of the test above: the gradients of its shard of the batch, summed over the
+/// Rank `rank`'s gradient matrices of `SPARSE_ROWS + 7` rows for `all_reduce_rows`: one
+/// with a few rows touched (some by both ranks, some by one, the last row by rank 1
+/// alone), and one with every row touched (summed whole).
+fn row_gradients(rank: usize) -> [Tensor; 2] {
+    let rows = distributed::SPARSE_ROWS + 7;
+    let sparse = Tensor::zeros([rows, 3], (trainer::tch::Kind::Float, Device::Cpu));
+    let touched: &[i64] = if rank == 0 { &[0, 17, 2048] } else { &[17, 999, rows - 1] };
+    for &row in touched {
+        let _ = sparse.get(row).fill_(1.0 + rank as f64 + row as f64 / 1000.0);
+    }
+    let dense = Tensor::arange(rows * 3, (trainer::tch::Kind::Float, Device::Cpu)).view([rows, 3])
+        * (rank as f64 + 1.0)
+        + 1.0;
+    [sparse, dense]
+}
+
+#[test]
+fn a_gradient_matrix_summed_by_its_touched_rows_equals_the_whole_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    save_tiny_model(dir.path());
+    for (rank, out) in run_ranks("distributed::gradient_rank", dir.path()).iter().enumerate() {
+        assert!(out.status.success(), "rank {rank} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let [sparse0, dense0] = row_gradients(0);
+    let [sparse1, dense1] = row_gradients(1);
+    let expected = [("sparse", sparse0 + sparse1), ("dense", dense0 + dense1)];
+    for rank in 0..2 {
+        let summed = Tensor::load_multi(dir.path().join(format!("rows-{rank}.ot"))).unwrap();
+        for ((name, got), (expected_name, want)) in summed.iter().zip(&expected) {
+            assert_eq!(name, expected_name);
+            let diff = (got - want).abs().max().double_value(&[]);
+            assert!(diff == 0.0, "rank {rank}: the {name} sum differs from the whole sum by {diff}");
+        }
+    }
+}
+
+/// One rank of the tests above: the gradients of its shard of the batch, summed over the
 /// ranks, saved for the test to compare.
 #[test]
-#[ignore = "a rank of all_reduced_gradients_equal_one_process_gradients_on_the_concatenated_batch"]
+#[ignore = "a rank of all_reduced_gradients_equal_one_process_gradients_on_the_concatenated_batch and of a_gradient_matrix_summed_by_its_touched_rows_equals_the_whole_sum"]
 fn gradient_rank() {
     let dir = PathBuf::from(std::env::var(RANK_DIR).expect("started by the test that names it"));
     let group = distributed::init_from_env().unwrap().expect("started with WORLD_SIZE=2");
@@ -133,6 +170,15 @@ fn gradient_rank() {
     distributed::all_reduce_gradients(&model.vs).unwrap();
     let summed = sorted_gradients(&model);
     Tensor::save_multi(&summed, dir.join(format!("gradients-{}.ot", group.rank()))).unwrap();
+    let [sparse, dense] = row_gradients(group.rank());
+    for grad in [&sparse, &dense] {
+        group.all_reduce_rows(grad).unwrap();
+    }
+    Tensor::save_multi(
+        &[("sparse", sparse), ("dense", dense)],
+        dir.join(format!("rows-{}.ot", group.rank())),
+    )
+    .unwrap();
 }
 
 fn write(dir: &Path, name: &str, lines: impl IntoIterator<Item = serde_json::Value>) -> String {

@@ -17,11 +17,17 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
 
 /// Gradients are summed in buckets of at most this many bytes (DDP's default `bucket_cap_mb`):
 /// few enough collectives for small parameters, no copy of the whole model at once for large.
 pub const BUCKET_BYTES: i64 = 25 * 1024 * 1024;
+
+/// Rows from which a gradient matrix is summed over the ranks row by row, only the rows
+/// some rank touched ([`ProcessGroup::all_reduce_gradients`]): a token embedding's
+/// (GPT-2's vocabulary has 50257), whose gradient is zero outside the batch's tokens
+/// unless the output head shares it.
+pub const SPARSE_ROWS: i64 = 4096;
 
 /// How long a rank waits for the others at the rendezvous and in each collective.
 pub const TIMEOUT: Duration = Duration::from_secs(300);
@@ -284,24 +290,37 @@ impl ProcessGroup {
         check("barrier", unsafe { plumb_c10d_barrier(self.raw) })
     }
 
-    /// This rank's share of a global batch: every `world_size`-th item from its rank on,
-    /// so that the shards are disjoint, cover the batch, and differ in size by one at most.
-    pub fn shard<'a, T>(&self, batch: &'a [T]) -> Vec<&'a T> {
-        batch.iter().skip(self.rank).step_by(self.world_size).collect()
+    /// This rank's share of a global batch, balanced by `cost` (an item's tokens): see
+    /// [`balanced_share`].
+    pub fn shard<'a, T>(&self, batch: &'a [T], cost: impl Fn(&T) -> usize) -> Vec<&'a T> {
+        let costs: Vec<usize> = batch.iter().map(cost).collect();
+        balanced_share(&costs, self.rank, self.world_size).into_iter().map(|i| &batch[i]).collect()
     }
 
     /// Sums the gradients of `vs`'s trainable variables over the ranks, in buckets of at
     /// most [`BUCKET_BYTES`]: each bucket is flattened into one buffer, summed in one
-    /// collective and copied back. Variables go by name, so every rank fills the buckets
-    /// in the same order; a variable without a gradient (unused by the loss, on every
-    /// rank alike) is left out.
+    /// collective and copied back (a bucket of one gradient is summed in place). Variables
+    /// go by name, so every rank fills the buckets in the same order; a variable without a
+    /// gradient (unused by the loss, on every rank alike) is left out. A matrix of
+    /// [`SPARSE_ROWS`] rows or more is summed by [`ProcessGroup::all_reduce_rows`].
     pub fn all_reduce_gradients(&self, vs: &VarStore) -> Result<(), DistributedError> {
         let _guard = tch::no_grad_guard();
         let mut variables: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let grads: Vec<Tensor> = variables.iter().map(|(_, v)| v.grad()).filter(Tensor::defined).collect();
+        let (by_rows, grads): (Vec<Tensor>, Vec<Tensor>) = variables
+            .iter()
+            .map(|(_, v)| v.grad())
+            .filter(Tensor::defined)
+            .partition(|g| g.dim() == 2 && g.size()[0] >= SPARSE_ROWS);
+        for grad in &by_rows {
+            self.all_reduce_rows(grad)?;
+        }
         for bucket in buckets(&grads, BUCKET_BYTES) {
+            if let [grad] = bucket {
+                self.all_reduce_in_place(grad)?;
+                continue;
+            }
             let flat = Tensor::cat(&bucket.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0);
             self.all_reduce_sum(&flat)?;
             let mut offset = 0;
@@ -312,6 +331,41 @@ impl ProcessGroup {
                 offset += n;
             }
         }
+        Ok(())
+    }
+
+    /// Sums `tensor` over the ranks without a copy where it is contiguous (collectives
+    /// take contiguous buffers only).
+    fn all_reduce_in_place(&self, tensor: &Tensor) -> Result<(), DistributedError> {
+        if tensor.is_contiguous() {
+            return self.all_reduce_sum(tensor);
+        }
+        let buffer = tensor.contiguous();
+        self.all_reduce_sum(&buffer)?;
+        tensor.shallow_clone().copy_(&buffer);
+        Ok(())
+    }
+
+    /// Sums a gradient matrix over the ranks, sending only the rows that are nonzero on
+    /// some rank: first which rows each rank touched (one float per row), then those rows.
+    /// A token embedding's gradient is zero outside the batch's tokens, so a reward or
+    /// value model sends a few hundred of its 50257 rows. Exact: a row zero on every rank
+    /// sums to zero. When most rows are touched (an embedding tied to the output head),
+    /// the whole matrix is summed at once.
+    pub fn all_reduce_rows(&self, grad: &Tensor) -> Result<(), DistributedError> {
+        let _guard = tch::no_grad_guard();
+        let touched = grad.ne(0).any_dim(1, false).to_kind(Kind::Float);
+        self.all_reduce_sum(&touched)?;
+        let rows = touched.nonzero().squeeze_dim(1);
+        if 2 * rows.size()[0] > grad.size()[0] {
+            return self.all_reduce_in_place(grad);
+        }
+        if rows.size()[0] == 0 {
+            return Ok(());
+        }
+        let picked = grad.index_select(0, &rows);
+        self.all_reduce_sum(&picked)?;
+        let _ = grad.shallow_clone().index_copy_(0, &rows, &picked);
         Ok(())
     }
 
@@ -471,6 +525,29 @@ pub fn contiguous_shard(n: usize) -> std::ops::Range<usize> {
     contiguous_share(n, rank, world)
 }
 
+/// The indices of the items rank `rank` of `world` takes, in their order, when items
+/// of `costs` are dealt out greedily, costliest first, each to the rank with the least
+/// cost so far (ties to the lower rank, then the earlier item): the ranks' totals then
+/// differ by one item's cost at most, so no rank waits long at the gradient sum for
+/// another with the batch's long sequences. The shares are disjoint, cover the batch,
+/// are the same on every rank, and each rank has an item while any is left.
+pub fn balanced_share(costs: &[usize], rank: usize, world: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].cmp(&costs[a]).then(a.cmp(&b)));
+    let mut loads = vec![(0usize, 0usize); world]; // (cost, items) of each rank
+    let mut mine = Vec::new();
+    for i in order {
+        let to = (0..world).min_by_key(|&r| (loads[r], r)).expect("a world of one rank or more");
+        loads[to].0 += costs[i];
+        loads[to].1 += 1;
+        if to == rank {
+            mine.push(i);
+        }
+    }
+    mine.sort_unstable();
+    mine
+}
+
 fn contiguous_share(n: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
     let (base, extra) = (n / world, n % world);
     let start = rank * base + rank.min(extra);
@@ -478,9 +555,9 @@ fn contiguous_share(n: usize, rank: usize, world: usize) -> std::ops::Range<usiz
 }
 
 /// This rank's shard of `batch` (all of it when training alone).
-pub fn shard<T>(batch: &[T]) -> Vec<&T> {
+pub fn shard<T>(batch: &[T], cost: impl Fn(&T) -> usize) -> Vec<&T> {
     match current() {
-        Some(group) => group.shard(batch),
+        Some(group) => group.shard(batch, cost),
         None => batch.iter().collect(),
     }
 }
@@ -602,6 +679,31 @@ mod tests {
         assert_eq!(shares, [0..3, 3..5, 5..7]);
         assert_eq!(contiguous_share(1, 1, 2), 1..1);
         assert_eq!(contiguous_share(4, 0, 1), 0..4);
+    }
+
+    #[test]
+    fn balanced_shares_cover_the_items_once_and_even_out_their_cost() {
+        // By hand: 9 → rank 0; 8 → 1; 5 → 1 (8 < 9); 4 → 0 (9 < 13); 3, 1 → 0, 1 …
+        let costs = [1, 9, 3, 8, 5, 4, 1];
+        let shares: Vec<Vec<usize>> = (0..2).map(|rank| balanced_share(&costs, rank, 2)).collect();
+        assert_eq!(shares, [vec![1, 2, 5], vec![0, 3, 4, 6]]);
+        let loads: Vec<usize> = shares.iter().map(|s| s.iter().map(|&i| costs[i]).sum()).collect();
+        assert_eq!(loads, [16, 15]);
+
+        // Any batch: disjoint, covering, within one item's cost, an item for every rank.
+        let costs: Vec<usize> = (0..23).map(|i| (i * 37 + 11) % 50).collect();
+        for world in 1..5 {
+            let shares: Vec<Vec<usize>> =
+                (0..world).map(|rank| balanced_share(&costs, rank, world)).collect();
+            let mut all: Vec<usize> = shares.concat();
+            all.sort_unstable();
+            assert_eq!(all, (0..costs.len()).collect::<Vec<_>>(), "world {world}");
+            let loads: Vec<usize> = shares.iter().map(|s| s.iter().map(|&i| costs[i]).sum()).collect();
+            let spread = loads.iter().max().unwrap() - loads.iter().min().unwrap();
+            assert!(spread <= *costs.iter().max().unwrap(), "world {world}: loads {loads:?}");
+            assert!(shares.iter().all(|s| !s.is_empty()), "world {world}: {shares:?}");
+        }
+        assert_eq!(balanced_share(&[5], 1, 2), Vec::<usize>::new());
     }
 
     #[test]

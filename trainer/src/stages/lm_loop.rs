@@ -186,7 +186,7 @@ pub fn accumulate_gradients(model: &LanguageModel, batches: &[Vec<&Example>]) ->
     let step_tokens = targets_of(batches.iter().flatten());
     let mut step_loss = Tensor::zeros([], (Kind::Float, model.device()));
     for batch in batches {
-        let shard: Vec<&Example> = distributed::shard(batch).into_iter().copied().collect();
+        let shard: Vec<&Example> = distributed::shard(batch, |e| e.ids.len()).into_iter().copied().collect();
         let loss = if shard.is_empty() {
             // A tail batch smaller than the world: this rank adds zero gradients, so that
             // every rank sends the same gradients to the sum.

@@ -299,7 +299,10 @@ pub fn accumulate_gradients(
     for batch in batches {
         // In a data-parallel job, this rank's shard, still divided by the whole step's
         // prompts (see lm_loop::accumulate_gradients); a rank left without one adds zeros.
-        let shard: Vec<&Comparisons> = distributed::shard(batch).into_iter().copied().collect();
+        let shard: Vec<&Comparisons> = distributed::shard(batch, |c| c.sequences.iter().map(Vec::len).sum())
+            .into_iter()
+            .copied()
+            .collect();
         let left_out = shard.is_empty();
         let batch = if left_out { &batch[..1] } else { &shard[..] };
         let rewards = ranking_rewards(model, batch, true)?;

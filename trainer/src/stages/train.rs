@@ -131,8 +131,7 @@ impl AdamW {
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |p: &Vec<(String, Tensor)>| p.iter().map(|(_, t)| t.zeros_like()).collect();
-        let fused_steps =
-            params.iter().map(|(_, t)| Tensor::zeros([], (Kind::Float, t.device()))).collect();
+        let fused_steps = params.iter().map(|(_, t)| Tensor::zeros([], (Kind::Float, t.device()))).collect();
         AdamW {
             exp_avg: zeros(&params),
             exp_avg_sq: zeros(&params),
@@ -213,7 +212,8 @@ impl AdamW {
             return Err(format!("parameters in {kind:?} on {device:?}"));
         }
         for ((_, _, decays), members) in groups {
-            let pick = |tensors: &[Tensor]| members.iter().map(|&i| tensors[i].shallow_clone()).collect::<Vec<_>>();
+            let pick =
+                |tensors: &[Tensor]| members.iter().map(|&i| tensors[i].shallow_clone()).collect::<Vec<_>>();
             let params: Vec<Tensor> = members.iter().map(|&i| self.params[i].1.shallow_clone()).collect();
             let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
             let group = fused::AdamWGroup {
@@ -769,7 +769,8 @@ mod tests {
             // 2(w·x + b) xᵀ, with signs (+, -, +, -); of b, 2(w·x + b): (+, +).
             opt.step(0.01);
             let w = values(&vs, "w");
-            let expected_w = [0.5 * 0.999 - 0.01, -1.0 * 0.999 + 0.01, 2.0 * 0.999 - 0.01, 0.25 * 0.999 + 0.01];
+            let expected_w =
+                [0.5 * 0.999 - 0.01, -1.0 * 0.999 + 0.01, 2.0 * 0.999 - 0.01, 0.25 * 0.999 + 0.01];
             for (got, want) in w.iter().zip(expected_w) {
                 assert!((got - want).abs() < 1e-6, "fused {fused}: w {w:?}, expected {expected_w:?}");
             }
