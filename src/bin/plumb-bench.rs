@@ -23,7 +23,6 @@ use trainer::ppo::{Learner, PpoConfig};
 use trainer::reward::{Comparisons, RewardConfig};
 use trainer::rollout::Reward;
 use trainer::sft::SftConfig;
-use trainer::tch::nn::OptimizerConfig;
 use trainer::tch::{self, Device, Kind, Reduction, Tensor};
 use trainer::train::{lr_at, seed_step, AdamW};
 use trainer::{LanguageModel, SamplingConfig, Tokenizer, TokenizerKind};
@@ -292,8 +291,9 @@ fn train_step(model_dir: &Path, inputs: &Path, lr: f64, timing: &Timing) -> Resu
     // transformers' GPT2LMHeadModel computes from `labels`, and no copy of the logits.
     let ignored = Tensor::full([b, 1], -100, (Kind::Int64, Device::Cpu));
     let targets = Tensor::cat(&[ids.narrow(1, 1, t - 1), ignored], 1).view([-1]);
-    // PyTorch's AdamW defaults, which the peer uses too.
-    let mut opt = tch::nn::adamw(0.9, 0.999, 0.01).build(&model.vs, lr)?;
+    // PyTorch's AdamW defaults, which the peer uses too, in plumb's AdamW, as its stages
+    // train (decay on matrices alone, as nanoGPT).
+    let mut opt = trainer::train::AdamW::new(&model.vs, 0.9, 0.999, 1e-8, 0.01);
     tch::manual_seed(0);
     let mut losses = Vec::new();
     let times = timing.run(|| {
@@ -301,7 +301,9 @@ fn train_step(model_dir: &Path, inputs: &Path, lr: f64, timing: &Timing) -> Resu
         let vocab = logits.size()[2];
         let loss =
             logits.view([-1, vocab]).cross_entropy_loss::<Tensor>(&targets, None, Reduction::Mean, -100, 0.0);
-        opt.backward_step(&loss);
+        opt.zero_grad();
+        loss.backward();
+        opt.step(lr);
         losses.push(loss.double_value(&[]));
         Ok(())
     })?;

@@ -8,9 +8,10 @@
 //!   training state. Without it, the tokenizer is inferred from the vocabulary size.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo, View};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -411,8 +412,8 @@ impl LanguageModel {
             }
         }
         let weights_path = dir.join(WEIGHTS_FILE);
-        let mut tensors = read_weights(&weights_path)?;
-        model.copy_weights(&weights_path, &mut tensors)?;
+        let mut tensors = Weights::open(&weights_path)?;
+        model.copy_weights(&mut tensors)?;
         if let Some(key) = tensors.into_keys().min() {
             return Err(CheckpointError::UnexpectedKey { path: weights_path, key });
         }
@@ -421,27 +422,31 @@ impl LanguageModel {
 
     /// Copies checkpoint tensors into the model's variables, key for key, removing each
     /// one used from `tensors`.
-    fn copy_weights(&self, path: &Path, tensors: &mut Weights) -> Result<(), CheckpointError> {
+    fn copy_weights(&self, tensors: &mut Weights) -> Result<(), CheckpointError> {
         let _guard = tch::no_grad_guard();
+        let path = tensors.path.clone();
+        let path = path.as_path();
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
-            let (key, tensor) = tensors.remove(&name).ok_or_else(|| CheckpointError::MissingKey {
+            let (key, info) = tensors.remove(&name).ok_or_else(|| CheckpointError::MissingKey {
                 path: path.to_path_buf(),
                 key: file_key(&name),
             })?;
-            if tensor.size() != var.size() {
+            let found: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+            if found != var.size() {
                 return Err(CheckpointError::WrongShape {
                     path: path.to_path_buf(),
                     key,
                     expected: var.size(),
-                    found: tensor.size(),
+                    found,
                 });
             }
-            var.f_copy_(&tensor)?;
+            tensors.read_into(&key, &info, &mut var)?;
         }
         // The tied LM head, when a checkpoint stores it, must be the embedding.
-        if let Some((_, lm_head)) = tensors.remove("lm_head.weight") {
+        if let Some((key, info)) = tensors.remove("lm_head.weight") {
+            let lm_head = tensors.read(&key, &info)?;
             if lm_head.size() != self.gpt.wte().size()
                 || !lm_head.to_kind(Kind::Float).allclose(
                     &self.gpt.wte().to_kind(Kind::Float).to_device(Device::Cpu),
@@ -542,44 +547,135 @@ fn file_key(name: &str) -> String {
     }
 }
 
-/// A checkpoint's tensors in f32 with their keys in the file, by plumb's variable name.
-type Weights = HashMap<String, (String, Tensor)>;
+/// A checkpoint's tensors as `model.safetensors` lays them out, keyed by plumb's
+/// variable names (`h.0.ln_1.weight`): the `transformer.` prefix of GPT2LMHeadModel is
+/// dropped and the attention-mask buffers that old GPT-2 checkpoints carry are skipped.
+/// Nothing but the header is read until [`Weights::read_into`] reads one tensor, so
+/// loading a model holds its weights once, plus one tensor at most, rather than the file,
+/// every tensor and the weights together.
+struct Weights {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Where the tensors' bytes start: after the 8-byte length and the JSON header.
+    data_start: u64,
+    /// Each tensor's key in the file and where it lies, by plumb's variable name.
+    tensors: HashMap<String, (String, TensorInfo)>,
+}
 
-/// The checkpoint's tensors, keyed by plumb's variable names (`h.0.ln_1.weight`): the
-/// `transformer.` prefix of GPT2LMHeadModel is dropped and the attention-mask buffers
-/// that old GPT-2 checkpoints carry are skipped.
-fn read_weights(path: &Path) -> Result<Weights, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(io_error(path))?;
-    let corrupt = |e: safetensors::SafeTensorError| CheckpointError::Corrupt {
-        path: path.to_path_buf(),
-        reason: format!("{e:?}"),
-    };
-    let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
-    let mut tensors = HashMap::new();
-    for (key, view) in file.tensors() {
-        if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
-            continue;
+impl Weights {
+    fn open(path: &Path) -> Result<Weights, CheckpointError> {
+        let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_path_buf(), reason };
+        let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+        let file_len = file.metadata().map_err(io_error(path))?.len();
+        let mut length = [0u8; 8];
+        file.read_exact(&mut length).map_err(|_| corrupt("shorter than its 8-byte header length".into()))?;
+        let header_len = u64::from_le_bytes(length);
+        if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+            return Err(corrupt(format!("a header of {header_len} bytes in a file of {file_len}")));
         }
-        let kind = match view.dtype() {
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(io_error(path))?;
+        let metadata: Metadata = serde_json::from_slice(&header)
+            .map_err(|e| corrupt(format!("its header is not safetensors' JSON: {e}")))?;
+        let data_start = 8 + header_len;
+        let mut tensors = HashMap::new();
+        for (key, info) in metadata.tensors() {
+            let elements: usize = info.shape.iter().product();
+            let (start, end) = info.data_offsets;
+            if end < start
+                || end - start != elements * info.dtype.size()
+                || data_start + end as u64 > file_len
+            {
+                return Err(corrupt(format!(
+                    "tensor `{key}` ({:?} {:?}) has bytes {start}..{end} of a data section of {}",
+                    info.dtype,
+                    info.shape,
+                    file_len - data_start
+                )));
+            }
+            if key.ends_with(".attn.bias") || key.ends_with(".attn.masked_bias") {
+                continue;
+            }
+            let name = key.strip_prefix("transformer.").unwrap_or(&key).to_string();
+            tensors.insert(name, (key, info.clone()));
+        }
+        Ok(Weights { path: path.to_path_buf(), file, data_start, tensors })
+    }
+
+    /// Takes the tensor of plumb's variable `name` out of the map: its key and layout.
+    fn remove(&mut self, name: &str) -> Option<(String, TensorInfo)> {
+        self.tensors.remove(name)
+    }
+
+    /// The tensor that `info` describes, read from the file, in its own dtype on the CPU.
+    fn read(&mut self, key: &str, info: &TensorInfo) -> Result<Tensor, CheckpointError> {
+        let kind = match info.dtype {
             Dtype::F32 => Kind::Float,
             Dtype::F16 => Kind::Half,
             Dtype::BF16 => Kind::BFloat16,
             Dtype::F64 => Kind::Double,
             other => {
                 return Err(CheckpointError::Dtype {
-                    path: path.to_path_buf(),
-                    key,
+                    path: self.path.clone(),
+                    key: key.to_string(),
                     dtype: format!("{other:?}"),
                 })
             }
         };
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?.to_kind(Kind::Float);
-        let name = key.strip_prefix("transformer.").unwrap_or(&key).to_string();
-        tensors.insert(name, (key, tensor));
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+        let tensor = Tensor::empty(&shape, (kind, Device::Cpu));
+        self.read_bytes(info, &tensor)?;
+        Ok(tensor)
     }
-    Ok(tensors)
+
+    /// Fills `variable` with the tensor that `info` describes: straight into its memory
+    /// when it is a contiguous CPU tensor of the file's dtype, else through a tensor read
+    /// for the purpose and converted.
+    fn read_into(
+        &mut self,
+        key: &str,
+        info: &TensorInfo,
+        variable: &mut Tensor,
+    ) -> Result<(), CheckpointError> {
+        let same_dtype = matches!(
+            (info.dtype, variable.kind()),
+            (Dtype::F32, Kind::Float)
+                | (Dtype::F16, Kind::Half)
+                | (Dtype::BF16, Kind::BFloat16)
+                | (Dtype::F64, Kind::Double)
+        );
+        if same_dtype && variable.device() == Device::Cpu && variable.is_contiguous() {
+            return self.read_bytes(info, variable);
+        }
+        let tensor = self.read(key, info)?;
+        variable.f_copy_(&tensor)?;
+        Ok(())
+    }
+
+    /// Reads `info`'s bytes into `tensor`'s memory (a contiguous CPU tensor of as many
+    /// bytes).
+    fn read_bytes(&mut self, info: &TensorInfo, tensor: &Tensor) -> Result<(), CheckpointError> {
+        let (start, end) = info.data_offsets;
+        let bytes = tensor.numel() * tensor.kind().elt_size_in_bytes();
+        assert_eq!(bytes, end - start, "a tensor sized as its bytes in the file");
+        if bytes == 0 {
+            return Ok(());
+        }
+        // SAFETY: `tensor` is contiguous on the CPU and owns `bytes` bytes from its data
+        // pointer; nothing else reads or writes it while the file fills it.
+        let memory = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut u8, bytes) };
+        self.file.seek(SeekFrom::Start(self.data_start + start as u64)).map_err(io_error(&self.path))?;
+        self.file.read_exact(memory).map_err(io_error(&self.path))
+    }
+
+    /// The names of the tensors not yet taken, the first in order first.
+    fn into_keys(self) -> impl Iterator<Item = String> {
+        self.tensors.into_values().map(|(key, _)| key)
+    }
 }
+
+/// safetensors' own limit on a header (100 MB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// A CPU f32 tensor as safetensors sees it.
 struct TensorView<'a>(&'a Tensor, Vec<usize>);
@@ -741,6 +837,45 @@ mod tests {
     }
 
     #[test]
+    fn weights_stored_in_half_precision_load_as_f32_of_the_same_values() {
+        let (dir, model) = saved();
+        let half: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("transformer.{n}"), t.to_kind(Kind::Half)))
+            .collect();
+        Tensor::write_safetensors(&half, dir.path().join(WEIGHTS_FILE)).unwrap();
+        let loaded = LanguageModel::load(dir.path(), Device::Cpu).unwrap();
+        let loaded_vars = loaded.vs.variables();
+        for (name, original) in model.vs.variables() {
+            let got = &loaded_vars[&name];
+            assert_eq!(got.kind(), Kind::Float, "{name}");
+            let want = original.to_kind(Kind::Half).to_kind(Kind::Float);
+            assert!(got.equal(&want), "{name} is not its f16 value");
+        }
+    }
+
+    #[test]
+    fn a_header_that_places_a_tensor_past_the_file_names_the_tensor() {
+        let err = load_err_after(WEIGHTS_FILE, |path| {
+            let bytes = std::fs::read(path).unwrap();
+            let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+            let mut json: serde_json::Value = serde_json::from_str(header).unwrap();
+            let wpe = &mut json["transformer.wpe.weight"]["data_offsets"];
+            let (start, end) = (wpe[0].as_u64().unwrap(), wpe[1].as_u64().unwrap());
+            *wpe = serde_json::json!([start + 1_000_000, end + 1_000_000]);
+            let header = json.to_string().into_bytes();
+            let mut out = (header.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&bytes[8 + header_len..]);
+            std::fs::write(path, out).unwrap();
+        });
+        assert!(err.contains("model.safetensors") && err.contains("`transformer.wpe.weight`"), "{err}");
+    }
+
+    #[test]
     fn a_truncated_weights_file_is_reported_as_such() {
         let err = load_err_after(WEIGHTS_FILE, |path| {
             let bytes = std::fs::read(path).unwrap();
@@ -778,7 +913,7 @@ mod tests {
             ));
             tensors
         });
-        assert!(err.contains("unexpected tensor `h.9.mlp.c_fc.weight`"), "{err}");
+        assert!(err.contains("unexpected tensor `transformer.h.9.mlp.c_fc.weight`"), "{err}");
     }
 
     #[test]
@@ -793,7 +928,7 @@ mod tests {
         let b = loaded.scores(&ids, None, false).unwrap();
         assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
         let bytes = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
-        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert!(file.names().contains(&&"score.weight".to_string()));
     }
 
