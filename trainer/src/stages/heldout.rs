@@ -7,6 +7,7 @@
 //! the evaluated policy that scored best instead of its last ([`Selection`]).
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -18,7 +19,8 @@ use spec::Selection;
 use crate::checkpoint::LanguageModel;
 use crate::distributed;
 use crate::rollout::{self, rollout_sampling, EvalFn, Gold, Reward};
-use crate::train::{RunDir, TrainError};
+use crate::train::{replace_model_dir, training_state, RunDir, TrainError};
+use tch::Device;
 
 /// Mixed into the stage's seed to choose the held-out prompts, so that the choice draws
 /// a sequence of its own.
@@ -79,13 +81,21 @@ pub struct HeldOut<'a> {
     seed: u64,
     gold: Option<&'a Gold<'a>>,
     select: Selection,
-    best: Option<Selected>,
+    /// Where the best evaluated policy is kept, its record in its plumb.json: the run's
+    /// `checkpoints/best`, which each checkpoint carries, so that a resumed run gets back
+    /// the best as of the checkpoint it resumed from.
+    best_dir: PathBuf,
+    best: Option<SelectionRecord>,
+    /// Whether `best` has been read back from `best_dir`: at the first evaluation, after
+    /// the run has resumed.
+    restored: bool,
 }
 
 impl<'a> HeldOut<'a> {
-    /// Sampling at the run's `temperature` up to `max_new_tokens`, from `seed`. A
-    /// selection by gold without a gold score, or any selection without held-out
-    /// prompts or evaluations, is refused before the run trains.
+    /// Sampling at the run's `temperature` up to `max_new_tokens`, from `seed`; the best
+    /// policy kept in `best_dir`. A selection by gold without a gold score, or any
+    /// selection without held-out prompts or evaluations, is refused before the run
+    /// trains.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         stage: &str,
@@ -95,6 +105,7 @@ impl<'a> HeldOut<'a> {
         eval_every: i64,
         gold: Option<&'a Gold<'a>>,
         select: Selection,
+        best_dir: PathBuf,
     ) -> Result<Self, TrainError> {
         if select != Selection::Last && (prompts.is_empty() || eval_every == 0) {
             return Err(TrainError::Config(format!(
@@ -114,7 +125,18 @@ impl<'a> HeldOut<'a> {
                  tasks have one (its oracle): select by reward instead"
             )));
         }
-        Ok(HeldOut { prompts, reward, max_new_tokens, temperature, seed, gold, select, best: None })
+        Ok(HeldOut {
+            prompts,
+            reward,
+            max_new_tokens,
+            temperature,
+            seed,
+            gold,
+            select,
+            best_dir,
+            best: None,
+            restored: false,
+        })
     }
 
     /// The held-out prompts.
@@ -160,18 +182,47 @@ impl<'a> HeldOut<'a> {
             Selection::Reward => Some(measured.reward),
             Selection::Gold => measured.gold,
         };
+        if self.select == Selection::Last {
+            return Ok(metrics);
+        }
+        if !self.restored {
+            self.best = self.saved_record()?;
+            self.restored = true;
+        }
+        // A best from this step on is of steps that a resumed run trains again.
+        if self.best.as_ref().is_some_and(|best| best.step >= step) {
+            self.best = None;
+        }
         if let Some(value) = value.filter(|v| v.is_finite()) {
             if self.best.as_ref().is_none_or(|best| value > best.value) {
-                let model = policy.try_clone()?;
-                self.best = Some(Selected { step, by: self.select, value, model });
+                let record = SelectionRecord { by: self.select, step, value };
+                let training = serde_json::to_value(json!({ "selected": record })).ok();
+                replace_model_dir(&self.best_dir, policy, training)?;
+                self.best = Some(record);
             }
         }
         Ok(metrics)
     }
 
-    /// The evaluated policy that scored best, when the run selects one.
-    pub fn selected(self) -> Option<Selected> {
-        self.best
+    /// The record of the best policy in `best_dir` by this run's selection, if any.
+    fn saved_record(&self) -> Result<Option<SelectionRecord>, TrainError> {
+        if !self.best_dir.join(crate::checkpoint::PLUMB_FILE).exists() {
+            return Ok(None);
+        }
+        let training = training_state(&self.best_dir)?;
+        Ok(serde_json::from_value::<SelectionRecord>(training["selected"].clone())
+            .ok()
+            .filter(|record| record.by == self.select))
+    }
+
+    /// The evaluated policy that scored best, when the run selects one, read back on
+    /// `device`.
+    pub fn selected(self, device: Device) -> Result<Option<Selected>, TrainError> {
+        let Some(record) = self.best else {
+            return Ok(None);
+        };
+        let model = LanguageModel::load(&self.best_dir, device)?;
+        Ok(Some(Selected { step: record.step, by: record.by, value: record.value, model }))
     }
 }
 
@@ -235,11 +286,19 @@ pub fn train_with_heldout<R>(
     let (training, held) = split(prompts, wanted, settings.seed);
     let gold: Option<&Gold> = held.iter().any(|p| demo_world_task(p).is_some()).then_some(&demo_world_gold);
     let sampling = (settings.max_new_tokens, settings.temperature, settings.seed);
-    let mut heldout =
-        HeldOut::new(settings.stage, held, reward, sampling, settings.eval_every, gold, settings.select_by)?;
+    let mut heldout = HeldOut::new(
+        settings.stage,
+        held,
+        reward,
+        sampling,
+        settings.eval_every,
+        gold,
+        settings.select_by,
+        run.best_dir(),
+    )?;
     let (last, report) =
         train(&training, run, &mut |s, policy, reference| heldout.eval(s, policy, reference))?;
-    match heldout.selected() {
+    match heldout.selected(last.device())? {
         Some(selected) => {
             let record = selected.record();
             run.save_model(&selected.model, serde_json::to_value(json!({ "selected": record })).ok())?;
@@ -294,9 +353,22 @@ mod tests {
             Some(golds[i / n])
         };
         let held = prompts(&["AB:", "CD:", "EF:", "GH:"]);
-        let mut heldout =
-            HeldOut::new("ppo", held, Reward::Model(&rm), (6, 1.0, 0), 1, Some(&gold), Selection::Gold)
-                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let best_dir = dir.path().join("best");
+        let new = |held| {
+            HeldOut::new(
+                "ppo",
+                held,
+                Reward::Model(&rm),
+                (6, 1.0, 0),
+                1,
+                Some(&gold),
+                Selection::Gold,
+                best_dir.clone(),
+            )
+            .unwrap()
+        };
+        let mut heldout = new(held.clone());
         let policies: Vec<LanguageModel> = (1..=3).map(policy_model).collect();
         for (step, policy) in policies.iter().enumerate() {
             let metrics = heldout.eval(step as i64, policy, &reference).unwrap();
@@ -308,7 +380,7 @@ mod tests {
             assert!((metrics[4].1 - golds[step]).abs() < 1e-12, "{metrics:?}");
             assert!(metrics.iter().all(|(_, v)| v.is_finite()), "{metrics:?}");
         }
-        let selected = heldout.selected().expect("selected");
+        let selected = heldout.selected(Device::Cpu).unwrap().expect("selected");
         assert_eq!((selected.step, selected.by, selected.value), (1, Selection::Gold, 0.7));
         let same = |a: &LanguageModel, b: &LanguageModel| {
             let (a, b) = (a.vs.variables(), b.vs.variables());
@@ -316,6 +388,21 @@ mod tests {
         };
         assert!(same(&selected.model, &policies[1]), "the second policy's weights");
         assert!(!same(&selected.model, &policies[2]));
+
+        // A resumed run (a new HeldOut on the same directory) keeps the best of the steps
+        // before the one it evaluates first, and forgets a best of the steps it redoes.
+        let resumed = |first_step: i64, gold_now: f64| {
+            call.set(golds.iter().position(|&g| g == gold_now).unwrap() * n);
+            let mut heldout = new(held.clone());
+            heldout.eval(first_step, &policies[2], &reference).unwrap();
+            heldout.selected(Device::Cpu).unwrap().expect("selected")
+        };
+        let kept = resumed(2, 0.3);
+        assert_eq!((kept.step, kept.value), (1, 0.7), "the best before the resumed step is kept");
+        assert!(same(&kept.model, &policies[1]));
+        let redone = resumed(1, 0.3);
+        assert_eq!((redone.step, redone.value), (1, 0.3), "a best of a redone step is measured again");
+        assert!(same(&redone.model, &policies[2]));
     }
 
     #[test]
@@ -323,25 +410,50 @@ mod tests {
         use crate::ppo::learning_tests::lowercase_reward_model;
         let rm = lowercase_reward_model();
         let held = prompts(&["AB:"]);
-        let err =
-            HeldOut::new("rloo", held.clone(), Reward::Model(&rm), (6, 1.0, 0), 10, None, Selection::Gold)
-                .err()
-                .unwrap()
-                .to_string();
+        let best = PathBuf::from("/nonexistent/best");
+        let err = HeldOut::new(
+            "rloo",
+            held.clone(),
+            Reward::Model(&rm),
+            (6, 1.0, 0),
+            10,
+            None,
+            Selection::Gold,
+            best.clone(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("rloo.select_by = gold") && err.contains("oracle"), "{err}");
-        let err = HeldOut::new("ppo", vec![], Reward::Model(&rm), (6, 1.0, 0), 10, None, Selection::Reward)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = HeldOut::new(
+            "ppo",
+            vec![],
+            Reward::Model(&rm),
+            (6, 1.0, 0),
+            10,
+            None,
+            Selection::Reward,
+            best.clone(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("ppo.heldout_prompts"), "{err}");
-        let err =
-            HeldOut::new("ppo", held.clone(), Reward::Model(&rm), (6, 1.0, 0), 0, None, Selection::Reward)
-                .err()
-                .unwrap()
-                .to_string();
+        let err = HeldOut::new(
+            "ppo",
+            held.clone(),
+            Reward::Model(&rm),
+            (6, 1.0, 0),
+            0,
+            None,
+            Selection::Reward,
+            best.clone(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("eval_every is 0"), "{err}");
-        assert!(
-            HeldOut::new("ppo", vec![], Reward::Model(&rm), (6, 1.0, 0), 0, None, Selection::Last).is_ok()
-        );
+        assert!(HeldOut::new("ppo", vec![], Reward::Model(&rm), (6, 1.0, 0), 0, None, Selection::Last, best)
+            .is_ok());
     }
 }

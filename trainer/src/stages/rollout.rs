@@ -432,6 +432,14 @@ impl Rollout {
         per_sample_mean(&(&self.logprobs - &self.ref_logprobs))
     }
 
+    /// Mean over samples of the summed k3 estimate of KL(π_old ‖ π_ref), Σ (ρ − 1 − log ρ)
+    /// with ρ = π_ref / π_old per token (Schulman, "Approximating KL Divergence", 2020):
+    /// unbiased like [`Rollout::kl`], and never below zero, so an estimate from a few
+    /// held-out samples cannot read negative. Padding adds 0.
+    pub fn kl_k3(&self) -> f64 {
+        k3_kl(&self.logprobs, &self.ref_logprobs)
+    }
+
     /// Mean over samples of −Σ log π_old, the sampled estimate of the summed entropy.
     pub fn entropy(&self) -> f64 {
         per_sample_mean(&-&self.logprobs)
@@ -513,6 +521,12 @@ pub struct StepMeans {
 }
 
 /// Mean over rows of each row's sum.
+/// [`Rollout::kl_k3`] of log-probs (B, R) under the sampler and the reference.
+pub fn k3_kl(logprobs: &Tensor, ref_logprobs: &Tensor) -> f64 {
+    let log_ratio = ref_logprobs - logprobs;
+    per_sample_mean(&(log_ratio.exp() - 1.0 - &log_ratio))
+}
+
 fn per_sample_mean(x: &Tensor) -> f64 {
     x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[])
 }
@@ -575,6 +589,7 @@ pub fn rollout(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub reward: f64,
+    /// KL to the reference in nats per sample, by [`Rollout::kl_k3`].
     pub kl: f64,
     pub length: f64,
     pub eos_rate: f64,
@@ -606,7 +621,7 @@ pub fn evaluate(
         let first_stream = (i * batch_size) as u64;
         let r = rollout(policy, reference, reward, batch, sampling, first_stream, batch_size)?;
         let n = batch.len() as f64;
-        kl += r.kl() * n;
+        kl += r.kl_k3() * n;
         reward_sum += r.scores.sum(Kind::Float).double_value(&[]);
         length += r.tokens() as f64;
         eos += r.eos_rate() * n;
@@ -1150,6 +1165,20 @@ mod tests {
             assert!((a - e).abs() < 1e-6, "{:?}", values(&losses));
         }
         assert_eq!(values(&clipped), [1.0, 0.0, 0.0, 1.0]);
+    }
+
+    /// Per token ρ − 1 − log ρ: log ρ = 0 (padding too) adds 0, log ρ = ln 2 adds
+    /// 1 − ln 2, log ρ = −ln 2 adds ln 2 − 1/2; where k1 (the plain log ratio) sums to a
+    /// negative estimate, k3 stays above zero.
+    #[test]
+    fn the_k3_kl_of_a_hand_built_batch_is_positive_where_k1_is_negative() {
+        let ln2 = std::f64::consts::LN_2;
+        let logprobs = t(&[&[-1.0, -1.0], &[-2.0, 0.0]]);
+        let reference = &logprobs + t(&[&[ln2 as f32, 0.0], &[-ln2 as f32, ln2 as f32]]);
+        let expected = ((1.0 - ln2) + (ln2 - 0.5) + (1.0 - ln2)) / 2.0;
+        assert!((k3_kl(&logprobs, &reference) - expected).abs() < 1e-6, "{}", k3_kl(&logprobs, &reference));
+        let k1 = per_sample_mean(&(&logprobs - &reference));
+        assert!(k1 < 0.0 && expected > 0.0, "k1 {k1}");
     }
 
     #[test]

@@ -577,12 +577,13 @@ impl RunDir {
         if !self.writes {
             return Ok(());
         }
-        let best = self.out.join(CHECKPOINTS).join(BEST);
-        let tmp = self.out.join(CHECKPOINTS).join(format!(".{BEST}.tmp"));
-        remove_dir_if_present(&tmp)?;
-        model.save(&tmp, None)?;
-        remove_dir_if_present(&best)?;
-        std::fs::rename(&tmp, &best).map_err(io_error(&best))
+        replace_model_dir(&self.best_dir(), model, None)
+    }
+
+    /// Where [`RunDir::save_best`] keeps the best model: each checkpoint carries a copy,
+    /// and a resumed run finds there the best as of the checkpoint it resumed from.
+    pub fn best_dir(&self) -> PathBuf {
+        self.out.join(CHECKPOINTS).join(BEST)
     }
 
     /// Copies the weights of the model [`RunDir::save_best`] saved into `model`; in a
@@ -678,12 +679,27 @@ fn model_dir(checkpoint: &Path, name: &str, count: usize) -> PathBuf {
 }
 
 /// The training state a checkpoint's model recorded in its `plumb.json`.
-fn training_state(dir: &Path) -> Result<serde_json::Value, TrainError> {
+pub fn training_state(dir: &Path) -> Result<serde_json::Value, TrainError> {
     let path = dir.join(crate::checkpoint::PLUMB_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let mut meta: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
     Ok(meta["training"].take())
+}
+
+/// Saves `model` (with `training` in its plumb.json) as the directory `dir`, replacing
+/// whatever was there only once the new one is complete.
+pub fn replace_model_dir(
+    dir: &Path,
+    model: &LanguageModel,
+    training: Option<serde_json::Value>,
+) -> Result<(), TrainError> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.with_file_name(format!(".{name}.tmp"));
+    remove_dir_if_present(&tmp)?;
+    model.save(&tmp, training)?;
+    remove_dir_if_present(dir)?;
+    std::fs::rename(&tmp, dir).map_err(io_error(dir))
 }
 
 /// The newest complete checkpoint of the run in `out`, and its step (steps done).
