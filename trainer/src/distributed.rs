@@ -354,7 +354,8 @@ impl ProcessGroup {
     /// the whole matrix is summed at once.
     pub fn all_reduce_rows(&self, grad: &Tensor) -> Result<(), DistributedError> {
         let _guard = tch::no_grad_guard();
-        let touched = grad.ne(0).any_dim(1, false).to_kind(Kind::Float);
+        // `any` reads the floats themselves (nonzero is true), in one pass.
+        let touched = grad.any_dim(1, false).to_kind(Kind::Float);
         self.all_reduce_sum(&touched)?;
         let rows = touched.nonzero().squeeze_dim(1);
         if 2 * rows.size()[0] > grad.size()[0] {
