@@ -785,8 +785,7 @@ mod tests {
             // 2(w·x + b) xᵀ, with signs (+, -, +, -); of b, 2(w·x + b): (+, +).
             opt.step(0.01);
             let w = values(&vs, "w");
-            let expected_w =
-                [0.5 * 0.999 - 0.01, -1.0 * 0.999 + 0.01, 2.0 * 0.999 - 0.01, 0.25 * 0.999 + 0.01];
+            let expected_w = [0.5 * 0.999 - 0.01, -0.999 + 0.01, 2.0 * 0.999 - 0.01, 0.25 * 0.999 + 0.01];
             for (got, want) in w.iter().zip(expected_w) {
                 assert!((got - want).abs() < 1e-6, "fused {fused}: w {w:?}, expected {expected_w:?}");
             }
