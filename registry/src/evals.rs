@@ -5,7 +5,7 @@
 //! eval run's results together once for everyone who shows them: the eval page and its
 //! JSON, the run's log, `plumb demo`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
@@ -458,11 +458,21 @@ pub async fn first_listed(pool: &PgPool, run: &Run, ids: &[i64]) -> Option<i64> 
 /// (pairs it agrees on, pairs), over the pairs that both scored and the oracle does not
 /// tie; None without such pairs.
 pub fn reward_oracle_agreement(samples: &[EvalSample]) -> Option<(usize, usize)> {
+    let (agree, pairs) = reward_oracle_agreement_by_versions(samples)
+        .values()
+        .fold((0, 0), |(a, n), &(agree, pairs)| (a + agree, n + pairs));
+    (pairs > 0).then_some((agree, pairs))
+}
+
+/// [`reward_oracle_agreement`] for each pair of versions (the lower id first): where a
+/// reward model fails, such as on the samples of a version whose outputs it never saw
+/// in its rankings.
+pub fn reward_oracle_agreement_by_versions(samples: &[EvalSample]) -> BTreeMap<(i64, i64), (usize, usize)> {
     let mut by_prompt: HashMap<i64, Vec<&EvalSample>> = Default::default();
     for s in samples {
         by_prompt.entry(s.prompt_id).or_default().push(s);
     }
-    let (mut agree, mut pairs) = (0usize, 0usize);
+    let mut tally: BTreeMap<(i64, i64), (usize, usize)> = BTreeMap::new();
     for group in by_prompt.values() {
         for (i, a) in group.iter().enumerate() {
             for b in &group[i + 1..] {
@@ -473,12 +483,14 @@ pub fn reward_oracle_agreement(samples: &[EvalSample]) -> Option<(usize, usize)>
                 if oa == ob {
                     continue;
                 }
-                pairs += 1;
-                agree += ((oa > ob) == (ra > rb)) as usize;
+                let key = (a.version_id.min(b.version_id), a.version_id.max(b.version_id));
+                let entry = tally.entry(key).or_default();
+                entry.0 += ((oa > ob) == (ra > rb)) as usize;
+                entry.1 += 1;
             }
         }
     }
-    (pairs > 0).then_some((agree, pairs))
+    tally
 }
 
 #[cfg(test)]
@@ -533,6 +545,9 @@ mod tests {
         ];
         assert_eq!(reward_oracle_agreement(&samples), Some((2, 3)));
         assert_eq!(reward_oracle_agreement(&samples[3..]), None);
+        // By pair of versions: 1 and 3 are the pair the RM orders wrongly.
+        let by_versions: Vec<_> = reward_oracle_agreement_by_versions(&samples).into_iter().collect();
+        assert_eq!(by_versions, [((1, 2), (1, 1)), ((1, 3), (0, 1)), ((2, 3), (1, 1))]);
     }
 
     #[test]

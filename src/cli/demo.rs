@@ -572,6 +572,13 @@ async fn report_eval(pool: &PgPool, eval: i64) -> Result<()> {
             "RM agreement with the oracle: {:.3} of {pairs} held-out pairs",
             agree as f64 / pairs as f64
         );
+        // Where it fails: the RM learnt from rankings of the SFT model's samples, so the
+        // base model's are new to it.
+        let label =
+            |id: i64| report.versions.iter().find(|v| v.version_id == id).map_or("?", |v| v.label.as_str());
+        for ((a, b), (agree, pairs)) in evals::reward_oracle_agreement_by_versions(&report.samples) {
+            println!("  {} vs {}: {:.3} of {pairs}", label(a), label(b), agree as f64 / pairs as f64);
+        }
     }
     Ok(())
 }

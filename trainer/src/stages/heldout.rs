@@ -410,50 +410,28 @@ mod tests {
         use crate::ppo::learning_tests::lowercase_reward_model;
         let rm = lowercase_reward_model();
         let held = prompts(&["AB:"]);
-        let best = PathBuf::from("/nonexistent/best");
-        let err = HeldOut::new(
-            "rloo",
-            held.clone(),
-            Reward::Model(&rm),
-            (6, 1.0, 0),
-            10,
-            None,
-            Selection::Gold,
-            best.clone(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let new = |stage, held: &[String], eval_every, select| {
+            let best = PathBuf::from("/nonexistent/best");
+            HeldOut::new(
+                stage,
+                held.to_vec(),
+                Reward::Model(&rm),
+                (6, 1.0, 0),
+                eval_every,
+                None,
+                select,
+                best,
+            )
+        };
+        let refusal = |stage, held: &[String], eval_every, select| {
+            new(stage, held, eval_every, select).err().unwrap().to_string()
+        };
+        let err = refusal("rloo", &held, 10, Selection::Gold);
         assert!(err.contains("rloo.select_by = gold") && err.contains("oracle"), "{err}");
-        let err = HeldOut::new(
-            "ppo",
-            vec![],
-            Reward::Model(&rm),
-            (6, 1.0, 0),
-            10,
-            None,
-            Selection::Reward,
-            best.clone(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = refusal("ppo", &[], 10, Selection::Reward);
         assert!(err.contains("ppo.heldout_prompts"), "{err}");
-        let err = HeldOut::new(
-            "ppo",
-            held.clone(),
-            Reward::Model(&rm),
-            (6, 1.0, 0),
-            0,
-            None,
-            Selection::Reward,
-            best.clone(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = refusal("ppo", &held, 0, Selection::Reward);
         assert!(err.contains("eval_every is 0"), "{err}");
-        assert!(HeldOut::new("ppo", vec![], Reward::Model(&rm), (6, 1.0, 0), 0, None, Selection::Last, best)
-            .is_ok());
+        assert!(new("ppo", &[], 0, Selection::Last).is_ok());
     }
 }

@@ -446,7 +446,7 @@ impl Worker {
             };
         }
         let newest = latest_checkpoint_in(&out);
-        self.stream_metrics(run.id, &out, &mut streamed).await;
+        self.report_remaining_metrics(run.id, &out, &mut streamed).await;
         self.stream_samples(run.id, &out, &mut samples_read).await;
         let gang_broke = |e: &TrainError| {
             run.world_size > 1
@@ -685,14 +685,26 @@ impl Worker {
         }
     }
 
+    /// The metric lines still unreported when the stage has ended, reported even when
+    /// Postgres is away at that moment: tried again each heartbeat for up to a lease, as
+    /// publishing the version waits, so that a run that finished during an outage loses
+    /// none of its steps' metrics.
+    async fn report_remaining_metrics(&self, run_id: i64, out: &Path, streamed: &mut Streamed) {
+        let deadline = tokio::time::Instant::now() + self.options.lease;
+        while !self.stream_metrics(run_id, out, streamed).await && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(self.options.heartbeat).await;
+        }
+    }
+
     /// Reports the metric lines the stage wrote after `streamed.offset` bytes of
     /// `metrics.jsonl` and moves the offset past them: each heartbeat reads only what is
     /// new. Lines stay unreported (and are sent next time) if Postgres is away; a file
     /// shorter than the offset (a resumed run rewrote it) is read again from the start,
-    /// and the steps it reports again overwrite their values.
-    async fn stream_metrics(&self, run_id: i64, out: &Path, streamed: &mut Streamed) {
+    /// and the steps it reports again overwrite their values. Returns whether every whole
+    /// line written so far is reported (true without a metrics file).
+    async fn stream_metrics(&self, run_id: i64, out: &Path, streamed: &mut Streamed) -> bool {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let Ok(mut file) = tokio::fs::File::open(out.join(METRICS)).await else { return };
+        let Ok(mut file) = tokio::fs::File::open(out.join(METRICS)).await else { return true };
         let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         if length < streamed.offset {
             streamed.offset = 0;
@@ -701,7 +713,7 @@ impl Worker {
         if file.seek(std::io::SeekFrom::Start(streamed.offset)).await.is_err()
             || file.read_to_end(&mut new).await.is_err()
         {
-            return;
+            return false;
         }
         let total_steps = tokio::fs::read_to_string(out.join(PROGRESS))
             .await
@@ -731,11 +743,12 @@ impl Worker {
                 .await
                 .is_err()
             {
-                break;
+                return false;
             }
             streamed.offset = next;
             streamed.finished = streamed.finished.max(finished);
         }
+        true
     }
 }
 
