@@ -225,26 +225,34 @@ fn two_workers_drain_one_queue_concurrently_and_no_run_is_done_twice() {
     });
 }
 
-#[test]
-fn a_worker_carries_on_when_postgres_restarts_under_its_run() {
-    // A cluster of the test's own, so that restarting it disturbs no other test.
+/// `test` on a Postgres cluster of its own, which it may stop and start without
+/// disturbing any other test; the cluster is stopped and removed after.
+fn on_a_cluster_of_its_own<F: std::future::Future<Output = ()>>(test: impl FnOnce(Cluster, TestDb) -> F) {
     let dir = std::env::temp_dir().join(format!("plumb-pg-restart-{}", uuid::Uuid::new_v4().simple()));
     let cluster = Cluster::new(&dir, Durability::Throwaway);
     cluster.start().expect("starting a private cluster");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     runtime.block_on(async {
         let db = TestDb::on(cluster.connect_options("postgres")).await;
+        test(cluster.clone(), db).await;
+    });
+    let _ = cluster.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_worker_carries_on_when_postgres_restarts_under_its_run() {
+    on_a_cluster_of_its_own(|cluster, db| async move {
         let setup = setup(&db, 8).await;
         let run_id = enqueue(&db.pool, setup.project, RunKind::Sft, long_sft(300, 50)).await;
         let worker = worker(&db.pool, &setup, "steady");
         let running = tokio::spawn(async move { worker.run_next(no_shutdown()).await });
         wait_for(&db.pool, run_id, Duration::from_secs(90), "training steps", |p| p.0 >= 3).await;
 
-        let restart = cluster.clone();
         tokio::task::spawn_blocking(move || {
-            restart.stop().expect("stopping Postgres");
+            cluster.stop().expect("stopping Postgres");
             std::thread::sleep(Duration::from_secs(2));
-            restart.start().expect("starting Postgres again");
+            cluster.start().expect("starting Postgres again");
         })
         .await
         .unwrap();
@@ -260,8 +268,47 @@ fn a_worker_carries_on_when_postgres_restarts_under_its_run() {
         assert_eq!(attempts, 1, "the same worker kept the run");
         drop(db);
     });
-    let _ = cluster.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Training ends while Postgres is away: the steps' metrics written after it went away
+/// are reported once it is back, before the version is registered.
+#[test]
+fn a_run_that_finishes_while_postgres_is_away_reports_every_steps_metrics() {
+    on_a_cluster_of_its_own(|cluster, db| async move {
+        let setup = setup(&db, 8).await;
+        // Seconds of training on 2 cores: Postgres goes away long before the last step.
+        let steps = 300;
+        let run_id = enqueue(&db.pool, setup.project, RunKind::Sft, long_sft(steps, 0)).await;
+        let worker = worker(&db.pool, &setup, "steady");
+        let running = tokio::spawn(async move { worker.run_next(no_shutdown()).await });
+        wait_for(&db.pool, run_id, Duration::from_secs(90), "training steps", |p| p.0 >= 3).await;
+
+        let metrics = setup.work.join(format!("run-{run_id}")).join("out").join("metrics.jsonl");
+        let last_step = format!("\"step\":{}", steps - 1);
+        tokio::task::spawn_blocking(move || {
+            cluster.stop().expect("stopping Postgres");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !std::fs::read_to_string(&metrics).unwrap_or_default().contains(&last_step) {
+                assert!(Instant::now() < deadline, "the stage never wrote step {}", steps - 1);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // The stage has ended, or is about to: the worker is left without Postgres a
+            // little longer, as it reports what is left.
+            std::thread::sleep(Duration::from_secs(1));
+            cluster.start().expect("starting Postgres again");
+        })
+        .await
+        .unwrap();
+
+        let (_, outcome) = tokio::time::timeout(Duration::from_secs(180), running)
+            .await
+            .expect("the run ends")
+            .unwrap()
+            .expect("the worker carries on")
+            .unwrap();
+        assert_one_version_and_every_step(&db.pool, run_id, steps, &outcome).await;
+        drop(db);
+    });
 }
 
 #[test]
