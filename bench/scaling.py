@@ -33,10 +33,12 @@ RANKS = 2
 GOAL = 0.85
 
 
-def bench_scaling(model_dir, corpus_ids, enc, plumb=None, batch=16, steps=4, reps=3):
+def bench_scaling(model_dir, corpus_ids, enc, plumb=None, batch=16, steps=4, reward_steps=16, reps=3):
     """SFT and reward-model training, 2 ranks x 1 thread against 1 process x 1 thread
     on `model_dir` (a bench/run.py checkpoint), `batch` examples per optimizer step and
-    `steps` steps per repetition; one bench/run.py record for each."""
+    `steps` SFT steps (`reward_steps` RM steps, each a twentieth of an SFT step's time) per
+    repetition, so that each repetition trains for seconds; one bench/run.py record for
+    each."""
     plumb = Path(plumb or bench.PLUMB)
     reps = bench.REPS or reps
     work = bench.WORK / "scaling"
@@ -44,16 +46,16 @@ def bench_scaling(model_dir, corpus_ids, enc, plumb=None, batch=16, steps=4, rep
     demos = work / "demos.jsonl"
     bench.write_jsonl(demos, bench.demonstrations(corpus_ids, enc, batch * steps, seed=21))
     pairs = work / "pairs.jsonl"
-    bench.write_jsonl(pairs, bench.comparisons(corpus_ids, enc, batch * steps, seed=121))
+    bench.write_jsonl(pairs, bench.comparisons(corpus_ids, enc, batch * reward_steps, seed=121))
     config = work / "stage.toml"
     # Every example trains (no held-out share, no evaluation) and nothing else is timed.
     config.write_text("val_fraction = 0.0\neval_every = 0\ncheckpoint_every = 0\n")
     stages = [
-        ("sft", ["sft", "--data", str(demos), "--dropout", "0"], "tokens_per_second", "tok/s"),
-        ("reward", ["reward", "train", "--data", str(pairs)], "pairs_per_second", "pairs/s"),
+        ("sft", ["sft", "--data", str(demos), "--dropout", "0"], steps, "tokens_per_second", "tok/s"),
+        ("reward", ["reward", "train", "--data", str(pairs)], reward_steps, "pairs_per_second", "pairs/s"),
     ]
     results = []
-    for kind, args, speed, unit in stages:
+    for kind, args, steps, speed, unit in stages:
         args = [*args, "--model", str(model_dir), "--config", str(config),
                 "--batch-size", str(batch), "--steps", str(steps), "--seed", "0", "--device", "cpu"]
         runs = {"one": [], "ranks": []}

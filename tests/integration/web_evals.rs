@@ -422,3 +422,58 @@ fn the_prompt_table_pages_sorts_by_score_gap_filters_and_marks_undecodable_bytes
         }
     });
 }
+
+/// With the oracle's scores (base −0.5 < sft 0.5 < policy 0.9 on every prompt), the
+/// reward model orders every pair as the oracle does but on the first prompt, where it
+/// prefers base: 5 of 6 on base's pairs, 6 of 6 between sft and policy.
+#[test]
+fn the_reward_model_is_set_against_the_oracle_pair_of_versions_by_pair() {
+    with_db(|db| async move {
+        let app = spawn_app(db).await;
+        let w = eval_world(&app).await;
+        let [base, sft, policy] = w.versions;
+        app.log_in("rita").await;
+        let page = app.get_html(&format!("/evals/{}", w.run)).await;
+        assert!(!page.contains("id=\"rm-oracle-table\""), "no oracle scores, no section");
+
+        for (version, oracle) in [(base, -0.5_f32), (sft, 0.5), (policy, 0.9)] {
+            sqlx::query("UPDATE eval_samples SET oracle = $1 WHERE run_id = $2 AND version_id = $3")
+                .bind(oracle)
+                .bind(w.run)
+                .bind(version)
+                .execute(&app.db.pool)
+                .await
+                .unwrap();
+        }
+        let report: Value = app.get(&format!("/api/evals/{}", w.run)).await.json().await.unwrap();
+        let rows: Vec<(i64, i64, String, u64, u64)> = report["reward_oracle_agreement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let label =
+                    format!("{} vs {}", r["label_a"].as_str().unwrap(), r["label_b"].as_str().unwrap());
+                let n = |k: &str| r[k].as_i64().unwrap();
+                (
+                    n("version_a"),
+                    n("version_b"),
+                    label,
+                    r["agree"].as_u64().unwrap(),
+                    r["pairs"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (base, sft, "base:1 vs sft:1".to_owned(), 5, 6),
+                (base, policy, "base:1 vs policy:1".to_owned(), 5, 6),
+                (sft, policy, "sft:1 vs policy:1".to_owned(), 6, 6),
+            ]
+        );
+        let page = app.get_html(&format!("/evals/{}", w.run)).await;
+        let section = &page[page.find("id=\"rm-oracle-table\"").expect("the section")..];
+        assert!(section.contains("base:1 vs sft:1</th><td>0.833</td><td>6</td>"), "{section}");
+        assert!(section.contains("sft:1 vs policy:1</th><td>1.000</td><td>6</td>"), "{section}");
+    });
+}

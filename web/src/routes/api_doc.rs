@@ -994,6 +994,14 @@ fn run_schemas() -> Value {
                 "word": described(text(), "A first word of the continuations, or `(none)`."),
                 "share": described(number(), "Its share of the group's continuations."),
             }))), "Each probe's most frequent next words by group and version."),
+            "reward_oracle_agreement": described(array(object(&["version_a", "version_b", "label_a", "label_b", "agree", "pairs"], json!({
+                "version_a": int(),
+                "version_b": int(),
+                "label_a": text(),
+                "label_b": text(),
+                "agree": described(count(), "Pairs of the two versions' samples of one prompt that the reward model orders as the oracle does."),
+                "pairs": described(count(), "Such pairs where the oracle does not tie."),
+            }))), "The reward model against the demo world's oracle, by pair of versions (the lower id first); empty without both scores."),
         })),
         "Comparison": object(&["versions", "metrics", "config", "curves", "evals", "launch_eval"], json!({
             "versions": array(json!({

@@ -222,6 +222,21 @@ pub struct EvalReport {
     /// Each probe's Jensen–Shannon divergence between groups by version, with its
     /// bootstrap interval, the words that differ most and the change against the baseline.
     pub probe_statistics: Vec<ProbeStatistic>,
+    /// How often the reward model orders two versions' samples of a prompt as the demo
+    /// world's oracle does, for each pair of versions (empty without both scores).
+    pub reward_oracle_agreement: Vec<AgreementRow>,
+}
+
+/// The reward model against the oracle on the pairs of samples of two versions.
+#[derive(Serialize)]
+pub struct AgreementRow {
+    pub version_a: i64,
+    pub version_b: i64,
+    pub label_a: String,
+    pub label_b: String,
+    /// Pairs the reward model orders as the oracle does, of `pairs` (oracle ties left out).
+    pub agree: usize,
+    pub pairs: usize,
 }
 
 /// What the annotators said about the run's samples, and the project's leaderboard.
@@ -290,6 +305,7 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
     prompt_ids.sort_unstable();
     prompt_ids.dedup();
     let found = disagreements(&of_run, &samples);
+    let agreement = evals::reward_oracle_agreement_by_versions(&samples);
     let mut labels: HashMap<i64, String> = versions.iter().map(|v| (v.version_id, v.label.clone())).collect();
     // A thousand refits: off the async workers, which serve the other requests meanwhile.
     let board = web::block(move || {
@@ -335,7 +351,28 @@ async fn report(pool: &PgPool, run_id: i64, baseline: Option<i64>) -> Result<Eva
             PromptRow { prompt_id, prompt: texts.get(&prompt_id).cloned().unwrap_or_default(), samples, best }
         })
         .collect();
-    Ok(EvalReport { run, baseline, versions, prompts, human, skills, probes, probe_statistics })
+    let reward_oracle_agreement = agreement
+        .into_iter()
+        .map(|((a, b), (agree, pairs))| AgreementRow {
+            version_a: a,
+            version_b: b,
+            label_a: label(a),
+            label_b: label(b),
+            agree,
+            pairs,
+        })
+        .collect();
+    Ok(EvalReport {
+        run,
+        baseline,
+        versions,
+        prompts,
+        human,
+        skills,
+        probes,
+        probe_statistics,
+        reward_oracle_agreement,
+    })
 }
 
 /// Where the annotators' votes on the run's samples disagree with its reward model.
