@@ -519,13 +519,15 @@ fn an_rl_step_with_fewer_prompts_than_ranks_is_refused_by_name() {
 
 /// One RLOO step of 5 prompts × 2 samples with whitened advantages on 2 ranks: the
 /// leave-one-out baselines within each rank's prompts, the whitening over both ranks'
-/// samples, as one process.
+/// samples, as one process. `rloo/clipfrac` is not compared: a prompt whose two samples
+/// tie has advantages of exactly 0 in one process, and of ±4e-8 when the whitening's mean
+/// is summed over ranks, so its responses count as clipped on one side only; the loss,
+/// the KL and the weights are compared.
 #[test]
 fn one_rloo_step_with_whitened_advantages_on_two_ranks_trains_as_one_process() {
     let config =
         "batch_size = 5\nk = 2\nminibatch_size = 4\nupdate_epochs = 2\nwarmup_steps = 0\neps = 1e-4\n\
                   whiten_advantages = true\ncheckpoint_every = 0\n";
-    let metrics =
-        ["objective/reward", "objective/rlhf_reward", "loss/policy", "rloo/clipfrac", "rloo/approx_kl"];
+    let metrics = ["objective/reward", "objective/rlhf_reward", "loss/policy", "rloo/approx_kl"];
     rl_case("rloo", config, "1", &metrics);
 }
