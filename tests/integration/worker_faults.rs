@@ -240,6 +240,20 @@ fn on_a_cluster_of_its_own<F: std::future::Future<Output = ()>>(test: impl FnOnc
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The outcome of the run a worker took in `running`, which must end within 3 minutes
+/// without the worker itself failing.
+async fn carried_on(
+    running: tokio::task::JoinHandle<Result<Option<(i64, Outcome)>, trainer::worker::WorkerError>>,
+) -> Outcome {
+    let (_, outcome) = tokio::time::timeout(Duration::from_secs(180), running)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .expect("the worker carries on")
+        .unwrap();
+    outcome
+}
+
 #[test]
 fn a_worker_carries_on_when_postgres_restarts_under_its_run() {
     on_a_cluster_of_its_own(|cluster, db| async move {
@@ -257,12 +271,7 @@ fn a_worker_carries_on_when_postgres_restarts_under_its_run() {
         .await
         .unwrap();
 
-        let (_, outcome) = tokio::time::timeout(Duration::from_secs(180), running)
-            .await
-            .expect("the run ends")
-            .unwrap()
-            .expect("the worker carries on")
-            .unwrap();
+        let outcome = carried_on(running).await;
         assert_one_version_and_every_step(&db.pool, run_id, 300, &outcome).await;
         let (_, _, _, attempts, _) = progress(&db.pool, run_id).await.unwrap();
         assert_eq!(attempts, 1, "the same worker kept the run");
@@ -300,12 +309,7 @@ fn a_run_that_finishes_while_postgres_is_away_reports_every_steps_metrics() {
         .await
         .unwrap();
 
-        let (_, outcome) = tokio::time::timeout(Duration::from_secs(180), running)
-            .await
-            .expect("the run ends")
-            .unwrap()
-            .expect("the worker carries on")
-            .unwrap();
+        let outcome = carried_on(running).await;
         assert_one_version_and_every_step(&db.pool, run_id, steps, &outcome).await;
         drop(db);
     });
