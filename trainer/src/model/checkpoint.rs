@@ -657,7 +657,12 @@ impl Weights {
     fn read_bytes(&mut self, info: &TensorInfo, tensor: &Tensor) -> Result<(), CheckpointError> {
         let (start, end) = info.data_offsets;
         let bytes = tensor.numel() * tensor.kind().elt_size_in_bytes();
-        assert_eq!(bytes, end - start, "a tensor sized as its bytes in the file");
+        if bytes != end - start || !tensor.is_contiguous() || tensor.device() != Device::Cpu {
+            return Err(CheckpointError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("{} bytes in the file for a tensor of {bytes}", end - start),
+            });
+        }
         if bytes == 0 {
             return Ok(());
         }
