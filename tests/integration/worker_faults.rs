@@ -226,18 +226,25 @@ fn two_workers_drain_one_queue_concurrently_and_no_run_is_done_twice() {
 }
 
 /// `test` on a Postgres cluster of its own, which it may stop and start without
-/// disturbing any other test; the cluster is stopped and removed after.
+/// disturbing any other test; the cluster is stopped and removed after, whether the test
+/// passes or panics.
 fn on_a_cluster_of_its_own<F: std::future::Future<Output = ()>>(test: impl FnOnce(Cluster, TestDb) -> F) {
+    /// Stops the cluster and removes its directory when dropped, on a panic too.
+    struct Stopped(Cluster, std::path::PathBuf);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.stop();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
     let dir = std::env::temp_dir().join(format!("plumb-pg-restart-{}", uuid::Uuid::new_v4().simple()));
-    let cluster = Cluster::new(&dir, Durability::Throwaway);
-    cluster.start().expect("starting a private cluster");
+    let cluster = Stopped(Cluster::new(&dir, Durability::Throwaway), dir);
+    cluster.0.start().expect("starting a private cluster");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     runtime.block_on(async {
-        let db = TestDb::on(cluster.connect_options("postgres")).await;
-        test(cluster.clone(), db).await;
+        let db = TestDb::on(cluster.0.connect_options("postgres")).await;
+        test(cluster.0.clone(), db).await;
     });
-    let _ = cluster.stop();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The outcome of the run a worker took in `running`, which must end within 3 minutes
