@@ -425,18 +425,17 @@ impl LanguageModel {
     fn copy_weights(&self, tensors: &mut Weights) -> Result<(), CheckpointError> {
         let _guard = tch::no_grad_guard();
         let path = tensors.path.clone();
-        let path = path.as_path();
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
             let (key, info) = tensors.remove(&name).ok_or_else(|| CheckpointError::MissingKey {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 key: file_key(&name),
             })?;
             let found: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
             if found != var.size() {
                 return Err(CheckpointError::WrongShape {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     key,
                     expected: var.size(),
                     found,
@@ -456,7 +455,7 @@ impl LanguageModel {
                 )
             {
                 return Err(CheckpointError::Config {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     reason: "lm_head.weight differs from transformer.wte.weight; plumb ties them".into(),
                 });
             }
@@ -609,19 +608,11 @@ impl Weights {
 
     /// The tensor that `info` describes, read from the file, in its own dtype on the CPU.
     fn read(&mut self, key: &str, info: &TensorInfo) -> Result<Tensor, CheckpointError> {
-        let kind = match info.dtype {
-            Dtype::F32 => Kind::Float,
-            Dtype::F16 => Kind::Half,
-            Dtype::BF16 => Kind::BFloat16,
-            Dtype::F64 => Kind::Double,
-            other => {
-                return Err(CheckpointError::Dtype {
-                    path: self.path.clone(),
-                    key: key.to_string(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
+        let kind = kind_of(info.dtype).ok_or_else(|| CheckpointError::Dtype {
+            path: self.path.clone(),
+            key: key.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        })?;
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
         let tensor = Tensor::empty(&shape, (kind, Device::Cpu));
         self.read_bytes(info, &tensor)?;
@@ -637,14 +628,10 @@ impl Weights {
         info: &TensorInfo,
         variable: &mut Tensor,
     ) -> Result<(), CheckpointError> {
-        let same_dtype = matches!(
-            (info.dtype, variable.kind()),
-            (Dtype::F32, Kind::Float)
-                | (Dtype::F16, Kind::Half)
-                | (Dtype::BF16, Kind::BFloat16)
-                | (Dtype::F64, Kind::Double)
-        );
-        if same_dtype && variable.device() == Device::Cpu && variable.is_contiguous() {
+        if kind_of(info.dtype) == Some(variable.kind())
+            && variable.device() == Device::Cpu
+            && variable.is_contiguous()
+        {
             return self.read_bytes(info, variable);
         }
         let tensor = self.read(key, info)?;
@@ -673,9 +660,20 @@ impl Weights {
         self.file.read_exact(memory).map_err(io_error(&self.path))
     }
 
-    /// The names of the tensors not yet taken, the first in order first.
+    /// The file's keys of the tensors not yet taken, in no order.
     fn into_keys(self) -> impl Iterator<Item = String> {
         self.tensors.into_values().map(|(key, _)| key)
+    }
+}
+
+/// The tensor kind plumb reads a safetensors dtype as; None for a dtype it cannot load.
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::F32 => Some(Kind::Float),
+        Dtype::F16 => Some(Kind::Half),
+        Dtype::BF16 => Some(Kind::BFloat16),
+        Dtype::F64 => Some(Kind::Double),
+        _ => None,
     }
 }
 

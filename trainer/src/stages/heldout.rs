@@ -196,8 +196,7 @@ impl<'a> HeldOut<'a> {
         if let Some(value) = value.filter(|v| v.is_finite()) {
             if self.best.as_ref().is_none_or(|best| value > best.value) {
                 let record = SelectionRecord { by: self.select, step, value };
-                let training = serde_json::to_value(json!({ "selected": record })).ok();
-                replace_model_dir(&self.best_dir, policy, training)?;
+                replace_model_dir(&self.best_dir, policy, Some(json!({ "selected": record })))?;
                 self.best = Some(record);
             }
         }
@@ -301,7 +300,7 @@ pub fn train_with_heldout<R>(
     match heldout.selected(last.device())? {
         Some(selected) => {
             let record = selected.record();
-            run.save_model(&selected.model, serde_json::to_value(json!({ "selected": record })).ok())?;
+            run.save_model(&selected.model, Some(json!({ "selected": record })))?;
             Ok((selected.model, report, Some(record)))
         }
         None => Ok((last, report, None)),

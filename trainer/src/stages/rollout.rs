@@ -31,6 +31,7 @@ use tch::{Device, Kind, Tensor};
 use crate::checkpoint::LanguageModel;
 use crate::device::Precision;
 use crate::distributed;
+use crate::grpo;
 use crate::lm_loop::epoch_order;
 use crate::reward_program::RewardProgram;
 use crate::sampling::{generate_streams, Generation, SamplingConfig};
@@ -435,12 +436,11 @@ impl Rollout {
         per_sample_mean(&(&self.logprobs - &self.ref_logprobs))
     }
 
-    /// Mean over samples of the summed k3 estimate of KL(π_old ‖ π_ref), Σ (ρ − 1 − log ρ)
-    /// with ρ = π_ref / π_old per token (Schulman, "Approximating KL Divergence", 2020):
+    /// Mean over samples of the summed k3 estimate of KL(π_old ‖ π_ref) ([`grpo::k3_kl`]):
     /// unbiased like [`Rollout::kl`], and never below zero, so an estimate from a few
     /// held-out samples cannot read negative. Padding adds 0.
     pub fn kl_k3(&self) -> f64 {
-        k3_kl(&self.logprobs, &self.ref_logprobs)
+        per_sample_mean(&grpo::k3_kl(&self.logprobs, &self.ref_logprobs))
     }
 
     /// Mean over samples of −Σ log π_old, the sampled estimate of the summed entropy.
@@ -524,12 +524,6 @@ pub struct StepMeans {
 }
 
 /// Mean over rows of each row's sum.
-/// [`Rollout::kl_k3`] of log-probs (B, R) under the sampler and the reference.
-pub fn k3_kl(logprobs: &Tensor, ref_logprobs: &Tensor) -> f64 {
-    let log_ratio = ref_logprobs - logprobs;
-    per_sample_mean(&(log_ratio.exp() - 1.0 - &log_ratio))
-}
-
 fn per_sample_mean(x: &Tensor) -> f64 {
     x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[])
 }
@@ -1179,7 +1173,8 @@ mod tests {
         let logprobs = t(&[&[-1.0, -1.0], &[-2.0, 0.0]]);
         let reference = &logprobs + t(&[&[ln2 as f32, 0.0], &[-ln2 as f32, ln2 as f32]]);
         let expected = ((1.0 - ln2) + (ln2 - 0.5) + (1.0 - ln2)) / 2.0;
-        assert!((k3_kl(&logprobs, &reference) - expected).abs() < 1e-6, "{}", k3_kl(&logprobs, &reference));
+        let k3 = per_sample_mean(&grpo::k3_kl(&logprobs, &reference));
+        assert!((k3 - expected).abs() < 1e-6, "{k3}");
         let k1 = per_sample_mean(&(&logprobs - &reference));
         assert!(k1 < 0.0 && expected > 0.0, "k1 {k1}");
     }
