@@ -347,6 +347,20 @@ pub fn inputs(kind: RunKind) -> &'static [Input] {
                     InputKind::Count(MIN_K, MAX_K),
                 )
                 .absent("the project's K"),
+                input(
+                    "mix",
+                    "Also sample from",
+                    "Other versions, separated by commas, that each write some of every prompt's K samples (mix_k each), so that the rankings also teach a reward model about their outputs, e.g. the base model's. The version writes the rest; a task's samples are shuffled.",
+                    InputKind::Versions(GENERATIVE),
+                )
+                .absent("none: the version writes every sample"),
+                input(
+                    "mix_k",
+                    "Samples per prompt from each mixed version",
+                    "1 to 8; the version itself keeps at least one of the K.",
+                    InputKind::Count(1, MAX_K - 1),
+                )
+                .absent("1"),
             ];
             INPUTS
         }
@@ -564,7 +578,30 @@ pub struct SampleRun {
     pub prompts: PromptSet,
     /// Samples per prompt; None: the project's K.
     pub k: Option<usize>,
+    /// Other versions that each write `mix_k` of every prompt's K samples; `version`
+    /// writes the rest.
+    pub mix: Vec<String>,
+    pub mix_k: usize,
     pub stage: SamplingConfig,
+}
+
+impl SampleRun {
+    /// Who writes each prompt's `k` samples: `version` first, then each of `mix`, with
+    /// how many each; an error names the field when `version` would be left none.
+    pub fn writers(&self, k: usize) -> Result<Vec<(&str, usize)>, String> {
+        let mixed = self.mix.len() * self.mix_k;
+        if mixed >= k {
+            return Err(format!(
+                "{} mixed versions × mix_k {} write {mixed} of each prompt's {k} samples, leaving none for {:?}",
+                self.mix.len(),
+                self.mix_k,
+                self.version
+            ));
+        }
+        let mut writers = vec![(self.version.as_str(), k - mixed)];
+        writers.extend(self.mix.iter().map(|v| (v.as_str(), self.mix_k)));
+        Ok(writers)
+    }
 }
 
 /// Versions scored on a set of the project's prompts: one sample per prompt from each,
@@ -921,6 +958,21 @@ impl RunSpec {
                 problems.push("ptx_snapshot_id", "is read only by PPO-ptx: set stage.ptx_coef above 0");
             }
         }
+        if kind == RunKind::Sample {
+            let mixed = lookup(map, "mix").and_then(Value::as_array).map_or(0, Vec::len);
+            let mix_k = number(map, "mix_k").unwrap_or(1) as usize;
+            if let Some(k) = number(map, "k").map(|k| k as usize) {
+                if mixed > 0 && mixed * mix_k >= k {
+                    problems.push(
+                        "mix_k",
+                        format!("{mixed} mixed versions × {mix_k} samples leave none of the {k} for the version"),
+                    );
+                }
+            }
+            if mixed == 0 && lookup(map, "mix_k").is_some() {
+                problems.push("mix_k", "is read only with mix: name the versions to mix in");
+            }
+        }
         if kind == RunKind::Eval {
             for (field, reason) in eval::probes_problems(map.get("probes").unwrap_or(&Value::Null)) {
                 problems.push(field, reason);
@@ -966,6 +1018,8 @@ impl RunSpec {
                     version: text("version").unwrap_or_default(),
                     prompts: PromptSet::default(),
                     k: number("k").map(|k| k as usize),
+                    mix: Vec::new(),
+                    mix_k: number("mix_k").map_or(1, |k| k as usize),
                     stage,
                 })
             }),
@@ -994,7 +1048,10 @@ impl RunSpec {
         // Everything is checked: the groups read as their types.
         let prompts = map.get("prompts").filter(|v| !v.is_null()).map(read::<PromptSet>).unwrap_or_default();
         match &mut spec {
-            RunSpec::Sample(run) => run.prompts = prompts,
+            RunSpec::Sample(run) => {
+                run.prompts = prompts;
+                run.mix = map.get("mix").filter(|v| !v.is_null()).map(read).unwrap_or_default();
+            }
             RunSpec::Eval(run) => {
                 run.prompts = prompts;
                 run.versions = read(&map["versions"]);
@@ -1087,6 +1144,11 @@ mod tests {
                 "stage.batch_size",
             ),
             (RunKind::Sample, json!({ "version": "v", "k": 12 }), "k"),
+            (RunKind::Sample, json!({ "version": "v", "mix": "w" }), "mix"),
+            (RunKind::Sample, json!({ "version": "v", "mix": ["w", "w"] }), "mix"),
+            (RunKind::Sample, json!({ "version": "v", "mix": ["w", "x"], "mix_k": 2, "k": 4 }), "mix_k"),
+            (RunKind::Sample, json!({ "version": "v", "mix_k": 1 }), "mix_k"),
+            (RunKind::Sample, json!({ "version": "v", "mix": ["w"], "mix_k": 9 }), "mix_k"),
             (RunKind::Sample, json!({ "version": "v", "prompts": { "split": "dev" } }), "prompts.split"),
             (RunKind::Sample, json!({ "version": "v", "prompts": { "limit": -1 } }), "prompts.limit"),
             (RunKind::Sample, json!({ "version": "v", "prompts": { "splt": "val" } }), "prompts.splt"),
@@ -1139,6 +1201,22 @@ mod tests {
         assert_eq!(fields(RunKind::Grpo, config), ["reward", "stage.group_size"]);
         let config = json!({ "model_name": "p", "policy": "sft", "reward_cmd": "plumb world reward" });
         assert_eq!(fields(RunKind::Grpo, config), ["reward_cmd", "reward"]);
+    }
+
+    #[test]
+    fn a_sample_run_shares_each_prompts_k_samples_between_its_version_and_the_mixed_in_ones() {
+        let config = json!({ "version": "sft", "mix": ["base:1", "dpo"], "k": 5 });
+        let RunSpec::Sample(run) = RunSpec::parse(RunKind::Sample, &config).unwrap() else { panic!() };
+        assert_eq!(run.writers(5).unwrap(), [("sft", 3), ("base:1", 1), ("dpo", 1)]);
+        let config = json!({ "version": "sft", "mix": ["base"], "mix_k": 2 });
+        let RunSpec::Sample(run) = RunSpec::parse(RunKind::Sample, &config).unwrap() else { panic!() };
+        assert_eq!(run.writers(4).unwrap(), [("sft", 2), ("base", 2)]);
+        // The project's K, known only when the run starts, may leave the version none.
+        assert!(run.writers(2).unwrap_err().contains("leaving none for \"sft\""));
+        let RunSpec::Sample(run) = RunSpec::parse(RunKind::Sample, &json!({ "version": "sft" })).unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.writers(4).unwrap(), [("sft", 4)]);
     }
 
     #[test]

@@ -321,9 +321,9 @@ async fn build(
     .await?;
     launcher
         .launch(
-            "Sampling 4 responses per prompt from the SFT policy for ranking",
+            "Sampling 4 responses per prompt for ranking: 3 from the SFT policy, 1 from the base model",
             RunKind::Sample,
-            json!({ "version": "sft", "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
+            json!({ "version": "sft", "mix": ["base"], "prompts": { "split": "train", "limit": scale.ranked_prompts }, "k": 4,
                 "stage": { "max_new_tokens": 20, "temperature": 1.0, "seed": 5 + seed } }),
         )
         .await?;

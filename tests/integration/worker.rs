@@ -233,6 +233,112 @@ fn a_sample_run_writes_k_samples_per_prompt_as_ranking_tasks_once() {
     });
 }
 
+/// A second tiny model, `other:1`, differently initialised: a version to mix in.
+async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
+    let model = setup.dir.path().join("other");
+    plumb_ok(
+        &["init", "--preset", "tiny", "--tokenizer", "bytes", "--out", model.to_str().unwrap(), "--seed", "2"],
+        "",
+    );
+    let other = NewVersion {
+        model: "other".into(),
+        kind: ModelKind::Base,
+        run_id: None,
+        parents: Vec::new(),
+        snapshots: Vec::new(),
+        config: json!({}),
+        metrics: json!({}),
+        artifact: setup.store.put_dir(&model).unwrap(),
+        created_by: None,
+    };
+    versions::register(&db.pool, &other).await.unwrap().id
+}
+
+#[test]
+fn a_mixed_sample_run_puts_each_versions_samples_in_every_ranking_task() {
+    with_db(|db| async move {
+        let setup = setup(&db, 6).await;
+        let other = register_other(&db, &setup).await;
+        let base = versions::resolve(&db.pool, "base:1").await.unwrap().id;
+        let worker = worker(&db.pool, &setup, "w1");
+        let config = json!({ "version": "base:1", "mix": ["other:1"], "k": 3,
+                             "prompts": { "untasked_only": false },
+                             "stage": { "max_new_tokens": 6, "seed": 5 } });
+        let mixed = enqueue(&db.pool, setup.project, RunKind::Sample, config).await;
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().unwrap();
+        assert_eq!(outcome, Outcome::Succeeded { version_id: None });
+        // A batch per version, each holding its own samples.
+        let batches: Vec<(Option<i64>, i64)> = sqlx::query_as(
+            "SELECT b.model_version_id, count(*) FROM sample_batches b JOIN samples s ON s.batch_id = b.id
+             WHERE b.run_id = $1 AND s.model_version_id = b.model_version_id
+             GROUP BY b.model_version_id ORDER BY b.model_version_id",
+        )
+        .bind(mixed)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(batches, [(Some(base), 12), (Some(other), 6)]);
+        // Every task shows two of the version's samples and one of the mixed-in version's,
+        // at a position that is not always the same.
+        let tasks: Vec<(i64, Vec<i64>, Vec<String>)> = sqlx::query_as(
+            "SELECT t.prompt_id, array_agg(s.model_version_id ORDER BY ts.position),
+                    array_agg(s.text ORDER BY ts.position)
+             FROM tasks t JOIN task_samples ts ON ts.task_id = t.id JOIN samples s ON s.id = ts.sample_id
+             WHERE t.kind = 'ranking' GROUP BY t.id, t.prompt_id ORDER BY t.id",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(tasks.len(), 6);
+        for (_, writers, _) in &tasks {
+            assert_eq!(writers.iter().filter(|&&w| w == other).count(), 1, "{writers:?}");
+            assert_eq!(writers.iter().filter(|&&w| w == base).count(), 2, "{writers:?}");
+        }
+        let positions: std::collections::HashSet<usize> =
+            tasks.iter().map(|(_, w, _)| w.iter().position(|&v| v == other).unwrap()).collect();
+        assert!(positions.len() > 1, "the mixed-in sample always at {positions:?}");
+
+        // The version's samples are the ones a run of its own with K = 2 draws: a sample
+        // depends on its version, prompt and seed, not on what else was drawn beside it.
+        let alone = json!({ "version": "base:1", "k": 2, "prompts": { "untasked_only": false },
+                            "stage": { "max_new_tokens": 6, "seed": 5 } });
+        let alone = enqueue(&db.pool, setup.project, RunKind::Sample, alone).await;
+        let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().unwrap();
+        assert_eq!(outcome, Outcome::Succeeded { version_id: None });
+        let texts = |run: i64| {
+            let pool = db.pool.clone();
+            async move {
+                let rows: Vec<(i64, Vec<String>)> = sqlx::query_as(
+                    "SELECT s.prompt_id, array_agg(s.text ORDER BY s.text) FROM samples s
+                     JOIN sample_batches b ON b.id = s.batch_id
+                     WHERE b.run_id = $1 AND s.model_version_id = $2 GROUP BY s.prompt_id ORDER BY s.prompt_id",
+                )
+                .bind(run)
+                .bind(base)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                rows
+            }
+        };
+        assert_eq!(texts(mixed).await, texts(alone).await);
+
+        // Mixed-in versions that would leave the version none of the K fail the run, naming
+        // the setting; so does a version that is not there.
+        let cases = [
+            (json!({ "version": "base:1", "mix": ["other:1"], "mix_k": 4, "prompts": { "untasked_only": false } }), "mix_k"),
+            (json!({ "version": "base:1", "mix": ["other:9"], "prompts": { "untasked_only": false } }), "other:9"),
+        ];
+        for (config, needle) in cases {
+            let run_id = enqueue(&db.pool, setup.project, RunKind::Sample, config.clone()).await;
+            let (_, outcome) = worker.run_next(no_shutdown()).await.unwrap().unwrap();
+            let Outcome::Failed(message) = outcome else { panic!("{config}: {outcome:?}") };
+            assert!(message.contains(needle), "{config}: {message}");
+            assert_eq!(runs::get(&db.pool, run_id).await.unwrap().status, RunStatus::Failed);
+        }
+    });
+}
+
 #[test]
 fn a_cancel_is_seen_within_a_heartbeat_and_registers_nothing() {
     with_db(|db| async move {

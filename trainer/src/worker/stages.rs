@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use labeling::domain::Split;
-use labeling::samples::PromptSamples;
+use labeling::samples::{NewSample, PromptSamples};
 use labeling::snapshots::{self, ExportFormat, Snapshot, SnapshotFilter, SnapshotKind};
 use registry::artifacts::ArtifactStore;
 use registry::runs::ClaimedRun;
@@ -77,7 +77,9 @@ pub(super) enum Prepared {
     },
     Sample {
         spec: SampleRun,
-        version: Resolved,
+        /// The versions that write each prompt's samples, with how many each: the run's
+        /// version first, then the mixed-in ones.
+        writers: Vec<(Resolved, usize)>,
         project_id: i64,
         k: usize,
         prompts: Vec<(i64, String)>,
@@ -102,8 +104,8 @@ pub(super) struct RlInputs {
     ptx: Option<(Snapshot, Vec<String>)>,
 }
 
-/// A prompt's id and its K samples (text, log-probs of its tokens).
-pub(super) type PromptSamplesOut = (i64, Vec<(String, Vec<f32>)>);
+/// A prompt's id and its K samples.
+pub(super) type PromptSamplesOut = (i64, Vec<NewSample>);
 
 pub(super) enum Output {
     Eval {
@@ -123,9 +125,10 @@ pub(super) enum Output {
     },
     Samples {
         project_id: i64,
-        version_id: i64,
+        /// The writers' version ids, which each sample's `writer` indexes.
+        version_ids: Vec<i64>,
         settings: serde_json::Value,
-        /// Per prompt: its id and K samples (text, log-probs).
+        /// Per prompt: its id and K samples.
         samples: Vec<PromptSamplesOut>,
     },
 }
@@ -333,13 +336,17 @@ pub(super) async fn prepare(
             let project_id =
                 run.project_id.ok_or_else(|| Stop::Failed("a sample run needs a project".into()))?;
             let project = labeling::projects::get_project(pool, project_id).await?;
-            let version = resolve(pool, store, "version", &spec.version).await?;
+            let k = spec.k.unwrap_or(project.samples_per_task as usize);
+            let mut writers = Vec::new();
+            for (i, (reference, count)) in spec.writers(k).map_err(|e| Stop::Failed(format!("mix_k: {e}")))?.into_iter().enumerate() {
+                let field = if i == 0 { "version" } else { "mix" };
+                writers.push((resolve(pool, store, field, reference).await?, count));
+            }
             let prompts = prompts_of(pool, project_id, &spec.prompts, true).await?;
             if prompts.is_empty() {
                 return Err(Stop::Failed("no prompts to sample for: the project has none that match (split, or all already have ranking tasks)".into()));
             }
-            let k = spec.k.unwrap_or(project.samples_per_task as usize);
-            Prepared::Sample { spec, version, project_id, k, prompts }
+            Prepared::Sample { spec, writers, project_id, k, prompts }
         }
         RunSpec::Eval(spec) => {
             let project_id =
@@ -658,54 +665,77 @@ pub(super) fn execute(
                 probe_counts: measured.probe_counts,
             }
         }
-        Prepared::Sample { spec, version, project_id, k, prompts } => {
-            let model = LanguageModel::load(&version.dir, device)?;
-            let samples = sample(&model, &spec, k, &prompts, &mut run)?;
+        Prepared::Sample { spec, writers, project_id, k, prompts } => {
+            let mut models = Vec::with_capacity(writers.len());
+            for (version, count) in &writers {
+                models.push((LanguageModel::load(&version.dir, device)?, *count));
+            }
+            let samples = sample(&models, &spec, &prompts, &mut run)?;
+            let mut settings = json!({ "stage": spec.stage, "version": spec.version, "k": k });
+            if !spec.mix.is_empty() {
+                settings["mix"] = json!(spec.mix);
+                settings["mix_k"] = json!(spec.mix_k);
+            }
             Output::Samples {
                 project_id,
-                version_id: version.version.id,
-                settings: json!({ "stage": spec.stage, "version": spec.version, "k": k }),
+                version_ids: writers.iter().map(|(v, _)| v.version.id).collect(),
+                settings,
                 samples,
             }
         }
     })
 }
 
-/// K samples per prompt, prompt i's sample j from random stream i·K + j, so that a
-/// sample does not depend on the batch it was drawn in. Logs progress per batch.
+/// Each prompt's samples from their writers, `count` from each, so that a sample does not
+/// depend on the batch it was drawn in: prompt i's r-th sample by the writer whose
+/// samples start at slot o comes from random stream P·o + i·count + r, for P prompts
+/// (i·K + r when one version writes them all). With several writers, each prompt's
+/// samples are shuffled by the run's seed, so that a position does not tell who wrote
+/// it. Logs progress per batch.
 fn sample(
-    model: &LanguageModel,
+    writers: &[(LanguageModel, usize)],
     spec: &SampleRun,
-    k: usize,
     prompts: &[(i64, String)],
     run: &mut RunDir,
 ) -> Result<Vec<PromptSamplesOut>, TrainError> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
     const PROMPTS_PER_BATCH: usize = 8;
     let batches = prompts.len().div_ceil(PROMPTS_PER_BATCH);
     run.set_total_steps(batches as i64)?;
-    let mut out = Vec::with_capacity(prompts.len());
+    let mut out: Vec<PromptSamplesOut> = prompts.iter().map(|(id, _)| (*id, Vec::new())).collect();
     for (batch, chunk) in prompts.chunks(PROMPTS_PER_BATCH).enumerate() {
-        let ids: Vec<Vec<i64>> =
-            chunk.iter().flat_map(|(_, text)| std::iter::repeat_n(model.tokenizer.encode(text), k)).collect();
-        let first_stream = (batch * PROMPTS_PER_BATCH * k) as u64;
-        let generations = crate::generate_streams(model, &ids, &spec.stage, first_stream)?;
-        let mut eos = 0usize;
-        for ((prompt_id, _), group) in chunk.iter().zip(generations.chunks(k)) {
-            let texts = group
+        let first_prompt = batch * PROMPTS_PER_BATCH;
+        let (mut eos, mut n) = (0usize, 0usize);
+        let mut slot = 0;
+        for (writer, (model, count)) in writers.iter().enumerate() {
+            let ids: Vec<Vec<i64>> = chunk
                 .iter()
-                .map(|g| {
+                .flat_map(|(_, text)| std::iter::repeat_n(model.tokenizer.encode(text), *count))
+                .collect();
+            let first_stream = (prompts.len() * slot + first_prompt * count) as u64;
+            let generations = crate::generate_streams(model, &ids, &spec.stage, first_stream)?;
+            for (i, group) in generations.chunks(*count).enumerate() {
+                for g in group {
                     eos += g.stopped_at_eos as usize;
                     let ids: Vec<i64> =
                         g.ids.iter().copied().filter(|&t| t != model.tokenizer.eos_id()).collect();
                     // Postgres text cannot hold NUL, which a byte-level model may sample:
                     // it is shown as U+FFFD, the log-probs still those of the tokens.
-                    (model.tokenizer.decode(&ids).replace('\0', "\u{FFFD}"), g.logprobs.clone())
-                })
-                .collect();
-            out.push((*prompt_id, texts));
+                    let text = model.tokenizer.decode(&ids).replace('\0', "\u{FFFD}");
+                    out[first_prompt + i].1.push(NewSample { writer, text, logprobs: g.logprobs.clone() });
+                }
+            }
+            n += generations.len();
+            slot += count;
         }
-        let n = (chunk.len() * k) as f64;
-        run.log(batch as i64, &[("samples", n), ("sample/eos_rate", eos as f64 / n)])?;
+        if writers.len() > 1 {
+            for (prompt_id, samples) in &mut out[first_prompt..first_prompt + chunk.len()] {
+                let seed = spec.stage.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ *prompt_id as u64;
+                samples.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            }
+        }
+        run.log(batch as i64, &[("samples", n as f64), ("sample/eos_rate", eos as f64 / n.max(1) as f64)])?;
         run.stop_if_requested(batch as i64)?;
     }
     Ok(out)
@@ -778,7 +808,7 @@ pub(super) async fn publish(
             super::log_to_run(pool, run.id, &lines).await;
             Ok(None)
         }
-        Output::Samples { project_id, version_id, settings, samples } => {
+        Output::Samples { project_id, version_ids, settings, samples } => {
             let prompts: Vec<PromptSamples> = samples
                 .into_iter()
                 .map(|(prompt_id, samples)| PromptSamples { prompt_id, samples })
@@ -786,7 +816,7 @@ pub(super) async fn publish(
             // Once per run, so trying again is safe.
             let stored = super::while_postgres_is_away(patience, || {
                 labeling::samples::add_ranking_batch(
-                    pool, project_id, version_id, run.id, &settings, &prompts,
+                    pool, project_id, &version_ids, run.id, &settings, &prompts,
                 )
             })
             .await?;
