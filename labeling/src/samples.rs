@@ -98,7 +98,9 @@ pub async fn add_ranking_batch(
         for sample in &prompt.samples {
             let batch = &batches[sample.writer];
             sample_ids.push(
-                batch.insert_sample(&mut tx, prompt.prompt_id, &sample.text, Some(&sample.logprobs[..])).await?,
+                batch
+                    .insert_sample(&mut tx, prompt.prompt_id, &sample.text, Some(&sample.logprobs[..]))
+                    .await?,
             );
         }
         task_ids

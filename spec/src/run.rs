@@ -965,7 +965,9 @@ impl RunSpec {
                 if mixed > 0 && mixed * mix_k >= k {
                     problems.push(
                         "mix_k",
-                        format!("{mixed} mixed versions × {mix_k} samples leave none of the {k} for the version"),
+                        format!(
+                            "{mixed} mixed versions × {mix_k} samples leave none of the {k} for the version"
+                        ),
                     );
                 }
             }
@@ -1213,7 +1215,8 @@ mod tests {
         assert_eq!(run.writers(4).unwrap(), [("sft", 2), ("base", 2)]);
         // The project's K, known only when the run starts, may leave the version none.
         assert!(run.writers(2).unwrap_err().contains("leaving none for \"sft\""));
-        let RunSpec::Sample(run) = RunSpec::parse(RunKind::Sample, &json!({ "version": "sft" })).unwrap() else {
+        let RunSpec::Sample(run) = RunSpec::parse(RunKind::Sample, &json!({ "version": "sft" })).unwrap()
+        else {
             panic!()
         };
         assert_eq!(run.writers(4).unwrap(), [("sft", 4)]);

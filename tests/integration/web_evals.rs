@@ -248,6 +248,11 @@ fn a_blind_ab_batch_becomes_win_rates_a_leaderboard_and_disagreements_sent_back(
         // The annotators (three per task) vote; the sides were drawn at random, so the
         // versions are found back through the samples.
         assert_eq!(vote_all(&app, &w).await, 45);
+        // A baseline that is not a version id is a 400 naming the parameter.
+        let response = app.get(&format!("/api/evals/{}?baseline=abc", w.run)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error: Value = response.json().await.unwrap();
+        assert!(error.to_string().contains("`baseline`"), "{error}");
         let report: Value =
             app.get(&format!("/api/evals/{}?baseline={base}", w.run)).await.json().await.unwrap();
         let human_rate = |version: i64| {

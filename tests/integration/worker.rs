@@ -237,7 +237,17 @@ fn a_sample_run_writes_k_samples_per_prompt_as_ranking_tasks_once() {
 async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
     let model = setup.dir.path().join("other");
     plumb_ok(
-        &["init", "--preset", "tiny", "--tokenizer", "bytes", "--out", model.to_str().unwrap(), "--seed", "2"],
+        &[
+            "init",
+            "--preset",
+            "tiny",
+            "--tokenizer",
+            "bytes",
+            "--out",
+            model.to_str().unwrap(),
+            "--seed",
+            "2",
+        ],
         "",
     );
     let other = NewVersion {
@@ -326,8 +336,14 @@ fn a_mixed_sample_run_puts_each_versions_samples_in_every_ranking_task() {
         // Mixed-in versions that would leave the version none of the K fail the run, naming
         // the setting; so does a version that is not there.
         let cases = [
-            (json!({ "version": "base:1", "mix": ["other:1"], "mix_k": 4, "prompts": { "untasked_only": false } }), "mix_k"),
-            (json!({ "version": "base:1", "mix": ["other:9"], "prompts": { "untasked_only": false } }), "other:9"),
+            (
+                json!({ "version": "base:1", "mix": ["other:1"], "mix_k": 4, "prompts": { "untasked_only": false } }),
+                "mix_k",
+            ),
+            (
+                json!({ "version": "base:1", "mix": ["other:9"], "prompts": { "untasked_only": false } }),
+                "other:9",
+            ),
         ];
         for (config, needle) in cases {
             let run_id = enqueue(&db.pool, setup.project, RunKind::Sample, config.clone()).await;

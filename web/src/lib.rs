@@ -8,6 +8,7 @@ pub mod error;
 pub mod json_body;
 pub mod markdown;
 pub mod metrics;
+pub mod query;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -126,9 +126,6 @@ impl Application {
                 }))
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    AppError::BadRequest(format!("the query string could not be read: {e}")).into()
-                }))
                 .service(routes::health::healthz)
                 .service(routes::health::metrics)
                 .service(routes::login::login_form)

@@ -428,10 +428,9 @@ impl LanguageModel {
         let mut variables: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
-            let (key, info) = tensors.remove(&name).ok_or_else(|| CheckpointError::MissingKey {
-                path: path.clone(),
-                key: file_key(&name),
-            })?;
+            let (key, info) = tensors
+                .remove(&name)
+                .ok_or_else(|| CheckpointError::MissingKey { path: path.clone(), key: file_key(&name) })?;
             let found: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
             if found != var.size() {
                 return Err(CheckpointError::WrongShape {

@@ -338,7 +338,9 @@ pub(super) async fn prepare(
             let project = labeling::projects::get_project(pool, project_id).await?;
             let k = spec.k.unwrap_or(project.samples_per_task as usize);
             let mut writers = Vec::new();
-            for (i, (reference, count)) in spec.writers(k).map_err(|e| Stop::Failed(format!("mix_k: {e}")))?.into_iter().enumerate() {
+            for (i, (reference, count)) in
+                spec.writers(k).map_err(|e| Stop::Failed(format!("mix_k: {e}")))?.into_iter().enumerate()
+            {
                 let field = if i == 0 { "version" } else { "mix" };
                 writers.push((resolve(pool, store, field, reference).await?, count));
             }
@@ -816,7 +818,12 @@ pub(super) async fn publish(
             // Once per run, so trying again is safe.
             let stored = super::while_postgres_is_away(patience, || {
                 labeling::samples::add_ranking_batch(
-                    pool, project_id, &version_ids, run.id, &settings, &prompts,
+                    pool,
+                    project_id,
+                    &version_ids,
+                    run.id,
+                    &settings,
+                    &prompts,
                 )
             })
             .await?;

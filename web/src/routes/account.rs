@@ -64,7 +64,11 @@ pub struct EndedQuery {
 }
 
 #[get("/account/password")]
-pub async fn show(me: Caller<CurrentUser>, req: HttpRequest, query: web::Query<EndedQuery>) -> Reply {
+pub async fn show(
+    me: Caller<CurrentUser>,
+    req: HttpRequest,
+    query: crate::query::Query<EndedQuery>,
+) -> Reply {
     page(&account_page(&me, &req, false, None, query.ended).await?)
 }
 

@@ -162,7 +162,7 @@ pub async fn reset_password(me: Caller<Admin>, path: web::Path<i64>, _: CsrfForm
 }
 
 #[get("/admin/audit")]
-pub async fn audit_page(me: Caller<Admin>, query: web::Query<AuditQuery>) -> Reply {
+pub async fn audit_page(me: Caller<Admin>, query: crate::query::Query<AuditQuery>) -> Reply {
     let (action, limit, offset) = query.parse()?;
     let entries = audit::list(&me.pool, action, limit, offset).await?;
     let link =
@@ -218,7 +218,7 @@ pub async fn api_reset_password(me: Caller<Admin>, path: web::Path<i64>, _: Csrf
 }
 
 #[get("/api/admin/audit")]
-pub async fn api_audit(me: Caller<Admin>, query: web::Query<AuditQuery>) -> Reply {
+pub async fn api_audit(me: Caller<Admin>, query: crate::query::Query<AuditQuery>) -> Reply {
     let (action, limit, offset) = query.parse()?;
     let entries = audit::list(&me.pool, action, limit, offset).await?;
     Ok(HttpResponse::Ok().json(AuditList { entries, limit, offset }))

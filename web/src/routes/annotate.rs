@@ -148,7 +148,7 @@ fn note_text(note: &str) -> Option<&'static str> {
 }
 
 #[get("/tasks")]
-async fn tasks_page(me: Caller<Annotator>, query: web::Query<NoteQuery>) -> Reply {
+async fn tasks_page(me: Caller<Annotator>, query: crate::query::Query<NoteQuery>) -> Reply {
     let researcher = is_researcher(&me);
     let projects = projects_to_work_on(&me).await?;
     let done = query.done.and_then(|id| projects.iter().find(|p| p.id == id).cloned());
@@ -411,7 +411,11 @@ enum Kept {
 }
 
 #[get("/assignments/{id}")]
-async fn assignment_page(me: Caller<Annotator>, path: web::Path<i64>, query: web::Query<NoteQuery>) -> Reply {
+async fn assignment_page(
+    me: Caller<Annotator>,
+    path: web::Path<i64>,
+    query: crate::query::Query<NoteQuery>,
+) -> Reply {
     let id = path.into_inner();
     let assignment = tasks::assignment(&me.pool, id, me.user.id).await?;
     let note = note_text(&query.note);

@@ -469,7 +469,7 @@ fn only_differences(query: &[(String, String)]) -> Result<bool, AppError> {
 }
 
 #[get("/compare")]
-pub async fn compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
+pub async fn compare(me: Caller<Researcher>, query: crate::query::Query<Vec<(String, String)>>) -> Reply {
     let ids = selected(&me.pool, &query).await?;
     let only_differences = only_differences(&query)?;
     let mut models: Vec<(String, Vec<ModelVersion>)> = Vec::new();
@@ -489,7 +489,7 @@ pub async fn compare(me: Caller<Researcher>, query: web::Query<Vec<(String, Stri
 }
 
 #[get("/api/compare")]
-pub async fn api_compare(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
+pub async fn api_compare(me: Caller<Researcher>, query: crate::query::Query<Vec<(String, String)>>) -> Reply {
     let ids = selected(&me.pool, &query).await?;
     if ids.len() < 2 {
         return Err(AppError::Invalid {

@@ -189,7 +189,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[get("/projects/{id}/data")]
 #[tracing::instrument(skip_all, fields(project = at.project.id))]
-pub async fn show(at: InProject, query: web::Query<PageQuery>) -> Reply {
+pub async fn show(at: InProject, query: crate::query::Query<PageQuery>) -> Reply {
     render(&at, query.page.unwrap_or(1), None).await
 }
 
@@ -208,7 +208,11 @@ pub async fn freeze(at: InProject, form: CsrfForm<FreezeForm>) -> Reply {
 #[get("/snapshots/{id}/export")]
 #[get("/api/snapshots/{id}/export")]
 #[tracing::instrument(skip_all, fields(snapshot = *path))]
-pub async fn export(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<ExportQuery>) -> Reply {
+pub async fn export(
+    me: Caller<Researcher>,
+    path: web::Path<i64>,
+    query: crate::query::Query<ExportQuery>,
+) -> Reply {
     export_file(&me.pool, *path, &query.format).await
 }
 
@@ -229,7 +233,7 @@ pub async fn api_data(at: InProject) -> Reply {
 
 #[get("/api/projects/{id}/consensus")]
 #[tracing::instrument(skip_all, fields(project = at.project.id))]
-pub async fn api_consensus(at: InProject, query: web::Query<ApiPaging>) -> Reply {
+pub async fn api_consensus(at: InProject, query: crate::query::Query<ApiPaging>) -> Reply {
     let all = consensus::consensus_for_project(&at.pool, at.project.id).await?;
     let total = all.len();
     let limit = list_limit(query.limit, 100, 1000)? as usize;

@@ -672,7 +672,7 @@ fn diff_pieces(baseline: &str, text: &str) -> Vec<(String, bool)> {
 }
 
 #[get("/evals/{id}")]
-pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<Query>) -> Reply {
+pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: crate::query::Query<Query>) -> Reply {
     let mut report = report(&me.pool, path.into_inner(), query.baseline).await?;
     let table = PromptTable::new(std::mem::take(&mut report.prompts), &query)?;
     let finished = report.run.status == RunStatus::Succeeded;
@@ -695,7 +695,11 @@ pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Quer
 }
 
 #[get("/api/evals/{id}")]
-pub async fn api_show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<Query>) -> Reply {
+pub async fn api_show(
+    me: Caller<Researcher>,
+    path: web::Path<i64>,
+    query: crate::query::Query<Query>,
+) -> Reply {
     Ok(HttpResponse::Ok().json(report(&me.pool, path.into_inner(), query.baseline).await?))
 }
 

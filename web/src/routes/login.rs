@@ -29,7 +29,10 @@ pub struct LoginQuery {
 }
 
 #[get("/login")]
-pub async fn login_form(session: Session, query: web::Query<LoginQuery>) -> Result<HttpResponse, AppError> {
+pub async fn login_form(
+    session: Session,
+    query: crate::query::Query<LoginQuery>,
+) -> Result<HttpResponse, AppError> {
     let next = safe_next(query.next.as_deref());
     page(&LoginPage { csrf: auth::csrf_token(&session)?, next, username: String::new(), error: None })
 }

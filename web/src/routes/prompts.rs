@@ -97,7 +97,7 @@ pub struct UploadForm {
 csrf_field!(UploadForm);
 
 #[get("/projects/{id}/prompts")]
-pub async fn list(at: InProject, query: web::Query<PageQuery>) -> Reply {
+pub async fn list(at: InProject, query: crate::query::Query<PageQuery>) -> Reply {
     render(&at, query.into_inner(), None, None).await
 }
 
@@ -221,7 +221,7 @@ async fn read_multipart(mut payload: Multipart) -> Result<(HashMap<String, Strin
 }
 
 #[get("/api/projects/{id}/prompts")]
-pub async fn api_list(at: InProject, query: web::Query<ApiQuery>) -> Reply {
+pub async fn api_list(at: InProject, query: crate::query::Query<ApiQuery>) -> Reply {
     let split = parse_split(&query.split)?;
     let order = parse_order(&query.sort)?;
     let limit = list_limit(query.limit, PER_PAGE, 1000)?;

@@ -289,7 +289,7 @@ struct QueuePage {
 }
 
 #[get("/runs")]
-pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
+pub async fn queue(me: Caller<Researcher>, query: crate::query::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
     let found = runs::search(&me.pool, &filter, kind, &query.q).await?;
     let rows = rows(&me.pool, found).await?;
@@ -327,7 +327,7 @@ pub async fn queue(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Rep
 }
 
 #[get("/api/runs")]
-pub async fn api_list(me: Caller<Researcher>, query: web::Query<QueueQuery>) -> Reply {
+pub async fn api_list(me: Caller<Researcher>, query: crate::query::Query<QueueQuery>) -> Reply {
     let (filter, kind) = query.parse()?;
     Ok(HttpResponse::Ok().json(runs::search(&me.pool, &filter, kind, &query.q).await?))
 }
@@ -362,7 +362,7 @@ struct LaunchPage {
 /// page links to an eval run of the versions it shows this way, and a run page's "Clone
 /// this run" to its kind, config and name).
 #[get("/runs/new")]
-pub async fn new_form(me: Caller<Researcher>, query: web::Query<Vec<(String, String)>>) -> Reply {
+pub async fn new_form(me: Caller<Researcher>, query: crate::query::Query<Vec<(String, String)>>) -> Reply {
     let value_of = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let kind = parse_kind("kind", value_of("kind").unwrap_or("sft"))?;
     let project_id = optional(value_of("project").unwrap_or(""), |t| parse_id("project", t))?;
@@ -570,7 +570,7 @@ pub async fn api_defaults(
     pool: web::Data<PgPool>,
     store: web::Data<ArtifactStore>,
     path: web::Path<String>,
-    query: web::Query<DefaultsQuery>,
+    query: crate::query::Query<DefaultsQuery>,
 ) -> Result<HttpResponse, AppError> {
     let kind: RunKind = path.parse().map_err(|e: spec::UnknownKind| AppError::NotFound(e.to_string()))?;
     let settings = spec::settings(kind);
@@ -816,7 +816,11 @@ fn clone_url(run: &Run) -> String {
 }
 
 #[get("/runs/{id}")]
-pub async fn show(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<RunQuery>) -> Reply {
+pub async fn show(
+    me: Caller<Researcher>,
+    path: web::Path<i64>,
+    query: crate::query::Query<RunQuery>,
+) -> Reply {
     page(&run_page(&me, path.into_inner(), &query.done, None).await?)
 }
 
@@ -932,7 +936,11 @@ pub struct LogsQuery {
 }
 
 #[get("/api/runs/{id}/logs")]
-pub async fn api_logs(me: Caller<Researcher>, path: web::Path<i64>, query: web::Query<LogsQuery>) -> Reply {
+pub async fn api_logs(
+    me: Caller<Researcher>,
+    path: web::Path<i64>,
+    query: crate::query::Query<LogsQuery>,
+) -> Reply {
     let limit = list_limit(query.limit, LOG_TAIL, MAX_LOG_LINES)?;
     Ok(HttpResponse::Ok().json(runs::logs(&me.pool, path.into_inner(), query.after, limit).await?))
 }

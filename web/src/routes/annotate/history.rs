@@ -146,7 +146,7 @@ pub struct PageQuery {
 
 /// `GET /history?page=`: 25 items a page.
 #[get("/history")]
-pub async fn history_page(me: Caller<Annotator>, query: web::Query<PageQuery>) -> Reply {
+pub async fn history_page(me: Caller<Annotator>, query: crate::query::Query<PageQuery>) -> Reply {
     let current = query.page.unwrap_or(1).max(1);
     let mut work = submit::work_of(&me.pool, me.user.id, PER_PAGE + 1, (current - 1) * PER_PAGE).await?;
     let more = work.len() as i64 > PER_PAGE;
@@ -176,7 +176,7 @@ struct HistoryJson {
 
 /// `GET /api/me/history?limit=&offset=`: `{items, limit, offset}`, newest first.
 #[get("/api/me/history")]
-pub async fn api_history(me: Caller<Annotator>, query: web::Query<ApiQuery>) -> Reply {
+pub async fn api_history(me: Caller<Annotator>, query: crate::query::Query<ApiQuery>) -> Reply {
     let limit = list_limit(query.limit, 50, MAX_LIMIT)?;
     let offset = list_offset(query.offset)?;
     let items = submit::work_of(&me.pool, me.user.id, limit, offset).await?;
