@@ -164,6 +164,24 @@ fn the_short_demo_learns_and_its_comparison_renders_in_the_browser() {
         let (_, w) = wins.iter().find(|(v, _)| *v == policy.id).unwrap();
         let w = w.as_ref().unwrap();
         assert!(w.rate > 0.55, "the policy's win rate over SFT by the oracle: {w:?}\n{stdout}");
+        // The rankings mixed the base model's samples in with SFT's, so the reward model
+        // tells base's held-out samples from SFT's as the oracle does (from SFT's rankings
+        // alone it agreed on 0.55–0.72 of these pairs).
+        let mixed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM task_samples ts JOIN tasks t ON t.id = ts.task_id
+             JOIN samples s ON s.id = ts.sample_id WHERE t.kind = 'ranking' AND s.model_version_id = $1",
+        )
+        .bind(base.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert!(mixed > 0, "no base sample was ranked");
+        let agreement = evals::reward_oracle_agreement_by_versions(&samples);
+        let (agree, pairs) = agreement[&(base.id, sft.id)];
+        assert!(
+            pairs >= 32 && agree as f64 >= 0.85 * pairs as f64,
+            "the RM agrees with the oracle on {agree} of {pairs} base–SFT pairs\n{stdout}"
+        );
         for needle in [
             "SFT over base: oracle",
             "PPO over SFT: oracle",
