@@ -82,14 +82,62 @@ fn compile_c10d_shim() {
         );
         return;
     }
-    libtorch_cpp(&include)
-        // Declarations of the gloo types ProcessGroupGloo.hpp names (c10d/gloo/README.md).
-        .include("c10d")
-        .define("USE_C10D_GLOO", None)
-        .file("c10d/shim.cpp")
-        .compile("plumb_c10d");
+    let mut build = libtorch_cpp(&include);
+    // Declarations of the gloo types ProcessGroupGloo.hpp names (c10d/gloo/README.md).
+    build.include("c10d").define("USE_C10D_GLOO", None).file("c10d/shim.cpp");
+    println!("cargo:rustc-check-cfg=cfg(plumb_nccl)");
+    let nccl = nccl_includes(&include, std::path::Path::new(&lib));
+    if let Some(dirs) = &nccl {
+        for dir in dirs {
+            build.include(dir);
+        }
+        build.define("USE_C10D_NCCL", None).define("PLUMB_NCCL", None);
+    }
+    build.compile("plumb_c10d");
+    if nccl.is_some() {
+        // ProcessGroupNCCL is in libtorch_cuda, which link_libtorch links as a whole.
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-cfg=plumb_nccl");
+    }
     println!("cargo:rustc-link-search=native={lib}");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-cfg=plumb_c10d");
+}
+
+/// The include directories ProcessGroupNCCL.hpp needs beyond libtorch's: CUDA's runtime
+/// headers (with `crt/` and CCCL's `nv/target`) and NCCL's `nccl.h`. They come from the
+/// wheel's NVIDIA packages beside torch (nvidia/cu13, nvidia/nccl; scripts/bootstrap
+/// installs the header-only nvidia-cuda-crt and nvidia-cuda-cccl), else from `CUDA_HOME`
+/// and `NCCL_INCLUDE_DIR`. None, and the shim uses Gloo alone, when libtorch has no CUDA
+/// library or a header is missing.
+fn nccl_includes(include: &std::path::Path, lib: &std::path::Path) -> Option<Vec<std::path::PathBuf>> {
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-env-changed=NCCL_INCLUDE_DIR");
+    if !lib.join("libtorch_cuda.so").exists()
+        || !include.join("torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp").exists()
+    {
+        return None;
+    }
+    let nvidia = include.join("../../nvidia");
+    let from_env =
+        |name: &str, tail: &str| std::env::var_os(name).map(|d| std::path::PathBuf::from(d).join(tail));
+    let first_with = |candidates: Vec<Option<std::path::PathBuf>>, file: &str| {
+        candidates.into_iter().flatten().find(|dir| dir.join(file).exists())
+    };
+    let cuda = first_with(
+        vec![
+            Some(nvidia.join("cu13/include")),
+            Some(nvidia.join("cuda_runtime/include")),
+            from_env("CUDA_HOME", "include"),
+        ],
+        "crt/host_config.h",
+    )?;
+    let cccl = first_with(vec![Some(cuda.clone()), Some(cuda.join("cccl"))], "nv/target")?;
+    let nccl =
+        first_with(vec![Some(nvidia.join("nccl/include")), from_env("NCCL_INCLUDE_DIR", "")], "nccl.h")?;
+    if !cuda.join("cuda_runtime_api.h").exists() {
+        return None;
+    }
+    Some(vec![cuda, cccl, nccl])
 }

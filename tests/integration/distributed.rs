@@ -24,7 +24,9 @@ const RANK_DIR: &str = "PLUMB_TEST_RANK_DIR";
 const GRADIENT_TOLERANCE: f64 = 1e-6;
 
 /// Weights after 3 optimizer steps: the rounding of the gradients' sums, carried through
-/// AdamW's division by √v (with ε = 1e-4, see [`config`]).
+/// AdamW's division by √v (with ε = 1e-3, see [`config`]: with 1e-4 the reward model's
+/// two ranks ended 2.3e-5 apart from one process on an AMD EPYC machine, whose kernels sum
+/// in another order than the machines before it).
 const WEIGHT_TOLERANCE: f64 = 1e-5;
 
 /// A global batch of 5 demonstrations of different lengths, which the ranks share
@@ -245,7 +247,7 @@ fn two_ranks_train_as_one_process(dir: &Path, stage: &[&str], loss_metric: &str)
 fn config(dir: &Path, batch_size: usize) -> String {
     let path = dir.join("stage.toml");
     let text = format!(
-        "batch_size = {batch_size}\nwarmup_steps = 0\nval_fraction = 0.0\neval_every = 0\neps = 1e-4\n"
+        "batch_size = {batch_size}\nwarmup_steps = 0\nval_fraction = 0.0\neval_every = 0\neps = 1e-3\n"
     );
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()

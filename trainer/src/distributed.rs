@@ -1,8 +1,10 @@
 //! Data parallelism through c10d, the collective library under `torch.distributed`.
 //!
 //! tch has no binding for c10d, so `trainer/c10d/shim.cpp` (compiled by build.rs against
-//! the wheel's headers) adapts libtorch's own `TCPStore` and `ProcessGroupGloo` to a few C
-//! functions, and [`ProcessGroup`] wraps them. Processes find each other as under
+//! the wheel's headers) adapts libtorch's own `TCPStore`, `ProcessGroupGloo` and, where
+//! the build found NCCL's headers, `ProcessGroupNCCL` (for CUDA tensors; [`has_nccl`]) to a
+//! few C functions, and [`ProcessGroup`] wraps them. Each local rank takes its own GPU
+//! (`--device cuda` or `auto` is `cuda:LOCAL_RANK`). Processes find each other as under
 //! `torchrun`: `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT`
 //! ([`Launch::from_env`]); `--nproc N` on a stage starts N local ranks ([`spawn_local_ranks`]).
 //!
@@ -61,6 +63,7 @@ extern "C" {
         outputs: *const *const torch_sys::C_tensor,
     ) -> *mut c_char;
     fn plumb_c10d_barrier(group: *mut RawGroup) -> *mut c_char;
+    fn plumb_c10d_has_nccl() -> c_int;
 }
 
 /// A plumb built against a libtorch without c10d's headers (trainer/build.rs): joining a
@@ -110,6 +113,9 @@ mod without_c10d {
     }
     pub unsafe fn plumb_c10d_barrier(_: *mut RawGroup) -> *mut c_char {
         unavailable()
+    }
+    pub unsafe fn plumb_c10d_has_nccl() -> c_int {
+        0
     }
 }
 #[cfg(not(plumb_c10d))]
@@ -193,7 +199,15 @@ impl Launch {
     }
 }
 
-/// A c10d process group (Gloo) over every rank of a job.
+/// Whether this build sums CUDA tensors through NCCL: trainer/build.rs compiled the shim
+/// with NCCL's and CUDA's headers. Without it a group still takes CUDA tensors, through
+/// Gloo's host copies.
+pub fn has_nccl() -> bool {
+    unsafe { plumb_c10d_has_nccl() != 0 }
+}
+
+/// A c10d process group over every rank of a job: Gloo for CPU tensors and the barrier,
+/// NCCL for CUDA tensors (made at the first collective on one).
 pub struct ProcessGroup {
     raw: *mut RawGroup,
     rank: usize,
@@ -252,8 +266,18 @@ impl ProcessGroup {
         self.rank == 0
     }
 
-    /// Sums `tensor` over the ranks, in place.
+    /// Sums `tensor` over the ranks, in place: through NCCL for a CUDA tensor where this
+    /// build has it ([`has_nccl`]), else through Gloo.
     pub fn all_reduce_sum(&self, tensor: &Tensor) -> Result<(), DistributedError> {
+        if tensor.device().is_cuda() && !has_nccl() {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::warn!(
+                    "this build of plumb has no NCCL (trainer/build.rs found no nccl.h or CUDA headers): \
+                     CUDA gradients are summed through Gloo, by way of host copies"
+                )
+            });
+        }
         check("all-reduce", unsafe { plumb_c10d_all_reduce_sum(self.raw, tensor.as_ptr()) })
     }
 
@@ -705,6 +729,39 @@ mod tests {
             assert!(shares.iter().all(|s| !s.is_empty()), "world {world}: {shares:?}");
         }
         assert_eq!(balanced_share(&[5], 1, 2), Vec::<usize>::new());
+    }
+
+    /// A group of one on loopback: Gloo takes its CPU tensors, and NCCL its CUDA tensors
+    /// where a GPU is visible (scripts/gpu-check's machine); without one that half skips.
+    #[test]
+    fn a_group_sums_cpu_tensors_through_gloo_and_cuda_tensors_through_nccl() {
+        let launch = Launch {
+            rank: 0,
+            world_size: 1,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port: free_port().unwrap(),
+        };
+        let group = ProcessGroup::join(&launch, Duration::from_secs(60)).unwrap();
+        let devices = if tch::Cuda::is_available() {
+            assert!(has_nccl(), "libtorch has CUDA, but this build found no NCCL headers (trainer/build.rs)");
+            vec![tch::Device::Cpu, tch::Device::Cuda(0)]
+        } else {
+            eprintln!("skipped the NCCL half: no CUDA device is visible (has NCCL: {})", has_nccl());
+            vec![tch::Device::Cpu]
+        };
+        for device in devices {
+            let tensor = Tensor::from_slice(&[1.5f32, -2.0, 4.0]).to(device);
+            group.all_reduce_sum(&tensor).unwrap();
+            group.broadcast(&tensor, 0).unwrap();
+            let gathered = group.all_gather(&tensor).unwrap();
+            assert_eq!(gathered.len(), 1);
+            assert_eq!(gathered[0].device(), device);
+            let back: Vec<f32> = Vec::try_from(gathered[0].to(tch::Device::Cpu)).unwrap();
+            assert_eq!(back, [1.5, -2.0, 4.0], "{device:?}");
+            assert_eq!(group.sum(2.5).unwrap(), 2.5);
+        }
+        group.barrier().unwrap();
     }
 
     #[test]

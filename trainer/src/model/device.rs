@@ -11,10 +11,12 @@ pub use spec::Precision;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     Cpu,
-    /// The GPU of this index (`cuda` is `cuda:0`), so that several workers on one
-    /// machine each serve their own.
+    /// The GPU of this index, so that several workers on one machine each serve their own.
     Cuda(usize),
-    /// The first GPU when one is visible, else the CPU.
+    /// `cuda`: the local rank's GPU, as under `torchrun` (`LOCAL_RANK` modulo the GPUs
+    /// visible; cuda:0 in a process of its own).
+    AnyCuda,
+    /// The local rank's GPU when one is visible, else the CPU.
     #[default]
     Auto,
 }
@@ -26,7 +28,7 @@ impl FromStr for DeviceChoice {
         let refused = || format!("unknown device `{s}` (expected cpu, cuda, cuda:N or auto)");
         match s {
             "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
+            "cuda" => Ok(Self::AnyCuda),
             "auto" => Ok(Self::Auto),
             _ => {
                 let index = s.strip_prefix("cuda:").ok_or_else(refused)?;
@@ -45,6 +47,7 @@ impl fmt::Display for DeviceChoice {
         match self {
             Self::Cpu => f.write_str("cpu"),
             Self::Cuda(index) => write!(f, "cuda:{index}"),
+            Self::AnyCuda => f.write_str("cuda"),
             Self::Auto => f.write_str("auto"),
         }
     }
@@ -56,24 +59,26 @@ impl DeviceChoice {
         if self == Self::Cpu {
             return Ok(Device::Cpu); // without asking CUDA, which can take seconds to answer
         }
-        self.resolve_among(tch::Cuda::device_count().max(0) as usize).inspect(|device| {
+        let local_rank = std::env::var("LOCAL_RANK").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+        self.resolve_among(tch::Cuda::device_count().max(0) as usize, local_rank).inspect(|device| {
             if device.is_cuda() {
                 allow_tf32();
             }
         })
     }
 
-    /// [`DeviceChoice::resolve`] on a machine with `gpus` CUDA devices.
-    fn resolve_among(self, gpus: usize) -> Result<Device, String> {
+    /// [`DeviceChoice::resolve`] on a machine with `gpus` CUDA devices, for the process of
+    /// local rank `local_rank`.
+    fn resolve_among(self, gpus: usize, local_rank: usize) -> Result<Device, String> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
-            Self::Auto if gpus > 0 => Ok(Device::Cuda(0)),
-            Self::Auto => Ok(Device::Cpu),
-            Self::Cuda(index) if index < gpus => Ok(Device::Cuda(index)),
-            Self::Cuda(_) if gpus == 0 => Err(format!(
+            Self::Auto if gpus == 0 => Ok(Device::Cpu),
+            Self::Cuda(_) | Self::AnyCuda if gpus == 0 => Err(format!(
                 "--device {self} was asked for but no CUDA device is available \
                  (is libtorch_cuda linked and a GPU visible?)"
             )),
+            Self::Auto | Self::AnyCuda => Ok(Device::Cuda(local_rank % gpus)),
+            Self::Cuda(index) if index < gpus => Ok(Device::Cuda(index)),
             Self::Cuda(index) => Err(format!(
                 "--device cuda:{index} names a GPU this machine does not have: it has {gpus} (cuda:0 to cuda:{})",
                 gpus - 1
@@ -112,7 +117,8 @@ mod tests {
 
     #[test]
     fn a_device_is_cpu_cuda_cuda_n_or_auto() {
-        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::AnyCuda));
+        assert_eq!("cuda".parse::<DeviceChoice>().unwrap().to_string(), "cuda");
         assert_eq!("cuda:3".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(3)));
         assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap().to_string(), "cuda:3");
         for bad in ["cuda:", "cuda:x", "cuda:-1", "cuda:+1", "gpu:0", "tpu"] {
@@ -125,14 +131,30 @@ mod tests {
 
     #[test]
     fn a_gpu_the_machine_lacks_is_an_error_naming_the_ones_it_has() {
-        assert_eq!(DeviceChoice::Cuda(1).resolve_among(2), Ok(Device::Cuda(1)));
+        assert_eq!(DeviceChoice::Cuda(1).resolve_among(2, 0), Ok(Device::Cuda(1)));
         assert_eq!(
-            DeviceChoice::Cuda(2).resolve_among(2).unwrap_err(),
+            DeviceChoice::Cuda(2).resolve_among(2, 0).unwrap_err(),
             "--device cuda:2 names a GPU this machine does not have: it has 2 (cuda:0 to cuda:1)"
         );
-        assert!(DeviceChoice::Cuda(0).resolve_among(0).unwrap_err().contains("no CUDA device is available"));
-        assert_eq!(DeviceChoice::Auto.resolve_among(0), Ok(Device::Cpu));
-        assert_eq!(DeviceChoice::Auto.resolve_among(4), Ok(Device::Cuda(0)));
+        assert!(DeviceChoice::Cuda(0)
+            .resolve_among(0, 0)
+            .unwrap_err()
+            .contains("no CUDA device is available"));
+        assert!(DeviceChoice::AnyCuda
+            .resolve_among(0, 1)
+            .unwrap_err()
+            .contains("--device cuda was asked for"));
+        assert_eq!(DeviceChoice::Auto.resolve_among(0, 0), Ok(Device::Cpu));
+        assert_eq!(DeviceChoice::Auto.resolve_among(4, 0), Ok(Device::Cuda(0)));
+    }
+
+    #[test]
+    fn cuda_and_auto_give_each_local_rank_its_own_gpu_as_torchrun_does() {
+        assert_eq!(DeviceChoice::AnyCuda.resolve_among(4, 0), Ok(Device::Cuda(0)));
+        assert_eq!(DeviceChoice::AnyCuda.resolve_among(4, 3), Ok(Device::Cuda(3)));
+        assert_eq!(DeviceChoice::Auto.resolve_among(2, 3), Ok(Device::Cuda(1)));
+        // A GPU named by its index stays that GPU whatever the rank.
+        assert_eq!(DeviceChoice::Cuda(1).resolve_among(4, 3), Ok(Device::Cuda(1)));
     }
 
     #[test]
