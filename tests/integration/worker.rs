@@ -233,7 +233,8 @@ fn a_sample_run_writes_k_samples_per_prompt_as_ranking_tasks_once() {
     });
 }
 
-/// A second tiny model, `other:1`, differently initialised: a version to mix in.
+/// A second tiny model, `other:1`, differently initialised: a version to mix in; and its
+/// files registered as `rm:1`, a reward model, which cannot be.
 async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
     let model = setup.dir.path().join("other");
     plumb_ok(
@@ -261,6 +262,8 @@ async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
         artifact: setup.store.put_dir(&model).unwrap(),
         created_by: None,
     };
+    let rm = NewVersion { model: "rm".into(), kind: ModelKind::Reward, ..other.clone() };
+    versions::register(&db.pool, &rm).await.unwrap();
     versions::register(&db.pool, &other).await.unwrap().id
 }
 
@@ -343,6 +346,10 @@ fn a_mixed_sample_run_puts_each_versions_samples_in_every_ranking_task() {
             (
                 json!({ "version": "base:1", "mix": ["other:9"], "prompts": { "untasked_only": false } }),
                 "other:9",
+            ),
+            (
+                json!({ "version": "base:1", "mix": ["rm:1"], "prompts": { "untasked_only": false } }),
+                "reward model",
             ),
         ];
         for (config, needle) in cases {

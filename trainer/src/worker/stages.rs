@@ -342,7 +342,13 @@ pub(super) async fn prepare(
                 spec.writers(k).map_err(|e| Stop::Failed(format!("mix_k: {e}")))?.into_iter().enumerate()
             {
                 let field = if i == 0 { "version" } else { "mix" };
-                writers.push((resolve(pool, store, field, reference).await?, count));
+                let version = resolve(pool, store, field, reference).await?;
+                if version.version.kind == ModelKind::Reward {
+                    return Err(Stop::Failed(format!(
+                        "{field}: {reference:?} is a reward model, which does not write text"
+                    )));
+                }
+                writers.push((version, count));
             }
             let prompts = prompts_of(pool, project_id, &spec.prompts, true).await?;
             if prompts.is_empty() {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use actix_web::web::{self, ServiceConfig};
+use actix_web::web::ServiceConfig;
 use actix_web::{get, HttpResponse};
 use askama::Template;
 use registry::runs::{self, MetricSeries};

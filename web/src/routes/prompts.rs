@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
-use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{get, post, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use futures_util::future::{FutureExt, LocalBoxFuture, TryFutureExt};
 use futures_util::StreamExt;

@@ -1,7 +1,7 @@
 //! An annotator's own recent work (demonstrations, rankings, votes), newest first, and
 //! how well they agree with the other annotators of each project they worked in.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, HttpResponse};
 use askama::Template;
 use labeling::agreement::{self, PairCounts};
 use labeling::annotation::Vote;
