@@ -33,34 +33,8 @@ pub struct Setup {
 /// with a demonstration (the demo world's "reverse" skill).
 pub async fn setup(db: &TestDb, prompts: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    plumb_ok(
-        &[
-            "init",
-            "--preset",
-            "tiny",
-            "--tokenizer",
-            "bytes",
-            "--out",
-            model.to_str().unwrap(),
-            "--seed",
-            "1",
-        ],
-        "",
-    );
     let store = ArtifactStore::new(dir.path().join("artifacts")).unwrap();
-    let artifact = store.put_dir(&model).unwrap();
-    let base = NewVersion {
-        model: "base".into(),
-        kind: ModelKind::Base,
-        run_id: None,
-        parents: Vec::new(),
-        snapshots: Vec::new(),
-        config: json!({}),
-        metrics: json!({}),
-        artifact,
-        created_by: None,
-    };
+    let base = tiny_version(&dir.path().join("tiny"), 1, &store, "base", ModelKind::Base);
     versions::register(&db.pool, &base).await.unwrap();
     let pool = &db.pool;
     let new = NewProject {
@@ -233,35 +207,34 @@ fn a_sample_run_writes_k_samples_per_prompt_as_ranking_tasks_once() {
     });
 }
 
-/// A second tiny model, `other:1`, differently initialised: a version to mix in; and its
-/// files registered as `rm:1`, a reward model, which cannot be.
-async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
-    let model = setup.dir.path().join("other");
-    plumb_ok(
-        &[
-            "init",
-            "--preset",
-            "tiny",
-            "--tokenizer",
-            "bytes",
-            "--out",
-            model.to_str().unwrap(),
-            "--seed",
-            "2",
-        ],
-        "",
-    );
-    let other = NewVersion {
-        model: "other".into(),
-        kind: ModelKind::Base,
+/// A fresh tiny model (`plumb init`, seed `seed`) written to `dir` and stored, as a
+/// version of `model` to register.
+fn tiny_version(
+    dir: &std::path::Path,
+    seed: u64,
+    store: &ArtifactStore,
+    model: &str,
+    kind: ModelKind,
+) -> NewVersion {
+    let (path, seed) = (dir.to_str().unwrap(), seed.to_string());
+    plumb_ok(&["init", "--preset", "tiny", "--tokenizer", "bytes", "--out", path, "--seed", &seed], "");
+    NewVersion {
+        model: model.into(),
+        kind,
         run_id: None,
         parents: Vec::new(),
         snapshots: Vec::new(),
         config: json!({}),
         metrics: json!({}),
-        artifact: setup.store.put_dir(&model).unwrap(),
+        artifact: store.put_dir(dir).unwrap(),
         created_by: None,
-    };
+    }
+}
+
+/// A second tiny model, `other:1`, differently initialised: a version to mix in; and its
+/// files registered as `rm:1`, a reward model, which cannot be.
+async fn register_other(db: &TestDb, setup: &Setup) -> i64 {
+    let other = tiny_version(&setup.dir.path().join("other"), 2, &setup.store, "other", ModelKind::Base);
     let rm = NewVersion { model: "rm".into(), kind: ModelKind::Reward, ..other.clone() };
     versions::register(&db.pool, &rm).await.unwrap();
     versions::register(&db.pool, &other).await.unwrap().id
