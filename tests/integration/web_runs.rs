@@ -499,6 +499,19 @@ fn bad_launches_are_refused_naming_the_field_and_enqueue_nothing() {
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["error"]["field"], field, "{body}");
         }
+        // Mixed-in versions that would leave a sample run's version none of the project's K.
+        let config = json!({"version": "base-tiny", "mix": ["base-tiny:1"], "mix_k": 4});
+        let response = api
+            .post(app.url("/api/runs"))
+            .bearer_auth(&token)
+            .json(&json!({"project_id": project, "kind": "sample", "config": config}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "mix_k", "{body}");
+        assert!(body.to_string().contains("the project's K is 4"), "{body}");
         let response = api
             .post(app.url("/api/runs"))
             .bearer_auth(&token)

@@ -99,6 +99,16 @@ pub async fn check(
             Found::Unsuitable(message) => problems.push(Problem::new(input.name, message)),
         }
     }
+    // A sample run's mixed-in versions must leave its version some of the project's K,
+    // which only the project knows.
+    if let (true, Ok(spec::RunSpec::Sample(run))) =
+        (problems.is_empty(), spec::RunSpec::parse(kind, &Value::Object(config.clone())))
+    {
+        let k = run.k.unwrap_or(project.samples_per_task.max(0) as usize);
+        if let Err(reason) = run.writers(k) {
+            problems.push(Problem::new("mix_k", format!("{reason} (the project's K is {k})")));
+        }
+    }
     Ok(Checked { problems, missing })
 }
 
