@@ -1,8 +1,9 @@
 // plumb's binding to c10d, the collective library under torch.distributed: a process
 // group over a TCPStore rendezvous, with Gloo as its backend for CPU tensors and, where
 // build.rs found NCCL's and CUDA's headers (PLUMB_NCCL), NCCL for CUDA tensors, and the
-// collectives the trainer needs. tch has no binding for c10d; the wheel ships its headers and its code is in libtorch_cpu and
-// libtorch_cuda, so this file only adapts it to a C interface (trainer/src/distributed.rs).
+// collectives the trainer needs. tch has no binding for c10d; the wheel ships its
+// headers and its code is in libtorch_cpu and libtorch_cuda, so this file only adapts it
+// to a C interface (trainer/src/distributed.rs).
 //
 // Every function returns NULL (or 0) on success and otherwise an error message the caller
 // frees with plumb_c10d_free_error: c10d reports failures as C++ exceptions, which must
@@ -100,6 +101,14 @@ char* plumb_c10d_new(
 }
 
 void plumb_c10d_free(plumb_group* group) {
+  // NCCL's communicators are shut down as destroy_process_group does, not left to the
+  // destructor, which warns that they were not.
+  if (group->nccl) {
+    try {
+      group->nccl->shutdown();
+    } catch (...) {
+    }
+  }
   delete group;
 }
 
