@@ -284,12 +284,22 @@ fn cuda_log_probs_match_the_cpus_in_f32_and_bf16() {
 /// Postgres): the script runs through and prints its one JSON object.
 #[test]
 fn gpu_check_runs_dry_on_the_cpu() {
-    let out = std::process::Command::new(repo_root().join("scripts/gpu-check"))
-        .arg("--cpu-dry-run")
-        .env("PLUMB_BIN", env!("CARGO_BIN_EXE_plumb"))
-        .env("PLUMB_PYTHON", python())
-        .output()
-        .unwrap();
+    // The trainer's unit-test binary beside plumb's (the same build), for step 7.
+    let deps = std::path::Path::new(env!("CARGO_BIN_EXE_plumb")).parent().unwrap().join("deps");
+    let trainer_tests = std::fs::read_dir(&deps)
+        .unwrap()
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("trainer-") && path.extension().is_none()
+        })
+        .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok());
+    let mut command = std::process::Command::new(repo_root().join("scripts/gpu-check"));
+    command.arg("--cpu-dry-run").env("PLUMB_BIN", env!("CARGO_BIN_EXE_plumb")).env("PLUMB_PYTHON", python());
+    if let Some(path) = &trainer_tests {
+        command.env("PLUMB_TRAINER_TESTS", path);
+    }
+    let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
@@ -299,4 +309,11 @@ fn gpu_check_runs_dry_on_the_cpu() {
     assert!(report["logprob_max_abs_error_vs_cpu_f32"]["bf16"].as_f64().unwrap() < BF16_LOGPROB_TOLERANCE);
     assert!(report["ppo"]["step_seconds"].as_f64().unwrap() > 0.0, "{report}");
     assert_eq!(report["largest_preset_with_checkpointing"], "tiny");
+    // The collectives ran through Gloo, and NCCL's half was skipped without a GPU.
+    let collectives = match (&trainer_tests, tch::Cuda::is_available()) {
+        (None, _) => "not-run",
+        (Some(_), false) => "gloo",
+        (Some(_), true) => "gloo+nccl",
+    };
+    assert_eq!(report["collectives"], collectives, "{report}");
 }
