@@ -589,19 +589,24 @@ impl SampleRun {
     /// Who writes each prompt's `k` samples: `version` first, then each of `mix`, with
     /// how many each; an error names the field when `version` would be left none.
     pub fn writers(&self, k: usize) -> Result<Vec<(&str, usize)>, String> {
-        let mixed = self.mix.len() * self.mix_k;
-        if mixed >= k {
-            return Err(format!(
-                "{} mixed versions × mix_k {} write {mixed} of each prompt's {k} samples, leaving none for {:?}",
-                self.mix.len(),
-                self.mix_k,
-                self.version
-            ));
+        if let Some(reason) = mix_leaves_none(self.mix.len(), self.mix_k, k, &self.version) {
+            return Err(reason);
         }
-        let mut writers = vec![(self.version.as_str(), k - mixed)];
+        let mut writers = vec![(self.version.as_str(), k - self.mix.len() * self.mix_k)];
         writers.extend(self.mix.iter().map(|v| (v.as_str(), self.mix_k)));
         Ok(writers)
     }
+}
+
+/// Why `mixed` versions writing `mix_k` samples each leave `version` none of a prompt's
+/// `k`; None when they leave it some.
+fn mix_leaves_none(mixed: usize, mix_k: usize, k: usize, version: &str) -> Option<String> {
+    (mixed * mix_k >= k).then(|| {
+        format!(
+            "{mixed} mixed versions × mix_k {mix_k} write {} of each prompt's {k} samples, leaving none for {version:?}",
+            mixed * mix_k
+        )
+    })
 }
 
 /// Versions scored on a set of the project's prompts: one sample per prompt from each,
@@ -961,15 +966,11 @@ impl RunSpec {
         if kind == RunKind::Sample {
             let mixed = lookup(map, "mix").and_then(Value::as_array).map_or(0, Vec::len);
             let mix_k = number(map, "mix_k").unwrap_or(1) as usize;
-            if let Some(k) = number(map, "k").map(|k| k as usize) {
-                if mixed > 0 && mixed * mix_k >= k {
-                    problems.push(
-                        "mix_k",
-                        format!(
-                            "{mixed} mixed versions × {mix_k} samples leave none of the {k} for the version"
-                        ),
-                    );
-                }
+            let version = text(map, "version").unwrap_or_default();
+            if let Some(reason) =
+                number(map, "k").and_then(|k| mix_leaves_none(mixed, mix_k, k as usize, &version))
+            {
+                problems.push("mix_k", reason);
             }
             if mixed == 0 && lookup(map, "mix_k").is_some() {
                 problems.push("mix_k", "is read only with mix: name the versions to mix in");

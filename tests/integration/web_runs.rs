@@ -482,36 +482,44 @@ fn bad_launches_are_refused_naming_the_field_and_enqueue_nothing() {
         // The JSON API refuses the same, naming the field.
         let token = app.token_for("rita").await;
         let api = client();
-        for (config, field) in [
-            (json!({"model_name": "m", "base": "base-tiny", "stage": {"nope": 1}}), "stage.nope"),
-            (json!({"model_name": "m", "base": "base-tiny", "stage": {"lr": "0.1"}}), "stage.lr"),
-            (json!({"model_name": "m", "base": "base-tiny", "extra": true}), "extra"),
-            (json!([1]), "config"),
+        // The last: mixed-in versions that would leave a sample run's version none of the
+        // project's K.
+        for (kind, config, field, message) in [
+            (
+                "sft",
+                json!({"model_name": "m", "base": "base-tiny", "stage": {"nope": 1}}),
+                "stage.nope",
+                None,
+            ),
+            (
+                "sft",
+                json!({"model_name": "m", "base": "base-tiny", "stage": {"lr": "0.1"}}),
+                "stage.lr",
+                None,
+            ),
+            ("sft", json!({"model_name": "m", "base": "base-tiny", "extra": true}), "extra", None),
+            ("sft", json!([1]), "config", None),
+            (
+                "sample",
+                json!({"version": "base-tiny", "mix": ["base-tiny:1"], "mix_k": 4}),
+                "mix_k",
+                Some("the project's K is 4"),
+            ),
         ] {
             let response = api
                 .post(app.url("/api/runs"))
                 .bearer_auth(&token)
-                .json(&json!({"project_id": project, "kind": "sft", "config": config}))
+                .json(&json!({"project_id": project, "kind": kind, "config": config}))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["error"]["field"], field, "{body}");
+            if let Some(message) = message {
+                assert!(body.to_string().contains(message), "{body}");
+            }
         }
-        // Mixed-in versions that would leave a sample run's version none of the project's K.
-        let config = json!({"version": "base-tiny", "mix": ["base-tiny:1"], "mix_k": 4});
-        let response = api
-            .post(app.url("/api/runs"))
-            .bearer_auth(&token)
-            .json(&json!({"project_id": project, "kind": "sample", "config": config}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["field"], "mix_k", "{body}");
-        assert!(body.to_string().contains("the project's K is 4"), "{body}");
         let response = api
             .post(app.url("/api/runs"))
             .bearer_auth(&token)

@@ -59,7 +59,8 @@ impl DeviceChoice {
         if self == Self::Cpu {
             return Ok(Device::Cpu); // without asking CUDA, which can take seconds to answer
         }
-        let local_rank = std::env::var("LOCAL_RANK").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+        // Under torchrun's variables, this process's local rank; 0 in a process of its own.
+        let local_rank = crate::distributed::Launch::from_env().ok().flatten().map_or(0, |l| l.local_rank);
         self.resolve_among(tch::Cuda::device_count().max(0) as usize, local_rank).inspect(|device| {
             if device.is_cuda() {
                 allow_tf32();

@@ -723,18 +723,16 @@ fn sample(
                 .collect();
             let first_stream = (prompts.len() * slot + first_prompt * count) as u64;
             let generations = crate::generate_streams(model, &ids, &spec.stage, first_stream)?;
-            for (i, group) in generations.chunks(*count).enumerate() {
-                for g in group {
-                    eos += g.stopped_at_eos as usize;
-                    let ids: Vec<i64> =
-                        g.ids.iter().copied().filter(|&t| t != model.tokenizer.eos_id()).collect();
-                    // Postgres text cannot hold NUL, which a byte-level model may sample:
-                    // it is shown as U+FFFD, the log-probs still those of the tokens.
-                    let text = model.tokenizer.decode(&ids).replace('\0', "\u{FFFD}");
-                    out[first_prompt + i].1.push(NewSample { writer, text, logprobs: g.logprobs.clone() });
-                }
-            }
             n += generations.len();
+            for (j, g) in generations.into_iter().enumerate() {
+                eos += g.stopped_at_eos as usize;
+                let ids: Vec<i64> =
+                    g.ids.iter().copied().filter(|&t| t != model.tokenizer.eos_id()).collect();
+                // Postgres text cannot hold NUL, which a byte-level model may sample: it is
+                // shown as U+FFFD, the log-probs still those of the tokens.
+                let text = model.tokenizer.decode(&ids).replace('\0', "\u{FFFD}");
+                out[first_prompt + j / count].1.push(NewSample { writer, text, logprobs: g.logprobs });
+            }
             slot += count;
         }
         if writers.len() > 1 {

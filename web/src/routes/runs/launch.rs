@@ -99,14 +99,14 @@ pub async fn check(
             Found::Unsuitable(message) => problems.push(Problem::new(input.name, message)),
         }
     }
-    // A sample run's mixed-in versions must leave its version some of the project's K,
-    // which only the project knows.
-    if let (true, Ok(spec::RunSpec::Sample(run))) =
-        (problems.is_empty(), spec::RunSpec::parse(kind, &Value::Object(config.clone())))
-    {
-        let k = run.k.unwrap_or(project.samples_per_task.max(0) as usize);
-        if let Err(reason) = run.writers(k) {
-            problems.push(Problem::new("mix_k", format!("{reason} (the project's K is {k})")));
+    // A sample run without its own K takes the project's, which spec::check cannot know:
+    // its mixed-in versions must leave its version some of it.
+    if kind == RunKind::Sample && problems.is_empty() && !config.contains_key("k") {
+        if let Ok(spec::RunSpec::Sample(run)) = spec::RunSpec::parse(kind, &Value::Object(config.clone())) {
+            let k = project.samples_per_task.max(0) as usize;
+            if let Err(reason) = run.writers(k) {
+                problems.push(Problem::new("mix_k", format!("{reason} (the project's K is {k})")));
+            }
         }
     }
     Ok(Checked { problems, missing })
